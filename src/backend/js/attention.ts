@@ -1,0 +1,75 @@
+// Causal self-attention with grouped-query heads, one score row at a time (the flash-attention idea in its
+// simplest form): forward saves only the log-sum-exp of each row; backward recomputes the probabilities.
+// q (B,T,NH,HD) rows qStride apart, k/v (B,T,NKV,HD) rows kvStride apart -> out (B,T,NH,HD), lse (B,NH,T)
+import type { FloatArray } from '../kernels.js';
+
+export function attentionForward(out: FloatArray, lse: FloatArray, q: FloatArray, k: FloatArray, v: FloatArray,
+  B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number): void {
+  const scale = 1 / Math.sqrt(HD);
+  const group = NH / NKV;
+  const scores = new Float64Array(T);
+  const acc = new Float64Array(HD);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const kvh = Math.floor(h / group);
+      for (let t = 0; t < T; t++) {
+        const qo = (b * T + t) * qStride + h * HD;
+        let max = -Infinity;
+        for (let s = 0; s <= t; s++) {
+          const ko = (b * T + s) * kvStride + kvh * HD;
+          let dot = 0;
+          for (let i = 0; i < HD; i++) dot += q[qo + i] * k[ko + i];
+          dot *= scale;
+          scores[s] = dot;
+          if (dot > max) max = dot;
+        }
+        let sum = 0;
+        acc.fill(0);
+        for (let s = 0; s <= t; s++) {
+          const p = Math.exp(scores[s] - max);
+          sum += p;
+          const vo = (b * T + s) * kvStride + kvh * HD;
+          for (let i = 0; i < HD; i++) acc[i] += p * v[vo + i];
+        }
+        const oo = ((b * T + t) * NH + h) * HD;
+        for (let i = 0; i < HD; i++) out[oo + i] = acc[i] / sum;
+        lse[(b * NH + h) * T + t] = max + Math.log(sum);
+      }
+    }
+  }
+}
+
+// dout (B,T,NH,HD), q, k, v, out, lse -> dq, dk, dv accumulated
+export function attentionBackward(dq: FloatArray, dk: FloatArray, dv: FloatArray, dout: FloatArray,
+  q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, lse: FloatArray,
+  B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number): void {
+  const scale = 1 / Math.sqrt(HD);
+  const group = NH / NKV;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const kvh = Math.floor(h / group);
+      for (let t = 0; t < T; t++) {
+        const qo = (b * T + t) * qStride + h * HD;
+        const oo = ((b * T + t) * NH + h) * HD;
+        const l = lse[(b * NH + h) * T + t];
+        // D = sum_s p_s (dout . v_s) = dout . out
+        let D = 0;
+        for (let i = 0; i < HD; i++) D += dout[oo + i] * out[oo + i];
+        for (let s = 0; s <= t; s++) {
+          const ko = (b * T + s) * kvStride + kvh * HD;
+          let dot = 0;
+          for (let i = 0; i < HD; i++) dot += q[qo + i] * k[ko + i];
+          const p = Math.exp(dot * scale - l);
+          let dp = 0;
+          for (let i = 0; i < HD; i++) dp += dout[oo + i] * v[ko + i];
+          const ds = p * (dp - D) * scale;
+          for (let i = 0; i < HD; i++) {
+            dq[qo + i] += ds * k[ko + i];
+            dk[ko + i] += ds * q[qo + i];
+            dv[ko + i] += p * dout[oo + i];
+          }
+        }
+      }
+    }
+  }
+}

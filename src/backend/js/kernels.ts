@@ -1,0 +1,25 @@
+// The TypeScript reference backend: the executable specification every other backend is tested against.
+import type { Kernels } from '../kernels.js';
+import { gemm, matmulForward, matmulBackward } from './matmul.js';
+import { embeddingForward, embeddingBackward } from './embedding.js';
+import { layernormForward, layernormBackward } from './layernorm.js';
+import { rmsnormForward, rmsnormBackward } from './rmsnorm.js';
+import { ropeForward, ropeBackward } from './rope.js';
+import { attentionForward, attentionBackward } from './attention.js';
+import { swigluForward, swigluBackward, geluForward, geluBackward, add, axpy } from './activations.js';
+import { logprobForward, logprobBackward } from './logprob.js';
+import { adamwStep, sumSquares, scale } from './optim.js';
+
+export const jsKernels: Kernels = {
+  name: 'js',
+  setThreads(): void { /* single-threaded by design */ },
+  getThreads: () => 1,
+  gemm, matmulForward, matmulBackward,
+  embeddingForward, embeddingBackward,
+  layernormForward, layernormBackward, rmsnormForward, rmsnormBackward,
+  ropeForward, ropeBackward,
+  attentionForward, attentionBackward,
+  swigluForward, swigluBackward, geluForward, geluBackward, add, axpy,
+  logprobForward, logprobBackward,
+  adamwStep, sumSquares, scale,
+};
