@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
+import { Rng } from '../src/tensor/rng.js';
 
 function f32FromBits(bits: number): number {
   return new Float32Array(new Uint32Array([bits]).buffer)[0]!;
@@ -34,25 +35,13 @@ function isF16NaN(h: number): boolean {
   return (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
 }
 
-// a deterministic generator (mulberry32), so failures reproduce
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Random float32 values spread over all exponents (random bit patterns, NaN excluded). */
 function randomF32(n: number, seed: number): Float32Array {
-  const next = random(seed);
+  const rng = new Rng(seed);
   const bits = new Uint32Array(n);
   for (let i = 0; i < n; i++) {
     let b: number;
-    do b = Math.floor(next() * 4294967296) >>> 0;
+    do b = rng.nextU32();
     while ((b & 0x7fffffff) > 0x7f800000);
     bits[i] = b;
   }
@@ -175,7 +164,8 @@ test('f32ToF16 matches the nearest-even reference on random float32 values', () 
   grid[0x7c00] = 65536;
   const x = randomF32(100_000, 2);
   // concentrate half of the samples in the half range, where rounding is interesting
-  const next = random(3);
+  const rng = new Rng(3);
+  const next = (): number => rng.uniform();
   for (let i = 0; i < x.length; i += 2) x[i] = (next() - 0.5) * 2 ** Math.floor(next() * 44 - 28);
   const got = f32ToF16(x);
   for (let i = 0; i < x.length; i++) {
