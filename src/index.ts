@@ -1,0 +1,17 @@
+// orpo-ts public API.
+export type { Kernels, FloatArray } from './backend/kernels.js';
+export { getKernels, availableBackends } from './backend/index.js';
+export { jsKernels } from './backend/js/kernels.js';
+export type { CausalLM, ModelConfig, ParamSpec, ModelType } from './model/types.js';
+export { parseConfig, SUPPORTED_MODEL_TYPES } from './model/config.js';
+export { createModel, emptyModel } from './model/create.js';
+export type { DecoderBase as Model } from './model/base.js';
+export { loadModel, saveModel, hfTensors } from './io/hf-model.js';
+export { collatePairs, type TokenPair, type PreferenceBatch, type PackedBatch } from './data/collate.js';
+export {
+  orpoForwardBackward, orpoStep, orpoEvaluate, orpoLossFromLogps, countNllTokens, buildTargets,
+  type OrpoOptions, type OrpoMetrics, type SftScope,
+} from './loss/orpo.js';
+export { log1mexp, oddsRatio } from './loss/odds-ratio.js';
+export { AdamW, clipGradNorm, gradNorm, type AdamWHyperparams } from './optim/adamw.js';
+export { Rng } from './tensor/rng.js';

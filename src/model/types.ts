@@ -1,0 +1,94 @@
+// What the rest of the project may know about a model: its normalised config, its parameter layout (one flat
+// buffer with named views, keyed by the Hugging Face names `save_pretrained` writes) and a forward/backward that
+// maps token ids to the final normalised hidden states. The loss head (lm_head + log-softmax) lives in src/loss,
+// so a fused, chunked head can replace it without touching the model.
+
+import type { FloatArray, Kernels } from '../backend/kernels.js';
+
+export type ModelType = 'gpt2' | 'llama' | 'mistral' | 'qwen2' | 'qwen3';
+export type Family = 'gpt2' | 'llama';
+
+export interface RopeScaling {
+  type: 'llama3';
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
+/** config.json, normalised across families (one name per fact). */
+export interface ModelConfig {
+  modelType: ModelType;
+  family: Family;
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  maxPositions: number;
+  normEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling | null;
+  tieWordEmbeddings: boolean;
+  /** bias on q/k/v projections */
+  qkvBias: boolean;
+  /** bias on the attention output projection */
+  oBias: boolean;
+  /** bias on gate/up/down projections */
+  mlpBias: boolean;
+  /** Qwen3: per-head RMSNorm of q and k before RoPE */
+  qkNorm: boolean;
+  /** Mistral/Qwen2 sliding window, null when every token sees the whole prefix */
+  slidingWindow: number | null;
+  bosTokenId: number | null;
+  eosTokenId: number | number[] | null;
+  padTokenId: number | null;
+  /** config.json exactly as read, written back on save */
+  raw: Record<string, unknown>;
+}
+
+/** One parameter: its Hugging Face name, internal (out,in) shape and place in the flat buffer. */
+export interface ParamSpec {
+  name: string;
+  /** shape inside orpo-ts: linear weights are always (out, in) */
+  shape: number[];
+  /** shape on disk (GPT-2's Conv1D stores (in, out)) */
+  hfShape: number[];
+  /** true when the on-disk tensor is the transpose of the internal one */
+  transposed: boolean;
+  offset: number;
+  size: number;
+}
+
+export interface ForwardResult {
+  /** final normalised hidden states (B*T, C) */
+  hidden: Float32Array;
+  B: number;
+  T: number;
+}
+
+/** A decoder-only model: flat parameters and gradients, forward to hidden states, backward from them. */
+export interface CausalLM {
+  readonly config: ModelConfig;
+  readonly layout: readonly ParamSpec[];
+  /** every parameter, one allocation */
+  readonly params: Float32Array;
+  /** every gradient, one allocation, same layout as params */
+  readonly grads: Float32Array;
+  kernels: Kernels;
+  /** false freezes every base parameter (LoRA): backward then computes activation gradients only */
+  trainBase: boolean;
+  /** view of a parameter (or gradient) by Hugging Face name */
+  param(name: string): Float32Array;
+  grad(name: string): Float32Array;
+  /** the (V, C) output projection (lm_head, or the token embedding when tied) and its gradient view */
+  headWeight(): Float32Array;
+  headGrad(): Float32Array;
+  /** ids (B,T) int32 -> hidden (B*T, C); saves activations for backward */
+  forward(ids: Int32Array, B: number, T: number): ForwardResult;
+  /** dhidden (B*T, C) -> accumulates into grads (call zeroGrad() first) */
+  backward(dhidden: FloatArray): void;
+  zeroGrad(): void;
+}
