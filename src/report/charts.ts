@@ -1,0 +1,81 @@
+// Training curves as Vega-Lite specs rendered to SVG in Node (vega's headless 'none' renderer: no canvas, no
+// browser), from metrics.jsonl records. Training and `eval_` series share a chart so they can be compared.
+
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+
+export type MetricRecord = Readonly<Record<string, number>>;
+
+export interface ChartDef {
+  /** file name stem (charts/<id>.svg) */
+  id: string;
+  title: string;
+  /** metric names (train names; the eval_ twin is added automatically) with their legend labels */
+  series: readonly { metric: string; label: string }[];
+  yTitle: string;
+}
+
+export const CHARTS: readonly ChartDef[] = [
+  { id: 'loss', title: 'ORPO loss  L = L_NLL + λ·L_OR', yTitle: 'loss', series: [{ metric: 'loss', label: 'loss' }] },
+  { id: 'nll_loss', title: 'SFT term: NLL of the chosen responses', yTitle: 'nll_loss', series: [{ metric: 'nll_loss', label: 'nll' }] },
+  { id: 'log_odds_ratio', title: 'mean log σ(log odds ratio) (→ 0 as chosen beats rejected)', yTitle: 'log_odds_ratio', series: [{ metric: 'log_odds_ratio', label: 'log σ(log odds)' }] },
+  {
+    id: 'logps', title: 'average log-prob of the responses', yTitle: 'log p per token', series: [
+      { metric: 'logps/chosen', label: 'chosen' }, { metric: 'logps/rejected', label: 'rejected' }],
+  },
+  { id: 'margins', title: 'reward margin  λ·(log p chosen − log p rejected)', yTitle: 'rewards/margins', series: [{ metric: 'rewards/margins', label: 'margin' }] },
+  { id: 'accuracies', title: 'preference accuracy (chosen more likely than rejected)', yTitle: 'rewards/accuracies', series: [{ metric: 'rewards/accuracies', label: 'accuracy' }] },
+];
+
+interface Point { step: number; value: number; series: string }
+
+function pointsOf(def: ChartDef, records: readonly MetricRecord[]): Point[] {
+  const points: Point[] = [];
+  for (const r of records) {
+    for (const s of def.series) {
+      for (const [key, split] of [[s.metric, 'train'], [`eval_${s.metric}`, 'eval']] as const) {
+        const value = r[key];
+        if (value !== undefined && Number.isFinite(value) && r['step'] !== undefined) {
+          points.push({ step: r['step'], value, series: def.series.length > 1 ? `${split} ${s.label}` : split });
+        }
+      }
+    }
+  }
+  return points;
+}
+
+export function chartSpec(def: ChartDef, records: readonly MetricRecord[]): TopLevelSpec {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: def.title,
+    width: 420,
+    height: 220,
+    data: { values: pointsOf(def, records) },
+    mark: { type: 'line', point: { size: 18 } },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: 'optimizer step' },
+      y: { field: 'value', type: 'quantitative', title: def.yTitle, scale: { zero: false } },
+      color: { field: 'series', type: 'nominal', title: null },
+    },
+  };
+}
+
+/** One chart as a standalone SVG document. */
+export async function renderChartSvg(def: ChartDef, records: readonly MetricRecord[]): Promise<string> {
+  const view = new vega.View(vega.parse(compile(chartSpec(def, records)).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/** Every chart that has data, in CHARTS order. */
+export async function renderCharts(records: readonly MetricRecord[]): Promise<{ def: ChartDef; svg: string }[]> {
+  const out: { def: ChartDef; svg: string }[] = [];
+  for (const def of CHARTS) {
+    if (pointsOf(def, records).length === 0) continue;
+    out.push({ def, svg: await renderChartSvg(def, records) });
+  }
+  return out;
+}

@@ -1,0 +1,94 @@
+// `orpo train`'s options: TRL's ORPOConfig / TrainingArguments names and defaults, one table (see options.ts).
+// Cross-option rules (e.g. max_prompt_length < max_length) live in validateTrainConfig, next to the table.
+
+import { SCHEDULER_TYPES, type SchedulerType } from '../optim/schedule.js';
+import { OptionError, type OptionTable } from './options.js';
+
+export interface TrainConfig {
+  model: string | null;
+  dataset: string | null;
+  eval_dataset: string | null;
+  eval_split_ratio: number;
+  output_dir: string | null;
+  resume: string | null;
+  beta: number;
+  sft_scope: 'full' | 'response';
+  learning_rate: number;
+  num_train_epochs: number;
+  max_steps: number;
+  per_device_train_batch_size: number;
+  per_device_eval_batch_size: number;
+  gradient_accumulation_steps: number;
+  lr_scheduler_type: SchedulerType;
+  warmup_steps: number;
+  warmup_ratio: number;
+  weight_decay: number;
+  adam_beta1: number;
+  adam_beta2: number;
+  adam_epsilon: number;
+  max_grad_norm: number;
+  max_length: number;
+  max_prompt_length: number;
+  max_completion_length: number | null;
+  seed: number;
+  logging_steps: number;
+  eval_steps: number | null;
+  save_steps: number;
+  save_total_limit: number | null;
+  save_dtype: 'float32' | 'bfloat16';
+  threads: number | null;
+  report: boolean;
+}
+
+export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
+  model: { type: 'path', default: null, group: 'Data and model', doc: 'Hugging Face model folder to start from (config.json, *.safetensors, tokenizer.json)' },
+  dataset: { type: 'path', default: null, group: 'Data and model', doc: 'training preference data (.jsonl/.json/.parquet, optionally .gz): prompt/chosen/rejected' },
+  eval_dataset: { type: 'path', default: null, group: 'Data and model', doc: 'held-out preference data for evaluation' },
+  eval_split_ratio: { type: 'float', default: 0, min: 0, max: 0.5, group: 'Data and model', doc: 'without eval_dataset: hold out this fraction of dataset (seeded) for evaluation' },
+  output_dir: { type: 'path', default: null, group: 'Data and model', doc: 'where checkpoints, the final model, metrics.jsonl and report.html go' },
+  resume: { type: 'path', default: null, implicit: 'latest', group: 'Data and model', doc: "continue from a checkpoint folder, or 'latest' in output_dir" },
+  beta: { type: 'float', default: 0.1, min: 0, symbol: 'λ', group: 'ORPO', doc: 'weight of the odds-ratio term: L = L_NLL + λ·L_OR' },
+  sft_scope: { type: 'enum', choices: ['full', 'response'], default: 'full', group: 'ORPO', doc: "tokens in the NLL term: 'full' = prompt and chosen response (TRL), 'response' = response only" },
+  max_length: { type: 'int', default: 1024, min: 2, group: 'ORPO', doc: 'max tokens of prompt + response; longer rows are truncated' },
+  max_prompt_length: { type: 'int', default: 512, min: 1, group: 'ORPO', doc: 'max prompt tokens (truncated first)' },
+  max_completion_length: { type: 'int', default: null, min: 1, group: 'ORPO', doc: 'max response tokens (none: max_length - prompt)' },
+  learning_rate: { type: 'float', default: 1e-6, min: 0, minExclusive: true, symbol: 'η', group: 'Optimisation', doc: 'peak AdamW learning rate (TRL ORPOConfig default)' },
+  num_train_epochs: { type: 'float', default: 3, min: 0, minExclusive: true, group: 'Optimisation', doc: 'passes over the training data (ignored when max_steps > 0)' },
+  max_steps: { type: 'int', default: -1, min: -1, group: 'Optimisation', doc: 'total optimizer steps; -1 = from num_train_epochs' },
+  per_device_train_batch_size: { type: 'int', default: 8, min: 1, group: 'Optimisation', doc: 'preference pairs per micro-batch' },
+  per_device_eval_batch_size: { type: 'int', default: 8, min: 1, group: 'Optimisation', doc: 'preference pairs per evaluation batch' },
+  gradient_accumulation_steps: { type: 'int', default: 1, min: 1, group: 'Optimisation', doc: 'micro-batches per optimizer step (same update as one batch that many times larger)' },
+  lr_scheduler_type: { type: 'enum', choices: SCHEDULER_TYPES, default: 'linear', group: 'Optimisation', doc: 'learning-rate schedule (transformers semantics)' },
+  warmup_steps: { type: 'int', default: 0, min: 0, group: 'Optimisation', doc: 'linear warmup steps (wins over warmup_ratio)' },
+  warmup_ratio: { type: 'float', default: 0, min: 0, max: 1, group: 'Optimisation', doc: 'warmup as a fraction of the total steps' },
+  weight_decay: { type: 'float', default: 0, min: 0, group: 'Optimisation', doc: 'AdamW decoupled weight decay' },
+  adam_beta1: { type: 'float', default: 0.9, min: 0, max: 1, minExclusive: false, symbol: 'β1', group: 'Optimisation', doc: 'AdamW first-moment decay' },
+  adam_beta2: { type: 'float', default: 0.999, min: 0, max: 1, symbol: 'β2', group: 'Optimisation', doc: 'AdamW second-moment decay' },
+  adam_epsilon: { type: 'float', default: 1e-8, min: 0, minExclusive: true, symbol: 'ε', group: 'Optimisation', doc: 'AdamW denominator epsilon' },
+  max_grad_norm: { type: 'float', default: 1, min: 0, group: 'Optimisation', doc: 'clip the global gradient L2 norm to this (0 = no clipping)' },
+  seed: { type: 'int', default: 42, min: 0, max: 2 ** 32 - 1, group: 'Optimisation', doc: 'seed for data order and the eval split' },
+  logging_steps: { type: 'int', default: 10, min: 1, group: 'Logging and saving', doc: 'optimizer steps between metrics.jsonl records' },
+  eval_steps: { type: 'int', default: null, min: 1, group: 'Logging and saving', doc: 'optimizer steps between evaluations (none: at the start and the end only)' },
+  save_steps: { type: 'int', default: 500, min: 0, group: 'Logging and saving', doc: 'optimizer steps between checkpoints (0 = only the final model)' },
+  save_total_limit: { type: 'int', default: null, min: 1, group: 'Logging and saving', doc: 'keep at most this many checkpoints, deleting the oldest' },
+  save_dtype: { type: 'enum', choices: ['float32', 'bfloat16'], default: 'float32', group: 'Logging and saving', doc: 'dtype of the final model weights (checkpoints are always float32 so resuming is exact)' },
+  report: { type: 'bool', default: true, group: 'Logging and saving', doc: 'write report.html and charts/*.svg at the end (--report false to skip)' },
+  threads: { type: 'int', default: null, min: 1, group: 'Logging and saving', doc: 'compute threads (none: all cores)' },
+};
+
+/** Rules that involve more than one option; each error names the options involved. */
+export function validateTrainConfig(c: TrainConfig): void {
+  const need = (key: keyof TrainConfig): void => {
+    if (c[key] === null) throw new OptionError(`missing required option '${key}' (--${key.replace(/_/g, '-')})`);
+  };
+  need('model');
+  need('dataset');
+  need('output_dir');
+  if (c.max_prompt_length >= c.max_length) {
+    throw new OptionError(`max_prompt_length (${c.max_prompt_length}) must be smaller than max_length (${c.max_length}) to leave room for a response`);
+  }
+  if (c.eval_dataset !== null && c.eval_split_ratio > 0) {
+    throw new OptionError('give either eval_dataset or eval_split_ratio, not both');
+  }
+  if (c.adam_beta1 >= 1 || c.adam_beta2 >= 1) throw new OptionError('adam_beta1 and adam_beta2 must be < 1');
+}

@@ -1,0 +1,266 @@
+// The ORPO training loop: seeded epoch order, micro-batches accumulated into one optimizer step with
+// whole-step denominators (so accumulation gives exactly the larger batch's update), gradient clipping,
+// AdamW, the learning-rate schedule, periodic logging and evaluation, and checkpoints whose state lets a
+// resumed run reproduce the uninterrupted one bit for bit.
+//
+// No files, no argv, no terminal: the caller supplies hooks (src/cli writes metrics.jsonl, checkpoints and
+// the progress bar). The loop yields to the event loop once per step so a Ctrl-C handler can ask it to stop.
+
+import { collatePairs, type PackedBatch, type TokenPair } from '../data/collate.js';
+import { countNllTokens, orpoStep, type OrpoMetrics } from '../loss/orpo.js';
+import type { CausalLM } from '../model/types.js';
+import { AdamW, clipGradNorm } from '../optim/adamw.js';
+import { learningRateAt, resolveWarmupSteps, type ScheduleConfig } from '../optim/schedule.js';
+import type { TrainConfig } from './config.js';
+import { evaluatePairs } from './evaluate.js';
+import { MetricAccumulator } from './metrics.js';
+import { Rng } from '../tensor/rng.js';
+
+/** One metrics.jsonl record: training records carry TRL's names, evaluation records the `eval_` prefix. */
+export type LogRecord = Record<string, number>;
+
+/** Everything besides weights and optimizer moments that a resumed run needs (trainer_state.json). */
+export interface TrainerState {
+  global_step: number;
+  total_steps: number;
+  warmup_steps: number;
+  /** epochs started so far minus one, and the next pair's position in this epoch's order */
+  epoch_index: number;
+  pair_offset: number;
+  /** this epoch's order of the training pairs (indices) */
+  order: number[];
+  /** the shuffling generator's state after drawing `order` */
+  rng: number[];
+  /** metrics of the steps since the last training log record */
+  window: ReturnType<MetricAccumulator['toJSON']> & { grad_norm_sum: number; steps: number; tokens: number; seconds: number };
+  log_history: LogRecord[];
+  train_pairs: number;
+  schedule: ScheduleConfig;
+}
+
+export interface Progress {
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  loss: number;
+  margin: number;
+  accuracy: number;
+  tokensPerSecond: number;
+  /** seconds left at the current pace */
+  eta: number;
+}
+
+export interface TrainerHooks {
+  /** a training or evaluation record (already in state.log_history) */
+  log?(record: LogRecord): void;
+  /** after every optimizer step */
+  progress?(p: Progress): void;
+  /** writes a checkpoint (weights + optimizer + state); `final` = the end of the run */
+  save?(kind: 'checkpoint' | 'final' | 'interrupt', state: TrainerState, optimizer: AdamW): Promise<void>;
+  /** polled after every step: true = save a checkpoint and return (Ctrl-C) */
+  shouldStop?(): boolean;
+}
+
+export interface ResumeFrom {
+  state: TrainerState;
+  m: Float32Array;
+  v: Float32Array;
+  optimizerStep: number;
+}
+
+export interface TrainResult {
+  state: TrainerState;
+  interrupted: boolean;
+  seconds: number;
+  tokens: number;
+  firstEval: LogRecord | null;
+  lastEval: LogRecord | null;
+  lastTrain: LogRecord | null;
+}
+
+/** A loss or gradient became NaN/Inf: the run stops and nothing from this step is saved. */
+export class NonFiniteError extends Error {
+  override name = 'NonFiniteError';
+  constructor(readonly step: number, what: string) {
+    super(`training diverged at step ${step}: the ${what} is not finite (NaN or Inf). No checkpoint was written from ` +
+      'this step; lower learning_rate, check the data, or resume from the last checkpoint.');
+  }
+}
+
+export function stepsPerEpoch(trainPairs: number, c: Pick<TrainConfig, 'per_device_train_batch_size' | 'gradient_accumulation_steps'>): number {
+  return Math.ceil(trainPairs / (c.per_device_train_batch_size * c.gradient_accumulation_steps));
+}
+
+export function totalStepsOf(trainPairs: number, c: TrainConfig): number {
+  if (c.max_steps > 0) return c.max_steps;
+  return Math.max(1, Math.ceil(c.num_train_epochs * stepsPerEpoch(trainPairs, c)));
+}
+
+export function initialState(trainPairs: number, c: TrainConfig): TrainerState {
+  const total = totalStepsOf(trainPairs, c);
+  const rng = new Rng(c.seed);
+  const order = rng.shuffle(Array.from({ length: trainPairs }, (_, i) => i));
+  return {
+    global_step: 0,
+    total_steps: total,
+    warmup_steps: resolveWarmupSteps(total, c.warmup_steps, c.warmup_ratio),
+    epoch_index: 0,
+    pair_offset: 0,
+    order,
+    rng: rng.getState(),
+    window: { ...new MetricAccumulator().toJSON(), grad_norm_sum: 0, steps: 0, tokens: 0, seconds: 0 },
+    log_history: [],
+    train_pairs: trainPairs,
+    schedule: {
+      type: c.lr_scheduler_type, baseLr: c.learning_rate, totalSteps: total,
+      warmupSteps: resolveWarmupSteps(total, c.warmup_steps, c.warmup_ratio),
+    },
+  };
+}
+
+/** The pairs of the next optimizer step; advances the epoch (reshuffling with the saved generator) when done. */
+function takeStepPairs(state: TrainerState, pairsPerStep: number): number[] {
+  if (state.pair_offset >= state.order.length) {
+    const rng = rngFrom(state.rng);
+    state.order = rng.shuffle(Array.from({ length: state.train_pairs }, (_, i) => i));
+    state.rng = rng.getState();
+    state.epoch_index += 1;
+    state.pair_offset = 0;
+  }
+  const picked = state.order.slice(state.pair_offset, state.pair_offset + pairsPerStep);
+  state.pair_offset += picked.length;
+  return picked;
+}
+
+const round = (x: number): number => (Number.isFinite(x) ? Number(x.toPrecision(8)) : x);
+
+export async function train(
+  model: CausalLM,
+  data: { train: readonly TokenPair[]; eval: readonly TokenPair[] | null; padTokenId: number },
+  c: TrainConfig,
+  hooks: TrainerHooks = {},
+  resume: ResumeFrom | null = null,
+): Promise<TrainResult> {
+  if (data.train.length === 0) throw new Error('train: the training set is empty');
+  const state = resume?.state ?? initialState(data.train.length, c);
+  if (state.train_pairs !== data.train.length) {
+    throw new Error(`resume: the checkpoint was trained on ${state.train_pairs} pairs but the dataset now has ${data.train.length}; ` +
+      'resume needs the same data and options');
+  }
+  const optimizer = new AdamW(model.params.length, {
+    lr: c.learning_rate, beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.weight_decay,
+  }, model.kernels);
+  if (resume !== null) {
+    optimizer.m.set(resume.m);
+    optimizer.v.set(resume.v);
+    optimizer.step = resume.optimizerStep;
+  }
+  const orpo = { beta: c.beta, sftScope: c.sft_scope };
+  const bs = c.per_device_train_batch_size;
+  const pairsPerStep = bs * c.gradient_accumulation_steps;
+  const epochOf = (): number => round(state.epoch_index + state.pair_offset / state.train_pairs);
+  const result: TrainResult = {
+    state, interrupted: false, seconds: 0, tokens: 0, firstEval: null, lastEval: null, lastTrain: null,
+  };
+  const logRecord = (record: LogRecord): void => {
+    state.log_history.push(record);
+    hooks.log?.(record);
+  };
+  const runEval = (): void => {
+    if (data.eval === null || data.eval.length === 0) return;
+    const out = evaluatePairs(model, data.eval, { ...orpo, batchSize: c.per_device_eval_batch_size, padTokenId: data.padTokenId });
+    const record: LogRecord = { step: state.global_step, epoch: epochOf() };
+    for (const [name, value] of Object.entries(out.metrics)) record[`eval_${name}`] = round(value);
+    logRecord(record);
+    result.firstEval ??= record;
+    result.lastEval = record;
+  };
+  const evalEvery = c.eval_steps;
+
+  if (state.global_step === 0) runEval();
+  const started = performance.now();
+  let window = MetricAccumulator.fromJSON(state.window);
+
+  while (state.global_step < state.total_steps) {
+    const stepStart = performance.now();
+    const picked = takeStepPairs(state, pairsPerStep);
+    const micro: PackedBatch[] = [];
+    for (let i = 0; i < picked.length; i += bs) {
+      micro.push(collatePairs(picked.slice(i, i + bs).map((k) => data.train[k]!), data.padTokenId));
+    }
+    // whole-step denominators: the NLL is a mean over every chosen token of the step, the odds-ratio term a
+    // mean over every pair, so k micro-batches of n pairs give the update of one batch of k*n pairs
+    const nllTokens = micro.map((b) => countNllTokens(b, c.sft_scope));
+    const nllDenominator = nllTokens.reduce((a, b) => a + b, 0);
+    const stepStats = new MetricAccumulator();
+    model.zeroGrad();
+    let tokens = 0;
+    for (const [i, batch] of micro.entries()) {
+      const out = orpoStep(model, batch, { ...orpo, nllDenominator, pairDenominator: picked.length });
+      if (!Number.isFinite(out.loss)) throw new NonFiniteError(state.global_step + 1, 'loss');
+      stepStats.add(perBatchMetrics(out.metrics, nllDenominator, nllTokens[i]!), batch.nPairs, nllTokens[i]!);
+      tokens += batch.tokens;
+    }
+    const gradNorm = clipGradNorm(model.grads, c.max_grad_norm > 0 ? c.max_grad_norm : Infinity, model.kernels);
+    if (!Number.isFinite(gradNorm)) throw new NonFiniteError(state.global_step + 1, 'gradient norm');
+    const lr = learningRateAt(state.schedule, state.global_step);
+    optimizer.update(model.params, model.grads, lr);
+    state.global_step += 1;
+
+    const seconds = (performance.now() - stepStart) / 1000;
+    const stepMetrics = stepStats.result(c.beta);
+    window.add(stepMetrics, picked.length, nllDenominator);
+    state.window = { ...window.toJSON(), grad_norm_sum: state.window.grad_norm_sum + gradNorm, steps: state.window.steps + 1,
+      tokens: state.window.tokens + tokens, seconds: state.window.seconds + seconds };
+    result.tokens += tokens;
+    const elapsed = (performance.now() - started) / 1000;
+    const stepsDone = resume === null ? state.global_step : state.global_step - resume.state.global_step;
+    hooks.progress?.({
+      step: state.global_step, totalSteps: state.total_steps, epoch: epochOf(), loss: stepMetrics['loss']!,
+      margin: stepMetrics['rewards/margins'] ?? NaN, accuracy: stepMetrics['rewards/accuracies'] ?? NaN,
+      tokensPerSecond: result.tokens / elapsed, eta: (elapsed / stepsDone) * (state.total_steps - state.global_step),
+    });
+
+    const last = state.global_step === state.total_steps;
+    if (state.global_step % c.logging_steps === 0 || last) {
+      const w = state.window;
+      const record: LogRecord = {
+        step: state.global_step, epoch: epochOf(), learning_rate: lr, grad_norm: round(w.grad_norm_sum / w.steps),
+        tokens_per_second: Math.round(w.tokens / w.seconds),
+      };
+      for (const [name, value] of Object.entries(window.result(c.beta))) record[name] = round(value);
+      logRecord(record);
+      result.lastTrain = record;
+      window = new MetricAccumulator();
+      state.window = { ...window.toJSON(), grad_norm_sum: 0, steps: 0, tokens: 0, seconds: 0 };
+    }
+    if ((evalEvery !== null && state.global_step % evalEvery === 0) || last) runEval();
+    if (last) break;
+    if (hooks.shouldStop?.() === true) {
+      await hooks.save?.('interrupt', state, optimizer);
+      result.interrupted = true;
+      break;
+    }
+    if (c.save_steps > 0 && state.global_step % c.save_steps === 0) await hooks.save?.('checkpoint', state, optimizer);
+    // let signal handlers run between steps
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  result.seconds = (performance.now() - started) / 1000;
+  if (!result.interrupted) await hooks.save?.('final', state, optimizer);
+  return result;
+}
+
+/**
+ * With a whole-step nllDenominator, orpoStep's nll_loss is this micro-batch's share of the step's NLL; the
+ * per-pair metrics are plain means over the micro-batch. Rescale the NLL to the micro-batch's own mean so all
+ * metrics combine like evaluation batches (the accumulator rebuilds the loss).
+ */
+function perBatchMetrics(m: OrpoMetrics, nllDenominator: number, nllTokens: number): OrpoMetrics {
+  return { ...m, nll_loss: (m['nll_loss'] ?? NaN) * (nllDenominator / nllTokens) };
+}
+
+function rngFrom(state: readonly number[]): Rng {
+  const rng = new Rng(0);
+  rng.setState(state);
+  return rng;
+}
