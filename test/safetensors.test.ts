@@ -10,7 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { listModelTensors, writeModelTensors } from '../src/io/model-files.js';
+import { listModelTensors, parseShardSize, writeModelTensors } from '../src/io/model-files.js';
 import {
   readSafetensorsHeader, readTensorF32, writeSafetensors, type NamedTensor, type TensorInfo,
 } from '../src/io/safetensors.js';
@@ -307,6 +307,27 @@ test('writeModelTensors shards like transformers, writes the index, reads back i
   assert.deepEqual((await readdir(dir)).sort(), ['config.json', 'model-00001-of-00002.safetensors',
     'model-00002-of-00002.safetensors', 'model.safetensors.index.json']);
   await assertFolderHolds(dir, tensors);
+});
+
+test('writeModelTensors saves one shard as model.safetensors even when a tensor exceeds the limit', async () => {
+  const dir = join(tmp, 'one-big');
+  const tensors = [randomTensor('big', [100], 1)];
+  await writeModelTensors(dir, tensors, { maxShardBytes: 100 });
+  assert.deepEqual(await readdir(dir), ['model.safetensors']);
+  await assertFolderHolds(dir, tensors);
+});
+
+test('parseShardSize reads sizes the way transformers spells max_shard_size', () => {
+  assert.equal(parseShardSize('5GB'), 5_000_000_000);
+  assert.equal(parseShardSize('500MB'), 500_000_000);
+  assert.equal(parseShardSize('2GiB'), 2 * 2 ** 30);
+  assert.equal(parseShardSize('10kib'), 10_240);
+  assert.equal(parseShardSize('1.5GB'), 1_500_000_000);
+  assert.equal(parseShardSize('1234'), 1234);
+  assert.equal(parseShardSize(4096), 4096);
+  for (const bad of ['', 'GB', '5 parsecs', '-1GB', '0', 'NaN']) assert.throws(() => parseShardSize(bad), /not a size/, bad);
+  assert.throws(() => parseShardSize(0), /positive/);
+  assert.throws(() => parseShardSize(1.5), /positive/);
 });
 
 test('listModelTensors explains a folder without safetensors weights, or a missing folder', async () => {

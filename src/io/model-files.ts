@@ -133,9 +133,9 @@ function planShards(tensors: NamedTensor[], elementBytes: number, maxShardBytes:
 }
 
 /**
- * Writes the weights of a model folder: `model.safetensors`, or when the total exceeds maxShardBytes (default
- * 5 GB, transformers' "5GB"), shards plus `model.safetensors.index.json`. Weight files of a previous save that
- * the new one does not use are removed afterwards, so the folder never mixes two saves.
+ * Writes the weights of a model folder: `model.safetensors`, or when they do not fit one shard of
+ * maxShardBytes (default 5 GB, transformers' "5GB"), shards plus `model.safetensors.index.json`. Weight files
+ * of a previous save that the new one does not use are removed afterwards, so the folder never mixes two saves.
  */
 export async function writeModelTensors(
   dir: string,
@@ -145,8 +145,6 @@ export async function writeModelTensors(
   const dtype = opts.dtype ?? 'F32';
   const maxShardBytes = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
   if (!(maxShardBytes > 0)) throw new Error(`writeModelTensors: maxShardBytes must be positive, got ${maxShardBytes}`);
-  const elementBytes = SAFETENSORS_DTYPE_BYTES[dtype];
-  const totalBytes = tensors.reduce((sum, t) => sum + t.data.length * elementBytes, 0);
   const seen = new Set<string>();
   for (const { name } of tensors) {
     if (seen.has(name)) throw new Error(`${dir}: tensor '${name}' appears twice in the weights to save`);
@@ -154,12 +152,14 @@ export async function writeModelTensors(
   }
   await mkdir(dir, { recursive: true });
 
+  const elementBytes = SAFETENSORS_DTYPE_BYTES[dtype];
+  const shards = planShards(tensors, elementBytes, maxShardBytes);
   const written = new Set<string>();
-  if (totalBytes <= maxShardBytes) {
+  if (shards.length <= 1) {
+    // like transformers, one shard is saved as the plain file even when a single tensor exceeds the limit
     await writeSafetensors(join(dir, SINGLE_WEIGHTS_FILE), tensors, { dtype });
     written.add(SINGLE_WEIGHTS_FILE);
   } else {
-    const shards = planShards(tensors, elementBytes, maxShardBytes);
     const weightMap: Record<string, string> = {};
     for (let i = 0; i < shards.length; i++) {
       const shardName = shardFileName(i + 1, shards.length);
@@ -167,6 +167,7 @@ export async function writeModelTensors(
       written.add(shardName);
       for (const { name } of shards[i]!) weightMap[name] = shardName;
     }
+    const totalBytes = tensors.reduce((sum, t) => sum + t.data.length * elementBytes, 0);
     // sorted keys, 2-space indent: what transformers writes
     const sortedMap = Object.fromEntries(Object.keys(weightMap).sort().map((name) => [name, weightMap[name]!]));
     const index = { metadata: { total_size: totalBytes }, weight_map: sortedMap };
@@ -178,4 +179,26 @@ export async function writeModelTensors(
     const isWeightFile = name === SINGLE_WEIGHTS_FILE || name === WEIGHTS_INDEX_FILE || SHARD_FILE.test(name);
     if (isWeightFile && !written.has(name)) await unlink(join(dir, name));
   }
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30, TIB: 2 ** 40,
+};
+
+/**
+ * A shard size as transformers' `max_shard_size` spells it: a byte count, or "5GB" / "500MB" (powers of 10)
+ * / "2GiB" (powers of 2). Also accepts "5gb" and "1.5GB" (rounded down to whole bytes).
+ */
+export function parseShardSize(size: string | number): number {
+  if (typeof size === 'number') {
+    if (Number.isSafeInteger(size) && size > 0) return size;
+    throw new Error(`max shard size must be a positive whole number of bytes, got ${size}`);
+  }
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(size);
+  const unit = match === null ? undefined : SIZE_UNITS[match[2] === '' ? 'B' : match[2]!.toUpperCase()];
+  const bytes = match === null || unit === undefined ? NaN : Math.floor(Number(match[1]) * unit);
+  if (!(bytes > 0) || !Number.isSafeInteger(bytes)) {
+    throw new Error(`max shard size '${size}' is not a size like 5GB, 500MB, 2GiB or a byte count`);
+  }
+  return bytes;
 }
