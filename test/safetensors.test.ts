@@ -140,6 +140,36 @@ for (const family of ['llama', 'gpt2']) {
   });
 }
 
+test('fixture: re-writing each fixture file reproduces it byte for byte', { skip: noShared }, async () => {
+  for (const family of ['llama', 'gpt2']) {
+    const base = join(shared!, 'fixtures', family);
+    const files = [join(base, 'model', 'model.safetensors'), join(base, 'expected.safetensors'),
+      join(base, 'model-bf16-sharded', 'model-00001-of-00002.safetensors'),
+      join(base, 'model-bf16-sharded', 'model-00002-of-00002.safetensors')];
+    for (const file of files) {
+      const { tensors, metadata } = await readSafetensorsHeader(file);
+      const values = await readAll(tensors);
+      const dtype = tensors.values().next().value!.dtype === 'BF16' ? 'BF16' : 'F32';
+      const copy = join(tmp, 'rewritten.safetensors');
+      const { format, ...extra } = metadata;
+      assert.ok(format === undefined || format === 'pt');
+      await writeSafetensors(copy, [...values].map(([name, data]) => ({ name, shape: tensors.get(name)!.shape, data })),
+        { dtype, metadata: extra });
+      const [original, rewritten] = [await readFile(file), await readFile(copy)];
+      if (format === undefined) {
+        // expected.safetensors has no __metadata__: compare the data sections and the tensor entries only
+        const dataOf = (b: Buffer): Buffer => b.subarray(8 + Number(b.readBigUInt64LE(0)));
+        assert.ok(dataOf(original).equals(dataOf(rewritten)), `${file}: data section differs`);
+        const { tensors: again } = await readSafetensorsHeader(copy);
+        assert.deepEqual([...again.values()].map((t) => [t.name, t.shape, t.byteLength]),
+          [...tensors.values()].map((t) => [t.name, t.shape, t.byteLength]));
+      } else {
+        assert.ok(original.equals(rewritten), `${file}: the rewritten file differs`);
+      }
+    }
+  }
+});
+
 test('fixture: re-saving the F32 model as BF16 shards reproduces its values', { skip: noShared }, async () => {
   const source = await listModelTensors(join(shared!, 'fixtures', 'llama', 'model'));
   const tensors = [...(await readAll(source))].map(([name, data]) => ({ name, shape: source.get(name)!.shape, data }));

@@ -285,8 +285,7 @@ export async function writeSafetensors(
   const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
   // The header is assembled as text in our own order: a JS object would move integer-like names first.
-  const metadata = { format: 'pt', ...opts.metadata };
-  const entries = [`"__metadata__":${JSON.stringify(metadata)}`];
+  const entries: string[] = [];
   let offset = 0;
   for (let i = 0; i < sorted.length; i++) {
     const { name, shape, data } = sorted[i]!;
@@ -301,6 +300,8 @@ export async function writeSafetensors(
     entries.push(`${JSON.stringify(name)}:${JSON.stringify({ dtype, shape, data_offsets: [offset, end] })}`);
     offset = end;
   }
+  // last, as in the shared fixtures' files, so that re-saving them reproduces them byte for byte
+  entries.push(`"__metadata__":${JSON.stringify({ format: 'pt', ...opts.metadata })}`);
   const json = new TextEncoder().encode(`{${entries.join(',')}}`);
   const headerLength = Math.ceil(json.length / 8) * 8;
   if (headerLength > MAX_HEADER_BYTES) {
