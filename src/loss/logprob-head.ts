@@ -4,23 +4,25 @@
 // Rows without a target (padding, each row's last token) are compacted away first, so the (rows, V) logits
 // buffer — the largest buffer of a training step for big vocabularies — only holds rows that are scored.
 // A fused, chunked head can replace this one: anything implementing TokenLogprobHead.
-import type { Kernels } from '../backend/kernels.js';
-import { Arena } from '../model/base.js';
+import type { FloatArray, Kernels } from '../backend/kernels.js';
+import { Arena, type Precision } from '../model/base.js';
 
 export interface TokenLogprobHead {
   /** hidden (N,C), weight (V,C), targets (N) -> logp (N) (0 where target is -1); saves what backward needs */
   forward(hidden: Float32Array, weight: Float32Array, targets: Int32Array, N: number, C: number, V: number): Float32Array;
   /** dlogp (N) -> dhidden (N,C) accumulated, dweight (V,C) accumulated unless null */
-  backward(dhidden: Float32Array, dweight: Float32Array | null, dlogp: Float32Array): void;
+  backward(dhidden: Float32Array, dweight: Float32Array | null, dlogp: FloatArray): void;
   /** bytes of the buffers the head holds (memory accounting) */
   bytes(): number;
 }
 
 export class UnfusedLogprobHead implements TokenLogprobHead {
-  private readonly arena = new Arena();
+  private readonly arena: Arena;
   private saved: { hidden: Float32Array; weight: Float32Array; rows: Int32Array; targets: Int32Array; N: number; C: number; V: number } | null = null;
 
-  constructor(private readonly kernels: Kernels) {}
+  constructor(private readonly kernels: Kernels, precision: Precision = 'float32') {
+    this.arena = new Arena(precision);
+  }
 
   forward(hidden: Float32Array, weight: Float32Array, targets: Int32Array, N: number, C: number, V: number): Float32Array {
     const k = this.kernels;
@@ -29,6 +31,8 @@ export class UnfusedLogprobHead implements TokenLogprobHead {
     const M = rows.length;
     const packed = this.arena.get('hidden', M * C);
     const tgt = new Int32Array(M);
+    const logp = this.arena.get('logp-out', N);
+    logp.fill(0);
     rows.forEach((n, i) => {
       packed.set(hidden.subarray(n * C, n * C + C), i * C);
       tgt[i] = targets[n];
@@ -37,13 +41,12 @@ export class UnfusedLogprobHead implements TokenLogprobHead {
     k.matmulForward(logits, packed, weight, null, M, C, V);
     const lp = this.arena.get('logp', M);
     k.logprobForward(lp, this.arena.get('lse', M), logits, tgt, M, V);
-    const logp = new Float32Array(N);
     rows.forEach((n, i) => { logp[n] = lp[i]; });
     this.saved = { hidden: packed, weight, rows: Int32Array.from(rows), targets: tgt, N, C, V };
     return logp;
   }
 
-  backward(dhidden: Float32Array, dweight: Float32Array | null, dlogp: Float32Array): void {
+  backward(dhidden: Float32Array, dweight: Float32Array | null, dlogp: FloatArray): void {
     if (!this.saved) throw new Error('loss head: backward called before forward');
     const { hidden, weight, rows, targets, C, V } = this.saved;
     const k = this.kernels;

@@ -1,6 +1,7 @@
 // ORPO as TRL's ORPOTrainer computes it, on one concatenated forward pass over chosen and rejected rows:
 //   loss = nll(chosen) - beta * mean(logsigmoid(log_odds(avg logp chosen, avg logp rejected)))
 // `beta` is the paper's λ. See ../shared/fixtures/README.md for the exact definitions.
+import type { FloatArray } from '../backend/kernels.js';
 import type { CausalLM } from '../model/types.js';
 import { collatePairs, type PackedBatch, type PreferenceBatch } from '../data/collate.js';
 import { UnfusedLogprobHead, type TokenLogprobHead } from './logprob-head.js';
@@ -31,7 +32,7 @@ export interface OrpoLossResult {
   logpsChosen: Float64Array;
   logpsRejected: Float64Array;
   /** d loss / d logp (R*T) */
-  dlogp: Float32Array;
+  dlogp: Float64Array;
 }
 
 /** targets[r,t] = ids[r,t+1] for every predicted real token, -1 elsewhere (padding, last token) */
@@ -57,10 +58,10 @@ export function countNllTokens(batch: PackedBatch, sftScope: SftScope): number {
 }
 
 /** The ORPO loss, TRL metrics and d loss / d logp from per-token log-probs (R*T), all sums in float64. */
-export function orpoLossFromLogps(logp: Float32Array, batch: PackedBatch, opts: OrpoOptions): OrpoLossResult {
+export function orpoLossFromLogps(logp: FloatArray, batch: PackedBatch, opts: OrpoOptions): OrpoLossResult {
   const { T, nPairs, lengths, promptLens } = batch;
   const { beta, sftScope } = opts;
-  const dlogp = new Float32Array(batch.rows * T);
+  const dlogp = new Float64Array(batch.rows * T);
   const avg = new Float64Array(batch.rows);
   for (let r = 0; r < batch.rows; r++) {
     const start = promptLens[r] - 1;
@@ -128,7 +129,7 @@ function headFor(model: CausalLM, opts: OrpoOptions): TokenLogprobHead {
   if (opts.head) return opts.head;
   let head = defaultHeads.get(model);
   if (!head) {
-    head = new UnfusedLogprobHead(model.kernels);
+    head = new UnfusedLogprobHead(model.kernels, model.precision);
     defaultHeads.set(model, head);
   }
   return head;
@@ -145,7 +146,7 @@ export function orpoStep(model: CausalLM, batch: PackedBatch, opts: OrpoOptions)
   const head = headFor(model, opts);
   const logp = forwardLogps(model, batch, head);
   const result = orpoLossFromLogps(logp, batch, opts);
-  const dhidden = new Float32Array(batch.rows * batch.T * model.config.hiddenSize);
+  const dhidden = model.alloc(batch.rows * batch.T * model.config.hiddenSize);
   head.backward(dhidden, model.trainBase ? model.headGrad() : null, result.dlogp);
   model.backward(dhidden);
   return result;

@@ -9,13 +9,26 @@ import type { CausalLM, ForwardResult, ModelConfig, ParamSpec } from './types.js
  * Activation buffers by name. A buffer grows when a larger batch arrives and is otherwise reused, so steady-state
  * training allocates nothing. `get` returns a view of exactly the requested size.
  */
+export type Precision = 'float32' | 'float64';
+
+/**
+ * Allocate a float buffer. float64 exists only so tests can take finite differences of a whole model: the
+ * TypeScript kernels accept Float64Array, and the buffer is typed as Float32Array so the rest of the code has one
+ * type. The native backend only ever sees float32 models.
+ */
+export function allocFloats(n: number, precision: Precision): Float32Array {
+  return precision === 'float64' ? (new Float64Array(n) as unknown as Float32Array) : new Float32Array(n);
+}
+
 export class Arena {
   private readonly buffers = new Map<string, Float32Array>();
+
+  constructor(private readonly precision: Precision = 'float32') {}
 
   get(name: string, size: number): Float32Array {
     let b = this.buffers.get(name);
     if (!b || b.length < size) {
-      b = new Float32Array(size);
+      b = allocFloats(size, this.precision);
       this.buffers.set(name, b);
     }
     return b.subarray(0, size);
@@ -39,7 +52,7 @@ export class Arena {
   }
 }
 
-/** A linear layer's saved input, so backward can form dweight without the forward caller keeping it. */
+/** Extra computation attached to a linear module (LoRA adapters): runs after the base projection. */
 export interface LinearHook {
   /** called after the base projection: may add to out (B*T, OC) (LoRA adds B A x) */
   forward(name: string, out: Float32Array, inp: Float32Array, N: number, C: number, OC: number): void;
@@ -51,7 +64,9 @@ export abstract class DecoderBase implements CausalLM {
   readonly layout: ParamSpec[];
   readonly params: Float32Array;
   readonly grads: Float32Array;
-  readonly arena = new Arena();
+  readonly arena: Arena;
+  /** keep only each layer's input during forward and recompute the layer inside backward */
+  gradientCheckpointing = false;
   /** false freezes every base parameter (LoRA): backward then computes only activation gradients */
   trainBase = true;
   /** optional adapter hooks keyed by linear module name (e.g. model.layers.0.self_attn.q_proj) */
@@ -61,12 +76,19 @@ export abstract class DecoderBase implements CausalLM {
   protected T = 0;
   protected ids: Int32Array = new Int32Array(0);
 
-  constructor(readonly config: ModelConfig, public kernels: Kernels) {
+  constructor(readonly config: ModelConfig, public kernels: Kernels, readonly precision: Precision = 'float32') {
+    if (precision === 'float64' && kernels.name !== 'js') throw new Error('float64 models run on the js backend only');
     this.layout = paramLayout(config);
     for (const p of this.layout) this.byName.set(p.name, p);
     const total = this.layout.reduce((n, p) => n + p.size, 0);
-    this.params = new Float32Array(total);
-    this.grads = new Float32Array(total);
+    this.params = allocFloats(total, precision);
+    this.grads = allocFloats(total, precision);
+    this.arena = new Arena(precision);
+  }
+
+  /** a buffer of this model's precision */
+  alloc(n: number): Float32Array {
+    return allocFloats(n, this.precision);
   }
 
   spec(name: string): ParamSpec {
@@ -150,6 +172,50 @@ export abstract class DecoderBase implements CausalLM {
     this.backwardImpl(dhidden as Float32Array);
   }
 
-  protected abstract forwardImpl(ids: Int32Array, B: number, T: number): Float32Array;
-  protected abstract backwardImpl(dhidden: Float32Array): void;
+  /** arena prefix of layer l's saved activations: one shared slot when they are recomputed anyway */
+  private slot(l: number): string {
+    return this.gradientCheckpointing ? 'ckpt.' : `L${l}.`;
+  }
+
+  private forwardImpl(ids: Int32Array, B: number, T: number): Float32Array {
+    const BT = B * T;
+    const C = this.config.hiddenSize;
+    // x{l} is the residual stream entering layer l: always kept, it is all checkpointing keeps
+    let x = this.arena.get('x0', BT * C);
+    this.embedForward(x, ids);
+    for (let l = 0; l < this.config.numLayers; l++) {
+      const next = this.arena.get(`x${l + 1}`, BT * C);
+      this.layerForward(l, x, next, this.slot(l));
+      x = next;
+    }
+    return this.finalForward(x);
+  }
+
+  private backwardImpl(dhidden: Float32Array): void {
+    const BT = this.B * this.T;
+    const C = this.config.hiddenSize;
+    const L = this.config.numLayers;
+    // dx: gradient w.r.t. the residual stream, carried down through the layers
+    const dx = this.arena.zeros('dx', BT * C);
+    this.finalBackward(dx, dhidden, this.arena.get(`x${L}`, BT * C));
+    for (let l = L - 1; l >= 0; l--) {
+      const x = this.arena.get(`x${l}`, BT * C);
+      if (this.gradientCheckpointing) this.layerForward(l, x, this.arena.get('ckpt.out', BT * C), this.slot(l));
+      this.layerBackward(l, dx, x, this.slot(l));
+    }
+    this.embedBackward(dx);
+  }
+
+  /** ids (B*T) -> x0 (BT,C) */
+  protected abstract embedForward(x0: Float32Array, ids: Int32Array): void;
+  /** dx (BT,C) -> embedding gradients */
+  protected abstract embedBackward(dx: Float32Array): void;
+  /** x (BT,C) -> out (BT,C), saving activations under the arena prefix `slot` */
+  protected abstract layerForward(l: number, x: Float32Array, out: Float32Array, slot: string): void;
+  /** dx (BT,C): gradient w.r.t. the layer output in, w.r.t. its input out (in place); parameter grads accumulated */
+  protected abstract layerBackward(l: number, dx: Float32Array, x: Float32Array, slot: string): void;
+  /** x_L (BT,C) -> hidden (BT,C): the final norm */
+  protected abstract finalForward(x: Float32Array): Float32Array;
+  /** dhidden -> dx accumulated */
+  protected abstract finalBackward(dx: Float32Array, dhidden: Float32Array, x: Float32Array): void;
 }

@@ -4,7 +4,7 @@ import type { Kernels } from '../backend/kernels.js';
 import { getKernels } from '../backend/index.js';
 import { Rng } from '../tensor/rng.js';
 import { parseConfig } from './config.js';
-import { DecoderBase } from './base.js';
+import { DecoderBase, type Precision } from './base.js';
 import { Gpt2Model } from './gpt2.js';
 import { LlamaModel } from './llama.js';
 import type { ModelConfig } from './types.js';
@@ -12,8 +12,8 @@ import type { ModelConfig } from './types.js';
 export { parseConfig } from './config.js';
 
 /** A model of this config with all parameters zero. */
-export function emptyModel(config: ModelConfig, kernels: Kernels = getKernels()): DecoderBase {
-  return config.family === 'gpt2' ? new Gpt2Model(config, kernels) : new LlamaModel(config, kernels);
+export function emptyModel(config: ModelConfig, kernels: Kernels = getKernels(), precision: Precision = 'float32'): DecoderBase {
+  return config.family === 'gpt2' ? new Gpt2Model(config, kernels, precision) : new LlamaModel(config, kernels, precision);
 }
 
 function isNormWeight(name: string): boolean {
@@ -21,9 +21,10 @@ function isNormWeight(name: string): boolean {
 }
 
 /** A randomly initialised model of the given config.json contents. */
-export function createModel(raw: Record<string, unknown>, opts: { seed?: number; kernels?: Kernels } = {}): DecoderBase {
+export function createModel(raw: Record<string, unknown>,
+  opts: { seed?: number; kernels?: Kernels; precision?: Precision } = {}): DecoderBase {
   const config = parseConfig(raw);
-  const model = emptyModel(config, opts.kernels);
+  const model = emptyModel(config, opts.kernels, opts.precision);
   const rng = new Rng(opts.seed ?? 0);
   const std = typeof raw.initializer_range === 'number' ? raw.initializer_range : 0.02;
   for (const p of model.layout) {

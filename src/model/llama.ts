@@ -18,128 +18,127 @@ export class LlamaModel extends DecoderBase {
 
   private dims() {
     const c = this.config;
-    const BT = this.B * this.T;
-    return { BT, C: c.hiddenSize, I: c.intermediateSize, NH: c.numHeads, NKV: c.numKvHeads, HD: c.headDim,
-      Q: c.numHeads * c.headDim, KV: c.numKvHeads * c.headDim };
+    return { B: this.B, T: this.T, BT: this.B * this.T, C: c.hiddenSize, I: c.intermediateSize, NH: c.numHeads,
+      NKV: c.numKvHeads, HD: c.headDim, Q: c.numHeads * c.headDim, KV: c.numKvHeads * c.headDim };
   }
 
-  protected forwardImpl(ids: Int32Array, B: number, T: number): Float32Array {
-    const k = this.kernels;
-    const a = this.arena;
-    const c = this.config;
-    const { BT, C, I, NH, NKV, HD, Q, KV } = this.dims();
-    const rope = this.ropeFor(T);
-    let x = a.get('x0', BT * C);
-    k.embeddingForward(x, ids, this.param('model.embed_tokens.weight'), BT, C, false);
-    for (let l = 0; l < c.numLayers; l++) {
-      const p = `model.layers.${l}.`;
-      const s = `L${l}.`;
-      const h1 = a.get(s + 'h1', BT * C);
-      k.rmsnormForward(h1, a.get(s + 'rstd1', BT), x, this.param(p + 'input_layernorm.weight'), BT, C, c.normEps);
-      const q = a.get(s + 'q', BT * Q);
-      const kk = a.get(s + 'k', BT * KV);
-      const v = a.get(s + 'v', BT * KV);
-      if (c.qkNorm) {
-        const qRaw = a.get(s + 'qraw', BT * Q);
-        const kRaw = a.get(s + 'kraw', BT * KV);
-        this.linear(p + 'self_attn.q_proj', qRaw, h1, BT, C, Q);
-        this.linear(p + 'self_attn.k_proj', kRaw, h1, BT, C, KV);
-        k.rmsnormForward(q, a.get(s + 'qrstd', BT * NH), qRaw, this.param(p + 'self_attn.q_norm.weight'), BT * NH, HD, c.normEps);
-        k.rmsnormForward(kk, a.get(s + 'krstd', BT * NKV), kRaw, this.param(p + 'self_attn.k_norm.weight'), BT * NKV, HD, c.normEps);
-      } else {
-        this.linear(p + 'self_attn.q_proj', q, h1, BT, C, Q);
-        this.linear(p + 'self_attn.k_proj', kk, h1, BT, C, KV);
-      }
-      this.linear(p + 'self_attn.v_proj', v, h1, BT, C, KV);
-      k.ropeForward(q, q, rope.cos, rope.sin, B, T, NH, HD, 0);
-      k.ropeForward(kk, kk, rope.cos, rope.sin, B, T, NKV, HD, 0);
-      const att = a.get(s + 'att', BT * Q);
-      k.attentionForward(att, a.get(s + 'lse', B * NH * T), q, kk, v, B, T, NH, NKV, HD, Q, KV);
-      const x2 = a.get(s + 'x2', BT * C);
-      this.linear(p + 'self_attn.o_proj', x2, att, BT, Q, C);
-      k.add(x2, x2, x, BT * C);
-      const h2 = a.get(s + 'h2', BT * C);
-      k.rmsnormForward(h2, a.get(s + 'rstd2', BT), x2, this.param(p + 'post_attention_layernorm.weight'), BT, C, c.normEps);
-      const g = a.get(s + 'gate', BT * I);
-      const u = a.get(s + 'up', BT * I);
-      this.linear(p + 'mlp.gate_proj', g, h2, BT, C, I);
-      this.linear(p + 'mlp.up_proj', u, h2, BT, C, I);
-      const m = a.get(s + 'm', BT * I);
-      k.swigluForward(m, g, u, BT * I);
-      const x3 = a.get(`x${l + 1}`, BT * C);
-      this.linear(p + 'mlp.down_proj', x3, m, BT, I, C);
-      k.add(x3, x3, x2, BT * C);
-      x = x3;
-    }
-    const hidden = a.get('hidden', BT * C);
-    k.rmsnormForward(hidden, a.get('rstdf', BT), x, this.param('model.norm.weight'), BT, C, c.normEps);
+  protected embedForward(x0: Float32Array, ids: Int32Array): void {
+    const { BT, C } = this.dims();
+    this.kernels.embeddingForward(x0, ids, this.param('model.embed_tokens.weight'), BT, C, false);
+  }
+
+  protected embedBackward(dx: Float32Array): void {
+    const { BT, C } = this.dims();
+    const dwte = this.dparam('model.embed_tokens.weight');
+    if (dwte) this.kernels.embeddingBackward(dwte, dx, this.ids, BT, C);
+  }
+
+  protected finalForward(x: Float32Array): Float32Array {
+    const { BT, C } = this.dims();
+    const hidden = this.arena.get('hidden', BT * C);
+    this.kernels.rmsnormForward(hidden, this.arena.get('rstdf', BT), x, this.param('model.norm.weight'), BT, C, this.config.normEps);
     return hidden;
   }
 
-  protected backwardImpl(dhidden: Float32Array): void {
+  protected finalBackward(dx: Float32Array, dhidden: Float32Array, x: Float32Array): void {
+    const { BT, C } = this.dims();
+    this.kernels.rmsnormBackward(dx, this.dparam('model.norm.weight'), dhidden, x, this.param('model.norm.weight'),
+      this.arena.get('rstdf', BT), BT, C);
+  }
+
+  protected layerForward(l: number, x: Float32Array, out: Float32Array, s: string): void {
     const k = this.kernels;
     const a = this.arena;
     const c = this.config;
-    const { B, T } = this;
-    const { BT, C, I, NH, NKV, HD, Q, KV } = this.dims();
+    const { B, T, BT, C, I, NH, NKV, HD, Q, KV } = this.dims();
     const rope = this.ropeFor(T);
-    const L = c.numLayers;
-    // dx: gradient w.r.t. the residual stream, carried down through the layers
-    const dx = a.zeros('dx', BT * C);
-    k.rmsnormBackward(dx, this.dparam('model.norm.weight'), dhidden, a.get(`x${L}`, BT * C),
-      this.param('model.norm.weight'), a.get('rstdf', BT), BT, C);
-    for (let l = L - 1; l >= 0; l--) {
-      const p = `model.layers.${l}.`;
-      const s = `L${l}.`;
-      const x = a.get(`x${l}`, BT * C);
-      const x2 = a.get(s + 'x2', BT * C);
-      // MLP: x' = x2 + down(swiglu(gate(h2), up(h2)))
-      const dm = a.zeros('dm', BT * I);
-      this.linearBackward(p + 'mlp.down_proj', dm, dx, a.get(s + 'm', BT * I), BT, I, C);
-      const dg = a.zeros('dg', BT * I);
-      const du = a.zeros('du', BT * I);
-      k.swigluBackward(dg, du, dm, a.get(s + 'gate', BT * I), a.get(s + 'up', BT * I), BT * I);
-      const h2 = a.get(s + 'h2', BT * C);
-      const dh = a.zeros('dh', BT * C);
-      this.linearBackward(p + 'mlp.gate_proj', dh, dg, h2, BT, C, I);
-      this.linearBackward(p + 'mlp.up_proj', dh, du, h2, BT, C, I);
-      k.rmsnormBackward(dx, this.dparam(p + 'post_attention_layernorm.weight'), dh, x2,
-        this.param(p + 'post_attention_layernorm.weight'), a.get(s + 'rstd2', BT), BT, C);
-      // attention: x2 = x + o_proj(att)
-      const datt = a.zeros('datt', BT * Q);
-      const att = a.get(s + 'att', BT * Q);
-      this.linearBackward(p + 'self_attn.o_proj', datt, dx, att, BT, Q, C);
-      const q = a.get(s + 'q', BT * Q);
-      const kk = a.get(s + 'k', BT * KV);
-      const v = a.get(s + 'v', BT * KV);
-      const dq = a.zeros('dq', BT * Q);
-      const dk = a.zeros('dk', BT * KV);
-      const dv = a.zeros('dv', BT * KV);
-      k.attentionBackward(dq, dk, dv, datt, q, kk, v, att, a.get(s + 'lse', B * NH * T), B, T, NH, NKV, HD, Q, KV);
-      // rope is a rotation: its backward needs no saved input
-      const dqPre = a.zeros('dqpre', BT * Q);
-      const dkPre = a.zeros('dkpre', BT * KV);
-      k.ropeBackward(dqPre, dq, rope.cos, rope.sin, B, T, NH, HD, 0);
-      k.ropeBackward(dkPre, dk, rope.cos, rope.sin, B, T, NKV, HD, 0);
-      let dqProj = dqPre;
-      let dkProj = dkPre;
-      if (c.qkNorm) {
-        dqProj = a.zeros('dq', BT * Q);
-        dkProj = a.zeros('dk', BT * KV);
-        k.rmsnormBackward(dqProj, this.dparam(p + 'self_attn.q_norm.weight'), dqPre, a.get(s + 'qraw', BT * Q),
-          this.param(p + 'self_attn.q_norm.weight'), a.get(s + 'qrstd', BT * NH), BT * NH, HD);
-        k.rmsnormBackward(dkProj, this.dparam(p + 'self_attn.k_norm.weight'), dkPre, a.get(s + 'kraw', BT * KV),
-          this.param(p + 'self_attn.k_norm.weight'), a.get(s + 'krstd', BT * NKV), BT * NKV, HD);
-      }
-      const h1 = a.get(s + 'h1', BT * C);
-      const dh1 = a.zeros('dh', BT * C);
-      this.linearBackward(p + 'self_attn.q_proj', dh1, dqProj, h1, BT, C, Q);
-      this.linearBackward(p + 'self_attn.k_proj', dh1, dkProj, h1, BT, C, KV);
-      this.linearBackward(p + 'self_attn.v_proj', dh1, dv, h1, BT, C, KV);
-      k.rmsnormBackward(dx, this.dparam(p + 'input_layernorm.weight'), dh1, x,
-        this.param(p + 'input_layernorm.weight'), a.get(s + 'rstd1', BT), BT, C);
+    const p = `model.layers.${l}.`;
+    const h1 = a.get(s + 'h1', BT * C);
+    k.rmsnormForward(h1, a.get(s + 'rstd1', BT), x, this.param(p + 'input_layernorm.weight'), BT, C, c.normEps);
+    const q = a.get(s + 'q', BT * Q);
+    const kk = a.get(s + 'k', BT * KV);
+    const v = a.get(s + 'v', BT * KV);
+    if (c.qkNorm) {
+      const qRaw = a.get(s + 'qraw', BT * Q);
+      const kRaw = a.get(s + 'kraw', BT * KV);
+      this.linear(p + 'self_attn.q_proj', qRaw, h1, BT, C, Q);
+      this.linear(p + 'self_attn.k_proj', kRaw, h1, BT, C, KV);
+      k.rmsnormForward(q, a.get(s + 'qrstd', BT * NH), qRaw, this.param(p + 'self_attn.q_norm.weight'), BT * NH, HD, c.normEps);
+      k.rmsnormForward(kk, a.get(s + 'krstd', BT * NKV), kRaw, this.param(p + 'self_attn.k_norm.weight'), BT * NKV, HD, c.normEps);
+    } else {
+      this.linear(p + 'self_attn.q_proj', q, h1, BT, C, Q);
+      this.linear(p + 'self_attn.k_proj', kk, h1, BT, C, KV);
     }
-    const dwte = this.dparam('model.embed_tokens.weight');
-    if (dwte) k.embeddingBackward(dwte, dx, this.ids, BT, C);
+    this.linear(p + 'self_attn.v_proj', v, h1, BT, C, KV);
+    k.ropeForward(q, q, rope.cos, rope.sin, B, T, NH, HD, 0);
+    k.ropeForward(kk, kk, rope.cos, rope.sin, B, T, NKV, HD, 0);
+    const att = a.get(s + 'att', BT * Q);
+    k.attentionForward(att, a.get(s + 'lse', B * NH * T), q, kk, v, B, T, NH, NKV, HD, Q, KV);
+    const x2 = a.get(s + 'x2', BT * C);
+    this.linear(p + 'self_attn.o_proj', x2, att, BT, Q, C);
+    k.add(x2, x2, x, BT * C);
+    const h2 = a.get(s + 'h2', BT * C);
+    k.rmsnormForward(h2, a.get(s + 'rstd2', BT), x2, this.param(p + 'post_attention_layernorm.weight'), BT, C, c.normEps);
+    const g = a.get(s + 'gate', BT * I);
+    const u = a.get(s + 'up', BT * I);
+    this.linear(p + 'mlp.gate_proj', g, h2, BT, C, I);
+    this.linear(p + 'mlp.up_proj', u, h2, BT, C, I);
+    const m = a.get(s + 'm', BT * I);
+    k.swigluForward(m, g, u, BT * I);
+    this.linear(p + 'mlp.down_proj', out, m, BT, I, C);
+    k.add(out, out, x2, BT * C);
+  }
+
+  protected layerBackward(l: number, dx: Float32Array, x: Float32Array, s: string): void {
+    const k = this.kernels;
+    const a = this.arena;
+    const c = this.config;
+    const { B, T, BT, C, I, NH, NKV, HD, Q, KV } = this.dims();
+    const rope = this.ropeFor(T);
+    const p = `model.layers.${l}.`;
+    const x2 = a.get(s + 'x2', BT * C);
+    // MLP: x' = x2 + down(swiglu(gate(h2), up(h2)))
+    const dm = a.zeros('dm', BT * I);
+    this.linearBackward(p + 'mlp.down_proj', dm, dx, a.get(s + 'm', BT * I), BT, I, C);
+    const dg = a.zeros('dg', BT * I);
+    const du = a.zeros('du', BT * I);
+    k.swigluBackward(dg, du, dm, a.get(s + 'gate', BT * I), a.get(s + 'up', BT * I), BT * I);
+    const h2 = a.get(s + 'h2', BT * C);
+    const dh = a.zeros('dh', BT * C);
+    this.linearBackward(p + 'mlp.gate_proj', dh, dg, h2, BT, C, I);
+    this.linearBackward(p + 'mlp.up_proj', dh, du, h2, BT, C, I);
+    k.rmsnormBackward(dx, this.dparam(p + 'post_attention_layernorm.weight'), dh, x2,
+      this.param(p + 'post_attention_layernorm.weight'), a.get(s + 'rstd2', BT), BT, C);
+    // attention: x2 = x + o_proj(att)
+    const datt = a.zeros('datt', BT * Q);
+    const att = a.get(s + 'att', BT * Q);
+    this.linearBackward(p + 'self_attn.o_proj', datt, dx, att, BT, Q, C);
+    const dq = a.zeros('dq', BT * Q);
+    const dk = a.zeros('dk', BT * KV);
+    const dv = a.zeros('dv', BT * KV);
+    k.attentionBackward(dq, dk, dv, datt, a.get(s + 'q', BT * Q), a.get(s + 'k', BT * KV), a.get(s + 'v', BT * KV), att,
+      a.get(s + 'lse', B * NH * T), B, T, NH, NKV, HD, Q, KV);
+    // rope is a rotation: its backward needs no saved input
+    const dqPre = a.zeros('dqpre', BT * Q);
+    const dkPre = a.zeros('dkpre', BT * KV);
+    k.ropeBackward(dqPre, dq, rope.cos, rope.sin, B, T, NH, HD, 0);
+    k.ropeBackward(dkPre, dk, rope.cos, rope.sin, B, T, NKV, HD, 0);
+    let dqProj = dqPre;
+    let dkProj = dkPre;
+    if (c.qkNorm) {
+      dqProj = a.zeros('dq', BT * Q);
+      dkProj = a.zeros('dk', BT * KV);
+      k.rmsnormBackward(dqProj, this.dparam(p + 'self_attn.q_norm.weight'), dqPre, a.get(s + 'qraw', BT * Q),
+        this.param(p + 'self_attn.q_norm.weight'), a.get(s + 'qrstd', BT * NH), BT * NH, HD);
+      k.rmsnormBackward(dkProj, this.dparam(p + 'self_attn.k_norm.weight'), dkPre, a.get(s + 'kraw', BT * KV),
+        this.param(p + 'self_attn.k_norm.weight'), a.get(s + 'krstd', BT * NKV), BT * NKV, HD);
+    }
+    const h1 = a.get(s + 'h1', BT * C);
+    const dh1 = a.zeros('dh', BT * C);
+    this.linearBackward(p + 'self_attn.q_proj', dh1, dqProj, h1, BT, C, Q);
+    this.linearBackward(p + 'self_attn.k_proj', dh1, dkProj, h1, BT, C, KV);
+    this.linearBackward(p + 'self_attn.v_proj', dh1, dv, h1, BT, C, KV);
+    k.rmsnormBackward(dx, this.dparam(p + 'input_layernorm.weight'), dh1, x,
+      this.param(p + 'input_layernorm.weight'), a.get(s + 'rstd1', BT), BT, C);
   }
 }

@@ -80,6 +80,8 @@ export interface CausalLM {
   kernels: Kernels;
   /** false freezes every base parameter (LoRA): backward then computes activation gradients only */
   trainBase: boolean;
+  /** float32 always, except float64 models built for finite-difference tests */
+  readonly precision: 'float32' | 'float64';
   /** view of a parameter (or gradient) by Hugging Face name */
   param(name: string): Float32Array;
   grad(name: string): Float32Array;
@@ -91,4 +93,6 @@ export interface CausalLM {
   /** dhidden (B*T, C) -> accumulates into grads (call zeroGrad() first) */
   backward(dhidden: FloatArray): void;
   zeroGrad(): void;
+  /** a zeroed buffer of the model's precision (float32, or float64 in finite-difference tests) */
+  alloc(n: number): Float32Array;
 }
