@@ -1,0 +1,90 @@
+// Which pairs go in which batch. Every batch is padded to its longest row, so batches of similar lengths waste
+// less compute on pads: groupByLength does what transformers' LengthGroupedSampler does (shuffle, then sort by
+// length inside mega-batches of 50 batches, so batches stay random across the epoch but uniform inside).
+
+import { collatePairs, type PackedBatch, type TokenPair } from './collate.js';
+
+/** A pair's longest row, prompt + longer response: the length it pads its batch to. */
+export function pairLength(pair: TokenPair): number {
+  return pair.prompt.length + Math.max(pair.chosen.length, pair.rejected.length);
+}
+
+export interface BatchPlanOptions {
+  batchSize: number;
+  groupByLength: boolean;
+  /** shuffle with this seed; null keeps file order */
+  seed: number | null;
+}
+
+const MEGA_BATCH_MULTIPLIER = 50; // transformers' LengthGroupedSampler
+
+/** mulberry32: a small seeded generator so a plan is reproducible from its seed. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function shuffled(n: number, seed: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  const random = seededRandom(seed);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}
+
+/** Indices of the pairs in each batch; every pair appears exactly once, the last batch may be short. */
+export function planBatches(pairs: readonly TokenPair[], opts: BatchPlanOptions): number[][] {
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`batch size must be >= 1, got ${opts.batchSize}`);
+  let order = opts.seed === null ? pairs.map((_, i) => i) : shuffled(pairs.length, opts.seed);
+  if (opts.groupByLength) {
+    const mega = opts.batchSize * MEGA_BATCH_MULTIPLIER;
+    const grouped: number[] = [];
+    for (let s = 0; s < order.length; s += mega) {
+      const chunk = order.slice(s, s + mega);
+      chunk.sort((a, b) => pairLength(pairs[b]!) - pairLength(pairs[a]!) || a - b);
+      grouped.push(...chunk);
+    }
+    order = grouped;
+  }
+  const batches: number[][] = [];
+  for (let s = 0; s < order.length; s += opts.batchSize) batches.push(order.slice(s, s + opts.batchSize));
+  return batches;
+}
+
+export interface PaddingStats {
+  /** real tokens over all rows of all batches */
+  tokens: number;
+  /** token slots including pads (rows x padded length, summed over batches) */
+  slots: number;
+  /** pads / slots */
+  paddingFraction: number;
+}
+
+/** What padding a plan costs, computed from lengths alone (no batch is built). */
+export function paddingStats(pairs: readonly TokenPair[], batches: readonly number[][]): PaddingStats {
+  let tokens = 0;
+  let slots = 0;
+  for (const batch of batches) {
+    let T = 0;
+    for (const i of batch) {
+      const p = pairs[i]!;
+      tokens += 2 * p.prompt.length + p.chosen.length + p.rejected.length;
+      T = Math.max(T, pairLength(p));
+    }
+    slots += 2 * batch.length * T;
+  }
+  return { tokens, slots, paddingFraction: slots === 0 ? 0 : 1 - tokens / slots };
+}
+
+/** The batches of a plan, collated into the core's (2B, T) layout. */
+export function* collatePlan(pairs: readonly TokenPair[], batches: readonly number[][], padTokenId: number): Generator<PackedBatch> {
+  for (const batch of batches) yield collatePairs(batch.map((i) => pairs[i]!), padTokenId);
+}

@@ -1,0 +1,26 @@
+// One error type for everything a user's data or model folder can get wrong. It carries where the problem is
+// (file, 1-based line for line-oriented files, 0-based row for JSON arrays and Parquet) so the CLI can print
+// "file:line: what is wrong — what to do" and --skip-invalid can count the row instead of stopping.
+
+export interface RowSource {
+  file: string;
+  /** 1-based line in a JSON Lines file */
+  line?: number;
+  /** 0-based row in a JSON array or a Parquet file */
+  row?: number;
+}
+
+export function describeSource(source: RowSource): string {
+  if (source.line !== undefined) return `${source.file}:${source.line}`;
+  if (source.row !== undefined) return `${source.file} row ${source.row}`;
+  return source.file;
+}
+
+export class DataError extends Error {
+  readonly source: RowSource | null;
+  constructor(message: string, source: RowSource | null = null) {
+    super(source ? `${describeSource(source)}: ${message}` : message);
+    this.name = 'DataError';
+    this.source = source;
+  }
+}

@@ -1,0 +1,242 @@
+// Row readers for the files preference data comes in: JSON Lines, JSON (an array, or an object holding one) and
+// Parquet, each optionally gzip-compressed, or a folder of them such as a Hugging Face dataset snapshot
+// (data/train-00000-of-00001.parquet) from which one split is taken. Rows are yielded one at a time: JSON Lines
+// stream line by line and Parquet row group by row group, so files larger than memory can be read.
+// A row that cannot be parsed is yielded as an InvalidRow, so the caller decides between stopping and counting.
+
+import { createReadStream } from 'node:fs';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { basename, join, relative, sep } from 'node:path';
+import { createInterface } from 'node:readline';
+import { gunzipSync, createGunzip } from 'node:zlib';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
+import type { AsyncBuffer } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
+import { DataError, type RowSource } from './errors.js';
+
+export interface RawRow {
+  values: Record<string, unknown>;
+  source: RowSource;
+}
+
+export interface InvalidRow {
+  error: DataError;
+  source: RowSource;
+}
+
+export type ReadItem = RawRow | InvalidRow;
+
+export function isInvalid(item: ReadItem): item is InvalidRow {
+  return 'error' in item;
+}
+
+export type DataFileFormat = 'jsonl' | 'json' | 'parquet';
+
+const EXTENSIONS: Record<string, DataFileFormat> = {
+  '.jsonl': 'jsonl',
+  '.ndjson': 'jsonl',
+  '.json': 'json',
+  '.parquet': 'parquet',
+};
+
+/** The format a file name says it holds, or null for files that are not data (README.md, .gitattributes...). */
+export function formatOf(path: string): { format: DataFileFormat; gzip: boolean } | null {
+  const gzip = path.endsWith('.gz');
+  const name = gzip ? path.slice(0, -3) : path;
+  for (const [ext, format] of Object.entries(EXTENSIONS)) if (name.endsWith(ext)) return { format, gzip };
+  return null;
+}
+
+/** Files that sit next to data in dataset folders but hold metadata, not rows. */
+const METADATA_FILES = new Set(['dataset_info.json', 'dataset_infos.json', 'state.json', 'dataset_dict.json']);
+
+async function listDataFiles(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (d: string, depth: number): Promise<void> => {
+    for (const entry of await readdir(d, { withFileTypes: true })) {
+      if (entry.name.startsWith('.')) continue; // .git, .cache, .gitattributes
+      const path = join(d, entry.name);
+      if (entry.isDirectory() && depth < 4) await walk(path, depth + 1);
+      else if (entry.isFile() && formatOf(entry.name) && !METADATA_FILES.has(entry.name)) found.push(path);
+    }
+  };
+  await walk(dir, 0);
+  return found.sort();
+}
+
+/**
+ * Hugging Face's naming: a file is in split S when its name starts with S followed by - . _ or a digit
+ * (train-00000-of-00002.parquet, test.jsonl) or when a folder on its path is named S (train/part-0.parquet).
+ */
+function inSplit(root: string, file: string, split: string): boolean {
+  const name = basename(file);
+  if (name.startsWith(split) && /^[-._0-9]|^$/.test(name.slice(split.length))) return true;
+  return relative(root, file).split(sep).slice(0, -1).includes(split);
+}
+
+/** A data file, or the files of one split of a dataset folder (train when no split is given and there is one). */
+export async function resolveDataFiles(path: string, split?: string): Promise<string[]> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch {
+    throw new DataError(`dataset ${path} not found`);
+  }
+  if (!info.isDirectory()) {
+    if (!formatOf(path)) {
+      throw new DataError(`${path}: unknown dataset format; use .jsonl, .json or .parquet (optionally .gz)`);
+    }
+    return [path];
+  }
+  const files = await listDataFiles(path);
+  if (files.length === 0) throw new DataError(`${path}: no .jsonl, .json or .parquet files in this folder`);
+  const wanted = split ?? 'train';
+  const chosen = files.filter((f) => inSplit(path, f, wanted));
+  if (chosen.length > 0) return chosen;
+  if (split === undefined) return files; // a folder without splits is one split
+  throw new DataError(
+    `${path}: no files for split "${split}"; the folder has ${files.map((f) => relative(path, f)).join(', ')}`,
+  );
+}
+
+async function isGzipped(path: string): Promise<boolean> {
+  const handle = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(2);
+    const { bytesRead } = await handle.read(head, 0, 2, 0);
+    return bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
+  } finally {
+    await handle.close();
+  }
+}
+
+function parseObjectLine(text: string, source: RowSource): ReadItem {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return { error: new DataError(`not valid JSON (${(err as Error).message})`, source), source };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { error: new DataError('each row must be a JSON object with named fields', source), source };
+  }
+  return { values: value as Record<string, unknown>, source };
+}
+
+async function* readJsonLines(path: string): AsyncGenerator<ReadItem> {
+  const raw = createReadStream(path);
+  const input = (await isGzipped(path)) ? raw.pipe(createGunzip()) : raw;
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  let line = 0;
+  try {
+    for await (const text of lines) {
+      line++;
+      if (text.trim() === '') continue;
+      yield parseObjectLine(text, { file: path, line });
+    }
+  } catch (err) {
+    throw new DataError(`cannot read (${(err as Error).message})`, { file: path, line: line + 1 });
+  } finally {
+    lines.close();
+    raw.destroy();
+  }
+}
+
+/** V8 says "... at position N"; the user wants a line number. */
+function lineOfJsonError(text: string, err: Error): number | undefined {
+  const m = /position (\d+)/.exec(err.message);
+  if (!m) return undefined;
+  const pos = Number(m[1]);
+  let line = 1;
+  for (let i = 0; i < pos && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+function* rowsOfJsonArray(rows: unknown[], file: string): Generator<ReadItem> {
+  for (const [row, value] of rows.entries()) {
+    const source = { file, row };
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      yield { error: new DataError('each row must be a JSON object with named fields', source), source };
+    } else yield { values: value as Record<string, unknown>, source };
+  }
+}
+
+/** A .json file is parsed whole (JSON has no row boundaries to stream on); JSON Lines saved as .json also work. */
+async function* readJson(path: string, split?: string): AsyncGenerator<ReadItem> {
+  const bytes = await readFile(path);
+  const text = (bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes) : bytes).toString('utf8');
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    const firstLine = text.slice(0, text.indexOf('\n') >>> 0);
+    if (text.trimStart().startsWith('{') && !isInvalid(parseObjectLine(firstLine, { file: path }))) {
+      // datasets' to_json() writes JSON Lines under a .json name
+      let line = 0;
+      for (const lineText of text.split('\n')) {
+        line++;
+        if (lineText.trim() !== '') yield parseObjectLine(lineText, { file: path, line });
+      }
+      return;
+    }
+    throw new DataError(`not valid JSON (${(err as Error).message})`, { file: path, line: lineOfJsonError(text, err as Error) });
+  }
+  if (Array.isArray(doc)) {
+    yield* rowsOfJsonArray(doc, path);
+    return;
+  }
+  if (typeof doc === 'object' && doc !== null) {
+    const arrays = Object.entries(doc).filter(([, v]) => Array.isArray(v)) as [string, unknown[]][];
+    const pick = arrays.find(([k]) => k === split) ?? (arrays.length === 1 ? arrays[0] : undefined);
+    if (pick) {
+      yield* rowsOfJsonArray(pick[1], path);
+      return;
+    }
+    const keys = arrays.map(([k]) => k);
+    throw new DataError(
+      keys.length === 0
+        ? `${path}: the JSON object holds no array of rows (keys: ${Object.keys(doc).join(', ')})`
+        : `${path}: the JSON object holds several arrays (${keys.join(', ')}); choose one with --split`,
+    );
+  }
+  throw new DataError(`${path}: expected a JSON array of rows or an object holding one`);
+}
+
+function memoryBuffer(bytes: Uint8Array): AsyncBuffer {
+  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  return { byteLength: buffer.byteLength, slice: (start, end) => buffer.slice(start, end) };
+}
+
+/** Parquet is read one row group at a time, so memory holds one group, not the file. */
+async function* readParquet(path: string): AsyncGenerator<ReadItem> {
+  // a gzipped Parquet file has to be inflated whole: gzip is not seekable and Parquet starts from its footer
+  const file = (await isGzipped(path)) ? memoryBuffer(gunzipSync(await readFile(path))) : await asyncBufferFromFile(path);
+  let metadata;
+  try {
+    metadata = await parquetMetadataAsync(file);
+  } catch (err) {
+    throw new DataError(`${path}: not a readable Parquet file (${(err as Error).message})`);
+  }
+  let rowStart = 0;
+  for (const group of metadata.row_groups) {
+    const rowEnd = rowStart + Number(group.num_rows);
+    let rows;
+    try {
+      rows = await parquetReadObjects({ file, metadata, rowStart, rowEnd, compressors });
+    } catch (err) {
+      throw new DataError(`cannot decode rows ${rowStart}..${rowEnd - 1} (${(err as Error).message})`, { file: path, row: rowStart });
+    }
+    for (const [i, values] of rows.entries()) yield { values, source: { file: path, row: rowStart + i } };
+    rowStart = rowEnd;
+  }
+}
+
+/** Every row of a data file or of one split of a dataset folder, in file order. */
+export async function* readRows(path: string, opts: { split?: string } = {}): AsyncGenerator<ReadItem> {
+  for (const file of await resolveDataFiles(path, opts.split)) {
+    const kind = formatOf(file)!;
+    if (kind.format === 'jsonl') yield* readJsonLines(file);
+    else if (kind.format === 'json') yield* readJson(file, opts.split);
+    else yield* readParquet(file);
+  }
+}

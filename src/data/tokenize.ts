@@ -1,0 +1,102 @@
+// TRL's ORPO tokenisation of one preference row: prompt tokens (BOS in front when the tokenizer adds one, never
+// twice), each response's tokens + EOS, then truncation so prompt + longer response fits max_length.
+//
+// Prompt and responses are encoded separately, so one prompt serves both rows by construction: TRL encodes
+// prompt+response and splits it, which lets a token merge across the boundary give chosen and rejected different
+// prompts. With byte-level BPE and the whitespace-led responses produced by formats.ts the two ways give the same
+// ids; where a merge would happen, splitting keeps the prompt identical, which the shared-prompt batch needs.
+
+import type { TokenPair } from './collate.js';
+import type { DropReason, PreferenceText } from './formats.js';
+import type { Tokenizer } from './tokenizer.js';
+
+export interface TruncationOptions {
+  /** prompt + longer response, in tokens (TRL max_length, default 1024) */
+  maxLength: number;
+  /** cap applied to the prompt when a row is too long (TRL max_prompt_length, default 512); null: as needed */
+  maxPromptLength: number | null;
+  /** cap on each response, applied first (keeps the start; default null: none) */
+  maxCompletionLength: number | null;
+  /** which end of a too long prompt survives (TRL truncation_mode, default keep_end) */
+  truncationMode: 'keep_end' | 'keep_start';
+}
+
+export const TRL_TRUNCATION_DEFAULTS: TruncationOptions = {
+  maxLength: 1024,
+  maxPromptLength: 512,
+  maxCompletionLength: null,
+  truncationMode: 'keep_end',
+};
+
+/** Settings that could leave a row over max_length or with an empty response are refused up front. */
+export function validateTruncation(opts: TruncationOptions): void {
+  const { maxLength, maxPromptLength, maxCompletionLength } = opts;
+  if (!Number.isInteger(maxLength) || maxLength < 2) {
+    throw new Error(`max_length must be an integer >= 2 (one prompt and one response token), got ${maxLength}`);
+  }
+  if (maxPromptLength !== null && (!Number.isInteger(maxPromptLength) || maxPromptLength < 1 || maxPromptLength >= maxLength)) {
+    throw new Error(
+      `max_prompt_length must be an integer in [1, max_length) so responses keep at least one token; ` +
+        `got ${maxPromptLength} with max_length ${maxLength}`,
+    );
+  }
+  if (maxCompletionLength !== null && (!Number.isInteger(maxCompletionLength) || maxCompletionLength < 1)) {
+    throw new Error(`max_completion_length must be an integer >= 1 or null, got ${maxCompletionLength}`);
+  }
+  if (opts.truncationMode !== 'keep_end' && opts.truncationMode !== 'keep_start') {
+    throw new Error(`truncation_mode must be keep_end or keep_start, got ${String(opts.truncationMode)}`);
+  }
+}
+
+export type TokenizedRow =
+  | { ok: true; pair: TokenPair; truncatedPrompt: boolean; truncatedResponse: boolean }
+  | { ok: false; reason: DropReason };
+
+function withEos(ids: number[], eos: number): number[] {
+  if (ids[ids.length - 1] !== eos) ids.push(eos);
+  return ids;
+}
+
+/** The prompt length a too long row is cut to: max_prompt_length, or when that is null whatever the responses leave
+ * (at least half of max_length, so a long reply cannot push the whole context out). */
+function promptBudget(opts: TruncationOptions, longerResponse: number): number {
+  if (opts.maxPromptLength !== null) return opts.maxPromptLength;
+  return Math.min(opts.maxLength - 1, Math.max(opts.maxLength - longerResponse, Math.floor(opts.maxLength / 2)));
+}
+
+export function tokenizePreferenceText(text: PreferenceText, tokenizer: Tokenizer, opts: TruncationOptions): TokenizedRow {
+  const eos = tokenizer.eosTokenId;
+  if (eos === null) throw new Error('the tokenizer has no eos_token, so responses cannot be ended; set eos_token in tokenizer_config.json');
+  let prompt = tokenizer.encode(text.prompt);
+  const bos = tokenizer.bosTokenId;
+  if (tokenizer.addBosToken && bos !== null && prompt[0] !== bos) prompt.unshift(bos); // a template may have put it there
+  let chosen = withEos(tokenizer.encode(text.chosen), eos);
+  let rejected = withEos(tokenizer.encode(text.rejected), eos);
+
+  let truncatedPrompt = false;
+  let truncatedResponse = false;
+  if (opts.maxCompletionLength !== null && Math.max(chosen.length, rejected.length) > opts.maxCompletionLength) {
+    chosen = chosen.slice(0, opts.maxCompletionLength);
+    rejected = rejected.slice(0, opts.maxCompletionLength);
+    truncatedResponse = true;
+  }
+  // TRL: first the prompt is cut to max_prompt_length, then, if still too long, the responses to what is left
+  const longer = Math.max(chosen.length, rejected.length);
+  if (prompt.length + longer > opts.maxLength) {
+    const keep = promptBudget(opts, longer);
+    if (prompt.length > keep) {
+      prompt = opts.truncationMode === 'keep_end' ? prompt.slice(prompt.length - keep) : prompt.slice(0, keep);
+      truncatedPrompt = true;
+    }
+    if (prompt.length + longer > opts.maxLength) {
+      const responseBudget = opts.maxLength - (opts.maxPromptLength ?? prompt.length);
+      chosen = chosen.slice(0, responseBudget);
+      rejected = rejected.slice(0, responseBudget);
+      truncatedResponse = true;
+    }
+  }
+  if (chosen.length === rejected.length && chosen.every((id, i) => id === rejected[i])) {
+    return { ok: false, reason: 'identical_after_truncation' };
+  }
+  return { ok: true, pair: { prompt, chosen, rejected }, truncatedPrompt, truncatedResponse };
+}

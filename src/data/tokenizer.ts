@@ -1,0 +1,153 @@
+// The model folder's tokenizer: tokenizer.json encoded by @huggingface/tokenizers (the same ids as the Rust
+// reference), with the facts TRL reads from tokenizer_config.json: BOS/EOS/PAD tokens, add_bos_token and the chat
+// template. createTokenizer is pure; loadTokenizer reads the files.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { ChatTemplate, pickChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
+import { DataError } from './errors.js';
+
+export type { ChatMessage, ChatTemplateOptions } from './chat-template.js';
+
+export interface Tokenizer {
+  encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
+  decode(ids: readonly number[], opts?: { skipSpecialTokens?: boolean }): string;
+  readonly bosTokenId: number | null;
+  readonly eosTokenId: number | null;
+  readonly padTokenId: number | null;
+  /** true when the tokenizer puts BOS in front of encoded text (add_bos_token, or a post-processor that does) */
+  readonly addBosToken: boolean;
+  readonly chatTemplate: string | null;
+  applyChatTemplate(messages: readonly ChatMessage[], opts?: ChatTemplateOptions): string;
+  /** ids run 0..vocabSize-1, added tokens included */
+  readonly vocabSize: number;
+  tokenToId(token: string): number | null;
+}
+
+/** The JSON files of a model folder, already parsed. */
+export interface TokenizerFiles {
+  /** tokenizer.json */
+  tokenizer: Record<string, unknown>;
+  /** tokenizer_config.json ({} when absent) */
+  config: Record<string, unknown>;
+  /** special_tokens_map.json, consulted for tokens the config does not name */
+  specialTokensMap?: Record<string, unknown>;
+  /** chat_template.jinja, which newer transformers writes instead of the config entry */
+  chatTemplateFile?: string;
+  /** where the files came from, for messages */
+  origin?: string;
+}
+
+const SPECIAL_TOKEN_NAMES = ['bos_token', 'eos_token', 'pad_token', 'unk_token'] as const;
+type SpecialTokenName = (typeof SPECIAL_TOKEN_NAMES)[number];
+
+/** Special tokens are written as a string or as an AddedToken object `{content: "..."}`. */
+function specialTokenText(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+    return (value as { content: string }).content;
+  }
+  return null;
+}
+
+export function createTokenizer(files: TokenizerFiles): Tokenizer {
+  const origin = files.origin ?? 'tokenizer';
+  const hf = new HfTokenizer(files.tokenizer, files.config);
+  const tokenToId = (token: string): number | null => hf.token_to_id(token) ?? null;
+
+  const texts = {} as Record<SpecialTokenName, string | null>;
+  const ids = {} as Record<SpecialTokenName, number | null>;
+  for (const name of SPECIAL_TOKEN_NAMES) {
+    const text = specialTokenText(files.config[name]) ?? specialTokenText(files.specialTokensMap?.[name]);
+    texts[name] = text;
+    ids[name] = text === null ? null : tokenToId(text);
+    if (text !== null && ids[name] === null) {
+      throw new DataError(
+        `${origin}: ${name} "${text}" is not in tokenizer.json's vocabulary; fix ${name} in tokenizer_config.json`,
+      );
+    }
+  }
+
+  let maxId = -1;
+  for (const id of hf.get_vocab(true).values()) maxId = Math.max(maxId, id);
+
+  const encode = (text: string, opts: { addSpecialTokens?: boolean } = {}): number[] =>
+    hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? false }).ids;
+
+  // add_bos_token in the config is what the slow tokenizers obey; fast ones put BOS in their post-processor.
+  // Either counts, so the config wins when it says, and otherwise we watch what encoding does.
+  const configured = files.config.add_bos_token;
+  const addBosToken =
+    ids.bos_token !== null &&
+    (typeof configured === 'boolean' ? configured : encode('a', { addSpecialTokens: true })[0] === ids.bos_token);
+
+  const templateSource = files.chatTemplateFile ?? pickChatTemplate(files.config.chat_template);
+  const templateTokens: Record<string, string> = {};
+  for (const name of SPECIAL_TOKEN_NAMES) templateTokens[name] = texts[name] ?? '';
+  const template = templateSource === null ? null : new ChatTemplate(templateSource, templateTokens);
+
+  return {
+    encode,
+    decode: (tokenIds, opts = {}) => hf.decode([...tokenIds], { skip_special_tokens: opts.skipSpecialTokens ?? false }),
+    bosTokenId: ids.bos_token,
+    eosTokenId: ids.eos_token,
+    padTokenId: ids.pad_token,
+    addBosToken,
+    chatTemplate: templateSource,
+    applyChatTemplate(messages, opts) {
+      if (template === null) {
+        throw new DataError(
+          `${origin} has no chat_template (tokenizer_config.json or chat_template.jinja); conversational rows ` +
+            'need one — use a chat model folder, or give prompt/chosen/rejected as plain strings',
+        );
+      }
+      return template.render(messages, opts);
+    },
+    vocabSize: maxId + 1,
+    tokenToId,
+  };
+}
+
+/** TRL pads with the tokenizer's pad token, or its EOS when it has none. */
+export function padTokenIdOf(tokenizer: Tokenizer): number {
+  const id = tokenizer.padTokenId ?? tokenizer.eosTokenId;
+  if (id === null) throw new DataError('the tokenizer has neither pad_token nor eos_token; set one in tokenizer_config.json');
+  return id;
+}
+
+async function readJson(path: string, required: boolean): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !required) return undefined;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new DataError(`${path} not found: a model folder needs tokenizer.json (save the tokenizer with save_pretrained)`);
+    }
+    throw err;
+  }
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new DataError(`${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+async function readOptionalText(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Reads tokenizer.json + tokenizer_config.json (+ special_tokens_map.json, chat_template.jinja) from a model folder. */
+export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
+  const tokenizer = (await readJson(join(modelDir, 'tokenizer.json'), true))!;
+  const config = (await readJson(join(modelDir, 'tokenizer_config.json'), false)) ?? {};
+  const specialTokensMap = await readJson(join(modelDir, 'special_tokens_map.json'), false);
+  const chatTemplateFile = await readOptionalText(join(modelDir, 'chat_template.jinja'));
+  return createTokenizer({ tokenizer, config, specialTokensMap, chatTemplateFile, origin: modelDir });
+}
