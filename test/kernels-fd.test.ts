@@ -578,8 +578,7 @@ test('adamwStep: three steps equal torch.optim.AdamW (decoupled weight decay, bi
 });
 
 test('sumSquares accumulates in float64; scale multiplies in place', () => {
-  // float32 inputs: 1 + 2^24 copies of 1 would stall a float32 accumulator; here a shorter proof:
-  // 2^12 squared plus 1.0 squared is exact in float64 and lost in float32 (2^24 + 1)
+  // float32 inputs, float64 sum: 4096^2 + 1^2 = 2^24 + 1 is exact in float64 but rounds to 2^24 in float32
   const x = Float32Array.from([4096, 1, -3, 0.5]);
   assert.equal(k.sumSquares(x, 4), 4096 ** 2 + 1 + 9 + 0.25);
   assert.equal(k.sumSquares(x, 2), 2 ** 24 + 1, 'only the first N elements');

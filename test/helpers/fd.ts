@@ -103,7 +103,7 @@ export function compareGradients(name: string, analytic: Float64Array, numeric: 
     const n = numeric[i];
     const size = Math.max(Math.abs(a), Math.abs(n));
     const err = Math.abs(a - n);
-    // NaN must fail: write the test so that NaN makes the ratio Infinity
+    // a NaN anywhere must fail, so it counts as an infinite error
     const ratio = Number.isNaN(err) ? Infinity : err / (rtol * size + atol);
     if (ratio > worst.ratio || worst.index < 0) worst = { index: i, analytic: a, numeric: n, ratio };
     if (size > atol) maxRelError = Math.max(maxRelError, Number.isNaN(err) ? Infinity : err / size);
