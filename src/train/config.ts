@@ -30,6 +30,12 @@ export interface TrainConfig {
   max_length: number;
   max_prompt_length: number;
   max_completion_length: number | null;
+  truncation_mode: 'keep_end' | 'keep_start';
+  skip_invalid: boolean;
+  dataset_split: string | null;
+  prompt_column: string | null;
+  chosen_column: string | null;
+  rejected_column: string | null;
   seed: number;
   logging_steps: number;
   eval_steps: number | null;
@@ -52,6 +58,12 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   max_length: { type: 'int', default: 1024, min: 2, group: 'ORPO', doc: 'max tokens of prompt + response; longer rows are truncated' },
   max_prompt_length: { type: 'int', default: 512, min: 1, group: 'ORPO', doc: 'max prompt tokens (truncated first)' },
   max_completion_length: { type: 'int', default: null, min: 1, group: 'ORPO', doc: 'max response tokens (none: max_length - prompt)' },
+  truncation_mode: { type: 'enum', choices: ['keep_end', 'keep_start'], default: 'keep_end', group: 'ORPO', doc: 'which end of a too long prompt is kept' },
+  skip_invalid: { type: 'bool', default: false, group: 'Data and model', doc: 'count and skip malformed rows instead of stopping at the first' },
+  dataset_split: { type: 'string', default: null, group: 'Data and model', doc: 'split of a dataset folder (e.g. train, test; none: train or all files)' },
+  prompt_column: { type: 'string', default: null, group: 'Data and model', doc: "field holding the prompt (none: 'prompt')" },
+  chosen_column: { type: 'string', default: null, group: 'Data and model', doc: "field holding the preferred response (none: 'chosen')" },
+  rejected_column: { type: 'string', default: null, group: 'Data and model', doc: "field holding the dispreferred response (none: 'rejected')" },
   learning_rate: { type: 'float', default: 1e-6, min: 0, minExclusive: true, symbol: 'η', group: 'Optimisation', doc: 'peak AdamW learning rate (TRL ORPOConfig default)' },
   num_train_epochs: { type: 'float', default: 3, min: 0, minExclusive: true, group: 'Optimisation', doc: 'passes over the training data (ignored when max_steps > 0)' },
   max_steps: { type: 'int', default: -1, min: -1, group: 'Optimisation', doc: 'total optimizer steps; -1 = from num_train_epochs' },

@@ -190,3 +190,8 @@ function wrap(text: string, width: number, indent: number): string {
   lines.push(line);
   return lines.join(`\n${' '.repeat(indent)}`);
 }
+
+/** The same option with another default (e.g. the demo's tuned learning rate). */
+export function withDefault(spec: OptionSpec, value: OptionValue): OptionSpec {
+  return { ...spec, default: value } as OptionSpec;
+}

@@ -1,0 +1,60 @@
+// `orpo eval`: ORPO metrics of a model folder on a preference dataset, no training.
+
+import { availableParallelism } from 'node:os';
+import { loadTokenizer, padTokenIdOf } from '../data/tokenizer.js';
+import { loadModel } from '../io/hf-model.js';
+import { TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
+import { evaluatePairs } from '../train/evaluate.js';
+import { ORPO_METRIC_NAMES } from '../train/metrics.js';
+import { OptionError, type OptionTable } from '../train/options.js';
+import { resolveCommandOptions } from './args.js';
+import { loadPairs } from './pairs.js';
+import { dataLimitsOf } from './train.js';
+
+type SharedKeys = 'model' | 'dataset' | 'beta' | 'sft_scope' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
+  'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' |
+  'per_device_eval_batch_size' | 'threads';
+export type EvalConfig = Pick<TrainConfig, SharedKeys> & { json: boolean };
+
+const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pick<TrainConfig, K>> =>
+  Object.fromEntries(keys.map((k) => [k, TRAIN_OPTIONS[k]])) as unknown as OptionTable<Pick<TrainConfig, K>>;
+
+export const EVAL_OPTIONS: OptionTable<EvalConfig> = {
+  ...shared<SharedKeys>(['model', 'dataset', 'beta', 'sft_scope', 'max_length', 'max_prompt_length', 'max_completion_length',
+    'truncation_mode', 'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column',
+    'per_device_eval_batch_size', 'threads']),
+  json: { type: 'bool', default: false, doc: 'print the metrics as one JSON object' },
+};
+
+const USAGE = `Usage: orpo eval --model DIR --dataset FILE [--json] [options]
+
+ORPO loss and TRL metrics (rewards/accuracies, rewards/margins, ...) of a model folder on preference pairs.`;
+
+export async function runEval(argv: readonly string[]): Promise<number> {
+  const c = await resolveCommandOptions('eval', USAGE, argv, EVAL_OPTIONS, { allowConfig: true });
+  if (c === null) return 0;
+  if (c.model === null || c.dataset === null) throw new OptionError('orpo eval needs --model DIR and --dataset FILE');
+  const model = await loadModel(c.model);
+  model.kernels.setThreads(c.threads ?? availableParallelism());
+  const tokenizer = await loadTokenizer(c.model);
+  const loaded = await loadPairs(c.dataset, tokenizer, dataLimitsOf(c));
+  const started = performance.now();
+  const out = evaluatePairs(model, loaded.pairs, {
+    beta: c.beta, sftScope: c.sft_scope, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const result: Record<string, number | string> = { model: c.model, dataset: c.dataset, pairs: out.pairs };
+  for (const name of ORPO_METRIC_NAMES) result[`eval_${name}`] = out.metrics[name]!;
+  result['eval_runtime_seconds'] = Number(seconds.toFixed(3));
+  result['eval_tokens_per_second'] = Math.round(out.tokens / seconds);
+  if (c.json) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } else {
+    process.stderr.write(`${loaded.summary}\n`);
+    const width = Math.max(...Object.keys(result).map((k) => k.length));
+    for (const [k, v] of Object.entries(result)) {
+      process.stdout.write(`${k.padEnd(width)}  ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(6) : v}\n`);
+    }
+  }
+  return 0;
+}

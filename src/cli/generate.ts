@@ -1,0 +1,104 @@
+// `orpo generate`: text from a model folder, greedy or sampled, streamed as it is produced.
+
+import { availableParallelism } from 'node:os';
+import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
+import { generateTokens, fullForwardLogits, type Generation } from '../generate/generate.js';
+import type { SamplingOptions } from '../generate/sample.js';
+import { loadModel } from '../io/hf-model.js';
+import type { CausalLM } from '../model/types.js';
+import { OptionError, type OptionTable } from '../train/options.js';
+import { resolveCommandOptions } from './args.js';
+
+export interface GenerateConfig {
+  model: string | null;
+  prompt: string | null;
+  chat: boolean;
+  system: string | null;
+  max_new_tokens: number;
+  temperature: number;
+  top_k: number;
+  top_p: number;
+  seed: number;
+  threads: number | null;
+  json: boolean;
+}
+
+export const GENERATE_OPTIONS: OptionTable<GenerateConfig> = {
+  model: { type: 'path', default: null, doc: 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json)' },
+  prompt: { type: 'string', default: null, doc: 'the text to continue (with --chat: the user message)' },
+  chat: { type: 'bool', default: false, doc: "wrap the prompt as a user turn with the model's chat template (add_generation_prompt)" },
+  system: { type: 'string', default: null, doc: 'with --chat: a system message before the user turn' },
+  max_new_tokens: { type: 'int', default: 128, min: 1, doc: 'stop after this many new tokens' },
+  temperature: { type: 'float', default: 0, min: 0, symbol: 'T', doc: '0 = greedy (argmax); otherwise sample from softmax(logits / T)' },
+  top_k: { type: 'int', default: 0, min: 0, doc: 'sample only among the k most likely tokens (0 = all)' },
+  top_p: { type: 'float', default: 1, min: 0, minExclusive: true, max: 1, doc: 'sample only among the most likely tokens holding probability p (nucleus)' },
+  seed: { type: 'int', default: 42, min: 0, doc: 'seed of the sampler (same seed, same text)' },
+  threads: { type: 'int', default: null, min: 1, doc: 'compute threads (none: all cores)' },
+  json: { type: 'bool', default: false, doc: 'print {prompt, completion, tokens, stop_reason} as JSON instead of streaming text' },
+};
+
+const USAGE = `Usage: orpo generate --model DIR --prompt TEXT [--chat] [--temperature T --top-k K --top-p P --seed S]
+
+Continues the prompt until EOS or --max-new-tokens. Greedy by default.`;
+
+/** Prompt text -> token ids the way training saw prompts: BOS first when the tokenizer adds one. */
+export function encodePrompt(tokenizer: Tokenizer, text: string, chat: boolean, system: string | null): number[] {
+  const rendered = chat
+    ? tokenizer.applyChatTemplate([...(system === null ? [] : [{ role: 'system', content: system }]), { role: 'user', content: text }],
+      { addGenerationPrompt: true })
+    : text;
+  const ids = tokenizer.encode(rendered);
+  const bos = tokenizer.bosTokenId;
+  if (tokenizer.addBosToken && bos !== null && ids[0] !== bos) ids.unshift(bos);
+  return ids;
+}
+
+/** Token ids that end a generation: the tokenizer's EOS and config.json's eos_token_id(s). */
+export function stopTokensOf(model: CausalLM, tokenizer: Tokenizer): number[] {
+  const eos = model.config.eosTokenId;
+  const ids = new Set<number>(eos === null ? [] : Array.isArray(eos) ? eos : [eos]);
+  if (tokenizer.eosTokenId !== null) ids.add(tokenizer.eosTokenId);
+  return [...ids];
+}
+
+export function generateText(model: CausalLM, tokenizer: Tokenizer, promptIds: readonly number[],
+  opts: SamplingOptions & { maxNewTokens: number; seed: number; onText?: (s: string) => void }): Generation & { text: string } {
+  // stream by decoding everything so far and printing what is new: a token can be half a character (byte
+  // fallback), so text is only shown once the decoded string has grown past it
+  let shown = '';
+  const tokens: number[] = [];
+  const onToken = opts.onText === undefined ? undefined : (id: number): void => {
+    tokens.push(id);
+    const text = tokenizer.decode(tokens, { skipSpecialTokens: true });
+    if (text.startsWith(shown) && text.length > shown.length && !text.endsWith('\uFFFD')) {
+      opts.onText!(text.slice(shown.length));
+      shown = text;
+    }
+  };
+  const out = generateTokens(fullForwardLogits(model), promptIds, {
+    ...opts, stopTokenIds: stopTokensOf(model, tokenizer), onToken,
+  }, model.config.maxPositions);
+  const text = tokenizer.decode(out.tokens, { skipSpecialTokens: true });
+  if (opts.onText !== undefined && text.startsWith(shown) && text.length > shown.length) opts.onText(text.slice(shown.length));
+  return { ...out, text };
+}
+
+export async function runGenerate(argv: readonly string[]): Promise<number> {
+  const c = await resolveCommandOptions('generate', USAGE, argv, GENERATE_OPTIONS);
+  if (c === null) return 0;
+  if (c.model === null || c.prompt === null) throw new OptionError('orpo generate needs --model DIR and --prompt TEXT');
+  const model = await loadModel(c.model);
+  model.kernels.setThreads(c.threads ?? availableParallelism());
+  const tokenizer = await loadTokenizer(c.model);
+  const promptIds = encodePrompt(tokenizer, c.prompt, c.chat, c.system);
+  const sampling = { temperature: c.temperature, topK: c.top_k, topP: c.top_p, maxNewTokens: c.max_new_tokens, seed: c.seed };
+  if (c.json) {
+    const out = generateText(model, tokenizer, promptIds, sampling);
+    process.stdout.write(`${JSON.stringify({ prompt: c.prompt, completion: out.text, tokens: out.tokens, stop_reason: out.stopReason })}\n`);
+    return 0;
+  }
+  const out = generateText(model, tokenizer, promptIds, { ...sampling, onText: (s) => process.stdout.write(s) });
+  process.stdout.write('\n');
+  process.stderr.write(`[${out.tokens.length} tokens, stopped: ${out.stopReason}]\n`);
+  return 0;
+}

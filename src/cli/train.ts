@@ -1,0 +1,209 @@
+// `orpo train`: options -> model + tokenizer + pairs -> the trainer, with the files around it (metrics.jsonl,
+// checkpoints, the final model, the report) and the terminal (progress, Ctrl-C).
+
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import type { TokenPair } from '../data/collate.js';
+import { loadTokenizer, padTokenIdOf, type Tokenizer } from '../data/tokenizer.js';
+import { loadModel, saveModel } from '../io/hf-model.js';
+import type { DecoderBase } from '../model/base.js';
+import { Rng } from '../tensor/rng.js';
+import { TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
+import { train, type LogRecord, type ResumeFrom, type TrainResult, type TrainerState } from '../train/trainer.js';
+import { resolveCommandOptions } from './args.js';
+import {
+  copyTokenizerFiles, loadCheckpoint, pruneCheckpoints, removeStaleTemporaries, resolveResumeDir, saveCheckpoint,
+} from './checkpoint.js';
+import { loadPairs, type DataLimits } from './pairs.js';
+import { formatDuration, ProgressReporter } from './progress.js';
+import { writeReport } from './report-files.js';
+
+export const TRAIN_USAGE = `Usage: orpo train --model DIR --dataset FILE --output-dir DIR [options]
+       orpo train --config train.yaml [--option value ...]
+
+Fine-tunes a Hugging Face model folder with ORPO on preference pairs (prompt/chosen/rejected), writing
+checkpoints, metrics.jsonl, the final model and report.html to output_dir. Option names are TRL's
+(snake_case in config files, kebab-case as flags).`;
+
+export interface TrainRunOptions {
+  /** called with the starting model before the first step (the demo records its generations) */
+  beforeTraining?: (model: DecoderBase, tokenizer: Tokenizer) => void;
+  /** extra sections for report.html, from the trained model (the demo adds its generations) */
+  reportExtra?: (model: DecoderBase, tokenizer: Tokenizer) => readonly (readonly [string, string])[];
+  /** no progress output (the demo's --json) */
+  quiet?: boolean;
+  /** title of report.html */
+  title?: string;
+}
+
+export interface TrainRun {
+  result: TrainResult;
+  model: DecoderBase;
+  tokenizer: Tokenizer;
+  evalPairs: TokenPair[] | null;
+  trainPairs: TokenPair[];
+}
+
+type DataKeys = 'max_length' | 'max_prompt_length' | 'max_completion_length' | 'truncation_mode' | 'skip_invalid' |
+  'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column';
+
+export function dataLimitsOf(c: Pick<TrainConfig, DataKeys>): DataLimits {
+  return {
+    maxLength: c.max_length, maxPromptLength: c.max_prompt_length, maxCompletionLength: c.max_completion_length,
+    truncationMode: c.truncation_mode, skipInvalid: c.skip_invalid, split: c.dataset_split,
+    columns: { prompt: c.prompt_column, chosen: c.chosen_column, rejected: c.rejected_column },
+  };
+}
+
+/** TRL's eval split: a seeded shuffle, the first ceil(n * ratio) pairs held out. */
+export function splitForEval(pairs: readonly TokenPair[], ratio: number, seed: number): { train: TokenPair[]; eval: TokenPair[] } {
+  const order = new Rng(seed).shuffle(Array.from({ length: pairs.length }, (_, i) => i));
+  const nEval = Math.min(pairs.length - 1, Math.ceil(pairs.length * ratio));
+  return { eval: order.slice(0, nEval).map((i) => pairs[i]!), train: order.slice(nEval).map((i) => pairs[i]!) };
+}
+
+export async function runTrain(argv: readonly string[]): Promise<number> {
+  const c = await resolveCommandOptions('train', TRAIN_USAGE, argv, TRAIN_OPTIONS, { allowConfig: true });
+  if (c === null) return 0;
+  validateTrainConfig(c);
+  const run = await runTraining(c);
+  return run.result.interrupted ? 130 : 0;
+}
+
+/** The whole of `orpo train` after option parsing (also used by `orpo demo`). */
+export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): Promise<TrainRun> {
+  const outputDir = c.output_dir!;
+  const modelDir = c.model!;
+  const reporter = new ProgressReporter();
+  const say = (line: string): void => {
+    if (opts.quiet !== true) reporter.message(line);
+  };
+  await mkdir(outputDir, { recursive: true });
+  await removeStaleTemporaries(outputDir);
+
+  let model: DecoderBase;
+  let resume: ResumeFrom | null = null;
+  if (c.resume !== null) {
+    const dir = await resolveResumeDir(c.resume, outputDir);
+    const ckpt = await loadCheckpoint(dir);
+    model = ckpt.model;
+    resume = { state: ckpt.state, m: ckpt.m, v: ckpt.v, optimizerStep: ckpt.optimizerStep };
+    say(`resuming from ${dir} (step ${ckpt.state.global_step} of ${ckpt.state.total_steps})`);
+  } else {
+    model = await loadModel(modelDir);
+  }
+  model.kernels.setThreads(c.threads ?? availableParallelism());
+
+  const tokenizer = await loadTokenizer(modelDir);
+  const padTokenId = padTokenIdOf(tokenizer);
+  const limits = dataLimitsOf(c);
+  const loaded = await loadPairs(c.dataset!, tokenizer, limits);
+  say(loaded.summary);
+  let trainPairs = loaded.pairs;
+  let evalPairs: TokenPair[] | null = null;
+  if (c.eval_dataset !== null) {
+    const ev = await loadPairs(c.eval_dataset, tokenizer, limits);
+    say(`eval: ${ev.summary}`);
+    evalPairs = ev.pairs;
+  } else if (c.eval_split_ratio > 0) {
+    const split = splitForEval(trainPairs, c.eval_split_ratio, c.seed);
+    [trainPairs, evalPairs] = [split.train, split.eval];
+    say(`held out ${evalPairs.length} pairs for evaluation (eval_split_ratio ${c.eval_split_ratio})`);
+  }
+
+  // metrics.jsonl always equals the log of the run so far: a resumed run rewrites it from the checkpoint's
+  // history, dropping records written after that checkpoint by the interrupted run
+  const metricsFile = join(outputDir, 'metrics.jsonl');
+  writeFileSync(metricsFile, (resume?.state.log_history ?? []).map((r) => `${JSON.stringify(r)}\n`).join(''));
+
+  let stopRequested = false;
+  const onSigint = (): void => {
+    if (stopRequested) {
+      reporter.message('second Ctrl-C: exiting without saving');
+      process.exit(130);
+    }
+    stopRequested = true;
+    reporter.message('Ctrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)');
+  };
+  process.on('SIGINT', onSigint);
+
+  const args = { ...c };
+  const saveCkpt = async (state: TrainerState, optimizer: Parameters<typeof saveCheckpoint>[0]['optimizer']): Promise<string> => {
+    const dir = await saveCheckpoint({ outputDir, model, optimizer, state, tokenizerDir: modelDir, args });
+    await pruneCheckpoints(outputDir, c.save_total_limit);
+    return dir;
+  };
+  if (resume === null) opts.beforeTraining?.(model, tokenizer);
+  let result: TrainResult;
+  try {
+    say(`training ${modelDir} (${model.config.modelType}, ${(model.params.length / 1e6).toFixed(2)}M parameters) on ` +
+      `${trainPairs.length} pairs with ${model.kernels.name} kernels, ${model.kernels.getThreads()} thread(s)`);
+    result = await train(model, { train: trainPairs, eval: evalPairs, padTokenId }, c, {
+      log: (r: LogRecord) => {
+        appendFileSync(metricsFile, `${JSON.stringify(r)}\n`);
+        if (opts.quiet !== true) reporter.log(r);
+      },
+      progress: (p) => {
+        if (opts.quiet !== true) reporter.progress(p);
+      },
+      shouldStop: () => stopRequested,
+      save: async (kind, state, optimizer) => {
+        if (kind === 'final') {
+          await saveModel(model, outputDir, { dtype: c.save_dtype === 'bfloat16' ? 'BF16' : 'F32' });
+          await copyTokenizerFiles(modelDir, outputDir);
+          return;
+        }
+        const dir = await saveCkpt(state, optimizer);
+        say(`saved ${dir}`);
+      },
+    }, resume);
+  } finally {
+    reporter.finish();
+    process.off('SIGINT', onSigint);
+  }
+
+  const summary = summarise(c, result, trainPairs.length, model);
+  await writeFile(join(outputDir, 'train_results.json'), JSON.stringify(summary, null, 2) + '\n');
+  if (c.report) {
+    const report = await writeReport(outputDir, result.state.log_history, {
+      title: opts.title ?? `ORPO run: ${outputDir}`,
+      subtitle: `${modelDir} fine-tuned with ORPO (λ = ${c.beta}) on ${c.dataset}.`,
+      summary: Object.entries(summary).map(([k, v]) => [k, typeof v === 'number' ? String(Number(v.toPrecision(6))) : String(v)] as const),
+      firstEval: result.firstEval, lastEval: result.lastEval, config: args, extra: opts.reportExtra?.(model, tokenizer),
+    });
+    say(`report: ${report.html}`);
+  }
+  if (result.interrupted) say(`interrupted at step ${result.state.global_step}; continue with --resume`);
+  else if (opts.quiet !== true) printSummary(summary, reporter);
+  return { result, model, tokenizer, evalPairs, trainPairs };
+}
+
+function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, model: DecoderBase): Record<string, number | string> {
+  const s: Record<string, number | string> = {
+    output_dir: c.output_dir!,
+    global_step: r.state.global_step,
+    total_steps: r.state.total_steps,
+    train_pairs: trainPairs,
+    parameters: model.params.length,
+    train_runtime_seconds: Number(r.seconds.toFixed(2)),
+    train_tokens_per_second: Math.round(r.tokens / Math.max(r.seconds, 1e-9)),
+    interrupted: String(r.interrupted),
+  };
+  if (r.lastTrain !== null) for (const k of ['loss', 'nll_loss', 'rewards/accuracies', 'rewards/margins']) s[`train_${k}`] = r.lastTrain[k]!;
+  for (const [label, rec] of [['before', r.firstEval], ['after', r.lastEval]] as const) {
+    if (rec === null) continue;
+    for (const k of ['eval_loss', 'eval_rewards/accuracies', 'eval_rewards/margins']) s[`${k} (${label})`] = rec[k]!;
+  }
+  return s;
+}
+
+function printSummary(s: Record<string, number | string>, reporter: ProgressReporter): void {
+  const width = Math.max(...Object.keys(s).map((k) => k.length));
+  reporter.message('summary:');
+  for (const [k, v] of Object.entries(s)) {
+    const shown = k === 'train_runtime_seconds' ? `${v} (${formatDuration(Number(v))})` : String(v);
+    reporter.message(`  ${k.padEnd(width)}  ${shown}`);
+  }
+}
