@@ -1,0 +1,183 @@
+// LoRA adapters in PEFT's on-disk format, so Python `PeftModel.from_pretrained(base, dir)` loads what orpo-ts
+// trains and orpo-ts loads what PEFT trains:
+//   adapter_config.json        LoraConfig fields (peft_type "LORA", r, lora_alpha, target_modules, ...)
+//   adapter_model.safetensors  base_model.model.<module>.lora_A.weight (r, in), ...lora_B.weight (out, r)
+// The shapes are those of PEFT's nn.Linear factors for every module type: for GPT-2's Conv1D (weight stored
+// (in, out)) PEFT still builds lora_A (r, in) and lora_B (out, r) and only transposes the merged delta
+// (fan_in_fan_out = true), so the tensors are written alike for both families.
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DecoderBase } from '../model/base.js';
+import { LoraAdapters } from '../lora/adapters.js';
+import { LORA_MODULES, selectLoraTargets, type LoraSettings } from '../lora/config.js';
+import { writeFileAtomically } from './atomic-file.js';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors, type NamedTensor, type SafetensorsWriteDtype } from './safetensors.js';
+
+export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
+export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
+const PREFIX = 'base_model.model.';
+
+/** PEFT's tensor name of a module's factor. */
+export function peftTensorName(module: string, factor: 'A' | 'B'): string {
+  return `${PREFIX}${module}.lora_${factor}.weight`;
+}
+
+/** adapter_config.json as PEFT (>= 0.10) writes it for a plain LoRA adapter. */
+export function adapterConfigJson(adapters: LoraAdapters, baseModelNameOrPath: string | null): Record<string, unknown> {
+  const s = adapters.settings;
+  return {
+    alpha_pattern: {},
+    auto_mapping: null,
+    base_model_name_or_path: baseModelNameOrPath,
+    bias: 'none',
+    // GPT-2's Conv1D stores its weight as (in, out): PEFT needs fan_in_fan_out to merge the delta transposed
+    fan_in_fan_out: adapters.model.config.family === 'gpt2',
+    inference_mode: true,
+    init_lora_weights: true,
+    layer_replication: null,
+    layers_pattern: null,
+    layers_to_transform: null,
+    loftq_config: {},
+    lora_alpha: s.alpha,
+    lora_dropout: s.dropout,
+    megatron_config: null,
+    megatron_core: 'megatron.core',
+    modules_to_save: null,
+    peft_type: 'LORA',
+    r: s.r,
+    rank_pattern: {},
+    revision: null,
+    target_modules: s.targetModules.length === 1 && s.targetModules[0] === 'all-linear' ? 'all-linear' : [...s.targetModules],
+    task_type: 'CAUSAL_LM',
+    use_dora: false,
+    use_rslora: s.useRslora === true,
+  };
+}
+
+/** The adapters' tensors under PEFT's names (views, no copies). */
+export function adapterTensors(adapters: LoraAdapters): NamedTensor[] {
+  const r = adapters.settings.r;
+  return adapters.layers.flatMap((l) => [
+    { name: peftTensorName(l.module, 'A'), shape: [r, l.inFeatures], data: Float32Array.from(adapters.A(l.module)) },
+    { name: peftTensorName(l.module, 'B'), shape: [l.outFeatures, r], data: Float32Array.from(adapters.B(l.module)) },
+  ]);
+}
+
+/** Writes adapter_config.json + adapter_model.safetensors into dir (created if needed). */
+export async function saveAdapter(adapters: LoraAdapters, dir: string,
+  opts: { baseModelNameOrPath?: string | null; dtype?: SafetensorsWriteDtype } = {}): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), adapterTensors(adapters), { dtype: opts.dtype ?? 'F32' });
+  const config = adapterConfigJson(adapters, opts.baseModelNameOrPath ?? null);
+  await writeFileAtomically(join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
+}
+
+export interface AdapterConfig {
+  settings: LoraSettings;
+  baseModelNameOrPath: string | null;
+  raw: Record<string, unknown>;
+}
+
+function isEmpty(v: unknown): boolean {
+  return v === undefined || v === null || (typeof v === 'object' && Object.keys(v).length === 0);
+}
+
+/** Reads and checks adapter_config.json; features orpo-ts does not implement are errors, not silently ignored. */
+export async function readAdapterConfig(dir: string): Promise<AdapterConfig> {
+  const file = join(dir, ADAPTER_CONFIG_FILE);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `${file}: not found; a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors`
+      : `${file}: invalid JSON (${(e as Error).message})`);
+  }
+  const bad = (why: string): Error => new Error(`${file}: ${why}`);
+  if (raw['peft_type'] !== 'LORA') throw bad(`peft_type is ${JSON.stringify(raw['peft_type'])}; only LORA adapters are supported`);
+  const r = raw['r'];
+  if (typeof r !== 'number' || !Number.isInteger(r) || r < 1) throw bad(`r must be a positive integer, got ${JSON.stringify(r)}`);
+  const alpha = raw['lora_alpha'] ?? 8;
+  if (typeof alpha !== 'number') throw bad(`lora_alpha must be a number, got ${JSON.stringify(alpha)}`);
+  const dropout = raw['lora_dropout'] ?? 0;
+  if (typeof dropout !== 'number') throw bad(`lora_dropout must be a number, got ${JSON.stringify(dropout)}`);
+  if ((raw['bias'] ?? 'none') !== 'none') throw bad(`bias '${String(raw['bias'])}' is not supported (only "none")`);
+  if (raw['use_dora'] === true) throw bad('DoRA adapters (use_dora) are not supported');
+  for (const key of ['rank_pattern', 'alpha_pattern', 'modules_to_save', 'layers_to_transform', 'layer_replication']) {
+    if (!isEmpty(raw[key])) throw bad(`'${key}' is set; orpo-ts supports one r and lora_alpha for every targeted module`);
+  }
+  const targets = raw['target_modules'];
+  let targetModules: string[];
+  if (Array.isArray(targets) && targets.every((t) => typeof t === 'string') && targets.length > 0) targetModules = targets as string[];
+  else if (typeof targets === 'string') targetModules = [targets];
+  else throw bad(`target_modules must be a list of module names or a string, got ${JSON.stringify(targets)}`);
+  const base = raw['base_model_name_or_path'];
+  return {
+    settings: { r, alpha, dropout, targetModules, useRslora: raw['use_rslora'] === true },
+    baseModelNameOrPath: typeof base === 'string' ? base : null,
+    raw,
+  };
+}
+
+/**
+ * PEFT stores a string target_modules as a regular expression that must match a whole module name; lists and
+ * 'all-linear' need no translation. Returns the settings with the regex resolved to this model's module names.
+ */
+function resolveRegexTargets(model: DecoderBase, settings: LoraSettings): LoraSettings {
+  const t = settings.targetModules;
+  if (t.length !== 1 || t[0] === 'all-linear' || (LORA_MODULES[model.config.family] as readonly string[]).includes(t[0]!)) return settings;
+  const re = new RegExp(`^(?:${t[0]!})$`);
+  const candidates = selectLoraTargets(model.config, model.layout, ['all-linear']).map((x) => x.module);
+  const hits = candidates.filter((m) => re.test(m));
+  if (hits.length === 0) throw new Error(`target_modules regex '${t[0]}' matches no projection of this ${model.config.modelType} model`);
+  return { ...settings, targetModules: hits };
+}
+
+// `...lora_A.default.weight` (a raw state_dict with the adapter name) means the same as PEFT's saved name
+function normaliseTensorName(name: string): string {
+  return name.replace(/\.lora_([AB])\.[^.]+\.weight$/, '.lora_$1.weight');
+}
+
+/**
+ * Loads a PEFT LoRA adapter folder onto a model (which must be the base it was trained on) and attaches it:
+ * every targeted module's lora_A and lora_B must be present with the expected shapes (F32, F16 or BF16).
+ */
+export async function loadAdapter(dir: string, model: DecoderBase): Promise<LoraAdapters> {
+  const config = await readAdapterConfig(dir);
+  const settings = resolveRegexTargets(model, config.settings);
+  const adapters = new LoraAdapters(model, settings);
+  const file = join(dir, ADAPTER_WEIGHTS_FILE);
+  let header;
+  try {
+    header = await readSafetensorsHeader(file);
+  } catch (e) {
+    if (/no such file/.test((e as Error).message)) {
+      throw new Error(`${file}: not found (adapter_model.bin pickles are not read; re-save the adapter with safe_serialization=True)`);
+    }
+    throw e;
+  }
+  const byName = new Map([...header.tensors.values()].map((t) => [normaliseTensorName(t.name), t]));
+  const expected = new Set<string>();
+  const r = settings.r;
+  for (const l of adapters.layers) {
+    for (const [factor, shape, view] of [
+      ['A', [r, l.inFeatures], adapters.A(l.module)], ['B', [l.outFeatures, r], adapters.B(l.module)],
+    ] as const) {
+      const name = peftTensorName(l.module, factor);
+      expected.add(name);
+      const info = byName.get(name);
+      if (!info) throw new Error(`${file}: tensor '${name}' is missing; adapter_config.json targets ${l.module}`);
+      if (info.shape.length !== 2 || info.shape[0] !== shape[0] || info.shape[1] !== shape[1]) {
+        throw new Error(`${file}: tensor '${name}' has shape [${info.shape}] but r=${r} and the base model imply [${shape}]; ` +
+          'is this adapter for a different base model?');
+      }
+      view.set(await readTensorF32(info));
+    }
+  }
+  const extra = [...byName.keys()].filter((n) => !expected.has(n));
+  if (extra.length > 0) {
+    throw new Error(`${file}: ${extra.length} tensor(s) have no place in this model with adapter_config.json's target_modules: ` +
+      `${extra.slice(0, 6).join(', ')}${extra.length > 6 ? ', ...' : ''}`);
+  }
+  return adapters.attach();
+}

@@ -1,0 +1,93 @@
+// The fused, chunked loss head (the Liger-Kernel idea): lm_head matmul, log-softmax and target gather run a
+// chunk of rows at a time, so only a (chunkRows, V) block of logits ever exists instead of (rows, V) — for a
+// 150k vocabulary that block is the largest buffer of a training step.
+//
+// hidden (N,C), weight (V,C), targets (N) (-1 = no target) -> logp (N)
+//
+// ORPO's d loss / d logp is only known once every row is scored (each response's average log-prob enters the
+// odds ratio), so backward recomputes each chunk's logits from the saved hidden rows and lse, then turns them
+// into dlogits in place and accumulates dhidden and (unless the head is frozen) dweight. The arithmetic per row
+// is the unfused head's; only the order of dweight's sum over rows changes (float32 rounding).
+import type { FloatArray, Kernels } from '../backend/kernels.js';
+import { Arena, type Precision } from '../model/base.js';
+import type { TokenLogprobHead } from './logprob-head.js';
+
+/** Rows per chunk: (256, 151936) float32 logits are 156 MB, against 1.2 GB for 2 x 1024 rows unfused. */
+export const DEFAULT_CHUNK_ROWS = 256;
+
+export class FusedLogprobHead implements TokenLogprobHead {
+  readonly chunkRows: number;
+  private readonly arena: Arena;
+  private saved: { hidden: Float32Array; weight: Float32Array; rows: Int32Array; targets: Int32Array; C: number; V: number } | null = null;
+
+  constructor(private readonly kernels: Kernels, opts: { chunkRows?: number; precision?: Precision } = {}) {
+    this.chunkRows = opts.chunkRows ?? DEFAULT_CHUNK_ROWS;
+    if (!Number.isInteger(this.chunkRows) || this.chunkRows < 1) throw new Error(`fused loss head: chunkRows must be a positive integer, got ${this.chunkRows}`);
+    this.arena = new Arena(opts.precision ?? 'float32');
+  }
+
+  /** hidden rows rows[first..first+m) gathered into one (m, C) block */
+  private gather(hidden: Float32Array, rows: Int32Array, first: number, m: number, C: number): Float32Array {
+    const block = this.arena.get('chunk-hidden', m * C);
+    for (let i = 0; i < m; i++) {
+      const n = rows[first + i]!;
+      block.set(hidden.subarray(n * C, n * C + C), i * C);
+    }
+    return block;
+  }
+
+  forward(hidden: Float32Array, weight: Float32Array, targets: Int32Array, N: number, C: number, V: number): Float32Array {
+    const k = this.kernels;
+    const rowList: number[] = [];
+    for (let n = 0; n < N; n++) if (targets[n]! >= 0) rowList.push(n);
+    const rows = Int32Array.from(rowList);
+    const M = rows.length;
+    const tgt = new Int32Array(M);
+    for (let i = 0; i < M; i++) tgt[i] = targets[rows[i]!]!;
+    const logp = this.arena.get('logp-out', N);
+    logp.fill(0);
+    const lse = this.arena.get('lse', M);
+    const lp = this.arena.get('logp', M);
+    for (let first = 0; first < M; first += this.chunkRows) {
+      const m = Math.min(this.chunkRows, M - first);
+      const block = this.gather(hidden, rows, first, m, C);
+      const logits = this.arena.get('logits', m * V);
+      k.matmulForward(logits, block, weight, null, m, C, V);
+      k.logprobForward(lp.subarray(first, first + m), lse.subarray(first, first + m), logits, tgt.subarray(first, first + m), m, V);
+    }
+    for (let i = 0; i < M; i++) logp[rows[i]!] = lp[i]!;
+    // hidden is the model's buffer: it stays valid until the model's next forward, which comes after backward
+    this.saved = { hidden, weight, rows, targets: tgt, C, V };
+    return logp;
+  }
+
+  backward(dhidden: Float32Array, dweight: Float32Array | null, dlogp: FloatArray): void {
+    if (!this.saved) throw new Error('fused loss head: backward called before forward');
+    const { hidden, weight, rows, targets, C, V } = this.saved;
+    const k = this.kernels;
+    const M = rows.length;
+    const lse = this.arena.get('lse', M);
+    const dlp = this.arena.get('dlogp', M);
+    for (let i = 0; i < M; i++) dlp[i] = dlogp[rows[i]!]!;
+    for (let first = 0; first < M; first += this.chunkRows) {
+      const m = Math.min(this.chunkRows, M - first);
+      const block = this.gather(hidden, rows, first, m, C);
+      // recompute this chunk's logits, then write their gradient over them
+      const logits = this.arena.get('logits', m * V);
+      k.matmulForward(logits, block, weight, null, m, C, V);
+      k.logprobBackward(logits, dlp.subarray(first, first + m), logits, lse.subarray(first, first + m),
+        targets.subarray(first, first + m), m, V);
+      const dblock = this.arena.zeros('chunk-dhidden', m * C);
+      k.matmulBackward(dblock, dweight, null, logits, block, weight, m, C, V);
+      for (let i = 0; i < m; i++) {
+        const n = rows[first + i]!;
+        k.axpy(dhidden.subarray(n * C, n * C + C), dblock.subarray(i * C, i * C + C), 1, C);
+      }
+    }
+    this.saved = null;
+  }
+
+  bytes(): number {
+    return this.arena.bytes();
+  }
+}
