@@ -142,14 +142,39 @@ async function* readJsonLines(path: string): AsyncGenerator<ReadItem> {
   }
 }
 
-/** V8 says "... at position N"; the user wants a line number. */
-function lineOfJsonError(text: string, err: Error): number | undefined {
-  const m = /position (\d+)/.exec(err.message);
-  if (!m) return undefined;
-  const pos = Number(m[1]);
+const lineAt = (text: string, offset: number): number => {
   let line = 1;
-  for (let i = 0; i < pos && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  for (let i = 0; i < offset; i++) if (text.charCodeAt(i) === 10) line++;
   return line;
+};
+
+/**
+ * The elements of a top-level JSON array as text ranges, found by tracking strings and nesting only. Used when the
+ * whole file does not parse, so each row can be parsed on its own and the broken one named by its line.
+ */
+function* jsonArrayElements(text: string): Generator<{ start: number; end: number }> {
+  let i = text.indexOf('[') + 1;
+  const n = text.length;
+  while (i < n) {
+    while (i < n && /\s|,/.test(text[i]!)) i++;
+    if (i >= n || text[i] === ']') return;
+    const start = i;
+    let depth = 0;
+    let inString = false;
+    for (; i < n; i++) {
+      const c = text[i];
+      if (inString) {
+        if (c === '\\') i++;
+        else if (c === '"') inString = false;
+      } else if (c === '"') inString = true;
+      else if (c === '{' || c === '[') depth++;
+      else if (c === '}' || c === ']') {
+        if (depth === 0) break; // the array's own closing bracket
+        depth--;
+      } else if (c === ',' && depth === 0) break;
+    }
+    yield { start, end: i };
+  }
 }
 
 function* rowsOfJsonArray(rows: unknown[], file: string): Generator<ReadItem> {
@@ -179,7 +204,16 @@ async function* readJson(path: string, split?: string): AsyncGenerator<ReadItem>
       }
       return;
     }
-    throw new DataError(`not valid JSON (${(err as Error).message})`, { file: path, line: lineOfJsonError(text, err as Error) });
+    if (text.trimStart().startsWith('[')) {
+      // parse row by row so the broken row is named by its line (V8's message gives no position)
+      let row = 0;
+      for (const { start, end } of jsonArrayElements(text)) {
+        const item = parseObjectLine(text.slice(start, end), { file: path, line: lineAt(text, start), row: row++ });
+        yield item;
+      }
+      return;
+    }
+    throw new DataError(`not valid JSON (${(err as Error).message})`, { file: path });
   }
   if (Array.isArray(doc)) {
     yield* rowsOfJsonArray(doc, path);
