@@ -1,12 +1,48 @@
-// Backend selection. (Minimal placeholder by the lead: the native-backend engineer owns this file and replaces it
-// with native-first selection and ORPO_BACKEND handling.)
+// Backend selection: the native addon when it loads, else the TypeScript reference backend with one warning.
+// ORPO_BACKEND=js|native forces a choice (native that cannot load is then an error, not a silent fallback).
 import type { Kernels } from './kernels.js';
 import { jsKernels } from './js/kernels.js';
+import { loadNativeAddon } from './native/addon.js';
+import { createNativeKernels } from './native/kernels.js';
 
-export function getKernels(): Kernels {
-  return jsKernels;
+export type { Kernels, FloatArray } from './kernels.js';
+
+let selected: Kernels | undefined;
+let nativeKernels: Kernels | undefined;
+
+/** The native backend, or undefined when the addon is not built for this machine. */
+export function getNativeKernels(): Kernels | undefined {
+  if (nativeKernels) return nativeKernels;
+  const load = loadNativeAddon();
+  if (load.ok) nativeKernels = createNativeKernels(load.addon);
+  return nativeKernels;
 }
 
+/** Names of the backends usable here, best first. */
 export function availableBackends(): string[] {
-  return ['js'];
+  return getNativeKernels() ? ['native', 'js'] : ['js'];
+}
+
+/** The backend every layer should use (chosen once per process). */
+export function getKernels(): Kernels {
+  if (selected) return selected;
+  const forced = process.env.ORPO_BACKEND;
+  if (forced !== undefined && forced !== '' && forced !== 'js' && forced !== 'native') {
+    throw new Error(`ORPO_BACKEND=${forced} is not a backend; use ORPO_BACKEND=js or ORPO_BACKEND=native`);
+  }
+  if (forced === 'js') {
+    selected = jsKernels;
+  } else {
+    const native = getNativeKernels();
+    if (native) {
+      selected = native;
+    } else {
+      const load = loadNativeAddon();
+      const reason = load.ok ? 'unknown error' : load.reason;
+      if (forced === 'native') throw new Error(`ORPO_BACKEND=native but the native addon is unavailable: ${reason}`);
+      process.stderr.write(`orpo-ts: native kernels unavailable, using the TypeScript backend (slow): ${reason}\n`);
+      selected = jsKernels;
+    }
+  }
+  return selected;
 }

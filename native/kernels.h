@@ -1,0 +1,79 @@
+// The native kernel table: one instance per instruction set (portable C++, AVX2+FMA, AVX-512, NEON), all built
+// from kernels_impl.h, chosen once at load time by cpu feature detection (see dispatch in addon.cc).
+// Semantics, shapes and accumulate-vs-written rules are those of src/backend/kernels.ts; argument lengths are
+// validated by the binding before any kernel runs, so kernels trust their sizes.
+#pragma once
+#include <cstdint>
+
+namespace orpo {
+
+struct KernelTable {
+  const char* isa;
+  // c (M,N) [+]= op(a) (M,K) @ op(b) (K,N); transA: a stored (K,M); transB: b stored (N,K)
+  void (*gemm)(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool transA,
+               bool transB, bool accumulate);
+  // inp (N,C), weight (OC,C), bias (OC) | null -> out (N,OC) written
+  void (*matmul_forward)(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+                         int64_t C, int64_t OC);
+  // dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC) accumulated, each optional
+  void (*matmul_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                          const float* weight, int64_t N, int64_t C, int64_t OC);
+  // ids (N), table (V,C) -> out (N,C) written or accumulated
+  void (*embedding_forward)(float* out, const int32_t* ids, const float* table, int64_t N, int64_t C,
+                            bool accumulate);
+  // dout (N,C), ids (N) -> dtable (V,C) accumulated
+  void (*embedding_backward)(float* dtable, const float* dout, const int32_t* ids, int64_t N, int64_t C);
+  // inp (N,C), weight (C), bias (C) -> out (N,C) written, mean (N), rstd (N)
+  void (*layernorm_forward)(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                            const float* bias, int64_t N, int64_t C, float eps);
+  // dout (N,C), inp, weight, mean, rstd -> dinp (N,C), dweight (C) | null, dbias (C) | null accumulated
+  void (*layernorm_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                             const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C);
+  // inp (N,C), weight (C) -> out (N,C) written, rstd (N)
+  void (*rmsnorm_forward)(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
+                          float eps);
+  // dout (N,C), inp, weight, rstd -> dinp (N,C), dweight (C) | null accumulated
+  void (*rmsnorm_backward)(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                           const float* rstd, int64_t N, int64_t C);
+  // inp (B,T,H,HD), cos/sin (P,HD/2) -> out (B,T,H,HD) written (may alias inp)
+  void (*rope_forward)(float* out, const float* inp, const float* cos, const float* sin, int64_t B, int64_t T,
+                       int64_t H, int64_t HD, int64_t pos0);
+  // dout (B,T,H,HD) -> dinp (B,T,H,HD) accumulated
+  void (*rope_backward)(float* dinp, const float* dout, const float* cos, const float* sin, int64_t B, int64_t T,
+                        int64_t H, int64_t HD, int64_t pos0);
+  // q (B,T,NH,HD) rows qStride apart, k/v (B,T,NKV,HD) rows kvStride apart -> out (B,T,NH,HD), lse (B,NH,T)
+  void (*attention_forward)(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
+                            int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride);
+  // dout, q, k, v, out, lse -> dq, dk, dv accumulated (layouts of q, k, v)
+  void (*attention_backward)(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                             const float* v, const float* out, const float* lse, int64_t B, int64_t T,
+                             int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride);
+  void (*swiglu_forward)(float* out, const float* gate, const float* up, int64_t N);
+  void (*swiglu_backward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                          int64_t N);
+  void (*gelu_forward)(float* out, const float* inp, int64_t N);
+  void (*gelu_backward)(float* dinp, const float* dout, const float* inp, int64_t N);
+  void (*add)(float* out, const float* a, const float* b, int64_t N);
+  void (*axpy)(float* dst, const float* src, float scale, int64_t N);
+  // logits (N,V), targets (N) -> logp (N), lse (N)
+  void (*logprob_forward)(float* logp, float* lse, const float* logits, const int32_t* targets, int64_t N,
+                          int64_t V);
+  // dlogp (N), logits (N,V), lse (N), targets -> dlogits (N,V) written (may alias logits)
+  void (*logprob_backward)(float* dlogits, const float* dlogp, const float* logits, const float* lse,
+                           const int32_t* targets, int64_t N, int64_t V);
+  // torch.optim.AdamW; hyperparameters in double so the bias corrections match the reference exactly
+  void (*adamw_step)(float* params, const float* grads, float* m, float* v, int64_t N, double lr, double beta1,
+                     double beta2, double eps, double weightDecay, double step);
+  double (*sum_squares)(const float* x, int64_t N);
+  void (*scale)(float* x, float s, int64_t N);
+  // A tight loop of independent fused multiply-adds on `threads` threads: the machine's practical FLOP/s peak.
+  double (*fma_peak_gflops)(int threads);
+};
+
+extern const KernelTable kernels_generic;
+#if defined(__x86_64__)
+extern const KernelTable kernels_avx2;
+extern const KernelTable kernels_avx512;
+#endif
+
+}  // namespace orpo

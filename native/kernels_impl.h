@@ -1,0 +1,981 @@
+// Every kernel, written once in portable C++ and compiled once per instruction set: isa_generic.cc,
+// isa_avx2.cc and isa_avx512.cc each define ORPO_ISA (a namespace name) and include this file with their own
+// compiler flags, so the plain loops below are auto-vectorised for that instruction set. Only the GEMM
+// micro-kernel and the peak probe use intrinsics.
+//
+// Everything here has internal linkage (static, or inside the per-ISA namespace) and uses no standard-library
+// templates: an inline function shared between translation units compiled with different -m flags could be
+// merged by the linker into the AVX-512 copy and crash on older CPUs.
+//
+// Shapes follow src/backend/kernels.ts; sizes were validated by the binding (addon.cc).
+#ifndef ORPO_ISA
+#error "define ORPO_ISA before including kernels_impl.h"
+#endif
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels.h"
+#include "pool.h"
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+namespace orpo {
+namespace ORPO_ISA {
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// ------------------------------------------------------------------------------------------------ threading
+
+template <class F>
+static void task_trampoline(void* ctx, int64_t t) {
+  (*static_cast<F*>(ctx))(t);
+}
+
+/** Runs f(t) for t in [0, ntasks) on the pool. */
+template <class F>
+static inline void run_tasks(int64_t ntasks, F& f) {
+  pool_run(ntasks, &task_trampoline<F>, &f);
+}
+
+/**
+ * Splits [0, n) into contiguous chunks of at least `grain` items, at most `chunks_per_thread` per thread, and
+ * runs f(begin, end) on each. Small problems run inline: waking a thread costs more than a few thousand flops.
+ */
+template <class F>
+static inline void parallel_for(int64_t n, int64_t grain, F f, int chunks_per_thread = 1) {
+  if (n <= 0) return;
+  const int64_t threads = pool_threads();
+  int64_t chunks = min64(ceil_div(n, max64(grain, 1)), threads * chunks_per_thread);
+  if (chunks <= 1) {
+    f(int64_t(0), n);
+    return;
+  }
+  const int64_t step = ceil_div(n, chunks);
+  chunks = ceil_div(n, step);
+  auto task = [&](int64_t t) { f(t * step, min64(n, (t + 1) * step)); };
+  run_tasks(chunks, task);
+}
+
+// Pointwise kernels below this many elements run on one thread.
+constexpr int64_t kPointwiseGrain = 1 << 15;
+
+// ------------------------------------------------------------------------------------------------ scratch
+
+/**
+ * Per-thread scratch buffers, reused across calls: a fresh multi-megabyte malloc per GEMM would be served by
+ * mmap and pay page faults every time. 64-byte aligned. Slots are independent buffers.
+ */
+static thread_local float* tls_scratch[6];
+static thread_local int64_t tls_scratch_cap[6];
+
+static float* scratch(int slot, int64_t nfloats) {
+  if (tls_scratch_cap[slot] < nfloats) {
+    std::free(tls_scratch[slot]);
+    const int64_t cap = max64(nfloats, int64_t(1024));
+    const size_t bytes = static_cast<size_t>(ceil_div(cap * 4, 64) * 64);
+    tls_scratch[slot] = static_cast<float*>(std::aligned_alloc(64, bytes));
+    tls_scratch_cap[slot] = cap;
+  }
+  return tls_scratch[slot];
+}
+
+// ------------------------------------------------------------------------------------------------ math
+
+/**
+ * exp(x) for float32 with ~2 ulp relative error, written with plain arithmetic so loops that call it
+ * vectorise (libm's expf does not). Range reduction x = n ln2 + r (ln2 split in two for accuracy), a degree-6
+ * polynomial for e^r on |r| <= ln2/2 (Cephes expf coefficients), and 2^n built in the exponent bits.
+ * Inputs are clamped to [-87, 88] so 2^n stays a normal float: exp(-inf) gives ~1e-38 instead of 0, which is
+ * below anything a sum of probabilities can notice. NaN propagates.
+ */
+static inline float exp_approx(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  // round(x / ln2) with the 1.5*2^23 trick (round-to-nearest, no libm call)
+  float n = x * 1.44269504088896341f + 12582912.0f;
+  n -= 12582912.0f;
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  return y * __builtin_bit_cast(float, bits);
+}
+
+/** sigmoid via exp of a clamped argument: exp_approx never overflows, so no branch on the sign is needed */
+static inline float sigmoid_approx(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+
+/** tanh(u) = 1 - 2 / (e^{2u} + 1): saturates cleanly at +-1 for large |u|, absolute error ~1e-7 near 0 */
+static inline float tanh_approx(float u) { return 1.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f); }
+
+// ------------------------------------------------------------------------------------------------ GEMM
+//
+// BLIS-style: for each NC-wide panel of B and KC-deep slab, B is packed into NR-wide slivers (contiguous in
+// k), then for each MC-tall block of A, A is packed into MR-tall slivers, and the micro-kernel multiplies one
+// MR x KC sliver by one KC x NR sliver into an MR x NR tile of C held entirely in registers. The B sliver
+// (KC x NR) stays in L1 across the MC/MR micro-kernel calls that reuse it; the packed A block stays in L2.
+// Transposes are absorbed by the packing routines, so all four combinations share one compute path.
+
+// One SIMD register's worth of floats and the five operations the micro-kernel and the peak probe need.
+#if defined(__AVX512F__)
+typedef __m512 vf;
+constexpr int VL = 16;
+static inline vf vzero() { return _mm512_setzero_ps(); }
+static inline vf vset(float x) { return _mm512_set1_ps(x); }
+static inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
+static inline void vstore(float* p, vf x) { _mm512_storeu_ps(p, x); }
+static inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+constexpr int MR = 12, NR = 32;  // 24 zmm accumulators + 2 for B: hides the FMA latency on both FMA pipes
+constexpr int64_t KC = 256, MC = 144, NC = 1024;
+#elif defined(__AVX2__) && defined(__FMA__)
+typedef __m256 vf;
+constexpr int VL = 8;
+static inline vf vzero() { return _mm256_setzero_ps(); }
+static inline vf vset(float x) { return _mm256_set1_ps(x); }
+static inline vf vload(const float* p) { return _mm256_loadu_ps(p); }
+static inline void vstore(float* p, vf x) { _mm256_storeu_ps(p, x); }
+static inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+static inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
+constexpr int MR = 6, NR = 16;  // 12 ymm accumulators
+constexpr int64_t KC = 256, MC = 120, NC = 1024;
+#elif defined(__aarch64__)
+typedef float32x4_t vf;
+constexpr int VL = 4;
+static inline vf vzero() { return vdupq_n_f32(0.0f); }
+static inline vf vset(float x) { return vdupq_n_f32(x); }
+static inline vf vload(const float* p) { return vld1q_f32(p); }
+static inline void vstore(float* p, vf x) { vst1q_f32(p, x); }
+static inline vf vfma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); }
+static inline vf vadd(vf a, vf b) { return vaddq_f32(a, b); }
+constexpr int MR = 8, NR = 12;  // 24 of the 32 q registers as accumulators
+constexpr int64_t KC = 256, MC = 128, NC = 1020;
+#else
+// Portable: a 4-float struct the compiler maps onto whatever vector unit the target has (SSE2 on x86-64).
+struct vf {
+  float v[4];
+};
+constexpr int VL = 4;
+static inline vf vzero() { return vf{{0.0f, 0.0f, 0.0f, 0.0f}}; }
+static inline vf vset(float x) { return vf{{x, x, x, x}}; }
+static inline vf vload(const float* p) { return vf{{p[0], p[1], p[2], p[3]}}; }
+static inline void vstore(float* p, vf x) {
+  for (int i = 0; i < 4; i++) p[i] = x.v[i];
+}
+static inline vf vfma(vf a, vf b, vf c) {
+  for (int i = 0; i < 4; i++) c.v[i] += a.v[i] * b.v[i];
+  return c;
+}
+static inline vf vadd(vf a, vf b) {
+  for (int i = 0; i < 4; i++) a.v[i] += b.v[i];
+  return a;
+}
+constexpr int MR = 4, NR = 8;
+constexpr int64_t KC = 256, MC = 128, NC = 1024;
+#endif
+constexpr int NV = NR / VL;  // vectors per micro-tile row
+
+/** A strided read-only matrix view: element (i, j) is p[i * rs + j * cs] */
+struct MatView {
+  const float* p;
+  int64_t rs, cs;
+};
+
+/** A (i0.., k0..) block of mc x kc -> MR-tall slivers, each laid out k-major (MR floats per k), zero padded */
+static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+  for (int64_t s = 0; s < mc; s += MR) {
+    const int64_t rows = min64(MR, mc - s);
+    float* d = dst + s * kc;
+    if (A.rs == 1) {  // stored transposed: MR consecutive floats per k
+      for (int64_t k = 0; k < kc; k++) {
+        const float* src = A.p + (k0 + k) * A.cs + (i0 + s);
+        float* dk = d + k * MR;
+        int64_t r = 0;
+        for (; r < rows; r++) dk[r] = src[r];
+        for (; r < MR; r++) dk[r] = 0.0f;
+      }
+    } else {
+      for (int64_t r = 0; r < rows; r++) {
+        const float* src = A.p + (i0 + s + r) * A.rs + k0 * A.cs;
+        for (int64_t k = 0; k < kc; k++) d[k * MR + r] = src[k * A.cs];
+      }
+      for (int64_t r = rows; r < MR; r++)
+        for (int64_t k = 0; k < kc; k++) d[k * MR + r] = 0.0f;
+    }
+  }
+}
+
+/** B (k0.., j0..) block of kc x nc -> NR-wide slivers, each laid out k-major (NR floats per k), zero padded */
+static void pack_b(float* dst, MatView B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
+  for (int64_t s = 0; s < nc; s += NR) {
+    const int64_t cols = min64(NR, nc - s);
+    float* d = dst + s * kc;
+    if (B.cs == 1) {  // row-major: NR consecutive floats per k
+      for (int64_t k = 0; k < kc; k++) {
+        const float* src = B.p + (k0 + k) * B.rs + (j0 + s);
+        float* dk = d + k * NR;
+        int64_t j = 0;
+        for (; j < cols; j++) dk[j] = src[j];
+        for (; j < NR; j++) dk[j] = 0.0f;
+      }
+    } else {
+      for (int64_t j = 0; j < cols; j++) {
+        const float* src = B.p + k0 * B.rs + (j0 + s + j) * B.cs;
+        for (int64_t k = 0; k < kc; k++) d[k * NR + j] = src[k * B.rs];
+      }
+      for (int64_t j = cols; j < NR; j++)
+        for (int64_t k = 0; k < kc; k++) d[k * NR + j] = 0.0f;
+    }
+  }
+}
+
+/** c (MR,NR) row stride ldc = A sliver (kc,MR) x B sliver (kc,NR), added to c when `add_to_c` */
+static inline void micro_kernel(int64_t kc, const float* __restrict A, const float* __restrict B, float* c,
+                                int64_t ldc, bool add_to_c) {
+  vf acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) acc[r][j] = vzero();
+  for (int64_t k = 0; k < kc; k++) {
+    vf b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) b[j] = vload(B + j * VL);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+      const vf a = vset(A[r]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) acc[r][j] = vfma(a, b[j], acc[r][j]);
+    }
+    A += MR;
+    B += NR;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++) {
+    float* cr = c + r * ldc;
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) vstore(cr + j * VL, add_to_c ? vadd(acc[r][j], vload(cr + j * VL)) : acc[r][j]);
+  }
+}
+
+/** One thread's GEMM: c (M,N) row stride ldc [+]= A (M,K) @ B (K,N), both strided views */
+static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, int64_t N, int64_t K, bool acc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!acc)
+      for (int64_t i = 0; i < M; i++) std::memset(c + i * ldc, 0, static_cast<size_t>(N) * 4);
+    return;
+  }
+  float* bp = scratch(0, KC * min64(NC, ceil_div(N, NR) * NR));
+  float* ap = scratch(1, KC * min64(MC, ceil_div(M, MR) * MR));
+  alignas(64) float tile[MR * NR];
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = min64(NC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = min64(KC, K - pc);
+      const bool acc_here = acc || pc > 0;
+      pack_b(bp, B, pc, kc, jc, nc);
+      for (int64_t ic = 0; ic < M; ic += MC) {
+        const int64_t mc = min64(MC, M - ic);
+        pack_a(ap, A, ic, mc, pc, kc);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = min64(NR, nc - jr);
+          const float* bs = bp + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = min64(MR, mc - ir);
+            const float* as = ap + ir * kc;
+            float* ct = c + (ic + ir) * ldc + (jc + jr);
+            if (mr == MR && nr == NR) {
+              micro_kernel(kc, as, bs, ct, ldc, acc_here);
+            } else {  // edge tile: compute the full tile into a buffer, copy the valid part
+              micro_kernel(kc, as, bs, tile, NR, false);
+              for (int64_t r = 0; r < mr; r++)
+                for (int64_t j = 0; j < nr; j++)
+                  ct[r * ldc + j] = acc_here ? ct[r * ldc + j] + tile[r * NR + j] : tile[r * NR + j];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Threads split C into independent row or column strips (whichever dimension has more micro-tiles), each
+ * running the whole blocked algorithm on its strip: no barriers, no shared packing buffers. Each thread packs
+ * the full shared operand for itself, which costs K*(M or N) copies against 2*M*N*K/threads flops.
+ */
+static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool transA,
+                 bool transB, bool accumulate) {
+  const MatView A = transA ? MatView{a, 1, M} : MatView{a, K, 1};
+  const MatView B = transB ? MatView{b, 1, K} : MatView{b, N, 1};
+  const int64_t threads = pool_threads();
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  const int64_t mtiles = ceil_div(M, MR), ntiles = ceil_div(N, NR);
+  // A few strips per thread, taken dynamically, so a thread that loses its core does not hold up the others.
+  int64_t parts = flops < 2e6 || threads == 1 ? 1 : threads * 4;
+  const bool split_rows = mtiles >= ntiles;
+  parts = min64(parts, split_rows ? mtiles : ntiles);
+  if (parts <= 1) {
+    gemm_serial(c, N, A, B, M, N, K, accumulate);
+    return;
+  }
+  const int64_t unit = split_rows ? MR : NR;
+  const int64_t tiles = split_rows ? mtiles : ntiles;
+  auto task = [&](int64_t t) {
+    const int64_t t0 = tiles * t / parts, t1 = tiles * (t + 1) / parts;
+    const int64_t extent = split_rows ? M : N;
+    const int64_t s0 = t0 * unit, s1 = min64(extent, t1 * unit);
+    if (s1 <= s0) return;
+    if (split_rows) {
+      const MatView As{A.p + s0 * A.rs, A.rs, A.cs};
+      gemm_serial(c + s0 * N, N, As, B, s1 - s0, N, K, accumulate);
+    } else {
+      const MatView Bs{B.p + s0 * B.cs, B.rs, B.cs};
+      gemm_serial(c + s0, N, A, Bs, M, s1 - s0, K, accumulate);
+    }
+  };
+  run_tasks(parts, task);
+}
+
+static void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+                           int64_t C, int64_t OC) {
+  if (bias) {
+    for (int64_t n = 0; n < N; n++) std::memcpy(out + n * OC, bias, static_cast<size_t>(OC) * 4);
+  }
+  gemm(out, inp, weight, N, OC, C, false, true, bias != nullptr);
+}
+
+/** column sums of x (N,C) added to out (C); threads own disjoint channel ranges */
+static void add_column_sums(float* out, const float* x, int64_t N, int64_t C) {
+  parallel_for(C, ceil_div(kPointwiseGrain, max64(N, 1)), [&](int64_t c0, int64_t c1) {
+    for (int64_t n = 0; n < N; n++) {
+      const float* xr = x + n * C;
+#pragma omp simd
+      for (int64_t c = c0; c < c1; c++) out[c] += xr[c];
+    }
+  });
+}
+
+static void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                            const float* weight, int64_t N, int64_t C, int64_t OC) {
+  if (dinp) gemm(dinp, dout, weight, N, C, OC, false, false, true);     // dinp += dout @ weight
+  if (dweight) gemm(dweight, dout, inp, OC, C, N, true, false, true);   // dweight += dout^T @ inp
+  if (dbias) add_column_sums(dbias, dout, N, OC);
+}
+
+// ------------------------------------------------------------------------------------------------ embeddings
+
+static void embedding_forward(float* out, const int32_t* ids, const float* table, int64_t N, int64_t C,
+                              bool accumulate) {
+  parallel_for(N, ceil_div(kPointwiseGrain, max64(C, 1)), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const float* src = table + int64_t(ids[n]) * C;
+      float* dst = out + n * C;
+      if (accumulate) {
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) dst[c] += src[c];
+      } else {
+        std::memcpy(dst, src, static_cast<size_t>(C) * 4);
+      }
+    }
+  });
+}
+
+/** scatter-add; repeated ids would race if threads split tokens, so threads own channel ranges instead */
+static void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t N, int64_t C) {
+  parallel_for(C, max64(16, ceil_div(kPointwiseGrain, max64(N, 1))), [&](int64_t c0, int64_t c1) {
+    for (int64_t n = 0; n < N; n++) {
+      float* dst = dtable + int64_t(ids[n]) * C;
+      const float* src = dout + n * C;
+#pragma omp simd
+      for (int64_t c = c0; c < c1; c++) dst[c] += src[c];
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ norms
+
+static void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                              const float* bias, int64_t N, int64_t C, float eps) {
+  parallel_for(N, ceil_div(kPointwiseGrain, max64(C, 1)), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const float* x = inp + n * C;
+      float* y = out + n * C;
+      float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t c = 0; c < C; c++) sum += x[c];
+      const float m = sum / float(C);
+      float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+      for (int64_t c = 0; c < C; c++) var += (x[c] - m) * (x[c] - m);
+      const float s = 1.0f / std::sqrt(var / float(C) + eps);
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) * s * weight[c] + bias[c];
+      mean[n] = m;
+      rstd[n] = s;
+    }
+  });
+}
+
+static void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                               const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
+  parallel_for(N, ceil_div(kPointwiseGrain, max64(C, 1)), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const float* x = inp + n * C;
+      const float* dy = dout + n * C;
+      float* dx = dinp + n * C;
+      const float m = mean[n], s = rstd[n];
+      float dnorm_mean = 0.0f, dnorm_xhat_mean = 0.0f;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_xhat_mean)
+      for (int64_t c = 0; c < C; c++) {
+        const float dnorm = dy[c] * weight[c];
+        dnorm_mean += dnorm;
+        dnorm_xhat_mean += dnorm * (x[c] - m) * s;
+      }
+      dnorm_mean /= float(C);
+      dnorm_xhat_mean /= float(C);
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) {
+        const float xhat = (x[c] - m) * s;
+        dx[c] += s * (dy[c] * weight[c] - dnorm_mean - xhat * dnorm_xhat_mean);
+      }
+    }
+  });
+  if (!dweight && !dbias) return;
+  // parameter gradients sum over rows: threads own channel ranges so no two threads add to one element
+  parallel_for(C, max64(16, ceil_div(kPointwiseGrain, max64(N, 1))), [&](int64_t c0, int64_t c1) {
+    for (int64_t n = 0; n < N; n++) {
+      const float* x = inp + n * C;
+      const float* dy = dout + n * C;
+      const float m = mean[n], s = rstd[n];
+      if (dbias) {
+#pragma omp simd
+        for (int64_t c = c0; c < c1; c++) dbias[c] += dy[c];
+      }
+      if (dweight) {
+#pragma omp simd
+        for (int64_t c = c0; c < c1; c++) dweight[c] += dy[c] * ((x[c] - m) * s);
+      }
+    }
+  });
+}
+
+static void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
+                            float eps) {
+  parallel_for(N, ceil_div(kPointwiseGrain, max64(C, 1)), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const float* x = inp + n * C;
+      float* y = out + n * C;
+      float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+      for (int64_t c = 0; c < C; c++) ss += x[c] * x[c];
+      const float s = 1.0f / std::sqrt(ss / float(C) + eps);
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) y[c] = weight[c] * (x[c] * s);
+      rstd[n] = s;
+    }
+  });
+}
+
+static void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                             const float* rstd, int64_t N, int64_t C) {
+  parallel_for(N, ceil_div(kPointwiseGrain, max64(C, 1)), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const float* x = inp + n * C;
+      const float* dy = dout + n * C;
+      float* dx = dinp + n * C;
+      const float s = rstd[n];
+      // y = w x s with s = (mean(x^2) + eps)^-1/2  =>  dx = s (w dy) - x s^3 mean(w dy x)
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t c = 0; c < C; c++) dot += dy[c] * weight[c] * x[c];
+      const float k = (dot / float(C)) * s * s * s;
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) dx[c] += s * dy[c] * weight[c] - x[c] * k;
+    }
+  });
+  if (!dweight) return;
+  parallel_for(C, max64(16, ceil_div(kPointwiseGrain, max64(N, 1))), [&](int64_t c0, int64_t c1) {
+    for (int64_t n = 0; n < N; n++) {
+      const float* x = inp + n * C;
+      const float* dy = dout + n * C;
+      const float s = rstd[n];
+#pragma omp simd
+      for (int64_t c = c0; c < c1; c++) dweight[c] += dy[c] * x[c] * s;
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ RoPE
+
+static void rope_forward(float* out, const float* inp, const float* cosb, const float* sinb, int64_t B, int64_t T,
+                         int64_t H, int64_t HD, int64_t pos0) {
+  const int64_t half = HD / 2;
+  parallel_for(B * T, ceil_div(kPointwiseGrain, max64(H * HD, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t t = r % T;
+      const float* cs = cosb + (pos0 + t) * half;
+      const float* sn = sinb + (pos0 + t) * half;
+      for (int64_t h = 0; h < H; h++) {
+        const float* x = inp + (r * H + h) * HD;
+        float* y = out + (r * H + h) * HD;  // may be x: each pair is read before it is written
+#pragma omp simd
+        for (int64_t i = 0; i < half; i++) {
+          const float x1 = x[i], x2 = x[i + half];
+          y[i] = x1 * cs[i] - x2 * sn[i];
+          y[i + half] = x2 * cs[i] + x1 * sn[i];
+        }
+      }
+    }
+  });
+}
+
+static void rope_backward(float* dinp, const float* dout, const float* cosb, const float* sinb, int64_t B,
+                          int64_t T, int64_t H, int64_t HD, int64_t pos0) {
+  const int64_t half = HD / 2;
+  parallel_for(B * T, ceil_div(kPointwiseGrain, max64(H * HD, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t t = r % T;
+      const float* cs = cosb + (pos0 + t) * half;
+      const float* sn = sinb + (pos0 + t) * half;
+      for (int64_t h = 0; h < H; h++) {
+        const float* dy = dout + (r * H + h) * HD;
+        float* dx = dinp + (r * H + h) * HD;
+#pragma omp simd
+        for (int64_t i = 0; i < half; i++) {
+          const float d1 = dy[i], d2 = dy[i + half];
+          dx[i] += d1 * cs[i] + d2 * sn[i];
+          dx[i + half] += d2 * cs[i] - d1 * sn[i];
+        }
+      }
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ attention
+//
+// Flash-style: one task owns a (batch, head, query tile) in forward and a (batch, kv head) in backward, walks
+// the causal key range one BK-wide tile at a time, and keeps only that tile of scores. Forward uses the online
+// softmax (running max m and sum l, rescaling the output accumulator when the max grows) and saves
+// lse = m + log l; backward recomputes p = exp(s - lse) and uses D = rowsum(dout * out).
+
+constexpr int64_t ATT_BQ = 32;  // query rows per forward task
+constexpr int64_t ATT_BK = 64;  // keys per score tile
+
+/** dst (HD,BK) = rows [j0, j0+bk) of a (rows `stride` apart, HD wide at column offset `off`) transposed, zero padded */
+static void load_transposed_tile(float* dst, const float* src, int64_t stride, int64_t j0, int64_t bk, int64_t HD) {
+  for (int64_t jj = 0; jj < bk; jj++) {
+    const float* row = src + (j0 + jj) * stride;
+    for (int64_t d = 0; d < HD; d++) dst[d * ATT_BK + jj] = row[d];
+  }
+  for (int64_t jj = bk; jj < ATT_BK; jj++)
+    for (int64_t d = 0; d < HD; d++) dst[d * ATT_BK + jj] = 0.0f;
+}
+
+/** s (BK) = sum_d qrow[d] * kt[d][:] : one score row against a transposed key tile */
+static inline void score_row(float* __restrict s, const float* __restrict qrow, const float* __restrict kt,
+                             int64_t HD) {
+  float acc[ATT_BK];
+#pragma omp simd
+  for (int64_t j = 0; j < ATT_BK; j++) acc[j] = 0.0f;
+  for (int64_t d = 0; d < HD; d++) {
+    const float qd = qrow[d];
+    const float* kd = kt + d * ATT_BK;
+#pragma omp simd
+    for (int64_t j = 0; j < ATT_BK; j++) acc[j] += qd * kd[j];
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < ATT_BK; j++) s[j] = acc[j];
+}
+
+static void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
+                              int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride) {
+  const float scale = 1.0f / std::sqrt(float(HD));
+  const int64_t group = NH / NKV;
+  const int64_t qtiles = ceil_div(T, ATT_BQ);
+  auto task = [&](int64_t t) {
+    const int64_t b = t / (NH * qtiles), h = (t / qtiles) % NH, i0 = (t % qtiles) * ATT_BQ;
+    const int64_t bq = min64(ATT_BQ, T - i0);
+    const int64_t kvh = h / group;
+    float* qs = scratch(2, ATT_BQ * HD);
+    float* o = scratch(3, ATT_BQ * HD);
+    float* kt = scratch(4, HD * ATT_BK);
+    float* s = scratch(5, ATT_BQ * ATT_BK + 2 * ATT_BQ);
+    float* m = s + ATT_BQ * ATT_BK;
+    float* l = m + ATT_BQ;
+    for (int64_t i = 0; i < bq; i++) {
+      const float* qr = q + (b * T + i0 + i) * qStride + h * HD;
+      for (int64_t d = 0; d < HD; d++) qs[i * HD + d] = qr[d] * scale;
+      for (int64_t d = 0; d < HD; d++) o[i * HD + d] = 0.0f;
+      m[i] = -INFINITY;
+      l[i] = 0.0f;
+    }
+    const float* kbase = k + b * T * kvStride + kvh * HD;
+    const float* vbase = v + b * T * kvStride + kvh * HD;
+    const int64_t kend = i0 + bq;  // keys [0, kend) are visible to some row of this tile
+    for (int64_t j0 = 0; j0 < kend; j0 += ATT_BK) {
+      const int64_t bk = min64(ATT_BK, kend - j0);
+      load_transposed_tile(kt, kbase, kvStride, j0, bk, HD);
+      for (int64_t i = 0; i < bq; i++) {
+        const int64_t visible = min64(bk, i0 + i - j0 + 1);  // causal: key j0+jj <= query i0+i
+        if (visible <= 0) continue;
+        float* srow = s + i * ATT_BK;
+        score_row(srow, qs + i * HD, kt, HD);
+        float mx = m[i];
+        for (int64_t jj = 0; jj < visible; jj++) mx = srow[jj] > mx ? srow[jj] : mx;
+        const float corr = m[i] == -INFINITY ? 0.0f : exp_approx(m[i] - mx);
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t jj = 0; jj < visible; jj++) {
+          const float p = exp_approx(srow[jj] - mx);
+          srow[jj] = p;
+          sum += p;
+        }
+        l[i] = l[i] * corr + sum;
+        m[i] = mx;
+        float* orow = o + i * HD;
+#pragma omp simd
+        for (int64_t d = 0; d < HD; d++) orow[d] *= corr;
+        for (int64_t jj = 0; jj < visible; jj++) {
+          const float p = srow[jj];
+          const float* vr = vbase + (j0 + jj) * kvStride;
+#pragma omp simd
+          for (int64_t d = 0; d < HD; d++) orow[d] += p * vr[d];
+        }
+      }
+    }
+    for (int64_t i = 0; i < bq; i++) {
+      const float inv = 1.0f / l[i];
+      float* dst = out + ((b * T + i0 + i) * NH + h) * HD;
+      for (int64_t d = 0; d < HD; d++) dst[d] = o[i * HD + d] * inv;
+      lse[(b * NH + h) * T + i0 + i] = m[i] + std::log(l[i]);
+    }
+  };
+  run_tasks(B * NH * qtiles, task);
+}
+
+static void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                               const float* v, const float* out, const float* lse, int64_t B, int64_t T,
+                               int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride) {
+  const float scale = 1.0f / std::sqrt(float(HD));
+  const int64_t group = NH / NKV;
+  // One task per (batch, kv head): it owns dk/dv of that kv head and dq of the query heads that read it, so
+  // no two threads ever add to the same element.
+  auto task = [&](int64_t t) {
+    const int64_t b = t / NKV, kvh = t % NKV;
+    float* kt = scratch(2, HD * ATT_BK);
+    float* vt = scratch(3, HD * ATT_BK);
+    float* dkv = scratch(4, 2 * ATT_BK * HD);  // dk tile then dv tile, (BK,HD) each
+    float* rowbuf = scratch(5, 3 * ATT_BK + group * T);
+    float* s = rowbuf;
+    float* dp = rowbuf + ATT_BK;
+    float* Dbuf = rowbuf + 3 * ATT_BK;  // D (group, T) = rowsum(dout * out)
+    float* dkt = dkv;
+    float* dvt = dkv + ATT_BK * HD;
+    for (int64_t g = 0; g < group; g++) {
+      const int64_t h = kvh * group + g;
+      for (int64_t i = 0; i < T; i++) {
+        const float* dor = dout + ((b * T + i) * NH + h) * HD;
+        const float* orow = out + ((b * T + i) * NH + h) * HD;
+        float D = 0.0f;
+#pragma omp simd reduction(+ : D)
+        for (int64_t d = 0; d < HD; d++) D += dor[d] * orow[d];
+        Dbuf[g * T + i] = D;
+      }
+    }
+    const float* kbase = k + b * T * kvStride + kvh * HD;
+    const float* vbase = v + b * T * kvStride + kvh * HD;
+    for (int64_t j0 = 0; j0 < T; j0 += ATT_BK) {
+      const int64_t bk = min64(ATT_BK, T - j0);
+      load_transposed_tile(kt, kbase, kvStride, j0, bk, HD);
+      load_transposed_tile(vt, vbase, kvStride, j0, bk, HD);
+      for (int64_t x = 0; x < 2 * ATT_BK * HD; x++) dkv[x] = 0.0f;
+      for (int64_t g = 0; g < group; g++) {
+        const int64_t h = kvh * group + g;
+        for (int64_t i = j0; i < T; i++) {
+          const int64_t visible = min64(bk, i - j0 + 1);
+          const float* qr = q + (b * T + i) * qStride + h * HD;
+          const float* dor = dout + ((b * T + i) * NH + h) * HD;
+          float* dqr = dq + (b * T + i) * qStride + h * HD;
+          const float l = lse[(b * NH + h) * T + i];
+          const float D = Dbuf[g * T + i];
+          score_row(s, qr, kt, HD);
+          score_row(dp, dor, vt, HD);
+#pragma omp simd
+          for (int64_t jj = 0; jj < ATT_BK; jj++) {
+            const float p = jj < visible ? exp_approx(s[jj] * scale - l) : 0.0f;
+            s[jj] = p;                                // p, for dv
+            dp[jj] = p * (dp[jj] - D) * scale;        // ds, for dq and dk
+          }
+          for (int64_t jj = 0; jj < visible; jj++) {
+            const float p = s[jj], ds = dp[jj];
+            const float* kr = kbase + (j0 + jj) * kvStride;
+            float* dkr = dkt + jj * HD;
+            float* dvr = dvt + jj * HD;
+#pragma omp simd
+            for (int64_t d = 0; d < HD; d++) {
+              dqr[d] += ds * kr[d];
+              dkr[d] += ds * qr[d];
+              dvr[d] += p * dor[d];
+            }
+          }
+        }
+      }
+      for (int64_t jj = 0; jj < bk; jj++) {
+        float* dkr = dk + (b * T + j0 + jj) * kvStride + kvh * HD;
+        float* dvr = dv + (b * T + j0 + jj) * kvStride + kvh * HD;
+        for (int64_t d = 0; d < HD; d++) {
+          dkr[d] += dkt[jj * HD + d];
+          dvr[d] += dvt[jj * HD + d];
+        }
+      }
+    }
+  };
+  run_tasks(B * NKV, task);
+}
+
+// ------------------------------------------------------------------------------------------------ pointwise
+
+static void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
+  parallel_for(N, kPointwiseGrain, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      const float g = gate[i];
+      out[i] = g * sigmoid_approx(g) * up[i];
+    }
+  });
+}
+
+static void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                            int64_t N) {
+  parallel_for(N, kPointwiseGrain, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      const float g = gate[i];
+      const float sg = sigmoid_approx(g);
+      dup[i] += dout[i] * g * sg;
+      dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+    }
+  });
+}
+
+constexpr float GELU_K = 0.7978845608028654f;  // sqrt(2/pi)
+
+static void gelu_forward(float* out, const float* inp, int64_t N) {
+  parallel_for(N, kPointwiseGrain, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      const float x = inp[i];
+      out[i] = 0.5f * x * (1.0f + tanh_approx(GELU_K * (x + 0.044715f * x * x * x)));
+    }
+  });
+}
+
+static void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t N) {
+  parallel_for(N, kPointwiseGrain, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      const float x = inp[i];
+      const float th = tanh_approx(GELU_K * (x + 0.044715f * x * x * x));
+      const float sech2 = 1.0f - th * th;
+      const float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+      dinp[i] += grad * dout[i];
+    }
+  });
+}
+
+static void add(float* out, const float* a, const float* b, int64_t N) {
+  parallel_for(N, kPointwiseGrain, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) out[i] = a[i] + b[i];
+  });
+}
+
+static void axpy(float* dst, const float* src, float s, int64_t N) {
+  parallel_for(N, kPointwiseGrain, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) dst[i] += s * src[i];
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ loss head
+
+static void logprob_forward(float* logp, float* lse, const float* logits, const int32_t* targets, int64_t N,
+                            int64_t V) {
+  parallel_for(N, max64(1, ceil_div(kPointwiseGrain, max64(V, 1))), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const int32_t tgt = targets[n];
+      if (tgt < 0) {
+        logp[n] = 0.0f;
+        lse[n] = 0.0f;
+        continue;
+      }
+      const float* x = logits + n * V;
+      float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+      for (int64_t j = 0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+      float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < V; j++) sum += exp_approx(x[j] - mx);
+      const double l = double(mx) + std::log(double(sum));
+      lse[n] = float(l);
+      logp[n] = float(double(x[tgt]) - l);
+    }
+  });
+}
+
+static void logprob_backward(float* dlogits, const float* dlogp, const float* logits, const float* lse,
+                             const int32_t* targets, int64_t N, int64_t V) {
+  parallel_for(N, max64(1, ceil_div(kPointwiseGrain, max64(V, 1))), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const int32_t tgt = targets[n];
+      float* dx = dlogits + n * V;
+      if (tgt < 0) {
+        std::memset(dx, 0, static_cast<size_t>(V) * 4);
+        continue;
+      }
+      const float* x = logits + n * V;  // may be dx: every element is read before it is written
+      const float g = dlogp[n], l = lse[n];
+#pragma omp simd
+      for (int64_t j = 0; j < V; j++) dx[j] = -g * exp_approx(x[j] - l);
+      dx[tgt] += g;
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ optimizer
+
+static void adamw_step(float* params, const float* grads, float* m, float* v, int64_t N, double lr, double beta1,
+                       double beta2, double eps, double weightDecay, double step) {
+  const float step_size = float(lr / (1.0 - std::pow(beta1, step)));
+  const float inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(beta2, step)));
+  const float decay = float(1.0 - lr * weightDecay);
+  const float b1 = float(beta1), b2 = float(beta2), omb1 = float(1.0 - beta1), omb2 = float(1.0 - beta2);
+  const float e = float(eps);
+  parallel_for(N, kPointwiseGrain, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      const float g = grads[i];
+      const float mi = b1 * m[i] + omb1 * g;
+      const float vi = b2 * v[i] + omb2 * g * g;
+      m[i] = mi;
+      v[i] = vi;
+      params[i] = params[i] * decay - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + e);
+    }
+  });
+}
+
+static double sum_squares(const float* x, int64_t N) {
+  const int64_t threads = pool_threads();
+  double partial[256] = {0};
+  const int64_t chunks = min64(min64(threads, 256), max64(1, ceil_div(N, kPointwiseGrain)));
+  const int64_t step = ceil_div(max64(N, 1), chunks);
+  auto task = [&](int64_t t) {
+    const int64_t i0 = t * step, i1 = min64(N, i0 + step);
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = i0; i < i1; i++) s += double(x[i]) * double(x[i]);
+    partial[t] = s;
+  };
+  run_tasks(chunks, task);
+  double total = 0.0;
+  for (int64_t t = 0; t < chunks; t++) total += partial[t];
+  return total;
+}
+
+static void scale(float* x, float s, int64_t N) {
+  parallel_for(N, kPointwiseGrain, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) x[i] *= s;
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ peak probe
+
+/** seconds spent running `iters` rounds of 12 independent FMA chains; returns flops done */
+static double fma_chains(int64_t iters) {
+  constexpr int chains = 12;  // >= FMA latency x FMA pipes, so the pipes never wait for a result
+  vf acc[chains];
+  const vf mul = vset(0.999999f), add = vset(1e-7f);
+  for (int i = 0; i < chains; i++) acc[i] = vset(float(i));
+  for (int64_t it = 0; it < iters; it++) {
+#pragma GCC unroll 12
+    for (int i = 0; i < chains; i++) acc[i] = vfma(acc[i], mul, add);
+  }
+  vf total = acc[0];
+  for (int i = 1; i < chains; i++) total = vadd(total, acc[i]);
+  alignas(64) float lanes[VL];
+  vstore(lanes, total);
+  volatile float sink = lanes[0];
+  (void)sink;
+  return double(iters) * chains * VL * 2;
+}
+
+static double fma_peak_gflops(int threads) {
+  if (threads < 1) threads = 1;
+  const int64_t iters = 20000000;  // ~0.1 s per thread on a 3 GHz core
+  double best = 0.0;
+  for (int rep = 0; rep < 3; rep++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    double flops[256] = {0};
+    auto task = [&](int64_t t) { flops[t] = fma_chains(iters); };
+    run_tasks(threads, task);
+    const auto t1 = std::chrono::steady_clock::now();
+    double total = 0.0;
+    for (int t = 0; t < threads; t++) total += flops[t];
+    const double seconds = std::chrono::duration<double>(t1 - t0).count();
+    const double gflops = total / seconds * 1e-9;
+    best = gflops > best ? gflops : best;
+  }
+  return best;
+}
+
+}  // namespace ORPO_ISA
+
+const KernelTable ORPO_TABLE = {
+    ORPO_ISA_NAME,
+    ORPO_ISA::gemm,
+    ORPO_ISA::matmul_forward,
+    ORPO_ISA::matmul_backward,
+    ORPO_ISA::embedding_forward,
+    ORPO_ISA::embedding_backward,
+    ORPO_ISA::layernorm_forward,
+    ORPO_ISA::layernorm_backward,
+    ORPO_ISA::rmsnorm_forward,
+    ORPO_ISA::rmsnorm_backward,
+    ORPO_ISA::rope_forward,
+    ORPO_ISA::rope_backward,
+    ORPO_ISA::attention_forward,
+    ORPO_ISA::attention_backward,
+    ORPO_ISA::swiglu_forward,
+    ORPO_ISA::swiglu_backward,
+    ORPO_ISA::gelu_forward,
+    ORPO_ISA::gelu_backward,
+    ORPO_ISA::add,
+    ORPO_ISA::axpy,
+    ORPO_ISA::logprob_forward,
+    ORPO_ISA::logprob_backward,
+    ORPO_ISA::adamw_step,
+    ORPO_ISA::sum_squares,
+    ORPO_ISA::scale,
+    ORPO_ISA::fma_peak_gflops,
+};
+
+}  // namespace orpo

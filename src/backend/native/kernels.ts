@@ -1,0 +1,36 @@
+// The native backend: the Kernels interface over the C++ addon. The addon's functions already take the
+// interface's arguments in the interface's order, so this is a thin typed wrapper with a name.
+import type { Kernels } from '../kernels.js';
+import type { NativeAddon } from './addon.js';
+
+export function createNativeKernels(addon: NativeAddon): Kernels {
+  return {
+    name: 'native',
+    setThreads: (n) => addon.setThreads(n),
+    getThreads: () => addon.getThreads(),
+    gemm: addon.gemm,
+    matmulForward: addon.matmulForward,
+    matmulBackward: addon.matmulBackward,
+    embeddingForward: addon.embeddingForward,
+    embeddingBackward: addon.embeddingBackward,
+    layernormForward: addon.layernormForward,
+    layernormBackward: addon.layernormBackward,
+    rmsnormForward: addon.rmsnormForward,
+    rmsnormBackward: addon.rmsnormBackward,
+    ropeForward: addon.ropeForward,
+    ropeBackward: addon.ropeBackward,
+    attentionForward: addon.attentionForward,
+    attentionBackward: addon.attentionBackward,
+    swigluForward: addon.swigluForward,
+    swigluBackward: addon.swigluBackward,
+    geluForward: addon.geluForward,
+    geluBackward: addon.geluBackward,
+    add: addon.add,
+    axpy: addon.axpy,
+    logprobForward: addon.logprobForward,
+    logprobBackward: addon.logprobBackward,
+    adamwStep: addon.adamwStep,
+    sumSquares: addon.sumSquares,
+    scale: addon.scale,
+  };
+}
