@@ -27,7 +27,10 @@ test('implicit text prompt: HH-RLHF transcripts split before the first differing
 test('commonTextPrefix: word boundaries, shared first words, one side a prefix of the other, identical', () => {
   assert.equal(commonTextPrefix('A: I think so', 'A: I do not'), 'A: I'.length); // TRL's cut too
   assert.equal(commonTextPrefix('A: Sure', 'A: Sorry'), 'A:'.length); // TRL would cut inside the word
-  assert.equal(commonTextPrefix('A: hi', 'A: hi there'), 'A:'.length); // chosen would be empty at the raw prefix
+  assert.equal(commonTextPrefix('A: I am', 'A: It is'), 'A:'.length); // a word end in one text only is no boundary
+  // one text the other plus more: the prompt is all of the shorter, whose reply is empty (HH rows ending "Assistant:")
+  assert.equal(commonTextPrefix('H: q\n\nA:', 'H: q\n\nA:  Sure'), 'H: q\n\nA:'.length);
+  assert.equal(commonTextPrefix('H: q\n\nA: ', 'H: q\n\nA: Sure'), 'H: q\n\nA:'.length);
   assert.equal(commonTextPrefix('A:\n\n x', 'A:\n\n y'), 'A:'.length); // whole whitespace run goes to the responses
   assert.equal(commonTextPrefix('same', 'same'), 0);
   assert.equal(commonTextPrefix('abc', 'abd'), 0);

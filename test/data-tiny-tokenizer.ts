@@ -70,6 +70,7 @@ export function tinyTokenizerFiles(opts: TinyTokenizerOptions = {}): { tokenizer
     bos_token: '<s>',
     eos_token: { content: '</s>', lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
     tokenizer_class: 'PreTrainedTokenizerFast',
+    clean_up_tokenization_spaces: false, // decode gives back the exact text ("Human: ." stays as written)
   };
   if (opts.padToken) config.pad_token = '<pad>';
   if (opts.addBosToken !== undefined) config.add_bos_token = opts.addBosToken;

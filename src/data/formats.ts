@@ -117,7 +117,7 @@ const isSpace = (c: string | undefined): boolean => c !== undefined && /\s/.test
 
 /**
  * Where an implicit text prompt ends: the longest common prefix of chosen and rejected, moved back so it ends at
- * the end of a word and both responses start with the whitespace before their first differing word. For HH-RLHF
+ * the end of a word in both texts and both responses start with the whitespace before their first differing word. For HH-RLHF
  * that is "...\n\nAssistant:" + " reply". TRL's extract_prompt agrees whenever the responses differ from a word's
  * first letter on, and otherwise would cut inside a word ("S" + "ure" vs "S" + "orry"), which tokenises badly.
  */
@@ -126,7 +126,9 @@ export function commonTextPrefix(a: string, b: string): number {
   let i = 0;
   while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
   if (i === a.length && i === b.length) return 0; // identical: no prompt to find, the row is dropped as such
-  while (i > 0 && !(isSpace(a[i]) && !isSpace(a[i - 1]))) i--;
+  // the end of a text counts as a word end: when one text is the other plus more, the shorter reply is empty
+  const wordEnd = (s: string): boolean => (i === s.length || isSpace(s[i])) && !isSpace(s[i - 1]);
+  while (i > 0 && !(wordEnd(a) && wordEnd(b))) i--; // both sides: "I| am" vs "I|t's" is inside a word
   return i;
 }
 

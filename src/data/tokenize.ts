@@ -67,12 +67,15 @@ function promptBudget(opts: TruncationOptions, longerResponse: number): number {
 export function tokenizePreferenceText(text: PreferenceText, tokenizer: Tokenizer, opts: TruncationOptions): TokenizedRow {
   const eos = tokenizer.eosTokenId;
   if (eos === null) throw new Error('the tokenizer has no eos_token, so responses cannot be ended; set eos_token in tokenizer_config.json');
-  let prompt = tokenizer.encode(text.prompt);
+  const prompt = tokenizer.encode(text.prompt);
   const bos = tokenizer.bosTokenId;
   if (tokenizer.addBosToken && bos !== null && prompt[0] !== bos) prompt.unshift(bos); // a template may have put it there
-  let chosen = withEos(tokenizer.encode(text.chosen), eos);
-  let rejected = withEos(tokenizer.encode(text.rejected), eos);
+  return truncatePair({ prompt, chosen: withEos(tokenizer.encode(text.chosen), eos), rejected: withEos(tokenizer.encode(text.rejected), eos) }, opts);
+}
 
+/** TRL's truncation of a tokenised row (prompt with its BOS, responses with their EOS); the input is not changed. */
+export function truncatePair(full: TokenPair, opts: TruncationOptions): TokenizedRow {
+  let { prompt, chosen, rejected } = full;
   let truncatedPrompt = false;
   let truncatedResponse = false;
   if (opts.maxCompletionLength !== null && Math.max(chosen.length, rejected.length) > opts.maxCompletionLength) {
