@@ -2,6 +2,7 @@
 // less compute on pads: groupByLength does what transformers' LengthGroupedSampler does (shuffle, then sort by
 // length inside mega-batches of 50 batches, so batches stay random across the epoch but uniform inside).
 
+import { Rng } from '../tensor/rng.js';
 import { collatePairs, type PackedBatch, type TokenPair } from './collate.js';
 
 /** A pair's longest row, prompt + longer response: the length it pads its batch to. */
@@ -18,32 +19,11 @@ export interface BatchPlanOptions {
 
 const MEGA_BATCH_MULTIPLIER = 50; // transformers' LengthGroupedSampler
 
-/** mulberry32: a small seeded generator so a plan is reproducible from its seed. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function shuffled(n: number, seed: number): number[] {
-  const order = Array.from({ length: n }, (_, i) => i);
-  const random = seededRandom(seed);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  return order;
-}
-
 /** Indices of the pairs in each batch; every pair appears exactly once, the last batch may be short. */
 export function planBatches(pairs: readonly TokenPair[], opts: BatchPlanOptions): number[][] {
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`batch size must be >= 1, got ${opts.batchSize}`);
-  let order = opts.seed === null ? pairs.map((_, i) => i) : shuffled(pairs.length, opts.seed);
+  let order = pairs.map((_, i) => i);
+  if (opts.seed !== null) new Rng(opts.seed).shuffle(order);
   if (opts.groupByLength) {
     const mega = opts.batchSize * MEGA_BATCH_MULTIPLIER;
     const grouped: number[] = [];
