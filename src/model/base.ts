@@ -2,6 +2,7 @@
 // buffers reused across steps, and the linear layer (the one place LoRA hooks into).
 import type { FloatArray, Kernels } from '../backend/kernels.js';
 import { checkSequenceLength } from './config.js';
+import { KvCache } from './kv-cache.js';
 import { headParamName, paramLayout } from './layout.js';
 import type { CausalLM, ForwardResult, ModelConfig, ParamSpec } from './types.js';
 
@@ -75,6 +76,8 @@ export abstract class DecoderBase implements CausalLM {
   protected B = 0;
   protected T = 0;
   protected ids: Int32Array = new Int32Array(0);
+  /** set while generating: forward then runs on new tokens only, attending over the cached prefix */
+  protected cache: KvCache | null = null;
 
   constructor(readonly config: ModelConfig, public kernels: Kernels, readonly precision: Precision = 'float32') {
     if (precision === 'float64' && kernels.name !== 'js') throw new Error('float64 models run on the js backend only');
@@ -151,9 +154,34 @@ export abstract class DecoderBase implements CausalLM {
     if (hook && dinp) hook.backward(name, dinp, dout, inp, N, C, OC);
   }
 
+  /** position of the first token of this forward: the cached prefix length while generating, else 0 */
+  protected get pos0(): number {
+    return this.cache ? this.cache.length : 0;
+  }
+
+  /**
+   * Forward over new tokens ids (1,T) that continue the sequence held in `cache` (which it extends); returns the
+   * hidden states of the new tokens. No backward may follow.
+   */
+  forwardCached(cache: KvCache, ids: Int32Array): ForwardResult {
+    this.cache = cache;
+    try {
+      const r = this.forward(ids, 1, ids.length);
+      cache.length += ids.length;
+      return r;
+    } finally {
+      this.cache = null;
+      this.B = 0;
+    }
+  }
+
+  newKvCache(): KvCache {
+    return new KvCache(this.config.numLayers, this.config.numKvHeads * this.config.headDim);
+  }
+
   forward(ids: Int32Array, B: number, T: number): ForwardResult {
     if (ids.length !== B * T) throw new Error(`forward: ids has ${ids.length} entries, expected B*T = ${B * T}`);
-    checkSequenceLength(this.config, T);
+    checkSequenceLength(this.config, this.pos0 + T);
     const V = this.config.vocabSize;
     for (let i = 0; i < ids.length; i++) {
       if (ids[i] < 0 || ids[i] >= V) {

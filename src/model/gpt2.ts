@@ -6,15 +6,16 @@
 //   x2 = x + a Wproj + b ; h2 = ln_2(x2) ; f = gelu(h2 Wfc + b) ; x' = x2 + f Wmproj + b
 // and finally hidden = ln_f(x_L).
 import { DecoderBase } from './base.js';
+import { cachedAttention } from './kv-cache.js';
 
 export class Gpt2Model extends DecoderBase {
   private positions = new Int32Array(0);
 
   private positionIds(): Int32Array {
-    const { B, T } = this;
-    if (this.positions.length !== B * T) {
+    const { B, T, pos0 } = this;
+    if (this.positions.length !== B * T || this.positions[0] !== pos0) {
       this.positions = new Int32Array(B * T);
-      for (let i = 0; i < B * T; i++) this.positions[i] = i % T;
+      for (let i = 0; i < B * T; i++) this.positions[i] = pos0 + (i % T);
     }
     return this.positions;
   }
@@ -64,8 +65,13 @@ export class Gpt2Model extends DecoderBase {
     const qkv = a.get(s + 'qkv', BT * 3 * C);
     this.linear(p + 'attn.c_attn', qkv, h1, BT, C, 3 * C);
     const att = a.get(s + 'att', BT * C);
-    k.attentionForward(att, a.get(s + 'lse', B * NH * T), qkv, qkv.subarray(C), qkv.subarray(2 * C),
-      B, T, NH, NH, HD, 3 * C, 3 * C);
+    if (this.cache) {
+      this.cache.write(l, qkv.subarray(C), qkv.subarray(2 * C), T, 3 * C);
+      cachedAttention(att, qkv, this.cache.keys(l), this.cache.values(l), T, this.pos0, NH, NH, HD, 3 * C);
+    } else {
+      k.attentionForward(att, a.get(s + 'lse', B * NH * T), qkv, qkv.subarray(C), qkv.subarray(2 * C),
+        B, T, NH, NH, HD, 3 * C, 3 * C);
+    }
     const x2 = a.get(s + 'x2', BT * C);
     this.linear(p + 'attn.c_proj', x2, att, BT, C, C);
     k.add(x2, x2, x, BT * C);

@@ -7,6 +7,7 @@
 // and finally hidden = rmsnorm(x_L).
 import { DecoderBase } from './base.js';
 import { ropeTables, type RopeTables } from './rope.js';
+import { cachedAttention } from './kv-cache.js';
 
 export class LlamaModel extends DecoderBase {
   private rope: RopeTables | null = null;
@@ -51,7 +52,8 @@ export class LlamaModel extends DecoderBase {
     const a = this.arena;
     const c = this.config;
     const { B, T, BT, C, I, NH, NKV, HD, Q, KV } = this.dims();
-    const rope = this.ropeFor(T);
+    const pos0 = this.pos0;
+    const rope = this.ropeFor(pos0 + T);
     const p = `model.layers.${l}.`;
     const h1 = a.get(s + 'h1', BT * C);
     k.rmsnormForward(h1, a.get(s + 'rstd1', BT), x, this.param(p + 'input_layernorm.weight'), BT, C, c.normEps);
@@ -70,10 +72,15 @@ export class LlamaModel extends DecoderBase {
       this.linear(p + 'self_attn.k_proj', kk, h1, BT, C, KV);
     }
     this.linear(p + 'self_attn.v_proj', v, h1, BT, C, KV);
-    k.ropeForward(q, q, rope.cos, rope.sin, B, T, NH, HD, 0);
-    k.ropeForward(kk, kk, rope.cos, rope.sin, B, T, NKV, HD, 0);
+    k.ropeForward(q, q, rope.cos, rope.sin, B, T, NH, HD, pos0);
+    k.ropeForward(kk, kk, rope.cos, rope.sin, B, T, NKV, HD, pos0);
     const att = a.get(s + 'att', BT * Q);
-    k.attentionForward(att, a.get(s + 'lse', B * NH * T), q, kk, v, B, T, NH, NKV, HD, Q, KV);
+    if (this.cache) {
+      this.cache.write(l, kk, v, T, KV);
+      cachedAttention(att, q, this.cache.keys(l), this.cache.values(l), T, pos0, NH, NKV, HD, Q);
+    } else {
+      k.attentionForward(att, a.get(s + 'lse', B * NH * T), q, kk, v, B, T, NH, NKV, HD, Q, KV);
+    }
     const x2 = a.get(s + 'x2', BT * C);
     this.linear(p + 'self_attn.o_proj', x2, att, BT, Q, C);
     k.add(x2, x2, x, BT * C);
