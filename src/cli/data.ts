@@ -51,7 +51,9 @@ export function dataOptionsOf(c: DataCommandConfig): DataOptions {
   };
 }
 
-const write = (text: string): void => {
+/** Where the commands print; tests pass their own. */
+export type Print = (text: string) => void;
+const toStdout: Print = (text) => {
   process.stdout.write(text);
 };
 
@@ -121,7 +123,7 @@ function showRow(index: number, row: TokenizedExample, tokenizer: Tokenizer): st
   );
 }
 
-async function runStats(c: DataCommandConfig, dataset: string, model: string): Promise<number> {
+async function runStats(c: DataCommandConfig, dataset: string, model: string, write: Print): Promise<number> {
   const tokenizer = await loadTokenizer(model);
   const stats = emptyStats();
   const pairs: TokenPair[] = [];
@@ -131,7 +133,7 @@ async function runStats(c: DataCommandConfig, dataset: string, model: string): P
   return 0;
 }
 
-async function runShow(c: DataCommandConfig, dataset: string, model: string): Promise<number> {
+async function runShow(c: DataCommandConfig, dataset: string, model: string, write: Print): Promise<number> {
   const tokenizer = await loadTokenizer(model);
   const shown: TokenizedExample[] = [];
   for await (const row of streamPreferencePairs(dataset, tokenizer, dataOptionsOf(c))) {
@@ -151,7 +153,7 @@ async function runShow(c: DataCommandConfig, dataset: string, model: string): Pr
 }
 
 /** argv = the words after `orpo data`; returns the exit code. */
-export async function runDataCommand(argv: readonly string[]): Promise<number> {
+export async function runDataCommand(argv: readonly string[], write: Print = toStdout): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
     write(`${USAGE}\n(orpo data stats --help lists the options)\n`);
@@ -162,5 +164,5 @@ export async function runDataCommand(argv: readonly string[]): Promise<number> {
   const c = await resolveCommandOptions(`data ${sub}`, USAGE, words, DATA_COMMAND_OPTIONS);
   if (c === null) return 0;
   if (c.dataset === null || c.model === null) throw new OptionError(`orpo data ${sub} needs --dataset FILE and --model DIR`);
-  return sub === 'stats' ? runStats(c, c.dataset, c.model) : runShow(c, c.dataset, c.model);
+  return sub === 'stats' ? runStats(c, c.dataset, c.model, write) : runShow(c, c.dataset, c.model, write);
 }
