@@ -1,0 +1,105 @@
+// `npm run bench`: the GEMM benchmark (bench/gemm, when built) then the ORPO training-step benchmark against the
+// PyTorch twin; prints the tables and writes bench/out/train-step.json and bench/out/train-step.md.
+//
+//   node dist/bench/run.js [--configs 5M,30M] [--threads 1,2] [--warmup N] [--steps N] [--no-twin] [--no-gemm]
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  BENCH_CONFIGS, coreCount, findConfig, memoryTable, outDir, profileTable, readJson, repoRoot, runTrainStepBench,
+  speedTable, type TrainStepReport,
+} from './train-step.js';
+
+/** The FMA peak the GEMM bench measured, FLOP/s by thread count; null where it has no number. */
+export type PeakTable = Map<number, number>;
+
+/**
+ * Reads the peak from bench/out/gemm.json. Accepts `peak: [{threads, gflops}]` or `peak: {"1": gflops}` (and the
+ * same under `peaks`/`fmaPeak`), so the GEMM bench's file is the one place the peak is measured.
+ */
+export function readPeak(file: string): PeakTable {
+  const peaks: PeakTable = new Map();
+  const json = readJson<Record<string, unknown>>(file);
+  if (!json) return peaks;
+  const raw = json.peak ?? json.peaks ?? json.fmaPeak;
+  const gflopsOf = (v: unknown): number | null => {
+    if (typeof v === 'number') return v;
+    if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      for (const k of ['gflops', 'GFLOPs', 'gflopsPerSec', 'peakGflops']) if (typeof o[k] === 'number') return o[k] as number;
+    }
+    return null;
+  };
+  if (Array.isArray(raw)) {
+    for (const e of raw) {
+      const t = (e as Record<string, unknown>).threads;
+      const g = gflopsOf(e);
+      if (typeof t === 'number' && g) peaks.set(t, g * 1e9);
+    }
+  } else if (raw && typeof raw === 'object') {
+    for (const [t, v] of Object.entries(raw)) {
+      const g = gflopsOf(v);
+      if (g && Number.isFinite(Number(t))) peaks.set(Number(t), g * 1e9);
+    }
+  }
+  return peaks;
+}
+
+export function machineLine(report: TrainStepReport): string {
+  let cpu = 'unknown CPU';
+  try {
+    cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpu;
+  } catch { /* not Linux */ }
+  const twin = report.rows.find((r) => r.torch)?.torch;
+  const torch = twin ? `torch ${twin.torchVersion} (${twin.blas})` : `torch: ${report.twinNote ?? 'not run'}`;
+  return `${cpu}, ${coreCount()} cores, node ${process.version}, backend ${report.backend}, ${torch}`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      configs: { type: 'string', default: BENCH_CONFIGS.map((c) => c.name).join(',') },
+      threads: { type: 'string', default: '1,2' },
+      warmup: { type: 'string' },
+      steps: { type: 'string' },
+      'no-twin': { type: 'boolean', default: false },
+      'no-gemm': { type: 'boolean', default: false },
+    },
+  });
+  mkdirSync(outDir, { recursive: true });
+  const gemmScript = join(repoRoot, 'dist', 'bench', 'gemm.js');
+  if (!values['no-gemm'] && existsSync(gemmScript)) {
+    console.log('## GEMM\n');
+    const r = spawnSync(process.execPath, [gemmScript], { stdio: 'inherit' });
+    if (r.status !== 0) console.log(`(the GEMM bench exited with status ${r.status}; MFU uses whatever peak it left)`);
+  } else if (!values['no-gemm']) {
+    console.log('(bench/gemm is not built: no GEMM table and no measured FMA peak, so no MFU)');
+  }
+  const gemmJson = join(outDir, 'gemm.json');
+  const peaks = readPeak(gemmJson);
+  const report = await runTrainStepBench({
+    configs: values.configs!.split(',').map((n) => findConfig(n.trim())),
+    threads: values.threads!.split(',').map(Number),
+    warmup: values.warmup === undefined ? undefined : Number(values.warmup),
+    steps: values.steps === undefined ? undefined : Number(values.steps),
+    peakFlops: (t) => peaks.get(t) ?? null,
+    peakSource: peaks.size ? `${gemmJson}: ${[...peaks].map(([t, p]) => `${t} thr ${(p / 1e9).toFixed(1)} GFLOP/s`).join(', ')}` : null,
+    noTwin: values['no-twin'],
+  });
+  const threads = [...new Set(report.rows.map((r) => r.threads))];
+  const md = [
+    `Machine: ${machineLine(report)}`,
+    `FMA peak for MFU: ${report.peakSource ?? 'not measured (no bench/out/gemm.json)'}`,
+    '', '### ORPO training step (forward, backward, clip, AdamW), float32', '', speedTable(report),
+    '', '### Peak memory (RSS of a fresh process per row)', '', memoryTable(report),
+    ...threads.flatMap((t) => ['', `### Where our step's time goes (${t} thread${t > 1 ? 's' : ''}, one profiled step)`, '', profileTable(report, t)]),
+  ].join('\n');
+  console.log('\n' + md + '\n');
+  writeFileSync(join(outDir, 'train-step.json'), JSON.stringify({ machine: machineLine(report), ...report }, null, 2) + '\n');
+  writeFileSync(join(outDir, 'train-step.md'), md + '\n');
+  console.log(`wrote ${join(outDir, 'train-step.json')} and train-step.md`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

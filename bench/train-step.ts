@@ -1,0 +1,506 @@
+// Benchmark 2 and 3 of issue 6: ORPO training steps (forward, backward, clipping, AdamW) in tokens/s, model-FLOPs
+// utilisation and peak RSS, side by side with a PyTorch twin of the same model, batch, loss and initial weights
+// (bench/torch_twin.py).
+//
+// Every measurement runs in a fresh child process so its peak RSS (process.resourceUsage().maxRSS) belongs to that
+// configuration alone:   node dist/bench/train-step.js --child '<json ChildRequest>'   prints one JSON line.
+// The parent (runTrainStepBench, called by bench/run.ts) writes the initial weights and the batch once per config,
+// runs our child and the twin's child at each thread count, and checks that both start from the same loss.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Kernels } from '../src/backend/kernels.js';
+import { getKernels } from '../src/backend/index.js';
+import type { PackedBatch, TokenPair } from '../src/data/collate.js';
+import { collatePairs } from '../src/data/collate.js';
+import { hfTensors } from '../src/io/hf-model.js';
+import { writeSafetensors } from '../src/io/safetensors.js';
+import { createModel } from '../src/model/create.js';
+import { UnfusedLogprobHead } from '../src/loss/logprob-head.js';
+import { orpoStep } from '../src/loss/orpo.js';
+import { AdamW, clipGradNorm } from '../src/optim/adamw.js';
+import type { DecoderBase } from '../src/model/base.js';
+import { Rng } from '../src/tensor/rng.js';
+
+export const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const outDir = join(repoRoot, 'bench', 'out');
+
+// ------------------------------------------------------------------------------------------------ configurations
+
+/** A benchmark configuration: a Llama-style config.json and the shape of its batch. */
+export interface BenchConfig {
+  name: string;
+  /** config.json contents, as a user would write them */
+  hf: Record<string, unknown>;
+  pairs: number;
+  seq: number;
+  /** every row is prompt (this many tokens) + response (seq - promptLen): full length, no padding */
+  promptLen: number;
+  /** steps the parent asks for by default (the 30M step is ~7x the 5M one) */
+  warmup: number;
+  steps: number;
+}
+
+function llamaConfig(o: { hidden: number; layers: number; heads: number; kvHeads: number; intermediate: number;
+  vocab: number; maxPositions: number }): Record<string, unknown> {
+  return {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: o.vocab, hidden_size: o.hidden,
+    intermediate_size: o.intermediate, num_hidden_layers: o.layers, num_attention_heads: o.heads,
+    num_key_value_heads: o.kvHeads, max_position_embeddings: o.maxPositions, rms_norm_eps: 1e-5,
+    rope_theta: 10000, hidden_act: 'silu', tie_word_embeddings: false, initializer_range: 0.02,
+    bos_token_id: 1, eos_token_id: 2, torch_dtype: 'float32',
+  };
+}
+
+/**
+ * Two sizes a user would train on a CPU: vocabulary 8192 (a small BPE), grouped-query attention (3:1 and 4:1),
+ * SwiGLU width ~8/3 to 3x hidden, untied head.
+ *   5M:  hidden 192, 5 layers, 6 heads of 32 (2 KV heads), MLP 512  -> 5.11M parameters, 8 rows x 256
+ *   30M: hidden 512, 7 layers, 8 heads of 64 (2 KV heads), MLP 1536 -> 29.5M parameters, 4 rows x 512
+ */
+export const BENCH_CONFIGS: readonly BenchConfig[] = [
+  { name: '5M', hf: llamaConfig({ hidden: 192, layers: 5, heads: 6, kvHeads: 2, intermediate: 512, vocab: 8192, maxPositions: 1024 }),
+    pairs: 4, seq: 256, promptLen: 64, warmup: 2, steps: 5 },
+  { name: '30M', hf: llamaConfig({ hidden: 512, layers: 7, heads: 8, kvHeads: 2, intermediate: 1536, vocab: 8192, maxPositions: 1024 }),
+    pairs: 2, seq: 512, promptLen: 128, warmup: 1, steps: 3 },
+];
+
+/** A tiny config for the smoke test: the same code path in well under a second. */
+export const MICRO_CONFIG: BenchConfig = {
+  name: 'micro', hf: llamaConfig({ hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 64, vocab: 97, maxPositions: 64 }),
+  pairs: 2, seq: 16, promptLen: 5, warmup: 1, steps: 2,
+};
+
+export function findConfig(name: string): BenchConfig {
+  const c = [...BENCH_CONFIGS, MICRO_CONFIG].find((x) => x.name === name);
+  if (!c) throw new Error(`no bench config named '${name}' (have ${[...BENCH_CONFIGS, MICRO_CONFIG].map((x) => x.name).join(', ')})`);
+  return c;
+}
+
+export const MODEL_SEED = 1234;
+const BATCH_SEED = 42;
+
+/** Random tokens, one fixed prompt per pair shared by chosen and rejected, every row exactly `seq` tokens. */
+export function benchPairs(cfg: BenchConfig): TokenPair[] {
+  const V = cfg.hf.vocab_size as number;
+  const rng = new Rng(BATCH_SEED);
+  const tokens = (n: number): number[] => Array.from({ length: n }, () => rng.int(V));
+  return Array.from({ length: cfg.pairs }, () => ({
+    prompt: tokens(cfg.promptLen), chosen: tokens(cfg.seq - cfg.promptLen), rejected: tokens(cfg.seq - cfg.promptLen),
+  }));
+}
+
+/** Training hyperparameters of both implementations (TRL/transformers defaults except the learning rate). */
+export const HYPER = { beta: 0.1, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1.0 };
+
+// ------------------------------------------------------------------------------------------------ FLOPs and bytes
+
+export interface StepCost {
+  params: number;
+  /** parameters that take part in a matrix product: every linear weight including lm_head, not the embedding or norms */
+  matmulParams: number;
+  /** real tokens per step: rows x seq (2 x pairs x seq) */
+  tokens: number;
+  matmulFlops: number;
+  attentionFlops: number;
+  /** FLOPs of one training step (forward + backward) */
+  flops: number;
+}
+
+/**
+ * Model FLOPs of one step, the PaLM / llm.c convention the issue's MFU target uses:
+ *   matmuls:   6 x matmulParams x tokens   (2 per multiply-add forward, twice that backward)
+ *   attention: per layer, forward QK^T and PV each cost 2·B·NH·T²·HD over the full square; causal masking halves it,
+ *              so forward = 2·B·NH·T²·HD, and forward + backward = 3 x forward = 6·B·NH·T²·HD.
+ * Norms, RoPE, SwiGLU, softmax and the optimizer are not counted (they are "free" in MFU terms).
+ */
+export function stepCost(cfg: BenchConfig, model: DecoderBase): StepCost {
+  const c = model.config;
+  const params = model.params.length;
+  let matmulParams = 0;
+  for (const p of model.layout) if (p.shape.length === 2 && p.name !== 'model.embed_tokens.weight') matmulParams += p.size;
+  const B = 2 * cfg.pairs;
+  const T = cfg.seq;
+  const tokens = B * T;
+  const matmulFlops = 6 * matmulParams * tokens;
+  const attentionFlops = c.numLayers * 6 * B * c.numHeads * T * T * c.headDim;
+  return { params, matmulParams, tokens, matmulFlops, attentionFlops, flops: matmulFlops + attentionFlops };
+}
+
+// ------------------------------------------------------------------------------------------------ kernel profiler
+
+export interface KernelTime {
+  kernel: string;
+  calls: number;
+  ms: number;
+  /** FLOPs the calls performed (matrix products and attention only; 0 for the rest) */
+  flops: number;
+}
+
+/** FLOPs of one kernel call from its arguments (only the kernels that do matrix work). */
+function callFlops(kernel: string, args: unknown[]): number {
+  const n = (i: number): number => args[i] as number;
+  switch (kernel) {
+    case 'gemm': return 2 * n(3) * n(4) * n(5);
+    case 'matmulForward': return 2 * n(4) * n(5) * n(6);
+    case 'matmulBackward': return 2 * n(6) * n(7) * n(8) * ((args[0] ? 1 : 0) + (args[1] ? 1 : 0));
+    case 'attentionForward': return 2 * n(5) * n(7) * n(6) * n(6) * n(9);
+    case 'attentionBackward': return 4 * n(9) * n(11) * n(10) * n(10) * n(13);
+    default: return 0;
+  }
+}
+
+/**
+ * Wraps a backend so every kernel call can be timed (only while `recording`): the benchmark's view of where a
+ * step's time goes. The wrapper costs a property lookup per call when not recording.
+ */
+export class KernelProfiler {
+  recording = false;
+  private readonly times = new Map<string, KernelTime>();
+  readonly kernels: Kernels;
+
+  constructor(base: Kernels) {
+    const wrapped = new Map<PropertyKey, unknown>();
+    this.kernels = new Proxy(base, {
+      get: (target, prop) => {
+        const value: unknown = Reflect.get(target, prop, target);
+        if (typeof value !== 'function' || typeof prop !== 'string' || prop === 'setThreads' || prop === 'getThreads') {
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        }
+        let w = wrapped.get(prop);
+        if (!w) {
+          const fn = value as (...a: unknown[]) => unknown;
+          w = (...args: unknown[]): unknown => {
+            if (!this.recording) return fn.apply(target, args);
+            const t0 = performance.now();
+            const r = fn.apply(target, args);
+            this.add(prop, performance.now() - t0, callFlops(prop, args));
+            return r;
+          };
+          wrapped.set(prop, w);
+        }
+        return w;
+      },
+    });
+  }
+
+  private add(kernel: string, ms: number, flops: number): void {
+    const t = this.times.get(kernel) ?? { kernel, calls: 0, ms: 0, flops: 0 };
+    t.calls++;
+    t.ms += ms;
+    t.flops += flops;
+    this.times.set(kernel, t);
+  }
+
+  report(): KernelTime[] {
+    return [...this.times.values()].sort((a, b) => b.ms - a.ms);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ our step (child)
+
+export interface ChildRequest {
+  config: string;
+  threads: number;
+  warmup: number;
+  steps: number;
+  /** time one extra step kernel by kernel */
+  profile: boolean;
+}
+
+/** What both implementations report for one configuration at one thread count (one fresh process). */
+export interface StepMeasurement {
+  config: string;
+  threads: number;
+  /** real tokens per step */
+  tokens: number;
+  /** timed steps, after the warm-up */
+  stepMs: number[];
+  medianStepMs: number;
+  tokensPerSec: number;
+  /** loss and pre-clipping gradient norm of the first step, from the shared initial weights */
+  firstLoss: number;
+  firstGradNorm: number;
+  /** process RSS after imports, before the model exists */
+  baselineRssBytes: number;
+  peakRssBytes: number;
+}
+
+export interface OursResult extends StepMeasurement {
+  impl: 'orpo-ts';
+  backend: string;
+  /** threads the backend reports using (the js backend always runs on one) */
+  backendThreads: number;
+  analytic: { paramBytes: number; gradBytes: number; adamBytes: number; activationBytes: number; totalBytes: number };
+  profile: { stepMs: number; kernels: KernelTime[] } | null;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Run warm-up and timed ORPO steps of one configuration in this process. */
+export function measureOurs(req: ChildRequest, baselineRssBytes = process.memoryUsage().rss): OursResult {
+  const cfg = findConfig(req.config);
+  const base = getKernels();
+  base.setThreads(req.threads);
+  const profiler = new KernelProfiler(base);
+  const kernels = profiler.kernels;
+  const model = createModel(cfg.hf, { seed: MODEL_SEED, kernels });
+  const head = new UnfusedLogprobHead(kernels);
+  const batch: PackedBatch = collatePairs(benchPairs(cfg), 0);
+  const opt = new AdamW(model.params.length,
+    { lr: HYPER.lr, beta1: HYPER.beta1, beta2: HYPER.beta2, eps: HYPER.eps, weightDecay: HYPER.weightDecay }, kernels);
+  const step = (): { loss: number; norm: number; ms: number } => {
+    const t0 = performance.now();
+    model.zeroGrad();
+    const r = orpoStep(model, batch, { beta: HYPER.beta, sftScope: 'full', head });
+    const norm = clipGradNorm(model.grads, HYPER.maxGradNorm, kernels);
+    opt.update(model.params, model.grads);
+    return { loss: r.loss, norm, ms: performance.now() - t0 };
+  };
+  const first = step();
+  for (let i = 1; i < req.warmup; i++) step();
+  const stepMs: number[] = [];
+  for (let i = 0; i < req.steps; i++) stepMs.push(step().ms);
+  let profile: OursResult['profile'] = null;
+  if (req.profile) {
+    profiler.recording = true;
+    const ms = step().ms;
+    profiler.recording = false;
+    profile = { stepMs: ms, kernels: profiler.report() };
+  }
+  const P = model.params.length;
+  const activationBytes = model.arena.bytes() + head.bytes();
+  const medianStepMs = median(stepMs);
+  return {
+    impl: 'orpo-ts', backend: base.name, config: cfg.name, threads: req.threads, backendThreads: base.getThreads(),
+    tokens: batch.tokens, stepMs, medianStepMs, tokensPerSec: batch.tokens / (medianStepMs / 1000),
+    firstLoss: first.loss, firstGradNorm: first.norm, baselineRssBytes,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    analytic: { paramBytes: 4 * P, gradBytes: 4 * P, adamBytes: 8 * P, activationBytes,
+      totalBytes: 16 * P + activationBytes },
+    profile,
+  };
+}
+
+// ------------------------------------------------------------------------------------------------ the twin
+
+export interface TwinResult extends StepMeasurement {
+  impl: 'pytorch';
+  torchVersion: string;
+  /** the kernel library the twin ran (BLAS and its core type, oneDNN), as torch and threadpoolctl report it */
+  blas: string;
+  attention: string;
+  optimizer: string;
+}
+
+export const TWIN_PYTHON = process.env.ORPO_BENCH_PYTHON ?? '/usr/bin/python3';
+const TWIN_SCRIPT = join(repoRoot, 'bench', 'torch_twin.py');
+
+/** null when torch imports, else why the twin cannot run */
+export function twinUnavailable(): string | null {
+  if (!existsSync(TWIN_PYTHON)) return `${TWIN_PYTHON} not found`;
+  const r = spawnSync(TWIN_PYTHON, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
+  if (r.status !== 0) return `PyTorch is not installed for ${TWIN_PYTHON} (apt-get install -y python3-torch): ${r.stderr.trim().split('\n').pop()}`;
+  return null;
+}
+
+/**
+ * The twin's environment. This machine sets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which halve OpenBLAS's speed:
+ * they are removed for the twin only. OpenBLAS and OpenMP start their own threads whatever torch.set_num_threads
+ * says, so their thread counts are pinned to the count under test.
+ */
+export function twinEnv(threads: number): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  for (const k of ['OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS']) env[k] = String(threads);
+  return env;
+}
+
+function lastJsonLine<T>(stdout: string, what: string): T {
+  const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (!line) throw new Error(`${what} printed no JSON result`);
+  return JSON.parse(line) as T;
+}
+
+function runTwin(cfg: BenchConfig, dir: string, threads: number, warmup: number, steps: number): TwinResult {
+  const args = [TWIN_SCRIPT, '--weights', join(dir, 'model.safetensors'), '--batch', join(dir, 'batch.json'),
+    '--threads', String(threads), '--warmup', String(warmup), '--steps', String(steps)];
+  const r = spawnSync(TWIN_PYTHON, args, { env: twinEnv(threads), encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`torch twin (${cfg.name}, ${threads} threads) failed:\n${r.stderr}`);
+  return lastJsonLine<TwinResult>(r.stdout, 'torch twin');
+}
+
+function runOursChild(req: ChildRequest): OursResult {
+  const env = { ...process.env, ORPO_THREADS: String(req.threads) };
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(req)],
+    { env, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`train-step child (${req.config}, ${req.threads} threads) failed:\n${r.stderr}`);
+  if (r.stderr.trim()) process.stderr.write(r.stderr);
+  return lastJsonLine<OursResult>(r.stdout, 'train-step child');
+}
+
+/** Initial weights (HF names, F32) and the batch, for the twin to start exactly where we start. */
+async function writeTwinInputs(cfg: BenchConfig, dir: string): Promise<StepCost> {
+  const model = createModel(cfg.hf, { seed: MODEL_SEED });
+  await writeSafetensors(join(dir, 'model.safetensors'), hfTensors(model));
+  const batch = collatePairs(benchPairs(cfg), 0);
+  const hp = { beta: HYPER.beta, lr: HYPER.lr, betas: [HYPER.beta1, HYPER.beta2], eps: HYPER.eps,
+    weight_decay: HYPER.weightDecay, max_grad_norm: HYPER.maxGradNorm };
+  writeFileSync(join(dir, 'batch.json'), JSON.stringify({ config: cfg.hf, name: cfg.name, rows: batch.rows, T: batch.T,
+    n_pairs: batch.nPairs, prompt_len: cfg.promptLen, ids: Array.from(batch.ids), ...hp }));
+  return stepCost(cfg, model);
+}
+
+// ------------------------------------------------------------------------------------------------ the comparison
+
+export interface TrainStepRow {
+  config: string;
+  threads: number;
+  ours: OursResult;
+  torch: TwinResult | null;
+  /** our tokens/s over PyTorch's */
+  ratio: number | null;
+  mfuOurs: number | null;
+  mfuTorch: number | null;
+  /** |our first loss - twin's| / |twin's|: both start from the same weights and batch */
+  lossRelDiff: number | null;
+  gradNormRelDiff: number | null;
+}
+
+export interface TrainStepReport {
+  backend: string;
+  twinNote: string | null;
+  peakSource: string | null;
+  configs: { name: string; hf: Record<string, unknown>; pairs: number; seq: number; promptLen: number; cost: StepCost }[];
+  rows: TrainStepRow[];
+}
+
+export interface TrainStepOptions {
+  configs: readonly BenchConfig[];
+  threads: readonly number[];
+  /** override each config's default warm-up/timed steps */
+  warmup?: number;
+  steps?: number;
+  /** FMA peak FLOP/s by thread count (from the GEMM bench), for MFU; MFU is left out where missing */
+  peakFlops: (threads: number) => number | null;
+  peakSource: string | null;
+  /** skip the PyTorch twin even when torch is installed */
+  noTwin?: boolean;
+  log?: (line: string) => void;
+}
+
+export async function runTrainStepBench(opts: TrainStepOptions): Promise<TrainStepReport> {
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const twinNote = opts.noTwin ? 'PyTorch twin skipped (--no-twin)' : twinUnavailable();
+  if (twinNote) log(`train-step: ${twinNote}; our numbers only`);
+  const dir = mkdtempSync(join(tmpdir(), 'orpo-bench-'));
+  const report: TrainStepReport = { backend: getKernels().name, twinNote, peakSource: opts.peakSource, configs: [], rows: [] };
+  try {
+    for (const cfg of opts.configs) {
+      const cost = await writeTwinInputs(cfg, dir);
+      report.configs.push({ name: cfg.name, hf: cfg.hf, pairs: cfg.pairs, seq: cfg.seq, promptLen: cfg.promptLen, cost });
+      const warmup = opts.warmup ?? cfg.warmup;
+      const steps = opts.steps ?? cfg.steps;
+      for (const threads of opts.threads) {
+        log(`train-step: ${cfg.name} (${(cost.params / 1e6).toFixed(2)}M params, ${cost.tokens} tokens/step), ${threads} thread(s)...`);
+        const ours = runOursChild({ config: cfg.name, threads, warmup, steps, profile: true });
+        report.backend = ours.backend;
+        const torch = twinNote ? null : runTwin(cfg, dir, threads, warmup, steps);
+        const peak = opts.peakFlops(threads);
+        const mfu = (ms: number): number | null => (peak ? cost.flops / (ms / 1000) / peak : null);
+        report.rows.push({
+          config: cfg.name, threads, ours, torch,
+          ratio: torch ? ours.tokensPerSec / torch.tokensPerSec : null,
+          mfuOurs: mfu(ours.medianStepMs), mfuTorch: torch ? mfu(torch.medianStepMs) : null,
+          lossRelDiff: torch ? Math.abs(ours.firstLoss - torch.firstLoss) / Math.abs(torch.firstLoss) : null,
+          gradNormRelDiff: torch ? Math.abs(ours.firstGradNorm - torch.firstGradNorm) / Math.abs(torch.firstGradNorm) : null,
+        });
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return report;
+}
+
+// ------------------------------------------------------------------------------------------------ tables
+
+const MB = 1024 * 1024;
+const fmt = (x: number | null, digits = 1): string => (x === null ? 'n/a' : x.toFixed(digits));
+const pct = (x: number | null): string => (x === null ? 'n/a' : `${(100 * x).toFixed(1)}%`);
+
+/** Markdown table: header row, separator, rows */
+export function markdownTable(header: string[], rows: string[][]): string {
+  const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+export function speedTable(report: TrainStepReport): string {
+  return markdownTable(
+    ['config', 'threads', 'backend', 'ours tok/s', 'ours ms/step', 'PyTorch tok/s', 'PyTorch ms/step', 'ours/PyTorch', 'MFU ours', 'MFU PyTorch', 'first-loss rel. diff'],
+    report.rows.map((r) => [r.config, String(r.threads), `${r.ours.backend} (${r.ours.backendThreads} thr)`,
+      fmt(r.ours.tokensPerSec, 0), fmt(r.ours.medianStepMs, 0), fmt(r.torch?.tokensPerSec ?? null, 0),
+      fmt(r.torch?.medianStepMs ?? null, 0), r.ratio === null ? 'n/a' : `${r.ratio.toFixed(2)}x`,
+      pct(r.mfuOurs), pct(r.mfuTorch), r.lossRelDiff === null ? 'n/a' : r.lossRelDiff.toExponential(1)]));
+}
+
+export function memoryTable(report: TrainStepReport): string {
+  return markdownTable(
+    ['config', 'threads', 'analytic MiB (params+grads+Adam+activations)', 'ours peak RSS MiB', 'ours RSS / analytic', 'ours (RSS - baseline) / analytic', 'PyTorch peak RSS MiB', 'PyTorch RSS - baseline MiB'],
+    report.rows.map((r) => {
+      const a = r.ours.analytic.totalBytes;
+      return [r.config, String(r.threads),
+        `${fmt(a / MB)} (${fmt((r.ours.analytic.paramBytes * 4) / MB)} + ${fmt(r.ours.analytic.activationBytes / MB)})`,
+        fmt(r.ours.peakRssBytes / MB), `${(r.ours.peakRssBytes / a).toFixed(2)}x`,
+        `${((r.ours.peakRssBytes - r.ours.baselineRssBytes) / a).toFixed(2)}x`,
+        fmt(r.torch ? r.torch.peakRssBytes / MB : null),
+        fmt(r.torch ? (r.torch.peakRssBytes - r.torch.baselineRssBytes) / MB : null)];
+    }));
+}
+
+const KERNEL_GROUPS: Record<string, string> = {
+  gemm: 'matmul', matmulForward: 'matmul', matmulBackward: 'matmul',
+  attentionForward: 'attention', attentionBackward: 'attention',
+  logprobForward: 'loss head (log-softmax)', logprobBackward: 'loss head (log-softmax)',
+  adamwStep: 'optimizer + clipping', sumSquares: 'optimizer + clipping', scale: 'optimizer + clipping',
+};
+
+/** Where one step's time goes, kernel by kernel, for each config at one thread count. */
+export function profileTable(report: TrainStepReport, threads: number): string {
+  const rows: string[][] = [];
+  for (const r of report.rows.filter((x) => x.threads === threads && x.ours.profile)) {
+    const p = r.ours.profile!;
+    let kernelMs = 0;
+    for (const k of p.kernels) {
+      kernelMs += k.ms;
+      rows.push([r.config, k.kernel, KERNEL_GROUPS[k.kernel] ?? 'elementwise/norm/rope/embed', String(k.calls), fmt(k.ms),
+        pct(k.ms / p.stepMs), k.flops ? fmt(k.flops / (k.ms / 1000) / 1e9) : '']);
+    }
+    rows.push([r.config, '(outside kernels: JS glue, allocation, loss)', '', '', fmt(p.stepMs - kernelMs), pct((p.stepMs - kernelMs) / p.stepMs), '']);
+  }
+  return markdownTable(['config', 'kernel', 'group', 'calls', 'ms', 'share of step', 'GFLOP/s'], rows);
+}
+
+// ------------------------------------------------------------------------------------------------ child entry
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && process.argv[2] === '--child') {
+  const baseline = process.memoryUsage().rss;
+  const req = JSON.parse(process.argv[3]) as ChildRequest;
+  process.stdout.write(JSON.stringify(measureOurs(req, baseline)) + '\n');
+}
+
+/** cores Node sees (the machine line) */
+export function coreCount(): number {
+  return cpus().length;
+}
+
+export function readJson<T>(file: string): T | null {
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as T) : null;
+}
