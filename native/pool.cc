@@ -38,27 +38,35 @@ class Pool {
   void run(int64_t ntasks, TaskFn fn, void* ctx) {
     // Re-entrant or concurrent calls (e.g. from worker_threads) run serially instead of corrupting the job.
     bool expected = false;
-    if (ntasks <= 1 || helpers_.empty() || !busy_.compare_exchange_strong(expected, true)) {
+    if (ntasks <= 1 || helpers_.empty() || ntasks >= (int64_t(1) << 31) ||
+        !busy_.compare_exchange_strong(expected, true)) {
       for (int64_t t = 0; t < ntasks; t++) fn(ctx, t);
       return;
     }
     fn_ = fn;
     ctx_ = ctx;
     ntasks_ = ntasks;
-    next_.store(0, std::memory_order_relaxed);
-    checked_in_.store(0, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    uint64_t gen;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      generation_.fetch_add(1, std::memory_order_release);
+      gen = generation_.load(std::memory_order_relaxed) + 1;
+      // a new job: its generation in the high half, the next unclaimed task in the low half
+      claim_.store(gen << 32, std::memory_order_release);
+      generation_.store(gen, std::memory_order_release);
     }
     wake_.notify_all();
-    work();
-    const int nhelpers = static_cast<int>(helpers_.size());
-    // Helpers that lost their core to another process may take a while: spin briefly, then yield the core.
-    for (int spins = 0; checked_in_.load(std::memory_order_acquire) < nhelpers; spins++) {
+    work(gen);
+    // Wait for tasks that helpers claimed, not for helpers themselves: a helper that has not woken yet (its core
+    // taken by another process) simply finds no task left for this generation, so an oversubscribed machine
+    // never stalls a kernel on a sleeping thread.
+    for (int spins = 0; done_.load(std::memory_order_acquire) < ntasks; spins++) {
       if (spins < kSpinIterations) cpu_relax();
       else std::this_thread::yield();
     }
+    // Close the job before the next one rewrites fn_/ctx_/ntasks_: generation 0 is never a helper's, so a helper
+    // still holding this job's claim word fails its compare-and-swap and reads nothing more of it.
+    claim_.store(0, std::memory_order_release);
     busy_.store(false, std::memory_order_release);
   }
 
@@ -80,11 +88,16 @@ class Pool {
     helpers_.clear();
   }
 
-  void work() {
+  /** Claims and runs tasks of job `gen` until none is left or a newer job replaced it. */
+  void work(uint64_t gen) {
     for (;;) {
-      const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
-      if (t >= ntasks_) break;
-      fn_(ctx_, t);
+      uint64_t c = claim_.load(std::memory_order_acquire);
+      // compare-and-swap, not fetch_add: a late helper must never bump the counter of a job it does not belong to
+      do {
+        if ((c >> 32) != gen || static_cast<int64_t>(c & 0xffffffffu) >= ntasks_) return;
+      } while (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire));
+      fn_(ctx_, static_cast<int64_t>(c & 0xffffffffu));
+      done_.fetch_add(1, std::memory_order_acq_rel);
     }
   }
 
@@ -100,13 +113,12 @@ class Pool {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
       }
-      seen = generation_.load(std::memory_order_acquire);
       {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_) return;
+        seen = generation_.load(std::memory_order_acquire);
       }
-      work();
-      checked_in_.fetch_add(1, std::memory_order_acq_rel);
+      work(seen);
     }
   }
 
@@ -114,8 +126,8 @@ class Pool {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int64_t> next_{0};
-  std::atomic<int> checked_in_{0};
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int64_t> done_{0};
   std::atomic<bool> busy_{false};
   bool stopping_ = false;
   TaskFn fn_ = nullptr;
