@@ -10,7 +10,9 @@ import { createModel } from '../model/create.js';
 import type { CausalLM } from '../model/types.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 import { TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
-import { arithmeticTask, checkAnswer, demoModelConfig, demoTokenizerFiles, type TextPair } from '../train/demo-task.js';
+import {
+  arithmeticTask, checkAnswer, demoModelConfig, demoTokenizerFiles, type DemoModelSize, type TextPair,
+} from '../train/demo-task.js';
 import { defaultsOf, withDefault, type OptionTable } from '../train/options.js';
 import { resolveCommandOptions } from './args.js';
 import { encodePrompt, generateText } from './generate.js';
@@ -48,8 +50,8 @@ export const DEMO_OPTIONS: OptionTable<DemoConfig> = {
 
 const USAGE = `Usage: orpo demo [--json] [--output-dir DIR] [options]
 
-Trains a small model with ORPO on generated two-digit additions (chosen = the right sum, rejected = a near
-miss such as 19 -> 18, 29 or 91) and shows held-out preference accuracy before and after.`;
+Trains a small model with ORPO on generated two-digit additions like 12+07= (chosen = the right sum 019, rejected = a near
+miss such as 019 -> 018, 029 or 091) and shows held-out preference accuracy before and after.`;
 
 const toJsonl = (rows: readonly TextPair[]): string => rows.map((r) => `${JSON.stringify(r)}\n`).join('');
 
@@ -73,6 +75,27 @@ function checkGenerations(model: CausalLM, tokenizer: Tokenizer, pairs: readonly
   return { correct, total: pairs.length, samples };
 }
 
+/** Writes a randomly initialised demo model folder (config, weights, tokenizer files) into dir. */
+export async function writeDemoModelFolder(dir: string, size: DemoModelSize, seed: number): Promise<CausalLM> {
+  await mkdir(dir, { recursive: true });
+  const model = createModel(demoModelConfig(size), { seed });
+  await saveModel(model, dir);
+  for (const [name, content] of Object.entries(demoTokenizerFiles())) {
+    await writeFile(join(dir, name), JSON.stringify(content, null, 2) + '\n');
+  }
+  return model;
+}
+
+/** Writes the task as train.jsonl and eval.jsonl into dir. */
+export async function writeDemoData(dir: string, task: { train: readonly TextPair[]; eval: readonly TextPair[] }):
+  Promise<{ train: string; eval: string }> {
+  await mkdir(dir, { recursive: true });
+  const files = { train: join(dir, 'train.jsonl'), eval: join(dir, 'eval.jsonl') };
+  await writeFile(files.train, toJsonl(task.train));
+  await writeFile(files.eval, toJsonl(task.eval));
+  return files;
+}
+
 export async function runDemo(argv: readonly string[]): Promise<number> {
   const d = await resolveCommandOptions('demo', USAGE, argv, DEMO_OPTIONS);
   if (d === null) return 0;
@@ -81,25 +104,16 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     if (!d.json) process.stderr.write(`${s}\n`);
   };
   const baseDir = join(d.output_dir, 'base-model');
-  const dataDir = join(d.output_dir, 'data');
-  await mkdir(baseDir, { recursive: true });
-  await mkdir(dataDir, { recursive: true });
-
   const heads = Math.max(1, Math.round(d.hidden_size / 16));
-  const base = createModel(demoModelConfig({ hiddenSize: d.hidden_size, layers: d.num_hidden_layers, heads, intermediateSize: d.hidden_size * 2 }), { seed: d.seed });
-  await saveModel(base, baseDir);
-  for (const [name, content] of Object.entries(demoTokenizerFiles())) {
-    await writeFile(join(baseDir, name), JSON.stringify(content, null, 2) + '\n');
-  }
+  await writeDemoModelFolder(baseDir, { hiddenSize: d.hidden_size, layers: d.num_hidden_layers, heads, intermediateSize: d.hidden_size * 2 }, d.seed);
   const task = arithmeticTask(d.seed, d.train_pairs, d.eval_pairs);
-  await writeFile(join(dataDir, 'train.jsonl'), toJsonl(task.train));
-  await writeFile(join(dataDir, 'eval.jsonl'), toJsonl(task.eval));
+  const files = await writeDemoData(join(d.output_dir, 'data'), task);
   log(`demo: ${task.train.length} training and ${task.eval.length} held-out additions, e.g. ` +
     `${task.train[0]!.prompt} chosen "${task.train[0]!.chosen}" rejected "${task.train[0]!.rejected}"`);
 
   const c: TrainConfig = {
     ...defaultsOf(TRAIN_OPTIONS),
-    model: baseDir, dataset: join(dataDir, 'train.jsonl'), eval_dataset: join(dataDir, 'eval.jsonl'), output_dir: d.output_dir,
+    model: baseDir, dataset: files.train, eval_dataset: files.eval, output_dir: d.output_dir,
     beta: d.beta, learning_rate: d.learning_rate, max_steps: d.max_steps, per_device_train_batch_size: d.per_device_train_batch_size,
     per_device_eval_batch_size: 50, lr_scheduler_type: 'linear', warmup_ratio: 0.05, seed: d.seed, max_length: 16, max_prompt_length: 8,
     logging_steps: Math.max(1, Math.round(d.max_steps / 30)), eval_steps: Math.max(1, Math.round(d.max_steps / 6)), save_steps: 0,
@@ -158,7 +172,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     'greedy answers after training:',
     ...(checks.after?.samples.map((s) => `  ${s}`) ?? []),
     '',
-    `model: ${d.output_dir}  (try: npx orpo generate --model ${d.output_dir} --prompt "12+7=")`,
+    `model: ${d.output_dir}  (try: npx orpo generate --model ${d.output_dir} --prompt "12+07=")`,
     `report: ${join(d.output_dir, 'report.html')}`,
   ];
   process.stdout.write(`${out.join('\n')}\n`);

@@ -1,6 +1,6 @@
 // The embedded demo's ingredients, all generated (nothing to download): a preference task whose answers are
-// objectively checkable — two-digit addition, chosen = the right sum, rejected = a near miss (off by one or by
-// ten, or the digits swapped) —, a character-level tokenizer written as a real tokenizer.json (so `orpo eval`
+// objectively checkable — two-digit addition `07+45=`, chosen = the right sum `052`, rejected = a near miss
+// (off by one or by ten, or two digits swapped) —, a character-level tokenizer written as a real tokenizer.json (so `orpo eval`
 // and `orpo generate` work on the demo's output folder like on any Hugging Face folder), and a small
 // Llama-style config.
 
@@ -70,16 +70,20 @@ export function demoModelConfig(size: DemoModelSize): Record<string, unknown> {
   };
 }
 
-/** A wrong answer a careless solver would give: off by one, off by ten, or the digits swapped. */
+// Fixed width (operands 2 digits, sums 3, zero padded) puts every digit at a fixed position, which a small
+// model learns far faster than variable-length numbers; the answer is still checkable at a glance.
+const operand = (x: number): string => String(x).padStart(2, '0');
+const sum = (x: number): string => String(x).padStart(3, '0');
+
+/** A wrong answer a careless solver would give: off by one, off by ten, or the last two digits swapped. */
 export function nearMiss(answer: number, rng: Rng): number {
   for (;;) {
-    const digits = String(answer);
     const kind = rng.int(4);
     let wrong: number;
     if (kind === 0) wrong = answer + 1;
     else if (kind === 1) wrong = answer - 1;
     else if (kind === 2) wrong = answer + (rng.int(2) === 0 ? 10 : -10);
-    else wrong = Number([...digits].reverse().join(''));
+    else wrong = Math.floor(answer / 100) * 100 + (answer % 10) * 10 + Math.floor(answer / 10) % 10;
     if (wrong >= 0 && wrong !== answer) return wrong;
   }
 }
@@ -97,7 +101,7 @@ export function arithmeticTask(seed: number, nTrain: number, nEval: number): { t
   const toPair = ([a, b]: [number, number]): TextPair => {
     const [x, y] = rng.int(2) === 0 ? [a, b] : [b, a];
     const answer = x + y;
-    return { prompt: `${x}+${y}=`, chosen: String(answer), rejected: String(nearMiss(answer, rng)) };
+    return { prompt: `${operand(x)}+${operand(y)}=`, chosen: sum(answer), rejected: sum(nearMiss(answer, rng)) };
   };
   return { eval: problems.slice(0, nEval).map(toPair), train: problems.slice(nEval, nEval + nTrain).map(toPair) };
 }
@@ -105,5 +109,5 @@ export function arithmeticTask(seed: number, nTrain: number, nEval: number): { t
 /** Is a generated answer right? (The check that makes the task objective.) */
 export function checkAnswer(prompt: string, completion: string): boolean {
   const m = /^(\d+)\+(\d+)=$/.exec(prompt);
-  return m !== null && completion.trim() === String(Number(m[1]) + Number(m[2]));
+  return m !== null && completion.trim() === sum(Number(m[1]) + Number(m[2]));
 }

@@ -125,7 +125,8 @@ export function planMemory(p: MemoryPlanInput): MemoryPlan {
     residual, perLayer, saved, final, backwardScratch, lora, total: residual + saved + final + backwardScratch + lora,
   };
 
-  const lossPath = lossPathBytes(c, N, p.scoredRows ?? p.rows * (p.T - 1), p.fusedLoss, p.chunkRows ?? DEFAULT_CHUNK_ROWS, f);
+  const lossPath = lossPathBytes(c, N, p.scoredRows ?? p.rows * (p.T - 1), p.fusedLoss, p.chunkRows ?? DEFAULT_CHUNK_ROWS, f,
+    p.lora !== null);
   const weights = parameters * f;
   const gradients = p.lora === null ? parameters * f : 0;
   const optimizer = 2 * trainableParameters * 4;
@@ -139,13 +140,17 @@ export function planMemory(p: MemoryPlanInput): MemoryPlan {
 /**
  * The loss head's arena for N rows of which M are scored, plus the (N, C) dhidden orpoStep hands to backward.
  * Unfused: packed hidden and dhidden (M, C), logits (M, V), logp/lse/dlogp (M), logp-out (N).
- * Fused: the same but one chunk of m = min(chunkRows, M) rows for the hidden, dhidden and logits blocks.
+ * Fused: the same but one chunk of m = min(chunkRows, M) rows for the hidden, dhidden and logits blocks; with a
+ * frozen head (LoRA) the fused head keeps each row's d logp / d hidden (M, C) and a chunk of ones (m) instead of
+ * the chunk's dhidden.
  */
-export function lossPathBytes(c: ModelConfig, N: number, M: number, fused: boolean, chunkRows: number, bytesPerFloat = 4): number {
+export function lossPathBytes(c: ModelConfig, N: number, M: number, fused: boolean, chunkRows: number, bytesPerFloat = 4,
+  frozenHead = false): number {
   const V = c.vocabSize;
   const C = c.hiddenSize;
   const block = fused ? Math.min(chunkRows, M) : M;
-  return (block * (2 * C + V) + 3 * M + N + N * C) * bytesPerFloat;
+  const frozenFused = fused && frozenHead ? M * C + block - block * C : 0;
+  return (block * (2 * C + V) + 3 * M + N + N * C + frozenFused) * bytesPerFloat;
 }
 
 const GiB = 1024 ** 3;
