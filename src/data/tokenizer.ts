@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { ChatTemplate, pickChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
 import { DataError } from './errors.js';
+import { applySpeedups } from './tokenizer-speedups.js';
 
 export type { ChatMessage, ChatTemplateOptions } from './chat-template.js';
 
@@ -51,38 +52,10 @@ function specialTokenText(value: unknown): string | null {
   return null;
 }
 
-/** Memo of BPE results per pre-tokenised word: a plain map, emptied when full. */
-class WordCache<V> {
-  private readonly map = new Map<string, V>();
-  constructor(private readonly capacity: number) {}
-  get(word: string): V | undefined {
-    return this.map.get(word);
-  }
-  put(word: string, value: V): void {
-    if (this.map.size >= this.capacity) this.map.clear();
-    this.map.set(word, value);
-  }
-  clear(): void {
-    this.map.clear();
-  }
-}
-
-/**
- * @huggingface/tokenizers' BPE memoises words in an LRU whose every hit deletes and re-inserts a Map entry; on
- * long transcripts that bookkeeping costs a quarter of encoding time. The memo is of a pure function, so a
- * plain map gives the same ids faster. Done only when the model has the expected get/put cache.
- */
-function useFastWordCache(hf: HfTokenizer): void {
-  const model = hf.model as unknown as { cache?: { get?: unknown; put?: unknown } } | null;
-  if (model?.cache && typeof model.cache.get === 'function' && typeof model.cache.put === 'function') {
-    model.cache = new WordCache<unknown>(100_000);
-  }
-}
-
-export function createTokenizer(files: TokenizerFiles): Tokenizer {
+export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolean } = {}): Tokenizer {
   const origin = files.origin ?? 'tokenizer';
   const hf = new HfTokenizer(files.tokenizer, files.config);
-  useFastWordCache(hf);
+  if (opts.speedups ?? true) applySpeedups(hf);
   const tokenToId = (token: string): number | null => hf.token_to_id(token) ?? null;
 
   const texts = {} as Record<SpecialTokenName, string | null>;
