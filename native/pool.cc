@@ -74,7 +74,10 @@ class Pool {
   void start(int n) {
     if (n < 1) n = 1;
     stopping_ = false;
-    for (int i = 1; i < n; i++) helpers_.emplace_back([this] { helper(); });
+    // The generation is read here, not in the new thread: a job posted before the thread first runs must
+    // still count as new to it, or run() would wait forever for its check-in.
+    const uint64_t seen = generation_.load(std::memory_order_acquire);
+    for (int i = 1; i < n; i++) helpers_.emplace_back([this, seen] { helper(seen); });
   }
 
   void stop() {
@@ -101,8 +104,7 @@ class Pool {
     }
   }
 
-  void helper() {
-    uint64_t seen = generation_.load(std::memory_order_acquire);
+  void helper(uint64_t seen) {
     for (;;) {
       int spins = 0;
       while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {

@@ -1,0 +1,347 @@
+// Every native kernel against the TypeScript reference backend (the executable spec) on random inputs with odd
+// sizes, all gemm transpose/accumulate combinations, null gradient outputs, GPT-2's strided q/k/v views, and
+// the aliasing the interface allows. The reference computes in float64 and rounds once; the native backend
+// accumulates in float32, so results agree to ~1e-5 relative to the output's scale, not bit for bit.
+//
+// The addon picks AVX-512, AVX2 or portable C++ at load time; the last test reruns this file in child
+// processes with ORPO_ISA forcing the slower paths, so all three are checked on a machine that has AVX-512.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { jsKernels } from '../src/backend/js/kernels.js';
+import type { Kernels } from '../src/backend/kernels.js';
+import { getNativeKernels } from '../src/backend/index.js';
+import { loadNativeAddon } from '../src/backend/native/addon.js';
+
+const load = loadNativeAddon();
+const nativeOrUndefined = getNativeKernels();
+const skip = nativeOrUndefined ? false : `native addon not built (${load.ok ? '' : load.reason})`;
+const native = nativeOrUndefined as Kernels;
+
+// ------------------------------------------------------------------------------------------------ helpers
+
+/** mulberry32: a small seeded generator so failures reproduce */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const random = rng(12345);
+
+function randn(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (random() * 2 - 1) * scale;
+  return a;
+}
+
+function randInts(n: number, lo: number, hi: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + Math.floor(random() * (hi - lo));
+  return a;
+}
+
+/**
+ * |actual - expected| <= rtol * (|expected| + mean|expected|): relative where values are large, and relative
+ * to the output's typical size where float32 cancellation makes a value small.
+ */
+function assertClose(what: string, actual: Float32Array, expected: Float32Array, rtol = 1e-5): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  let meanAbs = 0;
+  for (let i = 0; i < expected.length; i++) meanAbs += Math.abs(expected[i]);
+  meanAbs = expected.length ? meanAbs / expected.length : 0;
+  for (let i = 0; i < expected.length; i++) {
+    const e = expected[i];
+    const a = actual[i];
+    const tol = rtol * (Math.abs(e) + meanAbs) + 1e-30;
+    if (!(Math.abs(a - e) <= tol)) {
+      assert.fail(`${what}[${i}]: native ${a} vs js ${e} (|diff| ${Math.abs(a - e)} > tol ${tol})`);
+    }
+  }
+}
+
+/** runs `call` on both backends with private copies of `buffers` and compares every buffer afterwards */
+function compare(what: string, buffers: Record<string, Float32Array>,
+  call: (k: Kernels, b: Record<string, Float32Array>) => void, rtol = 1e-5): void {
+  const copy = (): Record<string, Float32Array> =>
+    Object.fromEntries(Object.entries(buffers).map(([name, buf]) => [name, buf.slice()]));
+  const ref = copy();
+  const got = copy();
+  call(jsKernels, ref);
+  call(native, got);
+  for (const name of Object.keys(buffers)) assertClose(`${what} ${name}`, got[name], ref[name], rtol);
+}
+
+const ODD = [1, 7, 63, 65, 127];
+
+// ------------------------------------------------------------------------------------------------ GEMM
+
+test('gemm: every transpose/accumulate combination on odd shapes', { skip }, () => {
+  const shapes: Array<[number, number, number]> = [
+    [1, 1, 1], [7, 63, 65], [63, 65, 127], [127, 7, 1], [65, 127, 63], [33, 129, 300],
+  ];
+  for (const [M, N, K] of shapes) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        for (const accumulate of [false, true]) {
+          const a = randn(M * K);
+          const b = randn(K * N);
+          compare(`gemm ${M}x${N}x${K} tA=${transA} tB=${transB} acc=${accumulate}`, { c: randn(M * N) },
+            (k, x) => k.gemm(x.c, a, b, M, N, K, transA, transB, accumulate), 2e-5);
+        }
+      }
+    }
+  }
+});
+
+test('gemm: larger than one cache block in every dimension (M > MC, N > NC, K > KC)', { skip }, () => {
+  const [M, N, K] = [150, 1100, 300];
+  for (const [transA, transB] of [[false, true], [true, false]]) {
+    const a = randn(M * K);
+    const b = randn(K * N);
+    compare(`gemm ${M}x${N}x${K} tA=${transA} tB=${transB}`, { c: randn(M * N) },
+      (k, x) => k.gemm(x.c, a, b, M, N, K, transA, transB, true), 2e-5);
+  }
+});
+
+test('gemm: the result does not depend on the thread count', { skip }, () => {
+  const [M, N, K] = [200, 300, 100];
+  const a = randn(M * K);
+  const b = randn(K * N);
+  const before = native.getThreads();
+  const results = [1, 2, 3].map((threads) => {
+    native.setThreads(threads);
+    const c = new Float32Array(M * N);
+    native.gemm(c, a, b, M, N, K, false, false, false);
+    return c;
+  });
+  native.setThreads(before);
+  assert.deepEqual(results[1], results[0]);
+  assert.deepEqual(results[2], results[0]);
+});
+
+test('matmulForward/Backward: with and without bias, every null-gradient combination', { skip }, () => {
+  for (const [N, C, OC] of [[1, 1, 1], [7, 65, 63], [65, 127, 7], [130, 64, 96]]) {
+    const inp = randn(N * C);
+    const weight = randn(OC * C);
+    const bias = randn(OC);
+    for (const b of [bias, null]) {
+      compare(`matmulForward ${N}x${C}->${OC} bias=${b !== null}`, { out: randn(N * OC) },
+        (k, x) => k.matmulForward(x.out, inp, weight, b, N, C, OC));
+    }
+    const dout = randn(N * OC);
+    for (const mask of [0b111, 0b011, 0b101, 0b110, 0b001, 0b000]) {
+      compare(`matmulBackward ${N}x${C}->${OC} mask=${mask}`,
+        { dinp: randn(N * C), dweight: randn(OC * C), dbias: randn(OC) },
+        (k, x) => k.matmulBackward(mask & 4 ? x.dinp : null, mask & 2 ? x.dweight : null, mask & 1 ? x.dbias : null,
+          dout, inp, weight, N, C, OC), 2e-5);
+    }
+  }
+});
+
+// ------------------------------------------------------------------------------------------------ embeddings
+
+test('embedding: gather (written and accumulated) and scatter-add with repeated ids', { skip }, () => {
+  for (const [N, C, V] of [[1, 1, 1], [7, 63, 3], [127, 65, 50], [300, 200, 7]]) {
+    const ids = randInts(N, 0, V);
+    const table = randn(V * C);
+    for (const accumulate of [false, true]) {
+      compare(`embeddingForward N=${N} C=${C} acc=${accumulate}`, { out: randn(N * C) },
+        (k, x) => k.embeddingForward(x.out, ids, table, N, C, accumulate));
+    }
+    const dout = randn(N * C);
+    compare(`embeddingBackward N=${N} C=${C} V=${V}`, { dtable: randn(V * C) },
+      (k, x) => k.embeddingBackward(x.dtable, dout, ids, N, C));
+  }
+});
+
+// ------------------------------------------------------------------------------------------------ norms
+
+test('layernorm and rmsnorm forward/backward, with null parameter gradients', { skip }, () => {
+  for (const N of ODD) {
+    for (const C of [1, 7, 64, 127, 768]) {
+      const inp = randn(N * C, 3);
+      const weight = randn(C);
+      const bias = randn(C);
+      const mean = new Float32Array(N);
+      const rstd = new Float32Array(N);
+      compare(`layernormForward ${N}x${C}`, { out: randn(N * C), mean: randn(N), rstd: randn(N) },
+        (k, x) => k.layernormForward(x.out, x.mean, x.rstd, inp, weight, bias, N, C, 1e-5));
+      jsKernels.layernormForward(new Float32Array(N * C), mean, rstd, inp, weight, bias, N, C, 1e-5);
+      const dout = randn(N * C);
+      for (const withParams of [true, false]) {
+        compare(`layernormBackward ${N}x${C} params=${withParams}`, { dinp: randn(N * C), dw: randn(C), db: randn(C) },
+          (k, x) => k.layernormBackward(x.dinp, withParams ? x.dw : null, withParams ? x.db : null, dout, inp, weight,
+            mean, rstd, N, C), 5e-5);
+      }
+      compare(`rmsnormForward ${N}x${C}`, { out: randn(N * C), rstd: randn(N) },
+        (k, x) => k.rmsnormForward(x.out, x.rstd, inp, weight, N, C, 1e-6));
+      jsKernels.rmsnormForward(new Float32Array(N * C), rstd, inp, weight, N, C, 1e-6);
+      for (const withParams of [true, false]) {
+        compare(`rmsnormBackward ${N}x${C} params=${withParams}`, { dinp: randn(N * C), dw: randn(C) },
+          (k, x) => k.rmsnormBackward(x.dinp, withParams ? x.dw : null, dout, inp, weight, rstd, N, C), 5e-5);
+      }
+    }
+  }
+});
+
+// ------------------------------------------------------------------------------------------------ RoPE
+
+test('rope forward (also in place) and backward, with a position offset', { skip }, () => {
+  for (const [B, T, H, HD, pos0] of [[1, 1, 1, 2, 0], [2, 7, 3, 16, 5], [1, 65, 4, 64, 0], [2, 33, 2, 130, 3]]) {
+    const P = pos0 + T + 2;
+    const cos = randn(P * (HD / 2));
+    const sin = randn(P * (HD / 2));
+    const inp = randn(B * T * H * HD);
+    compare(`ropeForward ${B},${T},${H},${HD}`, { out: randn(inp.length) },
+      (k, x) => k.ropeForward(x.out, inp, cos, sin, B, T, H, HD, pos0));
+    compare(`ropeForward in place ${B},${T},${H},${HD}`, { x: inp },
+      (k, x) => k.ropeForward(x.x, x.x, cos, sin, B, T, H, HD, pos0));
+    const dout = randn(inp.length);
+    compare(`ropeBackward ${B},${T},${H},${HD}`, { dinp: randn(inp.length) },
+      (k, x) => k.ropeBackward(x.dinp, dout, cos, sin, B, T, H, HD, pos0));
+  }
+});
+
+// ------------------------------------------------------------------------------------------------ attention
+
+/** runs forward (compared) then backward (compared) for one configuration; q/k/v may be strided views */
+function checkAttention(label: string, B: number, T: number, NH: number, NKV: number, HD: number, fused: boolean): void {
+  const C = NH * HD;
+  const KVC = NKV * HD;
+  // fused: one (B,T,C+2*KVC) buffer holding q|k|v per row, as GPT-2's c_attn produces it
+  const qStride = fused ? C + 2 * KVC : C;
+  const kvStride = fused ? C + 2 * KVC : KVC;
+  const rows = B * T;
+  const views = (buf: Float32Array): [Float32Array, Float32Array, Float32Array] => fused
+    ? [buf, buf.subarray(C), buf.subarray(C + KVC)]
+    : [buf.subarray(0, rows * C), buf.subarray(rows * C, rows * (C + KVC)), buf.subarray(rows * (C + KVC))];
+  const qkv = randn(rows * (C + 2 * KVC), 2);
+  const [q, k, v] = views(qkv);
+  compare(`attentionForward ${label}`, { out: randn(rows * C), lse: randn(B * NH * T) },
+    (kern, x) => kern.attentionForward(x.out, x.lse, q, k, v, B, T, NH, NKV, HD, qStride, kvStride), 2e-5);
+  const out = new Float32Array(rows * C);
+  const lse = new Float32Array(B * NH * T);
+  jsKernels.attentionForward(out, lse, q, k, v, B, T, NH, NKV, HD, qStride, kvStride);
+  const dout = randn(rows * C);
+  compare(`attentionBackward ${label}`, { dqkv: randn(qkv.length) }, (kern, x) => {
+    const [dq, dk, dv] = views(x.dqkv);
+    kern.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, NKV, HD, qStride, kvStride);
+  }, 5e-5);
+}
+
+test('attention forward/backward: odd lengths, grouped-query heads, several score tiles', { skip }, () => {
+  checkAttention('B1 T1 NH1 HD1', 1, 1, 1, 1, 1, false);
+  checkAttention('B2 T7 NH4 NKV2 HD16', 2, 7, 4, 2, 16, false);
+  checkAttention('B1 T65 NH2 NKV1 HD32', 1, 65, 2, 1, 32, false);
+  checkAttention('B2 T127 NH4 NKV4 HD8', 2, 127, 4, 4, 8, false);
+  checkAttention('B1 T150 NH6 NKV2 HD64', 1, 150, 6, 2, 64, false);
+});
+
+test('attention: strided q/k/v views into a fused qkv buffer (GPT-2, stride 3C)', { skip }, () => {
+  checkAttention('fused B2 T63 NH3 HD16', 2, 63, 3, 3, 16, true);
+  checkAttention('fused GQA B1 T70 NH4 NKV2 HD8', 1, 70, 4, 2, 8, true);
+});
+
+// ------------------------------------------------------------------------------------------------ pointwise
+
+test('swiglu, gelu, add (also aliased), axpy', { skip }, () => {
+  for (const N of [...ODD, 100_000]) {
+    const gate = randn(N, 8);
+    const up = randn(N, 2);
+    const dout = randn(N);
+    compare(`swigluForward ${N}`, { out: randn(N) }, (k, x) => k.swigluForward(x.out, gate, up, N));
+    compare(`swigluBackward ${N}`, { dg: randn(N), du: randn(N) },
+      (k, x) => k.swigluBackward(x.dg, x.du, dout, gate, up, N));
+    compare(`geluForward ${N}`, { out: randn(N) }, (k, x) => k.geluForward(x.out, gate, N));
+    compare(`geluBackward ${N}`, { dinp: randn(N) }, (k, x) => k.geluBackward(x.dinp, dout, gate, N));
+    compare(`add ${N}`, { out: randn(N) }, (k, x) => k.add(x.out, gate, up, N));
+    compare(`add aliased ${N}`, { a: gate, b: up }, (k, x) => {
+      k.add(x.a, x.a, x.b, N);
+      k.add(x.b, x.a, x.b, N);
+    });
+    compare(`axpy ${N}`, { dst: randn(N) }, (k, x) => k.axpy(x.dst, up, -0.37, N));
+  }
+});
+
+// ------------------------------------------------------------------------------------------------ loss head
+
+test('logprob forward/backward: rows without targets, dlogits aliasing logits', { skip }, () => {
+  for (const [N, V] of [[1, 1], [7, 63], [5, 1000], [3, 32001]]) {
+    const logits = randn(N * V, 6);
+    const targets = randInts(N, -1, V);
+    targets[0] = V - 1;
+    if (N > 1) targets[1] = -1;
+    compare(`logprobForward ${N}x${V}`, { logp: randn(N), lse: randn(N) },
+      (k, x) => k.logprobForward(x.logp, x.lse, logits, targets, N, V));
+    const logp = new Float32Array(N);
+    const lse = new Float32Array(N);
+    jsKernels.logprobForward(logp, lse, logits, targets, N, V);
+    const dlogp = randn(N);
+    compare(`logprobBackward ${N}x${V}`, { dlogits: randn(N * V) },
+      (k, x) => k.logprobBackward(x.dlogits, dlogp, logits, lse, targets, N, V));
+    compare(`logprobBackward in place ${N}x${V}`, { logits },
+      (k, x) => k.logprobBackward(x.logits, dlogp, x.logits, lse, targets, N, V));
+  }
+});
+
+// ------------------------------------------------------------------------------------------------ optimizer
+
+test('adamw, sumSquares, scale', { skip }, () => {
+  for (const N of [...ODD, 100_003]) {
+    const grads = randn(N);
+    for (const step of [1, 10]) {
+      compare(`adamwStep ${N} step ${step}`, { p: randn(N), m: randn(N, 0.1), v: randn(N, 0.1).map(Math.abs) },
+        (k, x) => k.adamwStep(x.p, grads, x.m, x.v, N, 1e-3, 0.9, 0.999, 1e-8, 0.01, step));
+    }
+    const x = randn(N, 3);
+    const expected = jsKernels.sumSquares(x, N);
+    const actual = native.sumSquares(x, N);
+    assert.ok(Math.abs(actual - expected) <= 1e-12 * expected, `sumSquares ${N}: ${actual} vs ${expected}`);
+    compare(`scale ${N}`, { x }, (k, b) => k.scale(b.x, 0.731, N));
+  }
+});
+
+// ------------------------------------------------------------------------------------------------ validation
+
+test('the binding refuses wrong lengths, float64 buffers and out-of-range indices instead of reading out of bounds',
+  { skip }, () => {
+    const small = new Float32Array(10);
+    assert.throws(() => native.gemm(small, new Float32Array(100), new Float32Array(100), 10, 10, 10, false, false, false),
+      /gemm: 'c' has 10 elements but the sizes given need 100/);
+    assert.throws(() => native.scale(new Float64Array(4), 2, 4), /Float32Array/);
+    assert.throws(() => native.embeddingForward(new Float32Array(4), Int32Array.of(0, 3), new Float32Array(6), 2, 2, false),
+      /ids\[1\] = 3 is outside the table's 3 rows/);
+    assert.throws(() => native.logprobForward(new Float32Array(1), new Float32Array(1), new Float32Array(4),
+      Int32Array.of(4), 1, 4), /targets\[0\] = 4/);
+    assert.throws(() => native.attentionForward(new Float32Array(8), new Float32Array(2), small, small, small,
+      1, 2, 3, 2, 4, 12, 8), /NH \(3\) must be a multiple of NKV \(2\)/);
+    assert.throws(() => native.axpy(small.subarray(2), small, 1, 10), /'dst' has 8 elements/);
+    assert.throws(() => native.setThreads(0), /thread count/);
+  });
+
+// ------------------------------------------------------------------------------------------------ other ISAs
+
+test('the AVX2 and portable C++ kernels agree with the reference too (child processes with ORPO_ISA)',
+  { skip: skip || (process.env.ORPO_ISA ? 'already running under a forced ORPO_ISA' : false) }, () => {
+    const self = fileURLToPath(import.meta.url);
+    const isas = process.arch === 'x64' ? ['avx2', 'generic'] : ['generic'];
+    for (const isa of isas) {
+      const child = spawnSync(process.execPath, ['--test', self], {
+        env: { ...process.env, ORPO_ISA: isa }, encoding: 'utf8', timeout: 120_000,
+      });
+      assert.equal(child.status, 0, `ORPO_ISA=${isa} run failed:\n${child.stdout}\n${child.stderr}`);
+    }
+  });
+
+test('ORPO_ISA selects the kernels the child runs', { skip: skip || !process.env.ORPO_ISA }, () => {
+  if (!load.ok) return;
+  const want = process.env.ORPO_ISA === 'generic' && process.arch === 'arm64' ? 'neon' : process.env.ORPO_ISA;
+  assert.equal(load.addon.isa(), want);
+});
