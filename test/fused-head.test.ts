@@ -64,6 +64,13 @@ for (const chunkRows of [1, 4, 17, 5, 1000]) {
       assert.ok(got.logp.some((x) => x !== 0) && got.logp[0] === 0 && got.logp[22] === 0);
       if (withWeightGrad) assertClose(got.dweight!, want.dweight!, 1e-14, 'dweight');
     }
+    // frozen head: d logp / d hidden precomputed in forward, scaled by dlogp in backward
+    const want = run(new UnfusedLogprobHead(jsKernels, 'float64'), p, false);
+    const frozen = new FusedLogprobHead(jsKernels, { chunkRows, precision: 'float64', frozenWeight: true });
+    const got = run(frozen, p, false);
+    assert.deepEqual(got.logp, want.logp);
+    assertClose(got.dhidden, want.dhidden, 1e-14, 'dhidden (frozen head)');
+    assert.throws(() => run(frozen, p, true), /frozenWeight/);
   });
 }
 
@@ -76,6 +83,8 @@ for (const k of backends()) {
       assertClose(got.logp, want.logp, 1e-6, 'logp');
       assertClose(got.dhidden, want.dhidden, 1e-6, 'dhidden');
       assertClose(got.dweight!, want.dweight!, 1e-6, 'dweight');
+      const frozen = run(new FusedLogprobHead(k, { chunkRows, frozenWeight: true }), p, false);
+      assertClose(frozen.dhidden, run(new UnfusedLogprobHead(k), p, false).dhidden, 1e-6, 'dhidden (frozen head)');
     }
   });
 }

@@ -42,7 +42,7 @@ for (const c of CASES) {
         let scored = 0;
         for (let r = 0; r < batch.rows; r++) scored += batch.lengths[r]! - 1;
         for (const fused of [false, true]) {
-          const head = fused ? new FusedLogprobHead(jsKernels, { chunkRows: 4 }) : new UnfusedLogprobHead(jsKernels);
+          const head = fused ? new FusedLogprobHead(jsKernels, { chunkRows: 4, frozenWeight: lora }) : new UnfusedLogprobHead(jsKernels);
           orpoStep(model, batch, { beta: 0.1, sftScope: 'full', head });
           const input = {
             config: model.config, rows: batch.rows, T: batch.T, lora: loraSettings, gradientCheckpointing: ckpt,

@@ -8,6 +8,11 @@
 // odds ratio), so backward recomputes each chunk's logits from the saved hidden rows and lse, then turns them
 // into dlogits in place and accumulates dhidden and (unless the head is frozen) dweight. The arithmetic per row
 // is the unfused head's; only the order of dweight's sum over rows changes (float32 rounding).
+//
+// With a frozen head (LoRA: no dweight), `frozenWeight` saves that second pass over the vocabulary: d logp_n /
+// d hidden_n = (onehot(target_n) - softmax_n) W is a C-vector per row that forward can compute while the chunk's
+// logits exist, and backward only scales it by dlogp_n. Forward then costs two vocabulary products instead of
+// one, so evaluation should use a head without it.
 import type { FloatArray, Kernels } from '../backend/kernels.js';
 import { Arena, type Precision } from '../model/base.js';
 import type { TokenLogprobHead } from './logprob-head.js';
@@ -18,10 +23,13 @@ export const DEFAULT_CHUNK_ROWS = 256;
 export class FusedLogprobHead implements TokenLogprobHead {
   readonly chunkRows: number;
   private readonly arena: Arena;
+  /** the head weight gets no gradient: forward precomputes d logp / d hidden per row (see above) */
+  readonly frozenWeight: boolean;
   private saved: { hidden: Float32Array; weight: Float32Array; rows: Int32Array; targets: Int32Array; C: number; V: number } | null = null;
 
-  constructor(private readonly kernels: Kernels, opts: { chunkRows?: number; precision?: Precision } = {}) {
+  constructor(private readonly kernels: Kernels, opts: { chunkRows?: number; precision?: Precision; frozenWeight?: boolean } = {}) {
     this.chunkRows = opts.chunkRows ?? DEFAULT_CHUNK_ROWS;
+    this.frozenWeight = opts.frozenWeight ?? false;
     if (!Number.isInteger(this.chunkRows) || this.chunkRows < 1) throw new Error(`fused loss head: chunkRows must be a positive integer, got ${this.chunkRows}`);
     this.arena = new Arena(opts.precision ?? 'float32');
   }
@@ -48,12 +56,21 @@ export class FusedLogprobHead implements TokenLogprobHead {
     logp.fill(0);
     const lse = this.arena.get('lse', M);
     const lp = this.arena.get('logp', M);
+    const rowGrad = this.frozenWeight ? this.arena.zeros('row-grad', M * C) : null;
+    const ones = this.frozenWeight ? this.arena.get('ones', Math.min(this.chunkRows, M)).fill(1) : null;
     for (let first = 0; first < M; first += this.chunkRows) {
       const m = Math.min(this.chunkRows, M - first);
       const block = this.gather(hidden, rows, first, m, C);
       const logits = this.arena.get('logits', m * V);
       k.matmulForward(logits, block, weight, null, m, C, V);
-      k.logprobForward(lp.subarray(first, first + m), lse.subarray(first, first + m), logits, tgt.subarray(first, first + m), m, V);
+      const chunkLse = lse.subarray(first, first + m);
+      const chunkTargets = tgt.subarray(first, first + m);
+      k.logprobForward(lp.subarray(first, first + m), chunkLse, logits, chunkTargets, m, V);
+      if (rowGrad && ones) {
+        // dlogp = 1: the logits become onehot - softmax, and (onehot - softmax) W is d logp / d hidden
+        k.logprobBackward(logits, ones.subarray(0, m), logits, chunkLse, chunkTargets, m, V);
+        k.matmulBackward(rowGrad.subarray(first * C, (first + m) * C), null, null, logits, block, weight, m, C, V);
+      }
     }
     for (let i = 0; i < M; i++) logp[rows[i]!] = lp[i]!;
     // hidden is the model's buffer: it stays valid until the model's next forward, which comes after backward
@@ -69,6 +86,16 @@ export class FusedLogprobHead implements TokenLogprobHead {
     const lse = this.arena.get('lse', M);
     const dlp = this.arena.get('dlogp', M);
     for (let i = 0; i < M; i++) dlp[i] = dlogp[rows[i]!]!;
+    if (this.frozenWeight) {
+      if (dweight) throw new Error('fused loss head: built with frozenWeight, so it cannot compute the head weight gradient');
+      const rowGrad = this.arena.get('row-grad', M * C);
+      for (let i = 0; i < M; i++) {
+        const n = rows[i]!;
+        k.axpy(dhidden.subarray(n * C, n * C + C), rowGrad.subarray(i * C, i * C + C), dlp[i]!, C);
+      }
+      this.saved = null;
+      return;
+    }
     for (let first = 0; first < M; first += this.chunkRows) {
       const m = Math.min(this.chunkRows, M - first);
       const block = this.gather(hidden, rows, first, m, C);
