@@ -1,9 +1,9 @@
 // `orpo data stats` / `orpo data show` on a small file with the tiny tokenizer, whose numbers can be worked out
 // by hand: prompts "Q1:".."Q5:" are 3 byte tokens, responses are their bytes (" a" is one token) + EOS.
 
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runDataCommand } from '../src/cli/data.js';
@@ -19,6 +19,10 @@ writeFileSync(dataset, [
   { prompt: 'Q5:', chosen: ' last', rejected: ' first' },
 ].map((r) => JSON.stringify(r)).join('\n'));
 const model = tinyTokenizerDir();
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(model, { recursive: true, force: true });
+});
 
 async function run(argv: string[]): Promise<{ code: number; out: string }> {
   const chunks: string[] = [];

@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -41,6 +41,7 @@ test('conversational rows with a system column through the Qwen3 template: text 
   ].map((r) => JSON.stringify(r)).join('\n'));
   const rows = [];
   for await (const row of streamPreferencePairs(path, tok, DEFAULT_DATA_OPTIONS)) rows.push(row);
+  rmSync(dir, { recursive: true, force: true });
   assert.equal(rows.length, 2);
   // TRL: prompt rendered with add_generation_prompt; Qwen3 renders the final assistant turn with an empty think
   // block, which the common-prefix cut moves into the responses

@@ -3,9 +3,9 @@
 // message lists, gzipped whole), a Hugging Face style folder with splits; and broken files, whose errors must say
 // which file and line, and which --skip-invalid counts instead.
 
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -16,6 +16,7 @@ import { readRows, resolveDataFiles } from '../src/data/readers.js';
 import { EOS, SPACE_A, TINY_CHAT_TEMPLATE, bytes, tinyTokenizer } from './data-tiny-tokenizer.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'orpo-data-readers-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const file = (name: string, content: string | Uint8Array): string => {
   const path = join(dir, name);
   mkdirSync(join(path, '..'), { recursive: true });
@@ -78,11 +79,32 @@ function writeStringParquet(path: string, rows: readonly Record<string, string>[
   return path;
 }
 
-test('Parquet: snappy, gzip, several row groups, gzipped whole', async () => {
+/**
+ * A valid zstd frame holding the input uncompressed (one raw block per 128 KiB): enough to write ZSTD Parquet pages
+ * on Node 20, which has no zstd encoder, and so test that reading decodes them.
+ */
+function zstdStored(input: Uint8Array): Uint8Array {
+  const blocks: Buffer[] = [];
+  const MAX_BLOCK = 128 * 1024;
+  for (let at = 0; at === 0 || at < input.length; at += MAX_BLOCK) {
+    const block = input.subarray(at, at + MAX_BLOCK);
+    const last = at + MAX_BLOCK >= input.length ? 1 : 0;
+    const header = last | (0 << 1) | (block.length << 3); // Raw_Block
+    blocks.push(Buffer.from([header & 0xff, (header >> 8) & 0xff, (header >> 16) & 0xff]), Buffer.from(block));
+  }
+  const frame = Buffer.alloc(9);
+  frame.writeUInt32LE(0xfd2fb528, 0); // magic
+  frame[4] = 0xa0; // 4-byte frame content size, single segment, no checksum, no dictionary
+  frame.writeUInt32LE(input.length, 5);
+  return Buffer.concat([frame, ...blocks]);
+}
+
+test('Parquet: snappy, gzip, zstd, several row groups, gzipped whole', async () => {
   const snappy = writeStringParquet(join(dir, 'rows.parquet'), ROWS, { rowGroupSize: 2 });
   const gzip = writeStringParquet(join(dir, 'rows-gzip.parquet'), ROWS, { codec: 'GZIP', compressors: { GZIP: (b: Uint8Array) => gzipSync(b) } });
+  const zstd = writeStringParquet(join(dir, 'rows-zstd.parquet'), ROWS, { codec: 'ZSTD', compressors: { ZSTD: zstdStored } });
   const whole = file('rows.parquet.gz', gzipSync(readFileSync(snappy)));
-  for (const path of [snappy, gzip, whole]) {
+  for (const path of [snappy, gzip, zstd, whole]) {
     const { pairs, stats } = await pairsOf(path);
     assert.deepEqual(pairs[0], EXPECTED_FIRST, path);
     assert.equal(stats.rowsUsed, 4, path);

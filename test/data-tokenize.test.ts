@@ -3,6 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { loadTokenizer, padTokenIdOf } from '../src/data/tokenizer.js';
 import { tokenizePreferenceText, validateTruncation, TRL_TRUNCATION_DEFAULTS, type TruncationOptions } from '../src/data/tokenize.js';
 import { BOS, EOS, HI, PAD, SPACE_A, TINY_CHAT_TEMPLATE, bytes, tinyTokenizer, tinyTokenizerDir } from './data-tiny-tokenizer.js';
@@ -125,7 +126,9 @@ test('settings that cannot guarantee a response token are refused with the reaso
 });
 
 test('loadTokenizer reads a model folder and names the missing file', async () => {
-  const tok = await loadTokenizer(tinyTokenizerDir({ chatTemplate: TINY_CHAT_TEMPLATE }));
+  const dir = tinyTokenizerDir({ chatTemplate: TINY_CHAT_TEMPLATE });
+  const tok = await loadTokenizer(dir);
+  rmSync(dir, { recursive: true, force: true });
   assert.deepEqual(tok.encode('hi'), [HI]);
   assert.equal(tok.chatTemplate, TINY_CHAT_TEMPLATE);
   await assert.rejects(loadTokenizer('/nonexistent/model'), /\/nonexistent\/model\/tokenizer\.json not found/);

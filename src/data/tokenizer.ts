@@ -54,7 +54,12 @@ function specialTokenText(value: unknown): string | null {
 
 export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolean } = {}): Tokenizer {
   const origin = files.origin ?? 'tokenizer';
-  const hf = new HfTokenizer(files.tokenizer, files.config);
+  let hf: HfTokenizer;
+  try {
+    hf = new HfTokenizer(files.tokenizer, files.config);
+  } catch (err) {
+    throw new DataError(`${origin}: tokenizer.json cannot be loaded (${(err as Error).message}); is it a Hugging Face tokenizers file?`);
+  }
   if (opts.speedups ?? true) applySpeedups(hf);
   const tokenToId = (token: string): number | null => hf.token_to_id(token) ?? null;
 
