@@ -207,3 +207,32 @@ test('rows stream one at a time: stopping early never reads the broken tail of a
   assert.deepEqual(seen[1]!.source, { file: path, line: 2 });
   assert.deepEqual(seen[1]!.text, { prompt: 'Q2:', chosen: ' yes', rejected: ' nope' });
 });
+
+test('JSON arrays stream row by row across read chunks, whatever the strings hold', async () => {
+  const tricky = Array.from({ length: 3000 }, (_, i) => ({
+    prompt: `Q${i}: [a, {b}] "quoted" \\ back\\slash, ünïcödé 🙂 ${'x'.repeat(i % 50)}`,
+    chosen: ` ok ${i}]`,
+    rejected: ` no, {${i}}`,
+  }));
+  const path = file('tricky.json', JSON.stringify(tricky, null, 1)); // ~500 KB: many 64 KiB read chunks
+  const rows = [];
+  for await (const item of readRows(path)) {
+    assert.ok(!('error' in item));
+    rows.push(item.values);
+  }
+  assert.deepEqual(rows, tricky);
+  const gz = file('tricky.json.gz', gzipSync(JSON.stringify(tricky)));
+  let n = 0;
+  for await (const item of readRows(gz)) if (!('error' in item)) n++;
+  assert.equal(n, 3000);
+  // streamed: stopping early never reaches the broken tail
+  const tail = file('tail.json', `[${JSON.stringify(ROWS[0])},\n${JSON.stringify(ROWS[1])},\n{broken},\n`);
+  const first = [];
+  for await (const item of readRows(tail)) {
+    first.push(item);
+    if (first.length === 2) break;
+  }
+  assert.equal(first.length, 2);
+  await assert.rejects(pairsOf(tail), /tail\.json:3: not valid JSON/);
+  await assert.rejects(pairsOf(tail, { skipInvalid: true }), /tail\.json:4: the JSON array is not closed/);
+});

@@ -142,38 +142,76 @@ async function* readJsonLines(path: string): AsyncGenerator<ReadItem> {
   }
 }
 
-const lineAt = (text: string, offset: number): number => {
-  let line = 1;
-  for (let i = 0; i < offset; i++) if (text.charCodeAt(i) === 10) line++;
-  return line;
-};
+/** The decoded text of a file, chunk by chunk (gzip inflated on the way; multi-byte characters never split). */
+async function* textChunks(path: string): AsyncGenerator<string> {
+  const raw = createReadStream(path);
+  const input = (await isGzipped(path)) ? raw.pipe(createGunzip()) : raw;
+  input.setEncoding('utf8');
+  try {
+    for await (const chunk of input) yield chunk as string;
+  } catch (err) {
+    throw new DataError(`${path}: cannot read (${(err as Error).message})`);
+  } finally {
+    raw.destroy();
+  }
+}
+
+const isJsonSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 || c === 0xfeff;
 
 /**
- * The elements of a top-level JSON array as text ranges, found by tracking strings and nesting only. Used when the
- * whole file does not parse, so each row can be parsed on its own and the broken one named by its line.
+ * A top-level JSON array read element by element: strings and nesting are tracked so each row's text is cut out
+ * and parsed on its own. Memory holds one row, and a broken row is named by the line it starts on.
  */
-function* jsonArrayElements(text: string): Generator<{ start: number; end: number }> {
-  let i = text.indexOf('[') + 1;
-  const n = text.length;
-  while (i < n) {
-    while (i < n && /\s|,/.test(text[i]!)) i++;
-    if (i >= n || text[i] === ']') return;
-    const start = i;
-    let depth = 0;
-    let inString = false;
-    for (; i < n; i++) {
-      const c = text[i];
+async function* streamJsonArray(path: string): AsyncGenerator<ReadItem> {
+  let line = 1;
+  let opened = false;
+  let closed = false;
+  let inElement = false;
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  let element = '';
+  let elementLine = 0;
+  let row = 0;
+  for await (const chunk of textChunks(path)) {
+    let from = 0; // where the current element's text starts in this chunk
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk.charCodeAt(i);
+      if (!inElement) {
+        if (c === 0x0a) line++;
+        if (isJsonSpace(c) || (opened && !closed && c === 0x2c)) continue; // whitespace, ','
+        if (!opened && c === 0x5b) opened = true; // '['
+        else if (opened && !closed && c === 0x5d) closed = true; // ']'
+        else if (opened && !closed) {
+          inElement = true;
+          from = i;
+          elementLine = line;
+          i--; // scan this character as part of the element
+        } else throw new DataError(`unexpected ${JSON.stringify(chunk[i])} ${closed ? 'after the closing ]' : 'before ['}`, { file: path, line });
+        continue;
+      }
+      if (c === 0x0a) line++;
       if (inString) {
-        if (c === '\\') i++;
-        else if (c === '"') inString = false;
-      } else if (c === '"') inString = true;
-      else if (c === '{' || c === '[') depth++;
-      else if (c === '}' || c === ']') {
-        if (depth === 0) break; // the array's own closing bracket
-        depth--;
-      } else if (c === ',' && depth === 0) break;
+        if (escaped) escaped = false;
+        else if (c === 0x5c) escaped = true; // backslash
+        else if (c === 0x22) inString = false;
+        continue;
+      }
+      if (c === 0x22) inString = true;
+      else if (c === 0x7b || c === 0x5b) depth++;
+      else if ((c === 0x7d || c === 0x5d) && depth > 0) depth--;
+      else if (depth === 0 && (c === 0x2c || c === 0x5d)) {
+        element += chunk.slice(from, i);
+        yield parseObjectLine(element, { file: path, line: elementLine, row: row++ });
+        element = '';
+        inElement = false;
+        if (c === 0x5d) closed = true;
+      }
     }
-    yield { start, end: i };
+    if (inElement) element += chunk.slice(from);
+  }
+  if (!opened || !closed || inElement) {
+    throw new DataError(`the JSON array ${opened ? 'is not closed (file cut short?)' : 'is missing'}`, { file: path, line });
   }
 }
 
@@ -186,40 +224,45 @@ function* rowsOfJsonArray(rows: unknown[], file: string): Generator<ReadItem> {
   }
 }
 
-/** A .json file is parsed whole (JSON has no row boundaries to stream on); JSON Lines saved as .json also work. */
+/** The first non-space character and the first line of a file, read without reading the rest. */
+async function peekJson(path: string): Promise<{ first: string; firstLine: string; moreLines: boolean }> {
+  let text = '';
+  for await (const chunk of textChunks(path)) {
+    text += chunk;
+    const nl = text.indexOf('\n');
+    if (nl >= 0 && text.slice(nl + 1).trim() !== '') break;
+  }
+  const nl = text.indexOf('\n');
+  return {
+    first: text.trimStart()[0] ?? '',
+    firstLine: nl < 0 ? text : text.slice(0, nl),
+    moreLines: nl >= 0 && text.slice(nl + 1).trim() !== '',
+  };
+}
+
+/**
+ * .json: an array of rows (streamed), JSON Lines under a .json name (datasets' to_json() writes those; streamed),
+ * or an object holding the rows in an array, per split (parsed whole: JSON gives no row boundaries to stream on).
+ */
 async function* readJson(path: string, split?: string): AsyncGenerator<ReadItem> {
-  const bytes = await readFile(path);
-  const text = (bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes) : bytes).toString('utf8');
+  const head = await peekJson(path);
+  if (head.first === '[') {
+    yield* streamJsonArray(path);
+    return;
+  }
+  if (head.first === '{' && head.moreLines && !isInvalid(parseObjectLine(head.firstLine, { file: path }))) {
+    yield* readJsonLines(path);
+    return;
+  }
+  let text = '';
+  for await (const chunk of textChunks(path)) text += chunk;
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    const firstLine = text.slice(0, text.indexOf('\n') >>> 0);
-    if (text.trimStart().startsWith('{') && !isInvalid(parseObjectLine(firstLine, { file: path }))) {
-      // datasets' to_json() writes JSON Lines under a .json name
-      let line = 0;
-      for (const lineText of text.split('\n')) {
-        line++;
-        if (lineText.trim() !== '') yield parseObjectLine(lineText, { file: path, line });
-      }
-      return;
-    }
-    if (text.trimStart().startsWith('[')) {
-      // parse row by row so the broken row is named by its line (V8's message gives no position)
-      let row = 0;
-      for (const { start, end } of jsonArrayElements(text)) {
-        const item = parseObjectLine(text.slice(start, end), { file: path, line: lineAt(text, start), row: row++ });
-        yield item;
-      }
-      return;
-    }
     throw new DataError(`not valid JSON (${(err as Error).message})`, { file: path });
   }
-  if (Array.isArray(doc)) {
-    yield* rowsOfJsonArray(doc, path);
-    return;
-  }
-  if (typeof doc === 'object' && doc !== null) {
+  if (typeof doc === 'object' && doc !== null && !Array.isArray(doc)) {
     const arrays = Object.entries(doc).filter(([, v]) => Array.isArray(v)) as [string, unknown[]][];
     const pick = arrays.find(([k]) => k === split) ?? (arrays.length === 1 ? arrays[0] : undefined);
     if (pick) {
