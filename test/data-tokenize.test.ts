@@ -3,10 +3,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadTokenizer, padTokenIdOf } from '../src/data/tokenizer.js';
 import { tokenizePreferenceText, validateTruncation, TRL_TRUNCATION_DEFAULTS, type TruncationOptions } from '../src/data/tokenize.js';
-import { BOS, EOS, HI, PAD, SPACE_A, TINY_CHAT_TEMPLATE, bytes, tinyTokenizer, tinyTokenizerDir } from './data-tiny-tokenizer.js';
+import { BOS, EOS, HI, PAD, SPACE_A, TINY_CHAT_TEMPLATE, bytes, tinyTokenizer, tinyTokenizerDir, tinyTokenizerFiles } from './data-tiny-tokenizer.js';
 
 const opts = (o: Partial<TruncationOptions> = {}): TruncationOptions => ({ ...TRL_TRUNCATION_DEFAULTS, ...o });
 
@@ -136,4 +138,24 @@ test('loadTokenizer reads a model folder and names the missing file', async () =
     (async () => tinyTokenizer({ chatTemplate: undefined }).applyChatTemplate([{ role: 'user', content: 'x' }]))(),
     /has no chat_template/,
   );
+});
+
+test("GPT-2's own folder names no special token: the class defaults apply, as in transformers", async () => {
+  const { tokenizer } = tinyTokenizerFiles();
+  (tokenizer.added_tokens as object[]).push({
+    id: 261, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'orpo-data-gpt2-'));
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 1024 }));
+  const silent = await loadTokenizer(dir);
+  assert.equal(silent.eosTokenId, null, 'nothing says it is GPT-2 yet');
+  assert.throws(() => tokenizePreferenceText({ prompt: 'Q', chosen: ' a', rejected: ' b' }, silent, opts()), /has no eos_token/);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'gpt2' }));
+  const gpt2 = await loadTokenizer(dir);
+  rmSync(dir, { recursive: true, force: true });
+  assert.deepEqual([gpt2.bosTokenId, gpt2.eosTokenId, gpt2.padTokenId, gpt2.addBosToken], [261, 261, null, false]);
+  assert.equal(padTokenIdOf(gpt2), 261);
+  const row = tokenizePreferenceText({ prompt: 'Q', chosen: ' a', rejected: ' b' }, gpt2, opts());
+  assert.deepEqual(row.ok && row.pair, { prompt: [81], chosen: [SPACE_A, 261], rejected: [32, 98, 261] });
 });

@@ -94,8 +94,8 @@ function formatReport(r: DatasetReport): string {
     `rows       ${s.rowsRead} read, ${s.rowsUsed} used, ${dropped.reduce((a, [, n]) => a + n, 0)} dropped` +
       (dropped.length ? ` (${dropped.map(([k, n]) => `${k} ${n}`).join(', ')})` : ''),
     `truncated  ${s.truncated} rows (prompt cut ${s.truncatedPrompt}, response cut ${s.truncatedResponse})`,
-    `format     ${s.implicitPrompt} implicit prompt, ${s.conversational} conversational (chat template), ` +
-      `${s.rowsUsed - s.implicitPrompt} explicit prompt`,
+    `format     of the rows used: ${s.rowsUsed - s.implicitPrompt} explicit prompt, ${s.implicitPrompt} implicit prompt; ` +
+      `${s.conversational} conversational (chat template applied)`,
     ...s.invalidExamples.map((e) => `invalid    ${e}`),
     '',
     `tokens          ${['p50', 'p90', 'p99', 'max', 'mean'].map((h) => h.padStart(7)).join('')}`,

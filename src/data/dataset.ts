@@ -3,7 +3,9 @@
 
 import type { TokenPair } from './collate.js';
 import { DataError, type RowSource } from './errors.js';
-import { exampleToText, parsePreferenceRow, unusableReason, type ColumnNames, type DropReason, type PreferenceText } from './formats.js';
+import {
+  exampleToText, parsePreferenceRow, unusableReason, type ColumnNames, type DropReason, type PreferenceExample, type PreferenceText,
+} from './formats.js';
 import { isInvalid, readRows, resolveDataFiles } from './readers.js';
 import { TRL_TRUNCATION_DEFAULTS, tokenizePreferenceText, validateTruncation, type TruncationOptions } from './tokenize.js';
 import type { Tokenizer } from './tokenizer.js';
@@ -86,15 +88,14 @@ export async function* streamPreferencePairs(
       continue;
     }
     let text: PreferenceText;
+    let example: PreferenceExample;
     try {
-      const example = parsePreferenceRow(item.values, opts.columns ?? {}, item.source);
+      example = parsePreferenceRow(item.values, opts.columns ?? {}, item.source);
       const unusable = unusableReason(example);
       if (unusable) {
         stats.dropped[unusable]++;
         continue;
       }
-      if (example.implicitPrompt) stats.implicitPrompt++;
-      if (example.kind === 'conversation') stats.conversational++;
       text = exampleToText(example, tokenizer);
     } catch (err) {
       if (!(err instanceof Error)) throw err;
@@ -108,6 +109,8 @@ export async function* streamPreferencePairs(
       continue;
     }
     stats.rowsUsed++;
+    if (example.implicitPrompt) stats.implicitPrompt++;
+    if (example.kind === 'conversation') stats.conversational++;
     if (row.truncatedPrompt || row.truncatedResponse) stats.truncated++;
     if (row.truncatedPrompt) stats.truncatedPrompt++;
     if (row.truncatedResponse) stats.truncatedResponse++;

@@ -38,10 +38,28 @@ export interface TokenizerFiles {
   chatTemplateFile?: string;
   /** where the files came from, for messages */
   origin?: string;
+  /** config.json model_type, which tells transformers the tokenizer class when tokenizer_config.json does not */
+  modelType?: string;
 }
 
 const SPECIAL_TOKEN_NAMES = ['bos_token', 'eos_token', 'pad_token', 'unk_token'] as const;
 type SpecialTokenName = (typeof SPECIAL_TOKEN_NAMES)[number];
+
+/**
+ * GPT-2's own folder names no special token: transformers takes them from the GPT2Tokenizer class defaults.
+ * The same defaults apply here when the files are silent and the class (or the model type) is GPT-2's.
+ */
+const GPT2_DEFAULTS: Partial<Record<SpecialTokenName, string>> = {
+  bos_token: '<|endoftext|>',
+  eos_token: '<|endoftext|>',
+  unk_token: '<|endoftext|>',
+};
+
+function classDefaults(files: TokenizerFiles): Partial<Record<SpecialTokenName, string>> {
+  const cls = files.config.tokenizer_class;
+  const gpt2 = typeof cls === 'string' ? /^GPT2Tokenizer(Fast)?$/.test(cls) : files.modelType === 'gpt2';
+  return gpt2 ? GPT2_DEFAULTS : {};
+}
 
 /** Special tokens are written as a string or as an AddedToken object `{content: "..."}`. */
 function specialTokenText(value: unknown): string | null {
@@ -65,8 +83,12 @@ export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolea
 
   const texts = {} as Record<SpecialTokenName, string | null>;
   const ids = {} as Record<SpecialTokenName, number | null>;
+  const defaults = classDefaults(files);
   for (const name of SPECIAL_TOKEN_NAMES) {
-    const text = specialTokenText(files.config[name]) ?? specialTokenText(files.specialTokensMap?.[name]);
+    const named = name in files.config || (files.specialTokensMap !== undefined && name in files.specialTokensMap);
+    const text = named
+      ? specialTokenText(files.config[name]) ?? specialTokenText(files.specialTokensMap?.[name])
+      : defaults[name] ?? null;
     texts[name] = text;
     ids[name] = text === null ? null : tokenToId(text);
     if (text !== null && ids[name] === null) {
@@ -156,5 +178,7 @@ export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
   const config = (await readJson(join(modelDir, 'tokenizer_config.json'), false)) ?? {};
   const specialTokensMap = await readJson(join(modelDir, 'special_tokens_map.json'), false);
   const chatTemplateFile = await readOptionalText(join(modelDir, 'chat_template.jinja'));
-  return createTokenizer({ tokenizer, config, specialTokensMap, chatTemplateFile, origin: modelDir });
+  const modelConfig = await readJson(join(modelDir, 'config.json'), false);
+  const modelType = typeof modelConfig?.model_type === 'string' ? modelConfig.model_type : undefined;
+  return createTokenizer({ tokenizer, config, specialTokensMap, chatTemplateFile, origin: modelDir, modelType });
 }
