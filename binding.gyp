@@ -35,7 +35,7 @@
           "target_name": "orpo_kernels_avx512",
           "type": "static_library",
           "sources": ["native/isa_avx512.cc"],
-          "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c"],
+          "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c", "-mprefer-vector-width=512"],
         },
       ],
     }],

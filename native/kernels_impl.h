@@ -143,7 +143,7 @@ static inline void vstore(float* p, vf x) { _mm512_storeu_ps(p, x); }
 static inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
 static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
 constexpr int MR = 12, NR = 32;  // 24 zmm accumulators + 2 for B: hides the FMA latency on both FMA pipes
-constexpr int64_t KC = 256, MC = 144, NC = 1024;
+constexpr int64_t KC = 512, MC = 96, NC = 1024;
 #elif defined(__AVX2__) && defined(__FMA__)
 typedef __m256 vf;
 constexpr int VL = 8;
@@ -210,10 +210,13 @@ static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, in
         for (; r < rows; r++) dk[r] = src[r];
         for (; r < MR; r++) dk[r] = 0.0f;
       }
-    } else {
-      for (int64_t r = 0; r < rows; r++) {
-        const float* src = A.p + (i0 + s + r) * A.rs + k0 * A.cs;
-        for (int64_t k = 0; k < kc; k++) d[k * MR + r] = src[k * A.cs];
+    } else {  // rows contiguous along k: transpose in 16-deep steps so the written block stays in L1
+      for (int64_t kb = 0; kb < kc; kb += 16) {
+        const int64_t kn = min64(16, kc - kb);
+        for (int64_t r = 0; r < rows; r++) {
+          const float* src = A.p + (i0 + s + r) * A.rs + (k0 + kb) * A.cs;
+          for (int64_t k = 0; k < kn; k++) d[(kb + k) * MR + r] = src[k * A.cs];
+        }
       }
       for (int64_t r = rows; r < MR; r++)
         for (int64_t k = 0; k < kc; k++) d[k * MR + r] = 0.0f;
@@ -234,10 +237,13 @@ static void pack_b(float* dst, MatView B, int64_t k0, int64_t kc, int64_t j0, in
         for (; j < cols; j++) dk[j] = src[j];
         for (; j < NR; j++) dk[j] = 0.0f;
       }
-    } else {
-      for (int64_t j = 0; j < cols; j++) {
-        const float* src = B.p + k0 * B.rs + (j0 + s + j) * B.cs;
-        for (int64_t k = 0; k < kc; k++) d[k * NR + j] = src[k * B.rs];
+    } else {  // stored transposed, columns contiguous along k: transpose in 16-deep steps (see pack_a)
+      for (int64_t kb = 0; kb < kc; kb += 16) {
+        const int64_t kn = min64(16, kc - kb);
+        for (int64_t j = 0; j < cols; j++) {
+          const float* src = B.p + (k0 + kb) * B.rs + (j0 + s + j) * B.cs;
+          for (int64_t k = 0; k < kn; k++) d[(kb + k) * NR + j] = src[k * B.rs];
+        }
       }
       for (int64_t j = cols; j < NR; j++)
         for (int64_t k = 0; k < kc; k++) d[k * NR + j] = 0.0f;
@@ -328,8 +334,8 @@ static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N,
   const int64_t threads = pool_threads();
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const int64_t mtiles = ceil_div(M, MR), ntiles = ceil_div(N, NR);
-  // A few strips per thread, taken dynamically, so a thread that loses its core does not hold up the others.
-  int64_t parts = flops < 2e6 || threads == 1 ? 1 : threads * 4;
+  // One strip per thread: every strip repacks the whole shared operand, so more strips cost real time.
+  int64_t parts = flops < 2e6 ? 1 : threads;
   const bool split_rows = mtiles >= ntiles;
   parts = min64(parts, split_rows ? mtiles : ntiles);
   if (parts <= 1) {
