@@ -64,12 +64,19 @@ function promptBudget(opts: TruncationOptions, longerResponse: number): number {
   return Math.min(opts.maxLength - 1, Math.max(opts.maxLength - longerResponse, Math.floor(opts.maxLength / 2)));
 }
 
+/** A prompt's ids as training sees them: BOS in front when the tokenizer adds one, never twice (a chat template
+ * may have written it already). Generation should encode its prompts with this too. */
+export function encodePrompt(tokenizer: Tokenizer, text: string): number[] {
+  const ids = tokenizer.encode(text);
+  const bos = tokenizer.bosTokenId;
+  if (tokenizer.addBosToken && bos !== null && ids[0] !== bos) ids.unshift(bos);
+  return ids;
+}
+
 export function tokenizePreferenceText(text: PreferenceText, tokenizer: Tokenizer, opts: TruncationOptions): TokenizedRow {
   const eos = tokenizer.eosTokenId;
   if (eos === null) throw new Error('the tokenizer has no eos_token, so responses cannot be ended; set eos_token in tokenizer_config.json');
-  const prompt = tokenizer.encode(text.prompt);
-  const bos = tokenizer.bosTokenId;
-  if (tokenizer.addBosToken && bos !== null && prompt[0] !== bos) prompt.unshift(bos); // a template may have put it there
+  const prompt = encodePrompt(tokenizer, text.prompt);
   return truncatePair({ prompt, chosen: withEos(tokenizer.encode(text.chosen), eos), rejected: withEos(tokenizer.encode(text.rejected), eos) }, opts);
 }
 

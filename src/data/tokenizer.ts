@@ -12,6 +12,7 @@ import { applySpeedups } from './tokenizer-speedups.js';
 export type { ChatMessage, ChatTemplateOptions } from './chat-template.js';
 
 export interface Tokenizer {
+  /** ids of the text as written; unlike transformers, special tokens (BOS...) are added only with addSpecialTokens */
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
   decode(ids: readonly number[], opts?: { skipSpecialTokens?: boolean }): string;
   readonly bosTokenId: number | null;
