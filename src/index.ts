@@ -8,6 +8,16 @@ export { createModel, emptyModel } from './model/create.js';
 export type { DecoderBase as Model } from './model/base.js';
 export { loadModel, saveModel, hfTensors } from './io/hf-model.js';
 export { collatePairs, type TokenPair, type PreferenceBatch, type PackedBatch } from './data/collate.js';
+export { loadTokenizer, createTokenizer, padTokenIdOf, type Tokenizer, type TokenizerFiles, type ChatMessage } from './data/tokenizer.js';
+export {
+  loadPreferencePairs, streamPreferencePairs, emptyStats, describeStats, DEFAULT_DATA_OPTIONS,
+  type DataOptions, type DataStats, type TokenizedExample,
+} from './data/dataset.js';
+export { readRows, resolveDataFiles, type RawRow } from './data/readers.js';
+export { parsePreferenceRow, exampleToText, type PreferenceExample, type PreferenceText, type DropReason } from './data/formats.js';
+export { tokenizePreferenceText, truncatePair, encodePrompt, validateTruncation, type TruncationOptions } from './data/tokenize.js';
+export { planBatches, paddingStats, collatePlan, pairLength, type BatchPlanOptions, type PaddingStats } from './data/batching.js';
+export { DataError } from './data/errors.js';
 export {
   orpoForwardBackward, orpoStep, orpoEvaluate, orpoLossFromLogps, countNllTokens, buildTargets,
   type OrpoOptions, type OrpoMetrics, type SftScope,
