@@ -6,6 +6,7 @@ import { planBatches, paddingStats, pairLength } from '../data/batching.js';
 import type { TokenPair } from '../data/collate.js';
 import { emptyStats, streamPreferencePairs, type DataOptions, type DataStats, type TokenizedExample } from '../data/dataset.js';
 import { describeSource } from '../data/errors.js';
+import { resolveDataFiles } from '../data/readers.js';
 import { summarizeLengths, type LengthSummary } from '../data/summary.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
@@ -20,10 +21,11 @@ export type DataCommandConfig = Pick<TrainConfig, SharedKeys> & { system_column:
 const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pick<TrainConfig, K>> =>
   Object.fromEntries(keys.map((k) => [k, TRAIN_OPTIONS[k]])) as unknown as OptionTable<Pick<TrainConfig, K>>;
 
+// in --help order: --help prints a group heading whenever the group changes
 export const DATA_COMMAND_OPTIONS: OptionTable<DataCommandConfig> = {
-  ...shared<SharedKeys>(['model', 'dataset', 'max_length', 'max_prompt_length', 'max_completion_length', 'truncation_mode',
-    'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column', 'per_device_train_batch_size', 'seed']),
+  ...shared<SharedKeys>(['model', 'dataset', 'dataset_split', 'skip_invalid', 'prompt_column', 'chosen_column', 'rejected_column']),
   system_column: { type: 'string', default: null, group: 'Data and model', doc: "field holding a system message (none: 'system' when present)" },
+  ...shared<SharedKeys>(['max_length', 'max_prompt_length', 'max_completion_length', 'truncation_mode', 'per_device_train_batch_size', 'seed']),
   json: { type: 'bool', default: false, doc: 'print one JSON object instead of text' },
   n: { type: 'int', default: 3, min: 1, doc: 'data show: how many rows to print (also -n)' },
 };
@@ -164,5 +166,6 @@ export async function runDataCommand(argv: readonly string[], write: Print = toS
   const c = await resolveCommandOptions(`data ${sub}`, USAGE, words, DATA_COMMAND_OPTIONS);
   if (c === null) return 0;
   if (c.dataset === null || c.model === null) throw new OptionError(`orpo data ${sub} needs --dataset FILE and --model DIR`);
+  await resolveDataFiles(c.dataset, c.dataset_split ?? undefined); // a wrong dataset path fails before the tokenizer loads
   return sub === 'stats' ? runStats(c, c.dataset, c.model, write) : runShow(c, c.dataset, c.model, write);
 }
