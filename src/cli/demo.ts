@@ -114,7 +114,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   const c: TrainConfig = {
     ...defaultsOf(TRAIN_OPTIONS),
     model: baseDir, dataset: files.train, eval_dataset: files.eval, output_dir: d.output_dir,
-    beta: d.beta, learning_rate: d.learning_rate, max_steps: d.max_steps, per_device_train_batch_size: d.per_device_train_batch_size,
+    beta: d.beta, learning_rate: d.learning_rate, sft_scope: 'response', max_steps: d.max_steps, per_device_train_batch_size: d.per_device_train_batch_size,
     per_device_eval_batch_size: 50, lr_scheduler_type: 'linear', warmup_ratio: 0.05, seed: d.seed, max_length: 16, max_prompt_length: 8,
     logging_steps: Math.max(1, Math.round(d.max_steps / 30)), eval_steps: Math.max(1, Math.round(d.max_steps / 6)), save_steps: 0,
     threads: d.threads,

@@ -2,26 +2,18 @@
 // The `orpo` command: dispatches to a subcommand and turns errors into one clear line and an exit code
 // (2 = bad options, 1 = anything else; ORPO_DEBUG=1 prints the stack).
 
-import { runDemo } from './demo.js';
-import { runEval } from './eval.js';
-import { runGenerate } from './generate.js';
-import { runTrain } from './train.js';
 import { OptionError } from '../train/options.js';
 
-const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; about: string }> = {
-  demo: { run: runDemo, about: 'train a small model on a generated arithmetic preference task and report (nothing to download)' },
-  train: { run: runTrain, about: 'fine-tune a Hugging Face model folder with ORPO on preference data' },
-  eval: { run: runEval, about: 'ORPO metrics of a model folder on a preference dataset' },
-  generate: { run: runGenerate, about: 'generate text from a model folder (greedy or sampled)' },
-  data: { run: runData, about: 'inspect a dataset as the model will see it (data stats, data show)' },
-};
+type Command = (argv: readonly string[]) => Promise<number>;
 
-// `orpo data` lives in ./data.js (the data layer's command); loaded on use so the other commands never wait on it
-async function runData(argv: readonly string[]): Promise<number> {
-  const path = './data.js';
-  const mod = (await import(path)) as { runDataCommand: (argv: readonly string[]) => Promise<number> };
-  return mod.runDataCommand(argv);
-}
+// each command's module is loaded only when it runs, so `orpo --help` and small commands start fast
+const COMMANDS: Record<string, { load: () => Promise<Command>; about: string }> = {
+  demo: { load: async () => (await import('./demo.js')).runDemo, about: 'train a small model on a generated arithmetic preference task and report (nothing to download)' },
+  train: { load: async () => (await import('./train.js')).runTrain, about: 'fine-tune a Hugging Face model folder with ORPO on preference data' },
+  eval: { load: async () => (await import('./eval.js')).runEval, about: 'ORPO metrics of a model folder on a preference dataset' },
+  generate: { load: async () => (await import('./generate.js')).runGenerate, about: 'generate text from a model folder (greedy or sampled)' },
+  data: { load: async () => (await import('./data.js')).runDataCommand, about: 'inspect a dataset as the model will see it (data stats, data show)' },
+};
 
 const USAGE = `Usage: orpo <command> [options]   (orpo <command> --help for its options)
 
@@ -43,7 +35,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   try {
-    return await command.run(rest);
+    return await (await command.load())(rest);
   } catch (e) {
     const error = e as Error;
     process.stderr.write(`orpo ${name}: error: ${error.message}\n`);

@@ -2,11 +2,13 @@
 
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderCharts, type MetricRecord } from '../report/charts.js';
+import type { MetricRecord } from '../report/charts.js';
 import { renderReportHtml, type ReportInput } from '../report/html.js';
 
 export async function writeReport(outputDir: string, records: readonly MetricRecord[],
   page: Omit<ReportInput, 'charts'>): Promise<{ html: string; charts: string[] }> {
+  // vega takes a second to load: only runs that write a report pay for it
+  const { renderCharts } = await import('../report/charts.js');
   const charts = await renderCharts(records);
   const chartDir = join(outputDir, 'charts');
   await mkdir(chartDir, { recursive: true });

@@ -1,0 +1,201 @@
+// End to end: the `orpo` command on tiny generated model folders, as a user runs it (child processes).
+// Resume is checked against an uninterrupted run, a SIGKILL during a save against the previous checkpoint,
+// eval against the trainer's own evaluation, and the report against the charts it must hold.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeDemoData, writeDemoModelFolder } from '../src/cli/demo.js';
+import { arithmeticTask } from '../src/train/demo-task.js';
+import { loadModel } from '../src/io/hf-model.js';
+import { loadTokenizer } from '../src/data/tokenizer.js';
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const root = mkdtempSync(join(tmpdir(), 'orpo-cli-'));
+const modelDir = join(root, 'model');
+let data: { train: string; eval: string };
+
+before(async () => {
+  await writeDemoModelFolder(modelDir, { hiddenSize: 16, layers: 1, heads: 2, intermediateSize: 32 }, 4);
+  data = await writeDemoData(join(root, 'data'), arithmeticTask(9, 40, 8));
+});
+
+function orpo(args: string[], env: Record<string, string> = {}): { code: number | null; signal: string | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+const trainArgs = (out: string, extra: string[] = []): string[] => [
+  'train', '--model', modelDir, '--dataset', data.train, '--eval-dataset', data.eval, '--output-dir', out,
+  '--learning-rate', '5e-3', '--max-steps', '6', '--per-device-train-batch-size', '2', '--gradient-accumulation-steps', '2',
+  '--logging-steps', '1', '--eval-steps', '3', '--save-steps', '2', '--threads', '1', '--lr-scheduler-type', 'cosine',
+  '--warmup-steps', '1', ...extra,
+];
+
+const records = (dir: string): Record<string, number>[] =>
+  readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+// timings differ between runs; everything else must not
+const withoutTimings = (rs: Record<string, number>[]): Record<string, number>[] =>
+  rs.map(({ tokens_per_second: _t, ...rest }) => rest);
+
+test('help lists every command and option; unknown options and bad values are named', () => {
+  const top = orpo(['--help']);
+  assert.equal(top.code, 0);
+  for (const c of ['demo', 'train', 'eval', 'generate', 'data']) assert.match(top.stdout, new RegExp(`\\n  ${c} `));
+  const help = orpo(['train', '--help']);
+  assert.equal(help.code, 0);
+  for (const flag of ['--beta <number>', '--learning-rate', '--lr-scheduler-type <linear|cosine|constant|constant_with_warmup|inverse_sqrt>', '--save-total-limit', '--resume', '--config']) {
+    assert.ok(help.stdout.includes(flag), `train --help lacks ${flag}`);
+  }
+  for (const cmd of ['eval', 'generate', 'demo']) assert.equal(orpo([cmd, '--help']).code, 0);
+
+  const unknown = orpo(['train', '--lerning-rate', '1e-5']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown option '--lerning-rate' \(did you mean --learning-rate\?\)/);
+  const bad = orpo(['train', '--model', modelDir, '--beta', 'high']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /invalid value "high" for 'beta': expected number/);
+  const missing = orpo(['train', '--dataset', data.train, '--output-dir', join(root, 'x')]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /missing required option 'model'/);
+  assert.match(orpo(['frobnicate']).stderr, /unknown command 'frobnicate'/);
+
+  const yaml = join(root, 'bad.yaml');
+  writeFileSync(yaml, `model: ${modelDir}\nlearning_rate: fast\n`);
+  const badFile = orpo(['train', '--config', yaml]);
+  assert.equal(badFile.code, 2);
+  assert.match(badFile.stderr, /bad\.yaml: learning_rate: invalid value "fast"/);
+  writeFileSync(yaml, 'warmup_step: 3\n');
+  assert.match(orpo(['train', '--config', yaml]).stderr, /bad\.yaml: unknown option 'warmup_step' \(did you mean warmup_steps\?\)/);
+});
+
+test('a config file gives the options, flags override it', () => {
+  const out = join(root, 'from-config');
+  const yaml = join(root, 'train.yaml');
+  writeFileSync(yaml, [`model: ${modelDir}`, `dataset: ${data.train}`, `output_dir: ${out}`, 'max_steps: 2', 'beta: 0.3',
+    'per_device_train_batch_size: 4', 'save_steps: 1', 'report: false', 'threads: 1'].join('\n'));
+  const r = orpo(['train', '--config', yaml, '--beta', '0.7']);
+  assert.equal(r.code, 0, r.stderr);
+  const args = JSON.parse(readFileSync(join(out, 'checkpoint-1', 'training_args.json'), 'utf8')) as Record<string, unknown>;
+  assert.equal(args['beta'], 0.7);
+  assert.equal(args['per_device_train_batch_size'], 4);
+  assert.equal(args['max_steps'], 2);
+  assert.ok(!existsSync(join(out, 'report.html')));
+});
+
+test('kill during a save keeps the previous checkpoint; --resume then equals an uninterrupted run', async () => {
+  const straight = join(root, 'straight');
+  const a = orpo(trainArgs(straight));
+  assert.equal(a.code, 0, a.stderr);
+  const want = records(straight);
+  assert.equal(want.filter((r) => 'loss' in r).length, 6);
+  assert.equal(want.filter((r) => 'eval_loss' in r).length, 3); // steps 0, 3, 6
+
+  const resumed = join(root, 'resumed');
+  const killed = orpo(trainArgs(resumed), { ORPO_TEST_KILL_DURING_SAVE: '4' });
+  assert.equal(killed.signal, 'SIGKILL');
+  const names = readdirSync(resumed);
+  assert.ok(names.includes('checkpoint-2'), names.join(' '));
+  assert.ok(!names.includes('checkpoint-4'), 'the torn checkpoint must not look complete');
+  assert.ok(names.some((n) => n.startsWith('.tmp-checkpoint-4')), 'the kill happened mid-save');
+  // the previous checkpoint is a complete model folder
+  const ckpt = await loadModel(join(resumed, 'checkpoint-2'));
+  assert.ok(ckpt.params.every(Number.isFinite));
+  assert.equal((await loadTokenizer(join(resumed, 'checkpoint-2'))).eosTokenId, 2);
+
+  const r = orpo([...trainArgs(resumed), '--resume']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /resuming from .*checkpoint-2 \(step 2 of 6\)/);
+  assert.ok(!readdirSync(resumed).some((n) => n.startsWith('.tmp-')), 'stale temporary folder removed');
+  assert.deepEqual(withoutTimings(records(resumed)), withoutTimings(want));
+  const m1 = await loadModel(straight);
+  const m2 = await loadModel(resumed);
+  assert.deepEqual(m2.params, m1.params);
+  // the checkpoint written on the resumed path equals the uninterrupted one too
+  assert.deepEqual((await loadModel(join(resumed, 'checkpoint-4'))).params, (await loadModel(join(straight, 'checkpoint-4'))).params);
+});
+
+test('eval and generate work on the trained output; the report holds the charts', () => {
+  const out = join(root, 'straight');
+  const ev = orpo(['eval', '--model', out, '--dataset', data.eval, '--json', '--threads', '1']);
+  assert.equal(ev.code, 0, ev.stderr);
+  const metrics = JSON.parse(ev.stdout) as Record<string, number>;
+  const last = records(out).filter((r) => 'eval_loss' in r).at(-1)!;
+  for (const k of ['eval_loss', 'eval_nll_loss', 'eval_rewards/accuracies', 'eval_rewards/margins', 'eval_logps/chosen']) {
+    assert.ok(Math.abs(metrics[k]! - last[k]!) <= 1e-6 * Math.max(1, Math.abs(last[k]!)), `${k}: eval ${metrics[k]} vs trainer ${last[k]}`);
+  }
+  assert.equal(metrics['pairs'], 8);
+
+  const gen = (extra: string[]): { tokens: number[]; completion: string; stop_reason: string } => {
+    const g = orpo(['generate', '--model', out, '--prompt', '12+07=', '--json', '--max-new-tokens', '6', ...extra]);
+    assert.equal(g.code, 0, g.stderr);
+    return JSON.parse(g.stdout) as { tokens: number[]; completion: string; stop_reason: string };
+  };
+  const greedy = gen([]);
+  assert.ok(greedy.tokens.length >= 1 && greedy.tokens.length <= 6);
+  assert.ok(greedy.stop_reason === 'eos' ? greedy.tokens.at(-1) === 2 : greedy.tokens.length === 6);
+  assert.deepEqual(gen([]), greedy);
+  const sampled = gen(['--temperature', '1.5', '--seed', '3']);
+  assert.deepEqual(gen(['--temperature', '1.5', '--seed', '3']), sampled);
+  const stream = orpo(['generate', '--model', out, '--prompt', '12+07=', '--max-new-tokens', '6']);
+  assert.equal(stream.stdout.trim(), greedy.completion.trim());
+  const chat = orpo(['generate', '--model', out, '--prompt', 'hi', '--chat']);
+  assert.equal(chat.code, 1);
+  assert.match(chat.stderr, /no chat_template/);
+
+  const html = readFileSync(join(out, 'report.html'), 'utf8');
+  for (const id of ['loss', 'nll_loss', 'log_odds_ratio', 'logps', 'margins', 'accuracies']) {
+    assert.match(html, new RegExp(`<figure id="${id}"><svg`), `report.html lacks the ${id} chart`);
+    const svg = readFileSync(join(out, 'charts', `${id}.svg`), 'utf8');
+    assert.match(svg, /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.match(svg, /<path/); // drawn lines, not an empty frame
+  }
+  assert.doesNotMatch(html, /<script|<link|src="http|@import/, 'report.html must be self-contained');
+  const summary = JSON.parse(readFileSync(join(out, 'train_results.json'), 'utf8')) as Record<string, unknown>;
+  assert.equal(summary['global_step'], 6);
+});
+
+test('save_total_limit keeps the newest checkpoints', () => {
+  const out = join(root, 'limited');
+  const r = orpo(['train', '--model', modelDir, '--dataset', data.train, '--output-dir', out, '--max-steps', '5',
+    '--save-steps', '1', '--save-total-limit', '2', '--no-report', '--threads', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readdirSync(out).filter((n) => n.startsWith('checkpoint-')).sort(), ['checkpoint-3', 'checkpoint-4']);
+});
+
+/** Runs the CLI and sends SIGINT once `steps` training lines have been printed. */
+async function interruptAfter(args: string[], steps: number): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let sent = false;
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    if (!sent && (stderr.match(/^step \d+/gm) ?? []).length >= steps) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { code, stderr };
+}
+
+test('Ctrl-C saves a checkpoint and exits; --resume continues from it', async () => {
+  const out = join(root, 'interrupted');
+  const args = ['train', '--model', modelDir, '--dataset', data.train, '--output-dir', out, '--max-steps', '100000',
+    '--logging-steps', '1', '--save-steps', '0', '--no-report', '--threads', '1', '--per-device-train-batch-size', '2'];
+  const first = await interruptAfter(args, 3);
+  assert.equal(first.code, 130, first.stderr);
+  const step = Number(/interrupted at step (\d+); continue with --resume/.exec(first.stderr)?.[1]);
+  assert.ok(step >= 3, first.stderr);
+  assert.ok(existsSync(join(out, `checkpoint-${step}`, 'trainer_state.json')));
+  const second = await interruptAfter([...args, '--resume'], 2);
+  assert.equal(second.code, 130, second.stderr);
+  assert.match(second.stderr, new RegExp(`resuming from .*checkpoint-${step} \\(step ${step} of 100000\\)`));
+  // the log continues where the checkpoint left off, one record per step, none lost or repeated
+  const steps = records(out).filter((x) => 'loss' in x).map((x) => x['step']);
+  assert.deepEqual(steps, Array.from({ length: steps.length }, (_, i) => i + 1));
+  assert.ok(steps.length >= step + 2);
+});
