@@ -57,7 +57,7 @@ test('JSON Lines, gzipped JSON Lines, JSON array, JSON object of splits and JSON
   }
   const splits = file('splits.json', JSON.stringify({ train: ROWS, test: ROWS.slice(0, 2), version: 1 }));
   assert.equal((await pairsOf(splits, { split: 'test' })).pairs.length, 2);
-  await assert.rejects(pairsOf(splits), /holds several arrays \(train, test\); choose one with --split/);
+  await assert.rejects(pairsOf(splits), /holds several arrays \(train, test\); choose one with --dataset-split/);
 });
 
 const STRING = { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' } as const;
@@ -150,7 +150,17 @@ test('a dataset folder: train shards by default, --split picks another, metadata
   assert.equal(train.stats.rowsRead, 5);
   assert.deepEqual(train.pairs[0], EXPECTED_FIRST);
   assert.equal((await pairsOf(root, { split: 'test' })).stats.rowsRead, 1);
-  await assert.rejects(pairsOf(root, { split: 'validation' }), /no files for split "validation"; the folder has data\/test-00000/);
+  await assert.rejects(pairsOf(root, { split: 'validation' }), /no files for split "validation"; choose one of test, train with --dataset-split \(files: data\/test-00000/);
+  // UltraFeedback-style names: train_prefs is its own split, not part of train; no train means a choice is needed
+  const prefs = join(dir, 'prefs');
+  writeStringParquet(join(prefs, 'data', 'train_prefs-00000-of-00001.parquet'), ROWS.slice(0, 2));
+  writeStringParquet(join(prefs, 'data', 'train_sft-00000-of-00001.parquet'), ROWS);
+  writeStringParquet(join(prefs, 'data', 'test_prefs-00000-of-00001.parquet'), ROWS.slice(0, 1));
+  assert.equal((await pairsOf(prefs, { split: 'train_prefs' })).stats.rowsRead, 2);
+  await assert.rejects(pairsOf(prefs), /choose one of test_prefs, train_prefs, train_sft with --dataset-split/);
+  file('plain/part-0.jsonl', jsonl);
+  file('plain/part-1.jsonl', jsonl);
+  assert.equal((await pairsOf(join(dir, 'plain'))).stats.rowsRead, 10, 'files without split names are one split');
   const nested = join(dir, 'by-dir');
   file('by-dir/train/part-0.jsonl', jsonl);
   file('by-dir/test/part-0.jsonl', jsonl.split('\n')[0]!);

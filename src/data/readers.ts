@@ -64,15 +64,16 @@ async function listDataFiles(dir: string): Promise<string[]> {
   return found.sort();
 }
 
-/**
- * Hugging Face's naming: a file is in split S when its name starts with S followed by - . _ or a digit
- * (train-00000-of-00002.parquet, test.jsonl) or when a folder on its path is named S (train/part-0.parquet).
- */
+/** The split a file's name gives: what comes before the first - or . (train-00000-of-00002.parquet, test.jsonl). */
+const splitNameOf = (file: string): string => basename(file).split(/[-.]/)[0]!;
+
+/** Hugging Face's naming: a file is in split S when its name says S or a folder on its path is named S. */
 function inSplit(root: string, file: string, split: string): boolean {
-  const name = basename(file);
-  if (name.startsWith(split) && /^[-._0-9]|^$/.test(name.slice(split.length))) return true;
-  return relative(root, file).split(sep).slice(0, -1).includes(split);
+  return splitNameOf(file) === split || relative(root, file).split(sep).slice(0, -1).includes(split);
 }
+
+/** Names that mean a held-out split, so a folder holding them is not one undivided split. */
+const HELD_OUT_SPLITS = /^(test|testing|eval|evaluation|valid|validation|val|dev)(_.*)?$/;
 
 /** A data file, or the files of one split of a dataset folder (train when no split is given and there is one). */
 export async function resolveDataFiles(path: string, split?: string): Promise<string[]> {
@@ -90,12 +91,14 @@ export async function resolveDataFiles(path: string, split?: string): Promise<st
   }
   const files = await listDataFiles(path);
   if (files.length === 0) throw new DataError(`${path}: no .jsonl, .json or .parquet files in this folder`);
-  const wanted = split ?? 'train';
-  const chosen = files.filter((f) => inSplit(path, f, wanted));
+  const chosen = files.filter((f) => inSplit(path, f, split ?? 'train'));
   if (chosen.length > 0) return chosen;
-  if (split === undefined) return files; // a folder without splits is one split
+  const names = [...new Set(files.map(splitNameOf))].sort();
+  // a folder of files without split names is one split; one with test/validation files needs a choice
+  if (split === undefined && !names.some((n) => HELD_OUT_SPLITS.test(n))) return files;
   throw new DataError(
-    `${path}: no files for split "${split}"; the folder has ${files.map((f) => relative(path, f)).join(', ')}`,
+    `${path}: no files for split "${split ?? 'train'}"; choose one of ${names.join(', ')} with --dataset-split ` +
+      `(files: ${files.map((f) => relative(path, f)).join(', ')})`,
   );
 }
 
@@ -273,7 +276,7 @@ async function* readJson(path: string, split?: string): AsyncGenerator<ReadItem>
     throw new DataError(
       keys.length === 0
         ? `${path}: the JSON object holds no array of rows (keys: ${Object.keys(doc).join(', ')})`
-        : `${path}: the JSON object holds several arrays (${keys.join(', ')}); choose one with --split`,
+        : `${path}: the JSON object holds several arrays (${keys.join(', ')}); choose one with --dataset-split`,
     );
   }
   throw new DataError(`${path}: expected a JSON array of rows or an object holding one`);
