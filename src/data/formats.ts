@@ -117,9 +117,10 @@ const isSpace = (c: string | undefined): boolean => c !== undefined && /\s/.test
 
 /**
  * Where an implicit text prompt ends: the longest common prefix of chosen and rejected, moved back so it ends at
- * the end of a word in both texts and both responses start with the whitespace before their first differing word. For HH-RLHF
- * that is "...\n\nAssistant:" + " reply". TRL's extract_prompt agrees whenever the responses differ from a word's
- * first letter on, and otherwise would cut inside a word ("S" + "ure" vs "S" + "orry"), which tokenises badly.
+ * the end of a word in both texts, and both responses start with the whitespace before their first differing
+ * word. For HH-RLHF that is "...\n\nAssistant:" + " reply". TRL's extract_prompt agrees whenever the responses
+ * differ from a word's first letter on, and otherwise cuts inside a word ("S" + "ure" vs "S" + "orry"; "I" + " am"
+ * vs "I" + "t's"), which tokenises badly.
  */
 export function commonTextPrefix(a: string, b: string): number {
   const n = Math.min(a.length, b.length);
