@@ -580,35 +580,84 @@ static void rope_backward(float* dinp, const float* dout, const float* cosb, con
 // Flash-style: one task owns a (batch, head, query tile) in forward and a (batch, kv head) in backward, walks
 // the causal key range one BK-wide tile at a time, and keeps only that tile of scores. Forward uses the online
 // softmax (running max m and sum l, rescaling the output accumulator when the max grows) and saves
-// lse = m + log l; backward recomputes p = exp(s - lse) and uses D = rowsum(dout * out).
+// lse = m + log l; backward recomputes p = exp(s - lse) and uses D = rowsum(dout * out). The tile products
+// (scores, P V, and the four backward products) all go through tile_gemm, a register-blocked small GEMM that
+// reads q/k/v rows in place with their strides.
 
-constexpr int64_t ATT_BQ = 32;  // query rows per forward task
+constexpr int64_t ATT_BQ = 32;  // query rows per tile
 constexpr int64_t ATT_BK = 64;  // keys per score tile
+constexpr int ATT_NV = VL >= 16 ? 4 : 2;  // vectors per register row in tile_gemm (fits the register file)
+constexpr int64_t ATT_W = ATT_NV * VL;
 
-/** dst (HD,BK) = rows [j0, j0+bk) of a (rows `stride` apart, HD wide at column offset `off`) transposed, zero padded */
-static void load_transposed_tile(float* dst, const float* src, int64_t stride, int64_t j0, int64_t bk, int64_t HD) {
-  for (int64_t jj = 0; jj < bk; jj++) {
-    const float* row = src + (j0 + jj) * stride;
-    for (int64_t d = 0; d < HD; d++) dst[d * ATT_BK + jj] = row[d];
+/** c (RR, ATT_W) [+]= a (RR, K) @ b (K, ATT_W): RR x ATT_NV accumulators held in registers */
+template <int RR>
+static inline void tile_kernel(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                               int64_t K, bool accumulate) {
+  vf acc[RR][ATT_NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < RR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < ATT_NV; v++) acc[r][v] = vzero();
+  for (int64_t k = 0; k < K; k++) {
+    vf bv[ATT_NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < ATT_NV; v++) bv[v] = vload(b + k * ldb + v * VL);
+#pragma GCC unroll 4
+    for (int r = 0; r < RR; r++) {
+      const vf av = vset(a[r * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < ATT_NV; v++) acc[r][v] = vfma(av, bv[v], acc[r][v]);
+    }
   }
-  for (int64_t jj = bk; jj < ATT_BK; jj++)
-    for (int64_t d = 0; d < HD; d++) dst[d * ATT_BK + jj] = 0.0f;
+#pragma GCC unroll 4
+  for (int r = 0; r < RR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < ATT_NV; v++) {
+      float* cp = c + r * ldc + v * VL;
+      vstore(cp, accumulate ? vadd(acc[r][v], vload(cp)) : acc[r][v]);
+    }
 }
 
-/** s (BK) = sum_d qrow[d] * kt[d][:] : one score row against a transposed key tile */
-static inline void score_row(float* __restrict s, const float* __restrict qrow, const float* __restrict kt,
-                             int64_t HD) {
-  float acc[ATT_BK];
+/** columns [j, W) of tile_gemm, left over when W is not a multiple of the register width */
+__attribute__((noinline)) static void tile_gemm_tail(float* c, int64_t ldc, const float* a, int64_t lda,
+                                                     const float* b, int64_t ldb, int64_t R, int64_t K, int64_t j,
+                                                     int64_t W, bool accumulate) {
+  for (int64_t r = 0; r < R; r++) {
+    float* cr = c + r * ldc;
+    if (!accumulate)
+      for (int64_t jj = j; jj < W; jj++) cr[jj] = 0.0f;
+    for (int64_t k = 0; k < K; k++) {
+      const float x = a[r * lda + k];
+      const float* br = b + k * ldb;
 #pragma omp simd
-  for (int64_t j = 0; j < ATT_BK; j++) acc[j] = 0.0f;
-  for (int64_t d = 0; d < HD; d++) {
-    const float qd = qrow[d];
-    const float* kd = kt + d * ATT_BK;
-#pragma omp simd
-    for (int64_t j = 0; j < ATT_BK; j++) acc[j] += qd * kd[j];
+      for (int64_t jj = j; jj < W; jj++) cr[jj] += x * br[jj];
+    }
   }
-#pragma omp simd
-  for (int64_t j = 0; j < ATT_BK; j++) s[j] = acc[j];
+}
+
+/** c (R,W) [+]= a (R,K) @ b (K,W), each row-major with its own row stride; small R, W, K (one attention tile) */
+static void tile_gemm(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t R,
+                      int64_t K, int64_t W, bool accumulate) {
+  int64_t j = 0;
+  for (; j + ATT_W <= W; j += ATT_W) {
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) tile_kernel<4>(c + r * ldc + j, ldc, a + r * lda, lda, b + j, ldb, K, accumulate);
+    for (; r < R; r++) tile_kernel<1>(c + r * ldc + j, ldc, a + r * lda, lda, b + j, ldb, K, accumulate);
+  }
+  if (j < W) tile_gemm_tail(c, ldc, a, lda, b, ldb, R, K, j, W, accumulate);
+}
+
+/** dst (cols, rows) = src (rows, cols) with row strides ld_src / ld_dst */
+static void transpose(float* dst, int64_t ld_dst, const float* src, int64_t ld_src, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) dst[c * ld_dst + r] = src[r * ld_src + c];
+}
+
+/** dst (HD,BK) = key/value rows [j0, j0+bk) transposed, zero padded to BK columns */
+static void load_transposed_tile(float* dst, const float* src, int64_t stride, int64_t j0, int64_t bk, int64_t HD) {
+  transpose(dst, ATT_BK, src + j0 * stride, stride, bk, HD);
+  for (int64_t d = 0; d < HD; d++)
+    for (int64_t jj = bk; jj < ATT_BK; jj++) dst[d * ATT_BK + jj] = 0.0f;
 }
 
 static void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
@@ -617,7 +666,8 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
   const int64_t group = NH / NKV;
   const int64_t qtiles = ceil_div(T, ATT_BQ);
   auto task = [&](int64_t t) {
-    const int64_t b = t / (NH * qtiles), h = (t / qtiles) % NH, i0 = (t % qtiles) * ATT_BQ;
+    // the last query tiles see the most keys: hand them out first so the tail of the schedule is short
+    const int64_t b = t / (NH * qtiles), h = (t / qtiles) % NH, i0 = (qtiles - 1 - t % qtiles) * ATT_BQ;
     const int64_t bq = min64(ATT_BQ, T - i0);
     const int64_t kvh = h / group;
     float* qs = scratch(2, ATT_BQ * HD);
@@ -639,33 +689,29 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
     for (int64_t j0 = 0; j0 < kend; j0 += ATT_BK) {
       const int64_t bk = min64(ATT_BK, kend - j0);
       load_transposed_tile(kt, kbase, kvStride, j0, bk, HD);
+      tile_gemm(s, ATT_BK, qs, HD, kt, ATT_BK, bq, HD, ATT_BK, false);
       for (int64_t i = 0; i < bq; i++) {
-        const int64_t visible = min64(bk, i0 + i - j0 + 1);  // causal: key j0+jj <= query i0+i
-        if (visible <= 0) continue;
+        const int64_t visible = max64(0, min64(bk, i0 + i - j0 + 1));  // causal: key j0+jj <= query i0+i
         float* srow = s + i * ATT_BK;
-        score_row(srow, qs + i * HD, kt, HD);
         float mx = m[i];
         for (int64_t jj = 0; jj < visible; jj++) mx = srow[jj] > mx ? srow[jj] : mx;
-        const float corr = m[i] == -INFINITY ? 0.0f : exp_approx(m[i] - mx);
+        const float corr = visible == 0 ? 1.0f : (m[i] == -INFINITY ? 0.0f : exp_approx(m[i] - mx));
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int64_t jj = 0; jj < visible; jj++) {
-          const float p = exp_approx(srow[jj] - mx);
+        for (int64_t jj = 0; jj < ATT_BK; jj++) {
+          const float p = jj < visible ? exp_approx(srow[jj] - mx) : 0.0f;
           srow[jj] = p;
           sum += p;
         }
         l[i] = l[i] * corr + sum;
         m[i] = mx;
-        float* orow = o + i * HD;
+        if (corr != 1.0f) {
+          float* orow = o + i * HD;
 #pragma omp simd
-        for (int64_t d = 0; d < HD; d++) orow[d] *= corr;
-        for (int64_t jj = 0; jj < visible; jj++) {
-          const float p = srow[jj];
-          const float* vr = vbase + (j0 + jj) * kvStride;
-#pragma omp simd
-          for (int64_t d = 0; d < HD; d++) orow[d] += p * vr[d];
+          for (int64_t d = 0; d < HD; d++) orow[d] *= corr;
         }
       }
+      tile_gemm(o, HD, s, ATT_BK, vbase + j0 * kvStride, kvStride, bq, bk, HD, true);
     }
     for (int64_t i = 0; i < bq; i++) {
       const float inv = 1.0f / l[i];
@@ -682,24 +728,26 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
                                int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride) {
   const float scale = 1.0f / std::sqrt(float(HD));
   const int64_t group = NH / NKV;
+  const int64_t doStride = NH * HD;
   // One task per (batch, kv head): it owns dk/dv of that kv head and dq of the query heads that read it, so
   // no two threads ever add to the same element.
   auto task = [&](int64_t t) {
     const int64_t b = t / NKV, kvh = t % NKV;
-    float* kt = scratch(2, HD * ATT_BK);
-    float* vt = scratch(3, HD * ATT_BK);
-    float* dkv = scratch(4, 2 * ATT_BK * HD);  // dk tile then dv tile, (BK,HD) each
-    float* rowbuf = scratch(5, 3 * ATT_BK + group * T);
-    float* s = rowbuf;
-    float* dp = rowbuf + ATT_BK;
-    float* Dbuf = rowbuf + 3 * ATT_BK;  // D (group, T) = rowsum(dout * out)
+    float* kt = scratch(0, 2 * HD * ATT_BK);  // K and V tiles transposed, (HD,BK) each
+    float* vt = kt + HD * ATT_BK;
+    float* dkv = scratch(1, 2 * ATT_BK * HD);  // dk and dv of the key tile, (BK,HD) each
     float* dkt = dkv;
     float* dvt = dkv + ATT_BK * HD;
+    float* s = scratch(2, 4 * ATT_BQ * ATT_BK);  // P (BQ,BK), dS (BQ,BK), P^T (BK,BQ), dS^T (BK,BQ)
+    float* dp = s + ATT_BQ * ATT_BK;
+    float* pt = dp + ATT_BQ * ATT_BK;
+    float* dst = pt + ATT_BQ * ATT_BK;
+    float* Dbuf = scratch(3, group * T);  // D (group, T) = rowsum(dout * out)
     for (int64_t g = 0; g < group; g++) {
       const int64_t h = kvh * group + g;
       for (int64_t i = 0; i < T; i++) {
-        const float* dor = dout + ((b * T + i) * NH + h) * HD;
-        const float* orow = out + ((b * T + i) * NH + h) * HD;
+        const float* dor = dout + (b * T + i) * doStride + h * HD;
+        const float* orow = out + (b * T + i) * doStride + h * HD;
         float D = 0.0f;
 #pragma omp simd reduction(+ : D)
         for (int64_t d = 0; d < HD; d++) D += dor[d] * orow[d];
@@ -715,38 +763,37 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
       for (int64_t x = 0; x < 2 * ATT_BK * HD; x++) dkv[x] = 0.0f;
       for (int64_t g = 0; g < group; g++) {
         const int64_t h = kvh * group + g;
-        for (int64_t i = j0; i < T; i++) {
-          const int64_t visible = min64(bk, i - j0 + 1);
-          const float* qr = q + (b * T + i) * qStride + h * HD;
-          const float* dor = dout + ((b * T + i) * NH + h) * HD;
-          float* dqr = dq + (b * T + i) * qStride + h * HD;
-          const float l = lse[(b * NH + h) * T + i];
-          const float D = Dbuf[g * T + i];
-          score_row(s, qr, kt, HD);
-          score_row(dp, dor, vt, HD);
+        for (int64_t i0 = j0; i0 < T; i0 += ATT_BQ) {  // query rows that can see this key tile
+          const int64_t bq = min64(ATT_BQ, T - i0);
+          const float* qr = q + (b * T + i0) * qStride + h * HD;
+          const float* dor = dout + (b * T + i0) * doStride + h * HD;
+          float* dqr = dq + (b * T + i0) * qStride + h * HD;
+          tile_gemm(s, ATT_BK, qr, qStride, kt, ATT_BK, bq, HD, ATT_BK, false);    // q k^T
+          tile_gemm(dp, ATT_BK, dor, doStride, vt, ATT_BK, bq, HD, ATT_BK, false);  // dout v^T
+          for (int64_t i = 0; i < bq; i++) {
+            const int64_t visible = max64(0, min64(bk, i0 + i - j0 + 1));
+            const float l = lse[(b * NH + h) * T + i0 + i];
+            const float D = Dbuf[g * T + i0 + i];
+            float* srow = s + i * ATT_BK;
+            float* dprow = dp + i * ATT_BK;
 #pragma omp simd
-          for (int64_t jj = 0; jj < ATT_BK; jj++) {
-            const float p = jj < visible ? exp_approx(s[jj] * scale - l) : 0.0f;
-            s[jj] = p;                                // p, for dv
-            dp[jj] = p * (dp[jj] - D) * scale;        // ds, for dq and dk
-          }
-          for (int64_t jj = 0; jj < visible; jj++) {
-            const float p = s[jj], ds = dp[jj];
-            const float* kr = kbase + (j0 + jj) * kvStride;
-            float* dkr = dkt + jj * HD;
-            float* dvr = dvt + jj * HD;
-#pragma omp simd
-            for (int64_t d = 0; d < HD; d++) {
-              dqr[d] += ds * kr[d];
-              dkr[d] += ds * qr[d];
-              dvr[d] += p * dor[d];
+            for (int64_t jj = 0; jj < ATT_BK; jj++) {
+              const float p = jj < visible ? exp_approx(srow[jj] * scale - l) : 0.0f;
+              srow[jj] = p;                                // P, for dv
+              dprow[jj] = p * (dprow[jj] - D) * scale;     // dS, for dq and dk
             }
           }
+          tile_gemm(dqr, qStride, dp, ATT_BK, kbase + j0 * kvStride, kvStride, bq, bk, HD, true);  // dq += dS k
+          transpose(pt, ATT_BQ, s, ATT_BK, bq, bk);
+          transpose(dst, ATT_BQ, dp, ATT_BK, bq, bk);
+          tile_gemm(dkt, HD, dst, ATT_BQ, qr, qStride, bk, bq, HD, true);   // dk += dS^T q
+          tile_gemm(dvt, HD, pt, ATT_BQ, dor, doStride, bk, bq, HD, true);  // dv += P^T dout
         }
       }
       for (int64_t jj = 0; jj < bk; jj++) {
         float* dkr = dk + (b * T + j0 + jj) * kvStride + kvh * HD;
         float* dvr = dv + (b * T + j0 + jj) * kvStride + kvh * HD;
+#pragma omp simd
         for (int64_t d = 0; d < HD; d++) {
           dkr[d] += dkt[jj * HD + d];
           dvr[d] += dvt[jj * HD + d];

@@ -12,8 +12,12 @@ export type NativeAddon = Omit<Kernels, 'name'> & {
   fmaPeakGflops(threads: number): number;
 };
 
-/** dist/src/backend/native/addon.js -> <package root>/build/Release/orpo_native.node */
-export const addonPath = fileURLToPath(new URL('../../../../build/Release/orpo_native.node', import.meta.url));
+/**
+ * dist/src/backend/native/addon.js -> <package root>/build/Release/orpo_native.node, or ORPO_NATIVE_ADDON (a path to
+ * another build of the same addon, for testing a build without replacing the one in use).
+ */
+export const addonPath = process.env.ORPO_NATIVE_ADDON
+  || fileURLToPath(new URL('../../../../build/Release/orpo_native.node', import.meta.url));
 
 export type AddonLoad = { ok: true; addon: NativeAddon } | { ok: false; reason: string };
 
