@@ -97,3 +97,21 @@ test('fullForwardLogits = last hidden row times the output projection', () => {
     assert.ok(Math.abs(got[v]! - s) < 1e-5, `logit ${v}: ${got[v]} vs ${s}`);
   }
 });
+
+test('KV-cached generation (model Generator) gives the same logits and tokens as full forwards', async () => {
+  const { Generator } = await import('../src/model/generator.js');
+  const model = createModel(demoModelConfig({ hiddenSize: 32, layers: 2, heads: 2, intermediateSize: 64 }), { seed: 8 });
+  const generator = new Generator(model);
+  const full = fullForwardLogits(model);
+  const prompt = [1, 4, 5, 13, 6];
+  for (const temperature of [0, 1]) {
+    const opts = { temperature, topK: 0, topP: 1, seed: 5, maxNewTokens: 12, stopTokenIds: [] };
+    const cached = generateTokens((t) => {
+      const a = generator.nextLogits(t);
+      const b = full(t);
+      for (let v = 0; v < a.length; v++) assert.ok(Math.abs(a[v]! - b[v]!) < 1e-4, `logit ${v} at length ${t.length}`);
+      return a;
+    }, prompt, opts);
+    assert.deepEqual(cached, generateTokens(full, prompt, opts));
+  }
+});

@@ -2,9 +2,11 @@
 
 import { availableParallelism } from 'node:os';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
-import { generateTokens, fullForwardLogits, type Generation } from '../generate/generate.js';
+import { generateTokens, type Generation } from '../generate/generate.js';
 import type { SamplingOptions } from '../generate/sample.js';
 import { loadModel } from '../io/hf-model.js';
+import type { DecoderBase } from '../model/base.js';
+import { Generator } from '../model/generator.js';
 import type { CausalLM } from '../model/types.js';
 import { OptionError, type OptionTable } from '../train/options.js';
 import { resolveCommandOptions } from './args.js';
@@ -61,7 +63,7 @@ export function stopTokensOf(model: CausalLM, tokenizer: Tokenizer): number[] {
   return [...ids];
 }
 
-export function generateText(model: CausalLM, tokenizer: Tokenizer, promptIds: readonly number[],
+export function generateText(model: DecoderBase, tokenizer: Tokenizer, promptIds: readonly number[],
   opts: SamplingOptions & { maxNewTokens: number; seed: number; onText?: (s: string) => void }): Generation & { text: string } {
   // stream by decoding everything so far and printing what is new: a token can be half a character (byte
   // fallback), so text is only shown once the decoded string has grown past it
@@ -75,7 +77,9 @@ export function generateText(model: CausalLM, tokenizer: Tokenizer, promptIds: r
       shown = text;
     }
   };
-  const out = generateTokens(fullForwardLogits(model), promptIds, {
+  // KV-cached: each new token runs the model on that token only
+  const generator = new Generator(model);
+  const out = generateTokens((tokens) => generator.nextLogits(tokens), promptIds, {
     ...opts, stopTokenIds: stopTokensOf(model, tokenizer), onToken,
   }, model.config.maxPositions);
   const text = tokenizer.decode(out.tokens, { skipSpecialTokens: true });
