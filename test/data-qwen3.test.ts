@@ -64,7 +64,7 @@ test('conversational rows with a system column through the Qwen3 template: text 
 
 const HH = fileURLToPath(new URL('../../../shared/data/hh-rlhf-harmless-base-test.jsonl.gz', import.meta.url));
 
-test('HH-RLHF with Qwen3: the first 200 transcripts tokenise losslessly into prompt + response + EOS', { skip: !existsSync(HH) && `${HH} is absent (../shared not mounted)` }, async () => {
+test('HH-RLHF with Qwen3: the first 200 transcripts tokenise losslessly into prompt + response + EOS, as TRL splits them', { skip: !existsSync(HH) && `${HH} is absent (../shared not mounted)` }, async () => {
   const stats = emptyStats();
   let rows = 0;
   for await (const row of streamPreferencePairs(HH, tok, { ...DEFAULT_DATA_OPTIONS, limit: 200, maxLength: 100000, maxPromptLength: 50000 }, stats)) {
@@ -74,6 +74,10 @@ test('HH-RLHF with Qwen3: the first 200 transcripts tokenise losslessly into pro
     assert.equal(tok.decode(prompt) + tok.decode(chosen.slice(0, -1)), row.text.prompt + row.text.chosen);
     assert.equal(tok.decode(prompt) + tok.decode(rejected.slice(0, -1)), row.text.prompt + row.text.rejected);
     assert.deepEqual(prompt, tok.encode(row.text.prompt));
+    // TRL encodes prompt+response and splits at the prompt's length; with responses that start at a word
+    // boundary no token straddles it, so the separately encoded parts are exactly TRL's ids
+    assert.deepEqual(tok.encode(row.text.prompt + row.text.chosen), [...prompt, ...chosen.slice(0, -1)]);
+    assert.deepEqual(tok.encode(row.text.prompt + row.text.rejected), [...prompt, ...rejected.slice(0, -1)]);
   }
   assert.equal(stats.rowsRead, 200);
   assert.equal(rows + stats.dropped.empty_response, 200);
