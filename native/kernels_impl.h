@@ -587,35 +587,44 @@ static void rope_backward(float* dinp, const float* dout, const float* cosb, con
 constexpr int64_t ATT_BQ = 32;  // query rows per tile
 constexpr int64_t ATT_BK = 64;  // keys per score tile
 constexpr int ATT_NV = VL >= 16 ? 4 : 2;  // vectors per register row in tile_gemm (fits the register file)
-constexpr int64_t ATT_W = ATT_NV * VL;
+constexpr int64_t ATT_W = ATT_NV * VL;  // widest register strip
 
-/** c (RR, ATT_W) [+]= a (RR, K) @ b (K, ATT_W): RR x ATT_NV accumulators held in registers */
-template <int RR>
+/** c (RR, NV*VL) [+]= a (RR, K) @ b (K, NV*VL): RR x NV accumulators held in registers */
+template <int RR, int NV>
 static inline void tile_kernel(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb,
                                int64_t K, bool accumulate) {
-  vf acc[RR][ATT_NV];
+  vf acc[RR][NV];
 #pragma GCC unroll 4
   for (int r = 0; r < RR; r++)
 #pragma GCC unroll 4
-    for (int v = 0; v < ATT_NV; v++) acc[r][v] = vzero();
+    for (int v = 0; v < NV; v++) acc[r][v] = vzero();
   for (int64_t k = 0; k < K; k++) {
-    vf bv[ATT_NV];
+    vf bv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < ATT_NV; v++) bv[v] = vload(b + k * ldb + v * VL);
+    for (int v = 0; v < NV; v++) bv[v] = vload(b + k * ldb + v * VL);
 #pragma GCC unroll 4
     for (int r = 0; r < RR; r++) {
       const vf av = vset(a[r * lda + k]);
 #pragma GCC unroll 4
-      for (int v = 0; v < ATT_NV; v++) acc[r][v] = vfma(av, bv[v], acc[r][v]);
+      for (int v = 0; v < NV; v++) acc[r][v] = vfma(av, bv[v], acc[r][v]);
     }
   }
 #pragma GCC unroll 4
   for (int r = 0; r < RR; r++)
 #pragma GCC unroll 4
-    for (int v = 0; v < ATT_NV; v++) {
+    for (int v = 0; v < NV; v++) {
       float* cp = c + r * ldc + v * VL;
       vstore(cp, accumulate ? vadd(acc[r][v], vload(cp)) : acc[r][v]);
     }
+}
+
+/** one column strip NV*VL wide of tile_gemm, four rows at a time */
+template <int NV>
+static inline void tile_strip(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                              int64_t R, int64_t K, bool accumulate) {
+  int64_t r = 0;
+  for (; r + 4 <= R; r += 4) tile_kernel<4, NV>(c + r * ldc, ldc, a + r * lda, lda, b, ldb, K, accumulate);
+  for (; r < R; r++) tile_kernel<1, NV>(c + r * ldc, ldc, a + r * lda, lda, b, ldb, K, accumulate);
 }
 
 /** columns [j, W) of tile_gemm, left over when W is not a multiple of the register width */
@@ -639,10 +648,14 @@ __attribute__((noinline)) static void tile_gemm_tail(float* c, int64_t ldc, cons
 static void tile_gemm(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t R,
                       int64_t K, int64_t W, bool accumulate) {
   int64_t j = 0;
-  for (; j + ATT_W <= W; j += ATT_W) {
-    int64_t r = 0;
-    for (; r + 4 <= R; r += 4) tile_kernel<4>(c + r * ldc + j, ldc, a + r * lda, lda, b + j, ldb, K, accumulate);
-    for (; r < R; r++) tile_kernel<1>(c + r * ldc + j, ldc, a + r * lda, lda, b + j, ldb, K, accumulate);
+  for (; j + ATT_W <= W; j += ATT_W) tile_strip<ATT_NV>(c + j, ldc, a, lda, b + j, ldb, R, K, accumulate);
+  if (ATT_NV > 2 && j + 2 * VL <= W) {  // head sizes like 32 on AVX-512
+    tile_strip<2>(c + j, ldc, a, lda, b + j, ldb, R, K, accumulate);
+    j += 2 * VL;
+  }
+  if (j + VL <= W) {
+    tile_strip<1>(c + j, ldc, a, lda, b + j, ldb, R, K, accumulate);
+    j += VL;
   }
   if (j < W) tile_gemm_tail(c, ldc, a, lda, b, ldb, R, K, j, W, accumulate);
 }
