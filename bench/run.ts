@@ -6,9 +6,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { getKernels } from '../src/backend/index.js';
 import { parseArgs } from 'node:util';
 import {
-  BENCH_CONFIGS, coreCount, findConfig, memoryTable, outDir, profileTable, readJson, repoRoot, runTrainStepBench,
+  BENCH_CONFIGS, MICRO_CONFIG, coreCount, findConfig, memoryTable, outDir, profileTable, readJson, repoRoot, runTrainStepBench,
   speedTable, type TrainStepReport,
 } from './train-step.js';
 
@@ -66,8 +67,17 @@ async function main(): Promise<void> {
       steps: { type: 'string' },
       'no-twin': { type: 'boolean', default: false },
       'no-gemm': { type: 'boolean', default: false },
+      'allow-js': { type: 'boolean', default: false },
     },
   });
+  const configs = values.configs!.split(',').map((n) => findConfig(n.trim()));
+  const backend = getKernels().name;
+  if (backend === 'js' && !values['allow-js'] && configs.some((c) => c !== MICRO_CONFIG)) {
+    // the TypeScript backend runs ~1 GFLOP/s: a 30M step is minutes, the whole bench an hour
+    console.error('train-step bench: the native addon is not loaded, so the TypeScript backend would run (~75 s per 5M step). ' +
+      'Build it (npm rebuild) or pass --allow-js to measure the TypeScript backend anyway.');
+    process.exit(1);
+  }
   mkdirSync(outDir, { recursive: true });
   const gemmScript = join(repoRoot, 'dist', 'bench', 'gemm.js');
   if (!values['no-gemm'] && existsSync(gemmScript)) {
@@ -80,7 +90,7 @@ async function main(): Promise<void> {
   const gemmJson = join(outDir, 'gemm.json');
   const peaks = readPeak(gemmJson);
   const report = await runTrainStepBench({
-    configs: values.configs!.split(',').map((n) => findConfig(n.trim())),
+    configs,
     threads: values.threads!.split(',').map(Number),
     warmup: values.warmup === undefined ? undefined : Number(values.warmup),
     steps: values.steps === undefined ? undefined : Number(values.steps),

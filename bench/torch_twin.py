@@ -205,19 +205,27 @@ def main():
     opt, opt_label = make_optimizer(params, b)
 
     def step():
+        c0 = time.process_time()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = orpo_loss(model, ids, b['n_pairs'], b['prompt_len'], b['beta'])
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, b['max_grad_norm'])
         opt.step()
-        return loss.item(), float(norm), (time.perf_counter() - t0) * 1000
+        loss_value = loss.item()
+        ms = (time.perf_counter() - t0) * 1000
+        # process CPU time (all threads) per thread: the contention-free clock, as in bench/train-step.ts
+        cpu_ms = (time.process_time() - c0) * 1000 / args.threads
+        return loss_value, float(norm), ms, cpu_ms
 
-    first_loss, first_norm, _ = step()
+    first_loss, first_norm, _, _ = step()
     for _ in range(1, args.warmup):
         step()
-    times = [step()[2] for _ in range(args.steps)]
+    timed = [step() for _ in range(args.steps)]
+    times = [t[2] for t in timed]
+    cpu_times = [t[3] for t in timed]
     med = float(np.median(times))
+    med_cpu = float(np.median(cpu_times))
     tokens = ids.numel()
     print(json.dumps({
         'impl': 'pytorch', 'config': b['name'], 'threads': args.threads, 'torchVersion': torch.__version__,
@@ -226,6 +234,7 @@ def main():
         'optimizer': opt_label, 'torchThreads': torch.get_num_threads(),
         'env': {k: os.environ.get(k) for k in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE', 'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS')},
         'tokens': tokens, 'stepMs': times, 'medianStepMs': med, 'tokensPerSec': tokens / (med / 1000),
+        'stepCpuMs': cpu_times, 'medianStepCpuMs': med_cpu, 'tokensPerSecCpu': tokens / (med_cpu / 1000),
         'firstLoss': first_loss, 'firstGradNorm': first_norm,
         'baselineRssBytes': baseline, 'baselineBeforeTorchBytes': BASELINE_BEFORE_TORCH,
         'peakRssBytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

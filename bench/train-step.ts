@@ -216,10 +216,19 @@ export interface StepMeasurement {
   threads: number;
   /** real tokens per step */
   tokens: number;
-  /** timed steps, after the warm-up */
+  /** timed steps after the warm-up, wall clock */
   stepMs: number[];
   medianStepMs: number;
+  /** tokens / median wall-clock step */
   tokensPerSec: number;
+  /**
+   * the same steps on the process's CPU clock divided by the thread count. On a shared machine other processes
+   * take cores away mid-step, which the wall clock counts and the CPU clock does not (a thread spinning while it
+   * waits for a slower one is still charged), so this is the contention-free estimate the comparison uses.
+   */
+  stepCpuMs: number[];
+  medianStepCpuMs: number;
+  tokensPerSecCpu: number;
   /** loss and pre-clipping gradient norm of the first step, from the shared initial weights */
   firstLoss: number;
   firstGradNorm: number;
@@ -255,18 +264,26 @@ export function measureOurs(req: ChildRequest, baselineRssBytes = process.memory
   const batch: PackedBatch = collatePairs(benchPairs(cfg), 0);
   const opt = new AdamW(model.params.length,
     { lr: HYPER.lr, beta1: HYPER.beta1, beta2: HYPER.beta2, eps: HYPER.eps, weightDecay: HYPER.weightDecay }, kernels);
-  const step = (): { loss: number; norm: number; ms: number } => {
+  const step = (): { loss: number; norm: number; ms: number; cpuMs: number } => {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     model.zeroGrad();
     const r = orpoStep(model, batch, { beta: HYPER.beta, sftScope: 'full', head });
     const norm = clipGradNorm(model.grads, HYPER.maxGradNorm, kernels);
     opt.update(model.params, model.grads);
-    return { loss: r.loss, norm, ms: performance.now() - t0 };
+    const ms = performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    return { loss: r.loss, norm, ms, cpuMs: (c.user + c.system) / 1000 / req.threads };
   };
   const first = step();
   for (let i = 1; i < req.warmup; i++) step();
   const stepMs: number[] = [];
-  for (let i = 0; i < req.steps; i++) stepMs.push(step().ms);
+  const stepCpuMs: number[] = [];
+  for (let i = 0; i < req.steps; i++) {
+    const t = step();
+    stepMs.push(t.ms);
+    stepCpuMs.push(t.cpuMs);
+  }
   let profile: OursResult['profile'] = null;
   if (req.profile) {
     profiler.recording = true;
@@ -277,9 +294,11 @@ export function measureOurs(req: ChildRequest, baselineRssBytes = process.memory
   const P = model.params.length;
   const activationBytes = model.arena.bytes() + head.bytes();
   const medianStepMs = median(stepMs);
+  const medianStepCpuMs = median(stepCpuMs);
   return {
     impl: 'orpo-ts', backend: base.name, config: cfg.name, threads: req.threads, backendThreads: base.getThreads(),
     tokens: batch.tokens, stepMs, medianStepMs, tokensPerSec: batch.tokens / (medianStepMs / 1000),
+    stepCpuMs, medianStepCpuMs, tokensPerSecCpu: batch.tokens / (medianStepCpuMs / 1000),
     firstLoss: first.loss, firstGradNorm: first.norm, baselineRssBytes,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     analytic: { paramBytes: 4 * P, gradBytes: 4 * P, adamBytes: 8 * P, activationBytes,
@@ -337,13 +356,25 @@ function runTwin(cfg: BenchConfig, dir: string, threads: number, warmup: number,
   return lastJsonLine<TwinResult>(r.stdout, 'torch twin');
 }
 
-function runOursChild(req: ChildRequest): OursResult {
-  const env = { ...process.env, ORPO_THREADS: String(req.threads) };
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(req)],
-    { env, encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`train-step child (${req.config}, ${req.threads} threads) failed:\n${r.stderr}`);
-  if (r.stderr.trim()) process.stderr.write(r.stderr);
-  return lastJsonLine<OursResult>(r.stdout, 'train-step child');
+/**
+ * Our step in a fresh process, on the backend the parent selected: ORPO_BACKEND pins it, so a child that cannot
+ * load the addon (e.g. while someone rebuilds build/Release) fails instead of silently timing the TypeScript
+ * backend; it is retried a few times, seconds apart.
+ */
+function runOursChild(req: ChildRequest, backend: string): OursResult {
+  const env = { ...process.env, ORPO_THREADS: String(req.threads), ORPO_BACKEND: backend };
+  let stderr = '';
+  for (let attempt = 0; attempt < 4; attempt++) {
+    if (attempt > 0) spawnSync('sleep', ['15']);
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(req)],
+      { env, encoding: 'utf8', maxBuffer: 64 << 20 });
+    stderr = r.stderr;
+    if (r.status === 0) {
+      if (r.stderr.trim()) process.stderr.write(r.stderr);
+      return lastJsonLine<OursResult>(r.stdout, 'train-step child');
+    }
+  }
+  throw new Error(`train-step child (${req.config}, ${req.threads} threads, ORPO_BACKEND=${backend}) failed:\n${stderr}`);
 }
 
 /** Initial weights (HF names, F32) and the batch, for the twin to start exactly where we start. */
@@ -365,8 +396,11 @@ export interface TrainStepRow {
   threads: number;
   ours: OursResult;
   torch: TwinResult | null;
-  /** our tokens/s over PyTorch's */
+  /** our tokens/s over PyTorch's, both on the CPU clock (see StepMeasurement.stepCpuMs) */
   ratio: number | null;
+  /** the same on the wall clock */
+  wallRatio: number | null;
+  /** model FLOPs / CPU-clock step / FMA peak (the peak probe uses the CPU clock too) */
   mfuOurs: number | null;
   mfuTorch: number | null;
   /** |our first loss - twin's| / |twin's|: both start from the same weights and batch */
@@ -410,15 +444,15 @@ export async function runTrainStepBench(opts: TrainStepOptions): Promise<TrainSt
       const steps = opts.steps ?? cfg.steps;
       for (const threads of opts.threads) {
         log(`train-step: ${cfg.name} (${(cost.params / 1e6).toFixed(2)}M params, ${cost.tokens} tokens/step), ${threads} thread(s)...`);
-        const ours = runOursChild({ config: cfg.name, threads, warmup, steps, profile: true });
-        report.backend = ours.backend;
+        const ours = runOursChild({ config: cfg.name, threads, warmup, steps, profile: true }, report.backend);
         const torch = twinNote ? null : runTwin(cfg, dir, threads, warmup, steps);
         const peak = opts.peakFlops(threads);
         const mfu = (ms: number): number | null => (peak ? cost.flops / (ms / 1000) / peak : null);
         report.rows.push({
           config: cfg.name, threads, ours, torch,
-          ratio: torch ? ours.tokensPerSec / torch.tokensPerSec : null,
-          mfuOurs: mfu(ours.medianStepMs), mfuTorch: torch ? mfu(torch.medianStepMs) : null,
+          ratio: torch ? ours.tokensPerSecCpu / torch.tokensPerSecCpu : null,
+          wallRatio: torch ? ours.tokensPerSec / torch.tokensPerSec : null,
+          mfuOurs: mfu(ours.medianStepCpuMs), mfuTorch: torch ? mfu(torch.medianStepCpuMs) : null,
           lossRelDiff: torch ? Math.abs(ours.firstLoss - torch.firstLoss) / Math.abs(torch.firstLoss) : null,
           gradNormRelDiff: torch ? Math.abs(ours.firstGradNorm - torch.firstGradNorm) / Math.abs(torch.firstGradNorm) : null,
         });
@@ -442,13 +476,20 @@ export function markdownTable(header: string[], rows: string[][]): string {
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
 }
 
+const ratioText = (x: number | null): string => (x === null ? 'n/a' : `${x.toFixed(2)}x`);
+
+/** tokens/s and ms/step on the CPU clock (per thread), the wall clock in parentheses */
 export function speedTable(report: TrainStepReport): string {
+  const both = (cpu: number | null, wall: number | null, digits = 0): string =>
+    cpu === null ? 'n/a' : `${fmt(cpu, digits)} (${fmt(wall, digits)})`;
   return markdownTable(
-    ['config', 'threads', 'backend', 'ours tok/s', 'ours ms/step', 'PyTorch tok/s', 'PyTorch ms/step', 'ours/PyTorch', 'MFU ours', 'MFU PyTorch', 'first-loss rel. diff'],
+    ['config', 'threads', 'backend', 'ours tok/s', 'ours ms/step', 'PyTorch tok/s', 'PyTorch ms/step', 'ours/PyTorch', 'MFU ours', 'MFU PyTorch', 'first loss ours / PyTorch (rel. diff)'],
     report.rows.map((r) => [r.config, String(r.threads), `${r.ours.backend} (${r.ours.backendThreads} thr)`,
-      fmt(r.ours.tokensPerSec, 0), fmt(r.ours.medianStepMs, 0), fmt(r.torch?.tokensPerSec ?? null, 0),
-      fmt(r.torch?.medianStepMs ?? null, 0), r.ratio === null ? 'n/a' : `${r.ratio.toFixed(2)}x`,
-      pct(r.mfuOurs), pct(r.mfuTorch), r.lossRelDiff === null ? 'n/a' : r.lossRelDiff.toExponential(1)]));
+      both(r.ours.tokensPerSecCpu, r.ours.tokensPerSec), both(r.ours.medianStepCpuMs, r.ours.medianStepMs),
+      both(r.torch?.tokensPerSecCpu ?? null, r.torch?.tokensPerSec ?? null),
+      both(r.torch?.medianStepCpuMs ?? null, r.torch?.medianStepMs ?? null),
+      `${ratioText(r.ratio)} (${ratioText(r.wallRatio)})`, pct(r.mfuOurs), pct(r.mfuTorch),
+      r.torch ? `${r.ours.firstLoss.toFixed(6)} / ${r.torch.firstLoss.toFixed(6)} (${r.lossRelDiff!.toExponential(1)})` : 'n/a']));
 }
 
 export function memoryTable(report: TrainStepReport): string {

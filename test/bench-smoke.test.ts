@@ -12,6 +12,8 @@ test('bench: micro ORPO steps run, time and account their memory', () => {
   assert.equal(r.stepMs.length, 2);
   assert.equal(r.tokens, 2 * MICRO_CONFIG.pairs * MICRO_CONFIG.seq);
   assert.ok(Math.abs(r.tokensPerSec - r.tokens / (r.medianStepMs / 1000)) < 1e-6 * r.tokensPerSec);
+  assert.equal(r.stepCpuMs.length, 2);
+  assert.ok(r.stepCpuMs.every((ms) => ms > 0), 'each step used CPU time');
   // weights ~N(0, 0.02): logits are ~0, so the NLL is ~ln V and log_odds ~0, i.e. loss ~ ln V + beta ln 2
   const V = MICRO_CONFIG.hf.vocab_size as number;
   assert.ok(Math.abs(r.firstLoss - (Math.log(V) + 0.1 * Math.LN2)) < 0.05, `first loss ${r.firstLoss}`);
