@@ -4,7 +4,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,6 +120,7 @@ test('kill during a save keeps the previous checkpoint; --resume then equals an 
 
 test('eval and generate work on the trained output; the report holds the charts', () => {
   const out = join(root, 'straight');
+  if (!existsSync(join(out, 'report.html'))) assert.equal(orpo(trainArgs(out)).code, 0); // when run alone
   const ev = orpo(['eval', '--model', out, '--dataset', data.eval, '--json', '--threads', '1']);
   assert.equal(ev.code, 0, ev.stderr);
   const metrics = JSON.parse(ev.stdout) as Record<string, number>;
@@ -145,6 +146,15 @@ test('eval and generate work on the trained output; the report holds the charts'
   const chat = orpo(['generate', '--model', out, '--prompt', 'hi', '--chat']);
   assert.equal(chat.code, 1);
   assert.match(chat.stderr, /no chat_template/);
+  // with a chat template, --chat renders the user turn and the generation prompt before generating
+  const chatDir = join(root, 'chat-model');
+  cpSync(out, chatDir, { recursive: true });
+  const tokConfig = JSON.parse(readFileSync(join(chatDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  tokConfig['chat_template'] = '{% for m in messages %}{{ m.content }}{% endfor %}{% if add_generation_prompt %}={% endif %}';
+  writeFileSync(join(chatDir, 'tokenizer_config.json'), JSON.stringify(tokConfig));
+  const viaChat = orpo(['generate', '--model', chatDir, '--prompt', '12+07', '--chat', '--json', '--max-new-tokens', '6']);
+  assert.equal(viaChat.code, 0, viaChat.stderr);
+  assert.deepEqual((JSON.parse(viaChat.stdout) as { tokens: number[] }).tokens, greedy.tokens);
 
   const html = readFileSync(join(out, 'report.html'), 'utf8');
   for (const id of ['loss', 'nll_loss', 'log_odds_ratio', 'logps', 'margins', 'accuracies']) {

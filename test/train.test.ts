@@ -128,3 +128,26 @@ test('a NaN loss stops the run naming the step, and nothing is saved', async () 
     (e: Error) => e instanceof NonFiniteError && /step 3: the (loss|gradient norm) is not finite/.test(e.message));
   assert.deepEqual(saves, ['checkpoint', 'checkpoint']); // steps 1 and 2 only
 });
+
+test('progress: a bar redrawn in place on a terminal, plain lines otherwise', async () => {
+  const { ProgressReporter } = await import('../src/cli/progress.js');
+  const sink = (tty: boolean): { stream: NodeJS.WriteStream; text: () => string } => {
+    let text = '';
+    const stream = { isTTY: tty, columns: 200, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
+    return { stream, text: () => text };
+  };
+  const p = { step: 5, totalSteps: 10, epoch: 0.5, loss: 1.25, margin: 0.1, accuracy: 0.75, tokensPerSecond: 1234, eta: 65 };
+  const record = { step: 5, epoch: 0.5, loss: 1.25, nll_loss: 1, 'rewards/margins': 0.1, 'rewards/accuracies': 0.75, learning_rate: 1e-5, grad_norm: 2, tokens_per_second: 1234 };
+  const tty = sink(true);
+  const onTty = new ProgressReporter(tty.stream);
+  onTty.progress(p);
+  onTty.log(record); // training records are in the bar already
+  assert.match(tty.text(), /^\r█{12}░{12} 5\/10 ep 0\.50 loss 1\.2500 margin 0\.1000 acc 0\.75 1234 tok\/s ETA 1:05\x1b\[K$/);
+  const plain = sink(false);
+  const onPipe = new ProgressReporter(plain.stream);
+  onPipe.progress(p);
+  onPipe.log(record);
+  onPipe.log({ step: 5, epoch: 0.5, eval_loss: 2, 'eval_rewards/accuracies': 0.5 });
+  assert.equal(plain.text(), 'step 5 epoch 0.50 loss 1.2500 nll 1.0000 margin 0.1000 acc 0.750 lr 1.00e-5 grad_norm 2.000 1234 tok/s\n' +
+    'eval step 5 epoch 0.50 loss 2.0000 nll - margin - acc 0.500\n');
+});
