@@ -38,7 +38,7 @@ export const DEMO_OPTIONS: OptionTable<DemoConfig> = {
   output_dir: { type: 'path', default: 'orpo-demo', doc: 'where the base model, data, trained model and report.html go' },
   json: { type: 'bool', default: false, doc: 'print only the final metrics as one JSON object' },
   seed: { type: 'int', default: 1, min: 0, doc: 'seed of the task, the initial weights and the data order' },
-  max_steps: { type: 'int', default: 2000, min: 1, doc: 'optimizer steps' },
+  max_steps: { type: 'int', default: 3000, min: 1, doc: 'optimizer steps' },
   learning_rate: { type: 'float', default: 3e-3, min: 0, minExclusive: true, symbol: 'η', doc: 'peak learning rate (linear decay after 5% warmup)' },
   beta: withDefault(TRAIN_OPTIONS.beta, 0.5),
   per_device_train_batch_size: withDefault(TRAIN_OPTIONS.per_device_train_batch_size, 16),
