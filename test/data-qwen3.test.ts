@@ -93,7 +93,7 @@ test('the tokenizer speedups change no id: Qwen3 with and without them on tricky
   const plain = createTokenizer(files, { speedups: false });
   const texts = [
     'Hello world', '  leading and trailing  ', "It's 12,345.67 — “quoted” café naïve 日本語 🙂 emoji", '\n\nHuman: hi\n\nAssistant:',
-    '<|im_start|>user\nx<|im_end|>\n', 'tab\tseparated\r\nlines', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', '',
+    '<|im_start|>user\nx<|im_end|>\n', 'tab\tseparated\r\nlines', 'lone \ud800 surrogate \udc00 and pair \ud83d\ude00', 'Ünïcödé ÀÉÎ ñ ß 中文 العربية', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', '',
   ];
   if (existsSync(HH)) {
     const rows = gunzipSync(readFileSync(HH)).toString('utf8').split('\n').slice(0, 150);

@@ -78,27 +78,48 @@ function mergeRankLookup(model: BpeModelShape): void {
   };
 }
 
+/** UTF-8 bytes of a string, each mapped through the byte-level alphabet; lone surrogates become U+FFFD as
+ * TextEncoder makes them. */
+function byteLevelString(piece: string, table: readonly string[]): string {
+  let out = '';
+  for (let i = 0; i < piece.length; i++) {
+    let c = piece.charCodeAt(i);
+    if (c < 0x80) {
+      out += table[c];
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < piece.length) {
+      const low = piece.charCodeAt(i + 1);
+      if (low >= 0xdc00 && low <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (low - 0xdc00);
+        i++;
+      }
+    }
+    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd; // a surrogate without its pair
+    if (c < 0x800) out += table[0xc0 | (c >> 6)]! + table[0x80 | (c & 0x3f)]!;
+    else if (c < 0x10000) out += table[0xe0 | (c >> 12)]! + table[0x80 | ((c >> 6) & 0x3f)]! + table[0x80 | (c & 0x3f)]!;
+    else {
+      out += table[0xf0 | (c >> 18)]! + table[0x80 | ((c >> 12) & 0x3f)]! + table[0x80 | ((c >> 6) & 0x3f)]! + table[0x80 | (c & 0x3f)]!;
+    }
+  }
+  return out;
+}
+
 /**
- * 3. The byte-level pre-tokenizer maps every piece through TextEncoder and an array join. For ASCII text each char
- *    is its own byte, so a table lookup per char gives the same string; anything else takes the library's path.
+ * 3. The byte-level pre-tokenizer maps every piece through TextEncoder, Array.from and join; writing the UTF-8
+ *    bytes straight through the 256-entry alphabet gives the same string without the temporary arrays.
  */
-function asciiByteLevel(pre: ByteLevelShape): void {
-  const original = pre.pre_tokenize_text;
+function directByteLevel(pre: ByteLevelShape): void {
   const encoder = pre.byte_encoder;
-  if (pre.config?.type !== 'ByteLevel' || typeof original !== 'function' || !encoder) return;
+  if (pre.config?.type !== 'ByteLevel' || typeof pre.pre_tokenize_text !== 'function' || !encoder) return;
   if (pre.use_regex && !(pre.pattern instanceof RegExp)) return;
-  const table = Array.from({ length: 128 }, (_, b) => encoder[b]);
+  const table = Array.from({ length: 256 }, (_, b) => encoder[b]);
   if (table.some((c) => typeof c !== 'string')) return;
   const self = pre;
-  pre.pre_tokenize_text = function (text: string, options?: unknown): string[] {
-    for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 128) return original.call(self, text, options);
+  pre.pre_tokenize_text = function (text: string): string[] {
     if (self.add_prefix_space && !text.startsWith(' ')) text = ' ' + text;
     const pieces = self.use_regex ? text.match(self.pattern!) ?? [] : [text];
-    return pieces.map((piece) => {
-      let out = '';
-      for (let i = 0; i < piece.length; i++) out += table[piece.charCodeAt(i)];
-      return out;
-    });
+    return pieces.map((piece) => byteLevelString(piece, table as string[]));
   };
 }
 
@@ -114,5 +135,5 @@ export function applySpeedups(hf: HfTokenizer): void {
     plainWordCache(model);
     mergeRankLookup(model);
   }
-  eachPreTokenizer(hf.pre_tokenizer, asciiByteLevel);
+  eachPreTokenizer(hf.pre_tokenizer, directByteLevel);
 }
