@@ -15,7 +15,7 @@ export const SPACE_A = 256; // " a"
 export const HI = 257; // "hi"
 
 /** GPT-2's byte -> printable character table, so byte-level tokens are valid JSON strings. */
-function byteAlphabet(): string[] {
+export function byteAlphabet(): string[] {
   const printable: number[] = [];
   for (let b = 0x21; b <= 0x7e; b++) printable.push(b);
   for (let b = 0xa1; b <= 0xac; b++) printable.push(b);

@@ -8,7 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTokenizer, padTokenIdOf } from '../src/data/tokenizer.js';
 import { tokenizePreferenceText, validateTruncation, TRL_TRUNCATION_DEFAULTS, type TruncationOptions } from '../src/data/tokenize.js';
-import { BOS, EOS, HI, PAD, SPACE_A, TINY_CHAT_TEMPLATE, bytes, tinyTokenizer, tinyTokenizerDir, tinyTokenizerFiles } from './data-tiny-tokenizer.js';
+import { byteLevelString } from '../src/data/tokenizer-speedups.js';
+import {
+  BOS, EOS, HI, PAD, SPACE_A, TINY_CHAT_TEMPLATE, byteAlphabet, bytes, tinyTokenizer, tinyTokenizerDir, tinyTokenizerFiles,
+} from './data-tiny-tokenizer.js';
 
 const opts = (o: Partial<TruncationOptions> = {}): TruncationOptions => ({ ...TRL_TRUNCATION_DEFAULTS, ...o });
 
@@ -158,4 +161,13 @@ test("GPT-2's own folder names no special token: the class defaults apply, as in
   assert.equal(padTokenIdOf(gpt2), 261);
   const row = tokenizePreferenceText({ prompt: 'Q', chosen: ' a', rejected: ' b' }, gpt2, opts());
   assert.deepEqual(row.ok && row.pair, { prompt: [81], chosen: [SPACE_A, 261], rejected: [32, 98, 261] });
+});
+
+test('byte-level speedup writes the same UTF-8 bytes as TextEncoder, lone surrogates included', () => {
+  const table = byteAlphabet();
+  const texts = ['plain ascii', 'café ñ ß', '中文 العربية', 'pair \ud83d\ude00', 'lone \ud800 high', 'lone \udc00 low', '\ud800', 'end \ud83d'];
+  for (const text of texts) {
+    const viaEncoder = Array.from(new TextEncoder().encode(text), (b) => table[b]).join('');
+    assert.equal(byteLevelString(text, table), viaEncoder, JSON.stringify(text));
+  }
 });

@@ -80,7 +80,7 @@ function mergeRankLookup(model: BpeModelShape): void {
 
 /** UTF-8 bytes of a string, each mapped through the byte-level alphabet; lone surrogates become U+FFFD as
  * TextEncoder makes them. */
-function byteLevelString(piece: string, table: readonly string[]): string {
+export function byteLevelString(piece: string, table: readonly string[]): string {
   let out = '';
   for (let i = 0; i < piece.length; i++) {
     let c = piece.charCodeAt(i);
