@@ -25,3 +25,10 @@ export {
 export { log1mexp, oddsRatio } from './loss/odds-ratio.js';
 export { AdamW, clipGradNorm, gradNorm, type AdamWHyperparams } from './optim/adamw.js';
 export { Rng } from './tensor/rng.js';
+export { LoraAdapters, attachLora, type LoraLayerSpec } from './lora/adapters.js';
+export { selectLoraTargets, defaultTargetModules, loraScaling, type LoraSettings, type LoraTarget } from './lora/config.js';
+export { mergeLora } from './lora/merge.js';
+export { saveAdapter, loadAdapter, readAdapterConfig } from './io/adapter.js';
+export { FusedLogprobHead } from './loss/fused-head.js';
+export { UnfusedLogprobHead, type TokenLogprobHead } from './loss/logprob-head.js';
+export { planMemory, formatMemoryPlan, peakRssBytes, type MemoryPlan, type MemoryPlanInput } from './train/memory.js';
