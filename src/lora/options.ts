@@ -2,7 +2,7 @@
 // LoraMemoryConfig), and what they turn into: the adapters, the buffers the optimizer trains, the loss heads,
 // the memory plan `--dry-run` prints. Pure: no files, no argv.
 import type { DecoderBase } from '../model/base.js';
-import type { ModelConfig } from '../model/types.js';
+import type { CausalLM, ModelConfig } from '../model/types.js';
 import { FusedLogprobHead } from '../loss/fused-head.js';
 import { UnfusedLogprobHead, type TokenLogprobHead } from '../loss/logprob-head.js';
 import type { OptionTable } from '../train/options.js';
@@ -54,7 +54,7 @@ export interface TrainableBuffers {
   zeroGrad(): void;
 }
 
-export function trainableBuffers(model: DecoderBase, adapters: LoraAdapters | null): TrainableBuffers {
+export function trainableBuffers(model: CausalLM, adapters: LoraAdapters | null): TrainableBuffers {
   if (adapters === null) return { params: model.params, grads: model.grads, zeroGrad: () => model.zeroGrad() };
   return { params: adapters.params, grads: adapters.grads, zeroGrad: () => adapters.zeroGrad() };
 }
@@ -64,7 +64,7 @@ export function trainableBuffers(model: DecoderBase, adapters: LoraAdapters | nu
  * With a frozen head (LoRA) the training head precomputes d logp / d hidden in forward, which evaluation does not
  * need.
  */
-export function lossHeads(model: DecoderBase, c: Pick<LoraMemoryConfig, 'fused_loss'>): { train: TokenLogprobHead; eval: TokenLogprobHead } {
+export function lossHeads(model: CausalLM, c: Pick<LoraMemoryConfig, 'fused_loss'>): { train: TokenLogprobHead; eval: TokenLogprobHead } {
   const k = model.kernels;
   const precision = model.precision;
   if (!c.fused_loss) {
