@@ -109,6 +109,7 @@ test('kill during a save keeps the previous checkpoint; --resume then equals an 
   const r = orpo([...trainArgs(resumed), '--resume']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /resuming from .*checkpoint-2 \(step 2 of 6\)/);
+  assert.doesNotMatch(r.stderr, /warning/); // same options: nothing to warn about
   assert.ok(!readdirSync(resumed).some((n) => n.startsWith('.tmp-')), 'stale temporary folder removed');
   assert.deepEqual(withoutTimings(records(resumed)), withoutTimings(want));
   const m1 = await loadModel(straight);
@@ -201,7 +202,8 @@ test('Ctrl-C saves a checkpoint and exits; --resume continues from it', async ()
   const step = Number(/interrupted at step (\d+); continue with --resume/.exec(first.stderr)?.[1]);
   assert.ok(step >= 3, first.stderr);
   assert.ok(existsSync(join(out, `checkpoint-${step}`, 'trainer_state.json')));
-  const second = await interruptAfter([...args, '--resume'], 2);
+  const second = await interruptAfter([...args, '--resume', '--seed', '7'], 2);
+  assert.match(second.stderr, /warning: seed was 42 in the run that wrote .* but is 7 now/);
   assert.equal(second.code, 130, second.stderr);
   assert.match(second.stderr, new RegExp(`resuming from .*checkpoint-${step} \\(step ${step} of 100000\\)`));
   // the log continues where the checkpoint left off, one record per step, none lost or repeated

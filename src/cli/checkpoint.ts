@@ -123,6 +123,8 @@ export interface LoadedCheckpoint {
   m: Float32Array;
   v: Float32Array;
   optimizerStep: number;
+  /** training_args.json: the options of the run that wrote it */
+  args: Record<string, unknown>;
 }
 
 /** `resume` = a checkpoint folder, or 'latest' = the newest complete checkpoint in outputDir. */
@@ -154,5 +156,6 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   };
   const m = await readTensorF32(tensor('exp_avg'));
   const v = await readTensorF32(tensor('exp_avg_sq'));
-  return { dir, model, state, m, v, optimizerStep: state.optimizer_step };
+  const args = JSON.parse(await readFile(join(dir, 'training_args.json'), 'utf8')) as Record<string, unknown>;
+  return { dir, model, state, m, v, optimizerStep: state.optimizer_step, args };
 }

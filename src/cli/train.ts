@@ -49,6 +49,14 @@ export interface TrainRun {
 type DataKeys = 'max_length' | 'max_prompt_length' | 'max_completion_length' | 'truncation_mode' | 'skip_invalid' |
   'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column';
 
+// options that shape the optimisation; a resumed run with other values continues, but not exactly
+const RESUME_MUST_MATCH = [
+  'dataset', 'eval_dataset', 'eval_split_ratio', 'beta', 'sft_scope', 'learning_rate', 'num_train_epochs', 'max_steps',
+  'per_device_train_batch_size', 'gradient_accumulation_steps', 'lr_scheduler_type', 'warmup_steps', 'warmup_ratio',
+  'weight_decay', 'adam_beta1', 'adam_beta2', 'adam_epsilon', 'max_grad_norm', 'max_length', 'max_prompt_length',
+  'max_completion_length', 'truncation_mode', 'seed',
+] as const satisfies readonly (keyof TrainConfig)[];
+
 export function dataLimitsOf(c: Pick<TrainConfig, DataKeys>): DataLimits {
   return {
     maxLength: c.max_length, maxPromptLength: c.max_prompt_length, maxCompletionLength: c.max_completion_length,
@@ -91,6 +99,13 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
     model = ckpt.model;
     resume = { state: ckpt.state, m: ckpt.m, v: ckpt.v, optimizerStep: ckpt.optimizerStep };
     say(`resuming from ${dir} (step ${ckpt.state.global_step} of ${ckpt.state.total_steps})`);
+    for (const key of RESUME_MUST_MATCH) {
+      if (JSON.stringify(ckpt.args[key]) !== JSON.stringify(c[key])) {
+        reporter.message(`warning: ${key} was ${JSON.stringify(ckpt.args[key])} in the run that wrote ${dir} but is ` +
+          `${JSON.stringify(c[key])} now; the data order and schedule are the checkpoint's, so the result will not ` +
+          'equal either run. Give the original options to continue exactly.');
+      }
+    }
   } else {
     model = await loadModel(modelDir);
   }
