@@ -26,7 +26,7 @@ export const MERGE_USAGE = `Usage: orpo merge --base DIR --adapter DIR --out DIR
 
 Adds a LoRA adapter's update (W += lora_alpha/r * B A) to the base weights and writes a plain model folder.`;
 
-export async function runMergeCommand(argv: string[]): Promise<number> {
+export async function runMergeCommand(argv: readonly string[]): Promise<number> {
   const c = await resolveCommandOptions('merge', MERGE_USAGE, argv, MERGE_OPTIONS);
   if (c === null) return 0;
   if (c.adapter === null) throw new OptionError("missing required option 'adapter' (--adapter)");
