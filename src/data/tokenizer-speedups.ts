@@ -124,7 +124,8 @@ function directByteLevel(pre: ByteLevelShape): void {
 }
 
 function eachPreTokenizer(pre: unknown, visit: (p: ByteLevelShape) => void): void {
-  if (typeof pre !== 'object' || pre === null) return;
+  // the library's components are Callable: instances are functions, so typeof is not 'object'
+  if (pre === null || (typeof pre !== 'object' && typeof pre !== 'function')) return;
   visit(pre as ByteLevelShape);
   for (const child of (pre as ByteLevelShape).tokenizers ?? []) eachPreTokenizer(child, visit);
 }
