@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTokenizer, padTokenIdOf } from '../src/data/tokenizer.js';
 import { tokenizePreferenceText, validateTruncation, TRL_TRUNCATION_DEFAULTS, type TruncationOptions } from '../src/data/tokenize.js';
-import { byteLevelString } from '../src/data/tokenizer-speedups.js';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { applySpeedups, byteLevelString } from '../src/data/tokenizer-speedups.js';
 import {
   BOS, EOS, HI, PAD, SPACE_A, TINY_CHAT_TEMPLATE, byteAlphabet, bytes, tinyTokenizer, tinyTokenizerDir, tinyTokenizerFiles,
 } from './data-tiny-tokenizer.js';
@@ -170,4 +171,14 @@ test('byte-level speedup writes the same UTF-8 bytes as TextEncoder, lone surrog
     const viaEncoder = Array.from(new TextEncoder().encode(text), (b) => table[b]).join('');
     assert.equal(byteLevelString(text, table), viaEncoder, JSON.stringify(text));
   }
+});
+
+test('all three speedups apply to a byte-level BPE tokenizer (a silent guard would cost the speed)', () => {
+  const files = tinyTokenizerFiles();
+  const hf = new HfTokenizer(files.tokenizer, files.config);
+  assert.deepEqual(applySpeedups(hf), ['word cache', 'merge ranks', 'byte-level']);
+  assert.deepEqual(hf.encode('Q: a hi', { add_special_tokens: false }).ids, [81, 58, SPACE_A, 32, HI]);
+  // inside a Sequence, as Qwen, Llama 3 and GPT-2-style fast tokenizers nest it
+  const nested = { ...files.tokenizer, pre_tokenizer: { type: 'Sequence', pretokenizers: [files.tokenizer.pre_tokenizer] } };
+  assert.deepEqual(applySpeedups(new HfTokenizer(nested, files.config)), ['word cache', 'merge ranks', 'byte-level']);
 });

@@ -49,20 +49,20 @@ interface ByteLevelShape {
  * 1. The BPE word memo is an LRU whose every hit deletes and re-inserts a Map entry; a plain map memoising the
  *    same pure function avoids that churn.
  */
-function plainWordCache(model: BpeModelShape): void {
-  if (model.cache && typeof model.cache.get === 'function' && typeof model.cache.put === 'function') {
-    model.cache = new WordCache<unknown>(100_000);
-  }
+function plainWordCache(model: BpeModelShape): boolean {
+  if (!model.cache || typeof model.cache.get !== 'function' || typeof model.cache.put !== 'function') return false;
+  model.cache = new WordCache<unknown>(100_000);
+  return true;
 }
 
 /**
  * 2. Merge ranks are looked up by JSON.stringify([left, right]) for every candidate pair; a map of maps finds the
  *    same rank without building a string. Ranks are the merge's index, as the library numbers them.
  */
-function mergeRankLookup(model: BpeModelShape): void {
+function mergeRankLookup(model: BpeModelShape): boolean {
   const merges = model.merges;
-  if (!Array.isArray(merges) || !(model.bpe_ranks instanceof Map) || typeof model.add_node !== 'function') return;
-  if (!merges.every((m) => Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string')) return;
+  if (!Array.isArray(merges) || !(model.bpe_ranks instanceof Map) || typeof model.add_node !== 'function') return false;
+  if (!merges.every((m) => Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string')) return false;
   const ranks = new Map<string, Map<string, number>>();
   (merges as [string, string][]).forEach(([left, right], rank) => {
     let byRight = ranks.get(left);
@@ -76,6 +76,7 @@ function mergeRankLookup(model: BpeModelShape): void {
       queue.push(node);
     }
   };
+  return true;
 }
 
 /** UTF-8 bytes of a string, each mapped through the byte-level alphabet; lone surrogates become U+FFFD as
@@ -109,18 +110,19 @@ export function byteLevelString(piece: string, table: readonly string[]): string
  * 3. The byte-level pre-tokenizer maps every piece through TextEncoder, Array.from and join; writing the UTF-8
  *    bytes straight through the 256-entry alphabet gives the same string without the temporary arrays.
  */
-function directByteLevel(pre: ByteLevelShape): void {
+function directByteLevel(pre: ByteLevelShape): boolean {
   const encoder = pre.byte_encoder;
-  if (pre.config?.type !== 'ByteLevel' || typeof pre.pre_tokenize_text !== 'function' || !encoder) return;
-  if (pre.use_regex && !(pre.pattern instanceof RegExp)) return;
+  if (pre.config?.type !== 'ByteLevel' || typeof pre.pre_tokenize_text !== 'function' || !encoder) return false;
+  if (pre.use_regex && !(pre.pattern instanceof RegExp)) return false;
   const table = Array.from({ length: 256 }, (_, b) => encoder[b]);
-  if (table.some((c) => typeof c !== 'string')) return;
+  if (table.some((c) => typeof c !== 'string')) return false;
   const self = pre;
   pre.pre_tokenize_text = function (text: string): string[] {
     if (self.add_prefix_space && !text.startsWith(' ')) text = ' ' + text;
     const pieces = self.use_regex ? text.match(self.pattern!) ?? [] : [text];
     return pieces.map((piece) => byteLevelString(piece, table as string[]));
   };
+  return true;
 }
 
 function eachPreTokenizer(pre: unknown, visit: (p: ByteLevelShape) => void): void {
@@ -130,11 +132,14 @@ function eachPreTokenizer(pre: unknown, visit: (p: ByteLevelShape) => void): voi
   for (const child of (pre as ByteLevelShape).tokenizers ?? []) eachPreTokenizer(child, visit);
 }
 
-export function applySpeedups(hf: HfTokenizer): void {
+/** Applies what fits this tokenizer; returns the names of the speedups applied (tests check they were). */
+export function applySpeedups(hf: HfTokenizer): string[] {
+  const applied: string[] = [];
   const model = hf.model as unknown as BpeModelShape | null;
-  if (model) {
-    plainWordCache(model);
-    mergeRankLookup(model);
-  }
-  eachPreTokenizer(hf.pre_tokenizer, directByteLevel);
+  if (model && plainWordCache(model)) applied.push('word cache');
+  if (model && mergeRankLookup(model)) applied.push('merge ranks');
+  eachPreTokenizer(hf.pre_tokenizer, (pre) => {
+    if (directByteLevel(pre)) applied.push('byte-level');
+  });
+  return applied;
 }
