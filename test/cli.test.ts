@@ -119,6 +119,22 @@ test('kill during a save keeps the previous checkpoint; --resume then equals an 
   assert.deepEqual((await loadModel(join(resumed, 'checkpoint-4'))).params, (await loadModel(join(straight, 'checkpoint-4'))).params);
 });
 
+test('LoRA (with dropout): kill mid-save and --resume equal an uninterrupted run; the output is a PEFT adapter', () => {
+  const lora = ['--lora-r', '4', '--lora-dropout', '0.2', '--no-report'];
+  const straight = join(root, 'lora-straight');
+  const a = orpo(trainArgs(straight, lora));
+  assert.equal(a.code, 0, a.stderr);
+  assert.match(a.stderr, /LoRA r=4 on \d+ modules/);
+  assert.ok(existsSync(join(straight, 'adapter_config.json')) && existsSync(join(straight, 'adapter_model.safetensors')));
+  assert.ok(!existsSync(join(straight, 'model.safetensors')), 'under LoRA the base weights are not copied');
+  const resumed = join(root, 'lora-resumed');
+  assert.equal(orpo(trainArgs(resumed, lora), { ORPO_TEST_KILL_DURING_SAVE: '4' }).signal, 'SIGKILL');
+  const r = orpo([...trainArgs(resumed, lora), '--resume']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(withoutTimings(records(resumed)), withoutTimings(records(straight)));
+  assert.deepEqual(readFileSync(join(resumed, 'adapter_model.safetensors')), readFileSync(join(straight, 'adapter_model.safetensors')));
+});
+
 test('eval and generate work on the trained output; the report holds the charts', () => {
   const out = join(root, 'straight');
   if (!existsSync(join(out, 'report.html'))) assert.equal(orpo(trainArgs(out)).code, 0); // when run alone

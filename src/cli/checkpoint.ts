@@ -1,5 +1,5 @@
 // Checkpoints on disk: `output_dir/checkpoint-N/` = a Hugging Face model folder (config.json,
-// model.safetensors in float32, the tokenizer files) + optimizer.safetensors (AdamW moments) +
+// model.safetensors in float32, the tokenizer files; under LoRA a PEFT adapter folder) + optimizer.safetensors (AdamW moments) +
 // trainer_state.json (step, schedule, data order, RNG state, log history) + training_args.json.
 //
 // Atomicity: everything is written into a hidden temporary folder, each file fsynced, trainer_state.json last,
@@ -10,9 +10,7 @@
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomically } from '../io/atomic-file.js';
-import { loadModel, saveModel } from '../io/hf-model.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../io/safetensors.js';
-import type { DecoderBase } from '../model/base.js';
 import type { AdamW } from '../optim/adamw.js';
 import type { TrainerState } from '../train/trainer.js';
 
@@ -53,7 +51,8 @@ function maybeKillForTest(step: number): void {
 
 export interface SaveCheckpointInput {
   outputDir: string;
-  model: DecoderBase;
+  /** writes the weights into a folder: the whole model, or only the LoRA adapter */
+  writeWeights: (dir: string) => Promise<void>;
   optimizer: AdamW;
   state: TrainerState;
   /** where the tokenizer files come from (the starting model folder) */
@@ -68,7 +67,7 @@ export async function saveCheckpoint(x: SaveCheckpointInput): Promise<string> {
   const tmp = join(x.outputDir, `${TMP_PREFIX}${step}-${process.pid}`);
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
-  await saveModel(x.model, tmp, { dtype: 'F32' });
+  await x.writeWeights(tmp);
   await copyTokenizerFiles(x.tokenizerDir, tmp);
   await writeSafetensors(join(tmp, OPTIMIZER_FILE), [
     { name: 'exp_avg', shape: [x.optimizer.m.length], data: x.optimizer.m },
@@ -118,7 +117,6 @@ export async function pruneCheckpoints(outputDir: string, limit: number | null):
 
 export interface LoadedCheckpoint {
   dir: string;
-  model: DecoderBase;
   state: TrainerState;
   m: Float32Array;
   v: Float32Array;
@@ -136,7 +134,8 @@ export async function resolveResumeDir(resume: string, outputDir: string): Promi
   return latest.dir;
 }
 
-export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
+/** A checkpoint's trainer state, optimizer moments and options (the weights are loaded by the caller). */
+export async function loadCheckpoint(dir: string, trainableSize: number): Promise<LoadedCheckpoint> {
   let stateText: string;
   try {
     stateText = await readFile(join(dir, STATE_FILE), 'utf8');
@@ -144,18 +143,18 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
     throw new Error(`${dir}: not a checkpoint (no ${STATE_FILE}); give a checkpoint-N folder or --resume alone for the latest`);
   }
   const state = JSON.parse(stateText) as TrainerState & { optimizer_step: number };
-  const model = await loadModel(dir);
   const header = await readSafetensorsHeader(join(dir, OPTIMIZER_FILE));
   const tensor = (name: string): ReturnType<typeof header.tensors.get> & object => {
     const info = header.tensors.get(name);
     if (info === undefined) throw new Error(`${join(dir, OPTIMIZER_FILE)}: tensor '${name}' is missing`);
-    if (info.shape[0] !== model.params.length) {
-      throw new Error(`${join(dir, OPTIMIZER_FILE)}: '${name}' has ${info.shape[0]} values but the model has ${model.params.length} parameters`);
+    if (info.shape[0] !== trainableSize) {
+      throw new Error(`${join(dir, OPTIMIZER_FILE)}: '${name}' has ${info.shape[0]} values but this run trains ${trainableSize} ` +
+        'parameters; resume with the options (e.g. the LoRA ones) of the run that wrote the checkpoint');
     }
     return info;
   };
   const m = await readTensorF32(tensor('exp_avg'));
   const v = await readTensorF32(tensor('exp_avg_sq'));
   const args = JSON.parse(await readFile(join(dir, 'training_args.json'), 'utf8')) as Record<string, unknown>;
-  return { dir, model, state, m, v, optimizerStep: state.optimizer_step, args };
+  return { dir, state, m, v, optimizerStep: state.optimizer_step, args };
 }

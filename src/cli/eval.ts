@@ -3,6 +3,7 @@
 import { availableParallelism } from 'node:os';
 import { loadTokenizer, padTokenIdOf } from '../data/tokenizer.js';
 import { loadModel } from '../io/hf-model.js';
+import { lossHeads } from '../lora/options.js';
 import { TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
 import { evaluatePairs } from '../train/evaluate.js';
 import { ORPO_METRIC_NAMES } from '../train/metrics.js';
@@ -39,8 +40,10 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   const tokenizer = await loadTokenizer(c.model);
   const loaded = await loadPairs(c.dataset, tokenizer, dataLimitsOf(c));
   const started = performance.now();
+  // the chunked head: a large vocabulary's (tokens x vocab) logits never exist at once
+  const head = lossHeads(model, { fused_loss: true }).eval;
   const out = evaluatePairs(model, loaded.pairs, {
-    beta: c.beta, sftScope: c.sft_scope, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
+    head, beta: c.beta, sftScope: c.sft_scope, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
   });
   const seconds = (performance.now() - started) / 1000;
   const result: Record<string, number | string> = { model: c.model, dataset: c.dataset, pairs: out.pairs };

@@ -7,7 +7,12 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { TokenPair } from '../data/collate.js';
 import { loadTokenizer, padTokenIdOf, type Tokenizer } from '../data/tokenizer.js';
-import { loadModel, saveModel } from '../io/hf-model.js';
+import { readSafetensorsHeader, readTensorF32 } from '../io/safetensors.js';
+import { ADAPTER_WEIGHTS_FILE, peftTensorName, saveAdapter } from '../io/adapter.js';
+import { loadModel, readConfigJson, saveModel } from '../io/hf-model.js';
+import type { LoraAdapters } from '../lora/adapters.js';
+import { attachLoraFromOptions, lossHeads, trainableBuffers, trainMemoryPlanText } from '../lora/options.js';
+import { parseConfig } from '../model/config.js';
 import type { DecoderBase } from '../model/base.js';
 import { Rng } from '../tensor/rng.js';
 import { TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
@@ -76,6 +81,10 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   const c = await resolveCommandOptions('train', TRAIN_USAGE, argv, TRAIN_OPTIONS, { allowConfig: true });
   if (c === null) return 0;
   validateTrainConfig(c);
+  if (c.dry_run) {
+    process.stdout.write(`${trainMemoryPlanText(parseConfig(await readConfigJson(c.model!)), c)}\n`);
+    return 0;
+  }
   const run = await runTraining(c);
   return run.result.interrupted ? 130 : 0;
 }
@@ -91,24 +100,35 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   await mkdir(outputDir, { recursive: true });
   await removeStaleTemporaries(outputDir);
 
-  let model: DecoderBase;
+  const resumeDir = c.resume === null ? null : await resolveResumeDir(c.resume, outputDir);
+  // a checkpoint holds the whole model, or under LoRA only the adapter (the base comes from --model again)
+  const lora = c.lora_r !== null;
+  const model = await loadModel(resumeDir !== null && !lora ? resumeDir : modelDir);
+  model.gradientCheckpointing = c.gradient_checkpointing;
+  const adapters = attachLoraFromOptions(model, c, c.seed);
+  const trainable = trainableBuffers(model, adapters);
   let resume: ResumeFrom | null = null;
-  if (c.resume !== null) {
-    const dir = await resolveResumeDir(c.resume, outputDir);
-    const ckpt = await loadCheckpoint(dir);
-    model = ckpt.model;
+  if (resumeDir !== null) {
+    const ckpt = await loadCheckpoint(resumeDir, trainable.params.length);
+    if (adapters !== null) {
+      await readAdapterWeightsInto(adapters, resumeDir);
+      const steps = ckpt.state.extra?.['lora_dropout_steps'];
+      if (Array.isArray(steps)) adapters.setDropoutSteps(steps as number[]);
+    }
     resume = { state: ckpt.state, m: ckpt.m, v: ckpt.v, optimizerStep: ckpt.optimizerStep };
-    say(`resuming from ${dir} (step ${ckpt.state.global_step} of ${ckpt.state.total_steps})`);
+    say(`resuming from ${resumeDir} (step ${ckpt.state.global_step} of ${ckpt.state.total_steps})`);
     for (const key of RESUME_MUST_MATCH) {
       if (JSON.stringify(ckpt.args[key]) !== JSON.stringify(c[key])) {
-        reporter.message(`warning: ${key} was ${JSON.stringify(ckpt.args[key])} in the run that wrote ${dir} but is ` +
+        reporter.message(`warning: ${key} was ${JSON.stringify(ckpt.args[key])} in the run that wrote ${resumeDir} but is ` +
           `${JSON.stringify(c[key])} now; the data order and schedule are the checkpoint's, so the result will not ` +
           'equal either run. Give the original options to continue exactly.');
       }
     }
-  } else {
-    model = await loadModel(modelDir);
   }
+  const writeWeights = async (dir: string, dtype: 'F32' | 'BF16'): Promise<void> => {
+    if (adapters !== null) await saveAdapter(adapters, dir, { baseModelNameOrPath: modelDir, dtype });
+    else await saveModel(model, dir, { dtype });
+  };
   model.kernels.setThreads(c.threads ?? availableParallelism());
 
   const tokenizer = await loadTokenizer(modelDir);
@@ -146,14 +166,17 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
 
   const args = { ...c };
   const saveCkpt = async (state: TrainerState, optimizer: Parameters<typeof saveCheckpoint>[0]['optimizer']): Promise<string> => {
-    const dir = await saveCheckpoint({ outputDir, model, optimizer, state, tokenizerDir: modelDir, args });
+    if (adapters !== null) state.extra = { ...state.extra, lora_dropout_steps: adapters.getDropoutSteps() };
+    const dir = await saveCheckpoint({ outputDir, writeWeights: (d) => writeWeights(d, 'F32'), optimizer, state, tokenizerDir: modelDir, args });
     await pruneCheckpoints(outputDir, c.save_total_limit);
     return dir;
   };
   if (resume === null) opts.beforeTraining?.(model, tokenizer);
   let result: TrainResult;
   try {
-    say(`training ${modelDir} (${model.config.modelType}, ${(model.params.length / 1e6).toFixed(2)}M parameters) on ` +
+    const what = adapters === null ? 'every weight' : `LoRA r=${c.lora_r} on ${adapters.layers.length} modules`;
+    say(`training ${modelDir} (${model.config.modelType}, ${(model.params.length / 1e6).toFixed(2)}M parameters; ${what}, ` +
+      `${(trainable.params.length / 1e6).toFixed(3)}M trainable) on ` +
       `${trainPairs.length} pairs with ${model.kernels.name} kernels, ${model.kernels.getThreads()} thread(s)`);
     result = await train(model, { train: trainPairs, eval: evalPairs, padTokenId }, c, {
       log: (r: LogRecord) => {
@@ -166,14 +189,17 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
       shouldStop: () => stopRequested,
       save: async (kind, state, optimizer) => {
         if (kind === 'final') {
-          await saveModel(model, outputDir, { dtype: c.save_dtype === 'bfloat16' ? 'BF16' : 'F32' });
+          await writeWeights(outputDir, c.save_dtype === 'bfloat16' ? 'BF16' : 'F32');
           await copyTokenizerFiles(modelDir, outputDir);
           return;
         }
         const dir = await saveCkpt(state, optimizer);
         say(`saved ${dir}`);
       },
-    }, resume);
+    }, resume, {
+      trainable, heads: lossHeads(model, c),
+      ...(adapters === null ? {} : { setTraining: (on: boolean) => void (adapters.training = on) }),
+    });
   } finally {
     reporter.finish();
     process.off('SIGINT', onSigint);
@@ -193,6 +219,21 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   if (result.interrupted) say(`interrupted at step ${result.state.global_step}; continue with --resume`);
   else if (opts.quiet !== true) printSummary(summary, reporter);
   return { result, model, tokenizer, evalPairs, trainPairs };
+}
+
+/** A checkpoint's adapter weights (PEFT names) into freshly attached adapters of the same settings. */
+async function readAdapterWeightsInto(adapters: LoraAdapters, dir: string): Promise<void> {
+  const file = join(dir, ADAPTER_WEIGHTS_FILE);
+  const header = await readSafetensorsHeader(file);
+  for (const l of adapters.layers) {
+    for (const [factor, view] of [['A', adapters.A(l.module)], ['B', adapters.B(l.module)]] as const) {
+      const info = header.tensors.get(peftTensorName(l.module, factor));
+      if (info === undefined || info.shape.reduce((a, b) => a * b, 1) !== view.length) {
+        throw new Error(`${file}: no ${factor} factor of ${view.length} values for ${l.module}; resume with the LoRA options of the run that wrote it`);
+      }
+      await readTensorF32(info, view);
+    }
+  }
 }
 
 function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, model: DecoderBase): Record<string, number | string> {

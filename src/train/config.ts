@@ -2,9 +2,11 @@
 // Cross-option rules (e.g. max_prompt_length < max_length) live in validateTrainConfig, next to the table.
 
 import { SCHEDULER_TYPES, type SchedulerType } from '../optim/schedule.js';
+import { LORA_MEMORY_OPTIONS, type LoraMemoryConfig } from '../lora/options.js';
 import { OptionError, type OptionTable } from './options.js';
 
-export interface TrainConfig {
+/** TRL's training options plus the LoRA/memory ones (src/lora/options.ts owns those). */
+export interface TrainConfig extends LoraMemoryConfig {
   model: string | null;
   dataset: string | null;
   eval_dataset: string | null;
@@ -86,6 +88,7 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   save_dtype: { type: 'enum', choices: ['float32', 'bfloat16'], default: 'float32', group: 'Logging and saving', doc: 'dtype of the final model weights (checkpoints are always float32 so resuming is exact)' },
   report: { type: 'bool', default: true, group: 'Logging and saving', doc: 'write report.html and charts/*.svg at the end (--report false to skip)' },
   threads: { type: 'int', default: null, min: 1, group: 'Logging and saving', doc: 'compute threads (none: all cores)' },
+  ...LORA_MEMORY_OPTIONS,
 };
 
 /** Rules that involve more than one option; each error names the options involved. */

@@ -4,6 +4,7 @@
 import type { TokenPair } from '../data/collate.js';
 import { collatePairs } from '../data/collate.js';
 import { countNllTokens, orpoEvaluate, type OrpoMetrics } from '../loss/orpo.js';
+import type { TokenLogprobHead } from '../loss/logprob-head.js';
 import type { CausalLM } from '../model/types.js';
 import { MetricAccumulator } from './metrics.js';
 
@@ -12,6 +13,8 @@ export interface EvaluateOptions {
   sftScope: 'full' | 'response';
   batchSize: number;
   padTokenId: number;
+  /** the loss head (e.g. the fused, chunked one); default: the unfused reference */
+  head?: TokenLogprobHead;
 }
 
 export interface EvaluateResult {
@@ -31,7 +34,7 @@ export function evaluatePairs(model: CausalLM, pairs: readonly TokenPair[], opts
   let tokens = 0;
   for (let start = 0; start < pairs.length; start += opts.batchSize) {
     const batch = collatePairs(pairs.slice(start, start + opts.batchSize), opts.padTokenId);
-    const out = orpoEvaluate(model, batch, { beta: opts.beta, sftScope: opts.sftScope });
+    const out = orpoEvaluate(model, batch, { beta: opts.beta, sftScope: opts.sftScope, ...(opts.head ? { head: opts.head } : {}) });
     acc.add(out.metrics, batch.nPairs, countNllTokens(batch, opts.sftScope));
     logpsChosen.set(out.logpsChosen, start);
     logpsRejected.set(out.logpsRejected, start);

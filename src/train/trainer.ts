@@ -8,6 +8,8 @@
 
 import { collatePairs, type PackedBatch, type TokenPair } from '../data/collate.js';
 import { countNllTokens, orpoStep, type OrpoMetrics } from '../loss/orpo.js';
+import type { TokenLogprobHead } from '../loss/logprob-head.js';
+import type { TrainableBuffers } from '../lora/options.js';
 import type { CausalLM } from '../model/types.js';
 import { AdamW, clipGradNorm } from '../optim/adamw.js';
 import { learningRateAt, resolveWarmupSteps, type ScheduleConfig } from '../optim/schedule.js';
@@ -36,6 +38,16 @@ export interface TrainerState {
   log_history: LogRecord[];
   train_pairs: number;
   schedule: ScheduleConfig;
+  /** state of parts the caller plugs in (e.g. LoRA dropout counters), saved and restored by the caller */
+  extra?: Record<string, unknown>;
+}
+
+/** What a run trains and how it computes the loss; default: every parameter, the unfused head. */
+export interface TrainSetup {
+  trainable?: TrainableBuffers;
+  heads?: { train: TokenLogprobHead; eval: TokenLogprobHead };
+  /** dropout on while training, off while evaluating (PEFT's model.train()/model.eval()) */
+  setTraining?: (on: boolean) => void;
 }
 
 export interface Progress {
@@ -140,14 +152,17 @@ export async function train(
   c: TrainConfig,
   hooks: TrainerHooks = {},
   resume: ResumeFrom | null = null,
+  setup: TrainSetup = {},
 ): Promise<TrainResult> {
+  const trainable = setup.trainable ?? { params: model.params, grads: model.grads, zeroGrad: () => model.zeroGrad() };
+  const heads = setup.heads === undefined ? {} : { train: { head: setup.heads.train }, eval: { head: setup.heads.eval } };
   if (data.train.length === 0) throw new Error('train: the training set is empty');
   const state = resume?.state ?? initialState(data.train.length, c);
   if (state.train_pairs !== data.train.length) {
     throw new Error(`resume: the checkpoint was trained on ${state.train_pairs} pairs but the dataset now has ${data.train.length}; ` +
       'resume needs the same data and options');
   }
-  const optimizer = new AdamW(model.params.length, {
+  const optimizer = new AdamW(trainable.params.length, {
     lr: c.learning_rate, beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.weight_decay,
   }, model.kernels);
   if (resume !== null) {
@@ -168,7 +183,9 @@ export async function train(
   };
   const runEval = (): void => {
     if (data.eval === null || data.eval.length === 0) return;
-    const out = evaluatePairs(model, data.eval, { ...orpo, batchSize: c.per_device_eval_batch_size, padTokenId: data.padTokenId });
+    setup.setTraining?.(false);
+    const out = evaluatePairs(model, data.eval, { ...orpo, ...heads.eval, batchSize: c.per_device_eval_batch_size, padTokenId: data.padTokenId });
+    setup.setTraining?.(true);
     const record: LogRecord = { step: state.global_step, epoch: epochOf() };
     for (const [name, value] of Object.entries(out.metrics)) record[`eval_${name}`] = round(value);
     logRecord(record);
@@ -177,6 +194,7 @@ export async function train(
   };
   const evalEvery = c.eval_steps;
 
+  setup.setTraining?.(true);
   if (state.global_step === 0) runEval();
   const started = performance.now();
   let window = MetricAccumulator.fromJSON(state.window);
@@ -193,18 +211,18 @@ export async function train(
     const nllTokens = micro.map((b) => countNllTokens(b, c.sft_scope));
     const nllDenominator = nllTokens.reduce((a, b) => a + b, 0);
     const stepStats = new MetricAccumulator();
-    model.zeroGrad();
+    trainable.zeroGrad();
     let tokens = 0;
     for (const [i, batch] of micro.entries()) {
-      const out = orpoStep(model, batch, { ...orpo, nllDenominator, pairDenominator: picked.length });
+      const out = orpoStep(model, batch, { ...orpo, ...heads.train, nllDenominator, pairDenominator: picked.length });
       if (!Number.isFinite(out.loss)) throw new NonFiniteError(state.global_step + 1, 'loss');
       stepStats.add(perBatchMetrics(out.metrics, nllDenominator, nllTokens[i]!), batch.nPairs, nllTokens[i]!);
       tokens += batch.tokens;
     }
-    const gradNorm = clipGradNorm(model.grads, c.max_grad_norm > 0 ? c.max_grad_norm : Infinity, model.kernels);
+    const gradNorm = clipGradNorm(trainable.grads, c.max_grad_norm > 0 ? c.max_grad_norm : Infinity, model.kernels);
     if (!Number.isFinite(gradNorm)) throw new NonFiniteError(state.global_step + 1, 'gradient norm');
     const lr = learningRateAt(state.schedule, state.global_step);
-    optimizer.update(model.params, model.grads, lr);
+    optimizer.update(trainable.params, trainable.grads, lr);
     state.global_step += 1;
 
     const seconds = (performance.now() - stepStart) / 1000;
@@ -245,6 +263,7 @@ export async function train(
     // let signal handlers run between steps
     await new Promise((resolve) => setImmediate(resolve));
   }
+  setup.setTraining?.(false);
   result.seconds = (performance.now() - started) / 1000;
   if (!result.interrupted) await hooks.save?.('final', state, optimizer);
   return result;
