@@ -48,6 +48,9 @@ test('JSON Lines, gzipped JSON Lines, JSON array, JSON object of splits and JSON
     file('rows-array.json', JSON.stringify(ROWS)),
     file('rows-gz-array.json.gz', gzipSync(JSON.stringify(ROWS))),
     file('rows-lines.json', jsonl), // datasets' to_json() writes JSON Lines
+    file('rows-bom.jsonl', `\ufeff${jsonl}`), // byte-order marks from Windows editors
+    file('rows-bom-array.json', `\ufeff${JSON.stringify(ROWS)}`),
+    file('rows-bom-lines.json', `\ufeff${jsonl}`),
   ];
   for (const path of variants) {
     const { pairs, stats } = await pairsOf(path);

@@ -113,6 +113,9 @@ async function isGzipped(path: string): Promise<boolean> {
   }
 }
 
+/** Files saved by some Windows tools start with a byte-order mark, which JSON.parse rejects. */
+const stripBom = (text: string): string => (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+
 function parseObjectLine(text: string, source: RowSource): ReadItem {
   let value: unknown;
   try {
@@ -135,7 +138,7 @@ async function* readJsonLines(path: string): AsyncGenerator<ReadItem> {
     for await (const text of lines) {
       line++;
       if (text.trim() === '') continue;
-      yield parseObjectLine(text, { file: path, line });
+      yield parseObjectLine(line === 1 ? stripBom(text) : text, { file: path, line });
     }
   } catch (err) {
     throw new DataError(`cannot read (${(err as Error).message})`, { file: path, line: line + 1 });
@@ -238,7 +241,7 @@ async function peekJson(path: string): Promise<{ first: string; firstLine: strin
   const nl = text.indexOf('\n');
   return {
     first: text.trimStart()[0] ?? '',
-    firstLine: nl < 0 ? text : text.slice(0, nl),
+    firstLine: stripBom(nl < 0 ? text : text.slice(0, nl)),
     moreLines: nl >= 0 && text.slice(nl + 1).trim() !== '',
   };
 }
@@ -261,7 +264,7 @@ async function* readJson(path: string, split?: string): AsyncGenerator<ReadItem>
   for await (const chunk of textChunks(path)) text += chunk;
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    doc = JSON.parse(stripBom(text));
   } catch (err) {
     throw new DataError(`not valid JSON (${(err as Error).message})`, { file: path });
   }
