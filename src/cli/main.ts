@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; about: string }> 
   train: { load: async () => (await import('./train.js')).runTrain, about: 'fine-tune a Hugging Face model folder with ORPO on preference data' },
   eval: { load: async () => (await import('./eval.js')).runEval, about: 'ORPO metrics of a model folder on a preference dataset' },
   generate: { load: async () => (await import('./generate.js')).runGenerate, about: 'generate text from a model folder (greedy or sampled)' },
+  merge: { load: async () => (await import('./merge.js')).runMergeCommand, about: 'fold a trained LoRA adapter into its base model and write a plain model folder' },
   data: { load: async () => (await import('./data.js')).runDataCommand, about: 'inspect a dataset as the model will see it (data stats, data show)' },
 };
 
