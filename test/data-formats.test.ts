@@ -117,3 +117,16 @@ test('a missing field names the field, the fields that exist, and the option to 
   assert.throws(() => parsePreferenceRow({ prompt: [{ role: 'user' }], chosen: 'c', rejected: 'r' }, {}, src),
     /rows\.jsonl:7: field "prompt" message 0 must be \{role: string, content: string\}/);
 });
+
+test('a prompt repeated at the head of both conversations is not rendered twice (ultrafeedback_binarized)', () => {
+  const user = { role: 'user', content: 'hi' };
+  const ex = parsePreferenceRow({
+    prompt: 'hi',
+    chosen: [user, { role: 'assistant', content: 'yes' }],
+    rejected: [user, { role: 'assistant', content: 'no' }],
+  }, {}, src);
+  assert.deepEqual(exampleToText(ex, tok), { prompt: '<s><|user|>\nhi</s>\n<|assistant|>\n', chosen: 'yes</s>\n', rejected: 'no</s>\n' });
+  // a different prompt is kept as given: the conversations continue it
+  const other = parsePreferenceRow({ prompt: 'hello', chosen: [user, { role: 'assistant', content: 'y' }], rejected: [user, { role: 'assistant', content: 'n' }] }, {}, src);
+  assert.equal(other.kind === 'conversation' && other.chosen.length, 2);
+});

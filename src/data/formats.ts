@@ -106,6 +106,11 @@ export function parsePreferenceRow(values: Record<string, unknown>, columns: Col
     promptMessages = chosenMessages.slice(0, shared);
     chosenMessages = chosenMessages.slice(shared);
     rejectedMessages = rejectedMessages.slice(shared);
+  } else if (startsWith(chosenMessages, promptMessages) && startsWith(rejectedMessages, promptMessages)) {
+    // prompt given and repeated at the head of both conversations (HuggingFaceH4/ultrafeedback_binarized):
+    // the responses are what follows it, or the prompt would be rendered twice
+    chosenMessages = chosenMessages.slice(promptMessages.length);
+    rejectedMessages = rejectedMessages.slice(promptMessages.length);
   }
   if (system !== null && promptMessages[0]?.role !== 'system') {
     promptMessages = [{ role: 'system', content: system }, ...promptMessages];
@@ -133,9 +138,15 @@ export function commonTextPrefix(a: string, b: string): number {
   return i;
 }
 
+const sameMessage = (a: ChatMessage, b: ChatMessage): boolean => a.role === b.role && a.content === b.content;
+
+function startsWith(messages: readonly ChatMessage[], head: readonly ChatMessage[]): boolean {
+  return head.length > 0 && head.length < messages.length && head.every((m, i) => sameMessage(m, messages[i]!));
+}
+
 function commonMessagePrefix(a: readonly ChatMessage[], b: readonly ChatMessage[]): number {
   let i = 0;
-  while (i < a.length && i < b.length && a[i]!.role === b[i]!.role && a[i]!.content === b[i]!.content) i++;
+  while (i < a.length && i < b.length && sameMessage(a[i]!, b[i]!)) i++;
   // both lists identical: keep the last message as the response so the row reads as "chosen equals rejected"
   if (i === a.length && i === b.length && i > 0) i--;
   return i;
@@ -149,7 +160,7 @@ const isBlank = (side: string | ChatMessage[]): boolean =>
 const sameSide = (a: string | ChatMessage[], b: string | ChatMessage[]): boolean =>
   typeof a === 'string' || typeof b === 'string'
     ? a === b
-    : a.length === b.length && a.every((m, i) => m.role === b[i]!.role && m.content === b[i]!.content);
+    : a.length === b.length && a.every((m, i) => sameMessage(m, b[i]!));
 
 /** Rows with nothing to learn from: an empty side, or the same response twice. */
 export function unusableReason(example: PreferenceExample): DropReason | null {
