@@ -18,6 +18,12 @@ export function getNativeKernels(): Kernels | undefined {
   return nativeKernels;
 }
 
+/** The instruction set the native kernels run on here ('avx512', 'avx2', 'generic', 'neon'), for machine lines. */
+export function nativeIsa(): string | undefined {
+  const load = loadNativeAddon();
+  return load.ok ? load.addon.isa() : undefined;
+}
+
 /** Names of the backends usable here, best first. */
 export function availableBackends(): string[] {
   return getNativeKernels() ? ['native', 'js'] : ['js'];
