@@ -69,6 +69,8 @@ test('data: help, usage errors and data errors', async () => {
   const broken = join(dir, 'broken.jsonl');
   writeFileSync(broken, '{"prompt": "Q", "chosen": " a", "rejected": " b"}\n{oops\n');
   await assert.rejects(run(['stats', '--dataset', broken, '--model', model]), { name: 'DataError', message: /broken\.jsonl:2: not valid JSON/ });
+  const limited = JSON.parse((await run(['stats', '--dataset', dataset, '--model', model, '--limit', '2', '--json'])).out);
+  assert.deepEqual([limited.stats.rowsRead, limited.stats.rowsUsed], [2, 2]);
   const skipped = JSON.parse((await run(['stats', '--dataset', broken, '--model', model, '--skip-invalid', '--json'])).out);
   assert.equal(skipped.stats.dropped.invalid, 1);
 });

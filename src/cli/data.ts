@@ -16,7 +16,12 @@ import { resolveCommandOptions } from './args.js';
 type SharedKeys = 'model' | 'dataset' | 'max_length' | 'max_prompt_length' | 'max_completion_length' | 'truncation_mode' |
   'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' | 'per_device_train_batch_size' | 'seed';
 
-export type DataCommandConfig = Pick<TrainConfig, SharedKeys> & { system_column: string | null; json: boolean; n: number };
+export type DataCommandConfig = Pick<TrainConfig, SharedKeys> & {
+  system_column: string | null;
+  limit: number | null;
+  json: boolean;
+  n: number;
+};
 
 const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pick<TrainConfig, K>> =>
   Object.fromEntries(keys.map((k) => [k, TRAIN_OPTIONS[k]])) as unknown as OptionTable<Pick<TrainConfig, K>>;
@@ -26,6 +31,7 @@ export const DATA_COMMAND_OPTIONS: OptionTable<DataCommandConfig> = {
   ...shared<SharedKeys>(['model', 'dataset', 'dataset_split', 'skip_invalid', 'prompt_column', 'chosen_column', 'rejected_column']),
   system_column: { type: 'string', default: null, group: 'Data and model', doc: "field holding a system message (none: 'system' when present)" },
   ...shared<SharedKeys>(['max_length', 'max_prompt_length', 'max_completion_length', 'truncation_mode', 'per_device_train_batch_size', 'seed']),
+  limit: { type: 'int', default: null, min: 1, doc: 'read at most this many rows (a quick look at a large dataset)' },
   json: { type: 'bool', default: false, doc: 'print one JSON object instead of text' },
   n: { type: 'int', default: 3, min: 1, doc: 'data show: how many rows to print (also -n)' },
 };
@@ -50,6 +56,7 @@ export function dataOptionsOf(c: DataCommandConfig): DataOptions {
     skipInvalid: c.skip_invalid,
     columns,
     ...(c.dataset_split === null ? {} : { split: c.dataset_split }),
+    ...(c.limit === null ? {} : { limit: c.limit }),
   };
 }
 
