@@ -19,7 +19,7 @@ import { TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/c
 import { train, type LogRecord, type ResumeFrom, type TrainResult, type TrainerState } from '../train/trainer.js';
 import { resolveCommandOptions } from './args.js';
 import {
-  copyTokenizerFiles, loadCheckpoint, pruneCheckpoints, removeStaleTemporaries, resolveResumeDir, saveCheckpoint,
+  copyTokenizerFiles, listCheckpoints, loadCheckpoint, pruneCheckpoints, removeStaleTemporaries, resolveResumeDir, saveCheckpoint,
 } from './checkpoint.js';
 import { loadPairs, type DataLimits } from './pairs.js';
 import { formatDuration, ProgressReporter } from './progress.js';
@@ -125,6 +125,13 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
       }
     }
   }
+  if (resumeDir === null) {
+    const stale = await listCheckpoints(outputDir);
+    if (stale.length > 0) {
+      reporter.message(`warning: ${outputDir} already holds ${stale.map((x) => `checkpoint-${x.step}`).join(', ')} from an earlier ` +
+        'run; this run starts from step 0 and replaces them as it saves (use --resume to continue that run instead)');
+    }
+  }
   const writeWeights = async (dir: string, dtype: 'F32' | 'BF16'): Promise<void> => {
     if (adapters !== null) await saveAdapter(adapters, dir, { baseModelNameOrPath: modelDir, dtype });
     else await saveModel(model, dir, { dtype });
@@ -154,15 +161,18 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   writeFileSync(metricsFile, (resume?.state.log_history ?? []).map((r) => `${JSON.stringify(r)}\n`).join(''));
 
   let stopRequested = false;
-  const onSigint = (): void => {
+  const onSigint = (signal: NodeJS.Signals): void => {
+    const name = signal === 'SIGINT' ? 'Ctrl-C' : signal;
     if (stopRequested) {
-      reporter.message('second Ctrl-C: exiting without saving');
+      reporter.message(`second ${name}: exiting without saving`);
       process.exit(130);
     }
     stopRequested = true;
-    reporter.message('Ctrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)');
+    reporter.message(`${name}: finishing this step and saving a checkpoint (${name} again to quit at once)`);
   };
+  // SIGTERM (a scheduler's preemption, `kill`) gets the same save-and-exit as Ctrl-C
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
 
   const args = { ...c };
   const saveCkpt = async (state: TrainerState, optimizer: Parameters<typeof saveCheckpoint>[0]['optimizer']): Promise<string> => {
@@ -203,6 +213,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   } finally {
     reporter.finish();
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
   }
 
   const summary = summarise(c, result, trainPairs.length, model);
