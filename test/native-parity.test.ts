@@ -84,7 +84,7 @@ const ODD = [1, 7, 63, 65, 127];
 
 test('gemm: every transpose/accumulate combination on odd shapes', { skip }, () => {
   const shapes: Array<[number, number, number]> = [
-    [1, 1, 1], [7, 63, 65], [63, 65, 127], [127, 7, 1], [65, 127, 63], [33, 129, 300],
+    [1, 1, 1], [7, 63, 65], [63, 65, 127], [127, 7, 1], [65, 127, 63], [33, 129, 300], [5, 3, 0],
   ];
   for (const [M, N, K] of shapes) {
     for (const transA of [false, true]) {
