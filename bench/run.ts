@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { getKernels } from '../src/backend/index.js';
 import { parseArgs } from 'node:util';
 import {
-  BENCH_CONFIGS, MICRO_CONFIG, coreCount, findConfig, memoryTable, outDir, profileTable, readJson, repoRoot, runTrainStepBench,
+  BENCH_CONFIGS, MICRO_CONFIG, coreCount, findConfig, markdownTable, memoryTable, outDir, profileTable, readJson, repoRoot, runTrainStepBench,
   speedTable, type TrainStepReport,
 } from './train-step.js';
 
@@ -46,6 +46,20 @@ export function readPeak(file: string): PeakTable {
     }
   }
   return peaks;
+}
+
+interface GemmJsonRow { M: number; N: number; K: number; transA: boolean; transB: boolean; threads: number;
+  gflops: number; wallGflops: number; pctPeak: number }
+
+/** bench/out/gemm.json as a markdown table (the GEMM bench prints its own; this one goes into the results file) */
+export function gemmTable(file: string): string | null {
+  const json = readJson<{ isa?: string; gemm?: GemmJsonRow[] }>(file);
+  if (!json?.gemm?.length) return null;
+  const op = (r: GemmJsonRow): string => `${r.transA ? 'T' : 'N'}${r.transB ? 'T' : 'N'}`;
+  return `kernels: ${json.isa ?? '?'}\n\n` + markdownTable(
+    ['M x N x K', 'op', 'threads', 'GFLOP/s (CPU clock)', '% of FMA peak', 'GFLOP/s (wall)'],
+    json.gemm.map((r) => [`${r.M}x${r.N}x${r.K}`, op(r), String(r.threads), r.gflops.toFixed(1),
+      `${r.pctPeak.toFixed(0)}%`, r.wallGflops.toFixed(1)]));
 }
 
 export function machineLine(report: TrainStepReport): string {
@@ -99,9 +113,11 @@ async function main(): Promise<void> {
     noTwin: values['no-twin'],
   });
   const threads = [...new Set(report.rows.map((r) => r.threads))];
+  const gemm = gemmTable(gemmJson);
   const md = [
     `Machine: ${machineLine(report)}`,
     `FMA peak for MFU: ${report.peakSource ?? 'not measured (no bench/out/gemm.json)'}`,
+    ...(gemm ? ['', '### GEMM (bench/gemm)', '', gemm] : []),
     '', '### ORPO training step (forward, backward, clip, AdamW), float32', '', speedTable(report),
     '', '### Peak memory (RSS of a fresh process per row)', '', memoryTable(report),
     ...threads.flatMap((t) => ['', `### Where our step's time goes (${t} thread${t > 1 ? 's' : ''}, one profiled step)`, '', profileTable(report, t)]),

@@ -134,7 +134,10 @@ export function stepCost(cfg: BenchConfig, model: DecoderBase): StepCost {
 export interface KernelTime {
   kernel: string;
   calls: number;
+  /** wall clock */
   ms: number;
+  /** process CPU time / threads, the clock the step times and the FMA peak use */
+  cpuMs: number;
   /** FLOPs the calls performed (matrix products and attention only; 0 for the rest) */
   flops: number;
 }
@@ -158,6 +161,8 @@ function callFlops(kernel: string, args: unknown[]): number {
  */
 export class KernelProfiler {
   recording = false;
+  /** divides the process CPU time of a call (all threads) into per-thread time */
+  threads = 1;
   private readonly times = new Map<string, KernelTime>();
   readonly kernels: Kernels;
 
@@ -174,9 +179,12 @@ export class KernelProfiler {
           const fn = value as (...a: unknown[]) => unknown;
           w = (...args: unknown[]): unknown => {
             if (!this.recording) return fn.apply(target, args);
+            const c0 = process.cpuUsage();
             const t0 = performance.now();
             const r = fn.apply(target, args);
-            this.add(prop, performance.now() - t0, callFlops(prop, args));
+            const ms = performance.now() - t0;
+            const c = process.cpuUsage(c0);
+            this.add(prop, ms, (c.user + c.system) / 1000 / this.threads, callFlops(prop, args));
             return r;
           };
           wrapped.set(prop, w);
@@ -186,16 +194,17 @@ export class KernelProfiler {
     });
   }
 
-  private add(kernel: string, ms: number, flops: number): void {
-    const t = this.times.get(kernel) ?? { kernel, calls: 0, ms: 0, flops: 0 };
+  private add(kernel: string, ms: number, cpuMs: number, flops: number): void {
+    const t = this.times.get(kernel) ?? { kernel, calls: 0, ms: 0, cpuMs: 0, flops: 0 };
     t.calls++;
     t.ms += ms;
+    t.cpuMs += cpuMs;
     t.flops += flops;
     this.times.set(kernel, t);
   }
 
   report(): KernelTime[] {
-    return [...this.times.values()].sort((a, b) => b.ms - a.ms);
+    return [...this.times.values()].sort((a, b) => b.cpuMs - a.cpuMs);
   }
 }
 
@@ -243,7 +252,7 @@ export interface OursResult extends StepMeasurement {
   /** threads the backend reports using (the js backend always runs on one) */
   backendThreads: number;
   analytic: { paramBytes: number; gradBytes: number; adamBytes: number; activationBytes: number; totalBytes: number };
-  profile: { stepMs: number; kernels: KernelTime[] } | null;
+  profile: { stepMs: number; stepCpuMs: number; kernels: KernelTime[] } | null;
 }
 
 function median(xs: number[]): number {
@@ -258,6 +267,7 @@ export function measureOurs(req: ChildRequest, baselineRssBytes = process.memory
   const base = getKernels();
   base.setThreads(req.threads);
   const profiler = new KernelProfiler(base);
+  profiler.threads = req.threads;
   const kernels = profiler.kernels;
   const model = createModel(cfg.hf, { seed: MODEL_SEED, kernels });
   const head = new UnfusedLogprobHead(kernels);
@@ -287,9 +297,9 @@ export function measureOurs(req: ChildRequest, baselineRssBytes = process.memory
   let profile: OursResult['profile'] = null;
   if (req.profile) {
     profiler.recording = true;
-    const ms = step().ms;
+    const t = step();
     profiler.recording = false;
-    profile = { stepMs: ms, kernels: profiler.report() };
+    profile = { stepMs: t.ms, stepCpuMs: t.cpuMs, kernels: profiler.report() };
   }
   const P = model.params.length;
   const activationBytes = model.arena.bytes() + head.bytes();
@@ -339,6 +349,9 @@ export function twinEnv(threads: number): NodeJS.ProcessEnv {
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
   for (const k of ['OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS']) env[k] = String(threads);
+  // Spinning OpenMP workers take the core from the thread doing the work when the machine is oversubscribed
+  // (measured here at 2 threads: 5.2 s CPU per 5M step spinning, 1.4 s passive), so PyTorch gets passive waits.
+  env.OMP_WAIT_POLICY = process.env.OMP_WAIT_POLICY ?? 'PASSIVE';
   return env;
 }
 
@@ -378,7 +391,7 @@ function runOursChild(req: ChildRequest, backend: string): OursResult {
 }
 
 /** Initial weights (HF names, F32) and the batch, for the twin to start exactly where we start. */
-async function writeTwinInputs(cfg: BenchConfig, dir: string): Promise<StepCost> {
+export async function writeTwinInputs(cfg: BenchConfig, dir: string): Promise<StepCost> {
   const model = createModel(cfg.hf, { seed: MODEL_SEED });
   await writeSafetensors(join(dir, 'model.safetensors'), hfTensors(model));
   const batch = collatePairs(benchPairs(cfg), 0);
@@ -513,20 +526,31 @@ const KERNEL_GROUPS: Record<string, string> = {
   adamwStep: 'optimizer + clipping', sumSquares: 'optimizer + clipping', scale: 'optimizer + clipping',
 };
 
-/** Where one step's time goes, kernel by kernel, for each config at one thread count. */
+const OTHER_GROUP = 'elementwise/norm/rope/embed';
+
+/**
+ * Where one step's time goes, on the CPU clock (per thread), for each config at one thread count: by group, then
+ * kernel by kernel; GFLOP/s for the kernels that do matrix work.
+ */
 export function profileTable(report: TrainStepReport, threads: number): string {
   const rows: string[][] = [];
   for (const r of report.rows.filter((x) => x.threads === threads && x.ours.profile)) {
     const p = r.ours.profile!;
+    const groups = new Map<string, number>();
     let kernelMs = 0;
     for (const k of p.kernels) {
-      kernelMs += k.ms;
-      rows.push([r.config, k.kernel, KERNEL_GROUPS[k.kernel] ?? 'elementwise/norm/rope/embed', String(k.calls), fmt(k.ms),
-        pct(k.ms / p.stepMs), k.flops ? fmt(k.flops / (k.ms / 1000) / 1e9) : '']);
+      kernelMs += k.cpuMs;
+      const g = KERNEL_GROUPS[k.kernel] ?? OTHER_GROUP;
+      groups.set(g, (groups.get(g) ?? 0) + k.cpuMs);
     }
-    rows.push([r.config, '(outside kernels: JS glue, allocation, loss)', '', '', fmt(p.stepMs - kernelMs), pct((p.stepMs - kernelMs) / p.stepMs), '']);
+    groups.set('outside kernels (JS: loss, head row packing, zeroing, allocation)', p.stepCpuMs - kernelMs);
+    for (const [g, ms] of [...groups].sort((a, b) => b[1] - a[1])) rows.push([r.config, `**${g}**`, '', fmt(ms), pct(ms / p.stepCpuMs), '']);
+    for (const k of p.kernels) {
+      rows.push([r.config, k.kernel, String(k.calls), fmt(k.cpuMs), pct(k.cpuMs / p.stepCpuMs),
+        k.flops ? fmt(k.flops / (k.cpuMs / 1000) / 1e9) : '']);
+    }
   }
-  return markdownTable(['config', 'kernel', 'group', 'calls', 'ms', 'share of step', 'GFLOP/s'], rows);
+  return markdownTable(['config', 'group / kernel', 'calls', 'CPU ms', 'share of step', 'GFLOP/s'], rows);
 }
 
 // ------------------------------------------------------------------------------------------------ child entry
