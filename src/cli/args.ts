@@ -92,13 +92,14 @@ export async function readConfigFile(file: string): Promise<Record<string, unkno
 
 /** argv (+ its --config file) -> a checked config, or null when --help was asked (the help is printed). */
 export async function resolveCommandOptions<C>(command: string, usage: string, argv: readonly string[], table: OptionTable<C>,
-  opts: { allowConfig?: boolean } = {}): Promise<C | null> {
+  opts: { allowConfig?: boolean; base?: { source: string; values: Record<string, unknown> } } = {}): Promise<C | null> {
   const parsed = parseArgv(argv, table, opts);
   if (parsed.help) {
     process.stdout.write(`${usage}\n${formatHelp(table)}\n${opts.allowConfig === true ? '\n  --config <file>  YAML or JSON file of option: value (snake_case); flags override it\n' : ''}`);
     return null;
   }
   const layers: { source: string; values: Record<string, unknown>; flagStyle?: boolean }[] = [];
+  if (opts.base !== undefined) layers.push(opts.base);
   if (parsed.config !== null) layers.push({ source: parsed.config, values: await readConfigFile(parsed.config) });
   layers.push({ source: `orpo ${command}`, values: parsed.flags, flagStyle: true });
   return resolveOptions(table, layers);

@@ -135,6 +135,15 @@ export async function resolveResumeDir(resume: string, outputDir: string): Promi
 }
 
 /** A checkpoint's trainer state, optimizer moments and options (the weights are loaded by the caller). */
+/** training_args.json of a checkpoint: the options of the run that wrote it. */
+export async function readTrainingArgs(dir: string): Promise<Record<string, unknown>> {
+  try {
+    return JSON.parse(await readFile(join(dir, 'training_args.json'), 'utf8')) as Record<string, unknown>;
+  } catch {
+    throw new Error(`${dir}: no readable training_args.json; is this a checkpoint-N folder written by orpo train?`);
+  }
+}
+
 export async function loadCheckpoint(dir: string, trainableSize: number): Promise<LoadedCheckpoint> {
   let stateText: string;
   try {
@@ -155,6 +164,6 @@ export async function loadCheckpoint(dir: string, trainableSize: number): Promis
   };
   const m = await readTensorF32(tensor('exp_avg'));
   const v = await readTensorF32(tensor('exp_avg_sq'));
-  const args = JSON.parse(await readFile(join(dir, 'training_args.json'), 'utf8')) as Record<string, unknown>;
+  const args = await readTrainingArgs(dir);
   return { dir, state, m, v, optimizerStep: state.optimizer_step, args };
 }

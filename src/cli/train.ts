@@ -19,7 +19,7 @@ import { TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/c
 import { train, type LogRecord, type ResumeFrom, type TrainResult, type TrainerState } from '../train/trainer.js';
 import { resolveCommandOptions } from './args.js';
 import {
-  copyTokenizerFiles, listCheckpoints, loadCheckpoint, pruneCheckpoints, removeStaleTemporaries, resolveResumeDir, saveCheckpoint,
+  copyTokenizerFiles, listCheckpoints, loadCheckpoint, readTrainingArgs, pruneCheckpoints, removeStaleTemporaries, resolveResumeDir, saveCheckpoint,
 } from './checkpoint.js';
 import { loadPairs, type DataLimits } from './pairs.js';
 import { formatDuration, ProgressReporter } from './progress.js';
@@ -78,8 +78,17 @@ export function splitForEval(pairs: readonly TokenPair[], ratio: number, seed: n
 }
 
 export async function runTrain(argv: readonly string[]): Promise<number> {
-  const c = await resolveCommandOptions('train', TRAIN_USAGE, argv, TRAIN_OPTIONS, { allowConfig: true });
+  let c = await resolveCommandOptions('train', TRAIN_USAGE, argv, TRAIN_OPTIONS, { allowConfig: true });
   if (c === null) return 0;
+  if (c.resume !== null && c.model === null && c.output_dir !== null) {
+    // `orpo train --output-dir runs/x --resume`: the checkpoint's own options, under any config file and flags
+    const dir = await resolveResumeDir(c.resume, c.output_dir);
+    const saved = await readTrainingArgs(dir);
+    const values = Object.fromEntries(Object.entries(saved).filter(([k]) => k in TRAIN_OPTIONS && k !== 'resume'));
+    c = (await resolveCommandOptions('train', TRAIN_USAGE, argv, TRAIN_OPTIONS,
+      { allowConfig: true, base: { source: join(dir, 'training_args.json'), values } }))!;
+    c.resume = dir;
+  }
   validateTrainConfig(c);
   if (c.dry_run) {
     process.stdout.write(`${trainMemoryPlanText(parseConfig(await readConfigJson(c.model!)), c)}\n`);
