@@ -25,7 +25,6 @@ export type LogRecord = Record<string, number>;
 export interface TrainerState {
   global_step: number;
   total_steps: number;
-  warmup_steps: number;
   /** epochs started so far minus one, and the next pair's position in this epoch's order */
   epoch_index: number;
   pair_offset: number;
@@ -115,7 +114,6 @@ export function initialState(trainPairs: number, c: TrainConfig): TrainerState {
   return {
     global_step: 0,
     total_steps: total,
-    warmup_steps: resolveWarmupSteps(total, c.warmup_steps, c.warmup_ratio),
     epoch_index: 0,
     pair_offset: 0,
     order,
