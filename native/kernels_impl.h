@@ -698,23 +698,29 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
   const float scale = 1.0f / std::sqrt(float(HD));
   const int64_t group = NH / NKV;
   const int64_t qtiles = ceil_div(T, ATT_BQ);
+  // One task per (batch, kv head, query tile) covering the `group` query heads that share the kv head, so each
+  // key tile is transposed once for all of them.
   auto task = [&](int64_t t) {
     // the last query tiles see the most keys: hand them out first so the tail of the schedule is short
-    const int64_t b = t / (NH * qtiles), h = (t / qtiles) % NH, i0 = (qtiles - 1 - t % qtiles) * ATT_BQ;
+    const int64_t b = t / (NKV * qtiles), kvh = (t / qtiles) % NKV, i0 = (qtiles - 1 - t % qtiles) * ATT_BQ;
     const int64_t bq = min64(ATT_BQ, T - i0);
-    const int64_t kvh = h / group;
-    float* qs = scratch(2, ATT_BQ * HD);
-    float* o = scratch(3, ATT_BQ * HD);
+    float* qs = scratch(2, group * ATT_BQ * HD);  // scaled queries, (group, BQ, HD)
+    float* o = scratch(3, group * ATT_BQ * HD);   // output accumulators, (group, BQ, HD)
     float* kt = scratch(4, HD * ATT_BK);
-    float* s = scratch(5, ATT_BQ * ATT_BK + 2 * ATT_BQ);
-    float* m = s + ATT_BQ * ATT_BK;
-    float* l = m + ATT_BQ;
-    for (int64_t i = 0; i < bq; i++) {
-      const float* qr = q + (b * T + i0 + i) * qStride + h * HD;
-      for (int64_t d = 0; d < HD; d++) qs[i * HD + d] = qr[d] * scale;
-      for (int64_t d = 0; d < HD; d++) o[i * HD + d] = 0.0f;
-      m[i] = -INFINITY;
-      l[i] = 0.0f;
+    float* s = scratch(5, ATT_BQ * ATT_BK + 2 * group * ATT_BQ);
+    float* m = s + ATT_BQ * ATT_BK;  // running max, (group, BQ)
+    float* l = m + group * ATT_BQ;   // running sum, (group, BQ)
+    for (int64_t g = 0; g < group; g++) {
+      const int64_t h = kvh * group + g;
+      for (int64_t i = 0; i < bq; i++) {
+        const float* qr = q + (b * T + i0 + i) * qStride + h * HD;
+        float* qsr = qs + (g * ATT_BQ + i) * HD;
+        float* orow = o + (g * ATT_BQ + i) * HD;
+        for (int64_t d = 0; d < HD; d++) qsr[d] = qr[d] * scale;
+        for (int64_t d = 0; d < HD; d++) orow[d] = 0.0f;
+        m[g * ATT_BQ + i] = -INFINITY;
+        l[g * ATT_BQ + i] = 0.0f;
+      }
     }
     const float* kbase = k + b * T * kvStride + kvh * HD;
     const float* vbase = v + b * T * kvStride + kvh * HD;
@@ -722,38 +728,47 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
     for (int64_t j0 = 0; j0 < kend; j0 += ATT_BK) {
       const int64_t bk = min64(ATT_BK, kend - j0);
       load_transposed_tile(kt, kbase, kvStride, j0, bk, HD);
-      tile_gemm(s, ATT_BK, qs, HD, kt, ATT_BK, bq, HD, ATT_BK, false);
-      for (int64_t i = 0; i < bq; i++) {
-        const int64_t visible = max64(0, min64(bk, i0 + i - j0 + 1));  // causal: key j0+jj <= query i0+i
-        float* srow = s + i * ATT_BK;
-        float mx = m[i];
-        for (int64_t jj = 0; jj < visible; jj++) mx = srow[jj] > mx ? srow[jj] : mx;
-        const float corr = visible == 0 ? 1.0f : (m[i] == -INFINITY ? 0.0f : exp_approx(m[i] - mx));
-        float sum = 0.0f;
+      for (int64_t g = 0; g < group; g++) {
+        float* og = o + g * ATT_BQ * HD;
+        float* mg = m + g * ATT_BQ;
+        float* lg = l + g * ATT_BQ;
+        tile_gemm(s, ATT_BK, qs + g * ATT_BQ * HD, HD, kt, ATT_BK, bq, HD, ATT_BK, false);
+        for (int64_t i = 0; i < bq; i++) {
+          const int64_t visible = max64(0, min64(bk, i0 + i - j0 + 1));  // causal: key j0+jj <= query i0+i
+          float* srow = s + i * ATT_BK;
+          float mx = mg[i];
+          for (int64_t jj = 0; jj < visible; jj++) mx = srow[jj] > mx ? srow[jj] : mx;
+          const float corr = visible == 0 ? 1.0f : (mg[i] == -INFINITY ? 0.0f : exp_approx(mg[i] - mx));
+          float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int64_t jj = 0; jj < ATT_BK; jj++) {
-          const float p = jj < visible ? exp_approx(srow[jj] - mx) : 0.0f;
-          srow[jj] = p;
-          sum += p;
-        }
-        l[i] = l[i] * corr + sum;
-        m[i] = mx;
-        if (corr != 1.0f) {
-          float* orow = o + i * HD;
+          for (int64_t jj = 0; jj < ATT_BK; jj++) {
+            const float p = jj < visible ? exp_approx(srow[jj] - mx) : 0.0f;
+            srow[jj] = p;
+            sum += p;
+          }
+          lg[i] = lg[i] * corr + sum;
+          mg[i] = mx;
+          if (corr != 1.0f) {
+            float* orow = og + i * HD;
 #pragma omp simd
-          for (int64_t d = 0; d < HD; d++) orow[d] *= corr;
+            for (int64_t d = 0; d < HD; d++) orow[d] *= corr;
+          }
         }
+        tile_gemm(og, HD, s, ATT_BK, vbase + j0 * kvStride, kvStride, bq, bk, HD, true);
       }
-      tile_gemm(o, HD, s, ATT_BK, vbase + j0 * kvStride, kvStride, bq, bk, HD, true);
     }
-    for (int64_t i = 0; i < bq; i++) {
-      const float inv = 1.0f / l[i];
-      float* dst = out + ((b * T + i0 + i) * NH + h) * HD;
-      for (int64_t d = 0; d < HD; d++) dst[d] = o[i * HD + d] * inv;
-      lse[(b * NH + h) * T + i0 + i] = m[i] + std::log(l[i]);
+    for (int64_t g = 0; g < group; g++) {
+      const int64_t h = kvh * group + g;
+      for (int64_t i = 0; i < bq; i++) {
+        const float inv = 1.0f / l[g * ATT_BQ + i];
+        const float* orow = o + (g * ATT_BQ + i) * HD;
+        float* dst = out + ((b * T + i0 + i) * NH + h) * HD;
+        for (int64_t d = 0; d < HD; d++) dst[d] = orow[d] * inv;
+        lse[(b * NH + h) * T + i0 + i] = m[g * ATT_BQ + i] + std::log(l[g * ATT_BQ + i]);
+      }
     }
   };
-  run_tasks(B * NH * qtiles, task);
+  run_tasks(B * NKV * qtiles, task);
 }
 
 static void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
