@@ -609,10 +609,13 @@ constexpr int64_t ATT_BK = 64;  // keys per score tile
 constexpr int ATT_NV = VL >= 16 ? 4 : 2;  // vectors per register row in tile_gemm (fits the register file)
 constexpr int64_t ATT_W = ATT_NV * VL;  // widest register strip
 
-/** c (RR, NV*VL) [+]= a (RR, K) @ b (K, NV*VL): RR x NV accumulators held in registers */
+/**
+ * c (RR, NV*VL) [+]= a (RR, K) @ b (K, NV*VL): RR x NV accumulators held in registers. a's element (r, k) is
+ * a[r * lda + k * aks], so a transposed operand (P^T, dS^T in attention backward) is read without a copy.
+ */
 template <int RR, int NV>
-static inline void tile_kernel(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb,
-                               int64_t K, bool accumulate) {
+static inline void tile_kernel(float* c, int64_t ldc, const float* a, int64_t lda, int64_t aks, const float* b,
+                               int64_t ldb, int64_t K, bool accumulate) {
   vf acc[RR][NV];
 #pragma GCC unroll 4
   for (int r = 0; r < RR; r++)
@@ -624,7 +627,7 @@ static inline void tile_kernel(float* c, int64_t ldc, const float* a, int64_t ld
     for (int v = 0; v < NV; v++) bv[v] = vload(b + k * ldb + v * VL);
 #pragma GCC unroll 4
     for (int r = 0; r < RR; r++) {
-      const vf av = vset(a[r * lda + k]);
+      const vf av = vset(a[r * lda + k * aks]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; v++) acc[r][v] = vfma(av, bv[v], acc[r][v]);
     }
@@ -640,23 +643,23 @@ static inline void tile_kernel(float* c, int64_t ldc, const float* a, int64_t ld
 
 /** one column strip NV*VL wide of tile_gemm, four rows at a time */
 template <int NV>
-static inline void tile_strip(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb,
-                              int64_t R, int64_t K, bool accumulate) {
+static inline void tile_strip(float* c, int64_t ldc, const float* a, int64_t lda, int64_t aks, const float* b,
+                              int64_t ldb, int64_t R, int64_t K, bool accumulate) {
   int64_t r = 0;
-  for (; r + 4 <= R; r += 4) tile_kernel<4, NV>(c + r * ldc, ldc, a + r * lda, lda, b, ldb, K, accumulate);
-  for (; r < R; r++) tile_kernel<1, NV>(c + r * ldc, ldc, a + r * lda, lda, b, ldb, K, accumulate);
+  for (; r + 4 <= R; r += 4) tile_kernel<4, NV>(c + r * ldc, ldc, a + r * lda, lda, aks, b, ldb, K, accumulate);
+  for (; r < R; r++) tile_kernel<1, NV>(c + r * ldc, ldc, a + r * lda, lda, aks, b, ldb, K, accumulate);
 }
 
 /** columns [j, W) of tile_gemm, left over when W is not a multiple of the register width */
 __attribute__((noinline)) static void tile_gemm_tail(float* c, int64_t ldc, const float* a, int64_t lda,
-                                                     const float* b, int64_t ldb, int64_t R, int64_t K, int64_t j,
+                                                     int64_t aks, const float* b, int64_t ldb, int64_t R, int64_t K, int64_t j,
                                                      int64_t W, bool accumulate) {
   for (int64_t r = 0; r < R; r++) {
     float* cr = c + r * ldc;
     if (!accumulate)
       for (int64_t jj = j; jj < W; jj++) cr[jj] = 0.0f;
     for (int64_t k = 0; k < K; k++) {
-      const float x = a[r * lda + k];
+      const float x = a[r * lda + k * aks];
       const float* br = b + k * ldb;
 #pragma omp simd
       for (int64_t jj = j; jj < W; jj++) cr[jj] += x * br[jj];
@@ -664,20 +667,23 @@ __attribute__((noinline)) static void tile_gemm_tail(float* c, int64_t ldc, cons
   }
 }
 
-/** c (R,W) [+]= a (R,K) @ b (K,W), each row-major with its own row stride; small R, W, K (one attention tile) */
-static void tile_gemm(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t R,
-                      int64_t K, int64_t W, bool accumulate) {
+/**
+ * c (R,W) [+]= a (R,K) @ b (K,W); c and b row-major with their own row strides, a's element (r, k) at
+ * a[r * lda + k * aks]; small R, W, K (one attention tile)
+ */
+static void tile_gemm(float* c, int64_t ldc, const float* a, int64_t lda, int64_t aks, const float* b, int64_t ldb,
+                      int64_t R, int64_t K, int64_t W, bool accumulate) {
   int64_t j = 0;
-  for (; j + ATT_W <= W; j += ATT_W) tile_strip<ATT_NV>(c + j, ldc, a, lda, b + j, ldb, R, K, accumulate);
+  for (; j + ATT_W <= W; j += ATT_W) tile_strip<ATT_NV>(c + j, ldc, a, lda, aks, b + j, ldb, R, K, accumulate);
   if (ATT_NV > 2 && j + 2 * VL <= W) {  // head sizes like 32 on AVX-512
-    tile_strip<2>(c + j, ldc, a, lda, b + j, ldb, R, K, accumulate);
+    tile_strip<2>(c + j, ldc, a, lda, aks, b + j, ldb, R, K, accumulate);
     j += 2 * VL;
   }
   if (j + VL <= W) {
-    tile_strip<1>(c + j, ldc, a, lda, b + j, ldb, R, K, accumulate);
+    tile_strip<1>(c + j, ldc, a, lda, aks, b + j, ldb, R, K, accumulate);
     j += VL;
   }
-  if (j < W) tile_gemm_tail(c, ldc, a, lda, b, ldb, R, K, j, W, accumulate);
+  if (j < W) tile_gemm_tail(c, ldc, a, lda, aks, b, ldb, R, K, j, W, accumulate);
 }
 
 /** dst (cols, rows) = src (rows, cols) with row strides ld_src / ld_dst */
@@ -732,7 +738,7 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
         float* og = o + g * ATT_BQ * HD;
         float* mg = m + g * ATT_BQ;
         float* lg = l + g * ATT_BQ;
-        tile_gemm(s, ATT_BK, qs + g * ATT_BQ * HD, HD, kt, ATT_BK, bq, HD, ATT_BK, false);
+        tile_gemm(s, ATT_BK, qs + g * ATT_BQ * HD, HD, 1, kt, ATT_BK, bq, HD, ATT_BK, false);
         for (int64_t i = 0; i < bq; i++) {
           const int64_t visible = max64(0, min64(bk, i0 + i - j0 + 1));  // causal: key j0+jj <= query i0+i
           float* srow = s + i * ATT_BK;
@@ -754,7 +760,7 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
             for (int64_t d = 0; d < HD; d++) orow[d] *= corr;
           }
         }
-        tile_gemm(og, HD, s, ATT_BK, vbase + j0 * kvStride, kvStride, bq, bk, HD, true);
+        tile_gemm(og, HD, s, ATT_BK, 1, vbase + j0 * kvStride, kvStride, bq, bk, HD, true);
       }
     }
     for (int64_t g = 0; g < group; g++) {
@@ -786,10 +792,8 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
     float* dkv = scratch(1, 2 * ATT_BK * HD);  // dk and dv of the key tile, (BK,HD) each
     float* dkt = dkv;
     float* dvt = dkv + ATT_BK * HD;
-    float* s = scratch(2, 4 * ATT_BQ * ATT_BK);  // P (BQ,BK), dS (BQ,BK), P^T (BK,BQ), dS^T (BK,BQ)
+    float* s = scratch(2, 2 * ATT_BQ * ATT_BK);  // P (BQ,BK), then dS (BQ,BK)
     float* dp = s + ATT_BQ * ATT_BK;
-    float* pt = dp + ATT_BQ * ATT_BK;
-    float* dst = pt + ATT_BQ * ATT_BK;
     float* Dbuf = scratch(3, group * T);  // D (group, T) = rowsum(dout * out)
     for (int64_t g = 0; g < group; g++) {
       const int64_t h = kvh * group + g;
@@ -816,8 +820,8 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
           const float* qr = q + (b * T + i0) * qStride + h * HD;
           const float* dor = dout + (b * T + i0) * doStride + h * HD;
           float* dqr = dq + (b * T + i0) * qStride + h * HD;
-          tile_gemm(s, ATT_BK, qr, qStride, kt, ATT_BK, bq, HD, ATT_BK, false);    // q k^T
-          tile_gemm(dp, ATT_BK, dor, doStride, vt, ATT_BK, bq, HD, ATT_BK, false);  // dout v^T
+          tile_gemm(s, ATT_BK, qr, qStride, 1, kt, ATT_BK, bq, HD, ATT_BK, false);    // q k^T
+          tile_gemm(dp, ATT_BK, dor, doStride, 1, vt, ATT_BK, bq, HD, ATT_BK, false);  // dout v^T
           for (int64_t i = 0; i < bq; i++) {
             const int64_t visible = max64(0, min64(bk, i0 + i - j0 + 1));
             const float l = lse[(b * NH + h) * T + i0 + i];
@@ -831,11 +835,9 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
               dprow[jj] = p * (dprow[jj] - D) * scale;     // dS, for dq and dk
             }
           }
-          tile_gemm(dqr, qStride, dp, ATT_BK, kbase + j0 * kvStride, kvStride, bq, bk, HD, true);  // dq += dS k
-          transpose(pt, ATT_BQ, s, ATT_BK, bq, bk);
-          transpose(dst, ATT_BQ, dp, ATT_BK, bq, bk);
-          tile_gemm(dkt, HD, dst, ATT_BQ, qr, qStride, bk, bq, HD, true);   // dk += dS^T q
-          tile_gemm(dvt, HD, pt, ATT_BQ, dor, doStride, bk, bq, HD, true);  // dv += P^T dout
+          tile_gemm(dqr, qStride, dp, ATT_BK, 1, kbase + j0 * kvStride, kvStride, bq, bk, HD, true);  // dq += dS k
+          tile_gemm(dkt, HD, dp, 1, ATT_BK, qr, qStride, bk, bq, HD, true);   // dk += dS^T q
+          tile_gemm(dvt, HD, s, 1, ATT_BK, dor, doStride, bk, bq, HD, true);  // dv += P^T dout
         }
       }
       for (int64_t jj = 0; jj < bk; jj++) {
