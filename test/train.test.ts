@@ -142,7 +142,7 @@ test('progress: a bar redrawn in place on a terminal, plain lines otherwise', as
   const onTty = new ProgressReporter(tty.stream);
   onTty.progress(p);
   onTty.log(record); // training records are in the bar already
-  assert.match(tty.text(), /^\r█{12}░{12} 5\/10 ep 0\.50 loss 1\.2500 margin 0\.1000 acc 0\.75 1234 tok\/s ETA 1:05\x1b\[K$/);
+  assert.match(tty.text(), /^\r█{10}░{10} 5\/10 ETA 1:05 loss 1\.2500 margin 0\.1000 acc 0\.75 1234 tok\/s ep 0\.50\x1b\[K$/);
   const plain = sink(false);
   const onPipe = new ProgressReporter(plain.stream);
   onPipe.progress(p);

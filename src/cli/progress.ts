@@ -26,11 +26,12 @@ export class ProgressReporter {
     const now = Date.now();
     if (now - this.lastDraw < 100 && p.step < p.totalSteps) return; // at most 10 redraws a second
     this.lastDraw = now;
-    const width = 24;
+    const width = 20;
     const done = Math.round((p.step / p.totalSteps) * width);
     const bar = `${'█'.repeat(done)}${'░'.repeat(width - done)}`;
-    const line = `${bar} ${p.step}/${p.totalSteps} ep ${p.epoch.toFixed(2)} loss ${f(p.loss)} margin ${f(p.margin)} ` +
-      `acc ${f(p.accuracy, 2)} ${Math.round(p.tokensPerSecond)} tok/s ETA ${formatDuration(p.eta)}`;
+    // most useful first: a narrow terminal cuts the end of the line
+    const line = `${bar} ${p.step}/${p.totalSteps} ETA ${formatDuration(p.eta)} loss ${f(p.loss)} margin ${f(p.margin)} ` +
+      `acc ${f(p.accuracy, 2)} ${Math.round(p.tokensPerSecond)} tok/s ep ${p.epoch.toFixed(2)}`;
     const columns = this.out.columns ?? 120;
     this.out.write(`\r${line.slice(0, columns - 1)}\x1b[K`);
     this.drawn = true;
