@@ -161,7 +161,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const row = (label: string, k: keyof typeof summary.before, digits: number): string =>
-    `  ${label.padEnd(34)} ${summary.before[k].toFixed(digits).padStart(8)} -> ${summary.after[k].toFixed(digits).padStart(8)}`;
+    `  ${label.padEnd(42)} ${summary.before[k].toFixed(digits).padStart(8)} -> ${summary.after[k].toFixed(digits).padStart(8)}`;
   const out = [
     '',
     `ORPO demo (${summary.backend} kernels, ${summary.threads} thread(s), ${summary.steps} steps, ${summary.seconds} s) — held-out problems:`,
