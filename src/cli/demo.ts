@@ -16,7 +16,8 @@ import {
 } from '../train/demo-task.js';
 import { defaultsOf, withDefault, type OptionTable } from '../train/options.js';
 import { resolveCommandOptions } from './args.js';
-import { encodePrompt, generateText } from './generate.js';
+import { encodePrompt } from '../data/tokenize.js';
+import { generateText } from './generate.js';
 import { runTraining } from './train.js';
 
 export interface DemoConfig {
@@ -67,7 +68,7 @@ function checkGenerations(model: DecoderBase, tokenizer: Tokenizer, pairs: reado
   let correct = 0;
   const samples: string[] = [];
   for (const [i, p] of pairs.entries()) {
-    const out = generateText(model, tokenizer, encodePrompt(tokenizer, p.prompt, false, null),
+    const out = generateText(model, tokenizer, encodePrompt(tokenizer, p.prompt),
       { temperature: 0, topK: 0, topP: 1, maxNewTokens: 5, seed: 0 });
     const ok = checkAnswer(p.prompt, out.text);
     if (ok) correct++;

@@ -1,6 +1,7 @@
 // `orpo generate`: text from a model folder, greedy or sampled, streamed as it is produced.
 
 import { availableParallelism } from 'node:os';
+import { encodePrompt } from '../data/tokenize.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { generateTokens, type Generation } from '../generate/generate.js';
 import type { SamplingOptions } from '../generate/sample.js';
@@ -43,16 +44,13 @@ const USAGE = `Usage: orpo generate --model DIR --prompt TEXT [--chat] [--temper
 
 Continues the prompt until EOS or --max-new-tokens. Greedy by default.`;
 
-/** Prompt text -> token ids the way training saw prompts: BOS first when the tokenizer adds one. */
-export function encodePrompt(tokenizer: Tokenizer, text: string, chat: boolean, system: string | null): number[] {
+/** Prompt text (or, with chat, the user turn rendered by the chat template) -> ids as training saw prompts. */
+export function encodeGenerationPrompt(tokenizer: Tokenizer, text: string, chat: boolean, system: string | null): number[] {
   const rendered = chat
     ? tokenizer.applyChatTemplate([...(system === null ? [] : [{ role: 'system', content: system }]), { role: 'user', content: text }],
       { addGenerationPrompt: true })
     : text;
-  const ids = tokenizer.encode(rendered);
-  const bos = tokenizer.bosTokenId;
-  if (tokenizer.addBosToken && bos !== null && ids[0] !== bos) ids.unshift(bos);
-  return ids;
+  return encodePrompt(tokenizer, rendered);
 }
 
 /** Token ids that end a generation: the tokenizer's EOS and config.json's eos_token_id(s). */
@@ -94,14 +92,14 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const model = await loadModel(c.model);
   model.kernels.setThreads(c.threads ?? availableParallelism());
   const tokenizer = await loadTokenizer(c.model);
-  const promptIds = encodePrompt(tokenizer, c.prompt, c.chat, c.system);
+  const ids = encodeGenerationPrompt(tokenizer, c.prompt, c.chat, c.system);
   const sampling = { temperature: c.temperature, topK: c.top_k, topP: c.top_p, maxNewTokens: c.max_new_tokens, seed: c.seed };
   if (c.json) {
-    const out = generateText(model, tokenizer, promptIds, sampling);
+    const out = generateText(model, tokenizer, ids, sampling);
     process.stdout.write(`${JSON.stringify({ prompt: c.prompt, completion: out.text, tokens: out.tokens, stop_reason: out.stopReason })}\n`);
     return 0;
   }
-  const out = generateText(model, tokenizer, promptIds, { ...sampling, onText: (s) => process.stdout.write(s) });
+  const out = generateText(model, tokenizer, ids, { ...sampling, onText: (s) => process.stdout.write(s) });
   process.stdout.write('\n');
   process.stderr.write(`[${out.tokens.length} tokens, stopped: ${out.stopReason}]\n`);
   return 0;
