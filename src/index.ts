@@ -39,5 +39,4 @@ export { evaluatePairs, type EvaluateOptions, type EvaluateResult } from './trai
 export { learningRateAt, lrMultiplier, resolveWarmupSteps, SCHEDULER_TYPES, type SchedulerType, type ScheduleConfig } from './optim/schedule.js';
 export { generateTokens, fullForwardLogits, type NextLogits, type GenerateOptions, type Generation } from './generate/generate.js';
 export { sampleNext, argmax, type SamplingOptions } from './generate/sample.js';
-export { renderCharts, chartSpec, CHARTS, type ChartDef } from './report/charts.js';
 export { renderReportHtml, type ReportInput } from './report/html.js';
