@@ -340,10 +340,80 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
  * running the whole blocked algorithm on its strip: no barriers, no shared packing buffers. Each thread packs
  * the full shared operand for itself, which costs K*(M or N) copies against 2*M*N*K/threads flops.
  */
+/**
+ * A few rows (a decoding step's single token): packing B would copy every element of it to use it M times, so
+ * C is computed straight from B in place, threads splitting the columns. B row-major: c_i += a_ik B_k,
+ * vectorised over columns; B stored transposed: c_ij = a_i . b_j, vectorised over k.
+ */
+constexpr int64_t kSmallM = 4;
+
+static void gemm_small_m(float* c, MatView A, MatView B, int64_t M, int64_t N, int64_t K, bool acc) {
+  float* arows = scratch(1, M * K);  // A's rows made contiguous (A may be stored transposed)
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t k = 0; k < K; k++) arows[i * K + k] = A.p[i * A.rs + k * A.cs];
+  // Every element of B is read once per call: the loops keep the M rows of C (row-major B) or the current
+  // four columns of B (B stored transposed) in cache while all M rows use them.
+  parallel_for(N, max64(NR, ceil_div(kPointwiseGrain, max64(K * M, 1))), [=](int64_t j0, int64_t j1) {
+    if (B.cs == 1) {
+      if (!acc)
+        for (int64_t i = 0; i < M; i++)
+          for (int64_t j = j0; j < j1; j++) c[i * N + j] = 0.0f;
+      for (int64_t k = 0; k < K; k++) {
+        const float* bk = B.p + k * B.rs;
+        for (int64_t i = 0; i < M; i++) {
+          const float aik = arows[i * K + k];
+          float* ci = c + i * N;
+#pragma omp simd
+          for (int64_t j = j0; j < j1; j++) ci[j] += aik * bk[j];
+        }
+      }
+      return;
+    }
+    // B.rs == 1: column j of B is b[j * K .. j * K + K)
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) {  // four dot products at once: four independent add chains
+      const float* b0 = B.p + j * B.cs;
+      const float* b1 = b0 + B.cs;
+      const float* b2 = b1 + B.cs;
+      const float* b3 = b2 + B.cs;
+      for (int64_t i = 0; i < M; i++) {
+        const float* ai = arows + i * K;
+        float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f, d3 = 0.0f;
+#pragma omp simd reduction(+ : d0, d1, d2, d3)
+        for (int64_t k = 0; k < K; k++) {
+          d0 += ai[k] * b0[k];
+          d1 += ai[k] * b1[k];
+          d2 += ai[k] * b2[k];
+          d3 += ai[k] * b3[k];
+        }
+        float* ci = c + i * N + j;
+        ci[0] = acc ? ci[0] + d0 : d0;
+        ci[1] = acc ? ci[1] + d1 : d1;
+        ci[2] = acc ? ci[2] + d2 : d2;
+        ci[3] = acc ? ci[3] + d3 : d3;
+      }
+    }
+    for (; j < j1; j++) {
+      const float* bj = B.p + j * B.cs;
+      for (int64_t i = 0; i < M; i++) {
+        const float* ai = arows + i * K;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t k = 0; k < K; k++) dot += ai[k] * bj[k];
+        c[i * N + j] = acc ? c[i * N + j] + dot : dot;
+      }
+    }
+  });
+}
+
 static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool transA,
                  bool transB, bool accumulate) {
   const MatView A = transA ? MatView{a, 1, M} : MatView{a, K, 1};
   const MatView B = transB ? MatView{b, 1, K} : MatView{b, N, 1};
+  if (M <= kSmallM && M > 0 && K > 0) {
+    gemm_small_m(c, A, B, M, N, K, accumulate);
+    return;
+  }
   const int64_t threads = pool_threads();
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const int64_t mtiles = ceil_div(M, MR), ntiles = ceil_div(N, NR);

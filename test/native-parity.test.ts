@@ -84,7 +84,7 @@ const ODD = [1, 7, 63, 65, 127];
 
 test('gemm: every transpose/accumulate combination on odd shapes', { skip }, () => {
   const shapes: Array<[number, number, number]> = [
-    [1, 1, 1], [7, 63, 65], [63, 65, 127], [127, 7, 1], [65, 127, 63], [33, 129, 300], [5, 3, 0],
+    [1, 1, 1], [7, 63, 65], [63, 65, 127], [127, 7, 1], [65, 127, 63], [33, 129, 300], [5, 3, 0], [1, 300, 70], [3, 65, 127],
   ];
   for (const [M, N, K] of shapes) {
     for (const transA of [false, true]) {
@@ -127,7 +127,7 @@ test('gemm: the result does not depend on the thread count', { skip }, () => {
 });
 
 test('matmulForward/Backward: with and without bias, every null-gradient combination', { skip }, () => {
-  for (const [N, C, OC] of [[1, 1, 1], [7, 65, 63], [65, 127, 7], [130, 64, 96]]) {
+  for (const [N, C, OC] of [[1, 1, 1], [1, 65, 300], [7, 65, 63], [65, 127, 7], [130, 64, 96]]) {
     const inp = randn(N * C);
     const weight = randn(OC * C);
     const bias = randn(OC);
