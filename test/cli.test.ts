@@ -1,10 +1,10 @@
 // End to end: the `orpo` command on tiny generated model folders, as a user runs it (child processes).
 // Resume is checked against an uninterrupted run, a SIGKILL during a save against the previous checkpoint,
 // eval against the trainer's own evaluation, and the report against the charts it must hold.
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,8 @@ const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'orpo-cli-'));
 const modelDir = join(root, 'model');
 let data: { train: string; eval: string };
+
+after(() => rmSync(root, { recursive: true, force: true }));
 
 before(async () => {
   await writeDemoModelFolder(modelDir, { hiddenSize: 16, layers: 1, heads: 2, intermediateSize: 32 }, 4);
