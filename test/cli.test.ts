@@ -135,6 +135,13 @@ test('LoRA (with dropout): kill mid-save and --resume equal an uninterrupted run
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(withoutTimings(records(resumed)), withoutTimings(records(straight)));
   assert.deepEqual(readFileSync(join(resumed, 'adapter_model.safetensors')), readFileSync(join(straight, 'adapter_model.safetensors')));
+  // eval and generate take the adapter folder: base model + adapter, as the trainer evaluated it
+  const ev = orpo(['eval', '--model', straight, '--dataset', data.eval, '--json', '--threads', '1']);
+  assert.equal(ev.code, 0, ev.stderr);
+  const last = records(straight).filter((x) => 'eval_loss' in x).at(-1)!;
+  const got = (JSON.parse(ev.stdout) as Record<string, number>)['eval_loss']!;
+  assert.ok(Math.abs(got - last['eval_loss']!) <= 1e-6 * Math.abs(last['eval_loss']!), `${got} vs ${last['eval_loss']}`);
+  assert.equal(orpo(['generate', '--model', straight, '--prompt', '12+07=', '--max-new-tokens', '3']).code, 0);
 });
 
 test('eval and generate work on the trained output; the report holds the charts', () => {

@@ -2,13 +2,13 @@
 
 import { availableParallelism } from 'node:os';
 import { loadTokenizer, padTokenIdOf } from '../data/tokenizer.js';
-import { loadModel } from '../io/hf-model.js';
 import { lossHeads } from '../lora/options.js';
 import { TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
 import { evaluatePairs } from '../train/evaluate.js';
 import { ORPO_METRIC_NAMES } from '../train/metrics.js';
 import { OptionError, type OptionTable } from '../train/options.js';
 import { resolveCommandOptions } from './args.js';
+import { loadModelOrAdapter } from './model-folder.js';
 import { loadPairs } from './pairs.js';
 import { dataLimitsOf } from './train.js';
 
@@ -35,7 +35,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   const c = await resolveCommandOptions('eval', USAGE, argv, EVAL_OPTIONS, { allowConfig: true });
   if (c === null) return 0;
   if (c.model === null || c.dataset === null) throw new OptionError('orpo eval needs --model DIR and --dataset FILE');
-  const model = await loadModel(c.model);
+  const model = await loadModelOrAdapter(c.model);
   model.kernels.setThreads(c.threads ?? availableParallelism());
   const tokenizer = await loadTokenizer(c.model);
   const loaded = await loadPairs(c.dataset, tokenizer, dataLimitsOf(c));

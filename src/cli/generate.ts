@@ -5,12 +5,12 @@ import { encodePrompt } from '../data/tokenize.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { generateTokens, type Generation } from '../generate/generate.js';
 import type { SamplingOptions } from '../generate/sample.js';
-import { loadModel } from '../io/hf-model.js';
 import type { DecoderBase } from '../model/base.js';
 import { Generator } from '../model/generator.js';
 import type { CausalLM } from '../model/types.js';
 import { OptionError, type OptionTable } from '../train/options.js';
 import { resolveCommandOptions } from './args.js';
+import { loadModelOrAdapter } from './model-folder.js';
 
 export interface GenerateConfig {
   model: string | null;
@@ -89,7 +89,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const c = await resolveCommandOptions('generate', USAGE, argv, GENERATE_OPTIONS);
   if (c === null) return 0;
   if (c.model === null || c.prompt === null) throw new OptionError('orpo generate needs --model DIR and --prompt TEXT');
-  const model = await loadModel(c.model);
+  const model = await loadModelOrAdapter(c.model);
   model.kernels.setThreads(c.threads ?? availableParallelism());
   const tokenizer = await loadTokenizer(c.model);
   const ids = encodeGenerationPrompt(tokenizer, c.prompt, c.chat, c.system);
