@@ -58,9 +58,12 @@ export class UnfusedLogprobHead implements TokenLogprobHead {
     k.logprobBackward(logits, dlp, logits, this.arena.get('lse', M), targets, M, V);
     const dpacked = this.arena.zeros('dhidden', M * C);
     k.matmulBackward(dpacked, dweight, null, logits, hidden, weight, M, C, V);
+    // scatter back to the rows they came from: O(rows x C) adds, negligible next to the (rows x V x C) matmul,
+    // and one kernel call per row would cost more in call overhead than the arithmetic
     for (let i = 0; i < M; i++) {
-      const n = rows[i];
-      k.axpy(dhidden.subarray(n * C, n * C + C), dpacked.subarray(i * C, i * C + C), 1, C);
+      const src = i * C;
+      const dst = rows[i] * C;
+      for (let c = 0; c < C; c++) dhidden[dst + c] += dpacked[src + c];
     }
     this.saved = null;
   }
