@@ -7,7 +7,8 @@
 // (process.resourceUsage().maxRSS) is its own. Also reports the planned bytes (src/train/memory.ts) next to
 // the measured arenas, and the loss path's bytes fused vs unfused.
 //
-//   node dist/bench/memory.js [--steps N] [--configs full,lora,lora-lean]
+//   node dist/bench/memory.js [--steps N (default 2: the first step also pays for first-touch page faults)]
+//                             [--configs full,lora,lora-lean]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -137,7 +138,7 @@ function table(reports: ChildReport[]): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { child: { type: 'string' }, steps: { type: 'string', default: '1' }, configs: { type: 'string' } } });
+  const { values } = parseArgs({ options: { child: { type: 'string' }, steps: { type: 'string', default: '2' }, configs: { type: 'string' } } });
   const steps = Number(values.steps);
   if (values.child !== undefined) {
     const c = CASES.find((x) => x.name === values.child);
