@@ -458,7 +458,15 @@ export async function runTrainStepBench(opts: TrainStepOptions): Promise<TrainSt
       for (const threads of opts.threads) {
         log(`train-step: ${cfg.name} (${(cost.params / 1e6).toFixed(2)}M params, ${cost.tokens} tokens/step), ${threads} thread(s)...`);
         const ours = runOursChild({ config: cfg.name, threads, warmup, steps, profile: true }, report.backend);
-        const torch = twinNote ? null : runTwin(cfg, dir, threads, warmup, steps);
+        let torch: TwinResult | null = null;
+        if (!twinNote) {
+          try {
+            torch = runTwin(cfg, dir, threads, warmup, steps);
+          } catch (e) {
+            // one failed twin run should not throw away our measurements: the row says n/a and the log says why
+            log(`train-step: ${(e as Error).message}`);
+          }
+        }
         const peak = opts.peakFlops(threads);
         const mfu = (ms: number): number | null => (peak ? cost.flops / (ms / 1000) / peak : null);
         report.rows.push({
