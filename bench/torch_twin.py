@@ -232,7 +232,7 @@ def main():
         'blas': blas_description(),
         'attention': 'F.scaled_dot_product_attention' if hasattr(F, 'scaled_dot_product_attention') else 'matmul+softmax (no SDPA in this torch)',
         'optimizer': opt_label, 'torchThreads': torch.get_num_threads(),
-        'env': {k: os.environ.get(k) for k in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE', 'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'OMP_WAIT_POLICY')},
+        'env': {k: os.environ.get(k) for k in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE', 'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'OMP_WAIT_POLICY', 'MALLOC_MMAP_MAX_', 'MALLOC_TRIM_THRESHOLD_')},
         'tokens': tokens, 'stepMs': times, 'medianStepMs': med, 'tokensPerSec': tokens / (med / 1000),
         'stepCpuMs': cpu_times, 'medianStepCpuMs': med_cpu, 'tokensPerSecCpu': tokens / (med_cpu / 1000),
         'firstLoss': first_loss, 'firstGradNorm': first_norm,
