@@ -298,8 +298,10 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
   alignas(64) float tile[MR * NR];
   // A row-major A is read in place (full MR-row slivers broadcast straight from its rows) rather than packed:
   // packing costs a transposing copy of A per NC columns, a third of the time when N is a small hidden size
-  // (192), and measured no slower on the large shapes. A stored transposed is packed (a cheap contiguous copy).
-  const bool direct_a = A.cs == 1;
+  // (192). A stored transposed is packed (a cheap contiguous copy).
+  // Except when A's row stride is a multiple of 4 KiB (hidden sizes 1024, 2048, 3072, ...): then the MR rows of a
+  // sliver fall into the same L1 sets and evict each other (measured 142 vs 180 GFLOP/s at 1024^3), so pack.
+  const bool direct_a = A.cs == 1 && A.rs % 1024 != 0;
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = min64(NC, N - jc);
     for (int64_t pc = 0; pc < K; pc += KC) {
