@@ -164,6 +164,9 @@ export function formatHelp<C>(table: OptionTable<C>, width = 100): string {
     rows.push({ group: spec.group ?? 'Options', flag, doc: `${spec.doc}${symbol} (default: ${formatDefault(spec)}${implicit})` });
   }
   const flagWidth = Math.min(44, Math.max(...rows.map((r) => r.flag.length)) + 2);
+  // each group once, in the order groups first appear (tables merged from several modules interleave them)
+  const groupOrder = [...new Set(rows.map((r) => r.group))];
+  rows.sort((x, y) => groupOrder.indexOf(x.group) - groupOrder.indexOf(y.group));
   const lines: string[] = [];
   let group = '';
   for (const r of rows) {
