@@ -254,10 +254,12 @@ static void pack_b(float* dst, MatView B, int64_t k0, int64_t kc, int64_t j0, in
 }
 
 /**
- * c (MR,NR) row stride ldc = A (MR,kc) x B sliver (kc,NR), added to c when `add_to_c`. A is either a packed
- * sliver (kPacked: MR floats per k) or MR rows of a row-major matrix read in place (row stride lda).
+ * c (MR,NR) row stride ldc = A (MR,kc) x B sliver (kc,NR), added to c when `add_to_c`. A's MR values for one k
+ * are either consecutive (kUnitRows: a packed sliver, lda = MR, or a transposed matrix read in place, lda = its
+ * column stride) and the next k is lda further, or MR rows of a row-major matrix read in place (row stride lda)
+ * and the next k is the next float.
  */
-template <bool kPacked>
+template <bool kUnitRows>
 static inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
                                 float* c, int64_t ldc, bool add_to_c) {
   vf acc[MR][NV];
@@ -271,11 +273,11 @@ static inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t l
     for (int j = 0; j < NV; j++) b[j] = vload(B + j * VL);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++) {
-      const vf a = vset(kPacked ? A[r] : A[r * lda]);
+      const vf a = vset(kUnitRows ? A[r] : A[r * lda]);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; j++) acc[r][j] = vfma(a, b[j], acc[r][j]);
     }
-    A += kPacked ? MR : 1;
+    A += kUnitRows ? lda : 1;
     B += NR;
   }
 #pragma GCC unroll 16
@@ -302,7 +304,11 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
   // (192). A stored transposed is packed (a cheap contiguous copy).
   // Except when A's row stride is a multiple of 4 KiB (hidden sizes 1024, 2048, 3072, ...): then the MR rows of a
   // sliver fall into the same L1 sets and evict each other (measured 142 vs 180 GFLOP/s at 1024^3), so pack.
-  const bool direct_a = A.cs == 1 && A.rs % 1024 != 0;
+  // A stored transposed (dweight = dout^T @ inp) is read in place too, MR consecutive floats per k: packing it
+  // was a quarter of dweight's time at hidden size 192 (strided gathers of a 1.5 MB operand), with the same
+  // 4 KiB rule for its column stride.
+  const bool direct_a = (A.cs == 1 && A.rs % 1024 != 0) || (A.rs == 1 && A.cs % 1024 != 0);
+  const bool direct_a_transposed = A.rs == 1;
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = min64(NC, N - jc);
     for (int64_t pc = 0; pc < K; pc += KC) {
@@ -324,8 +330,9 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
             float* dst = edge ? tile : ct;
             const int64_t ld = edge ? NR : ldc;
             const bool add = edge ? false : acc_here;
-            if (ir < full) micro_kernel<false>(kc, A.p + (ic + ir) * A.rs + pc, A.rs, bs, dst, ld, add);
-            else micro_kernel<true>(kc, ap + (ir - full) * kc, MR, bs, dst, ld, add);
+            if (ir >= full) micro_kernel<true>(kc, ap + (ir - full) * kc, MR, bs, dst, ld, add);
+            else if (direct_a_transposed) micro_kernel<true>(kc, A.p + pc * A.cs + (ic + ir), A.cs, bs, dst, ld, add);
+            else micro_kernel<false>(kc, A.p + (ic + ir) * A.rs + pc, A.rs, bs, dst, ld, add);
             if (edge) {
               for (int64_t r = 0; r < mr; r++)
                 for (int64_t j = 0; j < nr; j++)
