@@ -201,28 +201,38 @@ struct MatView {
 
 /** A (i0.., k0..) block of mc x kc -> MR-tall slivers, each laid out k-major (MR floats per k), zero padded */
 static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+  if (A.rs == 1) {  // stored transposed: the block's mc floats at each k are contiguous
+    // k outermost, so each row segment of A is read whole, once, in order: sliver by sliver, a transposed
+    // lm-head gradient (column stride 32 KiB) came back 12 floats at a time and missed cache on every k
+    for (int64_t k = 0; k < kc; k++) {
+      const float* src = A.p + (k0 + k) * A.cs + i0;
+      for (int64_t s = 0; s < mc; s += MR) {
+        float* dk = dst + s * kc + k * MR;
+        const int64_t rows = min64(MR, mc - s);
+        if (rows == MR) {
+          std::memcpy(dk, src + s, sizeof(float) * MR);
+          continue;
+        }
+        int64_t r = 0;
+        for (; r < rows; r++) dk[r] = src[s + r];
+        for (; r < MR; r++) dk[r] = 0.0f;
+      }
+    }
+    return;
+  }
   for (int64_t s = 0; s < mc; s += MR) {
     const int64_t rows = min64(MR, mc - s);
     float* d = dst + s * kc;
-    if (A.rs == 1) {  // stored transposed: MR consecutive floats per k
-      for (int64_t k = 0; k < kc; k++) {
-        const float* src = A.p + (k0 + k) * A.cs + (i0 + s);
-        float* dk = d + k * MR;
-        int64_t r = 0;
-        for (; r < rows; r++) dk[r] = src[r];
-        for (; r < MR; r++) dk[r] = 0.0f;
+    // rows contiguous along k: transpose in 16-deep steps so the written block stays in L1
+    for (int64_t kb = 0; kb < kc; kb += 16) {
+      const int64_t kn = min64(16, kc - kb);
+      for (int64_t r = 0; r < rows; r++) {
+        const float* src = A.p + (i0 + s + r) * A.rs + (k0 + kb) * A.cs;
+        for (int64_t k = 0; k < kn; k++) d[(kb + k) * MR + r] = src[k * A.cs];
       }
-    } else {  // rows contiguous along k: transpose in 16-deep steps so the written block stays in L1
-      for (int64_t kb = 0; kb < kc; kb += 16) {
-        const int64_t kn = min64(16, kc - kb);
-        for (int64_t r = 0; r < rows; r++) {
-          const float* src = A.p + (i0 + s + r) * A.rs + (k0 + kb) * A.cs;
-          for (int64_t k = 0; k < kn; k++) d[(kb + k) * MR + r] = src[k * A.cs];
-        }
-      }
-      for (int64_t r = rows; r < MR; r++)
-        for (int64_t k = 0; k < kc; k++) d[k * MR + r] = 0.0f;
     }
+    for (int64_t r = rows; r < MR; r++)
+      for (int64_t k = 0; k < kc; k++) d[k * MR + r] = 0.0f;
   }
 }
 
