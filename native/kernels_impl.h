@@ -844,7 +844,8 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
           float mx = mg[i];
 #pragma omp simd reduction(max : mx)
           for (int64_t jj = 0; jj < ATT_BK; jj++) mx = std::max(mx, jj < visible ? srow[jj] : -INFINITY);
-          const float corr = visible == 0 ? 1.0f : (mg[i] == -INFINITY ? 0.0f : exp_approx(mg[i] - mx));
+          // most rows' max does not grow after their first key tiles: skip the scalar exp (corr is exactly 1)
+          const float corr = visible == 0 || mx == mg[i] ? 1.0f : (mg[i] == -INFINITY ? 0.0f : exp_approx(mg[i] - mx));
           float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
           for (int64_t jj = 0; jj < ATT_BK; jj++) {
