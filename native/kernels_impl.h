@@ -199,6 +199,52 @@ struct MatView {
   int64_t rs, cs;
 };
 
+#if defined(__AVX512F__)
+/**
+ * d (16, MR) k-major = 16 floats of each of MR = 12 row-major rows (row stride lda), by a 16x16 in-register
+ * transpose (rows 12..15 zero): 192 scalar load/store pairs were a quarter of the lm head's dinp, which packs
+ * its whole (rows, vocab) dout this way (4 KiB row stride).
+ */
+static inline void pack_a_rows_x16(float* d, const float* src, int64_t lda) {
+  static_assert(MR == 12, "the transpose stores 12 rows");
+  __m512 r[16], t[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i++) r[i] = i < MR ? _mm512_loadu_ps(src + i * lda) : _mm512_setzero_ps();
+  // per 128-bit lane: pairs of rows interleaved, then rows 4i..4i+3 of column 4L+j in r[4i+j] lane L
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  // then the four lanes holding column 4L+j gathered in row order
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    _mm512_mask_storeu_ps(d + (0 + j) * MR, 0x0FFF, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
+    _mm512_mask_storeu_ps(d + (4 + j) * MR, 0x0FFF, _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88));
+    _mm512_mask_storeu_ps(d + (8 + j) * MR, 0x0FFF, _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD));
+    _mm512_mask_storeu_ps(d + (12 + j) * MR, 0x0FFF, _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD));
+  }
+}
+constexpr bool kPackARowsX16 = true;
+#else
+static inline void pack_a_rows_x16(float*, const float*, int64_t) {}
+constexpr bool kPackARowsX16 = false;
+#endif
+
 /** A (i0.., k0..) block of mc x kc -> MR-tall slivers, each laid out k-major (MR floats per k), zero padded */
 static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
   if (A.rs == 1) {  // stored transposed: the block's mc floats at each k are contiguous
@@ -226,6 +272,10 @@ static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, in
     // rows contiguous along k: transpose in 16-deep steps so the written block stays in L1
     for (int64_t kb = 0; kb < kc; kb += 16) {
       const int64_t kn = min64(16, kc - kb);
+      if (kPackARowsX16 && kn == 16 && rows == MR && A.cs == 1) {
+        pack_a_rows_x16(d + kb * MR, A.p + (i0 + s) * A.rs + k0 + kb, A.rs);
+        continue;
+      }
       for (int64_t r = 0; r < rows; r++) {
         const float* src = A.p + (i0 + s + r) * A.rs + (k0 + kb) * A.cs;
         for (int64_t k = 0; k < kn; k++) d[(kb + k) * MR + r] = src[k * A.cs];
