@@ -245,6 +245,8 @@ static inline void pack_a_rows_x16(float*, const float*, int64_t) {}
 constexpr bool kPackARowsX16 = false;
 #endif
 
+constexpr int64_t kPackPrefetchRows = 24;  // how far ahead pack_a prefetches a transposed A's rows
+
 /** A (i0.., k0..) block of mc x kc -> MR-tall slivers, each laid out k-major (MR floats per k), zero padded */
 static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
   if (A.rs == 1) {  // stored transposed: the block's mc floats at each k are contiguous
@@ -252,6 +254,9 @@ static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, in
     // lm-head gradient (column stride 32 KiB) came back 12 floats at a time and missed cache on every k
     for (int64_t k = 0; k < kc; k++) {
       const float* src = A.p + (k0 + k) * A.cs + i0;
+      // each k is another page when the column stride is large, where the hardware prefetchers stop
+      if (k + kPackPrefetchRows < kc)
+        for (int64_t x = 0; x < mc; x += 16) __builtin_prefetch(src + kPackPrefetchRows * A.cs + x);
       for (int64_t s = 0; s < mc; s += MR) {
         float* dk = dst + s * kc + k * MR;
         const int64_t rows = min64(MR, mc - s);
