@@ -366,7 +366,7 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
   alignas(64) float tile[MR * NR];
   // A row-major A is read in place (full MR-row slivers broadcast straight from its rows) rather than packed:
   // packing costs a transposing copy of A per NC columns, a third of the time when N is a small hidden size
-  // (192). A stored transposed is packed (a cheap contiguous copy).
+  // (192).
   // Except when A's row stride is a multiple of 4 KiB (hidden sizes 1024, 2048, 3072, ...): then the MR rows of a
   // sliver fall into the same L1 sets and evict each other (measured 142 vs 180 GFLOP/s at 1024^3), so pack.
   // A stored transposed (dweight = dout^T @ inp) is read in place too, MR consecutive floats per k: packing it
@@ -924,7 +924,8 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
 #pragma omp simd reduction(max : mx)
           for (int64_t jj = 0; jj < ATT_BK; jj++) mx = std::max(mx, jj < visible ? srow[jj] : -INFINITY);
           // most rows' max does not grow after their first key tiles: skip the scalar exp (corr is exactly 1)
-          const float corr = visible == 0 || mx == mg[i] ? 1.0f : (mg[i] == -INFINITY ? 0.0f : exp_approx(mg[i] - mx));
+          const float corr =
+              visible == 0 || mx == mg[i] ? 1.0f : (mg[i] == -INFINITY ? 0.0f : exp_approx(mg[i] - mx));
           float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
           for (int64_t jj = 0; jj < ATT_BK; jj++) {
