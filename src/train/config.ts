@@ -100,7 +100,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   need('dataset');
   need('output_dir');
   if (c.max_prompt_length >= c.max_length) {
-    throw new OptionError(`max_prompt_length (${c.max_prompt_length}) must be smaller than max_length (${c.max_length}) to leave room for a response`);
+    throw new OptionError(`max_prompt_length (${c.max_prompt_length}) must be smaller than max_length (${c.max_length}) to leave room for a response: set --max-prompt-length below ${c.max_length} too`);
   }
   if (c.eval_dataset !== null && c.eval_split_ratio > 0) {
     throw new OptionError('give either eval_dataset or eval_split_ratio, not both');
