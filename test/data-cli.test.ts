@@ -18,7 +18,8 @@ writeFileSync(dataset, [
   { prompt: 'Q4:', chosen: ' same', rejected: ' same' },
   { prompt: 'Q5:', chosen: ' last', rejected: ' first' },
 ].map((r) => JSON.stringify(r)).join('\n'));
-const model = tinyTokenizerDir();
+// a tokenizer without bos_token (like Qwen's), so no BOS leads the prompts and they are exactly their bytes
+const model = tinyTokenizerDir({ bosToken: false });
 after(() => {
   rmSync(dir, { recursive: true, force: true });
   rmSync(model, { recursive: true, force: true });

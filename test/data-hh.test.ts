@@ -11,7 +11,7 @@ import { planBatches, paddingStats, collatePlan } from '../src/data/batching.js'
 import type { TokenPair } from '../src/data/collate.js';
 import { DEFAULT_DATA_OPTIONS, emptyStats, streamPreferencePairs } from '../src/data/dataset.js';
 import { truncatePair } from '../src/data/tokenize.js';
-import { EOS, tinyTokenizer } from './data-tiny-tokenizer.js';
+import { BOS, EOS, tinyTokenizer } from './data-tiny-tokenizer.js';
 
 const HH = fileURLToPath(new URL('../../../shared/data/hh-rlhf-harmless-base-test.jsonl.gz', import.meta.url));
 const skip = !existsSync(HH) && `${HH} is absent (../shared not mounted)`;
@@ -30,8 +30,10 @@ test('HH-RLHF: 2312 rows read, 5 with an empty reply dropped, transcripts rebuil
     const source = original[row.source.line! - 1]!;
     const { prompt, chosen, rejected } = row.pair;
     assert.equal(chosen.at(-1), EOS);
-    assert.equal(tok.decode(prompt) + tok.decode(chosen.slice(0, -1)), source.chosen, `line ${row.source.line}`);
-    assert.equal(tok.decode(prompt) + tok.decode(rejected.slice(0, -1)), source.rejected, `line ${row.source.line}`);
+    // TRL puts the tokenizer's bos_token in front of every prompt; the rest is the transcript itself
+    assert.equal(prompt[0], BOS);
+    assert.equal(tok.decode(prompt.slice(1)) + tok.decode(chosen.slice(0, -1)), source.chosen, `line ${row.source.line}`);
+    assert.equal(tok.decode(prompt.slice(1)) + tok.decode(rejected.slice(0, -1)), source.rejected, `line ${row.source.line}`);
     // responses start at a word boundary with their whitespace, so nothing is split inside a word
     assert.match(row.text.chosen, /^\s/);
     assert.match(row.text.rejected, /^\s/);

@@ -13,7 +13,7 @@ import { parquetWriteFile } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
 import { DEFAULT_DATA_OPTIONS, emptyStats, loadPreferencePairs, streamPreferencePairs, type DataOptions } from '../src/data/dataset.js';
 import { readRows, resolveDataFiles } from '../src/data/readers.js';
-import { EOS, SPACE_A, TINY_CHAT_TEMPLATE, bytes, tinyTokenizer } from './data-tiny-tokenizer.js';
+import { BOS, EOS, SPACE_A, TINY_CHAT_TEMPLATE, bytes, tinyTokenizer } from './data-tiny-tokenizer.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'orpo-data-readers-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -34,8 +34,9 @@ const ROWS = [
   { prompt: 'Q5:', chosen: ' last', rejected: ' first' },
 ];
 const jsonl = ROWS.map((r) => JSON.stringify(r)).join('\n') + '\n';
-// written down from first principles: bytes, " a" merged, EOS appended; row 4 is dropped (chosen equals rejected)
-const EXPECTED_FIRST = { prompt: bytes('Q1:'), chosen: [SPACE_A, EOS], rejected: [...bytes(' no'), EOS] };
+// written down from first principles: BOS in front (TRL adds the tokenizer's bos_token), bytes, " a" merged, EOS
+// appended; row 4 is dropped (chosen equals rejected)
+const EXPECTED_FIRST = { prompt: [BOS, ...bytes('Q1:')], chosen: [SPACE_A, EOS], rejected: [...bytes(' no'), EOS] };
 
 async function pairsOf(path: string, o: Partial<DataOptions> = {}) {
   return loadPreferencePairs(path, tok, opts(o));

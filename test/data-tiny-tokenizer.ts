@@ -33,6 +33,8 @@ export interface TinyTokenizerOptions {
   addBosToken?: boolean;
   chatTemplate?: string;
   padToken?: boolean;
+  /** false: tokenizer_config.json names no bos_token (like Qwen's) */
+  bosToken?: boolean;
 }
 
 export function tinyTokenizerFiles(opts: TinyTokenizerOptions = {}): { tokenizer: Record<string, unknown>; config: Record<string, unknown> } {
@@ -73,6 +75,7 @@ export function tinyTokenizerFiles(opts: TinyTokenizerOptions = {}): { tokenizer
     clean_up_tokenization_spaces: false, // decode gives back the exact text ("Human: ." stays as written)
   };
   if (opts.padToken) config.pad_token = '<pad>';
+  if (opts.bosToken === false) delete config.bos_token;
   if (opts.addBosToken !== undefined) config.add_bos_token = opts.addBosToken;
   if (opts.chatTemplate !== undefined) config.chat_template = opts.chatTemplate;
   return { tokenizer, config };

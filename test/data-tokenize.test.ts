@@ -42,11 +42,16 @@ test('explicit prompt: prompt (+BOS) then each response + EOS, exactly as TRL', 
   const plain = tokenizePreferenceText(row, tinyTokenizer(), opts());
   assert.deepEqual(plain, {
     ok: true, truncatedPrompt: false, truncatedResponse: false,
-    pair: { prompt: [81, 58], chosen: [SPACE_A, EOS], rejected: [32, 110, 111, EOS] },
+    // TRL's add_bos_token_if_needed: the tokenizer has a bos_token, so it leads the prompt even though the
+    // tokenizer's own encoder does not add it
+    pair: { prompt: [BOS, 81, 58], chosen: [SPACE_A, EOS], rejected: [32, 110, 111, EOS] },
   });
   const withBos = tokenizePreferenceText(row, tinyTokenizer({ bosPostProcessor: true }), opts());
   assert.ok(withBos.ok);
-  assert.deepEqual(withBos.pair.prompt, [BOS, 81, 58]);
+  assert.deepEqual(withBos.pair.prompt, [BOS, 81, 58], 'an encoder that adds BOS does not get a second one');
+  const noBos = tokenizePreferenceText(row, tinyTokenizer({ bosToken: false }), opts());
+  assert.ok(noBos.ok);
+  assert.deepEqual(noBos.pair.prompt, [81, 58], 'a tokenizer without bos_token (Qwen) gets none');
   // a response already ending in EOS does not get a second one (TRL's add_eos_token_if_needed)
   const ended = tokenizePreferenceText({ prompt: 'Q:', chosen: ' a</s>', rejected: ' hi' }, tinyTokenizer(), opts());
   assert.ok(ended.ok);
@@ -92,7 +97,7 @@ test('truncation: prompt cut to max_prompt_length (keep_end / keep_start), then 
 test('max_completion_length keeps the start of each response', () => {
   const row = tokenizePreferenceText({ prompt: 'Q', chosen: ' xyz', rejected: ' uv' }, tinyTokenizer(), opts({ maxCompletionLength: 2 }));
   assert.ok(row.ok);
-  assert.deepEqual(row.pair, { prompt: [81], chosen: [32, 120], rejected: [32, 117] });
+  assert.deepEqual(row.pair, { prompt: [BOS, 81], chosen: [32, 120], rejected: [32, 117] });
 });
 
 test('responses equal after truncation are dropped with their own reason', () => {
@@ -161,7 +166,8 @@ test("GPT-2's own folder names no special token: the class defaults apply, as in
   assert.deepEqual([gpt2.bosTokenId, gpt2.eosTokenId, gpt2.padTokenId, gpt2.addBosToken], [261, 261, null, false]);
   assert.equal(padTokenIdOf(gpt2), 261);
   const row = tokenizePreferenceText({ prompt: 'Q', chosen: ' a', rejected: ' b' }, gpt2, opts());
-  assert.deepEqual(row.ok && row.pair, { prompt: [81], chosen: [SPACE_A, 261], rejected: [32, 98, 261] });
+  // TRL prepends the bos_token (GPT-2's <|endoftext|>) to the prompt and appends the eos_token (the same token)
+  assert.deepEqual(row.ok && row.pair, { prompt: [261, 81], chosen: [SPACE_A, 261], rejected: [32, 98, 261] });
 });
 
 test('byte-level speedup writes the same UTF-8 bytes as TextEncoder, lone surrogates included', () => {

@@ -70,7 +70,7 @@ function promptBudget(opts: TruncationOptions, longerResponse: number): number {
 export function encodePrompt(tokenizer: Tokenizer, text: string): number[] {
   const ids = tokenizer.encode(text);
   const bos = tokenizer.bosTokenId;
-  if (tokenizer.addBosToken && bos !== null && ids[0] !== bos) ids.unshift(bos);
+  if (bos !== null && ids[0] !== bos) ids.unshift(bos);
   return ids;
 }
 
