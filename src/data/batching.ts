@@ -19,21 +19,27 @@ export interface BatchPlanOptions {
 
 const MEGA_BATCH_MULTIPLIER = 50; // transformers' LengthGroupedSampler
 
+/**
+ * An already shuffled order of pair indices, sorted longest first inside each mega-batch of 50 batches, so that
+ * consecutive batches hold pairs of similar length while the epoch stays shuffled at the mega-batch scale.
+ */
+export function groupOrderByLength(order: readonly number[], pairs: readonly TokenPair[], batchSize: number): number[] {
+  const mega = batchSize * MEGA_BATCH_MULTIPLIER;
+  const grouped: number[] = [];
+  for (let s = 0; s < order.length; s += mega) {
+    const chunk = order.slice(s, s + mega);
+    chunk.sort((a, b) => pairLength(pairs[b]!) - pairLength(pairs[a]!) || a - b);
+    grouped.push(...chunk);
+  }
+  return grouped;
+}
+
 /** Indices of the pairs in each batch; every pair appears exactly once, the last batch may be short. */
 export function planBatches(pairs: readonly TokenPair[], opts: BatchPlanOptions): number[][] {
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`batch size must be >= 1, got ${opts.batchSize}`);
   let order = pairs.map((_, i) => i);
   if (opts.seed !== null) new Rng(opts.seed).shuffle(order);
-  if (opts.groupByLength) {
-    const mega = opts.batchSize * MEGA_BATCH_MULTIPLIER;
-    const grouped: number[] = [];
-    for (let s = 0; s < order.length; s += mega) {
-      const chunk = order.slice(s, s + mega);
-      chunk.sort((a, b) => pairLength(pairs[b]!) - pairLength(pairs[a]!) || a - b);
-      grouped.push(...chunk);
-    }
-    order = grouped;
-  }
+  if (opts.groupByLength) order = groupOrderByLength(order, pairs, opts.batchSize);
   const batches: number[][] = [];
   for (let s = 0; s < order.length; s += opts.batchSize) batches.push(order.slice(s, s + opts.batchSize));
   return batches;

@@ -19,6 +19,7 @@ export interface TrainConfig extends LoraMemoryConfig {
   num_train_epochs: number;
   max_steps: number;
   per_device_train_batch_size: number;
+  group_by_length: boolean;
   per_device_eval_batch_size: number;
   gradient_accumulation_steps: number;
   lr_scheduler_type: SchedulerType;
@@ -70,6 +71,7 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   num_train_epochs: { type: 'float', default: 3, min: 0, minExclusive: true, group: 'Optimisation', doc: 'passes over the training data (ignored when max_steps > 0)' },
   max_steps: { type: 'int', default: -1, min: -1, group: 'Optimisation', doc: 'total optimizer steps; -1 = from num_train_epochs' },
   per_device_train_batch_size: { type: 'int', default: 8, min: 1, group: 'Optimisation', doc: 'preference pairs per micro-batch' },
+  group_by_length: { type: 'bool', default: false, group: 'Optimisation', doc: 'batch pairs of similar length together (transformers\' LengthGroupedSampler: sorted inside shuffled mega-batches of 50 batches) to cut padding' },
   per_device_eval_batch_size: { type: 'int', default: 8, min: 1, group: 'Optimisation', doc: 'preference pairs per evaluation batch' },
   gradient_accumulation_steps: { type: 'int', default: 1, min: 1, group: 'Optimisation', doc: 'micro-batches per optimizer step (same update as one batch that many times larger)' },
   lr_scheduler_type: { type: 'enum', choices: SCHEDULER_TYPES, default: 'linear', group: 'Optimisation', doc: 'learning-rate schedule (transformers semantics)' },

@@ -7,6 +7,7 @@
 // the progress bar). The loop yields to the event loop once per step so a Ctrl-C handler can ask it to stop.
 
 import { collatePairs, type PackedBatch, type TokenPair } from '../data/collate.js';
+import { groupOrderByLength } from '../data/batching.js';
 import { countNllTokens, orpoStep, type OrpoMetrics } from '../loss/orpo.js';
 import type { TokenLogprobHead } from '../loss/logprob-head.js';
 import type { TrainableBuffers } from '../lora/options.js';
@@ -107,10 +108,18 @@ export function totalStepsOf(trainPairs: number, c: TrainConfig): number {
   return Math.max(1, Math.ceil(c.num_train_epochs * stepsPerEpoch(trainPairs, c)));
 }
 
-export function initialState(trainPairs: number, c: TrainConfig): TrainerState {
+/** One epoch's order of the training pairs: shuffled, then grouped by length when group_by_length is on. */
+function epochOrder(rng: Rng, trainPairs: number, c: Pick<TrainConfig, 'group_by_length' | 'per_device_train_batch_size'>,
+  pairs: readonly TokenPair[] | undefined): number[] {
+  const order = rng.shuffle(Array.from({ length: trainPairs }, (_, i) => i));
+  if (!c.group_by_length || pairs === undefined) return order;
+  return groupOrderByLength(order, pairs, c.per_device_train_batch_size);
+}
+
+export function initialState(trainPairs: number, c: TrainConfig, pairs?: readonly TokenPair[]): TrainerState {
   const total = totalStepsOf(trainPairs, c);
   const rng = new Rng(c.seed);
-  const order = rng.shuffle(Array.from({ length: trainPairs }, (_, i) => i));
+  const order = epochOrder(rng, trainPairs, c, pairs);
   return {
     global_step: 0,
     total_steps: total,
@@ -129,10 +138,10 @@ export function initialState(trainPairs: number, c: TrainConfig): TrainerState {
 }
 
 /** The pairs of the next optimizer step; advances the epoch (reshuffling with the saved generator) when done. */
-function takeStepPairs(state: TrainerState, pairsPerStep: number): number[] {
+function takeStepPairs(state: TrainerState, pairsPerStep: number, c: TrainConfig, pairs: readonly TokenPair[]): number[] {
   if (state.pair_offset >= state.order.length) {
     const rng = rngFrom(state.rng);
-    state.order = rng.shuffle(Array.from({ length: state.train_pairs }, (_, i) => i));
+    state.order = epochOrder(rng, state.train_pairs, c, pairs);
     state.rng = rng.getState();
     state.epoch_index += 1;
     state.pair_offset = 0;
@@ -155,7 +164,7 @@ export async function train(
   const trainable = setup.trainable ?? { params: model.params, grads: model.grads, zeroGrad: () => model.zeroGrad() };
   const heads = setup.heads === undefined ? {} : { train: { head: setup.heads.train }, eval: { head: setup.heads.eval } };
   if (data.train.length === 0) throw new Error('train: the training set is empty');
-  const state = resume?.state ?? initialState(data.train.length, c);
+  const state = resume?.state ?? initialState(data.train.length, c, data.train);
   if (state.train_pairs !== data.train.length) {
     throw new Error(`resume: the checkpoint was trained on ${state.train_pairs} pairs but the dataset now has ${data.train.length}; ` +
       'resume needs the same data and options');
@@ -199,7 +208,7 @@ export async function train(
 
   while (state.global_step < state.total_steps) {
     const stepStart = performance.now();
-    const picked = takeStepPairs(state, pairsPerStep);
+    const picked = takeStepPairs(state, pairsPerStep, c, data.train);
     const micro: PackedBatch[] = [];
     for (let i = 0; i < picked.length; i += bs) {
       micro.push(collatePairs(picked.slice(i, i + bs).map((k) => data.train[k]!), data.padTokenId));
