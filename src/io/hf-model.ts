@@ -6,7 +6,7 @@ import type { Kernels } from '../backend/kernels.js';
 import { parseConfig } from '../model/config.js';
 import { emptyModel } from '../model/create.js';
 import type { DecoderBase } from '../model/base.js';
-import { canonicalName, headParamName, transpose2d } from '../model/layout.js';
+import { canonicalName, headParamName, hfLayoutTensors, transpose2d } from '../model/layout.js';
 import { listModelTensors, writeModelTensors } from './model-files.js';
 import { readTensorF32, type NamedTensor, type SafetensorsWriteDtype } from './safetensors.js';
 import { writeFileAtomically } from './atomic-file.js';
@@ -87,13 +87,7 @@ export async function loadModel(dir: string, opts: { kernels?: Kernels } = {}): 
 
 /** Parameters in the layout save_pretrained writes (Conv1D transposed back; a tied head is not written). */
 export function hfTensors(model: DecoderBase, source: Float32Array = model.params): NamedTensor[] {
-  return model.layout.map((p) => {
-    const view = source.subarray(p.offset, p.offset + p.size);
-    if (!p.transposed) return { name: p.name, shape: p.hfShape, data: view };
-    const data = new Float32Array(p.size);
-    transpose2d(data, view, p.shape[0], p.shape[1]);
-    return { name: p.name, shape: p.hfShape, data };
-  });
+  return hfLayoutTensors(model.layout, source);
 }
 
 /** Write config.json + weights; loads in Python transformers unchanged. */

@@ -6,7 +6,7 @@ import type { CausalLM } from '../model/types.js';
 import { collatePairs, type PackedBatch, type PreferenceBatch } from '../data/collate.js';
 import { UnfusedLogprobHead, type TokenLogprobHead } from './logprob-head.js';
 import { oddsRatio } from './odds-ratio.js';
-import { transpose2d } from '../model/layout.js';
+import { hfLayoutTensors } from '../model/layout.js';
 
 export type SftScope = 'full' | 'response';
 
@@ -167,16 +167,8 @@ export function orpoForwardBackward(model: CausalLM, batch: PreferenceBatch,
   const packed = collatePairs(batch.pairs, batch.pad_token_id);
   model.zeroGrad();
   const r = orpoStep(model, packed, { beta: opts.beta ?? 0.1, sftScope: opts.sftScope ?? 'full' });
-  const grads = new Map<string, Float32Array>();
-  for (const p of model.layout) {
-    const g = model.grads.subarray(p.offset, p.offset + p.size);
-    if (!p.transposed) {
-      grads.set(p.name, g.slice());
-      continue;
-    }
-    const t = new Float32Array(p.size);
-    transpose2d(t, g, p.shape[0], p.shape[1]);
-    grads.set(p.name, t);
-  }
+  // copies: the caller keeps them across later steps, which overwrite model.grads
+  const grads = new Map(hfLayoutTensors(model.layout, model.grads).map((t) =>
+    [t.name, t.data.buffer === model.grads.buffer ? t.data.slice() : t.data] as const));
   return { loss: r.loss, metrics: r.metrics, grads };
 }

@@ -97,6 +97,21 @@ export function canonicalName(config: ModelConfig, fileName: string): string | n
   return fileName;
 }
 
+/**
+ * A flat buffer laid out like the parameters (the parameters, their gradients, optimizer moments) as the tensors
+ * a Hugging Face checkpoint holds: its names, its shapes, Conv1D weights transposed back to (in, out). Tensors that
+ * need no transpose are views of `source`, not copies.
+ */
+export function hfLayoutTensors(layout: readonly ParamSpec[], source: Float32Array): { name: string; shape: number[]; data: Float32Array }[] {
+  return layout.map((p) => {
+    const view = source.subarray(p.offset, p.offset + p.size);
+    if (!p.transposed) return { name: p.name, shape: p.hfShape, data: view };
+    const data = new Float32Array(p.size);
+    transpose2d(data, view, p.shape[0], p.shape[1]);
+    return { name: p.name, shape: p.hfShape, data };
+  });
+}
+
 /** Transpose a (rows, cols) matrix into out (cols, rows). */
 export function transpose2d(out: Float32Array, inp: Float32Array, rows: number, cols: number): void {
   for (let r = 0; r < rows; r++) {
