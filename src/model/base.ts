@@ -47,10 +47,6 @@ export class Arena {
     for (const b of this.buffers.values()) n += b.byteLength;
     return n;
   }
-
-  clear(): void {
-    this.buffers.clear();
-  }
 }
 
 /** Extra computation attached to a linear module (LoRA adapters): runs after the base projection. */
