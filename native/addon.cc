@@ -42,7 +42,7 @@ const KernelTable& K() {
   return *table;
 }
 
-constexpr size_t kMaxArgs = 16;
+constexpr size_t kMaxArgs = 17;
 
 /**
  * Reads one call's arguments. The first failure throws a JavaScript error naming the kernel and argument;
@@ -105,8 +105,14 @@ class Args {
     return static_cast<float*>(typed(i, name, need, nullable, napi_float32_array, "Float32Array"));
   }
 
-  const int32_t* i32(size_t i, const char* name, int64_t need) {
-    return static_cast<const int32_t*>(typed(i, name, need, false, napi_int32_array, "Int32Array"));
+  const int32_t* i32(size_t i, const char* name, int64_t need, bool nullable = false) {
+    return static_cast<const int32_t*>(typed(i, name, need, nullable, napi_int32_array, "Int32Array"));
+  }
+
+  /** an optional trailing argument: absent, null and undefined all read as nullptr */
+  const int32_t* optional_i32(size_t i, const char* name, int64_t need) {
+    if (i >= argc_) return nullptr;
+    return i32(i, name, need, true);
   }
 
   /** a*b*..., failing (instead of wrapping) when the product exceeds 2^53 */
@@ -387,6 +393,21 @@ AttentionSizes attention_sizes(Args& a, size_t first) {
   return s;
 }
 
+/** the optional hidden-key ranges (B,2) of attentionForward/Backward: 0 <= lo <= hi <= T in every row */
+const int32_t* attention_hidden(Args& a, size_t i, const AttentionSizes& s) {
+  const int32_t* hidden = a.optional_i32(i, "hidden", 2 * s.B);
+  if (!hidden || !a.ok()) return nullptr;
+  for (int64_t b = 0; b < s.B; b++) {
+    const int64_t lo = hidden[2 * b], hi = hidden[2 * b + 1];
+    if (lo < 0 || lo > hi || hi > s.T) {
+      a.fail("hidden keys of row %lld are [%lld, %lld): need 0 <= lo <= hi <= T (%lld)", static_cast<long long>(b),
+             static_cast<long long>(lo), static_cast<long long>(hi), static_cast<long long>(s.T));
+      return nullptr;
+    }
+  }
+  return hidden;
+}
+
 napi_value AttentionForward(napi_env env, napi_callback_info info) {
   Args a(env, info, "attentionForward", 12);
   const AttentionSizes s = attention_sizes(a, 5);
@@ -395,7 +416,8 @@ napi_value AttentionForward(napi_env env, napi_callback_info info) {
   const float* q = a.f32(2, "q", s.qSpan);
   const float* k = a.f32(3, "k", s.kvSpan);
   const float* v = a.f32(4, "v", s.kvSpan);
-  if (a.ok()) K().attention_forward(out, lse, q, k, v, s.B, s.T, s.NH, s.NKV, s.HD, s.qStride, s.kvStride);
+  const int32_t* hidden = attention_hidden(a, 12, s);
+  if (a.ok()) K().attention_forward(out, lse, q, k, v, s.B, s.T, s.NH, s.NKV, s.HD, s.qStride, s.kvStride, hidden);
   return undefined(env);
 }
 
@@ -411,8 +433,10 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   const float* v = a.f32(6, "v", s.kvSpan);
   const float* out = a.f32(7, "out", s.outSize);
   const float* lse = a.f32(8, "lse", s.lseSize);
+  const int32_t* hidden = attention_hidden(a, 16, s);
   if (a.ok())
-    K().attention_backward(dq, dk, dv, dout, q, k, v, out, lse, s.B, s.T, s.NH, s.NKV, s.HD, s.qStride, s.kvStride);
+    K().attention_backward(dq, dk, dv, dout, q, k, v, out, lse, s.B, s.T, s.NH, s.NKV, s.HD, s.qStride, s.kvStride,
+                           hidden);
   return undefined(env);
 }
 

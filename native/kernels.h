@@ -41,13 +41,16 @@ struct KernelTable {
   // dout (B,T,H,HD) -> dinp (B,T,H,HD) accumulated
   void (*rope_backward)(float* dinp, const float* dout, const float* cos, const float* sin, int64_t B, int64_t T,
                         int64_t H, int64_t HD, int64_t pos0);
-  // q (B,T,NH,HD) rows qStride apart, k/v (B,T,NKV,HD) rows kvStride apart -> out (B,T,NH,HD), lse (B,NH,T)
+  // q (B,T,NH,HD) rows qStride apart, k/v (B,T,NKV,HD) rows kvStride apart, hidden (B,2) or null
+  //   -> out (B,T,NH,HD), lse (B,NH,T); keys [hidden[2b], hidden[2b+1]) are invisible to queries at t >= hidden[2b+1]
   void (*attention_forward)(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                            int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride);
-  // dout, q, k, v, out, lse -> dq, dk, dv accumulated (layouts of q, k, v)
+                            int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride,
+                            const int32_t* hidden);
+  // dout, q, k, v, out, lse, hidden -> dq, dk, dv accumulated (layouts of q, k, v)
   void (*attention_backward)(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                              const float* v, const float* out, const float* lse, int64_t B, int64_t T,
-                             int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride);
+                             int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride,
+                             const int32_t* hidden);
   void (*swiglu_forward)(float* out, const float* gate, const float* up, int64_t N);
   void (*swiglu_backward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                           int64_t N);

@@ -875,8 +875,33 @@ static void load_transposed_tile(float* dst, const float* src, int64_t stride, i
     for (int64_t jj = bk; jj < ATT_BK; jj++) dst[d * ATT_BK + jj] = 0.0f;
 }
 
+/**
+ * The keys a tile's query rows may not see besides the causal limit: with `hidden` (B,2), keys [lo, hi) of row b
+ * are invisible to queries at t >= hi (two continuations of one shared prefix in one row).
+ */
+struct HiddenKeys {
+  int64_t lo = 0, hi = 0;
+  HiddenKeys(const int32_t* hidden, int64_t b) {
+    if (hidden) lo = hidden[2 * b], hi = hidden[2 * b + 1];
+  }
+  /** every query of [i0, ...) is past hi and the key tile [j0, j0+bk) lies inside [lo, hi): nothing to compute */
+  bool tile_hidden(int64_t i0, int64_t j0, int64_t bk) const { return i0 >= hi && j0 >= lo && j0 + bk <= hi; }
+  /**
+   * Writes -inf over the scores of the keys query qi may not see in the key tile [j0, j0+bk) (score row srow).
+   * The vectorised softmax loops then test the score itself (p = 0 where it is -inf): a second pair of index
+   * compares in those loops (`jj < visible && (jj < a0 || jj >= a1)`) came out of GCC 12's AVX-512 build
+   * giving wrong, run-to-run varying rows.
+   */
+  void mask(float* srow, int64_t qi, int64_t j0, int64_t bk) const {
+    if (qi < hi) return;
+    const int64_t a = max64(lo - j0, 0), e = min64(hi - j0, bk);
+    for (int64_t jj = a; jj < e; jj++) srow[jj] = -INFINITY;
+  }
+};
+
 static void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                              int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride) {
+                              int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride,
+                              const int32_t* hidden) {
   const float scale = 1.0f / std::sqrt(float(HD));
   const int64_t group = NH / NKV;
   const int64_t qtiles = ceil_div(T, ATT_BQ);
@@ -886,6 +911,7 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
     // the last query tiles see the most keys: hand them out first so the tail of the schedule is short
     const int64_t b = t / (NKV * qtiles), kvh = (t / qtiles) % NKV, i0 = (qtiles - 1 - t % qtiles) * ATT_BQ;
     const int64_t bq = min64(ATT_BQ, T - i0);
+    const HiddenKeys hk(hidden, b);
     float* qs = scratch(2, group * ATT_BQ * HD);  // scaled queries, (group, BQ, HD)
     float* o = scratch(3, group * ATT_BQ * HD);   // output accumulators, (group, BQ, HD)
     float* kt = scratch(4, HD * ATT_BK);
@@ -909,6 +935,7 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
     const int64_t kend = i0 + bq;  // keys [0, kend) are visible to some row of this tile
     for (int64_t j0 = 0; j0 < kend; j0 += ATT_BK) {
       const int64_t bk = min64(ATT_BK, kend - j0);
+      if (hk.tile_hidden(i0, j0, bk)) continue;
       load_transposed_tile(kt, kbase, kvStride, j0, bk, HD);
       for (int64_t g = 0; g < group; g++) {
         float* og = o + g * ATT_BQ * HD;
@@ -918,18 +945,20 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
         for (int64_t i = 0; i < bq; i++) {
           const int64_t visible = max64(0, min64(bk, i0 + i - j0 + 1));  // causal: key j0+jj <= query i0+i
           float* srow = s + i * ATT_BK;
+          hk.mask(srow, i0 + i, j0, bk);  // and not a hidden key
           // masked over the whole tile width (not a loop to `visible`) so it vectorises: the scalar max loop
           // was a quarter of the forward pass
           float mx = mg[i];
 #pragma omp simd reduction(max : mx)
-          for (int64_t jj = 0; jj < ATT_BK; jj++) mx = std::max(mx, jj < visible ? srow[jj] : -INFINITY);
+          for (int64_t jj = 0; jj < ATT_BK; jj++)
+            mx = std::max(mx, jj < visible ? srow[jj] : -INFINITY);
           // most rows' max does not grow after their first key tiles: skip the scalar exp (corr is exactly 1)
           const float corr =
               visible == 0 || mx == mg[i] ? 1.0f : (mg[i] == -INFINITY ? 0.0f : exp_approx(mg[i] - mx));
           float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
           for (int64_t jj = 0; jj < ATT_BK; jj++) {
-            const float p = jj < visible ? exp_approx(srow[jj] - mx) : 0.0f;
+            const float p = jj < visible && srow[jj] != -INFINITY ? exp_approx(srow[jj] - mx) : 0.0f;
             srow[jj] = p;
             sum += p;
           }
@@ -960,7 +989,8 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
 
 static void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                                const float* v, const float* out, const float* lse, int64_t B, int64_t T,
-                               int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride) {
+                               int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride,
+                               const int32_t* hidden) {
   const float scale = 1.0f / std::sqrt(float(HD));
   const int64_t group = NH / NKV;
   const int64_t doStride = NH * HD;
@@ -968,6 +998,7 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
   // no two threads ever add to the same element.
   auto task = [&](int64_t t) {
     const int64_t b = t / NKV, kvh = t % NKV;
+    const HiddenKeys hk(hidden, b);
     float* kt = scratch(0, 2 * HD * ATT_BK);  // K and V tiles transposed, (HD,BK) each
     float* vt = kt + HD * ATT_BK;
     float* dkv = scratch(1, 2 * ATT_BK * HD);  // dk and dv of the key tile, (BK,HD) each
@@ -998,6 +1029,7 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
         const int64_t h = kvh * group + g;
         for (int64_t i0 = j0; i0 < T; i0 += ATT_BQ) {  // query rows that can see this key tile
           const int64_t bq = min64(ATT_BQ, T - i0);
+          if (hk.tile_hidden(i0, j0, bk)) continue;
           const float* qr = q + (b * T + i0) * qStride + h * HD;
           const float* dor = dout + (b * T + i0) * doStride + h * HD;
           float* dqr = dq + (b * T + i0) * qStride + h * HD;
@@ -1009,9 +1041,10 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
             const float D = Dbuf[g * T + i0 + i];
             float* srow = s + i * ATT_BK;
             float* dprow = dp + i * ATT_BK;
+            hk.mask(srow, i0 + i, j0, bk);
 #pragma omp simd
             for (int64_t jj = 0; jj < ATT_BK; jj++) {
-              const float p = jj < visible ? exp_approx(srow[jj] * scale - l) : 0.0f;
+              const float p = jj < visible && srow[jj] != -INFINITY ? exp_approx(srow[jj] * scale - l) : 0.0f;
               srow[jj] = p;                                // P, for dv
               dprow[jj] = p * (dprow[jj] - D) * scale;     // dS, for dq and dk
             }

@@ -355,23 +355,27 @@ function fusedLayout(rng: Rng, d: AttentionDims, pad: number): AttentionLayout {
   };
 }
 
-function attentionCase(name: string, d: AttentionDims, L: AttentionLayout): BackwardCase & { lse: Float64Array } {
+function attentionCase(name: string, d: AttentionDims, L: AttentionLayout,
+  hidden: Int32Array | null = null): BackwardCase & { lse: Float64Array } {
   const { B, T, NH, NKV, HD } = d;
   const out = new Float64Array(B * T * NH * HD);
   const lse = new Float64Array(B * NH * T);
   return {
     name, lse, inputs: L.buffers,
     forward: () => {
-      k.attentionForward(out, lse, L.q, L.k, L.v, B, T, NH, NKV, HD, L.qStride, L.kvStride);
+      k.attentionForward(out, lse, L.q, L.k, L.v, B, T, NH, NKV, HD, L.qStride, L.kvStride, hidden);
       return out;
     },
     backward: (dout) => k.attentionBackward(L.dq, L.dk, L.dv, dout, L.q, L.k, L.v, out, lse,
-      B, T, NH, NKV, HD, L.qStride, L.kvStride),
+      B, T, NH, NKV, HD, L.qStride, L.kvStride, hidden),
   };
 }
 
-/** causal softmax attention by its definition: the full score matrix, exp, normalise */
-function naiveAttention(d: AttentionDims, L: AttentionLayout): { out: Float64Array; lse: Float64Array } {
+/**
+ * causal softmax attention by its definition: the full score matrix, exp, normalise; with `hidden`, query t of
+ * row b sees key s only when s <= t and not (t >= hi and lo <= s < hi)
+ */
+function naiveAttention(d: AttentionDims, L: AttentionLayout, hidden: Int32Array | null = null): { out: Float64Array; lse: Float64Array } {
   const { B, T, NH, NKV, HD } = d;
   const out = new Float64Array(B * T * NH * HD);
   const lse = new Float64Array(B * NH * T);
@@ -379,17 +383,18 @@ function naiveAttention(d: AttentionDims, L: AttentionLayout): { out: Float64Arr
     for (let h = 0; h < NH; h++) {
       const kvh = Math.floor(h * NKV / NH);
       for (let t = 0; t < T; t++) {
+        const visible = (s: number): boolean => s <= t && !(hidden && t >= hidden[2 * b + 1] && s >= hidden[2 * b] && s < hidden[2 * b + 1]);
         const scores: number[] = [];
-        for (let s = 0; s <= t; s++) {
+        for (let s = 0; s < T; s++) {
           let dot = 0;
           for (let i = 0; i < HD; i++) dot += L.q[(b * T + t) * L.qStride + h * HD + i] * L.k[(b * T + s) * L.kvStride + kvh * HD + i];
-          scores.push(dot / Math.sqrt(HD));
+          scores.push(visible(s) ? dot / Math.sqrt(HD) : -Infinity);
         }
         const z = scores.reduce((acc, x) => acc + Math.exp(x), 0);
         lse[(b * NH + h) * T + t] = Math.log(z);
         for (let i = 0; i < HD; i++) {
           let o = 0;
-          for (let s = 0; s <= t; s++) o += (Math.exp(scores[s]) / z) * L.v[(b * T + s) * L.kvStride + kvh * HD + i];
+          for (let s = 0; s < T; s++) o += (Math.exp(scores[s]) / z) * L.v[(b * T + s) * L.kvStride + kvh * HD + i];
           out[((b * T + t) * NH + h) * HD + i] = o;
         }
       }
@@ -408,6 +413,27 @@ test('attention: forward matches the definition and backward matches finite diff
     assertClose(c.lse, want.lse, 1e-12, `attentionForward NKV=${NKV} lse`);
     assertBackward(c, 71);
   }
+});
+
+test('attention with hidden keys (a shared prefix and two continuations in one row): definition and finite differences', () => {
+  // row 0: prefix [0,3), first continuation [3,5), second [5,8); row 1: no prefix, [0,4) then [4,8); row 2: none
+  const d: AttentionDims = { B: 3, T: 8, NH: 4, NKV: 2, HD: 6 };
+  const hidden = Int32Array.from([3, 5, 0, 4, 0, 0]);
+  const L = separateLayout(new Rng(75), d);
+  const c = attentionCase('attention hidden keys', d, L, hidden);
+  const want = naiveAttention(d, L, hidden);
+  assertClose(c.forward(), want.out, 1e-12, 'attentionForward hidden out');
+  assertClose(c.lse, want.lse, 1e-12, 'attentionForward hidden lse');
+  // the second continuation of row 0 sees exactly what a row [prefix | second] would: compare with that row alone
+  const alone: AttentionDims = { B: 1, T: 6, NH: 4, NKV: 2, HD: 6 };
+  const pick = (x: Float64Array, w: number): Float64Array => Float64Array.from([0, 1, 2, 5, 6, 7].flatMap((t) => [...x.subarray(t * w, t * w + w)]));
+  const La: AttentionLayout = { ...L, q: pick(L.q, L.qStride), k: pick(L.k, L.kvStride), v: pick(L.v, L.kvStride) };
+  const wantAlone = naiveAttention(alone, La);
+  const C = d.NH * d.HD;
+  for (const [ta, t] of [[3, 5], [4, 6], [5, 7]]) {
+    assertClose(c.forward().subarray(t * C, t * C + C), wantAlone.out.subarray(ta * C, ta * C + C), 1e-12, `second continuation t=${t}`);
+  }
+  assertBackward(c, 76);
 });
 
 test('attention: strided views into a fused qkv buffer (GPT-2 qStride = 3C; GQA rows with padding untouched)', () => {

@@ -212,7 +212,8 @@ test('rope forward (also in place) and backward, with a position offset', { skip
 // ------------------------------------------------------------------------------------------------ attention
 
 /** runs forward (compared) then backward (compared) for one configuration; q/k/v may be strided views */
-function checkAttention(label: string, B: number, T: number, NH: number, NKV: number, HD: number, fused: boolean): void {
+function checkAttention(label: string, B: number, T: number, NH: number, NKV: number, HD: number, fused: boolean,
+  hidden: Int32Array | null = null): void {
   const C = NH * HD;
   const KVC = NKV * HD;
   // fused: one (B,T,C+2*KVC) buffer holding q|k|v per row, as GPT-2's c_attn produces it
@@ -225,14 +226,14 @@ function checkAttention(label: string, B: number, T: number, NH: number, NKV: nu
   const qkv = randn(rows * (C + 2 * KVC), 2);
   const [q, k, v] = views(qkv);
   compare(`attentionForward ${label}`, { out: randn(rows * C), lse: randn(B * NH * T) },
-    (kern, x) => kern.attentionForward(x.out, x.lse, q, k, v, B, T, NH, NKV, HD, qStride, kvStride), 2e-5);
+    (kern, x) => kern.attentionForward(x.out, x.lse, q, k, v, B, T, NH, NKV, HD, qStride, kvStride, hidden), 2e-5);
   const out = new Float32Array(rows * C);
   const lse = new Float32Array(B * NH * T);
-  jsKernels.attentionForward(out, lse, q, k, v, B, T, NH, NKV, HD, qStride, kvStride);
+  jsKernels.attentionForward(out, lse, q, k, v, B, T, NH, NKV, HD, qStride, kvStride, hidden);
   const dout = randn(rows * C);
   compare(`attentionBackward ${label}`, { dqkv: randn(qkv.length) }, (kern, x) => {
     const [dq, dk, dv] = views(x.dqkv);
-    kern.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, NKV, HD, qStride, kvStride);
+    kern.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, NKV, HD, qStride, kvStride, hidden);
   }, 5e-5);
 }
 
@@ -242,6 +243,17 @@ test('attention forward/backward: odd lengths, grouped-query heads, several scor
   checkAttention('B1 T65 NH2 NKV1 HD32', 1, 65, 2, 1, 32, false);
   checkAttention('B2 T127 NH4 NKV4 HD8', 2, 127, 4, 4, 8, false);
   checkAttention('B1 T150 NH6 NKV2 HD64', 1, 150, 6, 2, 64, false);
+});
+
+test('attention with hidden keys (shared prefix, two continuations): tiles skipped, split and masked', { skip }, () => {
+  // spans inside one key tile, across tile borders, starting at 0 (no prefix), empty, and up to T
+  const hidden = Int32Array.from([40, 100, 0, 70, 63, 65, 0, 0, 5, 150]);
+  checkAttention('hidden B5 T150 NH6 NKV2 HD32', 5, 150, 6, 2, 32, false, hidden);
+  checkAttention('hidden fused B5 T150 NH4 NKV4 HD16', 5, 150, 4, 4, 16, true, hidden);
+  checkAttention('hidden B1 T9 NH2 NKV1 HD64', 1, 9, 2, 1, 64, false, Int32Array.from([2, 5]));
+  const q = new Float32Array(2 * 4 * 8);
+  assert.throws(() => native.attentionForward(new Float32Array(2 * 4 * 8), new Float32Array(2 * 2 * 4), q, q, q,
+    2, 4, 2, 2, 4, 8, 8, Int32Array.from([1, 2, 3, 5])), /hidden keys of row 1 are \[3, 5\)/);
 });
 
 test('attention: strided q/k/v views into a fused qkv buffer (GPT-2, stride 3C)', { skip }, () => {

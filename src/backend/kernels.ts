@@ -72,13 +72,17 @@ export interface Kernels {
    * q (B,T,NH,HD) rows `qStride` apart, k/v (B,T,NKV,HD) rows `kvStride` apart (grouped-query: query head h
    * reads kv head h / (NH/NKV)) -> out (B,T,NH,HD) contiguous, written; lse (B,NH,T) log-sum-exp of each
    * score row, saved for backward. Causal, scale 1/sqrt(HD). Only one row/tile of scores exists at a time.
+   * `hidden` (B,2) int32, optional: in row b, keys [hidden[2b], hidden[2b+1]) are invisible to queries at
+   * t >= hidden[2b+1] (two continuations of one shared prefix in one row: the second must not see the first).
    */
   attentionForward(out: FloatArray, lse: FloatArray, q: FloatArray, k: FloatArray, v: FloatArray,
-    B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number): void;
-  /** dout (B,T,NH,HD), q, k, v, out, lse -> dq, dk, dv accumulated (same layouts and strides as q, k, v) */
+    B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number,
+    hidden?: Int32Array | null): void;
+  /** dout (B,T,NH,HD), q, k, v, out, lse, hidden -> dq, dk, dv accumulated (same layouts and strides as q, k, v) */
   attentionBackward(dq: FloatArray, dk: FloatArray, dv: FloatArray, dout: FloatArray,
     q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, lse: FloatArray,
-    B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number): void;
+    B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number,
+    hidden?: Int32Array | null): void;
 
   // ---------------------------------------------------------------- pointwise
   /** gate (N), up (N) -> out (N) written: out = silu(gate) * up */

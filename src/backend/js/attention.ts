@@ -1,10 +1,24 @@
 // Causal self-attention with grouped-query heads, one score row at a time (the flash-attention idea in its
 // simplest form): forward saves only the log-sum-exp of each row; backward recomputes the probabilities.
-// q (B,T,NH,HD) rows qStride apart, k/v (B,T,NKV,HD) rows kvStride apart -> out (B,T,NH,HD), lse (B,NH,T)
+// q (B,T,NH,HD) rows qStride apart, k/v (B,T,NKV,HD) rows kvStride apart, hidden (B,2) or null
+//   -> out (B,T,NH,HD), lse (B,NH,T)
+//
+// `hidden` lets two sequences that share a prefix run as one row (prompt | chosen | rejected): in row b, keys
+// [hidden[2b], hidden[2b+1]) are invisible to queries at t >= hidden[2b+1], so the second continuation attends
+// to the shared prefix and itself but not to the first continuation.
 import type { FloatArray } from '../kernels.js';
 
+/** the keys [lo, hi) query t of row b may not see beyond the causal limit (an empty range when none) */
+export function hiddenKeys(hidden: Int32Array | null | undefined, b: number, t: number): [number, number] {
+  if (!hidden) return [0, 0];
+  const lo = hidden[2 * b];
+  const hi = hidden[2 * b + 1];
+  return t >= hi ? [lo, hi] : [0, 0];
+}
+
 export function attentionForward(out: FloatArray, lse: FloatArray, q: FloatArray, k: FloatArray, v: FloatArray,
-  B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number): void {
+  B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number,
+  hidden: Int32Array | null = null): void {
   const scale = 1 / Math.sqrt(HD);
   const group = NH / NKV;
   const scores = new Float64Array(T);
@@ -13,9 +27,11 @@ export function attentionForward(out: FloatArray, lse: FloatArray, q: FloatArray
     for (let h = 0; h < NH; h++) {
       const kvh = Math.floor(h / group);
       for (let t = 0; t < T; t++) {
+        const [lo, hi] = hiddenKeys(hidden, b, t);
         const qo = (b * T + t) * qStride + h * HD;
         let max = -Infinity;
         for (let s = 0; s <= t; s++) {
+          if (s >= lo && s < hi) continue;
           const ko = (b * T + s) * kvStride + kvh * HD;
           let dot = 0;
           for (let i = 0; i < HD; i++) dot += q[qo + i] * k[ko + i];
@@ -26,6 +42,7 @@ export function attentionForward(out: FloatArray, lse: FloatArray, q: FloatArray
         let sum = 0;
         acc.fill(0);
         for (let s = 0; s <= t; s++) {
+          if (s >= lo && s < hi) continue;
           const p = Math.exp(scores[s] - max);
           sum += p;
           const vo = (b * T + s) * kvStride + kvh * HD;
@@ -39,16 +56,18 @@ export function attentionForward(out: FloatArray, lse: FloatArray, q: FloatArray
   }
 }
 
-// dout (B,T,NH,HD), q, k, v, out, lse -> dq, dk, dv accumulated
+// dout (B,T,NH,HD), q, k, v, out, lse, hidden -> dq, dk, dv accumulated
 export function attentionBackward(dq: FloatArray, dk: FloatArray, dv: FloatArray, dout: FloatArray,
   q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, lse: FloatArray,
-  B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number): void {
+  B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number,
+  hidden: Int32Array | null = null): void {
   const scale = 1 / Math.sqrt(HD);
   const group = NH / NKV;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < NH; h++) {
       const kvh = Math.floor(h / group);
       for (let t = 0; t < T; t++) {
+        const [lo, hi] = hiddenKeys(hidden, b, t);
         const qo = (b * T + t) * qStride + h * HD;
         const oo = ((b * T + t) * NH + h) * HD;
         const l = lse[(b * NH + h) * T + t];
@@ -56,6 +75,7 @@ export function attentionBackward(dq: FloatArray, dk: FloatArray, dv: FloatArray
         let D = 0;
         for (let i = 0; i < HD; i++) D += dout[oo + i] * out[oo + i];
         for (let s = 0; s <= t; s++) {
+          if (s >= lo && s < hi) continue;
           const ko = (b * T + s) * kvStride + kvh * HD;
           let dot = 0;
           for (let i = 0; i < HD; i++) dot += q[qo + i] * k[ko + i];
