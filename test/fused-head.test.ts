@@ -24,14 +24,21 @@ function problem(precision: 'float32' | 'float64') {
     for (let i = 0; i < n; i++) x[i] = s * rng.normal();
     return x as unknown as Float32Array;
   };
-  const targets = new Int32Array(N);
-  // 17 scored rows of 23: no targets at a few scattered rows and at the end, as padding and last tokens have
-  for (let n = 0; n < N; n++) targets[n] = [0, 5, 6, 13, 21, 22].includes(n) ? -1 : rng.int(V);
-  return { hidden: make(N * C, 1), weight: make(V * C, 0.7), targets, dlogp: make(N, 1), alloc: (n: number) => make(n, 0) };
+  // 17 scored rows of 23: none at a few scattered rows and at the end, as padding and last tokens have; row 9
+  // twice with different targets, as a shared prompt's last token predicts both responses' first tokens
+  const rowList: number[] = [];
+  for (let n = 0; n < N; n++) if (![0, 5, 6, 13, 21, 22].includes(n)) rowList.push(n);
+  rowList.splice(4, 0, 9);
+  const rows = Int32Array.from(rowList);
+  const targets = Int32Array.from(rowList, () => rng.int(V));
+  return { hidden: make(N * C, 1), weight: make(V * C, 0.7), rows, targets, dlogp: make(M, 1), alloc: (n: number) => make(n, 0) };
 }
 
+/** scored (row, target) pairs */
+const M = 18;
+
 function run(head: TokenLogprobHead, p: ReturnType<typeof problem>, withWeightGrad: boolean) {
-  const logp = Float64Array.from(head.forward(p.hidden, p.weight, p.targets, N, C, V));
+  const logp = Float64Array.from(head.forward(p.hidden, p.weight, p.rows, p.targets, C, V));
   const dhidden = p.alloc(N * C);
   dhidden.fill(0.25); // backward accumulates: start from non-zero
   const dweight = withWeightGrad ? p.alloc(V * C) : null;
@@ -61,7 +68,8 @@ for (const chunkRows of [1, 4, 17, 5, 1000]) {
       // every row's arithmetic is the same: log-probs and dhidden are bit-identical
       assert.deepEqual(got.logp, want.logp);
       assert.deepEqual(got.dhidden, want.dhidden);
-      assert.ok(got.logp.some((x) => x !== 0) && got.logp[0] === 0 && got.logp[22] === 0);
+      assert.equal(got.logp.length, M);
+      assert.ok(got.logp.every((x) => x < 0));
       if (withWeightGrad) assertClose(got.dweight!, want.dweight!, 1e-14, 'dweight');
     }
     // frozen head: d logp / d hidden precomputed in forward, scaled by dlogp in backward

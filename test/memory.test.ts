@@ -7,7 +7,7 @@ import { jsKernels } from '../src/backend/js/kernels.js';
 import { createModel } from '../src/model/create.js';
 import { parseConfig } from '../src/model/config.js';
 import { collatePairs, type TokenPair } from '../src/data/collate.js';
-import { orpoStep } from '../src/loss/orpo.js';
+import { forwardRows, orpoStep } from '../src/loss/orpo.js';
 import { UnfusedLogprobHead } from '../src/loss/logprob-head.js';
 import { FusedLogprobHead } from '../src/loss/fused-head.js';
 import { attachLora } from '../src/lora/adapters.js';
@@ -44,15 +44,18 @@ for (const c of CASES) {
         for (const fused of [false, true]) {
           const head = fused ? new FusedLogprobHead(jsKernels, { chunkRows: 4, frozenWeight: lora }) : new UnfusedLogprobHead(jsKernels);
           orpoStep(model, batch, { beta: 0.1, sftScope: 'full', head });
+          // the rows the model ran: one per pair, prompt | chosen | rejected (the shared-prompt layout)
+          const ran = forwardRows(batch, {});
+          assert.equal(ran.B, 2);
           const input = {
-            config: model.config, rows: batch.rows, T: batch.T, lora: loraSettings, gradientCheckpointing: ckpt,
+            config: model.config, rows: ran.B, T: ran.T, lora: loraSettings, gradientCheckpointing: ckpt,
             fusedLoss: fused, chunkRows: 4, scoredRows: scored,
           };
           const plan = planMemory(input);
           const a = plan.activations;
           assert.equal(a.residual + a.saved + a.final + a.backwardScratch, model.arena.bytes(), 'model arena');
           assert.equal(a.lora, adapters ? adapters.arena.bytes() : 0, 'LoRA arena');
-          const dhidden = batch.rows * batch.T * model.config.hiddenSize * 4;
+          const dhidden = ran.B * ran.T * model.config.hiddenSize * 4;
           assert.equal(plan.lossPath, head.bytes() + dhidden, `loss path (${fused ? 'fused' : 'unfused'})`);
           assert.equal(plan.adapters, adapters ? adapters.params.byteLength + adapters.grads.byteLength : 0);
           assert.equal(plan.weights, model.params.byteLength);

@@ -57,24 +57,27 @@ for (const kernels of backends()) {
         const ref = await expectedTensors(dir);
         const model = await loadModel(join(dir, folder), { kernels });
 
-        const { loss, metrics, grads } = orpoForwardBackward(model, batch, { beta: batch.beta, sftScope: batch.sft_scope });
-        assertRel(loss, expected.metrics.loss, 1e-5, 'loss');
-        for (const [name, value] of Object.entries(expected.metrics)) {
-          assert.ok(name in metrics, `metric ${name} missing`);
-          assertRel(metrics[name], value, 1e-5, `metric ${name}`);
-        }
-        assert.equal(grads.size, model.layout.length);
-        for (const [name, g] of grads) {
-          const gref = ref.get('grad.' + name);
-          assert.ok(gref, `no reference gradient for ${name}`);
-          assert.equal(g.length, gref.length, `${name} size`);
-          let maxRef = 0;
-          let maxErr = 0;
-          for (let i = 0; i < g.length; i++) {
-            maxRef = Math.max(maxRef, Math.abs(gref[i]));
-            maxErr = Math.max(maxErr, Math.abs(g[i] - gref[i]));
+        // the shared-prompt rows (the default) and TRL's two rows per pair
+        for (const sharePrompt of [true, false]) {
+          const { loss, metrics, grads } = orpoForwardBackward(model, batch, { beta: batch.beta, sftScope: batch.sft_scope, sharePrompt });
+          assertRel(loss, expected.metrics.loss, 1e-5, `loss (sharePrompt ${sharePrompt})`);
+          for (const [name, value] of Object.entries(expected.metrics)) {
+            assert.ok(name in metrics, `metric ${name} missing`);
+            assertRel(metrics[name], value, 1e-5, `metric ${name} (sharePrompt ${sharePrompt})`);
           }
-          assert.ok(maxErr <= 1e-4 * maxRef + 1e-6, `gradient ${name}: max error ${maxErr} > 1e-4 * ${maxRef} + 1e-6`);
+          assert.equal(grads.size, model.layout.length);
+          for (const [name, g] of grads) {
+            const gref = ref.get('grad.' + name);
+            assert.ok(gref, `no reference gradient for ${name}`);
+            assert.equal(g.length, gref.length, `${name} size`);
+            let maxRef = 0;
+            let maxErr = 0;
+            for (let i = 0; i < g.length; i++) {
+              maxRef = Math.max(maxRef, Math.abs(gref[i]));
+              maxErr = Math.max(maxErr, Math.abs(g[i] - gref[i]));
+            }
+            assert.ok(maxErr <= 1e-4 * maxRef + 1e-6, `gradient ${name} (sharePrompt ${sharePrompt}): max error ${maxErr} > 1e-4 * ${maxRef} + 1e-6`);
+          }
         }
 
         // logits of the first chosen row, through the lm_head

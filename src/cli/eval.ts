@@ -12,7 +12,7 @@ import { loadModelOrAdapter } from './model-folder.js';
 import { loadPairs } from './pairs.js';
 import { dataLimitsOf } from './train.js';
 
-type SharedKeys = 'model' | 'dataset' | 'beta' | 'sft_scope' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
+type SharedKeys = 'model' | 'dataset' | 'beta' | 'sft_scope' | 'share_prompt' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
   'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' |
   'per_device_eval_batch_size' | 'threads';
 export type EvalConfig = Pick<TrainConfig, SharedKeys> & { json: boolean };
@@ -21,7 +21,7 @@ const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pi
   Object.fromEntries(keys.map((k) => [k, TRAIN_OPTIONS[k]])) as unknown as OptionTable<Pick<TrainConfig, K>>;
 
 export const EVAL_OPTIONS: OptionTable<EvalConfig> = {
-  ...shared<SharedKeys>(['model', 'dataset', 'beta', 'sft_scope', 'max_length', 'max_prompt_length', 'max_completion_length',
+  ...shared<SharedKeys>(['model', 'dataset', 'beta', 'sft_scope', 'share_prompt', 'max_length', 'max_prompt_length', 'max_completion_length',
     'truncation_mode', 'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column',
     'per_device_eval_batch_size', 'threads']),
   json: { type: 'bool', default: false, doc: 'print the metrics as one JSON object' },
@@ -43,7 +43,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   // the chunked head: a large vocabulary's (tokens x vocab) logits never exist at once
   const head = lossHeads(model, { fused_loss: true }).eval;
   const out = evaluatePairs(model, loaded.pairs, {
-    head, beta: c.beta, sftScope: c.sft_scope, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
+    head, beta: c.beta, sftScope: c.sft_scope, sharePrompt: c.share_prompt, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
   });
   const seconds = (performance.now() - started) / 1000;
   const result: Record<string, number | string> = { model: c.model, dataset: c.dataset, pairs: out.pairs };

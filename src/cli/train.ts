@@ -56,7 +56,7 @@ type DataKeys = 'max_length' | 'max_prompt_length' | 'max_completion_length' | '
 
 // options that shape the optimisation; a resumed run with other values continues, but not exactly
 const RESUME_MUST_MATCH = [
-  'dataset', 'eval_dataset', 'eval_split_ratio', 'beta', 'sft_scope', 'learning_rate', 'num_train_epochs', 'max_steps',
+  'dataset', 'eval_dataset', 'eval_split_ratio', 'beta', 'sft_scope', 'share_prompt', 'learning_rate', 'num_train_epochs', 'max_steps',
   'per_device_train_batch_size', 'gradient_accumulation_steps', 'lr_scheduler_type', 'warmup_steps', 'warmup_ratio',
   'weight_decay', 'adam_beta1', 'adam_beta2', 'adam_epsilon', 'max_grad_norm', 'max_length', 'max_prompt_length',
   'max_completion_length', 'truncation_mode', 'seed',

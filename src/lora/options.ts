@@ -75,7 +75,10 @@ export function lossHeads(model: CausalLM, c: Pick<LoraMemoryConfig, 'fused_loss
   return { train: model.trainBase ? evalHead : new FusedLogprobHead(k, { precision, frozenWeight: true }), eval: evalHead };
 }
 
-/** `orpo train --dry-run`: the plan for the largest micro-batch (every row max_length tokens long). */
+/**
+ * `orpo train --dry-run`: the plan for the largest micro-batch, 2 x max_length tokens per pair (two full rows, or
+ * the most one shared-prompt row prompt | chosen | rejected can hold).
+ */
 export function trainMemoryPlanText(config: ModelConfig,
   c: LoraMemoryConfig & { per_device_train_batch_size: number; max_length: number }): string {
   const lora = loraSettingsOf(c, config);

@@ -2,7 +2,7 @@
 // chunk of rows at a time, so only a (chunkRows, V) block of logits ever exists instead of (rows, V) — for a
 // 150k vocabulary that block is the largest buffer of a training step.
 //
-// hidden (N,C), weight (V,C), targets (N) (-1 = no target) -> logp (N)
+// hidden (N,C), weight (V,C), rows (M), targets (M) -> logp (M), as the unfused head (logprob-head.ts)
 //
 // ORPO's d loss / d logp is only known once every row is scored (each response's average log-prob enters the
 // odds ratio), so backward recomputes each chunk's logits from the saved hidden rows and lse, then turns them
@@ -15,7 +15,7 @@
 // one, so evaluation should use a head without it.
 import type { FloatArray, Kernels } from '../backend/kernels.js';
 import { Arena, type Precision } from '../model/base.js';
-import type { TokenLogprobHead } from './logprob-head.js';
+import { gatherRows, scatterAddRows, type TokenLogprobHead } from './logprob-head.js';
 
 /** Rows per chunk: (256, 151936) float32 logits are 156 MB, against 1.2 GB for 2 x 1024 rows unfused. */
 export const DEFAULT_CHUNK_ROWS = 256;
@@ -34,33 +34,16 @@ export class FusedLogprobHead implements TokenLogprobHead {
     this.arena = new Arena(opts.precision ?? 'float32');
   }
 
-  /** hidden rows rows[first..first+m) gathered into one (m, C) block */
-  private gather(hidden: Float32Array, rows: Int32Array, first: number, m: number, C: number): Float32Array {
-    const block = this.arena.get('chunk-hidden', m * C);
-    for (let i = 0; i < m; i++) {
-      const n = rows[first + i]!;
-      block.set(hidden.subarray(n * C, n * C + C), i * C);
-    }
-    return block;
-  }
-
-  forward(hidden: Float32Array, weight: Float32Array, targets: Int32Array, N: number, C: number, V: number): Float32Array {
+  forward(hidden: Float32Array, weight: Float32Array, rows: Int32Array, tgt: Int32Array, C: number, V: number): Float32Array {
     const k = this.kernels;
-    const rowList: number[] = [];
-    for (let n = 0; n < N; n++) if (targets[n]! >= 0) rowList.push(n);
-    const rows = Int32Array.from(rowList);
     const M = rows.length;
-    const tgt = new Int32Array(M);
-    for (let i = 0; i < M; i++) tgt[i] = targets[rows[i]!]!;
-    const logp = this.arena.get('logp-out', N);
-    logp.fill(0);
     const lse = this.arena.get('lse', M);
     const lp = this.arena.get('logp', M);
     const rowGrad = this.frozenWeight ? this.arena.zeros('row-grad', M * C) : null;
     const ones = this.frozenWeight ? this.arena.get('ones', Math.min(this.chunkRows, M)).fill(1) : null;
     for (let first = 0; first < M; first += this.chunkRows) {
       const m = Math.min(this.chunkRows, M - first);
-      const block = this.gather(hidden, rows, first, m, C);
+      const block = gatherRows(this.arena.get('chunk-hidden', m * C), hidden, rows, first, m, C);
       const logits = this.arena.get('logits', m * V);
       k.matmulForward(logits, block, weight, null, m, C, V);
       const chunkLse = lse.subarray(first, first + m);
@@ -72,10 +55,9 @@ export class FusedLogprobHead implements TokenLogprobHead {
         k.matmulBackward(rowGrad.subarray(first * C, (first + m) * C), null, null, logits, block, weight, m, C, V);
       }
     }
-    for (let i = 0; i < M; i++) logp[rows[i]!] = lp[i]!;
     // hidden is the model's buffer: it stays valid until the model's next forward, which comes after backward
     this.saved = { hidden, weight, rows, targets: tgt, C, V };
-    return logp;
+    return lp;
   }
 
   backward(dhidden: Float32Array, dweight: Float32Array | null, dlogp: FloatArray): void {
@@ -85,7 +67,7 @@ export class FusedLogprobHead implements TokenLogprobHead {
     const M = rows.length;
     const lse = this.arena.get('lse', M);
     const dlp = this.arena.get('dlogp', M);
-    for (let i = 0; i < M; i++) dlp[i] = dlogp[rows[i]!]!;
+    for (let i = 0; i < M; i++) dlp[i] = dlogp[i]!;
     if (this.frozenWeight) {
       if (dweight) throw new Error('fused loss head: built with frozenWeight, so it cannot compute the head weight gradient');
       const rowGrad = this.arena.get('row-grad', M * C);
@@ -98,7 +80,7 @@ export class FusedLogprobHead implements TokenLogprobHead {
     }
     for (let first = 0; first < M; first += this.chunkRows) {
       const m = Math.min(this.chunkRows, M - first);
-      const block = this.gather(hidden, rows, first, m, C);
+      const block = gatherRows(this.arena.get('chunk-hidden', m * C), hidden, rows, first, m, C);
       // recompute this chunk's logits, then write their gradient over them
       const logits = this.arena.get('logits', m * V);
       k.matmulForward(logits, block, weight, null, m, C, V);
@@ -106,10 +88,7 @@ export class FusedLogprobHead implements TokenLogprobHead {
         targets.subarray(first, first + m), m, V);
       const dblock = this.arena.zeros('chunk-dhidden', m * C);
       k.matmulBackward(dblock, dweight, null, logits, block, weight, m, C, V);
-      for (let i = 0; i < m; i++) {
-        const n = rows[first + i]!;
-        k.axpy(dhidden.subarray(n * C, n * C + C), dblock.subarray(i * C, i * C + C), 1, C);
-      }
+      scatterAddRows(dhidden, dblock, rows, first, m, C);
     }
     this.saved = null;
   }

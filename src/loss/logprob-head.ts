@@ -1,49 +1,61 @@
 // The loss head: hidden states -> lm_head logits -> log-probability of each target token.
-// hidden (N,C), weight (V,C), targets (N) (-1 = no target) -> logp (N)
+// hidden (N,C), weight (V,C), rows (M) int32, targets (M) int32 -> logp (M): logp[i] = log_softmax(hidden[rows[i]] W^T)[targets[i]]
 //
-// Rows without a target (padding, each row's last token) are compacted away first, so the (rows, V) logits
-// buffer — the largest buffer of a training step for big vocabularies — only holds rows that are scored.
+// The caller lists only the scored (hidden row, target) pairs, so the (M, V) logits buffer - the largest buffer of a
+// training step for big vocabularies - holds no padding. A hidden row may be listed more than once (the last
+// prompt token of a shared prompt predicts both responses' first tokens); backward sums its gradients.
 // A fused, chunked head can replace this one: anything implementing TokenLogprobHead.
 import type { FloatArray, Kernels } from '../backend/kernels.js';
 import { Arena, type Precision } from '../model/base.js';
 
 export interface TokenLogprobHead {
-  /** hidden (N,C), weight (V,C), targets (N) -> logp (N) (0 where target is -1); saves what backward needs */
-  forward(hidden: Float32Array, weight: Float32Array, targets: Int32Array, N: number, C: number, V: number): Float32Array;
-  /** dlogp (N) -> dhidden (N,C) accumulated, dweight (V,C) accumulated unless null */
+  /** hidden (N,C), weight (V,C), rows (M), targets (M) -> logp (M); saves what backward needs */
+  forward(hidden: Float32Array, weight: Float32Array, rows: Int32Array, targets: Int32Array, C: number, V: number): Float32Array;
+  /** dlogp (M) -> dhidden (N,C) accumulated at the rows forward listed, dweight (V,C) accumulated unless null */
   backward(dhidden: Float32Array, dweight: Float32Array | null, dlogp: FloatArray): void;
   /** bytes of the buffers the head holds (memory accounting) */
   bytes(): number;
 }
 
+/** hidden rows rows[first..first+m) gathered into block (m, C) */
+export function gatherRows(block: Float32Array, hidden: Float32Array, rows: Int32Array, first: number, m: number, C: number): Float32Array {
+  for (let i = 0; i < m; i++) {
+    const n = rows[first + i];
+    block.set(hidden.subarray(n * C, n * C + C), i * C);
+  }
+  return block;
+}
+
+/**
+ * dblock (m, C) added to dhidden at rows rows[first..first+m). O(m C) adds, negligible next to the (m V C) matmul;
+ * one kernel call per row would cost more in call overhead than the arithmetic.
+ */
+export function scatterAddRows(dhidden: Float32Array, dblock: Float32Array, rows: Int32Array, first: number, m: number, C: number): void {
+  for (let i = 0; i < m; i++) {
+    const src = i * C;
+    const dst = rows[first + i] * C;
+    for (let c = 0; c < C; c++) dhidden[dst + c] += dblock[src + c];
+  }
+}
+
 export class UnfusedLogprobHead implements TokenLogprobHead {
   private readonly arena: Arena;
-  private saved: { hidden: Float32Array; weight: Float32Array; rows: Int32Array; targets: Int32Array; N: number; C: number; V: number } | null = null;
+  private saved: { hidden: Float32Array; weight: Float32Array; rows: Int32Array; targets: Int32Array; C: number; V: number } | null = null;
 
   constructor(private readonly kernels: Kernels, precision: Precision = 'float32') {
     this.arena = new Arena(precision);
   }
 
-  forward(hidden: Float32Array, weight: Float32Array, targets: Int32Array, N: number, C: number, V: number): Float32Array {
+  forward(hidden: Float32Array, weight: Float32Array, rows: Int32Array, targets: Int32Array, C: number, V: number): Float32Array {
     const k = this.kernels;
-    const rows: number[] = [];
-    for (let n = 0; n < N; n++) if (targets[n] >= 0) rows.push(n);
     const M = rows.length;
-    const packed = this.arena.get('hidden', M * C);
-    const tgt = new Int32Array(M);
-    const logp = this.arena.get('logp-out', N);
-    logp.fill(0);
-    rows.forEach((n, i) => {
-      packed.set(hidden.subarray(n * C, n * C + C), i * C);
-      tgt[i] = targets[n];
-    });
+    const packed = gatherRows(this.arena.get('hidden', M * C), hidden, rows, 0, M, C);
     const logits = this.arena.get('logits', M * V);
     k.matmulForward(logits, packed, weight, null, M, C, V);
     const lp = this.arena.get('logp', M);
-    k.logprobForward(lp, this.arena.get('lse', M), logits, tgt, M, V);
-    rows.forEach((n, i) => { logp[n] = lp[i]; });
-    this.saved = { hidden: packed, weight, rows: Int32Array.from(rows), targets: tgt, N, C, V };
-    return logp;
+    k.logprobForward(lp, this.arena.get('lse', M), logits, targets, M, V);
+    this.saved = { hidden: packed, weight, rows, targets, C, V };
+    return lp;
   }
 
   backward(dhidden: Float32Array, dweight: Float32Array | null, dlogp: FloatArray): void {
@@ -52,19 +64,13 @@ export class UnfusedLogprobHead implements TokenLogprobHead {
     const k = this.kernels;
     const M = rows.length;
     const dlp = this.arena.get('dlogp', M);
-    for (let i = 0; i < M; i++) dlp[i] = dlogp[rows[i]];
+    for (let i = 0; i < M; i++) dlp[i] = dlogp[i];
     // the logits are not needed after this: their gradient is written over them
     const logits = this.arena.get('logits', M * V);
     k.logprobBackward(logits, dlp, logits, this.arena.get('lse', M), targets, M, V);
     const dpacked = this.arena.zeros('dhidden', M * C);
     k.matmulBackward(dpacked, dweight, null, logits, hidden, weight, M, C, V);
-    // scatter back to the rows they came from: O(rows x C) adds, negligible next to the (rows x V x C) matmul,
-    // and one kernel call per row would cost more in call overhead than the arithmetic
-    for (let i = 0; i < M; i++) {
-      const src = i * C;
-      const dst = rows[i] * C;
-      for (let c = 0; c < C; c++) dhidden[dst + c] += dpacked[src + c];
-    }
+    scatterAddRows(dhidden, dpacked, rows, 0, M, C);
     this.saved = null;
   }
 

@@ -7,6 +7,7 @@ import { collatePairs, type PackedBatch, type PreferenceBatch } from '../data/co
 import { UnfusedLogprobHead, type TokenLogprobHead } from './logprob-head.js';
 import { oddsRatio } from './odds-ratio.js';
 import { hfLayoutTensors } from '../model/layout.js';
+import { separateRows, sharedPrefixRows, type ForwardRows } from './pair-rows.js';
 
 export type SftScope = 'full' | 'response';
 
@@ -21,6 +22,11 @@ export interface OrpoOptions {
   pairDenominator?: number;
   /** replace the loss head (e.g. a fused, chunked one) */
   head?: TokenLogprobHead;
+  /**
+   * run each pair's common prefix (the prompt) through the model once, in one row prompt | chosen | rejected
+   * (pair-rows.ts; the same numbers up to float rounding), instead of TRL's two rows. Default true.
+   */
+  sharePrompt?: boolean;
 }
 
 /** TRL's metric names */
@@ -135,26 +141,64 @@ function headFor(model: CausalLM, opts: OrpoOptions): TokenLogprobHead {
   return head;
 }
 
-function forwardLogps(model: CausalLM, batch: PackedBatch, head: TokenLogprobHead): Float32Array {
-  const { hidden } = model.forward(batch.ids, batch.rows, batch.T);
+/** the forward layout for this batch: one row per pair with a shared prompt unless opts.sharePrompt is false */
+export function forwardRows(batch: PackedBatch, opts: Pick<OrpoOptions, 'sharePrompt'>): ForwardRows {
+  return opts.sharePrompt === false ? separateRows(batch) : sharedPrefixRows(batch);
+}
+
+/** the scored tokens: hidden-state row, target id and place in the batch's (R*T) grid of each */
+interface ScoredTokens {
+  hiddenRows: Int32Array;
+  targets: Int32Array;
+  at: Int32Array;
+}
+
+function scoredTokens(batch: PackedBatch, rows: ForwardRows): ScoredTokens {
+  const all = buildTargets(batch);
+  let M = 0;
+  for (let n = 0; n < all.length; n++) if (all[n] >= 0) M++;
+  const scored: ScoredTokens = { hiddenRows: new Int32Array(M), targets: new Int32Array(M), at: new Int32Array(M) };
+  let i = 0;
+  for (let n = 0; n < all.length; n++) {
+    if (all[n] < 0) continue;
+    scored.hiddenRows[i] = rows.index[n];
+    scored.targets[i] = all[n];
+    scored.at[i++] = n;
+  }
+  return scored;
+}
+
+/** forward through the model and the head: per-token log-probs in the batch's (R*T) layout */
+function forwardLogps(model: CausalLM, batch: PackedBatch, head: TokenLogprobHead, rows: ForwardRows,
+  scored: ScoredTokens): Float64Array {
+  const { hidden } = model.forward(rows.ids, rows.B, rows.T, rows.packing);
   const c = model.config;
-  return head.forward(hidden, model.headWeight(), buildTargets(batch), batch.rows * batch.T, c.hiddenSize, c.vocabSize);
+  const lp = head.forward(hidden, model.headWeight(), scored.hiddenRows, scored.targets, c.hiddenSize, c.vocabSize);
+  // float64 whatever the model computes in: float64 models (finite-difference tests) must not round here
+  const logp = new Float64Array(batch.rows * batch.T);
+  scored.at.forEach((n, i) => { logp[n] = lp[i]; });
+  return logp;
 }
 
 /** Forward + backward of the ORPO loss on one batch; ACCUMULATES into model.grads (zero them per optimizer step). */
 export function orpoStep(model: CausalLM, batch: PackedBatch, opts: OrpoOptions): OrpoLossResult {
   const head = headFor(model, opts);
-  const logp = forwardLogps(model, batch, head);
+  const rows = forwardRows(batch, opts);
+  const scored = scoredTokens(batch, rows);
+  const logp = forwardLogps(model, batch, head, rows, scored);
   const result = orpoLossFromLogps(logp, batch, opts);
-  const dhidden = model.alloc(batch.rows * batch.T * model.config.hiddenSize);
-  head.backward(dhidden, model.trainBase ? model.headGrad() : null, result.dlogp);
+  const dlogp = new Float64Array(scored.at.length);
+  scored.at.forEach((n, i) => { dlogp[i] = result.dlogp[n]; });
+  const dhidden = model.alloc(rows.B * rows.T * model.config.hiddenSize);
+  head.backward(dhidden, model.trainBase ? model.headGrad() : null, dlogp);
   model.backward(dhidden);
   return result;
 }
 
 /** Forward only: loss, metrics and per-pair average log-probs. */
 export function orpoEvaluate(model: CausalLM, batch: PackedBatch, opts: OrpoOptions): OrpoLossResult {
-  const logp = forwardLogps(model, batch, headFor(model, opts));
+  const rows = forwardRows(batch, opts);
+  const logp = forwardLogps(model, batch, headFor(model, opts), rows, scoredTokens(batch, rows));
   return orpoLossFromLogps(logp, batch, opts);
 }
 
@@ -163,10 +207,10 @@ export function orpoEvaluate(model: CausalLM, batch: PackedBatch, opts: OrpoOpti
  * keyed by the checkpoint's Hugging Face parameter names, in the checkpoint's layout (GPT-2 Conv1D as (in, out)).
  */
 export function orpoForwardBackward(model: CausalLM, batch: PreferenceBatch,
-  opts: { beta?: number; sftScope?: SftScope } = {}): { loss: number; metrics: OrpoMetrics; grads: Map<string, Float32Array> } {
+  opts: { beta?: number; sftScope?: SftScope; sharePrompt?: boolean } = {}): { loss: number; metrics: OrpoMetrics; grads: Map<string, Float32Array> } {
   const packed = collatePairs(batch.pairs, batch.pad_token_id);
   model.zeroGrad();
-  const r = orpoStep(model, packed, { beta: opts.beta ?? 0.1, sftScope: opts.sftScope ?? 'full' });
+  const r = orpoStep(model, packed, { beta: opts.beta ?? 0.1, sftScope: opts.sftScope ?? 'full', sharePrompt: opts.sharePrompt ?? true });
   // copies: the caller keeps them across later steps, which overwrite model.grads
   const grads = new Map(hfLayoutTensors(model.layout, model.grads).map((t) =>
     [t.name, t.data.buffer === model.grads.buffer ? t.data.slice() : t.data] as const));

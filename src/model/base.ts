@@ -4,7 +4,7 @@ import type { FloatArray, Kernels } from '../backend/kernels.js';
 import { checkSequenceLength } from './config.js';
 import { KvCache } from './kv-cache.js';
 import { headParamName, paramLayout } from './layout.js';
-import type { CausalLM, ForwardResult, ModelConfig, ParamSpec } from './types.js';
+import type { CausalLM, ForwardResult, ModelConfig, ParamSpec, RowPacking } from './types.js';
 
 /**
  * Activation buffers by name. A buffer grows when a larger batch arrives and is otherwise reused, so steady-state
@@ -72,6 +72,8 @@ export abstract class DecoderBase implements CausalLM {
   protected B = 0;
   protected T = 0;
   protected ids: Int32Array = new Int32Array(0);
+  /** positions and hidden keys of the current forward when its rows hold several sequences */
+  protected packing: RowPacking | null = null;
   /** set while generating: forward then runs on new tokens only, attending over the cached prefix */
   protected cache: KvCache | null = null;
 
@@ -175,9 +177,15 @@ export abstract class DecoderBase implements CausalLM {
     return new KvCache(this.config.numLayers, this.config.numKvHeads * this.config.headDim);
   }
 
-  forward(ids: Int32Array, B: number, T: number): ForwardResult {
+  forward(ids: Int32Array, B: number, T: number, packing: RowPacking | null = null): ForwardResult {
     if (ids.length !== B * T) throw new Error(`forward: ids has ${ids.length} entries, expected B*T = ${B * T}`);
-    checkSequenceLength(this.config, this.pos0 + T);
+    if (packing && this.cache) throw new Error('forward: packed rows cannot continue a KV cache');
+    if (packing && (packing.positions.length !== B * T || packing.hiddenKeys.length !== 2 * B)) {
+      throw new Error(`forward: packing has ${packing.positions.length} positions and ${packing.hiddenKeys.length / 2} ` +
+        `hidden-key ranges, expected ${B * T} and ${B}`);
+    }
+    // what must fit the model's context is the largest position, not the packed row's width
+    checkSequenceLength(this.config, packing ? packing.length : this.pos0 + T);
     const V = this.config.vocabSize;
     for (let i = 0; i < ids.length; i++) {
       if (ids[i] < 0 || ids[i] >= V) {
@@ -188,6 +196,7 @@ export abstract class DecoderBase implements CausalLM {
     this.B = B;
     this.T = T;
     this.ids = ids;
+    this.packing = packing;
     return { hidden: this.forwardImpl(ids, B, T), B, T };
   }
 

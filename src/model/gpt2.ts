@@ -12,6 +12,7 @@ export class Gpt2Model extends DecoderBase {
   private positions = new Int32Array(0);
 
   private positionIds(): Int32Array {
+    if (this.packing) return this.packing.positions;
     const { B, T, pos0 } = this;
     if (this.positions.length !== B * T || this.positions[0] !== pos0) {
       this.positions = new Int32Array(B * T);
@@ -70,7 +71,7 @@ export class Gpt2Model extends DecoderBase {
       cachedAttention(att, qkv, this.cache.keys(l), this.cache.values(l), T, this.pos0, NH, NH, HD, 3 * C);
     } else {
       k.attentionForward(att, a.get(s + 'lse', B * NH * T), qkv, qkv.subarray(C), qkv.subarray(2 * C),
-        B, T, NH, NH, HD, 3 * C, 3 * C);
+        B, T, NH, NH, HD, 3 * C, 3 * C, this.packing?.hiddenKeys);
     }
     const x2 = a.get(s + 'x2', BT * C);
     this.linear(p + 'attn.c_proj', x2, att, BT, C, C);
@@ -106,7 +107,7 @@ export class Gpt2Model extends DecoderBase {
     const qkv = a.get(s + 'qkv', BT * 3 * C);
     const dqkv = a.zeros('dqkv', BT * 3 * C);
     k.attentionBackward(dqkv, dqkv.subarray(C), dqkv.subarray(2 * C), datt, qkv, qkv.subarray(C), qkv.subarray(2 * C),
-      att, a.get(s + 'lse', B * NH * T), B, T, NH, NH, HD, 3 * C, 3 * C);
+      att, a.get(s + 'lse', B * NH * T), B, T, NH, NH, HD, 3 * C, 3 * C, this.packing?.hiddenKeys);
     const dh1 = a.zeros('dh', BT * C);
     this.linearBackward(p + 'attn.c_attn', dh1, dqkv, a.get(s + 'h1', BT * C), BT, C, 3 * C);
     k.layernormBackward(dx, this.dparam(p + 'ln_1.weight'), this.dparam(p + 'ln_1.bias'), dh1, x,

@@ -7,14 +7,50 @@
 // and finally hidden = rmsnorm(x_L).
 import { DecoderBase } from './base.js';
 import { ropeTables, type RopeTables } from './rope.js';
+import type { RowPacking } from './types.js';
 import { cachedAttention } from './kv-cache.js';
 
 export class LlamaModel extends DecoderBase {
   private rope: RopeTables | null = null;
 
+  /** cos/sin per token of the current packed forward, (B*T, HD/2), gathered by position */
+  private packedRope: { packing: RowPacking; cos: Float32Array; sin: Float32Array } | null = null;
+
   private ropeFor(T: number): RopeTables {
     if (!this.rope || this.rope.positions < T) this.rope = ropeTables(this.config, Math.max(T, 64));
     return this.rope;
+  }
+
+  /**
+   * rope over q or k (B,T,H,HD) in place (forward) or into dinp (backward). Packed rows give each token its own
+   * position: the tables are gathered per token once per forward and the kernel sees one row of B*T tokens.
+   */
+  private applyRope(backward: boolean, out: Float32Array, inp: Float32Array, H: number): void {
+    const { B, T, HD } = this.dims();
+    const k = this.kernels;
+    let cos: Float32Array, sin: Float32Array, rows = B, width = T, pos0 = this.pos0;
+    const packing = this.packing;
+    if (packing) {
+      if (this.packedRope?.packing !== packing) {
+        const half = HD / 2;
+        const tables = this.ropeFor(packing.length);
+        const pc = new Float32Array(B * T * half);
+        const ps = new Float32Array(B * T * half);
+        packing.positions.forEach((p, i) => {
+          pc.set(tables.cos.subarray(p * half, p * half + half), i * half);
+          ps.set(tables.sin.subarray(p * half, p * half + half), i * half);
+        });
+        this.packedRope = { packing, cos: pc, sin: ps };
+      }
+      ({ cos, sin } = this.packedRope);
+      rows = 1;
+      width = B * T;
+      pos0 = 0;
+    } else {
+      ({ cos, sin } = this.ropeFor(pos0 + T));
+    }
+    if (backward) k.ropeBackward(out, inp, cos, sin, rows, width, H, HD, pos0);
+    else k.ropeForward(out, inp, cos, sin, rows, width, H, HD, pos0);
   }
 
   private dims() {
@@ -53,7 +89,6 @@ export class LlamaModel extends DecoderBase {
     const c = this.config;
     const { B, T, BT, C, I, NH, NKV, HD, Q, KV } = this.dims();
     const pos0 = this.pos0;
-    const rope = this.ropeFor(pos0 + T);
     const p = `model.layers.${l}.`;
     const h1 = a.get(s + 'h1', BT * C);
     k.rmsnormForward(h1, a.get(s + 'rstd1', BT), x, this.param(p + 'input_layernorm.weight'), BT, C, c.normEps);
@@ -72,14 +107,14 @@ export class LlamaModel extends DecoderBase {
       this.linear(p + 'self_attn.k_proj', kk, h1, BT, C, KV);
     }
     this.linear(p + 'self_attn.v_proj', v, h1, BT, C, KV);
-    k.ropeForward(q, q, rope.cos, rope.sin, B, T, NH, HD, pos0);
-    k.ropeForward(kk, kk, rope.cos, rope.sin, B, T, NKV, HD, pos0);
+    this.applyRope(false, q, q, NH);
+    this.applyRope(false, kk, kk, NKV);
     const att = a.get(s + 'att', BT * Q);
     if (this.cache) {
       this.cache.write(l, kk, v, T, KV);
       cachedAttention(att, q, this.cache.keys(l), this.cache.values(l), T, pos0, NH, NKV, HD, Q);
     } else {
-      k.attentionForward(att, a.get(s + 'lse', B * NH * T), q, kk, v, B, T, NH, NKV, HD, Q, KV);
+      k.attentionForward(att, a.get(s + 'lse', B * NH * T), q, kk, v, B, T, NH, NKV, HD, Q, KV, this.packing?.hiddenKeys);
     }
     const x2 = a.get(s + 'x2', BT * C);
     this.linear(p + 'self_attn.o_proj', x2, att, BT, Q, C);
@@ -101,7 +136,6 @@ export class LlamaModel extends DecoderBase {
     const a = this.arena;
     const c = this.config;
     const { B, T, BT, C, I, NH, NKV, HD, Q, KV } = this.dims();
-    const rope = this.ropeFor(T);
     const p = `model.layers.${l}.`;
     const x2 = a.get(s + 'x2', BT * C);
     // MLP: x' = x2 + down(swiglu(gate(h2), up(h2)))
@@ -124,12 +158,12 @@ export class LlamaModel extends DecoderBase {
     const dk = a.zeros('dk', BT * KV);
     const dv = a.zeros('dv', BT * KV);
     k.attentionBackward(dq, dk, dv, datt, a.get(s + 'q', BT * Q), a.get(s + 'k', BT * KV), a.get(s + 'v', BT * KV), att,
-      a.get(s + 'lse', B * NH * T), B, T, NH, NKV, HD, Q, KV);
+      a.get(s + 'lse', B * NH * T), B, T, NH, NKV, HD, Q, KV, this.packing?.hiddenKeys);
     // rope is a rotation: its backward needs no saved input
     const dqPre = a.zeros('dqpre', BT * Q);
     const dkPre = a.zeros('dkpre', BT * KV);
-    k.ropeBackward(dqPre, dq, rope.cos, rope.sin, B, T, NH, HD, 0);
-    k.ropeBackward(dkPre, dk, rope.cos, rope.sin, B, T, NKV, HD, 0);
+    this.applyRope(true, dqPre, dq, NH);
+    this.applyRope(true, dkPre, dk, NKV);
     let dqProj = dqPre;
     let dkProj = dkPre;
     if (c.qkNorm) {

@@ -62,6 +62,20 @@ export interface ParamSpec {
   size: number;
 }
 
+/**
+ * Several sequences in one row of the forward pass: a shared prefix followed by two continuations
+ * (prompt | chosen | rejected, see loss/pair-rows.ts). Each token carries its own position, and the second
+ * continuation must not attend to the first.
+ */
+export interface RowPacking {
+  /** position of each token (B*T) */
+  positions: Int32Array;
+  /** (B,2): keys [hiddenKeys[2b], hiddenKeys[2b+1]) of row b are invisible to its queries at t >= hiddenKeys[2b+1] */
+  hiddenKeys: Int32Array;
+  /** 1 + the largest position */
+  length: number;
+}
+
 export interface ForwardResult {
   /** final normalised hidden states (B*T, C) */
   hidden: Float32Array;
@@ -88,8 +102,8 @@ export interface CausalLM {
   /** the (V, C) output projection (lm_head, or the token embedding when tied) and its gradient view */
   headWeight(): Float32Array;
   headGrad(): Float32Array;
-  /** ids (B,T) int32 -> hidden (B*T, C); saves activations for backward */
-  forward(ids: Int32Array, B: number, T: number): ForwardResult;
+  /** ids (B,T) int32 -> hidden (B*T, C); saves activations for backward. Row b's token t has position t unless packed. */
+  forward(ids: Int32Array, B: number, T: number, packing?: RowPacking | null): ForwardResult;
   /** dhidden (B*T, C) -> accumulates into grads (call zeroGrad() first) */
   backward(dhidden: FloatArray): void;
   zeroGrad(): void;

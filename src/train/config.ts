@@ -15,6 +15,7 @@ export interface TrainConfig extends LoraMemoryConfig {
   resume: string | null;
   beta: number;
   sft_scope: 'full' | 'response';
+  share_prompt: boolean;
   learning_rate: number;
   num_train_epochs: number;
   max_steps: number;
@@ -58,6 +59,7 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   resume: { type: 'path', default: null, implicit: 'latest', group: 'Data and model', doc: "continue from a checkpoint folder, or 'latest' in output_dir" },
   beta: { type: 'float', default: 0.1, min: 0, symbol: 'λ', group: 'ORPO', doc: 'weight of the odds-ratio term: L = L_NLL + λ·L_OR' },
   sft_scope: { type: 'enum', choices: ['full', 'response'], default: 'full', group: 'ORPO', doc: "tokens in the NLL term: 'full' = prompt and chosen response (TRL), 'response' = response only" },
+  share_prompt: { type: 'bool', default: true, group: 'ORPO', doc: "compute each pair's prompt once: one row prompt | chosen | rejected, the rejected tokens blind to the chosen ones; TRL's loss and gradients up to float rounding (--share-prompt false: TRL's two rows)" },
   max_length: { type: 'int', default: 1024, min: 2, group: 'ORPO', doc: 'max tokens of prompt + response; longer rows are truncated' },
   max_prompt_length: { type: 'int', default: 512, min: 1, group: 'ORPO', doc: 'max prompt tokens (truncated first)' },
   max_completion_length: { type: 'int', default: null, min: 1, group: 'ORPO', doc: 'max response tokens (none: max_length - prompt)' },

@@ -11,6 +11,8 @@ import { MetricAccumulator } from './metrics.js';
 export interface EvaluateOptions {
   beta: number;
   sftScope: 'full' | 'response';
+  /** one row per pair with the prompt shared (default true; see loss/pair-rows.ts) */
+  sharePrompt?: boolean;
   batchSize: number;
   padTokenId: number;
   /** the loss head (e.g. the fused, chunked one); default: the unfused reference */
@@ -34,7 +36,8 @@ export function evaluatePairs(model: CausalLM, pairs: readonly TokenPair[], opts
   let tokens = 0;
   for (let start = 0; start < pairs.length; start += opts.batchSize) {
     const batch = collatePairs(pairs.slice(start, start + opts.batchSize), opts.padTokenId);
-    const out = orpoEvaluate(model, batch, { beta: opts.beta, sftScope: opts.sftScope, ...(opts.head ? { head: opts.head } : {}) });
+    const out = orpoEvaluate(model, batch, { beta: opts.beta, sftScope: opts.sftScope, sharePrompt: opts.sharePrompt ?? true,
+      ...(opts.head ? { head: opts.head } : {}) });
     acc.add(out.metrics, batch.nPairs, countNllTokens(batch, opts.sftScope));
     logpsChosen.set(out.logpsChosen, start);
     logpsRejected.set(out.logpsRejected, start);

@@ -13,9 +13,9 @@ import { DEFAULT_CHUNK_ROWS } from '../loss/fused-head.js';
 
 export interface MemoryPlanInput {
   config: ModelConfig;
-  /** sequences per micro-batch (2 x pairs: chosen and rejected rows) */
+  /** rows of the forward pass per micro-batch (one per pair with a shared prompt; 2 x pairs as two rows) */
   rows: number;
-  /** padded sequence length */
+  /** padded row length */
   T: number;
   /** LoRA settings, or null for full fine-tuning */
   lora: { r: number; targetModules: readonly string[]; dropout: number } | null;
@@ -138,8 +138,9 @@ export function planMemory(p: MemoryPlanInput): MemoryPlan {
 }
 
 /**
- * The loss head's arena for N rows of which M are scored, plus the (N, C) dhidden orpoStep hands to backward.
- * Unfused: packed hidden and dhidden (M, C), logits (M, V), logp/lse/dlogp (M), logp-out (N).
+ * The loss head's arena for N hidden rows of which M are scored (a shared prompt's last row twice), plus the
+ * (N, C) dhidden orpoStep hands to backward.
+ * Unfused: packed hidden and dhidden (M, C), logits (M, V), logp/lse/dlogp (M).
  * Fused: the same but one chunk of m = min(chunkRows, M) rows for the hidden, dhidden and logits blocks; with a
  * frozen head (LoRA) the fused head keeps each row's d logp / d hidden (M, C) and a chunk of ones (m) instead of
  * the chunk's dhidden.
@@ -150,7 +151,7 @@ export function lossPathBytes(c: ModelConfig, N: number, M: number, fused: boole
   const C = c.hiddenSize;
   const block = fused ? Math.min(chunkRows, M) : M;
   const frozenFused = fused && frozenHead ? M * C + block - block * C : 0;
-  return (block * (2 * C + V) + 3 * M + N + N * C + frozenFused) * bytesPerFloat;
+  return (block * (2 * C + V) + 3 * M + N * C + frozenFused) * bytesPerFloat;
 }
 
 const GiB = 1024 ** 3;

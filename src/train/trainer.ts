@@ -177,7 +177,7 @@ export async function train(
     optimizer.v.set(resume.v);
     optimizer.step = resume.optimizerStep;
   }
-  const orpo = { beta: c.beta, sftScope: c.sft_scope };
+  const orpo = { beta: c.beta, sftScope: c.sft_scope, sharePrompt: c.share_prompt };
   const bs = c.per_device_train_batch_size;
   const pairsPerStep = bs * c.gradient_accumulation_steps;
   const epochOf = (): number => round(state.epoch_index + state.pair_offset / state.train_pairs);
