@@ -217,6 +217,8 @@ export interface ChildRequest {
   steps: number;
   /** time one extra step kernel by kernel */
   profile: boolean;
+  /** one forward row per pair with the prompt shared (our default), or TRL's two rows as the twin runs them */
+  sharePrompt?: boolean;
 }
 
 /** What both implementations report for one configuration at one thread count (one fresh process). */
@@ -278,7 +280,7 @@ export function measureOurs(req: ChildRequest, baselineRssBytes = process.memory
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     model.zeroGrad();
-    const r = orpoStep(model, batch, { beta: HYPER.beta, sftScope: 'full', head });
+    const r = orpoStep(model, batch, { beta: HYPER.beta, sftScope: 'full', head, sharePrompt: req.sharePrompt ?? true });
     const norm = clipGradNorm(model.grads, HYPER.maxGradNorm, kernels);
     opt.update(model.params, model.grads);
     const ms = performance.now() - t0;

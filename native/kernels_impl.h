@@ -887,17 +887,36 @@ struct HiddenKeys {
   /** every query of [i0, ...) is past hi and the key tile [j0, j0+bk) lies inside [lo, hi): nothing to compute */
   bool tile_hidden(int64_t i0, int64_t j0, int64_t bk) const { return i0 >= hi && j0 >= lo && j0 + bk <= hi; }
   /**
-   * Writes -inf over the scores of the keys query qi may not see in the key tile [j0, j0+bk) (score row srow).
-   * The vectorised softmax loops then test the score itself (p = 0 where it is -inf): a second pair of index
-   * compares in those loops (`jj < visible && (jj < a0 || jj >= a1)`) came out of GCC 12's AVX-512 build
-   * giving wrong, run-to-run varying rows.
+   * the first key tile start >= j0 (a multiple of ATT_BK below kend) that queries [i0, ...) can see something
+   * of, or kend. Loops advance with this instead of `continue` past hidden tiles: the continue made GCC compile
+   * the forward's tile loop 2x slower even with no hidden keys at all.
    */
-  void mask(float* srow, int64_t qi, int64_t j0, int64_t bk) const {
-    if (qi < hi) return;
-    const int64_t a = max64(lo - j0, 0), e = min64(hi - j0, bk);
-    for (int64_t jj = a; jj < e; jj++) srow[jj] = -INFINITY;
+  int64_t next_tile(int64_t i0, int64_t j0, int64_t kend) const {
+    while (j0 < kend && tile_hidden(i0, j0, min64(ATT_BK, kend - j0))) j0 += ATT_BK;
+    return j0;
+  }
+  /** the tile columns [a, e) (keys j0 + a .. j0 + e) query qi may not see; empty (a >= e) when none */
+  struct Columns {
+    int64_t a, e;
+    bool any() const { return a < e; }
+  };
+  Columns columns(int64_t qi, int64_t j0, int64_t bk) const {
+    if (qi < hi) return {0, 0};
+    return {max64(lo - j0, 0), min64(hi - j0, bk)};
   }
 };
+
+/**
+ * A hidden key's score while the softmax loops run: far below any real score, so it adds nothing to the max or
+ * (after exp) to the sum, and finite, so a row that has seen only hidden keys so far gets no inf - inf = NaN. The
+ * loops stay exactly the causal ones (a second condition in them stopped GCC vectorising the exp, 3.5x slower
+ * forward); the hidden columns of P and dS are zeroed afterwards.
+ */
+constexpr float kHiddenScore = -1e30f;
+
+static inline void fill_columns(float* row, int64_t a, int64_t e, float v) {
+  for (int64_t jj = a; jj < e; jj++) row[jj] = v;
+}
 
 static void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
                               int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride,
@@ -933,9 +952,8 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
     const float* kbase = k + b * T * kvStride + kvh * HD;
     const float* vbase = v + b * T * kvStride + kvh * HD;
     const int64_t kend = i0 + bq;  // keys [0, kend) are visible to some row of this tile
-    for (int64_t j0 = 0; j0 < kend; j0 += ATT_BK) {
+    for (int64_t j0 = hk.next_tile(i0, 0, kend); j0 < kend; j0 = hk.next_tile(i0, j0 + ATT_BK, kend)) {
       const int64_t bk = min64(ATT_BK, kend - j0);
-      if (hk.tile_hidden(i0, j0, bk)) continue;
       load_transposed_tile(kt, kbase, kvStride, j0, bk, HD);
       for (int64_t g = 0; g < group; g++) {
         float* og = o + g * ATT_BQ * HD;
@@ -945,7 +963,8 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
         for (int64_t i = 0; i < bq; i++) {
           const int64_t visible = max64(0, min64(bk, i0 + i - j0 + 1));  // causal: key j0+jj <= query i0+i
           float* srow = s + i * ATT_BK;
-          hk.mask(srow, i0 + i, j0, bk);  // and not a hidden key
+          const HiddenKeys::Columns hc = hk.columns(i0 + i, j0, bk);  // and not a hidden key
+          if (hc.any()) fill_columns(srow, hc.a, hc.e, kHiddenScore);
           // masked over the whole tile width (not a loop to `visible`) so it vectorises: the scalar max loop
           // was a quarter of the forward pass
           float mx = mg[i];
@@ -958,10 +977,11 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
           float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
           for (int64_t jj = 0; jj < ATT_BK; jj++) {
-            const float p = jj < visible && srow[jj] != -INFINITY ? exp_approx(srow[jj] - mx) : 0.0f;
+            const float p = jj < visible ? exp_approx(srow[jj] - mx) : 0.0f;
             srow[jj] = p;
             sum += p;
           }
+          if (hc.any()) fill_columns(srow, hc.a, hc.e, 0.0f);  // their exp (~1e-38) is below the sum's rounding
           lg[i] = lg[i] * corr + sum;
           mg[i] = mx;
           if (corr != 1.0f) {
@@ -1041,12 +1061,17 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
             const float D = Dbuf[g * T + i0 + i];
             float* srow = s + i * ATT_BK;
             float* dprow = dp + i * ATT_BK;
-            hk.mask(srow, i0 + i, j0, bk);
+            const HiddenKeys::Columns hc = hk.columns(i0 + i, j0, bk);
+            if (hc.any()) fill_columns(srow, hc.a, hc.e, kHiddenScore);
 #pragma omp simd
             for (int64_t jj = 0; jj < ATT_BK; jj++) {
-              const float p = jj < visible && srow[jj] != -INFINITY ? exp_approx(srow[jj] * scale - l) : 0.0f;
+              const float p = jj < visible ? exp_approx(srow[jj] * scale - l) : 0.0f;
               srow[jj] = p;                                // P, for dv
               dprow[jj] = p * (dprow[jj] - D) * scale;     // dS, for dq and dk
+            }
+            if (hc.any()) {
+              fill_columns(srow, hc.a, hc.e, 0.0f);
+              fill_columns(dprow, hc.a, hc.e, 0.0f);
             }
           }
           tile_gemm(dqr, qStride, dp, ATT_BK, 1, kbase + j0 * kvStride, kvStride, bq, bk, HD, true);  // dq += dS k
