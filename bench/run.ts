@@ -119,6 +119,9 @@ async function main(): Promise<void> {
     `FMA peak for MFU: ${report.peakSource ?? 'not measured (no bench/out/gemm.json)'}`,
     ...(gemm ? ['', '### GEMM (bench/gemm)', '', gemm] : []),
     '', '### ORPO training step (forward, backward, clip, AdamW), float32', '', speedTable(report),
+    '', '"ours": one row per pair with the prompt computed once (share_prompt, the default); "two rows": TRL\'s layout, ' +
+      'the same work as the twin. MFU counts the model FLOPs of the two-row step.',
+    ...report.configs.filter((c) => c.note).map((c) => `${c.name}: ${c.note}.`),
     '', '### Peak memory (RSS of a fresh process per row)', '', memoryTable(report),
     ...threads.flatMap((t) => ['', `### Where our step's time goes (${t} thread${t > 1 ? 's' : ''}, one profiled step)`, '', profileTable(report, t)]),
   ].join('\n');

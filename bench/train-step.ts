@@ -38,6 +38,8 @@ export interface BenchConfig {
   seq: number;
   /** every row is prompt (this many tokens) + response (seq - promptLen): full length, no padding */
   promptLen: number;
+  /** what the row shape stands for, when it is more than a size (the tables' footnote) */
+  note?: string;
   /** steps the parent asks for by default (the 30M step is ~7x the 5M one) */
   warmup: number;
   steps: number;
@@ -65,6 +67,12 @@ export const BENCH_CONFIGS: readonly BenchConfig[] = [
     pairs: 4, seq: 256, promptLen: 64, warmup: 2, steps: 5 },
   { name: '30M', hf: llamaConfig({ hidden: 512, layers: 7, heads: 8, kvHeads: 2, intermediate: 1536, vocab: 8192, maxPositions: 1024 }),
     pairs: 2, seq: 512, promptLen: 128, warmup: 2, steps: 3 },
+  // The 5M model on rows shaped like ../shared/data's HH-RLHF: prompts are 72% of a pair's tokens there (1.12M of
+  // 2.00M characters: multi-turn conversations before one short answer), so 184 of 256 tokens are prompt. This is
+  // where computing the shared prompt once matters; the two configs above keep prompts at a quarter of the row.
+  { name: '5M-hh', hf: llamaConfig({ hidden: 192, layers: 5, heads: 6, kvHeads: 2, intermediate: 512, vocab: 8192, maxPositions: 1024 }),
+    pairs: 4, seq: 256, promptLen: 184, warmup: 2, steps: 5,
+    note: 'the 5M model on HH-RLHF-shaped rows (prompt 184 of 256 tokens, as prompts are 72% of HH-RLHF pair tokens)' },
 ];
 
 /** A tiny config for the smoke test: the same code path in well under a second. */
@@ -420,14 +428,21 @@ export async function writeTwinInputs(cfg: BenchConfig, dir: string): Promise<St
 export interface TrainStepRow {
   config: string;
   threads: number;
+  /** our step as a user runs it: one row per pair, the prompt computed once (share_prompt, the default) */
   ours: OursResult;
+  /** our step on TRL's two rows per pair: the same work as the twin */
+  oursTwoRows: OursResult;
   torch: TwinResult | null;
   /** our tokens/s over PyTorch's, both on the CPU clock (see StepMeasurement.stepCpuMs) */
   ratio: number | null;
   /** the same on the wall clock */
   wallRatio: number | null;
-  /** model FLOPs / CPU-clock step / FMA peak (the peak probe uses the CPU clock too) */
+  /** two rows per pair (like for like) over PyTorch, CPU clock */
+  ratioTwoRows: number | null;
+  /** model FLOPs / CPU-clock step / FMA peak (the peak probe uses the CPU clock too), two-row step: like for like */
   mfuOurs: number | null;
+  /** the same model FLOPs over the shared-prompt step, which skips some of them: an effective rate, not utilisation */
+  mfuOursShared: number | null;
   mfuTorch: number | null;
   /** |our first loss - twin's| / |twin's|: both start from the same weights and batch */
   lossRelDiff: number | null;
@@ -438,7 +453,7 @@ export interface TrainStepReport {
   backend: string;
   twinNote: string | null;
   peakSource: string | null;
-  configs: { name: string; hf: Record<string, unknown>; pairs: number; seq: number; promptLen: number; cost: StepCost }[];
+  configs: { name: string; hf: Record<string, unknown>; pairs: number; seq: number; promptLen: number; note?: string; cost: StepCost }[];
   rows: TrainStepRow[];
 }
 
@@ -465,12 +480,14 @@ export async function runTrainStepBench(opts: TrainStepOptions): Promise<TrainSt
   try {
     for (const cfg of opts.configs) {
       const cost = await writeTwinInputs(cfg, dir);
-      report.configs.push({ name: cfg.name, hf: cfg.hf, pairs: cfg.pairs, seq: cfg.seq, promptLen: cfg.promptLen, cost });
+      report.configs.push({ name: cfg.name, hf: cfg.hf, pairs: cfg.pairs, seq: cfg.seq, promptLen: cfg.promptLen,
+        ...(cfg.note ? { note: cfg.note } : {}), cost });
       const warmup = opts.warmup ?? cfg.warmup;
       const steps = opts.steps ?? cfg.steps;
       for (const threads of opts.threads) {
         log(`train-step: ${cfg.name} (${(cost.params / 1e6).toFixed(2)}M params, ${cost.tokens} tokens/step), ${threads} thread(s)...`);
-        const ours = runOursChild({ config: cfg.name, threads, warmup, steps, profile: true }, report.backend);
+        const ours = runOursChild({ config: cfg.name, threads, warmup, steps, profile: true, sharePrompt: true }, report.backend);
+        const oursTwoRows = runOursChild({ config: cfg.name, threads, warmup, steps, profile: false, sharePrompt: false }, report.backend);
         let torch: TwinResult | null = null;
         if (!twinNote) {
           try {
@@ -483,10 +500,12 @@ export async function runTrainStepBench(opts: TrainStepOptions): Promise<TrainSt
         const peak = opts.peakFlops(threads);
         const mfu = (ms: number): number | null => (peak ? cost.flops / (ms / 1000) / peak : null);
         report.rows.push({
-          config: cfg.name, threads, ours, torch,
+          config: cfg.name, threads, ours, oursTwoRows, torch,
           ratio: torch ? ours.tokensPerSecCpu / torch.tokensPerSecCpu : null,
           wallRatio: torch ? ours.tokensPerSec / torch.tokensPerSec : null,
-          mfuOurs: mfu(ours.medianStepCpuMs), mfuTorch: torch ? mfu(torch.medianStepCpuMs) : null,
+          ratioTwoRows: torch ? oursTwoRows.tokensPerSecCpu / torch.tokensPerSecCpu : null,
+          mfuOurs: mfu(oursTwoRows.medianStepCpuMs), mfuOursShared: mfu(ours.medianStepCpuMs),
+          mfuTorch: torch ? mfu(torch.medianStepCpuMs) : null,
           lossRelDiff: torch ? Math.abs(ours.firstLoss - torch.firstLoss) / Math.abs(torch.firstLoss) : null,
           gradNormRelDiff: torch ? Math.abs(ours.firstGradNorm - torch.firstGradNorm) / Math.abs(torch.firstGradNorm) : null,
         });
@@ -517,12 +536,14 @@ export function speedTable(report: TrainStepReport): string {
   const both = (cpu: number | null, wall: number | null, digits = 0): string =>
     cpu === null ? 'n/a' : `${fmt(cpu, digits)} (${fmt(wall, digits)})`;
   return markdownTable(
-    ['config', 'threads', 'backend', 'ours tok/s', 'ours ms/step', 'PyTorch tok/s', 'PyTorch ms/step', 'ours/PyTorch', 'MFU ours', 'MFU PyTorch', 'first loss ours / PyTorch (rel. diff)'],
+    ['config', 'threads', 'backend', 'ours tok/s', 'ours ms/step', 'ours two rows ms/step', 'PyTorch tok/s', 'PyTorch ms/step',
+      'ours/PyTorch', 'ours two rows/PyTorch', 'MFU ours two rows', 'MFU PyTorch', 'first loss ours / PyTorch (rel. diff)'],
     report.rows.map((r) => [r.config, String(r.threads), `${r.ours.backend} (${r.ours.backendThreads} thr)`,
       both(r.ours.tokensPerSecCpu, r.ours.tokensPerSec), both(r.ours.medianStepCpuMs, r.ours.medianStepMs),
+      both(r.oursTwoRows.medianStepCpuMs, r.oursTwoRows.medianStepMs),
       both(r.torch?.tokensPerSecCpu ?? null, r.torch?.tokensPerSec ?? null),
       both(r.torch?.medianStepCpuMs ?? null, r.torch?.medianStepMs ?? null),
-      `${ratioText(r.ratio)} (${ratioText(r.wallRatio)})`, pct(r.mfuOurs), pct(r.mfuTorch),
+      `${ratioText(r.ratio)} (${ratioText(r.wallRatio)})`, ratioText(r.ratioTwoRows), pct(r.mfuOurs), pct(r.mfuTorch),
       r.torch ? `${r.ours.firstLoss.toFixed(6)} / ${r.torch.firstLoss.toFixed(6)} (${r.lossRelDiff!.toExponential(1)})` : 'n/a']));
 }
 

@@ -50,5 +50,9 @@ test('bench: the PyTorch twin starts from our loss and gradient norm', { skip: n
   assert.ok(row.torch, 'the twin ran');
   assert.ok(row.lossRelDiff! < 1e-5, `first-step loss differs: ours ${row.ours.firstLoss}, torch ${row.torch!.firstLoss}`);
   assert.ok(row.gradNormRelDiff! < 1e-4, `grad norm differs: ours ${row.ours.firstGradNorm}, torch ${row.torch!.firstGradNorm}`);
+  // our two layouts: the shared prompt and TRL's two rows start from the same loss and gradient norm
+  assert.ok(Math.abs(row.oursTwoRows.firstLoss - row.ours.firstLoss) < 1e-6 * row.ours.firstLoss);
+  assert.ok(Math.abs(row.oursTwoRows.firstGradNorm - row.ours.firstGradNorm) < 1e-5 * row.ours.firstGradNorm);
+  assert.ok(row.ratioTwoRows !== null && row.mfuOurs === null);
   assert.match(speedTable(report), /\| micro \| 1 \|/);
 });
