@@ -440,6 +440,37 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+napi_value AttentionDecode(napi_env env, napi_callback_info info) {
+  Args a(env, info, "attentionDecode", 11);
+  const int64_t T = a.size(4, "T");
+  const int64_t pos0 = a.size(5, "pos0");
+  const int64_t NH = a.size(6, "NH");
+  const int64_t NKV = a.size(7, "NKV");
+  const int64_t HD = a.size(8, "HD");
+  const int64_t qStride = a.size(9, "qStride");
+  const int64_t kvStride = a.size(10, "kvStride");
+  if (a.ok()) {
+    if (NKV == 0 || NH % NKV != 0)
+      a.fail("NH (%lld) must be a multiple of NKV (%lld)", static_cast<long long>(NH), static_cast<long long>(NKV));
+    else if (HD == 0)
+      a.fail("HD must be positive");
+    else if (qStride < NH * HD)
+      a.fail("qStride (%lld) is smaller than NH*HD (%lld)", static_cast<long long>(qStride), static_cast<long long>(NH * HD));
+    else if (kvStride < NKV * HD)
+      a.fail("kvStride (%lld) is smaller than NKV*HD (%lld)", static_cast<long long>(kvStride),
+             static_cast<long long>(NKV * HD));
+  }
+  const int64_t keys = pos0 + T;
+  a.product({keys, kvStride + 1});
+  a.product({T, qStride + 1});
+  float* out = a.f32(0, "out", a.product({T, NH, HD}));
+  const float* q = a.f32(1, "q", strided_span(T, qStride, NH * HD));
+  const float* k = a.f32(2, "k", strided_span(keys, kvStride, NKV * HD));
+  const float* v = a.f32(3, "v", strided_span(keys, kvStride, NKV * HD));
+  if (a.ok()) K().attention_decode(out, q, k, v, T, pos0, NH, NKV, HD, qStride, kvStride);
+  return undefined(env);
+}
+
 napi_value SwigluForward(napi_env env, napi_callback_info info) {
   Args a(env, info, "swigluForward", 4);
   const int64_t N = a.size(3, "N");
@@ -611,6 +642,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"ropeBackward", nullptr, RopeBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"attentionForward", nullptr, AttentionForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"attentionBackward", nullptr, AttentionBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"attentionDecode", nullptr, AttentionDecode, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"swigluForward", nullptr, SwigluForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"swigluBackward", nullptr, SwigluBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"geluForward", nullptr, GeluForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -51,6 +51,10 @@ struct KernelTable {
                              const float* v, const float* out, const float* lse, int64_t B, int64_t T,
                              int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride,
                              const int32_t* hidden);
+  // generation: q (T,NH,HD) at positions pos0..pos0+T-1, k/v (pos0+T,NKV,HD) rows kvStride apart (a cache)
+  //   -> out (T,NH,HD); causal, forward only
+  void (*attention_decode)(float* out, const float* q, const float* k, const float* v, int64_t T, int64_t pos0,
+                           int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride);
   void (*swiglu_forward)(float* out, const float* gate, const float* up, int64_t N);
   void (*swiglu_backward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                           int64_t N);

@@ -918,9 +918,14 @@ static inline void fill_columns(float* row, int64_t a, int64_t e, float v) {
   for (int64_t jj = a; jj < e; jj++) row[jj] = v;
 }
 
-static void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                              int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride,
-                              const int32_t* hidden) {
+/**
+ * The flash forward for queries that are the last T of each row's L = pos0 + T keys: pos0 = 0 is training's
+ * self-attention, pos0 > 0 a generation step over a key/value cache. lse may be null (nothing to save).
+ */
+static void attention_forward_at(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
+                                 int64_t T, int64_t pos0, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride,
+                                 int64_t kvStride, const int32_t* hidden) {
+  const int64_t L = pos0 + T;
   const float scale = 1.0f / std::sqrt(float(HD));
   const int64_t group = NH / NKV;
   const int64_t qtiles = ceil_div(T, ATT_BQ);
@@ -949,10 +954,10 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
         l[g * ATT_BQ + i] = 0.0f;
       }
     }
-    const float* kbase = k + b * T * kvStride + kvh * HD;
-    const float* vbase = v + b * T * kvStride + kvh * HD;
-    const int64_t kend = i0 + bq;  // keys [0, kend) are visible to some row of this tile
-    for (int64_t j0 = hk.next_tile(i0, 0, kend); j0 < kend; j0 = hk.next_tile(i0, j0 + ATT_BK, kend)) {
+    const float* kbase = k + b * L * kvStride + kvh * HD;
+    const float* vbase = v + b * L * kvStride + kvh * HD;
+    const int64_t kend = pos0 + i0 + bq;  // keys [0, kend) are visible to some row of this tile
+    for (int64_t j0 = hk.next_tile(pos0 + i0, 0, kend); j0 < kend; j0 = hk.next_tile(pos0 + i0, j0 + ATT_BK, kend)) {
       const int64_t bk = min64(ATT_BK, kend - j0);
       load_transposed_tile(kt, kbase, kvStride, j0, bk, HD);
       for (int64_t g = 0; g < group; g++) {
@@ -961,9 +966,9 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
         float* lg = l + g * ATT_BQ;
         tile_gemm(s, ATT_BK, qs + g * ATT_BQ * HD, HD, 1, kt, ATT_BK, bq, HD, ATT_BK, false);
         for (int64_t i = 0; i < bq; i++) {
-          const int64_t visible = max64(0, min64(bk, i0 + i - j0 + 1));  // causal: key j0+jj <= query i0+i
+          const int64_t visible = max64(0, min64(bk, pos0 + i0 + i - j0 + 1));  // causal: key <= the query's position
           float* srow = s + i * ATT_BK;
-          const HiddenKeys::Columns hc = hk.columns(i0 + i, j0, bk);  // and not a hidden key
+          const HiddenKeys::Columns hc = hk.columns(pos0 + i0 + i, j0, bk);  // and not a hidden key
           if (hc.any()) fill_columns(srow, hc.a, hc.e, kHiddenScore);
           // masked over the whole tile width (not a loop to `visible`) so it vectorises: the scalar max loop
           // was a quarter of the forward pass
@@ -1000,11 +1005,22 @@ static void attention_forward(float* out, float* lse, const float* q, const floa
         const float* orow = o + (g * ATT_BQ + i) * HD;
         float* dst = out + ((b * T + i0 + i) * NH + h) * HD;
         for (int64_t d = 0; d < HD; d++) dst[d] = orow[d] * inv;
-        lse[(b * NH + h) * T + i0 + i] = m[g * ATT_BQ + i] + std::log(l[g * ATT_BQ + i]);
+        if (lse) lse[(b * NH + h) * T + i0 + i] = m[g * ATT_BQ + i] + std::log(l[g * ATT_BQ + i]);
       }
     }
   };
   run_tasks(B * NKV * qtiles, task);
+}
+
+static void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
+                              int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride,
+                              const int32_t* hidden) {
+  attention_forward_at(out, lse, q, k, v, B, T, 0, NH, NKV, HD, qStride, kvStride, hidden);
+}
+
+static void attention_decode(float* out, const float* q, const float* k, const float* v, int64_t T, int64_t pos0,
+                             int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride) {
+  attention_forward_at(out, nullptr, q, k, v, 1, T, pos0, NH, NKV, HD, qStride, kvStride, nullptr);
 }
 
 static void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
@@ -1329,6 +1345,7 @@ const KernelTable ORPO_TABLE = {
     ORPO_ISA::rope_backward,
     ORPO_ISA::attention_forward,
     ORPO_ISA::attention_backward,
+    ORPO_ISA::attention_decode,
     ORPO_ISA::swiglu_forward,
     ORPO_ISA::swiglu_backward,
     ORPO_ISA::gelu_forward,

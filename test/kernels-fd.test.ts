@@ -436,6 +436,19 @@ test('attention with hidden keys (a shared prefix and two continuations in one r
   assertBackward(c, 76);
 });
 
+test('attentionDecode: a cache of pos0 keys plus T new ones gives the rows pos0.. of full causal attention', () => {
+  const d: AttentionDims = { B: 1, T: 9, NH: 4, NKV: 2, HD: 6 };
+  const L = separateLayout(new Rng(77), d);
+  const full = naiveAttention(d, L).out;
+  const C = d.NH * d.HD;
+  for (const pos0 of [0, 1, 5, 8]) {
+    const T = d.T - pos0;
+    const out = new Float64Array(T * C);
+    k.attentionDecode(out, L.q.subarray(pos0 * C), L.k, L.v, T, pos0, d.NH, d.NKV, d.HD, C, d.NKV * d.HD);
+    assertClose(out, full.subarray(pos0 * C), 1e-12, `attentionDecode pos0=${pos0}`);
+  }
+});
+
 test('attention: strided views into a fused qkv buffer (GPT-2 qStride = 3C; GQA rows with padding untouched)', () => {
   // GPT-2: q = qkv, k = qkv.subarray(C), v = qkv.subarray(2C), all rows 3C apart
   const gpt2: AttentionDims = { B: 2, T: 5, NH: 4, NKV: 4, HD: 6 };

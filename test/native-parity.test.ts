@@ -256,6 +256,24 @@ test('attention with hidden keys (shared prefix, two continuations): tiles skipp
     2, 4, 2, 2, 4, 8, 8, Int32Array.from([1, 2, 3, 5])), /hidden keys of row 1 are \[3, 5\)/);
 });
 
+test('attentionDecode (generation over a cache): prefill, one new token, several, odd sizes, fused strides', { skip }, () => {
+  for (const [T, pos0, NH, NKV, HD, fused] of [[1, 0, 1, 1, 1, false], [7, 0, 4, 2, 16, false], [1, 130, 6, 2, 32, false],
+    [5, 63, 4, 4, 8, true], [1, 200, 8, 2, 64, false], [70, 65, 2, 1, 32, false]] as const) {
+    const C = NH * HD;
+    const KVC = NKV * HD;
+    const L = pos0 + T;
+    const qStride = fused ? 3 * C : C;
+    const kvStride = fused ? 3 * C : KVC;
+    const q = randn(T * qStride);
+    const k = randn(L * kvStride);
+    const v = randn(L * kvStride);
+    compare(`attentionDecode T${T} pos0 ${pos0} NH${NH} NKV${NKV} HD${HD}${fused ? ' fused' : ''}`, { out: randn(T * C) },
+      (kern, x) => kern.attentionDecode(x.out, q, k, v, T, pos0, NH, NKV, HD, qStride, kvStride), 2e-5);
+  }
+  assert.throws(() => native.attentionDecode(new Float32Array(8), new Float32Array(8), new Float32Array(8), new Float32Array(8),
+    1, 1, 2, 2, 4, 8, 8), /'k' has 8 elements but the sizes given need 16/);
+});
+
 test('attention: strided q/k/v views into a fused qkv buffer (GPT-2, stride 3C)', { skip }, () => {
   checkAttention('fused B2 T63 NH3 HD16', 2, 63, 3, 3, 16, true);
   checkAttention('fused GQA B1 T70 NH4 NKV2 HD8', 1, 70, 4, 2, 8, true);

@@ -84,6 +84,13 @@ export interface Kernels {
     B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number,
     hidden?: Int32Array | null): void;
 
+  /**
+   * Generation over a key/value cache (forward only): q (T,NH,HD) rows qStride apart at positions pos0..pos0+T-1,
+   * k/v (pos0+T,NKV,HD) rows kvStride apart -> out (T,NH,HD) written; causal, scale 1/sqrt(HD).
+   */
+  attentionDecode(out: FloatArray, q: FloatArray, k: FloatArray, v: FloatArray, T: number, pos0: number,
+    NH: number, NKV: number, HD: number, qStride: number, kvStride: number): void;
+
   // ---------------------------------------------------------------- pointwise
   /** gate (N), up (N) -> out (N) written: out = silu(gate) * up */
   swigluForward(out: FloatArray, gate: FloatArray, up: FloatArray, N: number): void;

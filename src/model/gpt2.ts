@@ -6,7 +6,6 @@
 //   x2 = x + a Wproj + b ; h2 = ln_2(x2) ; f = gelu(h2 Wfc + b) ; x' = x2 + f Wmproj + b
 // and finally hidden = ln_f(x_L).
 import { DecoderBase } from './base.js';
-import { cachedAttention } from './kv-cache.js';
 
 export class Gpt2Model extends DecoderBase {
   private positions = new Int32Array(0);
@@ -68,7 +67,7 @@ export class Gpt2Model extends DecoderBase {
     const att = a.get(s + 'att', BT * C);
     if (this.cache) {
       this.cache.write(l, qkv.subarray(C), qkv.subarray(2 * C), T, 3 * C);
-      cachedAttention(att, qkv, this.cache.keys(l), this.cache.values(l), T, this.pos0, NH, NH, HD, 3 * C);
+      k.attentionDecode(att, qkv, this.cache.keys(l), this.cache.values(l), T, this.pos0, NH, NH, HD, 3 * C, C);
     } else {
       k.attentionForward(att, a.get(s + 'lse', B * NH * T), qkv, qkv.subarray(C), qkv.subarray(2 * C),
         B, T, NH, NH, HD, 3 * C, 3 * C, this.packing?.hiddenKeys);

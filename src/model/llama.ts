@@ -8,7 +8,6 @@
 import { DecoderBase } from './base.js';
 import { ropeTables, type RopeTables } from './rope.js';
 import type { RowPacking } from './types.js';
-import { cachedAttention } from './kv-cache.js';
 
 export class LlamaModel extends DecoderBase {
   private rope: RopeTables | null = null;
@@ -112,7 +111,7 @@ export class LlamaModel extends DecoderBase {
     const att = a.get(s + 'att', BT * Q);
     if (this.cache) {
       this.cache.write(l, kk, v, T, KV);
-      cachedAttention(att, q, this.cache.keys(l), this.cache.values(l), T, pos0, NH, NKV, HD, Q);
+      k.attentionDecode(att, q, this.cache.keys(l), this.cache.values(l), T, pos0, NH, NKV, HD, Q, KV);
     } else {
       k.attentionForward(att, a.get(s + 'lse', B * NH * T), q, kk, v, B, T, NH, NKV, HD, Q, KV, this.packing?.hiddenKeys);
     }

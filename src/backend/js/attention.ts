@@ -93,3 +93,41 @@ export function attentionBackward(dq: FloatArray, dk: FloatArray, dv: FloatArray
     }
   }
 }
+
+/**
+ * Generation over a key/value cache: T new queries at positions pos0..pos0+T-1 attend causally to cached keys and
+ * values 0..pos0+T-1. q (T,NH,HD) rows qStride apart, k/v (pos0+T,NKV,HD) rows kvStride apart -> out (T,NH,HD).
+ * Forward only (nothing is saved: no backward follows a generation step).
+ */
+export function attentionDecode(out: FloatArray, q: FloatArray, k: FloatArray, v: FloatArray, T: number, pos0: number,
+  NH: number, NKV: number, HD: number, qStride: number, kvStride: number): void {
+  const scale = 1 / Math.sqrt(HD);
+  const group = NH / NKV;
+  const scores = new Float64Array(pos0 + T);
+  const acc = new Float64Array(HD);
+  for (let i = 0; i < T; i++) {
+    const last = pos0 + i;
+    for (let h = 0; h < NH; h++) {
+      const kvh = Math.floor(h / group);
+      const qo = i * qStride + h * HD;
+      let max = -Infinity;
+      for (let s = 0; s <= last; s++) {
+        const ko = s * kvStride + kvh * HD;
+        let dot = 0;
+        for (let d = 0; d < HD; d++) dot += q[qo + d] * k[ko + d];
+        scores[s] = dot * scale;
+        if (scores[s] > max) max = scores[s];
+      }
+      let sum = 0;
+      acc.fill(0);
+      for (let s = 0; s <= last; s++) {
+        const p = Math.exp(scores[s] - max);
+        sum += p;
+        const vo = s * kvStride + kvh * HD;
+        for (let d = 0; d < HD; d++) acc[d] += p * v[vo + d];
+      }
+      const oo = (i * NH + h) * HD;
+      for (let d = 0; d < HD; d++) out[oo + d] = acc[d] / sum;
+    }
+  }
+}

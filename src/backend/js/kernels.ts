@@ -5,7 +5,7 @@ import { embeddingForward, embeddingBackward } from './embedding.js';
 import { layernormForward, layernormBackward } from './layernorm.js';
 import { rmsnormForward, rmsnormBackward } from './rmsnorm.js';
 import { ropeForward, ropeBackward } from './rope.js';
-import { attentionForward, attentionBackward } from './attention.js';
+import { attentionForward, attentionBackward, attentionDecode } from './attention.js';
 import { swigluForward, swigluBackward, geluForward, geluBackward, add, axpy } from './activations.js';
 import { logprobForward, logprobBackward } from './logprob.js';
 import { adamwStep, sumSquares, scale } from './optim.js';
@@ -18,7 +18,7 @@ export const jsKernels: Kernels = {
   embeddingForward, embeddingBackward,
   layernormForward, layernormBackward, rmsnormForward, rmsnormBackward,
   ropeForward, ropeBackward,
-  attentionForward, attentionBackward,
+  attentionForward, attentionBackward, attentionDecode,
   swigluForward, swigluBackward, geluForward, geluBackward, add, axpy,
   logprobForward, logprobBackward,
   adamwStep, sumSquares, scale,

@@ -21,6 +21,7 @@ export function createNativeKernels(addon: NativeAddon): Kernels {
     ropeBackward: addon.ropeBackward,
     attentionForward: addon.attentionForward,
     attentionBackward: addon.attentionBackward,
+    attentionDecode: addon.attentionDecode,
     swigluForward: addon.swigluForward,
     swigluBackward: addon.swigluBackward,
     geluForward: addon.geluForward,
