@@ -157,10 +157,21 @@ function callFlops(kernel: string, args: unknown[]): number {
     case 'gemm': return 2 * n(3) * n(4) * n(5);
     case 'matmulForward': return 2 * n(4) * n(5) * n(6);
     case 'matmulBackward': return 2 * n(6) * n(7) * n(8) * ((args[0] ? 1 : 0) + (args[1] ? 1 : 0));
-    case 'attentionForward': return 2 * n(5) * n(7) * n(6) * n(6) * n(9);
-    case 'attentionBackward': return 4 * n(9) * n(11) * n(10) * n(10) * n(13);
+    // QK^T and PV: 2 FLOPs per (query, key) pair and head dimension each; backward twice that (as 6 x forward + backward = 3 x forward)
+    case 'attentionForward': return 4 * attentionPairs(n(5), n(6), args[12] as Int32Array | null | undefined) * n(7) * n(9);
+    case 'attentionBackward': return 8 * attentionPairs(n(9), n(10), args[16] as Int32Array | null | undefined) * n(11) * n(13);
     default: return 0;
   }
+}
+
+/** (query, key) pairs attention computes: T(T+1)/2 per causal row, less the hidden keys of a shared-prompt row */
+function attentionPairs(B: number, T: number, hidden: Int32Array | null | undefined): number {
+  let pairs = 0;
+  for (let b = 0; b < B; b++) {
+    pairs += (T * (T + 1)) / 2;
+    if (hidden) pairs -= Math.max(0, T - hidden[2 * b + 1]) * (hidden[2 * b + 1] - hidden[2 * b]);
+  }
+  return pairs;
 }
 
 /**
