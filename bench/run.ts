@@ -1,7 +1,7 @@
 // `npm run bench`: the GEMM benchmark (bench/gemm, when built) then the ORPO training-step benchmark against the
 // PyTorch twin; prints the tables and writes bench/out/train-step.json and bench/out/train-step.md.
 //
-//   node dist/bench/run.js [--configs 5M,30M] [--threads 1,2] [--warmup N] [--steps N] [--no-twin] [--no-gemm]
+//   node dist/bench/run.js [--configs 5M,30M,5M-hh] [--threads 1,2] [--warmup N] [--steps N] [--repeats 3] [--no-twin] [--no-gemm]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -78,6 +78,7 @@ async function main(): Promise<void> {
       configs: { type: 'string', default: BENCH_CONFIGS.map((c) => c.name).join(',') },
       threads: { type: 'string', default: '1,2' },
       warmup: { type: 'string' },
+      repeats: { type: 'string', default: '3' },
       steps: { type: 'string' },
       'no-twin': { type: 'boolean', default: false },
       'no-gemm': { type: 'boolean', default: false },
@@ -111,6 +112,7 @@ async function main(): Promise<void> {
     peakFlops: (t) => peaks.get(t) ?? null,
     peakSource: peaks.size ? `${gemmJson}: ${[...peaks].map(([t, p]) => `${t} thr ${(p / 1e9).toFixed(1)} GFLOP/s`).join(', ')}` : null,
     noTwin: values['no-twin'],
+    repeats: Number(values.repeats),
   });
   const threads = [...new Set(report.rows.map((r) => r.threads))];
   const gemm = gemmTable(gemmJson);
@@ -120,7 +122,8 @@ async function main(): Promise<void> {
     ...(gemm ? ['', '### GEMM (bench/gemm)', '', gemm] : []),
     '', '### ORPO training step (forward, backward, clip, AdamW), float32', '', speedTable(report),
     '', '"ours": one row per pair with the prompt computed once (share_prompt, the default); "two rows": TRL\'s layout, ' +
-      'the same work as the twin. MFU counts the model FLOPs of the two-row step.',
+      'the same work as the twin. MFU counts the model FLOPs of the two-row step. Each cell is the fastest median of ' +
+      `${values.repeats} side-by-side runs of that implementation (--repeats).`,
     ...report.configs.filter((c) => c.note).map((c) => `${c.name}: ${c.note}.`),
     '', '### Peak memory (RSS of a fresh process per row)', '', memoryTable(report),
     ...threads.flatMap((t) => ['', `### Where our step's time goes (${t} thread${t > 1 ? 's' : ''}, one profiled step)`, '', profileTable(report, t)]),
