@@ -909,8 +909,9 @@ struct HiddenKeys {
 /**
  * A hidden key's score while the softmax loops run: far below any real score, so it adds nothing to the max or
  * (after exp) to the sum, and finite, so a row that has seen only hidden keys so far gets no inf - inf = NaN. The
- * loops stay exactly the causal ones (a second condition in them stopped GCC vectorising the exp, 3.5x slower
- * forward); the hidden columns of P and dS are zeroed afterwards.
+ * vectorised loops stay exactly the causal ones: a second range test on the key index inside them
+ * (`jj < visible && (jj < a0 || jj >= a1)`) came out of GCC 12's AVX-512 build giving wrong, run-to-run varying
+ * rows. The hidden columns of P and dS are zeroed afterwards.
  */
 constexpr float kHiddenScore = -1e30f;
 

@@ -8,6 +8,9 @@
 // P + Lc + Lr tokens per pair instead of 2P + Lc + Lr. On HH-RLHF, where prompts are 72% of a pair's tokens,
 // that is 36% fewer.
 //
+// One difference in kind: LoRA dropout draws one mask per token the model runs, so a shared prompt token gets one
+// mask where TRL's two rows draw two.
+//
 // The loss keeps working in TRL's layout (logp and dlogp per row r and token t of the PackedBatch): `index` maps
 // each of those tokens to the hidden-state row that holds it.
 import type { PackedBatch } from '../data/collate.js';
