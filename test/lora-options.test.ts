@@ -11,8 +11,9 @@ import { FusedLogprobHead } from '../src/loss/fused-head.js';
 import { UnfusedLogprobHead } from '../src/loss/logprob-head.js';
 import { AdamW, clipGradNorm } from '../src/optim/adamw.js';
 import { resolveOptions } from '../src/train/options.js';
+import { parseConfig } from '../src/model/config.js';
 import {
-  LORA_MEMORY_OPTIONS, attachLoraFromOptions, lossHeads, loraSettingsOf, trainMemoryPlanText, trainableBuffers,
+  LORA_MEMORY_OPTIONS, fusedLossFor, attachLoraFromOptions, lossHeads, loraSettingsOf, trainMemoryPlanText, trainableBuffers,
 } from '../src/lora/options.js';
 import { Rng } from '../src/tensor/rng.js';
 
@@ -23,7 +24,7 @@ const raw = {
 
 test('options: defaults as TRL, flags override, lora_r unset means full fine-tuning', () => {
   const d = resolveOptions(LORA_MEMORY_OPTIONS, []);
-  assert.deepEqual(d, { lora_r: null, lora_alpha: 32, lora_dropout: 0.05, lora_target_modules: null, gradient_checkpointing: false, fused_loss: true, dry_run: false });
+  assert.deepEqual(d, { lora_r: null, lora_alpha: 32, lora_dropout: 0.05, lora_target_modules: null, gradient_checkpointing: false, fused_loss: null, dry_run: false });
   const model = createModel(raw, { kernels: jsKernels });
   assert.equal(loraSettingsOf(d, model.config), null);
   const c = resolveOptions(LORA_MEMORY_OPTIONS, [{ source: 'argv', flagStyle: true, values: { lora_r: '8', fused_loss: 'false', lora_target_modules: 'q_proj, down_proj' } }]);
@@ -35,13 +36,26 @@ test('options: defaults as TRL, flags override, lora_r unset means full fine-tun
   assert.match(plan, /loss path .*unfused/);
 });
 
+test('fused_loss unset: the fused head exactly when the unfused logits would pass 256 MiB; set, as set', () => {
+  const qwen = parseConfig({ model_type: 'qwen2', vocab_size: 151936, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1,
+    num_attention_heads: 4, num_key_value_heads: 2 });
+  const small = parseConfig({ ...raw, vocab_size: 8192 });
+  // 2 pairs x 2 rows x 1024 tokens x 151936 x 4 bytes = 2.3 GiB; 4 pairs x 2 x 256 x 8192 x 4 = 64 MiB
+  assert.equal(fusedLossFor({ fused_loss: null }, qwen, 2, 1024), true);
+  assert.equal(fusedLossFor({ fused_loss: null }, small, 4, 256), false);
+  // 2 pairs x 2 x 4096 x 8192 x 4 = 512 MiB
+  assert.equal(fusedLossFor({ fused_loss: null }, small, 2, 4096), true);
+  assert.equal(fusedLossFor({ fused_loss: false }, qwen, 2, 1024), false);
+  assert.equal(fusedLossFor({ fused_loss: true }, small, 4, 256), true);
+});
+
 test('LoRA training: only adapter buffers are optimised, base gradients stay untouched, and the loss goes down', () => {
   const model = createModel(raw, { kernels: jsKernels, seed: 4 });
   const base = Float32Array.from(model.params);
   const c = { lora_r: 4, lora_alpha: 8, lora_dropout: 0.1, lora_target_modules: 'all-linear', gradient_checkpointing: true, fused_loss: true, dry_run: false };
   model.gradientCheckpointing = c.gradient_checkpointing;
   const adapters = attachLoraFromOptions(model, c, 1)!;
-  const heads = lossHeads(model, c);
+  const heads = lossHeads(model, fusedLossFor(c, model.config, 2, 64));
   assert.ok(heads.train instanceof FusedLogprobHead && heads.train.frozenWeight);
   assert.ok(heads.eval instanceof FusedLogprobHead && !heads.eval.frozenWeight);
   const trainable = trainableBuffers(model, adapters);
@@ -69,5 +83,5 @@ test('LoRA training: only adapter buffers are optimised, base gradients stay unt
   // full fine-tuning: the model's own buffers, and an unfused head when asked
   const full = createModel(raw, { kernels: jsKernels });
   assert.equal(trainableBuffers(full, null).grads, full.grads);
-  assert.ok(lossHeads(full, { fused_loss: false }).train instanceof UnfusedLogprobHead);
+  assert.ok(lossHeads(full, false).train instanceof UnfusedLogprobHead);
 });

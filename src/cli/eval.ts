@@ -2,7 +2,7 @@
 
 import { availableParallelism } from 'node:os';
 import { loadTokenizer, padTokenIdOf } from '../data/tokenizer.js';
-import { lossHeads } from '../lora/options.js';
+import { fusedLossFor, lossHeads } from '../lora/options.js';
 import { TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
 import { evaluatePairs } from '../train/evaluate.js';
 import { ORPO_METRIC_NAMES } from '../train/metrics.js';
@@ -40,8 +40,8 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   const tokenizer = await loadTokenizer(c.model);
   const loaded = await loadPairs(c.dataset, tokenizer, dataLimitsOf(c));
   const started = performance.now();
-  // the chunked head: a large vocabulary's (tokens x vocab) logits never exist at once
-  const head = lossHeads(model, { fused_loss: true }).eval;
+  // the chunked head when a batch's (tokens x vocab) logits would be large
+  const head = lossHeads(model, fusedLossFor({ fused_loss: null }, model.config, c.per_device_eval_batch_size, c.max_length)).eval;
   const out = evaluatePairs(model, loaded.pairs, {
     head, beta: c.beta, sftScope: c.sft_scope, sharePrompt: c.share_prompt, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
   });

@@ -11,7 +11,7 @@ import { readSafetensorsHeader, readTensorF32 } from '../io/safetensors.js';
 import { ADAPTER_WEIGHTS_FILE, peftTensorName, saveAdapter } from '../io/adapter.js';
 import { loadModel, readConfigJson, saveModel } from '../io/hf-model.js';
 import type { LoraAdapters } from '../lora/adapters.js';
-import { attachLoraFromOptions, lossHeads, trainableBuffers, trainMemoryPlanText } from '../lora/options.js';
+import { attachLoraFromOptions, fusedLossFor, lossHeads, trainableBuffers, trainMemoryPlanText } from '../lora/options.js';
 import { parseConfig } from '../model/config.js';
 import type { DecoderBase } from '../model/base.js';
 import { Rng } from '../tensor/rng.js';
@@ -216,7 +216,8 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
         say(`saved ${dir}`);
       },
     }, resume, {
-      trainable, heads: lossHeads(model, c),
+      trainable,
+      heads: lossHeads(model, fusedLossFor(c, model.config, Math.max(c.per_device_train_batch_size, c.per_device_eval_batch_size), c.max_length)),
       ...(adapters === null ? {} : { setTraining: (on: boolean) => void (adapters.training = on) }),
     });
   } finally {

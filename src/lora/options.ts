@@ -16,7 +16,8 @@ export interface LoraMemoryConfig {
   lora_dropout: number;
   lora_target_modules: string | null;
   gradient_checkpointing: boolean;
-  fused_loss: boolean;
+  /** null: decided by the size of the logits (fusedLossFor) */
+  fused_loss: boolean | null;
   dry_run: boolean;
 }
 
@@ -27,7 +28,7 @@ export const LORA_MEMORY_OPTIONS: OptionTable<LoraMemoryConfig> = {
   lora_dropout: { type: 'float', default: 0.05, min: 0, max: 0.99, group: 'LoRA and memory', doc: 'dropout on the adapters\' input while training (seeded)' },
   lora_target_modules: { type: 'string', default: null, group: 'LoRA and memory', doc: 'comma-separated modules to adapt (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; GPT-2 c_attn,c_proj,c_fc; all-linear); none: PEFT\'s default for the model type' },
   gradient_checkpointing: { type: 'bool', default: false, group: 'LoRA and memory', doc: 'keep only each layer\'s input and recompute the layer in backward (same gradients, ~1/3 more compute)' },
-  fused_loss: { type: 'bool', default: true, group: 'LoRA and memory', doc: 'chunked lm_head + log-softmax so the (tokens x vocab) logits never exist (--no-fused-loss: unfused)' },
+  fused_loss: { type: 'bool', default: null, group: 'LoRA and memory', doc: 'chunked lm_head + log-softmax so the (tokens x vocab) logits never exist, at the cost of a second pass over the vocabulary (none: only when those logits would pass 256 MiB)' },
   dry_run: { type: 'bool', default: false, group: 'LoRA and memory', doc: 'print the memory plan (weights, gradients, optimizer, activations, loss path) and exit without training' },
 };
 
@@ -59,15 +60,28 @@ export function trainableBuffers(model: CausalLM, adapters: LoraAdapters | null)
   return { params: adapters.params, grads: adapters.grads, zeroGrad: () => adapters.zeroGrad() };
 }
 
+/** With fused_loss unset, the unfused head (no second pass over the vocabulary) while its logits stay under this. */
+export const FUSED_LOSS_AUTO_BYTES = 256 * 1024 ** 2;
+
+/**
+ * fused_loss as set; unset, whether the unfused head's float32 logits for the largest micro-batch (`pairs` pairs,
+ * every row max_length tokens) would pass FUSED_LOSS_AUTO_BYTES: a 150k vocabulary at 1024 tokens always does, a
+ * small model's 8k vocabulary does not, and there the fused head's recomputed logits cost 10-30% of a step.
+ */
+export function fusedLossFor(c: Pick<LoraMemoryConfig, 'fused_loss'>, config: ModelConfig, pairs: number, maxLength: number): boolean {
+  if (c.fused_loss !== null) return c.fused_loss;
+  return 2 * pairs * maxLength * config.vocabSize * 4 > FUSED_LOSS_AUTO_BYTES;
+}
+
 /**
  * The loss heads of a run (call after attaching adapters): for training steps, and for evaluation (forward only).
  * With a frozen head (LoRA) the training head precomputes d logp / d hidden in forward, which evaluation does not
  * need.
  */
-export function lossHeads(model: CausalLM, c: Pick<LoraMemoryConfig, 'fused_loss'>): { train: TokenLogprobHead; eval: TokenLogprobHead } {
+export function lossHeads(model: CausalLM, fused: boolean): { train: TokenLogprobHead; eval: TokenLogprobHead } {
   const k = model.kernels;
   const precision = model.precision;
-  if (!c.fused_loss) {
+  if (!fused) {
     const head = new UnfusedLogprobHead(k, precision);
     return { train: head, eval: head };
   }
@@ -85,7 +99,8 @@ export function trainMemoryPlanText(config: ModelConfig,
   const input: MemoryPlanInput = {
     config, rows: 2 * c.per_device_train_batch_size, T: c.max_length,
     lora: lora === null ? null : { r: lora.r, targetModules: lora.targetModules, dropout: lora.dropout },
-    gradientCheckpointing: c.gradient_checkpointing, fusedLoss: c.fused_loss,
+    gradientCheckpointing: c.gradient_checkpointing,
+    fusedLoss: fusedLossFor(c, config, c.per_device_train_batch_size, c.max_length),
   };
   return formatMemoryPlan(planMemory(input), input);
 }

@@ -28,7 +28,8 @@ export interface StringSpec extends SpecBase {
 }
 export interface BoolSpec extends SpecBase {
   type: 'bool';
-  default: boolean;
+  /** null: unset, the consumer decides (e.g. fused_loss by the logits' size) */
+  default: boolean | null;
 }
 export interface EnumSpec extends SpecBase {
   type: 'enum';
