@@ -66,7 +66,8 @@ export const FUSED_LOSS_AUTO_BYTES = 256 * 1024 ** 2;
 /**
  * fused_loss as set; unset, whether the unfused head's float32 logits for the largest micro-batch (`pairs` pairs,
  * every row max_length tokens) would pass FUSED_LOSS_AUTO_BYTES: a 150k vocabulary at 1024 tokens always does, a
- * small model's 8k vocabulary does not, and there the fused head's recomputed logits cost 10-30% of a step.
+ * small model's 8k vocabulary does not, and there the fused head's recomputed logits cost about a tenth of a step
+ * (bench 5M: 357 vs 319 ms, 30M: 2035 vs 1902 ms).
  */
 export function fusedLossFor(c: Pick<LoraMemoryConfig, 'fused_loss'>, config: ModelConfig, pairs: number, maxLength: number): boolean {
   if (c.fused_loss !== null) return c.fused_loss;
