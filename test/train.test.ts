@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { learningRateAt, lrMultiplier, resolveWarmupSteps, type ScheduleConfig } from '../src/optim/schedule.js';
 import { TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../src/train/config.js';
 import { defaultsOf, formatHelp, OptionError, resolveOptions } from '../src/train/options.js';
-import { NonFiniteError, train, totalStepsOf } from '../src/train/trainer.js';
+import { NonFiniteError, train, totalStepsOf, type TrainerState } from '../src/train/trainer.js';
 import { createModel } from '../src/model/create.js';
 import { arithmeticTask, demoEncode, demoModelConfig } from '../src/train/demo-task.js';
 import type { TokenPair } from '../src/data/collate.js';
@@ -110,6 +110,30 @@ test('gradient accumulation 2 x 2 gives the update of one batch of 4 (prompt and
 test('steps: epochs x ceil(pairs / (batch x accumulation)), or max_steps', () => {
   assert.equal(totalStepsOf(10, config({ num_train_epochs: 2, per_device_train_batch_size: 2, gradient_accumulation_steps: 2 })), 6);
   assert.equal(totalStepsOf(10, config({ max_steps: 4 })), 4);
+});
+
+test('resume with a larger max_steps trains on to it, the schedule stretched over the new total', async () => {
+  const pairs = tinyPairs(8);
+  const c = config({ max_steps: 2, per_device_train_batch_size: 2, learning_rate: 1e-3, warmup_steps: 1 });
+  const model = createModel(tinyConfig, { seed: 4 });
+  let saved: { state: TrainerState; m: Float32Array; v: Float32Array; step: number } | null = null;
+  await train(model, { train: pairs, eval: null, padTokenId: 0 }, c, {
+    save: async (kind, state, optimizer) => {
+      if (kind === 'final') saved = { state: structuredClone(state), m: optimizer.m.slice(), v: optimizer.v.slice(), step: optimizer.step };
+    },
+  });
+  const s = saved!;
+  assert.equal(s.state.global_step, 2);
+  const r = await train(model, { train: pairs, eval: null, padTokenId: 0 }, { ...c, max_steps: 5 }, {},
+    { state: s.state, m: s.m, v: s.v, optimizerStep: s.step });
+  assert.equal(r.state.global_step, 5);
+  assert.equal(r.state.schedule.totalSteps, 5);
+  // linear decay from step 1 (warm-up) to 0 at step 5
+  close(learningRateAt(r.state.schedule, 3), 1e-3 * (5 - 3) / 4, 1e-12);
+  // a total already reached ends the resumed run at once
+  const done = await train(model, { train: pairs, eval: null, padTokenId: 0 }, { ...c, max_steps: 3 }, {},
+    { state: structuredClone(r.state), m: s.m, v: s.v, optimizerStep: 5 });
+  assert.equal(done.state.global_step, 5);
 });
 
 test('a NaN loss stops the run naming the step, and nothing is saved', async () => {

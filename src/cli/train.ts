@@ -127,9 +127,13 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
     resume = { state: ckpt.state, m: ckpt.m, v: ckpt.v, optimizerStep: ckpt.optimizerStep };
     say(`resuming from ${resumeDir} (step ${ckpt.state.global_step} of ${ckpt.state.total_steps})`);
     for (const key of RESUME_MUST_MATCH) {
-      if (JSON.stringify(ckpt.args[key]) !== JSON.stringify(c[key])) {
-        reporter.message(`warning: ${key} was ${JSON.stringify(ckpt.args[key])} in the run that wrote ${resumeDir} but is ` +
-          `${JSON.stringify(c[key])} now; the data order and schedule are the checkpoint's, so the result will not ` +
+      if (JSON.stringify(ckpt.args[key]) === JSON.stringify(c[key])) continue;
+      const was = `${key} was ${JSON.stringify(ckpt.args[key])} in the run that wrote ${resumeDir} but is ${JSON.stringify(c[key])} now`;
+      if (key === 'max_steps' || key === 'num_train_epochs') {
+        // the step budget is the one change a resume is for: train to the new total (trainer: extendOrShorten)
+        reporter.message(`note: ${was}; training continues to the new total, the learning-rate schedule stretched over it.`);
+      } else {
+        reporter.message(`warning: ${was}; the data order and schedule are the checkpoint's, so the result will not ` +
           'equal either run. Give the original options to continue exactly.');
       }
     }

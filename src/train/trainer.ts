@@ -137,6 +137,17 @@ export function initialState(trainPairs: number, c: TrainConfig, pairs?: readonl
   };
 }
 
+/**
+ * A resumed run whose max_steps / num_train_epochs give another total: train to the new total, the learning-rate
+ * schedule stretched or shrunk over it (warm-up recomputed), as transformers' Trainer rebuilds its scheduler for the
+ * new num_training_steps. A total at or below the steps already done ends the run at once.
+ */
+function extendOrShorten(state: TrainerState, total: number, c: Pick<TrainConfig, 'warmup_steps' | 'warmup_ratio'>): void {
+  if (total === state.total_steps) return;
+  state.total_steps = Math.max(total, state.global_step);
+  state.schedule = { ...state.schedule, totalSteps: total, warmupSteps: resolveWarmupSteps(total, c.warmup_steps, c.warmup_ratio) };
+}
+
 /** The pairs of the next optimizer step; advances the epoch (reshuffling with the saved generator) when done. */
 function takeStepPairs(state: TrainerState, pairsPerStep: number, c: TrainConfig, pairs: readonly TokenPair[]): number[] {
   if (state.pair_offset >= state.order.length) {
@@ -169,6 +180,7 @@ export async function train(
     throw new Error(`resume: the checkpoint was trained on ${state.train_pairs} pairs but the dataset now has ${data.train.length}; ` +
       'resume needs the same data and options');
   }
+  if (resume !== null) extendOrShorten(state, totalStepsOf(data.train.length, c), c);
   const optimizer = new AdamW(trainable.params.length, {
     lr: c.learning_rate, beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.weight_decay,
   }, model.kernels);
