@@ -609,6 +609,19 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
 
 napi_value GetThreads(napi_env env, napi_callback_info) { return number(env, pool_threads()); }
 
+napi_value SetMatmulBf16(napi_env env, napi_callback_info info) {
+  Args a(env, info, "setMatmulBf16", 1);
+  const bool on = a.flag(0, "on");
+  if (a.ok()) set_matmul_bf16(on);
+  return undefined(env);
+}
+
+napi_value GetMatmulBf16(napi_env env, napi_callback_info) {
+  napi_value b;
+  napi_get_boolean(env, matmul_bf16(), &b);
+  return b;
+}
+
 napi_value Isa(napi_env env, napi_callback_info) {
   napi_value s;
   napi_create_string_utf8(env, K().isa, NAPI_AUTO_LENGTH, &s);
@@ -656,6 +669,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"scale", nullptr, Scale, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"getThreads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setMatmulBf16", nullptr, SetMatmulBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"getMatmulBf16", nullptr, GetMatmulBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"isa", nullptr, Isa, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"fmaPeakGflops", nullptr, FmaPeak, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };

@@ -80,8 +80,8 @@ constexpr int64_t kPointwiseGrain = 1 << 15;
  * Per-thread scratch buffers, reused across calls: a fresh multi-megabyte malloc per GEMM would be served by
  * mmap and pay page faults every time. 64-byte aligned. Slots are independent buffers.
  */
-static thread_local float* tls_scratch[6];
-static thread_local int64_t tls_scratch_cap[6];
+static thread_local float* tls_scratch[8];
+static thread_local int64_t tls_scratch_cap[8];
 
 static float* scratch(int slot, int64_t nfloats) {
   if (tls_scratch_cap[slot] < nfloats) {
@@ -353,6 +353,82 @@ static inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t l
   }
 }
 
+// ------------------------------------------------------------------------------------------------ bfloat16 GEMM
+//
+// With matmul_bf16() on, both packed operands are rounded to bfloat16 (round to nearest even, as PyTorch's
+// .to(torch.bfloat16)) and their products summed in float32. Where the CPU has AVX512_BF16 the packed slivers are
+// rewritten as bf16 pairs along k and VDPBF16PS (two products per lane, 1.8x the FMA peak here) does the work;
+// elsewhere the rounded float32 slivers go through the float32 micro-kernel: the same rounding of the inputs, the
+// float32 sums differing only in order.
+
+/** x rounded to the nearest bfloat16 (ties to even), as the top 16 bits of a float32; NaN stays NaN */
+static inline uint32_t bf16_bits(float x) {
+  const uint32_t u = __builtin_bit_cast(uint32_t, x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;  // NaN: keep it a (quiet) NaN
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+static inline float bf16_round(float x) { return __builtin_bit_cast(float, bf16_bits(x) << 16); }
+
+static void round_to_bf16(float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i++) p[i] = bf16_round(p[i]);
+}
+
+#if defined(__AVX512F__) && defined(__x86_64__)
+constexpr bool kBf16Kernel = MR == 12 && NR == 32;
+
+static bool cpu_has_avx512bf16() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+  }();
+  return has;
+}
+
+/**
+ * A packed sliver (kc, MR) k-major -> (ceil(kc/2), MR) 32-bit pairs: the bf16 of rows k = 2p (low half) and
+ * 2p + 1 (high half, 0 past kc). B slivers (kc, NR) the same with NR columns: `width` floats per k.
+ */
+static void to_bf16_pairs(uint32_t* dst, const float* src, int64_t kc, int64_t width) {
+  for (int64_t p = 0; 2 * p < kc; p++) {
+    const float* r0 = src + 2 * p * width;
+    const float* r1 = 2 * p + 1 < kc ? r0 + width : nullptr;
+    uint32_t* d = dst + p * width;
+    for (int64_t j = 0; j < width; j++) d[j] = bf16_bits(r0[j]) | (r1 ? bf16_bits(r1[j]) << 16 : 0u);
+  }
+}
+
+/** micro_kernel over bf16 pairs: c (MR,NR) [+]= A pairs (kp, MR) x B pairs (kp, NR), VDPBF16PS */
+__attribute__((target("avx512bf16"))) static void micro_kernel_bf16(int64_t kp, const uint32_t* __restrict A,
+                                                                     const uint32_t* __restrict B, float* c,
+                                                                     int64_t ldc, bool add_to_c) {
+  __m512 acc[MR][2];
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kp; p++) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(B + p * NR);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(B + p * NR + 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(A[p * MR + r]));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
+    }
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; r++) {
+    float* cr = c + r * ldc;
+    for (int j = 0; j < 2; j++)
+      _mm512_storeu_ps(cr + 16 * j, add_to_c ? _mm512_add_ps(acc[r][j], _mm512_loadu_ps(cr + 16 * j)) : acc[r][j]);
+  }
+}
+#else
+constexpr bool kBf16Kernel = false;
+static bool cpu_has_avx512bf16() { return false; }
+static void to_bf16_pairs(uint32_t*, const float*, int64_t, int64_t) {}
+static void micro_kernel_bf16(int64_t, const uint32_t*, const uint32_t*, float*, int64_t, bool) {}
+#endif
+
 /** One thread's GEMM: c (M,N) row stride ldc [+]= A (M,K) @ B (K,N), both strided views */
 static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, int64_t N, int64_t K, bool acc) {
   if (M <= 0 || N <= 0) return;
@@ -372,7 +448,12 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
   // A stored transposed (dweight = dout^T @ inp) is read in place too, MR consecutive floats per k: packing it
   // was a quarter of dweight's time at hidden size 192 (strided gathers of a 1.5 MB operand), with the same
   // 4 KiB rule for its column stride.
-  const bool direct_a = (A.cs == 1 && A.rs % 1024 != 0) || (A.rs == 1 && A.cs % 1024 != 0);
+  // bf16: both operands are packed (and rounded there); with AVX512_BF16, as bf16 pairs for VDPBF16PS
+  const bool bf16 = matmul_bf16();
+  const bool pairs = bf16 && kBf16Kernel && cpu_has_avx512bf16();
+  uint32_t* bpairs = pairs ? reinterpret_cast<uint32_t*>(scratch(6, KC / 2 * min64(NC, ceil_div(N, NR) * NR))) : nullptr;
+  uint32_t* apairs = pairs ? reinterpret_cast<uint32_t*>(scratch(7, KC / 2 * min64(MC, ceil_div(M, MR) * MR))) : nullptr;
+  const bool direct_a = !bf16 && ((A.cs == 1 && A.rs % 1024 != 0) || (A.rs == 1 && A.cs % 1024 != 0));
   const bool direct_a_transposed = A.rs == 1;
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = min64(NC, N - jc);
@@ -380,10 +461,19 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
       const int64_t kc = min64(KC, K - pc);
       const bool acc_here = acc || pc > 0;
       pack_b(bp, B, pc, kc, jc, nc);
+      const int64_t kp = (kc + 1) / 2;  // bf16 pairs along k
+      if (pairs)
+        for (int64_t s = 0; s < nc; s += NR) to_bf16_pairs(bpairs + s * kp, bp + s * kc, kc, NR);
+      else if (bf16)
+        round_to_bf16(bp, ceil_div(nc, NR) * NR * kc);
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = min64(MC, M - ic);
         const int64_t full = direct_a ? mc / MR * MR : 0;  // rows read in place; the rest is packed
         pack_a(ap, A, ic + full, mc - full, pc, kc);
+        if (pairs)
+          for (int64_t s = 0; s < mc; s += MR) to_bf16_pairs(apairs + s * kp, ap + s * kc, kc, MR);
+        else if (bf16)
+          round_to_bf16(ap, ceil_div(mc, MR) * MR * kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t nr = min64(NR, nc - jr);
           const float* bs = bp + jr * kc;
@@ -395,7 +485,8 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
             float* dst = edge ? tile : ct;
             const int64_t ld = edge ? NR : ldc;
             const bool add = edge ? false : acc_here;
-            if (ir >= full) micro_kernel<true>(kc, ap + (ir - full) * kc, MR, bs, dst, ld, add);
+            if (pairs) micro_kernel_bf16(kp, apairs + ir * kp, bpairs + jr * kp, dst, ld, add);
+            else if (ir >= full) micro_kernel<true>(kc, ap + (ir - full) * kc, MR, bs, dst, ld, add);
             else if (direct_a_transposed) micro_kernel<true>(kc, A.p + pc * A.cs + (ic + ir), A.cs, bs, dst, ld, add);
             else micro_kernel<false>(kc, A.p + (ic + ir) * A.rs + pc, A.rs, bs, dst, ld, add);
             if (edge) {
@@ -485,7 +576,7 @@ static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N,
                  bool transB, bool accumulate) {
   const MatView A = transA ? MatView{a, 1, M} : MatView{a, K, 1};
   const MatView B = transB ? MatView{b, 1, K} : MatView{b, N, 1};
-  if (M <= kSmallM && M > 0 && K > 0) {
+  if (M <= kSmallM && M > 0 && K > 0 && !matmul_bf16()) {  // (bf16 rounds its operands while packing them)
     gemm_small_m(c, A, B, M, N, K, accumulate);
     return;
   }

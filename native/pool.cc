@@ -158,4 +158,10 @@ void pool_run(int64_t ntasks, TaskFn fn, void* ctx) { pool().run(ntasks, fn, ctx
 int pool_threads() { return pool().threads(); }
 void pool_set_threads(int n) { pool().resize(n); }
 
+namespace {
+std::atomic<bool> g_matmul_bf16{false};
+}
+bool matmul_bf16() { return g_matmul_bf16.load(std::memory_order_relaxed); }
+void set_matmul_bf16(bool on) { g_matmul_bf16.store(on, std::memory_order_relaxed); }
+
 }  // namespace orpo

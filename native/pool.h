@@ -17,4 +17,11 @@ void pool_run(int64_t ntasks, TaskFn fn, void* ctx);
 int pool_threads();
 void pool_set_threads(int n);
 
+/**
+ * Matrix products in bfloat16 (mixed precision, as PyTorch's autocast): their inputs rounded to bfloat16, products
+ * summed in float32. Process-wide, like the thread count; off by default.
+ */
+bool matmul_bf16();
+void set_matmul_bf16(bool on);
+
 }  // namespace orpo

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, roundToBf16 } from '../src/tensor/dtype.js';
 import { Rng } from '../src/tensor/rng.js';
 
 function f32FromBits(bits: number): number {
@@ -212,4 +212,17 @@ test('conversions write into a given output view and reject a wrong-sized one', 
   assert.deepEqual([...bits], [0, 0x3f80, 0xc020, 0]);
   assert.throws(() => bf16ToF32(new Uint16Array(3), new Float32Array(2)), RangeError);
   assert.throws(() => f32ToF16(new Float32Array(3), new Uint16Array(4)), RangeError);
+});
+
+test('roundToBf16 rounds a number as f32ToBf16 rounds a float32 (ties to even, NaN, Inf, overflow)', () => {
+  const xs = new Float32Array([0, -0, 1, -1.5, 1 + 2 ** -8, 1 + 2 ** -7 + 2 ** -8, 3.14159, 1e-40, -65504, 3.4e38, Infinity, -Infinity, NaN]);
+  const rng = new Rng(5);
+  const rand = Float32Array.from({ length: 1000 }, () => (rng.normal() * 10) ** 3);
+  for (const x of [...xs, ...rand]) {
+    const want = bf16ToF32(f32ToBf16(Float32Array.of(x)))[0]!;
+    const got = roundToBf16(x);
+    assert.ok(Object.is(got, want) || (Number.isNaN(got) && Number.isNaN(want)), `${x}: ${got} vs ${want}`);
+  }
+  assert.equal(roundToBf16(1 + 2 ** -8), 1); // a tie goes to the even neighbour
+  assert.equal(roundToBf16(1 + 2 ** -7 + 2 ** -8), 1 + 2 ** -6);
 });

@@ -110,6 +110,48 @@ test('gemm: larger than one cache block in every dimension (M > MC, N > NC, K > 
   }
 });
 
+test('gemm in bf16 mode (operands rounded to bfloat16, float32 sums): every transpose, odd K, small M, K > KC', { skip }, () => {
+  const shapes: Array<[number, number, number]> = [[1, 1, 1], [3, 65, 127], [7, 63, 65], [63, 65, 127], [33, 129, 300], [150, 1100, 601]];
+  try {
+    for (const k of [jsKernels, native]) k.setMatmulBf16(true);
+    assert.equal(native.getMatmulBf16(), true);
+    for (const [M, N, K] of shapes) {
+      for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
+        const a = randn(M * K);
+        const b = randn(K * N);
+        compare(`bf16 gemm ${M}x${N}x${K} tA=${transA} tB=${transB}`, { c: randn(M * N) },
+          (k, x) => k.gemm(x.c, a, b, M, N, K, transA, transB, true), 2e-5);
+      }
+    }
+    const [N, C, OC] = [70, 65, 33];
+    const inp = randn(N * C);
+    const w = randn(OC * C);
+    const dout = randn(N * OC);
+    compare('bf16 matmulForward', { out: randn(N * OC) }, (k, x) => k.matmulForward(x.out, inp, w, null, N, C, OC), 2e-5);
+    compare('bf16 matmulBackward', { dinp: randn(N * C), dw: randn(OC * C) },
+      (k, x) => k.matmulBackward(x.dinp, x.dw, null, dout, inp, w, N, C, OC), 2e-5);
+  } finally {
+    for (const k of [jsKernels, native]) k.setMatmulBf16(false);
+  }
+  // the mode changes the numbers (so the comparisons above are of bf16 products), and switching it off restores them
+  const [M, N, K] = [40, 50, 60];
+  const a = randn(M * K);
+  const b = randn(K * N);
+  const run = (on: boolean): Float32Array => {
+    native.setMatmulBf16(on);
+    const c = new Float32Array(M * N);
+    native.gemm(c, a, b, M, N, K, false, false, false);
+    native.setMatmulBf16(false);
+    return c;
+  };
+  const f32 = run(false);
+  const bf = run(true);
+  let maxDiff = 0;
+  for (let i = 0; i < f32.length; i++) maxDiff = Math.max(maxDiff, Math.abs(bf[i] - f32[i]));
+  assert.ok(maxDiff > 1e-4 && maxDiff < 0.2, `bf16 vs float32 products differ by ${maxDiff}`);
+  assert.deepEqual(run(false), f32);
+});
+
 test('gemm: the result does not depend on the thread count', { skip }, () => {
   const [M, N, K] = [200, 300, 100];
   const a = randn(M * K);

@@ -140,3 +140,34 @@ test('a packed forward is refused where it cannot run: a KV cache, wrong sizes',
   gpt2.forward(new Int32Array(30), 1, 30, { positions: new Int32Array(30).map((_, i) => i % 15), hiddenKeys: Int32Array.from([15, 15]), length: 15 });
   assert.throws(() => gpt2.forward(new Int32Array(30), 1, 30, { positions: new Int32Array(30).map((_, i) => i), hiddenKeys: new Int32Array(2), length: 30 }), /n_positions 20/);
 });
+
+test('bf16 mixed precision (bf16 option): loss and gradients within bfloat16 rounding of float32 on every backend', () => {
+  const rng = new Rng(13);
+  const batch = collatePairs(randomPairs(rng, 4), 0);
+  const kernels = [jsKernels, ...(availableBackends().includes('native') ? [getKernels()] : [])];
+  for (const k of kernels) {
+    const run = (bf16: boolean) => {
+      const model = createModel(llama, { seed: 6, kernels: k });
+      k.setMatmulBf16(bf16);
+      try {
+        model.zeroGrad();
+        const r = orpoStep(model, batch, { beta: 0.2, sftScope: 'full' });
+        return { loss: r.loss, grads: Float64Array.from(model.grads) };
+      } finally {
+        k.setMatmulBf16(false);
+      }
+    };
+    const f32 = run(false);
+    const bf = run(true);
+    assert.ok(bf.loss !== f32.loss, `${k.name}: bf16 changed nothing`);
+    assert.ok(Math.abs(bf.loss - f32.loss) < 1e-2 * Math.abs(f32.loss), `${k.name}: loss ${bf.loss} vs ${f32.loss}`);
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < f32.grads.length; i++) {
+      num += (bf.grads[i] - f32.grads[i]) ** 2;
+      den += f32.grads[i] ** 2;
+    }
+    assert.ok(Math.sqrt(num / den) < 3e-2, `${k.name}: gradient relative error ${Math.sqrt(num / den)}`);
+    assert.equal(k.getMatmulBf16(), false);
+  }
+});

@@ -20,6 +20,13 @@ export interface Kernels {
   /** Number of threads the backend may use (the JS backend always runs on one). */
   setThreads(n: number): void;
   getThreads(): number;
+  /**
+   * Mixed precision for the matrix products (gemm, matmulForward/Backward), as PyTorch's bf16 autocast and TRL's
+   * `bf16`: each operand element is rounded to bfloat16 (nearest, ties to even), products are summed in float32
+   * (JS: float64) and stored in the output's precision. Everything else stays float32. Off by default.
+   */
+  setMatmulBf16(on: boolean): void;
+  getMatmulBf16(): boolean;
 
   // ---------------------------------------------------------------- matrix products
   /**

@@ -14,7 +14,7 @@ import { dataLimitsOf } from './train.js';
 
 type SharedKeys = 'model' | 'dataset' | 'beta' | 'sft_scope' | 'share_prompt' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
   'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' |
-  'per_device_eval_batch_size' | 'threads';
+  'per_device_eval_batch_size' | 'threads' | 'bf16';
 export type EvalConfig = Pick<TrainConfig, SharedKeys> & { json: boolean };
 
 const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pick<TrainConfig, K>> =>
@@ -23,7 +23,7 @@ const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pi
 export const EVAL_OPTIONS: OptionTable<EvalConfig> = {
   ...shared<SharedKeys>(['model', 'dataset', 'beta', 'sft_scope', 'share_prompt', 'max_length', 'max_prompt_length', 'max_completion_length',
     'truncation_mode', 'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column',
-    'per_device_eval_batch_size', 'threads']),
+    'per_device_eval_batch_size', 'threads', 'bf16']),
   json: { type: 'bool', default: false, doc: 'print the metrics as one JSON object' },
 };
 
@@ -37,6 +37,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   if (c.model === null || c.dataset === null) throw new OptionError('orpo eval needs --model DIR and --dataset FILE');
   const model = await loadModelOrAdapter(c.model);
   model.kernels.setThreads(c.threads ?? availableParallelism());
+  model.kernels.setMatmulBf16(c.bf16);
   const tokenizer = await loadTokenizer(c.model);
   const loaded = await loadPairs(c.dataset, tokenizer, dataLimitsOf(c));
   const started = performance.now();
@@ -45,6 +46,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   const out = evaluatePairs(model, loaded.pairs, {
     head, beta: c.beta, sftScope: c.sft_scope, sharePrompt: c.share_prompt, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
   });
+  model.kernels.setMatmulBf16(false);
   const seconds = (performance.now() - started) / 1000;
   const result: Record<string, number | string> = { model: c.model, dataset: c.dataset, pairs: out.pairs };
   for (const name of ORPO_METRIC_NAMES) result[`eval_${name}`] = out.metrics[name]!;

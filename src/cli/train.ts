@@ -56,7 +56,7 @@ type DataKeys = 'max_length' | 'max_prompt_length' | 'max_completion_length' | '
 
 // options that shape the optimisation; a resumed run with other values continues, but not exactly
 const RESUME_MUST_MATCH = [
-  'dataset', 'eval_dataset', 'eval_split_ratio', 'beta', 'sft_scope', 'share_prompt', 'learning_rate', 'num_train_epochs', 'max_steps',
+  'dataset', 'eval_dataset', 'eval_split_ratio', 'beta', 'sft_scope', 'share_prompt', 'bf16', 'learning_rate', 'num_train_epochs', 'max_steps',
   'per_device_train_batch_size', 'gradient_accumulation_steps', 'lr_scheduler_type', 'warmup_steps', 'warmup_ratio',
   'weight_decay', 'adam_beta1', 'adam_beta2', 'adam_epsilon', 'max_grad_norm', 'max_length', 'max_prompt_length',
   'max_completion_length', 'truncation_mode', 'seed',
@@ -150,6 +150,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
     else await saveModel(model, dir, { dtype });
   };
   model.kernels.setThreads(c.threads ?? availableParallelism());
+  model.kernels.setMatmulBf16(c.bf16);
 
   const tokenizer = await loadTokenizer(modelDir);
   const padTokenId = padTokenIdOf(tokenizer);
@@ -225,6 +226,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
       ...(adapters === null ? {} : { setTraining: (on: boolean) => void (adapters.training = on) }),
     });
   } finally {
+    model.kernels.setMatmulBf16(false); // process-wide: the next run in this process starts from float32
     reporter.finish();
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);

@@ -48,6 +48,17 @@ export function f32ToBf16(x: Float32Array, out?: Uint16Array): Uint16Array {
   return result;
 }
 
+const scalarF32 = new Float32Array(1);
+const scalarBits = new Uint32Array(scalarF32.buffer);
+
+/** x as float32 rounded to the nearest bfloat16 value (ties to even, as f32ToBf16), returned as a number */
+export function roundToBf16(x: number): number {
+  scalarF32[0] = x;
+  const b = scalarBits[0]!;
+  scalarBits[0] = (b & 0x7fffffff) > 0x7f800000 ? (b | 0x00400000) & 0xffff0000 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) << 16;
+  return scalarF32[0]!;
+}
+
 // All 65,536 half values, decoded once on first use (256 KiB): a table lookup is both the simplest correct
 // decoder (subnormals, Inf, NaN need no special paths at run time) and the fastest one.
 let f16Table: Float32Array | null = null;

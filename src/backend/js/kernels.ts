@@ -1,6 +1,6 @@
 // The TypeScript reference backend: the executable specification every other backend is tested against.
 import type { Kernels } from '../kernels.js';
-import { gemm, matmulForward, matmulBackward } from './matmul.js';
+import { gemm, matmulForward, matmulBackward, setMatmulBf16, getMatmulBf16 } from './matmul.js';
 import { embeddingForward, embeddingBackward } from './embedding.js';
 import { layernormForward, layernormBackward } from './layernorm.js';
 import { rmsnormForward, rmsnormBackward } from './rmsnorm.js';
@@ -14,6 +14,7 @@ export const jsKernels: Kernels = {
   name: 'js',
   setThreads(): void { /* single-threaded by design */ },
   getThreads: () => 1,
+  setMatmulBf16, getMatmulBf16,
   gemm, matmulForward, matmulBackward,
   embeddingForward, embeddingBackward,
   layernormForward, layernormBackward, rmsnormForward, rmsnormBackward,

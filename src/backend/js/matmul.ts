@@ -1,10 +1,29 @@
 // Matrix products, row-major. gemm is the primitive; matmulForward/Backward are the linear layer on top of it.
-// Sums run in JavaScript numbers (float64) and are rounded once when stored.
+// Sums run in JavaScript numbers (float64) and are rounded once when stored. With setMatmulBf16(true) every
+// operand element is first rounded to bfloat16 (mixed precision, as the native backend's bf16 products).
 import type { FloatArray } from '../kernels.js';
+import { roundToBf16 } from '../../tensor/dtype.js';
+
+let bf16 = false;
+
+export function setMatmulBf16(on: boolean): void {
+  bf16 = on;
+}
+
+export function getMatmulBf16(): boolean {
+  return bf16;
+}
+
+/** an operand as the products see it: rounded to bfloat16 in bf16 mode, else as it is */
+function operand(x: FloatArray): FloatArray {
+  return bf16 ? Float64Array.from(x, roundToBf16) : x;
+}
 
 // c (M,N) [+]= op(a) (M,K) @ op(b) (K,N); transA: a stored (K,M); transB: b stored (N,K)
-export function gemm(c: FloatArray, a: FloatArray, b: FloatArray, M: number, N: number, K: number,
+export function gemm(c: FloatArray, aIn: FloatArray, bIn: FloatArray, M: number, N: number, K: number,
   transA: boolean, transB: boolean, accumulate: boolean): void {
+  const a = operand(aIn.subarray(0, M * K));
+  const b = operand(bIn.subarray(0, K * N));
   const row = new Float64Array(N);
   for (let i = 0; i < M; i++) {
     row.fill(0);
@@ -25,8 +44,10 @@ export function gemm(c: FloatArray, a: FloatArray, b: FloatArray, M: number, N: 
 }
 
 // inp (N,C), weight (OC,C), bias (OC)|null -> out (N,OC) written
-export function matmulForward(out: FloatArray, inp: FloatArray, weight: FloatArray, bias: FloatArray | null,
+export function matmulForward(out: FloatArray, inpIn: FloatArray, weightIn: FloatArray, bias: FloatArray | null,
   N: number, C: number, OC: number): void {
+  const inp = operand(inpIn.subarray(0, N * C));
+  const weight = operand(weightIn.subarray(0, OC * C));
   for (let n = 0; n < N; n++) {
     const io = n * C;
     for (let o = 0; o < OC; o++) {

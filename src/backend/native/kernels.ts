@@ -8,6 +8,8 @@ export function createNativeKernels(addon: NativeAddon): Kernels {
     name: 'native',
     setThreads: (n) => addon.setThreads(n),
     getThreads: () => addon.getThreads(),
+    setMatmulBf16: (on) => addon.setMatmulBf16(on),
+    getMatmulBf16: () => addon.getMatmulBf16(),
     gemm: addon.gemm,
     matmulForward: addon.matmulForward,
     matmulBackward: addon.matmulBackward,
