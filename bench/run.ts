@@ -1,7 +1,7 @@
 // `npm run bench`: the GEMM benchmark (bench/gemm, when built) then the ORPO training-step benchmark against the
 // PyTorch twin; prints the tables and writes bench/out/train-step.json and bench/out/train-step.md.
 //
-//   node dist/bench/run.js [--configs 5M,30M,5M-hh] [--threads 1,2] [--warmup N] [--steps N] [--repeats 3] [--no-twin] [--no-gemm]
+//   node dist/bench/run.js [--configs 5M,30M,5M-hh] [--threads 1,2] [--warmup N] [--steps N] [--repeats 2] [--no-twin] [--no-gemm]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { getKernels } from '../src/backend/index.js';
 import { parseArgs } from 'node:util';
 import {
   BENCH_CONFIGS, MICRO_CONFIG, coreCount, findConfig, markdownTable, memoryTable, outDir, profileTable, readJson, repoRoot, runTrainStepBench,
-  speedTable, type TrainStepReport,
+  speedTable, bf16Table, type TrainStepReport,
 } from './train-step.js';
 
 /** The FMA peak the GEMM bench measured, FLOP/s by thread count; null where it has no number. */
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
       configs: { type: 'string', default: BENCH_CONFIGS.map((c) => c.name).join(',') },
       threads: { type: 'string', default: '1,2' },
       warmup: { type: 'string' },
-      repeats: { type: 'string', default: '3' },
+      repeats: { type: 'string', default: '2' },
       steps: { type: 'string' },
       'no-twin': { type: 'boolean', default: false },
       'no-gemm': { type: 'boolean', default: false },
@@ -125,6 +125,7 @@ async function main(): Promise<void> {
       'the same work as the twin. MFU counts the model FLOPs of the two-row step. Each cell is the fastest median of ' +
       `${values.repeats} side-by-side runs of that implementation (--repeats).`,
     ...report.configs.filter((c) => c.note).map((c) => `${c.name}: ${c.note}.`),
+    '', '### bf16 mixed precision (the bf16 option; the twin under torch.autocast(bfloat16)), CPU clock (wall)', '', bf16Table(report),
     '', '### Peak memory (RSS of a fresh process per row)', '', memoryTable(report),
     ...threads.flatMap((t) => ['', `### Where our step's time goes (${t} thread${t > 1 ? 's' : ''}, one profiled step)`, '', profileTable(report, t)]),
   ].join('\n');

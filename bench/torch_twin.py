@@ -193,6 +193,7 @@ def main():
     ap.add_argument('--threads', type=int, required=True)
     ap.add_argument('--warmup', type=int, default=1)
     ap.add_argument('--steps', type=int, default=3)
+    ap.add_argument('--bf16', action='store_true', help="torch.autocast('cpu', torch.bfloat16) around the forward, as transformers' bf16")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -208,7 +209,8 @@ def main():
         c0 = time.process_time()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = orpo_loss(model, ids, b['n_pairs'], b['prompt_len'], b['beta'])
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=args.bf16):
+            loss = orpo_loss(model, ids, b['n_pairs'], b['prompt_len'], b['beta'])
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, b['max_grad_norm'])
         opt.step()
@@ -228,7 +230,7 @@ def main():
     med_cpu = float(np.median(cpu_times))
     tokens = ids.numel()
     print(json.dumps({
-        'impl': 'pytorch', 'config': b['name'], 'threads': args.threads, 'torchVersion': torch.__version__,
+        'impl': 'pytorch', 'config': b['name'], 'threads': args.threads, 'torchVersion': torch.__version__, 'bf16': args.bf16,
         'blas': blas_description(),
         'attention': 'F.scaled_dot_product_attention' if hasattr(F, 'scaled_dot_product_attention') else 'matmul+softmax (no SDPA in this torch)',
         'optimizer': opt_label, 'torchThreads': torch.get_num_threads(),

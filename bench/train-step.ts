@@ -238,6 +238,8 @@ export interface ChildRequest {
   profile: boolean;
   /** one forward row per pair with the prompt shared (our default), or TRL's two rows as the twin runs them */
   sharePrompt?: boolean;
+  /** bf16 mixed precision for the matrix products (the bf16 option) */
+  bf16?: boolean;
 }
 
 /** What both implementations report for one configuration at one thread count (one fresh process). */
@@ -287,6 +289,7 @@ export function measureOurs(req: ChildRequest, baselineRssBytes = process.memory
   const cfg = findConfig(req.config);
   const base = getKernels();
   base.setThreads(req.threads);
+  base.setMatmulBf16(req.bf16 ?? false);
   const profiler = new KernelProfiler(base);
   profiler.threads = req.threads;
   const kernels = profiler.kernels;
@@ -393,9 +396,9 @@ function lastJsonLine<T>(stdout: string, what: string): T {
   return JSON.parse(line) as T;
 }
 
-function runTwin(cfg: BenchConfig, dir: string, threads: number, warmup: number, steps: number): TwinResult {
+function runTwin(cfg: BenchConfig, dir: string, threads: number, warmup: number, steps: number, bf16 = false): TwinResult {
   const args = [TWIN_SCRIPT, '--weights', join(dir, 'model.safetensors'), '--batch', join(dir, 'batch.json'),
-    '--threads', String(threads), '--warmup', String(warmup), '--steps', String(steps)];
+    '--threads', String(threads), '--warmup', String(warmup), '--steps', String(steps), ...(bf16 ? ['--bf16'] : [])];
   const r = spawnSync(TWIN_PYTHON, args, { env: twinEnv(threads), encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`torch twin (${cfg.name}, ${threads} threads) failed:\n${r.stderr}`);
   return lastJsonLine<TwinResult>(r.stdout, 'torch twin');
@@ -444,6 +447,9 @@ export interface TrainStepRow {
   /** our step on TRL's two rows per pair: the same work as the twin */
   oursTwoRows: OursResult;
   torch: TwinResult | null;
+  /** bf16 mixed precision: ours (shared prompt) and the twin under torch.autocast(bfloat16) */
+  oursBf16: OursResult;
+  torchBf16: TwinResult | null;
   /** our tokens/s over PyTorch's, both on the CPU clock (see StepMeasurement.stepCpuMs) */
   ratio: number | null;
   /** the same on the wall clock */
@@ -507,7 +513,8 @@ export async function runTrainStepBench(opts: TrainStepOptions): Promise<TrainSt
       report.configs.push({ name: cfg.name, hf: cfg.hf, pairs: cfg.pairs, seq: cfg.seq, promptLen: cfg.promptLen,
         ...(cfg.note ? { note: cfg.note } : {}), cost });
     }
-    const best = new Map<string, { ours: OursResult; oursTwoRows: OursResult; torch: TwinResult | null }>();
+    const best = new Map<string, { ours: OursResult; oursTwoRows: OursResult; torch: TwinResult | null;
+      oursBf16: OursResult; torchBf16: TwinResult | null }>();
     for (let rep = 1; rep <= repeats; rep++) {
       for (const { cfg, cost, dir: sub } of prepared) {
         const warmup = opts.warmup ?? cfg.warmup;
@@ -517,29 +524,33 @@ export async function runTrainStepBench(opts: TrainStepOptions): Promise<TrainSt
             (repeats > 1 ? `, run ${rep} of ${repeats}` : '') + '...');
           const ours = runOursChild({ config: cfg.name, threads, warmup, steps, profile: true, sharePrompt: true }, report.backend);
           const oursTwoRows = runOursChild({ config: cfg.name, threads, warmup, steps, profile: false, sharePrompt: false }, report.backend);
-          let torch: TwinResult | null = null;
-          if (!twinNote) {
+          const oursBf16 = runOursChild({ config: cfg.name, threads, warmup, steps, profile: false, sharePrompt: true, bf16: true }, report.backend);
+          const twin = (bf16: boolean): TwinResult | null => {
+            if (twinNote) return null;
             try {
-              torch = runTwin(cfg, sub, threads, warmup, steps);
+              return runTwin(cfg, sub, threads, warmup, steps, bf16);
             } catch (e) {
               // one failed twin run should not throw away our measurements: the row says n/a and the log says why
               log(`train-step: ${(e as Error).message}`);
+              return null;
             }
-          }
+          };
+          const torch = twin(false);
+          const torchBf16 = twin(true);
           const key = `${cfg.name}/${threads}`;
           const prev = best.get(key);
           best.set(key, { ours: faster(prev?.ours, ours)!, oursTwoRows: faster(prev?.oursTwoRows, oursTwoRows)!,
-            torch: faster(prev?.torch, torch) });
+            torch: faster(prev?.torch, torch), oursBf16: faster(prev?.oursBf16, oursBf16)!, torchBf16: faster(prev?.torchBf16, torchBf16) });
         }
       }
     }
     for (const { cfg, cost } of prepared) {
       for (const threads of opts.threads) {
-        const { ours, oursTwoRows, torch } = best.get(`${cfg.name}/${threads}`)!;
+        const { ours, oursTwoRows, torch, oursBf16, torchBf16 } = best.get(`${cfg.name}/${threads}`)!;
         const peak = opts.peakFlops(threads);
         const mfu = (ms: number): number | null => (peak ? cost.flops / (ms / 1000) / peak : null);
         report.rows.push({
-          config: cfg.name, threads, ours, oursTwoRows, torch,
+          config: cfg.name, threads, ours, oursTwoRows, torch, oursBf16, torchBf16,
           ratio: torch ? ours.tokensPerSecCpu / torch.tokensPerSecCpu : null,
           wallRatio: torch ? ours.tokensPerSec / torch.tokensPerSec : null,
           ratioTwoRows: torch ? oursTwoRows.tokensPerSecCpu / torch.tokensPerSecCpu : null,
@@ -584,6 +595,18 @@ export function speedTable(report: TrainStepReport): string {
       both(r.torch?.medianStepCpuMs ?? null, r.torch?.medianStepMs ?? null),
       `${ratioText(r.ratio)} (${ratioText(r.wallRatio)})`, ratioText(r.ratioTwoRows), pct(r.mfuOurs), pct(r.mfuTorch),
       r.torch ? `${r.ours.firstLoss.toFixed(6)} / ${r.torch.firstLoss.toFixed(6)} (${r.lossRelDiff!.toExponential(1)})` : 'n/a']));
+}
+
+/** bf16 mixed precision: ours against our float32 step and against PyTorch under torch.autocast(bfloat16) */
+export function bf16Table(report: TrainStepReport): string {
+  return markdownTable(
+    ['config', 'threads', 'ours bf16 ms/step', 'ours float32 ms/step', 'bf16 speed-up', 'PyTorch autocast bf16 ms/step',
+      'ours/PyTorch (bf16)', 'first loss ours / PyTorch (bf16)'],
+    report.rows.map((r) => [r.config, String(r.threads), `${fmt(r.oursBf16.medianStepCpuMs, 0)} (${fmt(r.oursBf16.medianStepMs, 0)})`,
+      fmt(r.ours.medianStepCpuMs, 0), ratioText(r.ours.medianStepCpuMs / r.oursBf16.medianStepCpuMs),
+      r.torchBf16 ? `${fmt(r.torchBf16.medianStepCpuMs, 0)} (${fmt(r.torchBf16.medianStepMs, 0)})` : 'n/a',
+      r.torchBf16 ? ratioText(r.torchBf16.medianStepCpuMs / r.oursBf16.medianStepCpuMs) : 'n/a',
+      r.torchBf16 ? `${r.oursBf16.firstLoss.toFixed(6)} / ${r.torchBf16.firstLoss.toFixed(6)}` : 'n/a']));
 }
 
 export function memoryTable(report: TrainStepReport): string {

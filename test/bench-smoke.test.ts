@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createModel } from '../src/model/create.js';
 import {
-  MICRO_CONFIG, measureOurs, runTrainStepBench, speedTable, stepCost, twinUnavailable,
+  MICRO_CONFIG, bf16Table, measureOurs, runTrainStepBench, speedTable, stepCost, twinUnavailable,
 } from '../bench/train-step.js';
 
 test('bench: micro ORPO steps run, time and account their memory', () => {
@@ -54,5 +54,9 @@ test('bench: the PyTorch twin starts from our loss and gradient norm', { skip: n
   assert.ok(Math.abs(row.oursTwoRows.firstLoss - row.ours.firstLoss) < 1e-6 * row.ours.firstLoss);
   assert.ok(Math.abs(row.oursTwoRows.firstGradNorm - row.ours.firstGradNorm) < 1e-5 * row.ours.firstGradNorm);
   assert.ok(row.ratioTwoRows !== null && row.mfuOurs === null);
+  // bf16 on both sides: the same loss to bfloat16 rounding
+  assert.ok(row.torchBf16, 'the twin ran under autocast');
+  assert.ok(Math.abs(row.oursBf16.firstLoss - row.torchBf16!.firstLoss) < 1e-2 * row.torchBf16!.firstLoss);
+  assert.match(bf16Table(report), /\| micro \| 1 \|/);
   assert.match(speedTable(report), /\| micro \| 1 \|/);
 });
