@@ -2,7 +2,7 @@
 export type { Kernels, FloatArray } from './backend/kernels.js';
 export { getKernels, availableBackends } from './backend/index.js';
 export { jsKernels } from './backend/js/kernels.js';
-export type { CausalLM, ModelConfig, ParamSpec, ModelType } from './model/types.js';
+export type { CausalLM, ModelConfig, ParamSpec, ModelType, RowPacking } from './model/types.js';
 export { parseConfig, SUPPORTED_MODEL_TYPES } from './model/config.js';
 export { createModel, emptyModel } from './model/create.js';
 export type { DecoderBase as Model } from './model/base.js';
@@ -19,9 +19,10 @@ export { tokenizePreferenceText, truncatePair, encodePrompt, validateTruncation,
 export { planBatches, paddingStats, collatePlan, pairLength, type BatchPlanOptions, type PaddingStats } from './data/batching.js';
 export { DataError } from './data/errors.js';
 export {
-  orpoForwardBackward, orpoStep, orpoEvaluate, orpoLossFromLogps, countNllTokens, buildTargets,
+  orpoForwardBackward, orpoStep, orpoEvaluate, orpoLossFromLogps, countNllTokens, buildTargets, forwardRows,
   type OrpoOptions, type OrpoMetrics, type SftScope,
 } from './loss/orpo.js';
+export { sharedPrefixRows, separateRows, sharedPrefixLength, type ForwardRows } from './loss/pair-rows.js';
 export { log1mexp, oddsRatio } from './loss/odds-ratio.js';
 export { AdamW, clipGradNorm, gradNorm, type AdamWHyperparams } from './optim/adamw.js';
 export { Rng } from './tensor/rng.js';
