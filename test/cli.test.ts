@@ -194,6 +194,34 @@ test('eval and generate work on the trained output; the report holds the charts'
   assert.equal(summary['global_step'], 6);
 });
 
+test('--bf16 and --share-prompt false: training and eval run and the options are recorded; two rows give the shared-prompt losses', () => {
+  const shared = join(root, 'float32-shared');
+  const twoRows = join(root, 'float32-two-rows');
+  const bf16 = join(root, 'bf16');
+  assert.equal(orpo(trainArgs(shared, ['--no-report'])).code, 0);
+  const r2 = orpo(trainArgs(twoRows, ['--no-report', '--share-prompt', 'false']));
+  assert.equal(r2.code, 0, r2.stderr);
+  const rb = orpo(trainArgs(bf16, ['--no-report', '--bf16']));
+  assert.equal(rb.code, 0, rb.stderr);
+  const args = (dir: string): Record<string, unknown> => JSON.parse(readFileSync(join(dir, 'checkpoint-4', 'training_args.json'), 'utf8')) as Record<string, unknown>;
+  assert.equal(args(twoRows)['share_prompt'], false);
+  assert.equal(args(bf16)['bf16'], true);
+  // the two layouts are one computation: the same losses to float32 rounding
+  const [a, b] = [records(shared), records(twoRows)];
+  assert.equal(a.length, b.length);
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]!['loss'] === undefined) continue;
+    assert.ok(Math.abs(a[i]!['loss']! - b[i]!['loss']!) < 1e-4 * Math.abs(b[i]!['loss']!), `record ${i}: ${a[i]!['loss']} vs ${b[i]!['loss']}`);
+  }
+  // bf16 products: close to float32, not equal
+  const c = records(bf16);
+  const last = (rs: Record<string, number>[]): number => rs.filter((x) => x['loss'] !== undefined).pop()!['loss']!;
+  assert.ok(last(c) !== last(a) && Math.abs(last(c) - last(a)) < 0.05 * last(a), `${last(c)} vs ${last(a)}`);
+  const ev = orpo(['eval', '--model', bf16, '--dataset', data.eval, '--json', '--bf16', '--threads', '1']);
+  assert.equal(ev.code, 0, ev.stderr);
+  assert.ok(Number.isFinite((JSON.parse(ev.stdout) as Record<string, number>)['eval_loss']));
+});
+
 test('save_total_limit keeps the newest checkpoints', () => {
   const out = join(root, 'limited');
   const r = orpo(['train', '--model', modelDir, '--dataset', data.train, '--output-dir', out, '--max-steps', '5',
