@@ -362,6 +362,20 @@ struct AttentionSizes {
   int64_t B, T, NH, NKV, HD, qStride, kvStride, qSpan, kvSpan, outSize, lseSize;
 };
 
+/** the head layout every attention kernel takes: NKV divides NH, HD > 0, rows wide enough for their heads */
+void check_heads(Args& a, int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride) {
+  if (!a.ok()) return;
+  if (NKV == 0 || NH % NKV != 0)
+    a.fail("NH (%lld) must be a multiple of NKV (%lld)", static_cast<long long>(NH), static_cast<long long>(NKV));
+  else if (HD == 0)
+    a.fail("HD must be positive");
+  else if (qStride < NH * HD)
+    a.fail("qStride (%lld) is smaller than NH*HD (%lld)", static_cast<long long>(qStride), static_cast<long long>(NH * HD));
+  else if (kvStride < NKV * HD)
+    a.fail("kvStride (%lld) is smaller than NKV*HD (%lld)", static_cast<long long>(kvStride),
+           static_cast<long long>(NKV * HD));
+}
+
 /** reads and checks the seven trailing size arguments shared by attentionForward/Backward */
 AttentionSizes attention_sizes(Args& a, size_t first) {
   AttentionSizes s{};
@@ -373,16 +387,7 @@ AttentionSizes attention_sizes(Args& a, size_t first) {
   s.qStride = a.size(first + 5, "qStride");
   s.kvStride = a.size(first + 6, "kvStride");
   if (!a.ok()) return s;
-  if (s.NKV == 0 || s.NH % s.NKV != 0)
-    a.fail("NH (%lld) must be a multiple of NKV (%lld)", static_cast<long long>(s.NH), static_cast<long long>(s.NKV));
-  else if (s.HD == 0)
-    a.fail("HD must be positive");
-  else if (s.qStride < s.NH * s.HD)
-    a.fail("qStride (%lld) is smaller than NH*HD (%lld)", static_cast<long long>(s.qStride),
-           static_cast<long long>(s.NH * s.HD));
-  else if (s.kvStride < s.NKV * s.HD)
-    a.fail("kvStride (%lld) is smaller than NKV*HD (%lld)", static_cast<long long>(s.kvStride),
-           static_cast<long long>(s.NKV * s.HD));
+  check_heads(a, s.NH, s.NKV, s.HD, s.qStride, s.kvStride);
   const int64_t rows = a.product({s.B, s.T});
   a.product({rows, s.qStride + 1});
   a.product({rows, s.kvStride + 1});
@@ -449,17 +454,7 @@ napi_value AttentionDecode(napi_env env, napi_callback_info info) {
   const int64_t HD = a.size(8, "HD");
   const int64_t qStride = a.size(9, "qStride");
   const int64_t kvStride = a.size(10, "kvStride");
-  if (a.ok()) {
-    if (NKV == 0 || NH % NKV != 0)
-      a.fail("NH (%lld) must be a multiple of NKV (%lld)", static_cast<long long>(NH), static_cast<long long>(NKV));
-    else if (HD == 0)
-      a.fail("HD must be positive");
-    else if (qStride < NH * HD)
-      a.fail("qStride (%lld) is smaller than NH*HD (%lld)", static_cast<long long>(qStride), static_cast<long long>(NH * HD));
-    else if (kvStride < NKV * HD)
-      a.fail("kvStride (%lld) is smaller than NKV*HD (%lld)", static_cast<long long>(kvStride),
-             static_cast<long long>(NKV * HD));
-  }
+  check_heads(a, NH, NKV, HD, qStride, kvStride);
   const int64_t keys = pos0 + T;
   a.product({keys, kvStride + 1});
   a.product({T, qStride + 1});
