@@ -16,23 +16,29 @@ export function hiddenKeys(hidden: Int32Array | null | undefined, b: number, t: 
   return t >= hi ? [lo, hi] : [0, 0];
 }
 
-export function attentionForward(out: FloatArray, lse: FloatArray, q: FloatArray, k: FloatArray, v: FloatArray,
-  B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number,
-  hidden: Int32Array | null = null): void {
+/**
+ * The forward for queries that are the last T of each row's L = pos0 + T keys: pos0 = 0 is training's
+ * self-attention, pos0 > 0 a generation step over a key/value cache (as the native kernel). lse may be null.
+ */
+function forwardAt(out: FloatArray, lse: FloatArray | null, q: FloatArray, k: FloatArray, v: FloatArray, B: number,
+  T: number, pos0: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number,
+  hidden: Int32Array | null): void {
+  const L = pos0 + T;
   const scale = 1 / Math.sqrt(HD);
   const group = NH / NKV;
-  const scores = new Float64Array(T);
+  const scores = new Float64Array(L);
   const acc = new Float64Array(HD);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < NH; h++) {
       const kvh = Math.floor(h / group);
       for (let t = 0; t < T; t++) {
-        const [lo, hi] = hiddenKeys(hidden, b, t);
+        const last = pos0 + t;
+        const [lo, hi] = hiddenKeys(hidden, b, last);
         const qo = (b * T + t) * qStride + h * HD;
         let max = -Infinity;
-        for (let s = 0; s <= t; s++) {
+        for (let s = 0; s <= last; s++) {
           if (s >= lo && s < hi) continue;
-          const ko = (b * T + s) * kvStride + kvh * HD;
+          const ko = (b * L + s) * kvStride + kvh * HD;
           let dot = 0;
           for (let i = 0; i < HD; i++) dot += q[qo + i] * k[ko + i];
           dot *= scale;
@@ -41,19 +47,25 @@ export function attentionForward(out: FloatArray, lse: FloatArray, q: FloatArray
         }
         let sum = 0;
         acc.fill(0);
-        for (let s = 0; s <= t; s++) {
+        for (let s = 0; s <= last; s++) {
           if (s >= lo && s < hi) continue;
           const p = Math.exp(scores[s] - max);
           sum += p;
-          const vo = (b * T + s) * kvStride + kvh * HD;
+          const vo = (b * L + s) * kvStride + kvh * HD;
           for (let i = 0; i < HD; i++) acc[i] += p * v[vo + i];
         }
         const oo = ((b * T + t) * NH + h) * HD;
         for (let i = 0; i < HD; i++) out[oo + i] = acc[i] / sum;
-        lse[(b * NH + h) * T + t] = max + Math.log(sum);
+        if (lse) lse[(b * NH + h) * T + t] = max + Math.log(sum);
       }
     }
   }
+}
+
+export function attentionForward(out: FloatArray, lse: FloatArray, q: FloatArray, k: FloatArray, v: FloatArray,
+  B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number,
+  hidden: Int32Array | null = null): void {
+  forwardAt(out, lse, q, k, v, B, T, 0, NH, NKV, HD, qStride, kvStride, hidden);
 }
 
 // dout (B,T,NH,HD), q, k, v, out, lse, hidden -> dq, dk, dv accumulated
@@ -101,33 +113,5 @@ export function attentionBackward(dq: FloatArray, dk: FloatArray, dv: FloatArray
  */
 export function attentionDecode(out: FloatArray, q: FloatArray, k: FloatArray, v: FloatArray, T: number, pos0: number,
   NH: number, NKV: number, HD: number, qStride: number, kvStride: number): void {
-  const scale = 1 / Math.sqrt(HD);
-  const group = NH / NKV;
-  const scores = new Float64Array(pos0 + T);
-  const acc = new Float64Array(HD);
-  for (let i = 0; i < T; i++) {
-    const last = pos0 + i;
-    for (let h = 0; h < NH; h++) {
-      const kvh = Math.floor(h / group);
-      const qo = i * qStride + h * HD;
-      let max = -Infinity;
-      for (let s = 0; s <= last; s++) {
-        const ko = s * kvStride + kvh * HD;
-        let dot = 0;
-        for (let d = 0; d < HD; d++) dot += q[qo + d] * k[ko + d];
-        scores[s] = dot * scale;
-        if (scores[s] > max) max = scores[s];
-      }
-      let sum = 0;
-      acc.fill(0);
-      for (let s = 0; s <= last; s++) {
-        const p = Math.exp(scores[s] - max);
-        sum += p;
-        const vo = s * kvStride + kvh * HD;
-        for (let d = 0; d < HD; d++) acc[d] += p * v[vo + d];
-      }
-      const oo = (i * NH + h) * HD;
-      for (let d = 0; d < HD; d++) out[oo + d] = acc[d] / sum;
-    }
-  }
+  forwardAt(out, null, q, k, v, 1, T, pos0, NH, NKV, HD, qStride, kvStride, null);
 }
