@@ -22,7 +22,21 @@ export {
   orpoForwardBackward, orpoStep, orpoEvaluate, orpoLossFromLogps, countNllTokens, buildTargets, forwardRows,
   type OrpoOptions, type OrpoMetrics, type SftScope,
 } from './loss/orpo.js';
-export { sharedPrefixRows, separateRows, sharedPrefixLength, type ForwardRows } from './loss/pair-rows.js';
+export { sharedPrefixRows, separateRows, chosenRows, sharedPrefixLength, type ForwardRows } from './loss/pair-rows.js';
+export {
+  preferenceForwardBackward, objectiveStep, objectiveEvaluate, type PreferenceOptions, type StepOptions, type StepResult,
+} from './loss/preference.js';
+export {
+  METHODS, ZERO_UNITS, addUnits, type Method, type Objective, type ObjectiveResult, type SequenceScores, type Units, type ReferenceLogps, type Combine,
+} from './loss/objective.js';
+export { createObjective, DEFAULT_BETA, DPO_LOSS_TYPES, type DpoLossType, type ObjectiveOptions } from './loss/objectives/index.js';
+export { orpoObjective } from './loss/objectives/orpo.js';
+export { sftObjective } from './loss/objectives/sft.js';
+export { dpoObjective } from './loss/objectives/dpo.js';
+export { simpoObjective } from './loss/objectives/simpo.js';
+export { METRIC, NEUTRAL_METRICS, type MetricName, type Metrics } from './loss/metric-names.js';
+export { modelReference, type ReferenceModel, type SwitchableAdapters } from './loss/reference.js';
+export { scoreBatch, responseLogps, unitsOf, type ScoreOptions, type ScoredBatch } from './loss/sequence-logps.js';
 export { log1mexp, oddsRatio } from './loss/odds-ratio.js';
 export { AdamW, clipGradNorm, gradNorm, type AdamWHyperparams } from './optim/adamw.js';
 export { Rng } from './tensor/rng.js';
@@ -32,9 +46,10 @@ export { mergeLora } from './lora/merge.js';
 export { saveAdapter, loadAdapter, readAdapterConfig } from './io/adapter.js';
 export { FusedLogprobHead } from './loss/fused-head.js';
 export { UnfusedLogprobHead, type TokenLogprobHead } from './loss/logprob-head.js';
+export { MetricAccumulator } from './train/metrics.js';
 export { planMemory, formatMemoryPlan, peakRssBytes, type MemoryPlan, type MemoryPlanInput } from './train/memory.js';
 export { train, initialState, totalStepsOf, NonFiniteError, type TrainerState, type TrainerHooks, type TrainSetup, type TrainResult, type LogRecord, type Progress } from './train/trainer.js';
-export { TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from './train/config.js';
+export { TRAIN_OPTIONS, validateTrainConfig, objectiveFromConfig, type TrainConfig } from './train/config.js';
 export { resolveOptions, defaultsOf, formatHelp, OptionError, type OptionSpec, type OptionTable } from './train/options.js';
 export { evaluatePairs, type EvaluateOptions, type EvaluateResult } from './train/evaluate.js';
 export { learningRateAt, lrMultiplier, resolveWarmupSteps, SCHEDULER_TYPES, type SchedulerType, type ScheduleConfig } from './optim/schedule.js';

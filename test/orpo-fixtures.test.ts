@@ -63,7 +63,7 @@ for (const kernels of backends()) {
           assertRel(loss, expected.metrics.loss, 1e-5, `loss (sharePrompt ${sharePrompt})`);
           for (const [name, value] of Object.entries(expected.metrics)) {
             assert.ok(name in metrics, `metric ${name} missing`);
-            assertRel(metrics[name], value, 1e-5, `metric ${name} (sharePrompt ${sharePrompt})`);
+            assertRel((metrics as Record<string, number>)[name]!, value, 1e-5, `metric ${name} (sharePrompt ${sharePrompt})`);
           }
           assert.equal(grads.size, model.layout.length);
           for (const [name, g] of grads) {

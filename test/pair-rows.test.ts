@@ -103,7 +103,7 @@ for (const [name, raw] of MODELS) {
     const want = run(false);
     const got = run(true);
     assert.ok(Math.abs(got.out.loss - want.out.loss) < 1e-12, `${got.out.loss} vs ${want.out.loss}`);
-    for (const [k, v] of Object.entries(want.out.metrics)) assert.ok(Math.abs(got.out.metrics[k] - v) < 1e-12, k);
+    for (const [k, v] of Object.entries(want.out.metrics)) assert.ok(Math.abs((got.out.metrics as Record<string, number>)[k]! - v) < 1e-12, k);
     assertClose(got.out.logpsRejected, want.out.logpsRejected, 1e-12, 'logps rejected');
     assertClose(got.grads, want.grads, 1e-11, 'grads');
     const ckpt = run(true, { checkpointing: true });

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { learningRateAt, lrMultiplier, resolveWarmupSteps, type ScheduleConfig } from '../src/optim/schedule.js';
-import { TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../src/train/config.js';
+import { objectiveFromConfig, TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../src/train/config.js';
 import { defaultsOf, formatHelp, OptionError, resolveOptions } from '../src/train/options.js';
 import { NonFiniteError, train, totalStepsOf, type TrainerState } from '../src/train/trainer.js';
 import { createModel } from '../src/model/create.js';
@@ -35,7 +35,14 @@ test('schedules match transformers (get_scheduler lambdas) step by step', () => 
 
 test('options: defaults are TRL\'s, values are typed, bad values and unknown names are named', () => {
   const d = defaultsOf(TRAIN_OPTIONS);
-  assert.equal(d.beta, 0.1);
+  // beta unset resolves to the method's TRL default
+  assert.equal(d.method, 'orpo');
+  assert.equal(d.beta, null);
+  assert.equal(objectiveFromConfig(d).options['beta'], 0.1);
+  assert.equal(objectiveFromConfig({ ...d, method: 'dpo' }).options['beta'], 0.1);
+  assert.equal(objectiveFromConfig({ ...d, method: 'simpo' }).options['beta'], 2.0);
+  assert.equal(objectiveFromConfig({ ...d, method: 'simpo' }).options['simpo_gamma'], 0.5);
+  assert.equal(objectiveFromConfig({ ...d, method: 'sft' }).options['completion_only_loss'], 'true');
   assert.equal(d.learning_rate, 1e-6);
   assert.equal(d.lr_scheduler_type, 'linear');
   const c = resolveOptions(TRAIN_OPTIONS, [

@@ -1,18 +1,21 @@
-// `orpo eval`: ORPO metrics of a model folder on a preference dataset, no training.
+// `orpo eval`: a method's metrics (ORPO's by default) and the method-neutral ones of a model folder on a preference
+// dataset, no training.
 
 import { availableParallelism } from 'node:os';
 import { loadTokenizer, padTokenIdOf } from '../data/tokenizer.js';
 import { fusedLossFor, lossHeads } from '../lora/options.js';
-import { TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
+import { loadModel } from '../io/hf-model.js';
+import { modelReference } from '../loss/reference.js';
+import { NEUTRAL_METRICS } from '../loss/metric-names.js';
+import { objectiveFromConfig, TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
 import { evaluatePairs } from '../train/evaluate.js';
-import { ORPO_METRIC_NAMES } from '../train/metrics.js';
 import { OptionError, type OptionTable } from '../train/options.js';
 import { resolveCommandOptions } from './args.js';
 import { loadModelOrAdapter } from './model-folder.js';
 import { loadPairs } from './pairs.js';
 import { dataLimitsOf } from './train.js';
 
-type SharedKeys = 'model' | 'dataset' | 'beta' | 'sft_scope' | 'share_prompt' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
+type SharedKeys = 'model' | 'dataset' | 'method' | 'beta' | 'completion_only_loss' | 'loss_type' | 'ref_model' | 'simpo_gamma' | 'sft_scope' | 'share_prompt' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
   'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' |
   'per_device_eval_batch_size' | 'threads' | 'bf16';
 export type EvalConfig = Pick<TrainConfig, SharedKeys> & { json: boolean };
@@ -21,7 +24,7 @@ const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pi
   Object.fromEntries(keys.map((k) => [k, TRAIN_OPTIONS[k]])) as unknown as OptionTable<Pick<TrainConfig, K>>;
 
 export const EVAL_OPTIONS: OptionTable<EvalConfig> = {
-  ...shared<SharedKeys>(['model', 'dataset', 'beta', 'sft_scope', 'share_prompt', 'max_length', 'max_prompt_length', 'max_completion_length',
+  ...shared<SharedKeys>(['model', 'dataset', 'method', 'beta', 'completion_only_loss', 'loss_type', 'ref_model', 'simpo_gamma', 'sft_scope', 'share_prompt', 'max_length', 'max_prompt_length', 'max_completion_length',
     'truncation_mode', 'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column',
     'per_device_eval_batch_size', 'threads', 'bf16']),
   json: { type: 'bool', default: false, doc: 'print the metrics as one JSON object' },
@@ -29,7 +32,9 @@ export const EVAL_OPTIONS: OptionTable<EvalConfig> = {
 
 const USAGE = `Usage: orpo eval --model DIR --dataset FILE [--json] [options]
 
-ORPO loss and TRL metrics (rewards/accuracies, rewards/margins, ...) of a model folder on preference pairs.`;
+The loss and TRL metrics of a method (--method, default orpo: rewards/accuracies, rewards/margins, ...) of a
+model folder on preference pairs, and the method-neutral mean_logps/* (mean response log-prob of chosen and
+rejected, how often and by how much chosen wins). dpo needs --ref-model DIR.`;
 
 export async function runEval(argv: readonly string[]): Promise<number> {
   const c = await resolveCommandOptions('eval', USAGE, argv, EVAL_OPTIONS, { allowConfig: true });
@@ -42,14 +47,27 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   const loaded = await loadPairs(c.dataset, tokenizer, dataLimitsOf(c));
   const started = performance.now();
   // the chunked head when a batch's (tokens x vocab) logits would be large
-  const head = lossHeads(model, fusedLossFor({ fused_loss: null }, model.config, c.per_device_eval_batch_size, c.max_length)).eval;
+  const fused = fusedLossFor({ fused_loss: null }, model.config, c.per_device_eval_batch_size, c.max_length);
+  const head = lossHeads(model, fused).eval;
+  const objective = objectiveFromConfig(c);
+  let reference = null;
+  if (objective.needsReference) {
+    if (c.ref_model === null) throw new OptionError(`orpo eval --method ${c.method} needs --ref-model DIR (the reference model the rewards are measured against)`);
+    const ref = await loadModel(c.ref_model);
+    ref.trainBase = false;
+    reference = modelReference(ref, { head: lossHeads(ref, fused).eval, sharePrompt: c.share_prompt, description: c.ref_model });
+  } else if (c.ref_model !== null) {
+    throw new OptionError(`ref_model is a dpo option; method is ${c.method}`);
+  }
   const out = evaluatePairs(model, loaded.pairs, {
-    head, beta: c.beta, sftScope: c.sft_scope, sharePrompt: c.share_prompt, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
+    objective, reference, head, sharePrompt: c.share_prompt, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
   });
   model.kernels.setMatmulBf16(false);
   const seconds = (performance.now() - started) / 1000;
-  const result: Record<string, number | string> = { model: c.model, dataset: c.dataset, pairs: out.pairs };
-  for (const name of ORPO_METRIC_NAMES) result[`eval_${name}`] = out.metrics[name]!;
+  const result: Record<string, number | string> = { model: c.model, dataset: c.dataset, method: c.method, pairs: out.pairs };
+  for (const name of [...Object.keys(objective.combine), ...NEUTRAL_METRICS] as (keyof typeof out.metrics)[]) {
+    if (out.metrics[name] !== undefined) result[`eval_${name}`] = out.metrics[name];
+  }
   result['eval_runtime_seconds'] = Number(seconds.toFixed(3));
   result['eval_tokens_per_second'] = Math.round(out.tokens / seconds);
   if (c.json) {

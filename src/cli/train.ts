@@ -15,7 +15,9 @@ import { attachLoraFromOptions, fusedLossFor, lossHeads, trainableBuffers, train
 import { parseConfig } from '../model/config.js';
 import type { DecoderBase } from '../model/base.js';
 import { Rng } from '../tensor/rng.js';
-import { TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
+import { objectiveFromConfig, TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
+import type { TokenLogprobHead } from '../loss/logprob-head.js';
+import { modelReference, type ReferenceModel } from '../loss/reference.js';
 import { train, type LogRecord, type ResumeFrom, type TrainResult, type TrainerState } from '../train/trainer.js';
 import { resolveCommandOptions } from './args.js';
 import {
@@ -56,7 +58,7 @@ type DataKeys = 'max_length' | 'max_prompt_length' | 'max_completion_length' | '
 
 // options that shape the optimisation; a resumed run with other values continues, but not exactly
 const RESUME_MUST_MATCH = [
-  'dataset', 'eval_dataset', 'eval_split_ratio', 'beta', 'sft_scope', 'share_prompt', 'bf16', 'learning_rate', 'num_train_epochs', 'max_steps',
+  'dataset', 'eval_dataset', 'eval_split_ratio', 'method', 'beta', 'completion_only_loss', 'loss_type', 'ref_model', 'precompute_ref_log_probs', 'simpo_gamma', 'sft_scope', 'share_prompt', 'bf16', 'learning_rate', 'num_train_epochs', 'max_steps',
   'per_device_train_batch_size', 'gradient_accumulation_steps', 'lr_scheduler_type', 'warmup_steps', 'warmup_ratio',
   'weight_decay', 'adam_beta1', 'adam_beta2', 'adam_epsilon', 'max_grad_norm', 'max_length', 'max_prompt_length',
   'max_completion_length', 'truncation_mode', 'seed',
@@ -196,10 +198,15 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
     return dir;
   };
   if (resume === null) opts.beforeTraining?.(model, tokenizer);
+  const objective = objectiveFromConfig(c);
+  const fused = fusedLossFor(c, model.config, Math.max(c.per_device_train_batch_size, c.per_device_eval_batch_size), c.max_length);
+  const heads = lossHeads(model, fused);
+  const reference = objective.needsReference ? await referenceModelFor(c, model, adapters, heads.eval, fused) : null;
+  if (reference !== null) say(`reference model: ${reference.description}${c.precompute_ref_log_probs ? ' (log-probs precomputed before the first step)' : ''}`);
   let result: TrainResult;
   try {
     const what = adapters === null ? 'every weight' : `LoRA r=${c.lora_r} on ${adapters.layers.length} modules`;
-    say(`training ${modelDir} (${model.config.modelType}, ${(model.params.length / 1e6).toFixed(2)}M parameters; ${what}, ` +
+    say(`${objective.method} (${Object.entries(objective.options).map(([k, v]) => `${k} ${v}`).join(', ')}): training ${modelDir} (${model.config.modelType}, ${(model.params.length / 1e6).toFixed(2)}M parameters; ${what}, ` +
       `${(trainable.params.length / 1e6).toFixed(3)}M trainable) on ` +
       `${trainPairs.length} pairs with ${model.kernels.name} kernels, ${model.kernels.getThreads()} thread(s)`);
     result = await train(model, { train: trainPairs, eval: evalPairs, padTokenId }, c, {
@@ -221,8 +228,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
         say(`saved ${dir}`);
       },
     }, resume, {
-      trainable,
-      heads: lossHeads(model, fusedLossFor(c, model.config, Math.max(c.per_device_train_batch_size, c.per_device_eval_batch_size), c.max_length)),
+      trainable, heads, objective, reference,
       ...(adapters === null ? {} : { setTraining: (on: boolean) => void (adapters.training = on) }),
     });
   } finally {
@@ -236,8 +242,8 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   await writeFile(join(outputDir, 'train_results.json'), JSON.stringify(summary, null, 2) + '\n');
   if (c.report) {
     const report = await writeReport(outputDir, result.state.log_history, {
-      title: opts.title ?? `ORPO run: ${outputDir}`,
-      subtitle: `${modelDir} fine-tuned with ORPO (λ = ${c.beta}) on ${c.dataset}.`,
+      title: opts.title ?? `${objective.method.toUpperCase()} run: ${outputDir}`,
+      subtitle: `${modelDir} fine-tuned with ${objective.method.toUpperCase()} (${Object.entries(objective.options).map(([k, v]) => `${k} = ${v}`).join(', ')}) on ${c.dataset}.`,
       summary: Object.entries(summary).map(([k, v]) => [k, typeof v === 'number' ? String(Number(v.toPrecision(6))) : String(v)] as const),
       firstEval: result.firstEval, lastEval: result.lastEval, config: args, extra: opts.reportExtra?.(model, tokenizer),
     });
@@ -246,6 +252,25 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   if (result.interrupted) say(`interrupted at step ${result.state.global_step}; continue with --resume`);
   else if (opts.quiet !== true) printSummary(summary, reporter);
   return { result, model, tokenizer, evalPairs, trainPairs };
+}
+
+/**
+ * DPO's reference: --ref-model DIR; else the starting model, frozen: under LoRA the policy itself with its adapters
+ * switched off (PEFT's disable_adapter(), no second copy of the weights), otherwise one frozen copy loaded from
+ * --model (also on resume: the reference stays the initial policy).
+ */
+async function referenceModelFor(c: TrainConfig, model: DecoderBase, adapters: LoraAdapters | null, evalHead: TokenLogprobHead,
+  fused: boolean): Promise<ReferenceModel> {
+  if (c.ref_model === null && adapters !== null) {
+    return modelReference(model, { head: evalHead, sharePrompt: c.share_prompt, adapters, description: `${c.model} with the LoRA adapters switched off (no second copy)` });
+  }
+  const dir = c.ref_model ?? c.model!;
+  const ref = await loadModel(dir);
+  if (ref.config.vocabSize !== model.config.vocabSize) {
+    throw new Error(`--ref-model ${dir}: vocabulary of ${ref.config.vocabSize} tokens, the policy has ${model.config.vocabSize}; the reference must share the policy's tokenizer`);
+  }
+  ref.trainBase = false;
+  return modelReference(ref, { head: lossHeads(ref, fused).eval, sharePrompt: c.share_prompt, description: c.ref_model === null ? `a frozen copy of ${dir}` : dir });
 }
 
 /** A checkpoint's adapter weights (PEFT names) into freshly attached adapters of the same settings. */
@@ -272,12 +297,20 @@ function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, model: De
     parameters: model.params.length,
     train_runtime_seconds: Number(r.seconds.toFixed(2)),
     train_tokens_per_second: Math.round(r.tokens / Math.max(r.seconds, 1e-9)),
+    method: c.method,
+    forward_tokens: r.forwardTokens,
+    reference_forward_tokens: r.referenceTokens,
     interrupted: String(r.interrupted),
   };
-  if (r.lastTrain !== null) for (const k of ['loss', 'nll_loss', 'rewards/accuracies', 'rewards/margins']) s[`train_${k}`] = r.lastTrain[k]!;
+  const shown = <T>(v: T | undefined): v is T => v !== undefined;
+  if (r.lastTrain !== null) {
+    for (const k of ['loss', 'nll_loss', 'rewards/accuracies', 'rewards/margins', 'mean_token_accuracy']) if (shown(r.lastTrain[k])) s[`train_${k}`] = r.lastTrain[k];
+  }
   for (const [label, rec] of [['before', r.firstEval], ['after', r.lastEval]] as const) {
     if (rec === null) continue;
-    for (const k of ['eval_loss', 'eval_rewards/accuracies', 'eval_rewards/margins']) s[`${k} (${label})`] = rec[k]!;
+    for (const k of ['eval_loss', 'eval_rewards/accuracies', 'eval_rewards/margins', 'eval_mean_logps/accuracy', 'eval_mean_logps/margin']) {
+      if (shown(rec[k])) s[`${k} (${label})`] = rec[k];
+    }
   }
   return s;
 }

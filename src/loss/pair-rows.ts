@@ -23,7 +23,7 @@ export interface ForwardRows {
   T: number;
   /** positions and hidden keys when rows hold a shared prefix and two continuations; null for TRL's two rows */
   packing: RowPacking | null;
-  /** hidden-state row (in B*T) of the batch's row r, token t, at r * batch.T + t; -1 for padding */
+  /** hidden-state row (in B*T) of the batch's row r, token t, at r * batch.T + t; -1 for padding and tokens not run */
   index: Int32Array;
   /** real tokens the model runs */
   tokens: number;
@@ -91,4 +91,19 @@ export function sharedPrefixRows(batch: PackedBatch, padTokenId = 0): ForwardRow
   }
   const tokens = width.reduce((a, b) => a + b, 0);
   return { ids: out, B: nPairs, T: W, packing: { positions, hiddenKeys, length }, index, tokens };
+}
+
+/** The chosen rows alone (SFT trains on nothing else), as wide as the longest; the rejected rows are not run (index -1). */
+export function chosenRows(batch: PackedBatch): ForwardRows {
+  const { nPairs, T, lengths } = batch;
+  const W = Math.max(...lengths.subarray(0, nPairs));
+  const ids = new Int32Array(nPairs * W);
+  const index = new Int32Array(batch.rows * T).fill(-1);
+  let tokens = 0;
+  for (let r = 0; r < nPairs; r++) {
+    ids.set(batch.ids.subarray(r * T, r * T + W), r * W);
+    for (let t = 0; t < lengths[r]; t++) index[r * T + t] = r * W + t;
+    tokens += lengths[r];
+  }
+  return { ids, B: nPairs, T: W, packing: null, index, tokens };
 }

@@ -4,6 +4,8 @@
 import { SCHEDULER_TYPES, type SchedulerType } from '../optim/schedule.js';
 import { LORA_MEMORY_OPTIONS, type LoraMemoryConfig } from '../lora/options.js';
 import { OptionError, type OptionTable } from './options.js';
+import { METHODS, type Method, type Objective } from '../loss/objective.js';
+import { createObjective, DEFAULT_SIMPO_GAMMA, DPO_LOSS_TYPES, type DpoLossType } from '../loss/objectives/index.js';
 
 /** TRL's training options plus the LoRA/memory ones (src/lora/options.ts owns those). */
 export interface TrainConfig extends LoraMemoryConfig {
@@ -13,9 +15,15 @@ export interface TrainConfig extends LoraMemoryConfig {
   eval_split_ratio: number;
   output_dir: string | null;
   resume: string | null;
-  beta: number;
+  method: Method;
+  beta: number | null;
   sft_scope: 'full' | 'response';
   share_prompt: boolean;
+  completion_only_loss: boolean;
+  loss_type: DpoLossType;
+  ref_model: string | null;
+  precompute_ref_log_probs: boolean;
+  simpo_gamma: number;
   learning_rate: number;
   num_train_epochs: number;
   max_steps: number;
@@ -58,8 +66,14 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   eval_split_ratio: { type: 'float', default: 0, min: 0, max: 0.5, group: 'Data and model', doc: 'without eval_dataset: hold out this fraction of dataset (seeded) for evaluation' },
   output_dir: { type: 'path', default: null, group: 'Data and model', doc: 'where checkpoints, the final model, metrics.jsonl and report.html go' },
   resume: { type: 'path', default: null, implicit: 'latest', group: 'Data and model', doc: "continue from a checkpoint folder, or 'latest' in output_dir" },
-  beta: { type: 'float', default: 0.1, min: 0, symbol: 'λ', group: 'ORPO', doc: 'weight of the odds-ratio term: L = L_NLL + λ·L_OR' },
-  sft_scope: { type: 'enum', choices: ['full', 'response'], default: 'full', group: 'ORPO', doc: "tokens in the NLL term: 'full' = prompt and chosen response (TRL), 'response' = response only" },
+  method: { type: 'enum', choices: METHODS, default: 'orpo', group: 'Method', doc: "the objective: orpo (NLL + λ·odds-ratio term), sft (NLL of the chosen responses), dpo (needs a reference model), simpo (CPO's loss_type simpo, cpo_alpha 0)" },
+  beta: { type: 'float', default: null, min: 0, symbol: 'λ', group: 'Method', doc: "β of dpo and simpo (none: TRL's 0.1; simpo 2.0); for orpo λ, the weight of the odds-ratio term" },
+  completion_only_loss: { type: 'bool', default: true, group: 'Method', doc: "sft: the loss covers the response tokens only (SFTTrainer's default); false: prompt tokens too" },
+  loss_type: { type: 'enum', choices: DPO_LOSS_TYPES, default: 'sigmoid', group: 'Method', doc: "dpo: sigmoid (DPO), hinge (SLiC) or ipo (on mean log-probs, as TRL)" },
+  ref_model: { type: 'path', default: null, group: 'Method', doc: 'dpo: the reference model folder (none: the starting model, frozen; under LoRA the same weights with the adapters switched off, no second copy)' },
+  precompute_ref_log_probs: { type: 'bool', default: false, group: 'Method', doc: "dpo: compute the reference's log-probs of every training pair once before training (one reference forward per pair instead of one per step; kept in checkpoints)" },
+  simpo_gamma: { type: 'float', default: DEFAULT_SIMPO_GAMMA, min: 0, symbol: 'γ', group: 'Method', doc: 'simpo: the target reward margin' },
+  sft_scope: { type: 'enum', choices: ['full', 'response'], default: 'full', group: 'ORPO', doc: "orpo: tokens in the NLL term: 'full' = prompt and chosen response (TRL), 'response' = response only" },
   share_prompt: { type: 'bool', default: true, group: 'ORPO', doc: "compute each pair's prompt once: one row prompt | chosen | rejected, the rejected tokens blind to the chosen ones; TRL's loss and gradients up to float rounding (--share-prompt false: TRL's two rows)" },
   max_length: { type: 'int', default: 1024, min: 2, group: 'ORPO', doc: 'max tokens of prompt + response; longer rows are truncated' },
   max_prompt_length: { type: 'int', default: 512, min: 1, group: 'ORPO', doc: 'max prompt tokens (truncated first)' },
@@ -112,4 +126,20 @@ export function validateTrainConfig(c: TrainConfig): void {
     throw new OptionError('give either eval_dataset or eval_split_ratio, not both');
   }
   if (c.adam_beta1 >= 1 || c.adam_beta2 >= 1) throw new OptionError('adam_beta1 and adam_beta2 must be < 1');
+  if (c.method !== 'dpo') {
+    for (const key of ['ref_model', 'precompute_ref_log_probs'] as const) {
+      if (c[key] !== TRAIN_OPTIONS[key].default) throw new OptionError(`${key} is a dpo option; method is ${c.method} (set --method dpo, or drop --${key.replace(/_/g, '-')})`);
+    }
+  }
+  if (c.method === 'sft' && c.beta !== null) throw new OptionError('beta has no meaning for method sft (it trains on the chosen responses only); drop --beta');
+  if (c.method === 'dpo' && c.loss_type === 'ipo' && c.beta === 0) throw new OptionError('loss_type ipo needs beta > 0 (its target margin is 1/(2β))');
+}
+
+/** The objective the options describe (method and its options, TRL's defaults where unset). */
+export function objectiveFromConfig(c: Pick<TrainConfig, 'method' | 'beta' | 'sft_scope' | 'completion_only_loss' | 'loss_type' | 'simpo_gamma'>): Objective {
+  return createObjective({
+    method: c.method, beta: c.beta,
+    sftScope: c.method === 'sft' ? (c.completion_only_loss ? 'response' : 'full') : c.sft_scope,
+    lossType: c.loss_type, simpoGamma: c.simpo_gamma,
+  });
 }

@@ -1,58 +1,68 @@
-// Combining ORPO metrics of several batches (micro-batches of one optimizer step, evaluation batches, or the
-// steps of one logging window) into the metrics of their union: per-pair means weighted by pairs, the NLL
-// weighted by its tokens, and the loss rebuilt from those two (loss = nll − λ·mean logσ(log odds)), so the
-// result equals one pass over the whole set.
+// Combining an objective's metrics over several batches (micro-batches of one optimizer step, evaluation batches,
+// or the steps of one logging window) into the metrics of their union: each metric is a mean weighted by the unit
+// the objective names for it (pairs, NLL tokens, chosen or rejected response tokens), and derived metrics (ORPO's
+// loss = nll − λ·mean logσ(log odds)) are rebuilt from the combined others, so the result equals one pass over the
+// whole set.
 
-import type { OrpoMetrics } from '../loss/orpo.js';
+import { METRIC, NEUTRAL_METRICS, type MetricName, type Metrics } from '../loss/metric-names.js';
+import type { Combine, Objective, Units } from '../loss/objective.js';
 
-/** TRL's metric names, in the order they are printed. */
+/** ORPO's metrics in the order they are printed (orpo eval) */
 export const ORPO_METRIC_NAMES = [
-  'loss', 'nll_loss', 'log_odds_ratio', 'log_odds_chosen', 'logps/chosen', 'logps/rejected',
-  'rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins',
+  METRIC.loss, METRIC.nllLoss, METRIC.logOddsRatio, METRIC.logOddsChosen, METRIC.logpsChosen, METRIC.logpsRejected,
+  METRIC.rewardsChosen, METRIC.rewardsRejected, METRIC.rewardsAccuracies, METRIC.rewardsMargins,
 ] as const;
+
+export interface AccumulatorJSON {
+  /** per metric: sum of value × weight, and the weights */
+  sums: Record<string, number>;
+  weights: Record<string, number>;
+}
 
 export class MetricAccumulator {
   private sums = new Map<string, number>();
-  private pairs = 0;
-  private nllTokens = 0;
-  private nllSum = 0;
+  private weights = new Map<string, number>();
 
-  /** metrics of one batch of `pairs` pairs whose NLL is a mean over `nllTokens` tokens */
-  add(metrics: OrpoMetrics, pairs: number, nllTokens: number): void {
+  constructor(private readonly objective: Pick<Objective, 'combine' | 'derive'>) {}
+
+  private combineOf(name: string): Combine | undefined {
+    if ((NEUTRAL_METRICS as readonly string[]).includes(name)) return 'pairs';
+    return this.objective.combine[name as MetricName];
+  }
+
+  /** the metrics of one batch with these units */
+  add(metrics: Metrics, units: Units): void {
     for (const [name, value] of Object.entries(metrics)) {
-      if (name === 'loss' || name === 'nll_loss') continue;
-      this.sums.set(name, (this.sums.get(name) ?? 0) + value * pairs);
+      const how = this.combineOf(name);
+      if (how === undefined || how === 'derived') continue;
+      const w = units[how];
+      this.sums.set(name, (this.sums.get(name) ?? 0) + value * w);
+      this.weights.set(name, (this.weights.get(name) ?? 0) + w);
     }
-    this.pairs += pairs;
-    this.nllTokens += nllTokens;
-    this.nllSum += (metrics['nll_loss'] ?? NaN) * nllTokens;
   }
 
-  get count(): number {
-    return this.pairs;
+  get empty(): boolean {
+    return this.weights.size === 0;
   }
 
-  result(beta: number): OrpoMetrics {
-    const out: OrpoMetrics = {};
-    const nll = this.nllSum / this.nllTokens;
-    const logOddsRatio = (this.sums.get('log_odds_ratio') ?? NaN) / this.pairs;
-    out['loss'] = nll - beta * logOddsRatio;
-    out['nll_loss'] = nll;
-    for (const [name, sum] of this.sums) out[name] = sum / this.pairs;
-    return out;
+  result(): Metrics {
+    const out: Record<string, number> = {};
+    for (const [name, sum] of this.sums) out[name] = sum / this.weights.get(name)!;
+    const m = out as Metrics;
+    this.objective.derive?.(m);
+    // the loss first, as TRL prints it
+    return { [METRIC.loss]: m[METRIC.loss], ...m };
   }
 
   /** plain-JSON form, for a checkpoint taken in the middle of a logging window */
-  toJSON(): { sums: Record<string, number>; pairs: number; nllTokens: number; nllSum: number } {
-    return { sums: Object.fromEntries(this.sums), pairs: this.pairs, nllTokens: this.nllTokens, nllSum: this.nllSum };
+  toJSON(): AccumulatorJSON {
+    return { sums: Object.fromEntries(this.sums), weights: Object.fromEntries(this.weights) };
   }
 
-  static fromJSON(j: ReturnType<MetricAccumulator['toJSON']>): MetricAccumulator {
-    const acc = new MetricAccumulator();
-    acc.sums = new Map(Object.entries(j.sums));
-    acc.pairs = j.pairs;
-    acc.nllTokens = j.nllTokens;
-    acc.nllSum = j.nllSum;
+  static fromJSON(objective: Pick<Objective, 'combine' | 'derive'>, j: AccumulatorJSON): MetricAccumulator {
+    const acc = new MetricAccumulator(objective);
+    acc.sums = new Map(Object.entries(j.sums ?? {}));
+    acc.weights = new Map(Object.entries(j.weights ?? {}));
     return acc;
   }
 }

@@ -8,15 +8,18 @@
 
 import { collatePairs, type PackedBatch, type TokenPair } from '../data/collate.js';
 import { groupOrderByLength } from '../data/batching.js';
-import { countNllTokens, orpoStep, type OrpoMetrics } from '../loss/orpo.js';
 import type { TokenLogprobHead } from '../loss/logprob-head.js';
+import { METRIC } from '../loss/metric-names.js';
+import { addUnits, ZERO_UNITS, type Objective, type ReferenceLogps } from '../loss/objective.js';
+import { objectiveStep } from '../loss/preference.js';
+import type { ReferenceModel } from '../loss/reference.js';
 import type { TrainableBuffers } from '../lora/options.js';
 import type { CausalLM } from '../model/types.js';
 import { AdamW, clipGradNorm } from '../optim/adamw.js';
 import { learningRateAt, resolveWarmupSteps, type ScheduleConfig } from '../optim/schedule.js';
-import type { TrainConfig } from './config.js';
+import { objectiveFromConfig, type TrainConfig } from './config.js';
 import { evaluatePairs } from './evaluate.js';
-import { MetricAccumulator } from './metrics.js';
+import { MetricAccumulator, type AccumulatorJSON } from './metrics.js';
 import { Rng } from '../tensor/rng.js';
 
 /** One metrics.jsonl record: training records carry TRL's names, evaluation records the `eval_` prefix. */
@@ -34,16 +37,25 @@ export interface TrainerState {
   /** the shuffling generator's state after drawing `order` */
   rng: number[];
   /** metrics of the steps since the last training log record */
-  window: ReturnType<MetricAccumulator['toJSON']> & { grad_norm_sum: number; steps: number; tokens: number; seconds: number };
+  window: AccumulatorJSON & { grad_norm_sum: number; steps: number; tokens: number; seconds: number };
   log_history: LogRecord[];
   train_pairs: number;
   schedule: ScheduleConfig;
   /** state of parts the caller plugs in (e.g. LoRA dropout counters), saved and restored by the caller */
   extra?: Record<string, unknown>;
+  /**
+   * precompute_ref_log_probs: the reference's summed response log-probs of every training pair, by the pair's index
+   * in the training set, computed once before the first step and kept so a resumed run uses the very same values
+   */
+  ref_logps?: { chosen: number[]; rejected: number[] };
 }
 
-/** What a run trains and how it computes the loss; default: every parameter, the unfused head. */
+/** What a run trains and how it computes the loss; default: every parameter, the unfused head, the config's objective. */
 export interface TrainSetup {
+  /** the training objective (default: objectiveFromConfig(c)) */
+  objective?: Objective;
+  /** the objective's reference model (DPO): on the fly, or precomputed once with precompute_ref_log_probs */
+  reference?: ReferenceModel | null;
   trainable?: TrainableBuffers;
   heads?: { train: TokenLogprobHead; eval: TokenLogprobHead };
   /** dropout on while training, off while evaluating (PEFT's model.train()/model.eval()) */
@@ -88,6 +100,9 @@ export interface TrainResult {
   firstEval: LogRecord | null;
   lastEval: LogRecord | null;
   lastTrain: LogRecord | null;
+  /** real tokens run through the policy (training steps and evaluations) and through the reference model */
+  forwardTokens: number;
+  referenceTokens: number;
 }
 
 /** A loss or gradient became NaN/Inf: the run stops and nothing from this step is saved. */
@@ -127,7 +142,7 @@ export function initialState(trainPairs: number, c: TrainConfig, pairs?: readonl
     pair_offset: 0,
     order,
     rng: rng.getState(),
-    window: { ...new MetricAccumulator().toJSON(), grad_norm_sum: 0, steps: 0, tokens: 0, seconds: 0 },
+    window: { sums: {}, weights: {}, grad_norm_sum: 0, steps: 0, tokens: 0, seconds: 0 },
     log_history: [],
     train_pairs: trainPairs,
     schedule: {
@@ -189,12 +204,15 @@ export async function train(
     optimizer.v.set(resume.v);
     optimizer.step = resume.optimizerStep;
   }
-  const orpo = { beta: c.beta, sftScope: c.sft_scope, sharePrompt: c.share_prompt };
+  const objective = setup.objective ?? objectiveFromConfig(c);
+  const reference = setup.reference ?? null;
+  if (objective.needsReference && reference === null) throw new Error(`train: ${objective.method} needs a reference model`);
+  const sharePrompt = c.share_prompt;
   const bs = c.per_device_train_batch_size;
   const pairsPerStep = bs * c.gradient_accumulation_steps;
   const epochOf = (): number => round(state.epoch_index + state.pair_offset / state.train_pairs);
   const result: TrainResult = {
-    state, interrupted: false, seconds: 0, tokens: 0, firstEval: null, lastEval: null, lastTrain: null,
+    state, interrupted: false, seconds: 0, tokens: 0, firstEval: null, lastEval: null, lastTrain: null, forwardTokens: 0, referenceTokens: 0,
   };
   const logRecord = (record: LogRecord): void => {
     state.log_history.push(record);
@@ -203,8 +221,9 @@ export async function train(
   const runEval = (): void => {
     if (data.eval === null || data.eval.length === 0) return;
     setup.setTraining?.(false);
-    const out = evaluatePairs(model, data.eval, { ...orpo, ...heads.eval, batchSize: c.per_device_eval_batch_size, padTokenId: data.padTokenId });
+    const out = evaluatePairs(model, data.eval, { objective, reference, sharePrompt, ...heads.eval, batchSize: c.per_device_eval_batch_size, padTokenId: data.padTokenId });
     setup.setTraining?.(true);
+    result.forwardTokens += out.tokens;
     const record: LogRecord = { step: state.global_step, epoch: epochOf() };
     for (const [name, value] of Object.entries(out.metrics)) record[`eval_${name}`] = round(value);
     logRecord(record);
@@ -212,31 +231,43 @@ export async function train(
     result.lastEval = record;
   };
   const evalEvery = c.eval_steps;
+  // precompute_ref_log_probs: one pass of the reference over the training set before the first step
+  if (objective.needsReference && c.precompute_ref_log_probs && state.ref_logps === undefined) {
+    state.ref_logps = precomputeReference(reference!, data.train, c.per_device_eval_batch_size, data.padTokenId);
+  }
+  const referenceOf = (picked: readonly number[]): ReferenceLogps | ReferenceModel | null => {
+    if (!objective.needsReference) return null;
+    const pre = state.ref_logps;
+    if (pre === undefined) return reference;
+    return { chosen: Float64Array.from(picked, (k) => pre.chosen[k]!), rejected: Float64Array.from(picked, (k) => pre.rejected[k]!) };
+  };
 
   setup.setTraining?.(true);
   if (state.global_step === 0) runEval();
   const started = performance.now();
-  let window = MetricAccumulator.fromJSON(state.window);
+  let window = MetricAccumulator.fromJSON(objective, state.window);
 
   while (state.global_step < state.total_steps) {
     const stepStart = performance.now();
     const picked = takeStepPairs(state, pairsPerStep, c, data.train);
-    const micro: PackedBatch[] = [];
+    const micro: { batch: PackedBatch; picked: number[] }[] = [];
     for (let i = 0; i < picked.length; i += bs) {
-      micro.push(collatePairs(picked.slice(i, i + bs).map((k) => data.train[k]!), data.padTokenId));
+      const part = picked.slice(i, i + bs);
+      micro.push({ batch: collatePairs(part.map((k) => data.train[k]!), data.padTokenId), picked: part });
     }
-    // whole-step denominators: the NLL is a mean over every chosen token of the step, the odds-ratio term a
-    // mean over every pair, so k micro-batches of n pairs give the update of one batch of k*n pairs
-    const nllTokens = micro.map((b) => countNllTokens(b, c.sft_scope));
-    const nllDenominator = nllTokens.reduce((a, b) => a + b, 0);
-    const stepStats = new MetricAccumulator();
+    // whole-step units: e.g. ORPO's NLL is a mean over every chosen token of the step, its odds-ratio term a mean
+    // over every pair, so k micro-batches of n pairs give the update of one batch of k*n pairs
+    const units = micro.map((m) => objective.units(m.batch));
+    const stepUnits = units.reduce(addUnits, ZERO_UNITS);
+    const stepStats = new MetricAccumulator(objective);
     trainable.zeroGrad();
     let tokens = 0;
-    for (const [i, batch] of micro.entries()) {
-      const out = orpoStep(model, batch, { ...orpo, ...heads.train, nllDenominator, pairDenominator: picked.length });
+    for (const [i, m] of micro.entries()) {
+      const out = objectiveStep(model, m.batch, objective, { ...heads.train, sharePrompt, stepUnits, reference: referenceOf(m.picked) });
       if (!Number.isFinite(out.loss)) throw new NonFiniteError(state.global_step + 1, 'loss');
-      stepStats.add(perBatchMetrics(out.metrics, nllDenominator, nllTokens[i]!), batch.nPairs, nllTokens[i]!);
-      tokens += batch.tokens;
+      stepStats.add(out.metrics, units[i]!);
+      tokens += m.batch.tokens;
+      result.forwardTokens += out.tokens;
     }
     const gradNorm = clipGradNorm(trainable.grads, c.max_grad_norm > 0 ? c.max_grad_norm : Infinity, model.kernels);
     if (!Number.isFinite(gradNorm)) throw new NonFiniteError(state.global_step + 1, 'gradient norm');
@@ -245,16 +276,16 @@ export async function train(
     state.global_step += 1;
 
     const seconds = (performance.now() - stepStart) / 1000;
-    const stepMetrics = stepStats.result(c.beta);
-    window.add(stepMetrics, picked.length, nllDenominator);
+    const stepMetrics = stepStats.result();
+    window.add(stepMetrics, stepUnits);
     state.window = { ...window.toJSON(), grad_norm_sum: state.window.grad_norm_sum + gradNorm, steps: state.window.steps + 1,
       tokens: state.window.tokens + tokens, seconds: state.window.seconds + seconds };
     result.tokens += tokens;
     const elapsed = (performance.now() - started) / 1000;
     const stepsDone = resume === null ? state.global_step : state.global_step - resume.state.global_step;
     hooks.progress?.({
-      step: state.global_step, totalSteps: state.total_steps, epoch: epochOf(), loss: stepMetrics['loss']!,
-      margin: stepMetrics['rewards/margins'] ?? NaN, accuracy: stepMetrics['rewards/accuracies'] ?? NaN,
+      step: state.global_step, totalSteps: state.total_steps, epoch: epochOf(), loss: stepMetrics[METRIC.loss]!,
+      margin: stepMetrics[METRIC.rewardsMargins] ?? NaN, accuracy: stepMetrics[METRIC.rewardsAccuracies] ?? stepMetrics[METRIC.meanTokenAccuracy] ?? NaN,
       tokensPerSecond: result.tokens / elapsed, eta: (elapsed / stepsDone) * (state.total_steps - state.global_step),
     });
 
@@ -265,10 +296,10 @@ export async function train(
         step: state.global_step, epoch: epochOf(), learning_rate: lr, grad_norm: round(w.grad_norm_sum / w.steps),
         tokens_per_second: Math.round(w.tokens / w.seconds),
       };
-      for (const [name, value] of Object.entries(window.result(c.beta))) record[name] = round(value);
+      for (const [name, value] of Object.entries(window.result())) record[name] = round(value);
       logRecord(record);
       result.lastTrain = record;
-      window = new MetricAccumulator();
+      window = new MetricAccumulator(objective);
       state.window = { ...window.toJSON(), grad_norm_sum: 0, steps: 0, tokens: 0, seconds: 0 };
     }
     if ((evalEvery !== null && state.global_step % evalEvery === 0) || last) runEval();
@@ -282,19 +313,23 @@ export async function train(
     // let signal handlers run between steps
     await new Promise((resolve) => setImmediate(resolve));
   }
+  result.referenceTokens = reference?.tokens ?? 0;
   setup.setTraining?.(false);
   result.seconds = (performance.now() - started) / 1000;
   if (!result.interrupted) await hooks.save?.('final', state, optimizer);
   return result;
 }
 
-/**
- * With a whole-step nllDenominator, orpoStep's nll_loss is this micro-batch's share of the step's NLL; the
- * per-pair metrics are plain means over the micro-batch. Rescale the NLL to the micro-batch's own mean so all
- * metrics combine like evaluation batches (the accumulator rebuilds the loss).
- */
-function perBatchMetrics(m: OrpoMetrics, nllDenominator: number, nllTokens: number): OrpoMetrics {
-  return { ...m, nll_loss: (m['nll_loss'] ?? NaN) * (nllDenominator / nllTokens) };
+/** precompute_ref_log_probs: the reference's summed response log-probs of every training pair, in dataset order */
+function precomputeReference(reference: ReferenceModel, pairs: readonly TokenPair[], batchSize: number, padTokenId: number): { chosen: number[]; rejected: number[] } {
+  const chosen: number[] = [];
+  const rejected: number[] = [];
+  for (let start = 0; start < pairs.length; start += batchSize) {
+    const r = reference.logps(collatePairs(pairs.slice(start, start + batchSize), padTokenId));
+    chosen.push(...r.chosen);
+    rejected.push(...r.rejected);
+  }
+  return { chosen, rejected };
 }
 
 function rngFrom(state: readonly number[]): Rng {
