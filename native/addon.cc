@@ -109,6 +109,11 @@ class Args {
     return static_cast<const int32_t*>(typed(i, name, need, nullable, napi_int32_array, "Int32Array"));
   }
 
+  /** an Int32Array the kernel writes (an output; i32 gives read-only access to inputs) */
+  int32_t* i32_out(size_t i, const char* name, int64_t need) {
+    return static_cast<int32_t*>(typed(i, name, need, false, napi_int32_array, "Int32Array"));
+  }
+
   /** an optional trailing argument: absent, null and undefined all read as nullptr */
   const int32_t* optional_i32(size_t i, const char* name, int64_t need) {
     if (i >= argc_) return nullptr;
@@ -551,6 +556,18 @@ napi_value LogprobForward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+napi_value LogitsStats(napi_env env, napi_callback_info info) {
+  Args a(env, info, "logitsStats", 5);
+  const int64_t N = a.size(3, "N"), V = a.size(4, "V");
+  if (a.ok() && N > 0 && V == 0) a.fail("V must be at least 1 (a row needs a value to average and an argmax)");
+  if (a.ok() && V > 2147483647) a.fail("V (%lld) does not fit the int32 argmax", static_cast<long long>(V));
+  float* mean = a.f32(0, "mean", N);
+  int32_t* argmax = a.i32_out(1, "argmax", N);
+  const float* logits = a.f32(2, "logits", a.product({N, V}));
+  if (a.ok()) K().logits_stats(mean, argmax, logits, N, V);
+  return undefined(env);
+}
+
 napi_value LogprobBackward(napi_env env, napi_callback_info info) {
   Args a(env, info, "logprobBackward", 7);
   const int64_t N = a.size(5, "N"), V = a.size(6, "V");
@@ -658,6 +675,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"add", nullptr, Add, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"axpy", nullptr, Axpy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"logprobForward", nullptr, LogprobForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"logitsStats", nullptr, LogitsStats, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"logprobBackward", nullptr, LogprobBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"adamwStep", nullptr, AdamwStep, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sumSquares", nullptr, SumSquares, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

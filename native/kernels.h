@@ -65,6 +65,8 @@ struct KernelTable {
   // logits (N,V), targets (N) -> logp (N), lse (N)
   void (*logprob_forward)(float* logp, float* lse, const float* logits, const int32_t* targets, int64_t N,
                           int64_t V);
+  // logits (N,V) -> mean (N) written (float64 sums), argmax (N) written: first index of the row maximum
+  void (*logits_stats)(float* mean, int32_t* argmax, const float* logits, int64_t N, int64_t V);
   // dlogp (N), logits (N,V), lse (N), targets -> dlogits (N,V) written (may alias logits)
   void (*logprob_backward)(float* dlogits, const float* dlogp, const float* logits, const float* lse,
                            const int32_t* targets, int64_t N, int64_t V);

@@ -1293,6 +1293,39 @@ static void logprob_forward(float* logp, float* lse, const float* logits, const 
   });
 }
 
+/**
+ * The metrics' per-row statistics. One pass takes the max and the float64 sum (float64 lanes: a float32 sum over a
+ * 150k vocabulary could lose the mean to cancellation when it is near zero), a second finds the first index
+ * equal to that max, so ties resolve to the lowest index as torch.argmax does whatever order the vector max
+ * reduction combined its lanes in. The second pass tests 64 floats at a time with vector compares and only
+ * scans the block that holds the hit.
+ */
+static void logits_stats(float* mean, int32_t* argmax, const float* logits, int64_t N, int64_t V) {
+  parallel_for(N, max64(1, ceil_div(kPointwiseGrain, max64(V, 1))), [=](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const float* x = logits + n * V;
+      float mx = -INFINITY;
+      double sum = 0.0;
+#pragma omp simd reduction(max : mx) reduction(+ : sum)
+      for (int64_t j = 0; j < V; j++) {
+        mx = x[j] > mx ? x[j] : mx;
+        sum += double(x[j]);
+      }
+      mean[n] = float(sum / double(V));
+      int64_t j = 0;
+      for (; j + 64 <= V; j += 64) {
+        int hit = 0;
+#pragma omp simd reduction(| : hit)
+        for (int64_t b = 0; b < 64; b++) hit |= x[j + b] == mx ? 1 : 0;
+        if (hit) break;
+      }
+      while (j < V && !(x[j] == mx)) j++;
+      // no element equals the max only in a row of NaNs (the mean says so): report 0, still a valid index
+      argmax[n] = j < V ? static_cast<int32_t>(j) : 0;
+    }
+  });
+}
+
 static void logprob_backward(float* dlogits, const float* dlogp, const float* logits, const float* lse,
                              const int32_t* targets, int64_t N, int64_t V) {
   parallel_for(N, max64(1, ceil_div(kPointwiseGrain, max64(V, 1))), [=](int64_t n0, int64_t n1) {
@@ -1445,6 +1478,7 @@ const KernelTable ORPO_TABLE = {
     ORPO_ISA::add,
     ORPO_ISA::axpy,
     ORPO_ISA::logprob_forward,
+    ORPO_ISA::logits_stats,
     ORPO_ISA::logprob_backward,
     ORPO_ISA::adamw_step,
     ORPO_ISA::sum_squares,

@@ -363,6 +363,63 @@ test('logprob forward/backward: rows without targets, dlogits aliasing logits', 
   }
 });
 
+/**
+ * logits (N,V) whose rows cycle through the cases the argmax's tie rule must get right: the maximum twice (in one
+ * 64-float compare block, in different blocks, in the scalar tail), a constant row, a unique maximum in the last
+ * element; the remaining rows stay random. Returns the logits and the argmax torch.argmax gives (first maximum).
+ */
+function tiedLogits(N: number, V: number): { logits: Float32Array; firstMax: Int32Array } {
+  const logits = randn(N * V, 6);
+  for (let n = 0; n < N; n++) {
+    const row = logits.subarray(n * V, n * V + V);
+    const at = (i: number) => Math.min(V - 1, Math.max(0, i));
+    switch (n % 6) {
+      case 0: row[at(3)] = 9; row[at(V - 1)] = 9; break; // far apart (across blocks when V > 64)
+      case 1: row[at(V >> 1)] = 9; row[at((V >> 1) + 1)] = 9; row[at((V >> 1) + 5)] = 9; break; // neighbours
+      case 2: row.fill(0.25); break; // all equal: index 0
+      case 3: row[V - 1] = 9; break; // unique, in the tail past the last whole vector
+      case 4: row[at(V - 2)] = 9; row[V - 1] = 9; break; // both in the tail
+      default: break; // random
+    }
+  }
+  const firstMax = new Int32Array(N);
+  for (let n = 0; n < N; n++) {
+    const row = logits.subarray(n * V, n * V + V);
+    firstMax[n] = row.indexOf(Math.max(...row));
+  }
+  return { logits, firstMax };
+}
+
+test('logitsStats: row means and first-maximum argmax, with ties in and across vector blocks, V not a multiple of the width', { skip }, () => {
+  for (const [N, V] of [[1, 1], [6, 7], [12, 63], [6, 65], [7, 129], [6, 1000], [3, 32001]]) {
+    const { logits, firstMax } = tiedLogits(N, V);
+    const mean = { js: new Float32Array(N), native: new Float32Array(N) };
+    const argmax = { js: new Int32Array(N).fill(-7), native: new Int32Array(N).fill(-7) };
+    jsKernels.logitsStats(mean.js, argmax.js, logits, N, V);
+    native.logitsStats(mean.native, argmax.native, logits, N, V);
+    assert.deepEqual(argmax.native, argmax.js, `argmax ${N}x${V}`);
+    assert.deepEqual(argmax.js, firstMax, `argmax ${N}x${V} is the first maximum`);
+    // both sum in float64: the means differ at most by the final rounding to float32
+    assertClose(`logitsStats mean ${N}x${V}`, mean.native, mean.js, 1e-6);
+  }
+  // a row masked to -Infinity everywhere (argmax 0, mean -Infinity) and one with some -Infinity entries; views
+  const V = 67;
+  const logits = randn(3 * V + 1, 2).subarray(1);
+  logits.subarray(0, V).fill(-Infinity);
+  for (let j = 0; j < V; j += 3) logits[V + j] = -Infinity;
+  for (const k of [jsKernels, native]) {
+    const out = new Float32Array(4);
+    const arg = new Int32Array(4);
+    k.logitsStats(out.subarray(1), arg.subarray(1), logits, 3, V);
+    assert.equal(out[0], 0, `${k.name}: wrote before the mean view`);
+    assert.equal(out[1], -Infinity, `${k.name}: mean of a row of -Infinity`);
+    assert.equal(out[2], -Infinity, `${k.name}: mean of a row holding -Infinity`);
+    assert.equal(arg[1], 0, `${k.name}: argmax of a row of -Infinity`);
+    const row = logits.subarray(V, 2 * V);
+    assert.equal(arg[2], row.indexOf(Math.max(...row)), `${k.name}: argmax past the -Infinity entries`);
+  }
+});
+
 // ------------------------------------------------------------------------------------------------ optimizer
 
 test('adamw, sumSquares, scale', { skip }, () => {
@@ -395,6 +452,14 @@ test('the binding refuses wrong lengths, float64 buffers and out-of-range indice
     assert.throws(() => native.attentionForward(new Float32Array(8), new Float32Array(2), small, small, small,
       1, 2, 3, 2, 4, 12, 8), /NH \(3\) must be a multiple of NKV \(2\)/);
     assert.throws(() => native.axpy(small.subarray(2), small, 1, 10), /'dst' has 8 elements/);
+    assert.throws(() => native.logitsStats(new Float32Array(2), new Float32Array(2) as unknown as Int32Array,
+      new Float32Array(8), 2, 4), /logitsStats: 'argmax' must be a Int32Array/);
+    assert.throws(() => native.logitsStats(new Float32Array(2), new Int32Array(1), new Float32Array(8), 2, 4),
+      /'argmax' has 1 elements but the sizes given need 2/);
+    assert.throws(() => native.logitsStats(new Float32Array(2), new Int32Array(2), new Float32Array(7), 2, 4),
+      /'logits' has 7 elements but the sizes given need 8/);
+    assert.throws(() => native.logitsStats(new Float32Array(1), new Int32Array(1), new Float32Array(0), 1, 0),
+      /V must be at least 1/);
     assert.throws(() => native.setThreads(0), /thread count/);
   });
 

@@ -119,6 +119,13 @@ export interface Kernels {
    */
   logprobForward(logp: FloatArray, lse: FloatArray, logits: FloatArray, targets: Int32Array, N: number, V: number): void;
   /**
+   * logits (N,V) -> mean (N) written: the mean of each row over the vocabulary (summed in float64 by the JS
+   * backend, float64 lanes natively), argmax (N) int32 written: the index of the row's FIRST maximal value, as
+   * torch.argmax. For TRL's `logits/chosen|rejected` and SFT's `mean_token_accuracy`. V >= 1 when N > 0; a row
+   * holding NaN gets a NaN mean and an unspecified (but in-range) argmax.
+   */
+  logitsStats(mean: FloatArray, argmax: Int32Array, logits: FloatArray, N: number, V: number): void;
+  /**
    * dlogp (N), logits (N,V), lse (N), targets -> dlogits (N,V) WRITTEN (not accumulated):
    * dlogits = dlogp * (onehot(target) - softmax(logits)); zero rows without target. dlogits may alias logits.
    */

@@ -2,7 +2,8 @@
 // chunk of rows at a time, so only a (chunkRows, V) block of logits ever exists instead of (rows, V) — for a
 // 150k vocabulary that block is the largest buffer of a training step.
 //
-// hidden (N,C), weight (V,C), rows (M), targets (M) -> logp (M), as the unfused head (logprob-head.ts)
+// hidden (N,C), weight (V,C), rows (M), targets (M) -> logp (M) and optionally each row's logit mean and argmax,
+// as the unfused head (logprob-head.ts)
 //
 // ORPO's d loss / d logp is only known once every row is scored (each response's average log-prob enters the
 // odds ratio), so backward recomputes each chunk's logits from the saved hidden rows and lse, then turns them
@@ -15,7 +16,7 @@
 // one, so evaluation should use a head without it.
 import type { FloatArray, Kernels } from '../backend/kernels.js';
 import { Arena, type Precision } from '../model/base.js';
-import { gatherRows, scatterAddRows, type TokenLogprobHead } from './logprob-head.js';
+import { checkLogitStats, gatherRows, scatterAddRows, type LogitStats, type TokenLogprobHead } from './logprob-head.js';
 
 /** Rows per chunk: (256, 151936) float32 logits are 156 MB, against 1.2 GB for 2 x 1024 rows unfused. */
 export const DEFAULT_CHUNK_ROWS = 256;
@@ -34,9 +35,11 @@ export class FusedLogprobHead implements TokenLogprobHead {
     this.arena = new Arena(opts.precision ?? 'float32');
   }
 
-  forward(hidden: Float32Array, weight: Float32Array, rows: Int32Array, tgt: Int32Array, C: number, V: number): Float32Array {
+  forward(hidden: Float32Array, weight: Float32Array, rows: Int32Array, tgt: Int32Array, C: number, V: number,
+    stats?: LogitStats | null): Float32Array {
     const k = this.kernels;
     const M = rows.length;
+    if (stats) checkLogitStats(stats, M);
     const lse = this.arena.get('lse', M);
     const lp = this.arena.get('logp', M);
     const rowGrad = this.frozenWeight ? this.arena.zeros('row-grad', M * C) : null;
@@ -46,6 +49,8 @@ export class FusedLogprobHead implements TokenLogprobHead {
       const block = gatherRows(this.arena.get('chunk-hidden', m * C), hidden, rows, first, m, C);
       const logits = this.arena.get('logits', m * V);
       k.matmulForward(logits, block, weight, null, m, C, V);
+      // now, while this chunk's logits exist (and before a frozen head writes their gradient over them)
+      if (stats) k.logitsStats(stats.mean.subarray(first, first + m), stats.argmax.subarray(first, first + m), logits, m, V);
       const chunkLse = lse.subarray(first, first + m);
       const chunkTargets = tgt.subarray(first, first + m);
       k.logprobForward(lp.subarray(first, first + m), chunkLse, logits, chunkTargets, m, V);

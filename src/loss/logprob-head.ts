@@ -8,13 +8,36 @@
 import type { FloatArray, Kernels } from '../backend/kernels.js';
 import { Arena, type Precision } from '../model/base.js';
 
+/**
+ * Per scored row i, what the metrics need from its logits (M,V) besides the log-prob: mean[i] = mean over the
+ * vocabulary of logits[i] (TRL's `logits/chosen|rejected` average it over completion tokens), argmax[i] = index of
+ * the first maximal logit (SFT's `mean_token_accuracy` compares it to the target). Allocated by the caller, M each.
+ * The head fills them while the logits exist, so the fused head needs no second pass over the vocabulary for them.
+ */
+export interface LogitStats {
+  mean: Float32Array;
+  argmax: Int32Array;
+}
+
 export interface TokenLogprobHead {
-  /** hidden (N,C), weight (V,C), rows (M), targets (M) -> logp (M); saves what backward needs */
-  forward(hidden: Float32Array, weight: Float32Array, rows: Int32Array, targets: Int32Array, C: number, V: number): Float32Array;
+  /**
+   * hidden (N,C), weight (V,C), rows (M), targets (M) -> logp (M); saves what backward needs.
+   * `stats`, when given, is filled with each scored row's logit mean and argmax (see LogitStats).
+   */
+  forward(hidden: Float32Array, weight: Float32Array, rows: Int32Array, targets: Int32Array, C: number, V: number,
+    stats?: LogitStats | null): Float32Array;
   /** dlogp (M) -> dhidden (N,C) accumulated at the rows forward listed, dweight (V,C) accumulated unless null */
   backward(dhidden: Float32Array, dweight: Float32Array | null, dlogp: FloatArray): void;
   /** bytes of the buffers the head holds (memory accounting) */
   bytes(): number;
+}
+
+/** stats' arrays must hold a value per scored row: a short one would be written past its end by the JS kernel */
+export function checkLogitStats(stats: LogitStats, M: number): void {
+  if (stats.mean.length < M || stats.argmax.length < M) {
+    throw new RangeError(`loss head: logit stats hold ${stats.mean.length} means and ${stats.argmax.length} argmaxes, `
+      + `need ${M} (one per scored row)`);
+  }
 }
 
 /** hidden rows rows[first..first+m) gathered into block (m, C) */
@@ -46,12 +69,15 @@ export class UnfusedLogprobHead implements TokenLogprobHead {
     this.arena = new Arena(precision);
   }
 
-  forward(hidden: Float32Array, weight: Float32Array, rows: Int32Array, targets: Int32Array, C: number, V: number): Float32Array {
+  forward(hidden: Float32Array, weight: Float32Array, rows: Int32Array, targets: Int32Array, C: number, V: number,
+    stats?: LogitStats | null): Float32Array {
     const k = this.kernels;
     const M = rows.length;
+    if (stats) checkLogitStats(stats, M);
     const packed = gatherRows(this.arena.get('hidden', M * C), hidden, rows, 0, M, C);
     const logits = this.arena.get('logits', M * V);
     k.matmulForward(logits, packed, weight, null, M, C, V);
+    if (stats) k.logitsStats(stats.mean, stats.argmax, logits, M, V);
     const lp = this.arena.get('logp', M);
     k.logprobForward(lp, this.arena.get('lse', M), logits, targets, M, V);
     this.saved = { hidden: packed, weight, rows, targets, C, V };

@@ -7,7 +7,7 @@ import { rmsnormForward, rmsnormBackward } from './rmsnorm.js';
 import { ropeForward, ropeBackward } from './rope.js';
 import { attentionForward, attentionBackward, attentionDecode } from './attention.js';
 import { swigluForward, swigluBackward, geluForward, geluBackward, add, axpy } from './activations.js';
-import { logprobForward, logprobBackward } from './logprob.js';
+import { logprobForward, logprobBackward, logitsStats } from './logprob.js';
 import { adamwStep, sumSquares, scale } from './optim.js';
 
 export const jsKernels: Kernels = {
@@ -21,6 +21,6 @@ export const jsKernels: Kernels = {
   ropeForward, ropeBackward,
   attentionForward, attentionBackward, attentionDecode,
   swigluForward, swigluBackward, geluForward, geluBackward, add, axpy,
-  logprobForward, logprobBackward,
+  logprobForward, logprobBackward, logitsStats,
   adamwStep, sumSquares, scale,
 };

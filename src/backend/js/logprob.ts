@@ -1,5 +1,5 @@
 // Per-token log-probabilities of the targets: the part of the loss head after the lm_head matmul.
-// logits (N,V), targets (N) (-1 = none) -> logp (N), lse (N)
+// logits (N,V), targets (N) (-1 = none) -> logp (N), lse (N); and the per-row logit statistics the metrics report.
 import type { FloatArray } from '../kernels.js';
 
 /** log-sum-exp of a row, subtracting the row max so exp never overflows */
@@ -24,6 +24,28 @@ export function logprobForward(logp: FloatArray, lse: FloatArray, logits: FloatA
     const l = rowLogSumExp(logits, o, V);
     lse[n] = l;
     logp[n] = logits[o + tgt] - l;
+  }
+}
+
+// logits (N,V) -> mean (N) written (float64 sum), argmax (N) written: first index of the row maximum (torch.argmax)
+export function logitsStats(mean: FloatArray, argmax: Int32Array, logits: FloatArray, N: number, V: number): void {
+  if (N > 0 && !(V >= 1)) throw new RangeError(`logitsStats: V must be at least 1, got ${V}`);
+  for (let n = 0; n < N; n++) {
+    const o = n * V;
+    let best = logits[o];
+    let bestAt = 0;
+    let sum = 0;
+    for (let j = 0; j < V; j++) {
+      const x = logits[o + j];
+      sum += x;
+      // strictly greater: a later equal value never replaces the first one
+      if (x > best) {
+        best = x;
+        bestAt = j;
+      }
+    }
+    mean[n] = sum / V;
+    argmax[n] = bestAt;
   }
 }
 

@@ -32,6 +32,7 @@ export function createNativeKernels(addon: NativeAddon): Kernels {
     axpy: addon.axpy,
     logprobForward: addon.logprobForward,
     logprobBackward: addon.logprobBackward,
+    logitsStats: addon.logitsStats,
     adamwStep: addon.adamwStep,
     sumSquares: addon.sumSquares,
     scale: addon.scale,
