@@ -626,7 +626,7 @@ export function memoryTable(report: TrainStepReport): string {
 const KERNEL_GROUPS: Record<string, string> = {
   gemm: 'matmul', matmulForward: 'matmul', matmulBackward: 'matmul',
   attentionForward: 'attention', attentionBackward: 'attention',
-  logprobForward: 'loss head (log-softmax)', logprobBackward: 'loss head (log-softmax)',
+  logprobForward: 'loss head (log-softmax)', logprobBackward: 'loss head (log-softmax)', logitsStats: 'loss head (log-softmax)',
   adamwStep: 'optimizer + clipping', sumSquares: 'optimizer + clipping', scale: 'optimizer + clipping',
 };
 

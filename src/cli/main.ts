@@ -9,8 +9,9 @@ type Command = (argv: readonly string[]) => Promise<number>;
 // each command's module is loaded only when it runs, so `orpo --help` and small commands start fast
 const COMMANDS: Record<string, { load: () => Promise<Command>; about: string }> = {
   demo: { load: async () => (await import('./demo.js')).runDemo, about: 'train a small model on a generated arithmetic preference task and report (nothing to download)' },
-  train: { load: async () => (await import('./train.js')).runTrain, about: 'fine-tune a Hugging Face model folder with ORPO on preference data' },
-  eval: { load: async () => (await import('./eval.js')).runEval, about: 'ORPO metrics of a model folder on a preference dataset' },
+  train: { load: async () => (await import('./train.js')).runTrain, about: 'fine-tune a Hugging Face model folder with ORPO (or --method sft, dpo, simpo) on preference data' },
+  compare: { load: async () => (await import('./compare.js')).runCompare, about: 'train several methods (sft, dpo, orpo, simpo, sft+dpo) on the same data and compare them side by side' },
+  eval: { load: async () => (await import('./eval.js')).runEval, about: "a method's metrics (ORPO's by default) of a model folder on a preference dataset" },
   generate: { load: async () => (await import('./generate.js')).runGenerate, about: 'generate text from a model folder (greedy or sampled)' },
   merge: { load: async () => (await import('./merge.js')).runMergeCommand, about: 'fold a trained LoRA adapter into its base model and write a plain model folder' },
   data: { load: async () => (await import('./data.js')).runDataCommand, about: 'inspect a dataset as the model will see it (data stats, data show)' },

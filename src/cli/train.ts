@@ -25,6 +25,7 @@ import {
 } from './checkpoint.js';
 import { loadPairs, type DataLimits } from './pairs.js';
 import { formatDuration, ProgressReporter } from './progress.js';
+import { peakRssBytes } from '../train/memory.js';
 import { writeReport } from './report-files.js';
 
 export const TRAIN_USAGE = `Usage: orpo train --model DIR --dataset FILE --output-dir DIR [options]
@@ -300,6 +301,7 @@ function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, model: De
     method: c.method,
     forward_tokens: r.forwardTokens,
     reference_forward_tokens: r.referenceTokens,
+    peak_rss_mb: Math.round(peakRssBytes() / 2 ** 20),
     interrupted: String(r.interrupted),
   };
   const shown = <T>(v: T | undefined): v is T => v !== undefined;

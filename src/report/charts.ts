@@ -16,12 +16,16 @@ export interface ChartDef {
 }
 
 export const CHARTS: readonly ChartDef[] = [
-  { id: 'loss', title: 'ORPO loss  L = L_NLL + λ·L_OR', yTitle: 'loss', series: [{ metric: 'loss', label: 'loss' }] },
+  { id: 'loss', title: "loss: the method's objective (ORPO: L = L_NLL + λ·L_OR)", yTitle: 'loss', series: [{ metric: 'loss', label: 'loss' }] },
   { id: 'nll_loss', title: 'SFT term: NLL of the chosen responses', yTitle: 'nll_loss', series: [{ metric: 'nll_loss', label: 'nll' }] },
   { id: 'log_odds_ratio', title: 'mean log σ(log odds ratio) (→ 0 as chosen beats rejected)', yTitle: 'log_odds_ratio', series: [{ metric: 'log_odds_ratio', label: 'log σ(log odds)' }] },
   {
     id: 'logps', title: 'average log-prob of the responses', yTitle: 'log p per token', series: [
       { metric: 'logps/chosen', label: 'chosen' }, { metric: 'logps/rejected', label: 'rejected' }],
+  },
+  {
+    id: 'mean_logps', title: 'mean log-prob per response token (any method)', yTitle: 'log p per token', series: [
+      { metric: 'mean_logps/chosen', label: 'chosen' }, { metric: 'mean_logps/rejected', label: 'rejected' }],
   },
   { id: 'margins', title: 'reward margin  λ·(log p chosen − log p rejected)', yTitle: 'rewards/margins', series: [{ metric: 'rewards/margins', label: 'margin' }] },
   { id: 'accuracies', title: 'preference accuracy (chosen more likely than rejected)', yTitle: 'rewards/accuracies', series: [{ metric: 'rewards/accuracies', label: 'accuracy' }] },
@@ -62,12 +66,7 @@ export function chartSpec(def: ChartDef, records: readonly MetricRecord[]): TopL
 
 /** One chart as a standalone SVG document. */
 export async function renderChartSvg(def: ChartDef, records: readonly MetricRecord[]): Promise<string> {
-  const view = new vega.View(vega.parse(compile(chartSpec(def, records)).spec), { renderer: 'none' });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
+  return renderSpecSvg(chartSpec(def, records));
 }
 
 /** Every chart that has data, in CHARTS order. */
@@ -78,4 +77,36 @@ export async function renderCharts(records: readonly MetricRecord[]): Promise<{ 
     out.push({ def, svg: await renderChartSvg(def, records) });
   }
   return out;
+}
+
+/** One line per series (e.g. per method) on one chart: `orpo compare`'s overlaid curves. */
+export interface OverlaySeries {
+  label: string;
+  points: readonly { step: number; value: number }[];
+}
+
+export function overlaySpec(title: string, yTitle: string, series: readonly OverlaySeries[], xTitle = 'optimizer step'): TopLevelSpec {
+  const values = series.flatMap((s) => s.points.filter((p) => Number.isFinite(p.value)).map((p) => ({ step: p.step, value: p.value, series: s.label })));
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    width: 420,
+    height: 240,
+    data: { values },
+    mark: { type: 'line', point: { size: 18 } },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: xTitle },
+      y: { field: 'value', type: 'quantitative', title: yTitle, scale: { zero: false } },
+      color: { field: 'series', type: 'nominal', title: null, sort: series.map((s) => s.label) },
+    },
+  };
+}
+
+export async function renderSpecSvg(spec: TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
 }

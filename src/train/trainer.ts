@@ -231,10 +231,6 @@ export async function train(
     result.lastEval = record;
   };
   const evalEvery = c.eval_steps;
-  // precompute_ref_log_probs: one pass of the reference over the training set before the first step
-  if (objective.needsReference && c.precompute_ref_log_probs && state.ref_logps === undefined) {
-    state.ref_logps = precomputeReference(reference!, data.train, c.per_device_eval_batch_size, data.padTokenId);
-  }
   const referenceOf = (picked: readonly number[]): ReferenceLogps | ReferenceModel | null => {
     if (!objective.needsReference) return null;
     const pre = state.ref_logps;
@@ -245,6 +241,11 @@ export async function train(
   setup.setTraining?.(true);
   if (state.global_step === 0) runEval();
   const started = performance.now();
+  // precompute_ref_log_probs: one pass of the reference over the training set before the first step (counted in the
+  // run's time, as TRL's train_runtime counts it)
+  if (objective.needsReference && c.precompute_ref_log_probs && state.ref_logps === undefined) {
+    state.ref_logps = precomputeReference(reference!, data.train, c.per_device_eval_batch_size, data.padTokenId);
+  }
   let window = MetricAccumulator.fromJSON(objective, state.window);
 
   while (state.global_step < state.total_steps) {
