@@ -106,12 +106,13 @@ test('orpo compare trains every method on the same split and steps, judges them 
 
 test('orpo compare: a pairwise judge is asked both ways; bad methods and judges are named', () => {
   const out = join(root, 'pair');
-  const r = orpo(compareArgs(out, ['--judge', join(root, 'pairwise.mjs')], 'orpo,simpo', '2'));
+  const r = orpo(compareArgs(out, ['--judge', join(root, 'pairwise.mjs'), '--stop-token-ids', '1,3'], 'orpo,simpo', '2'));
   assert.equal(r.code, 0, r.stderr);
   const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as CompareResults;
   assert.equal(res.judge!.kind, 'pairwise');
   assert.equal(res.judge!.winRates.length, 3);
   assert.equal(res.judge!.scores, undefined);
+  assert.deepEqual(res.judge!.sampling.stop_token_ids, [1, 3]);
   const bad = orpo(compareArgs(join(root, 'bad'), [], 'orpo,ppo'));
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /unknown method 'ppo' \(choose from orpo, sft, dpo, simpo, sft\+dpo\)/);

@@ -47,6 +47,7 @@ export interface CompareConfig extends TrainPart {
   temperature: number;
   top_k: number;
   top_p: number;
+  stop_token_ids: string | null;
 }
 
 const trainPart = Object.fromEntries(Object.entries(TRAIN_OPTIONS).filter(([k]) => !(OWN as readonly string[]).includes(k))) as unknown as OptionTable<TrainPart>;
@@ -63,6 +64,7 @@ export const COMPARE_OPTIONS: OptionTable<CompareConfig> = {
   temperature: { type: 'float', default: 0, min: 0, symbol: 'T', group: 'Judge', doc: 'sampling temperature of the judged completions (0 = greedy); prompt i uses seed + i for every model' },
   top_k: { type: 'int', default: 0, min: 0, group: 'Judge', doc: 'sample among the k most likely tokens (0 = all)' },
   top_p: { type: 'float', default: 1, min: 0, minExclusive: true, max: 1, group: 'Judge', doc: 'nucleus sampling mass' },
+  stop_token_ids: { type: 'string', default: null, group: 'Judge', doc: 'comma-separated token ids that also end a judged completion, besides EOS (e.g. 1 for a story model that ends a story with BOS)' },
   ...trainPart,
 };
 
@@ -89,7 +91,7 @@ export function parseMethods(text: string): CompareMethod[] {
 /** the `orpo train` options of one method's run (stage 'dpo' of sft+dpo starts from the SFT model) */
 function runConfig(c: CompareConfig, method: Method, outputDir: string, model: string): TrainConfig {
   const { methods: _m, orpo_beta, dpo_beta, simpo_beta, judge: _j, judge_prompts: _p, judge_max_prompts: _n, max_new_tokens: _t,
-    temperature: _temp, top_k: _k, top_p: _tp, ...train } = c;
+    temperature: _temp, top_k: _k, top_p: _tp, stop_token_ids: _s, ...train } = c;
   const beta = { orpo: orpo_beta, dpo: dpo_beta, simpo: simpo_beta, sft: null }[method];
   return {
     ...train, method, beta, model, output_dir: outputDir, resume: null, ref_model: null,
@@ -239,10 +241,19 @@ function promptsFromPairs(pairs: readonly TokenPair[], tokenizer: Tokenizer): Ju
   return out;
 }
 
+export function parseStopIds(text: string | null): number[] {
+  if (text === null) return [];
+  return text.split(',').map((t) => {
+    const id = Number(t.trim());
+    if (!Number.isInteger(id) || id < 0) throw new OptionError(`--stop-token-ids: '${t}' is not a token id`);
+    return id;
+  });
+}
+
 async function judgeAll(c: CompareConfig, judge: Judge, contestants: readonly { name: string; dir: string }[], prompts: readonly JudgePrompt[],
   tokenizer: Tokenizer, outDir: string, say: (s: string) => void): Promise<JudgeResults> {
   const completions = new Map<string, string[]>();
-  const sampling = { temperature: c.temperature, topK: c.top_k, topP: c.top_p, maxNewTokens: c.max_new_tokens };
+  const sampling = { temperature: c.temperature, topK: c.top_k, topP: c.top_p, maxNewTokens: c.max_new_tokens, extraStopTokenIds: parseStopIds(c.stop_token_ids) };
   await mkdir(join(outDir, 'generations'), { recursive: true });
   const scores = new Map<string, number[]>();
   for (const who of contestants) {
@@ -288,7 +299,7 @@ async function judgeAll(c: CompareConfig, judge: Judge, contestants: readonly { 
   }
   const out: JudgeResults = {
     file: c.judge!, kind: judge.kind, prompts: prompts.length, contestants: contestants.map((x) => x.name), winRates,
-    sampling: { temperature: c.temperature, top_p: c.top_p, top_k: c.top_k, max_new_tokens: c.max_new_tokens, seed: c.seed },
+    sampling: { temperature: c.temperature, top_p: c.top_p, top_k: c.top_k, max_new_tokens: c.max_new_tokens, seed: c.seed, stop_token_ids: parseStopIds(c.stop_token_ids) },
   };
   if (judge.kind === 'pointwise') out.scores = Object.fromEntries([...scores].map(([k, v]) => [k, estimate(v)])) as Record<string, Estimate>;
   return out;
@@ -335,6 +346,7 @@ export async function compareMethods(c: CompareConfig, say: (s: string) => void 
   // a judge that cannot be used is found before anything trains
   const judge = c.judge === null ? null : await loadJudge(c.judge);
   if (c.judge_prompts !== null && !existsSync(c.judge_prompts)) throw new OptionError(`--judge-prompts ${c.judge_prompts}: no such file`);
+  parseStopIds(c.stop_token_ids);
   await mkdir(outDir, { recursive: true });
 
   const finished = new Map<string, FinishedRun>();

@@ -62,7 +62,7 @@ export function stopTokensOf(model: CausalLM, tokenizer: Tokenizer): number[] {
 }
 
 export function generateText(model: DecoderBase, tokenizer: Tokenizer, promptIds: readonly number[],
-  opts: SamplingOptions & { maxNewTokens: number; seed: number; onText?: (s: string) => void }): Generation & { text: string } {
+  opts: SamplingOptions & { maxNewTokens: number; seed: number; onText?: (s: string) => void; extraStopTokenIds?: readonly number[] }): Generation & { text: string } {
   // stream by decoding everything so far and printing what is new: a token can be half a character (byte
   // fallback), so text is only shown once the decoded string has grown past it
   let shown = '';
@@ -78,7 +78,7 @@ export function generateText(model: DecoderBase, tokenizer: Tokenizer, promptIds
   // KV-cached: each new token runs the model on that token only
   const generator = new Generator(model);
   const out = generateTokens((tokens) => generator.nextLogits(tokens), promptIds, {
-    ...opts, stopTokenIds: stopTokensOf(model, tokenizer), onToken,
+    ...opts, stopTokenIds: [...stopTokensOf(model, tokenizer), ...(opts.extraStopTokenIds ?? [])], onToken,
   }, model.config.maxPositions);
   const text = tokenizer.decode(out.tokens, { skipSpecialTokens: true });
   if (opts.onText !== undefined && text.startsWith(shown) && text.length > shown.length) opts.onText(text.slice(shown.length));

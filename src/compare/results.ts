@@ -37,7 +37,7 @@ export interface JudgeResults {
   /** pointwise judges: each contestant's mean score */
   scores?: Record<string, Estimate>;
   winRates: WinRate[];
-  sampling: { temperature: number; top_p: number; top_k: number; max_new_tokens: number; seed: number };
+  sampling: { temperature: number; top_p: number; top_k: number; max_new_tokens: number; seed: number; stop_token_ids: number[] };
 }
 
 export interface CompareResults {
