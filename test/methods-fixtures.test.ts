@@ -7,9 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sharedDir, SHARED_MISSING } from './helpers/shared.js';
-import { availableBackends, getKernels } from '../src/backend/index.js';
-import { jsKernels } from '../src/backend/js/kernels.js';
-import type { Kernels } from '../src/backend/kernels.js';
+import { assertRel, fixtureBackends } from './helpers/fixtures.js';
 import { loadModel } from '../src/io/hf-model.js';
 import { readSafetensorsHeader, readTensorF32 } from '../src/io/safetensors.js';
 import { collatePairs, type PreferenceBatch } from '../src/data/collate.js';
@@ -30,19 +28,6 @@ interface Expected {
     losses_before_each_step: number[]; grad_norms_before_clipping: number[]; loss_after_last_step: number };
 }
 
-function backends(): Kernels[] {
-  const list: Kernels[] = [jsKernels];
-  if (availableBackends().includes('native')) {
-    const k = getKernels();
-    if (k.name !== 'js') list.push(k);
-  }
-  return list;
-}
-
-function assertRel(actual: number, expected: number, rel: number, what: string): void {
-  const err = Math.abs(actual - expected) / Math.max(Math.abs(expected), 1e-12);
-  assert.ok(err <= rel, `${what}: got ${actual}, expected ${expected} (relative error ${err.toExponential(2)} > ${rel})`);
-}
 
 /** the metrics within 1e-5 relative, counts and accuracies (exact fractions) within 1e-5 absolute */
 function assertMetrics(got: Record<string, number>, want: Record<string, number>, what: string): void {
@@ -65,7 +50,7 @@ const METHOD_OPTIONS: Record<Exclude<Method, 'orpo'>, { beta?: number; simpoGamm
   sft: {}, dpo: { beta: 0.1 }, simpo: { beta: 2.0, simpoGamma: 0.5 },
 };
 
-for (const kernels of backends()) {
+for (const kernels of fixtureBackends()) {
   for (const cs of ['llama', 'gpt2']) {
     for (const method of ['sft', 'dpo', 'simpo'] as const) {
       test(`methods fixture ${cs}/${method} on the ${kernels.name} backend: loss, metrics, gradients, AdamW`, { skip: shared ? false : SHARED_MISSING }, async () => {

@@ -6,9 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sharedDir, SHARED_MISSING } from './helpers/shared.js';
-import { availableBackends, getKernels } from '../src/backend/index.js';
-import { jsKernels } from '../src/backend/js/kernels.js';
-import type { Kernels } from '../src/backend/kernels.js';
+import { assertRel, fixtureBackends } from './helpers/fixtures.js';
 import { loadModel } from '../src/io/hf-model.js';
 import { readSafetensorsHeader, readTensorF32 } from '../src/io/safetensors.js';
 import { orpoForwardBackward, orpoStep } from '../src/loss/orpo.js';
@@ -26,19 +24,6 @@ interface Expected {
     losses_before_each_step: number[]; grad_norms_before_clipping: number[]; loss_after_last_step: number };
 }
 
-function backends(): Kernels[] {
-  const list: Kernels[] = [jsKernels];
-  if (availableBackends().includes('native')) {
-    const k = getKernels();
-    if (k.name !== 'js') list.push(k);
-  }
-  return list;
-}
-
-function assertRel(actual: number, expected: number, rel: number, what: string): void {
-  const err = Math.abs(actual - expected) / Math.max(Math.abs(expected), 1e-12);
-  assert.ok(err <= rel, `${what}: got ${actual}, expected ${expected} (relative error ${err.toExponential(2)} > ${rel})`);
-}
 
 async function expectedTensors(dir: string): Promise<Map<string, Float32Array>> {
   const header = await readSafetensorsHeader(join(dir, 'expected.safetensors'));
@@ -47,7 +32,7 @@ async function expectedTensors(dir: string): Promise<Map<string, Float32Array>> 
   return out;
 }
 
-for (const kernels of backends()) {
+for (const kernels of fixtureBackends()) {
   for (const cs of ['llama', 'gpt2']) {
     for (const folder of ['model', 'model-bf16-sharded']) {
       test(`fixture ${cs}/${folder} on the ${kernels.name} backend: loss, metrics, gradients, logits, AdamW`, { skip: shared ? false : SHARED_MISSING }, async () => {

@@ -8,6 +8,7 @@ import type { TokenLogprobHead } from './logprob-head.js';
 import { METRIC as M, type Metrics } from './metric-names.js';
 import type { Method, Objective, ObjectiveResult, ReferenceLogps, SftScope, Units } from './objective.js';
 import { createObjective, type DpoLossType } from './objectives/index.js';
+import { pairStats } from './objectives/common.js';
 import { modelReference, type ReferenceModel } from './reference.js';
 import { responseLogps, scoreBatch } from './sequence-logps.js';
 
@@ -61,15 +62,8 @@ export function objectiveEvaluate(model: CausalLM, batch: PackedBatch, objective
   const n = batch.nPairs;
   const lc = responseLogps(s, true, 0, n);
   const lr = responseLogps(s, true, n, n);
-  let c = 0;
-  let r = 0;
-  let wins = 0;
-  for (let i = 0; i < n; i++) {
-    c += lc[i];
-    r += lr[i];
-    if (lc[i] > lr[i]) wins++;
-  }
-  const neutral: Metrics = { [M.meanLogpChosen]: c / n, [M.meanLogpRejected]: r / n, [M.meanLogpAccuracy]: wins / n, [M.meanLogpMargin]: (c - r) / n };
+  const st = pairStats(lc, lr);
+  const neutral: Metrics = { [M.meanLogpChosen]: st.chosen, [M.meanLogpRejected]: st.rejected, [M.meanLogpAccuracy]: st.accuracy, [M.meanLogpMargin]: st.margin };
   return { ...result, metrics: { ...result.metrics, ...neutral }, tokens: scored.tokens, meanLogpsChosen: lc, meanLogpsRejected: lr };
 }
 

@@ -1,6 +1,6 @@
 // Pieces two or more objectives share.
 import { METRIC as M } from '../metric-names.js';
-import type { SequenceScores, SftScope } from '../objective.js';
+import type { Objective, SequenceScores, SftScope } from '../objective.js';
 import { nllStart, responseTokenMean } from '../sequence-logps.js';
 import { logSigmoid, sigmoid } from '../odds-ratio.js';
 
@@ -29,21 +29,32 @@ export function negLogSigmoid(z: number): { value: number; grad: number } {
   return { value: -logSigmoid(z), grad: -sigmoid(-z) };
 }
 
+/** per-pair values of chosen and rejected -> their means, how often chosen is larger, and the mean difference */
+export function pairStats(c: Float64Array, r: Float64Array): { chosen: number; rejected: number; accuracy: number; margin: number } {
+  const n = c.length;
+  let cs = 0;
+  let rs = 0;
+  let wins = 0;
+  for (let i = 0; i < n; i++) {
+    cs += c[i];
+    rs += r[i];
+    if (c[i] > r[i]) wins++;
+  }
+  return { chosen: cs / n, rejected: rs / n, accuracy: wins / n, margin: (cs - rs) / n };
+}
+
 /** TRL's rewards/* metrics from per-pair rewards */
 export function rewardMetrics(rc: Float64Array, rr: Float64Array): Record<string, number> {
-  const n = rc.length;
-  let c = 0;
-  let r = 0;
-  let wins = 0;
-  let margin = 0;
-  for (let i = 0; i < n; i++) {
-    c += rc[i];
-    r += rr[i];
-    if (rc[i] > rr[i]) wins++;
-    margin += rc[i] - rr[i];
-  }
-  return { [M.rewardsChosen]: c / n, [M.rewardsRejected]: r / n, [M.rewardsAccuracies]: wins / n, [M.rewardsMargins]: margin / n };
+  const s = pairStats(rc, rr);
+  return { [M.rewardsChosen]: s.chosen, [M.rewardsRejected]: s.rejected, [M.rewardsAccuracies]: s.accuracy, [M.rewardsMargins]: s.margin };
 }
+
+/** DPO's and SimPO's metrics, each a mean over pairs but TRL's logits/*, pooled over response tokens */
+export const PREFERENCE_COMBINE: Objective['combine'] = {
+  [M.loss]: 'pairs', [M.rewardsChosen]: 'pairs', [M.rewardsRejected]: 'pairs', [M.rewardsAccuracies]: 'pairs',
+  [M.rewardsMargins]: 'pairs', [M.logpsChosen]: 'pairs', [M.logpsRejected]: 'pairs',
+  [M.logitsChosen]: 'chosenTokens', [M.logitsRejected]: 'rejectedTokens',
+};
 
 export function mean(x: Float64Array): number {
   let s = 0;

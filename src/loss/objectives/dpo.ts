@@ -7,7 +7,7 @@
 import { METRIC as M } from '../metric-names.js';
 import type { Objective, ObjectiveResult, SequenceScores, Units } from '../objective.js';
 import { addResponseGrad, responseLogps, responseSpan, unitsOf } from '../sequence-logps.js';
-import { logitMetrics, mean, negLogSigmoid, rewardMetrics } from './common.js';
+import { logitMetrics, mean, negLogSigmoid, PREFERENCE_COMBINE, rewardMetrics } from './common.js';
 
 export type DpoLossType = 'sigmoid' | 'hinge' | 'ipo';
 export const DPO_LOSS_TYPES: readonly DpoLossType[] = ['sigmoid', 'hinge', 'ipo'];
@@ -42,11 +42,7 @@ export function dpoObjective(o: DpoObjectiveOptions): Objective {
     trainRows: 'pairs',
     needsReference: true,
     needsLogitStats: true,
-    combine: {
-      [M.loss]: 'pairs', [M.rewardsChosen]: 'pairs', [M.rewardsRejected]: 'pairs', [M.rewardsAccuracies]: 'pairs',
-      [M.rewardsMargins]: 'pairs', [M.logpsChosen]: 'pairs', [M.logpsRejected]: 'pairs',
-      [M.logitsChosen]: 'chosenTokens', [M.logitsRejected]: 'rejectedTokens',
-    },
+    combine: PREFERENCE_COMBINE,
     units: (batch) => unitsOf(batch, 'response'),
     compute(s: SequenceScores, stepUnits?: Units): ObjectiveResult {
       const { batch } = s;

@@ -3,7 +3,7 @@
 import { METRIC as M } from '../metric-names.js';
 import type { Objective, ObjectiveResult, SequenceScores, Units } from '../objective.js';
 import { addResponseGrad, responseLogps, unitsOf } from '../sequence-logps.js';
-import { logitMetrics, mean, negLogSigmoid, rewardMetrics } from './common.js';
+import { logitMetrics, mean, negLogSigmoid, PREFERENCE_COMBINE, rewardMetrics } from './common.js';
 
 export interface SimpoObjectiveOptions {
   /** β (CPOConfig's beta; SimPO's recommended 2.0) */
@@ -20,11 +20,7 @@ export function simpoObjective(o: SimpoObjectiveOptions): Objective {
     trainRows: 'pairs',
     needsReference: false,
     needsLogitStats: true,
-    combine: {
-      [M.loss]: 'pairs', [M.rewardsChosen]: 'pairs', [M.rewardsRejected]: 'pairs', [M.rewardsAccuracies]: 'pairs',
-      [M.rewardsMargins]: 'pairs', [M.logpsChosen]: 'pairs', [M.logpsRejected]: 'pairs',
-      [M.logitsChosen]: 'chosenTokens', [M.logitsRejected]: 'rejectedTokens',
-    },
+    combine: PREFERENCE_COMBINE,
     units: (batch) => unitsOf(batch, 'response'),
     compute(s: SequenceScores, stepUnits?: Units): ObjectiveResult {
       const { batch } = s;
