@@ -6,17 +6,18 @@ import { join } from 'node:path';
 import type { CompareResults, MethodRun } from '../compare/results.js';
 import type { Estimate } from '../compare/win-rates.js';
 import { writeFileAtomically } from '../io/atomic-file.js';
+import { evalName, METRIC as M } from '../loss/metric-names.js';
 
 const num = (x: number | undefined, digits = 4): string => (x === undefined || !Number.isFinite(x) ? '–' : Number.isInteger(x) ? String(x) : x.toFixed(digits));
 const est = (e: Estimate): string => `${num(e.mean, 3)} [${num(e.ci95[0], 3)}, ${num(e.ci95[1], 3)}]`;
 
 /** the held-out curves compare overlays: metrics.jsonl names */
 export const COMPARE_CHARTS = [
-  { id: 'chosen', metric: 'eval_mean_logps/chosen', title: 'held-out chosen responses: mean log-prob per token', y: 'log p per token' },
-  { id: 'rejected', metric: 'eval_mean_logps/rejected', title: 'held-out rejected responses: mean log-prob per token', y: 'log p per token' },
-  { id: 'margin', metric: 'eval_mean_logps/margin', title: 'held-out margin: mean log p(chosen) − mean log p(rejected)', y: 'margin' },
-  { id: 'accuracy', metric: 'eval_mean_logps/accuracy', title: 'held-out preference accuracy (chosen more likely)', y: 'accuracy' },
-] as const;
+  { id: 'chosen', metric: evalName(M.meanLogpChosen), title: 'held-out chosen responses: mean log-prob per token', y: 'log p per token' },
+  { id: 'rejected', metric: evalName(M.meanLogpRejected), title: 'held-out rejected responses: mean log-prob per token', y: 'log p per token' },
+  { id: 'margin', metric: evalName(M.meanLogpMargin), title: 'held-out margin: mean log p(chosen) − mean log p(rejected)', y: 'margin' },
+  { id: 'accuracy', metric: evalName(M.meanLogpAccuracy), title: 'held-out preference accuracy (chosen more likely)', y: 'accuracy' },
+];
 
 function resultRows(r: CompareResults): string[][] {
   const head = ['method', 'options', 'steps', 'wall s', 'policy tokens', 'reference tokens', 'peak RSS MiB',
@@ -24,14 +25,14 @@ function resultRows(r: CompareResults): string[][] {
   const start = r.runs[0]?.curve[0];
   const rows = [head];
   if (start !== undefined) {
-    rows.push(['(start)', '', '0', '', '', '', '', num(start['eval_mean_logps/chosen']), num(start['eval_mean_logps/rejected']),
-      num(start['eval_mean_logps/accuracy'], 3), num(start['eval_mean_logps/margin'])]);
+    rows.push(['(start)', '', '0', '', '', '', '', num(start[evalName(M.meanLogpChosen)]), num(start[evalName(M.meanLogpRejected)]),
+      num(start[evalName(M.meanLogpAccuracy)], 3), num(start[evalName(M.meanLogpMargin)])]);
   }
   for (const m of r.runs) {
     const f = m.final;
     rows.push([m.name, Object.entries(m.options).map(([k, v]) => `${k} ${v}`).join(', '), String(m.steps), num(m.wall_seconds, 1),
       String(m.forward_tokens), String(m.reference_forward_tokens), String(m.peak_rss_mb),
-      num(f['eval_mean_logps/chosen']), num(f['eval_mean_logps/rejected']), num(f['eval_mean_logps/accuracy'], 3), num(f['eval_mean_logps/margin'])]);
+      num(f[evalName(M.meanLogpChosen)]), num(f[evalName(M.meanLogpRejected)]), num(f[evalName(M.meanLogpAccuracy)], 3), num(f[evalName(M.meanLogpMargin)])]);
   }
   return rows;
 }

@@ -3,6 +3,7 @@
 // rejected = a near miss), trains with ORPO through the same code path as `orpo train`, and prints held-out
 // preference accuracy and margins before and after, plus greedy generations checked against the true sums.
 
+import { evalName, METRIC as M, type MetricName } from '../loss/metric-names.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { saveModel } from '../io/hf-model.js';
@@ -141,19 +142,19 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   });
   const r = run.result;
   const seconds = (performance.now() - started) / 1000;
-  const pick = (rec: Record<string, number> | null, k: string): number => rec?.[`eval_${k}`] ?? NaN;
+  const pick = (rec: Record<string, number> | null, k: MetricName): number => rec?.[evalName(k)] ?? NaN;
   const summary = {
     backend: run.model.kernels.name,
     threads: run.model.kernels.getThreads(),
     steps: r.state.global_step,
     seconds: Number(seconds.toFixed(1)),
     before: {
-      'eval_rewards/accuracies': pick(r.firstEval, 'rewards/accuracies'), 'eval_rewards/margins': pick(r.firstEval, 'rewards/margins'),
-      eval_loss: pick(r.firstEval, 'loss'), generation_accuracy: checks.before === undefined ? NaN : checks.before.correct / checks.before.total,
+      [evalName(M.rewardsAccuracies)]: pick(r.firstEval, M.rewardsAccuracies), [evalName(M.rewardsMargins)]: pick(r.firstEval, M.rewardsMargins),
+      [evalName(M.loss)]: pick(r.firstEval, M.loss), generation_accuracy: checks.before === undefined ? NaN : checks.before.correct / checks.before.total,
     },
     after: {
-      'eval_rewards/accuracies': pick(r.lastEval, 'rewards/accuracies'), 'eval_rewards/margins': pick(r.lastEval, 'rewards/margins'),
-      eval_loss: pick(r.lastEval, 'loss'), generation_accuracy: checks.after === undefined ? NaN : checks.after.correct / checks.after.total,
+      [evalName(M.rewardsAccuracies)]: pick(r.lastEval, M.rewardsAccuracies), [evalName(M.rewardsMargins)]: pick(r.lastEval, M.rewardsMargins),
+      [evalName(M.loss)]: pick(r.lastEval, M.loss), generation_accuracy: checks.after === undefined ? NaN : checks.after.correct / checks.after.total,
     },
     output_dir: d.output_dir,
   };
@@ -166,9 +167,9 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   const out = [
     '',
     `ORPO demo (${summary.backend} kernels, ${summary.threads} thread(s), ${summary.steps} steps, ${summary.seconds} s) — held-out problems:`,
-    row('preference accuracy (rewards/accuracies)', 'eval_rewards/accuracies', 3),
-    row('reward margin (rewards/margins)', 'eval_rewards/margins', 4),
-    row('ORPO loss', 'eval_loss', 4),
+    row('preference accuracy (rewards/accuracies)', evalName(M.rewardsAccuracies), 3),
+    row('reward margin (rewards/margins)', evalName(M.rewardsMargins), 4),
+    row('ORPO loss', evalName(M.loss), 4),
     row('greedy answer right (exact sum)', 'generation_accuracy', 3),
     '',
     'greedy answers after training:',

@@ -26,6 +26,7 @@ import {
 import { loadPairs, type DataLimits } from './pairs.js';
 import { formatDuration, ProgressReporter } from './progress.js';
 import { peakRssBytes } from '../train/memory.js';
+import { evalName, METRIC as M } from '../loss/metric-names.js';
 import { writeReport } from './report-files.js';
 
 export const TRAIN_USAGE = `Usage: orpo train --model DIR --dataset FILE --output-dir DIR [options]
@@ -306,11 +307,11 @@ function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, model: De
   };
   const shown = <T>(v: T | undefined): v is T => v !== undefined;
   if (r.lastTrain !== null) {
-    for (const k of ['loss', 'nll_loss', 'rewards/accuracies', 'rewards/margins', 'mean_token_accuracy']) if (shown(r.lastTrain[k])) s[`train_${k}`] = r.lastTrain[k];
+    for (const k of [M.loss, M.nllLoss, M.rewardsAccuracies, M.rewardsMargins, M.meanTokenAccuracy]) if (shown(r.lastTrain[k])) s[`train_${k}`] = r.lastTrain[k];
   }
   for (const [label, rec] of [['before', r.firstEval], ['after', r.lastEval]] as const) {
     if (rec === null) continue;
-    for (const k of ['eval_loss', 'eval_rewards/accuracies', 'eval_rewards/margins', 'eval_mean_logps/accuracy', 'eval_mean_logps/margin']) {
+    for (const k of [M.loss, M.rewardsAccuracies, M.rewardsMargins, M.meanLogpAccuracy, M.meanLogpMargin].map(evalName)) {
       if (shown(rec[k])) s[`${k} (${label})`] = rec[k];
     }
   }

@@ -34,3 +34,6 @@ export type Metrics = Partial<Record<MetricName, number>>;
 
 /** the method-neutral metrics, computed for every method in evaluation */
 export const NEUTRAL_METRICS = [METRIC.meanLogpChosen, METRIC.meanLogpRejected, METRIC.meanLogpAccuracy, METRIC.meanLogpMargin] as const;
+
+/** an evaluation record's name for a metric (metrics.jsonl, results.json) */
+export const evalName = (m: MetricName): `eval_${MetricName}` => `eval_${m}`;

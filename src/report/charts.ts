@@ -2,6 +2,7 @@
 // browser), from metrics.jsonl records. Training and `eval_` series share a chart so they can be compared.
 
 import * as vega from 'vega';
+import { METRIC as M } from '../loss/metric-names.js';
 import { compile, type TopLevelSpec } from 'vega-lite';
 
 export type MetricRecord = Readonly<Record<string, number>>;
@@ -16,19 +17,19 @@ export interface ChartDef {
 }
 
 export const CHARTS: readonly ChartDef[] = [
-  { id: 'loss', title: "loss: the method's objective (ORPO: L = L_NLL + λ·L_OR)", yTitle: 'loss', series: [{ metric: 'loss', label: 'loss' }] },
-  { id: 'nll_loss', title: 'SFT term: NLL of the chosen responses', yTitle: 'nll_loss', series: [{ metric: 'nll_loss', label: 'nll' }] },
+  { id: 'loss', title: "loss: the method's objective (ORPO: L = L_NLL + λ·L_OR)", yTitle: 'loss', series: [{ metric: M.loss, label: 'loss' }] },
+  { id: 'nll_loss', title: 'SFT term: NLL of the chosen responses', yTitle: 'nll_loss', series: [{ metric: M.nllLoss, label: 'nll' }] },
   { id: 'log_odds_ratio', title: 'mean log σ(log odds ratio) (→ 0 as chosen beats rejected)', yTitle: 'log_odds_ratio', series: [{ metric: 'log_odds_ratio', label: 'log σ(log odds)' }] },
   {
     id: 'logps', title: 'average log-prob of the responses', yTitle: 'log p per token', series: [
-      { metric: 'logps/chosen', label: 'chosen' }, { metric: 'logps/rejected', label: 'rejected' }],
+      { metric: M.logpsChosen, label: 'chosen' }, { metric: M.logpsRejected, label: 'rejected' }],
   },
   {
     id: 'mean_logps', title: 'mean log-prob per response token (any method)', yTitle: 'log p per token', series: [
-      { metric: 'mean_logps/chosen', label: 'chosen' }, { metric: 'mean_logps/rejected', label: 'rejected' }],
+      { metric: M.meanLogpChosen, label: 'chosen' }, { metric: M.meanLogpRejected, label: 'rejected' }],
   },
-  { id: 'margins', title: 'reward margin  λ·(log p chosen − log p rejected)', yTitle: 'rewards/margins', series: [{ metric: 'rewards/margins', label: 'margin' }] },
-  { id: 'accuracies', title: 'preference accuracy (chosen more likely than rejected)', yTitle: 'rewards/accuracies', series: [{ metric: 'rewards/accuracies', label: 'accuracy' }] },
+  { id: 'margins', title: 'reward margin  λ·(log p chosen − log p rejected)', yTitle: 'rewards/margins', series: [{ metric: M.rewardsMargins, label: 'margin' }] },
+  { id: 'accuracies', title: 'preference accuracy (chosen more likely than rejected)', yTitle: 'rewards/accuracies', series: [{ metric: M.rewardsAccuracies, label: 'accuracy' }] },
 ];
 
 interface Point { step: number; value: number; series: string }
