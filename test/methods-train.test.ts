@@ -172,3 +172,29 @@ test('DPO under LoRA: the reference is the base with the adapters switched off, 
   adapters.params.fill(0);
   assert.ok(Math.abs(objectiveStep(model, batch, objective, { reference }).loss - Math.LN2) < 1e-6);
 });
+
+test('every method: the fused chunked head, gradient checkpointing and TRL\'s two rows give the plain step\'s loss, metrics and gradients', async () => {
+  const { FusedLogprobHead } = await import('../src/loss/fused-head.js');
+  const batch = collatePairs(tinyPairs(6), 0);
+  for (const method of METHODS) {
+    const objective = createObjective({ method });
+    const run = (variant: 'plain' | 'fused' | 'checkpointing' | 'two-rows'): { loss: number; metrics: Record<string, number>; grads: Float32Array } => {
+      const model = createModel(tinyConfig, { seed: 21 });
+      model.gradientCheckpointing = variant === 'checkpointing';
+      const reference = method === 'dpo' ? modelReference(createModel(tinyConfig, { seed: 22 }), { description: 'other' }) : null;
+      const head = variant === 'fused' ? new FusedLogprobHead(model.kernels, { chunkRows: 3 }) : undefined;
+      model.zeroGrad();
+      const r = objectiveStep(model, batch, objective, { reference, head, sharePrompt: variant !== 'two-rows' });
+      return { loss: r.loss, metrics: r.metrics as Record<string, number>, grads: model.grads.slice() };
+    };
+    const plain = run('plain');
+    let gmax = 0;
+    for (const g of plain.grads) gmax = Math.max(gmax, Math.abs(g));
+    for (const variant of ['fused', 'checkpointing', 'two-rows'] as const) {
+      const v = run(variant);
+      assert.ok(Math.abs(v.loss - plain.loss) <= 1e-5 * Math.abs(plain.loss), `${method}/${variant}: loss ${v.loss} vs ${plain.loss}`);
+      for (const [k, x] of Object.entries(plain.metrics)) assert.ok(Math.abs(v.metrics[k]! - x) <= 1e-5 * Math.abs(x) + 1e-6, `${method}/${variant}: ${k}`);
+      assert.ok(maxAbsDiff(v.grads, plain.grads) <= 1e-4 * gmax + 1e-7, `${method}/${variant}: gradients`);
+    }
+  }
+});
