@@ -85,8 +85,15 @@ test('orpo train --method dpo: reference choices, precomputed log-probs kept in 
   const pre = join(root, 'dpo-pre');
   const r = orpo(trainArgs(pre, ['--method', 'dpo', '--precompute-ref-log-probs']));
   assert.equal(r.code, 0, r.stderr);
-  const state = JSON.parse(readFileSync(join(pre, 'checkpoint-2', 'trainer_state.json'), 'utf8')) as { ref_logps?: { chosen: number[] } };
+  assert.match(r.stderr, /reference model: .* itself, before the first step \(no copy\)/);
+  const state = JSON.parse(readFileSync(join(pre, 'checkpoint-2', 'trainer_state.json'), 'utf8')) as { ref_logps?: { chosen: number[] }; eval_ref_logps?: { chosen: number[] } };
   assert.equal(state.ref_logps?.chosen.length, 40);
+  assert.equal(state.eval_ref_logps?.chosen.length, 8);
+  // the same held-out evaluations as with the reference on the fly
+  const evalsOf = (dir: string): Record<string, number>[] => records(dir).filter((x) => 'eval_loss' in x);
+  for (const [a, b] of evalsOf(pre).map((e, i) => [e, evalsOf(join(root, 'dpo-copy'))[i]!] as const)) {
+    assert.ok(Math.abs(a['eval_loss']! - b['eval_loss']!) <= 1e-6, `eval_loss ${a['eval_loss']} vs ${b['eval_loss']}`);
+  }
   const fly = records(join(root, 'dpo-copy')).filter((x) => 'loss' in x).map((x) => x['loss']!);
   const prel = records(pre).filter((x) => 'loss' in x).map((x) => x['loss']!);
   for (let i = 0; i < fly.length; i++) assert.ok(Math.abs(fly[i]! - prel[i]!) <= 1e-6, `step ${i + 1}: ${fly[i]} vs ${prel[i]}`);

@@ -55,6 +55,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
     if (c.ref_model === null) throw new OptionError(`orpo eval --method ${c.method} needs --ref-model DIR (the reference model the rewards are measured against)`);
     const ref = await loadModel(c.ref_model);
     ref.trainBase = false;
+    ref.gradientCheckpointing = true; // forward only: one layer's activations are enough
     reference = modelReference(ref, { head: lossHeads(ref, fused).eval, sharePrompt: c.share_prompt, description: c.ref_model });
   } else if (c.ref_model !== null) {
     throw new OptionError(`ref_model is a dpo option; method is ${c.method}`);

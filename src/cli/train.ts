@@ -266,8 +266,15 @@ async function referenceModelFor(c: TrainConfig, model: DecoderBase, adapters: L
   if (c.ref_model === null && adapters !== null) {
     return modelReference(model, { head: evalHead, sharePrompt: c.share_prompt, adapters, description: `${c.model} with the LoRA adapters switched off (no second copy)` });
   }
+  if (c.ref_model === null && c.precompute_ref_log_probs) {
+    // the trainer runs the reference only before the first step, when the policy still is the starting model (as
+    // TRL does without a ref_model): no copy at all
+    return modelReference(model, { head: evalHead, sharePrompt: c.share_prompt, description: `${c.model} itself, before the first step (no copy)` });
+  }
   const dir = c.ref_model ?? c.model!;
   const ref = await loadModel(dir);
+  // a reference never runs backward: checkpointing's one shared layer slot is all the activations it needs to keep
+  ref.gradientCheckpointing = true;
   if (ref.config.vocabSize !== model.config.vocabSize) {
     throw new Error(`--ref-model ${dir}: vocabulary of ${ref.config.vocabSize} tokens, the policy has ${model.config.vocabSize}; the reference must share the policy's tokenizer`);
   }

@@ -5,7 +5,7 @@ import type { TokenPair } from '../data/collate.js';
 import { collatePairs } from '../data/collate.js';
 import type { TokenLogprobHead } from '../loss/logprob-head.js';
 import type { Metrics } from '../loss/metric-names.js';
-import type { Objective } from '../loss/objective.js';
+import type { Objective, ReferenceLogps } from '../loss/objective.js';
 import { objectiveEvaluate } from '../loss/preference.js';
 import type { ReferenceModel } from '../loss/reference.js';
 import type { CausalLM } from '../model/types.js';
@@ -19,8 +19,8 @@ export interface EvaluateOptions {
   padTokenId: number;
   /** the loss head (e.g. the fused, chunked one); default: the unfused reference */
   head?: TokenLogprobHead;
-  /** the objective's reference model (DPO) */
-  reference?: ReferenceModel | null;
+  /** the objective's reference model (DPO), or its log-probs of every pair (in the order of `pairs`), precomputed */
+  reference?: ReferenceModel | ReferenceLogps | null;
 }
 
 export interface EvaluateResult {
@@ -40,7 +40,10 @@ export function evaluatePairs(model: CausalLM, pairs: readonly TokenPair[], opts
   let tokens = 0;
   for (let start = 0; start < pairs.length; start += opts.batchSize) {
     const batch = collatePairs(pairs.slice(start, start + opts.batchSize), opts.padTokenId);
-    const out = objectiveEvaluate(model, batch, opts.objective, { sharePrompt: opts.sharePrompt ?? true, head: opts.head, reference: opts.reference ?? null });
+    const ref = opts.reference ?? null;
+    const end = start + batch.nPairs;
+    const reference = ref === null || 'logps' in ref ? ref : { chosen: ref.chosen.subarray(start, end), rejected: ref.rejected.subarray(start, end) };
+    const out = objectiveEvaluate(model, batch, opts.objective, { sharePrompt: opts.sharePrompt ?? true, head: opts.head, reference });
     acc.add(out.metrics, opts.objective.units(batch));
     logpsChosen.set(out.meanLogpsChosen, start);
     logpsRejected.set(out.meanLogpsRejected, start);

@@ -48,13 +48,18 @@ export interface TrainerState {
    * in the training set, computed once before the first step and kept so a resumed run uses the very same values
    */
   ref_logps?: { chosen: number[]; rejected: number[] };
+  /** the same for the evaluation pairs, in their order, so that no evaluation needs the reference model again */
+  eval_ref_logps?: { chosen: number[]; rejected: number[] };
 }
 
 /** What a run trains and how it computes the loss; default: every parameter, the unfused head, the config's objective. */
 export interface TrainSetup {
   /** the training objective (default: objectiveFromConfig(c)) */
   objective?: Objective;
-  /** the objective's reference model (DPO): on the fly, or precomputed once with precompute_ref_log_probs */
+  /**
+   * the objective's reference model (DPO): on the fly, or with precompute_ref_log_probs run once over the training
+   * and evaluation pairs before the first step and never again (so it may be the starting policy itself)
+   */
   reference?: ReferenceModel | null;
   trainable?: TrainableBuffers;
   heads?: { train: TokenLogprobHead; eval: TokenLogprobHead };
@@ -221,7 +226,11 @@ export async function train(
   const runEval = (): void => {
     if (data.eval === null || data.eval.length === 0) return;
     setup.setTraining?.(false);
-    const out = evaluatePairs(model, data.eval, { objective, reference, sharePrompt, ...heads.eval, batchSize: c.per_device_eval_batch_size, padTokenId: data.padTokenId });
+    const pre = state.eval_ref_logps;
+    const out = evaluatePairs(model, data.eval, {
+      objective, sharePrompt, ...heads.eval, batchSize: c.per_device_eval_batch_size, padTokenId: data.padTokenId,
+      reference: pre === undefined ? reference : { chosen: Float64Array.from(pre.chosen), rejected: Float64Array.from(pre.rejected) },
+    });
     setup.setTraining?.(true);
     result.forwardTokens += out.tokens;
     const record: LogRecord = { step: state.global_step, epoch: epochOf() };
@@ -244,7 +253,10 @@ export async function train(
   // precompute_ref_log_probs: one pass of the reference over the training set before the first step (counted in the
   // run's time, as TRL's train_runtime counts it)
   if (objective.needsReference && c.precompute_ref_log_probs && state.ref_logps === undefined) {
+    // the reference may be the starting policy itself: it must not run once the policy has moved
+    if (state.global_step > 0) throw new Error(`resume: the checkpoint at step ${state.global_step} holds no precomputed reference log-probs; resume it without --precompute-ref-log-probs`);
     state.ref_logps = precomputeReference(reference!, data.train, c.per_device_eval_batch_size, data.padTokenId);
+    if (data.eval !== null && data.eval.length > 0) state.eval_ref_logps = precomputeReference(reference!, data.eval, c.per_device_eval_batch_size, data.padTokenId);
   }
   let window = MetricAccumulator.fromJSON(objective, state.window);
 
