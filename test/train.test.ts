@@ -42,7 +42,7 @@ test('options: defaults are TRL\'s, values are typed, bad values and unknown nam
   assert.equal(objectiveFromConfig({ ...d, method: 'dpo' }).options['beta'], 0.1);
   assert.equal(objectiveFromConfig({ ...d, method: 'simpo' }).options['beta'], 2.0);
   assert.equal(objectiveFromConfig({ ...d, method: 'simpo' }).options['simpo_gamma'], 0.5);
-  assert.equal(objectiveFromConfig({ ...d, method: 'sft' }).options['completion_only_loss'], 'true');
+  assert.equal(objectiveFromConfig({ ...d, method: 'sft' }).options['completion_only_loss'], true);
   assert.equal(d.learning_rate, 1e-6);
   assert.equal(d.lr_scheduler_type, 'linear');
   const c = resolveOptions(TRAIN_OPTIONS, [

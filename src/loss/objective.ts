@@ -68,7 +68,7 @@ export type Combine = keyof Units | 'derived';
 export interface Objective {
   readonly method: Method;
   /** the options as resolved (defaults filled), for logs and results */
-  readonly options: Readonly<Record<string, number | string>>;
+  readonly options: Readonly<Record<string, number | string | boolean>>;
   /** rows the training forward needs: SFT trains on the chosen rows only */
   readonly trainRows: 'chosen' | 'pairs';
   readonly needsReference: boolean;

@@ -16,7 +16,7 @@ export function sftObjective(o: SftObjectiveOptions): Objective {
   const { sftScope } = o;
   return {
     method: 'sft',
-    options: { completion_only_loss: sftScope === 'response' ? 'true' : 'false' },
+    options: { completion_only_loss: sftScope === 'response' },
     trainRows: 'chosen',
     needsReference: false,
     needsLogitStats: true,
