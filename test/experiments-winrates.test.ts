@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import score, { expectedAnswer } from '../experiments/winrates/arith-judge.js';
-import { clusteredMean, METHODS, pickLearningRate, MAX_CHOSEN_DROP, type SweepRow } from '../experiments/winrates/run.js';
+import { clusteredMean, METHODS, overSeeds, pickLearningRate, MAX_CHOSEN_DROP, type SweepRow } from '../experiments/winrates/run.js';
 import type { CompareResults } from '../src/compare/results.js';
 import type { WinRate } from '../src/compare/win-rates.js';
 import { repoRoot, SHARED_MISSING, sharedDir } from './helpers/shared.js';
@@ -42,6 +42,10 @@ test('pooling seeds: cluster-robust interval of a mean', () => {
   assert.ok(Math.abs((twice.ci95[1] - twice.mean) - (p.ci95[1] - p.mean)) < 1e-12);
   const clipped = clusteredMean([1, 1, 1, 0.5], ['a', 'b', 'c', 'd'], [0, 1]);
   assert.ok(clipped.ci95[1] <= 1);
+  // over seeds: Student t with k - 1 degrees of freedom (3 seeds: 4.303)
+  assert.equal(overSeeds([0.5]), null);
+  const o = overSeeds([0.4, 0.5, 0.6])!;
+  assert.ok(Math.abs(o.mean - 0.5) < 1e-12 && Math.abs((o.ci95[1] - 0.5) - 4.303 * 0.1 / Math.sqrt(3)) < 1e-9);
 });
 
 test('learning-rate rule: highest mean held-out accuracy among rates that keep the chosen log-prob', () => {
@@ -49,8 +53,8 @@ test('learning-rate rule: highest mean held-out accuracy among rates that keep t
     learningRate, meanAccuracy, worstChosenDrop, eligible: worstChosenDrop <= MAX_CHOSEN_DROP, methods: {},
     start: { chosen: -2, rejected: -2.1, accuracy: 0.5, margin: 0.1 },
   });
-  assert.equal(pickLearningRate([row(1e-4, 0.6, 0), row(1e-3, 0.7, 0.1), row(3e-3, 0.9, 1)])?.learningRate, 1e-3);
-  assert.equal(pickLearningRate([row(3e-3, 0.9, 1)]), null);
+  assert.equal(pickLearningRate([row(1e-4, 0.6, 0), row(1e-3, 0.7, 0.1), row(3e-3, 0.9, MAX_CHOSEN_DROP + 1)])?.learningRate, 1e-3);
+  assert.equal(pickLearningRate([row(3e-3, 0.9, MAX_CHOSEN_DROP + 0.5)]), null);
 });
 
 const shared = sharedDir();
@@ -106,7 +110,14 @@ test('run.js --quick: both comparisons through orpo compare, every method and ev
     const written = (JSON.parse(stdout.trim().split('\n').pop()!) as { written: Record<string, string[]> }).written;
     assert.deepEqual(Object.keys(written).sort(), shared === null ? ['arith'] : ['arith', 'stories']);
     checkComparison(written['arith']![0]!, 20);
-    if (shared !== null) checkComparison(written['stories']![0]!, 20);
+    if (shared !== null) {
+      const dir = written['stories']![0]!;
+      checkComparison(dir, 20);
+      // the fluency check of the stories completions: every contestant, finite, a log-prob
+      const fl = JSON.parse(readFileSync(join(dir, 'fluency.json'), 'utf8')) as { meanLogprob: Record<string, { mean: number; n: number }> };
+      assert.deepEqual(Object.keys(fl.meanLogprob), ['base', ...METHODS]);
+      for (const [who, e] of Object.entries(fl.meanLogprob)) assert.ok(Number.isFinite(e.mean) && e.mean < 0 && e.n > 0, `${who}: fluency ${e.mean}`);
+    }
     // quick mode writes nothing into the repository's results
     assert.ok(written['arith']![0]!.startsWith(out));
     console.log(`run.js --quick: ${seconds.toFixed(1)} s`);

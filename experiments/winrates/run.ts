@@ -13,7 +13,8 @@
 // rate and seed), spawned as `node dist/src/cli/main.js compare ...`.
 //
 //   node dist/experiments/winrates/run.js [--quick] [--out DIR] [--only stories,arith] [--seeds 1,2,3]
-//        [--sweep [--lrs 1e-4,3e-4,1e-3,3e-3]] [--lr RATE] [--no-copy]
+//        [--sweep [--lrs 1e-4,3e-4,1e-3,3e-3]] [--lr RATE] [--orpo-lambda λ] [--no-copy]
+//   node dist/experiments/winrates/run.js --pool-only      (rewrites results/*-seeds.md from the seed folders)
 //
 // Without --quick, each seed's summary.md, results.json, report.html, charts/*.svg, the judged generations
 // (gzipped) and the exact command are copied into experiments/winrates/results/<name>-s<seed>/, and every seed
@@ -33,6 +34,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { writeDemoData, writeDemoModelFolder } from '../../src/cli/demo.js';
 import { arithmeticTask } from '../../src/train/demo-task.js';
 import type { CompareResults } from '../../src/compare/results.js';
+import { fluencyOf, type Fluency } from './fluency.js';
 
 /** repository root (dist/experiments/winrates/ -> ../../..) */
 export const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
@@ -86,8 +88,10 @@ export const STORIES: Settings = {
 };
 
 export const ARITH: Settings = {
-  // `orpo demo`'s own settings (learning rate 3e-3, 3,000 steps of 16 pairs, 5% warmup, linear decay, λ 0.5)
-  learningRate: 3e-3,
+  // `orpo demo`'s own settings (3,000 steps of 16 pairs, 5% warmup, linear decay, λ 0.5) except the learning rate:
+  // the demo's 3e-3 was set for ORPO; the shared rate is chosen by `--sweep --only arith` and pickLearningRate
+  // like the stories one (results/arith-sweep.md); `--lr 3e-3` runs the demo's rate (results/arith-lr0.003-s1/)
+  learningRate: 3e-4,
   steps: 3000,
   batch: 16,
   evalSteps: 500,
@@ -328,6 +332,8 @@ export interface SeedSummary {
   /** per contestant: mean judge score and pass rate (score ≥ 1), per seed and pooled */
   scores: Record<string, { perSeed: number[]; pooled: Pooled; passPerSeed: number[]; passPooled: Pooled }>;
   winRates: { a: string; b: string; perSeed: number[]; pooled: Pooled }[];
+  /** stories: the untrained model's log-prob per token of each contestant's completions, per seed */
+  fluency?: Fluency[];
 }
 
 /** Pools every seed folder results/<name>-s<seed>/ that holds judged generations. */
@@ -356,7 +362,21 @@ export function poolSeeds(name: string, root = resultsRoot): SeedSummary | null 
       winRates.push({ a, b, perSeed: per.map((o) => o.reduce((s, v) => s + v, 0) / o.length), pooled: clusteredMean(per.flat(), clusters, [0, 1]) });
     }
   }
-  return { comparison: name, seeds: dirs.map((d) => d.seed), contestants, scores, winRates };
+  const fluency = dirs.map((d) => (existsSync(join(d.dir, 'fluency.json')) ? JSON.parse(readFileSync(join(d.dir, 'fluency.json'), 'utf8')) as Fluency : null));
+  return { comparison: name, seeds: dirs.map((d) => d.seed), contestants, scores, winRates, ...(fluency.every((x) => x !== null) ? { fluency: fluency as Fluency[] } : {}) };
+}
+
+/** two-sided 95% Student t quantiles for 1..10 degrees of freedom (then the normal's 1.96 is close enough) */
+const T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
+
+/** the mean of per-seed values with a 95% t interval over seeds (training noise included), or null for one seed */
+export function overSeeds(values: readonly number[]): { mean: number; ci95: [number, number] } | null {
+  const k = values.length;
+  if (k < 2) return null;
+  const mean = values.reduce((a, b) => a + b, 0) / k;
+  const sd = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (k - 1));
+  const half = (T975[k - 2] ?? 1.96) * sd / Math.sqrt(k);
+  return { mean, ci95: [mean - half, mean + half] };
 }
 
 const ci = (p: Pooled, d = 3): string => `${f(p.mean, d)} [${f(p.ci95[0], d)}, ${f(p.ci95[1], d)}]`;
@@ -371,10 +391,21 @@ export function seedsMarkdown(s: SeedSummary): string {
     `|---|${seedCols.map(() => '---').join('|')}|---|---|---|`,
     ...s.contestants.map((c) => { const v = s.scores[c]!; return `| ${c} | ${v.perSeed.map((x) => f(x, 3)).join(' | ')} | ${ci(v.pooled)} | ${v.passPerSeed.map((x) => f(x, 3)).join(', ')} | ${ci(v.passPooled)} |`; }),
     '', '## Win rates of A against B ((wins + ties / 2) / prompts)', '',
-    `| A | B | ${seedCols.join(' | ')} | pooled [95% CI] |`, `|---|---|${seedCols.map(() => '---').join('|')}|---|`,
-    ...orderedWinRates(s).map((w) => `| ${w.a} | ${w.b} | ${w.perSeed.map((x) => f(x, 3)).join(' | ')} | ${ci(w.pooled)} |`),
+    ...(s.seeds.length > 1 ? ['"over seeds" = the mean of the per-seed win rates with a 95% Student t interval over the seeds: it includes training noise (data order, sampling seeds), which the pooled prompt interval does not.', ''] : []),
+    `| A | B | ${seedCols.join(' | ')} | pooled [95% CI over prompts] |${s.seeds.length > 1 ? ' over seeds [95% t CI] |' : ''}`,
+    `|---|---|${seedCols.map(() => '---').join('|')}|---|${s.seeds.length > 1 ? '---|' : ''}`,
+    ...orderedWinRates(s).map((w) => {
+      const o0 = overSeeds(w.perSeed);
+      const o = o0 === null ? null : { mean: o0.mean, ci95: [Math.max(0, o0.ci95[0]), Math.min(1, o0.ci95[1])] };
+      return `| ${w.a} | ${w.b} | ${w.perSeed.map((x) => f(x, 3)).join(' | ')} | ${ci(w.pooled)} |${o === null ? '' : ` ${f(o.mean, 3)} [${f(o.ci95[0], 3)}, ${f(o.ci95[1], 3)}] |`}`;
+    }),
     '',
   ];
+  if (s.fluency !== undefined) {
+    lines.push('## Fluency: the untrained model\'s mean log-prob per token of the judged completions (higher = more like its own stories)', '',
+      `| model | ${seedCols.map((c) => `${c} [95% CI]`).join(' | ')} |`, `|---|${seedCols.map(() => '---').join('|')}|`,
+      ...s.contestants.map((c) => `| ${c} | ${s.fluency!.map((fl) => { const e = fl.meanLogprob[c]; return e === undefined ? '–' : `${f(e.mean, 3)} [${f(e.ci95[0], 3)}, ${f(e.ci95[1], 3)}]`; }).join(' | ')} |`), '');
+  }
   return lines.join('\n');
 }
 
@@ -402,7 +433,9 @@ function copyResults(job: Job, seconds: number, loadStart: number, variant: stri
   const dest = join(resultsRoot, `${job.comparison}${variant}-s${job.seed}`);
   mkdirSync(join(dest, 'charts'), { recursive: true });
   mkdirSync(join(dest, 'generations'), { recursive: true });
-  for (const file of ['summary.md', 'results.json', 'report.html']) copyFileSync(join(job.dir, file), join(dest, file));
+  for (const file of ['summary.md', 'results.json', 'report.html', 'fluency.json']) {
+    if (existsSync(join(job.dir, file))) copyFileSync(join(job.dir, file), join(dest, file));
+  }
   for (const svg of readdirSync(join(job.dir, 'charts')).filter((x) => x.endsWith('.svg'))) copyFileSync(join(job.dir, 'charts', svg), join(dest, 'charts', svg));
   for (const g of readdirSync(join(job.dir, 'generations')).filter((x) => x.endsWith('.jsonl'))) {
     writeFileSync(join(dest, 'generations', `${g}.gz`), gzipSync(readFileSync(join(job.dir, 'generations', g)), { level: 9 }));
@@ -424,11 +457,29 @@ export interface RunOptions {
   copy: boolean;
   /** a learning rate other than the comparison's chosen one (a sensitivity run: results/<name>-lr<rate>-s<seed>/) */
   lr: number | null;
+  /** an ORPO λ other than the comparison's (a sensitivity run: results/<name>[-lr<rate>]-lambda<λ>-s<seed>/) */
+  orpoLambda: number | null;
 }
 
 async function jobFor(name: ComparisonName, o: RunOptions, seed: number, s: Settings, withJudge: boolean): Promise<Job> {
-  const tag = `${o.quick ? 'quick-' : ''}lr${s.learningRate}-s${seed}`;
+  const lambda = o.orpoLambda === null ? '' : `-lambda${o.orpoLambda}`;
+  const tag = `${o.quick ? 'quick-' : ''}lr${s.learningRate}${lambda}-s${seed}`;
   return name === 'stories' ? storiesJob(o.out, seed, s, o.quick, withJudge, tag) : arithJob(o.out, seed, s, o.quick, withJudge, tag);
+}
+
+/** Rewrites every results/<name>-seeds.md / .json from the seed folders there (nothing is run). */
+export function poolAll(log: (s: string) => void): string[] {
+  const names = new Set(readdirSync(resultsRoot).map((d) => /^(.+)-s(\d+)$/.exec(d)?.[1]).filter((x): x is string => x !== undefined));
+  const out: string[] = [];
+  for (const name of [...names].sort()) {
+    const pooled = poolSeeds(name);
+    if (pooled === null) continue;
+    writeFileSync(join(resultsRoot, `${name}-seeds.md`), seedsMarkdown(pooled));
+    writeFileSync(join(resultsRoot, `${name}-seeds.json`), `${JSON.stringify(pooled, null, 2)}\n`);
+    log(`pooled ${name}: seeds ${pooled.seeds.join(', ')}`);
+    out.push(join(resultsRoot, `${name}-seeds.md`));
+  }
+  return out;
 }
 
 export async function run(o: RunOptions, log: (s: string) => void = (s) => process.stderr.write(`winrates: ${s}\n`)): Promise<Record<string, string[]>> {
@@ -436,8 +487,9 @@ export async function run(o: RunOptions, log: (s: string) => void = (s) => proce
   const started = performance.now();
   for (const name of o.only) {
     const chosen = name === 'stories' ? (o.quick ? QUICK_STORIES : STORIES) : (o.quick ? QUICK_ARITH : ARITH);
-    const base = o.lr === null ? chosen : { ...chosen, learningRate: o.lr };
-    const variant = base.learningRate === chosen.learningRate ? '' : `-lr${base.learningRate}`;
+    const base = { ...chosen, ...(o.lr === null ? {} : { learningRate: o.lr }), ...(o.orpoLambda === null ? {} : { orpoLambda: o.orpoLambda }) };
+    const variant = (base.learningRate === chosen.learningRate ? '' : `-lr${base.learningRate}`) +
+      (base.orpoLambda === chosen.orpoLambda ? '' : `-lambda${base.orpoLambda}`);
     if (o.sweep) {
       const rows: SweepRow[] = [];
       for (const lr of o.lrs) {
@@ -462,6 +514,12 @@ export async function run(o: RunOptions, log: (s: string) => void = (s) => proce
       const job = await jobFor(name, o, seed, base, true);
       const { seconds } = await runCompare(job, log);
       const r = readResults(job.dir);
+      if (name === 'stories' && r.judge !== null) {
+        // the rule judge checks names only: how story-like the judged text is, by the untrained model
+        const fl = await fluencyOf(job.dir, resolve(repoRoot, r.model), r.judge.contestants);
+        writeFileSync(join(job.dir, 'fluency.json'), `${JSON.stringify(fl, null, 2)}\n`);
+        log(`  fluency (stories260K log-prob per token of the completions): ${Object.entries(fl.meanLogprob).map(([k, v]) => `${k} ${f(v.mean, 3)}`).join(', ')}`);
+      }
       const orpoVs = r.judge?.winRates.filter((w) => w.a === 'orpo' || w.b === 'orpo') ?? [];
       for (const w of orpoVs) {
         const mine = w.a === 'orpo';
@@ -472,11 +530,11 @@ export async function run(o: RunOptions, log: (s: string) => void = (s) => proce
       log(`${name} seed ${seed}: done in ${seconds.toFixed(0)} s (${job.dir})`);
       written[name]!.push(o.copy ? copyResults(job, seconds, loadStart, variant) : job.dir);
     }
-    if (o.copy && variant === '') {
-      const pooled = poolSeeds(name);
+    if (o.copy) {
+      const pooled = poolSeeds(`${name}${variant}`);
       if (pooled !== null) {
-        writeFileSync(join(resultsRoot, `${name}-seeds.md`), seedsMarkdown(pooled));
-        writeFileSync(join(resultsRoot, `${name}-seeds.json`), `${JSON.stringify(pooled, null, 2)}\n`);
+        writeFileSync(join(resultsRoot, `${name}${variant}-seeds.md`), seedsMarkdown(pooled));
+        writeFileSync(join(resultsRoot, `${name}${variant}-seeds.json`), `${JSON.stringify(pooled, null, 2)}\n`);
       }
     }
   }
@@ -502,12 +560,18 @@ async function main(): Promise<void> {
       sweep: { type: 'boolean', default: false },
       lrs: { type: 'string', default: '1e-4,3e-4,1e-3,3e-3' },
       lr: { type: 'string' },
+      'orpo-lambda': { type: 'string' },
       'no-copy': { type: 'boolean', default: false },
+      'pool-only': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('Usage: node dist/experiments/winrates/run.js [--quick] [--out DIR] [--only stories,arith] [--seeds 1,2,3] [--sweep [--lrs 1e-4,3e-4,1e-3,3e-3]] [--lr RATE] [--no-copy]\n');
+    process.stdout.write('Usage: node dist/experiments/winrates/run.js [--quick] [--out DIR] [--only stories,arith] [--seeds 1,2,3] [--sweep [--lrs 1e-4,3e-4,1e-3,3e-3]] [--lr RATE] [--orpo-lambda λ] [--no-copy] | --pool-only\n');
+    return;
+  }
+  if (values['pool-only']) {
+    process.stdout.write(`${JSON.stringify({ written: poolAll((s) => process.stderr.write(`winrates: ${s}\n`)) })}\n`);
     return;
   }
   const only = values.only.split(',').map((s) => s.trim()) as ComparisonName[];
@@ -516,6 +580,7 @@ async function main(): Promise<void> {
   const o: RunOptions = {
     quick: values.quick, out, only, seeds: parseList(values.seeds, 'seeds'), sweep: values.sweep, lrs: parseList(values.lrs, 'lrs'),
     copy: !values.quick && !values['no-copy'], lr: values.lr === undefined ? null : parseList(values.lr, 'lr')[0]!,
+    orpoLambda: values['orpo-lambda'] === undefined ? null : parseList(values['orpo-lambda'], 'orpo-lambda')[0]!,
   };
   const written = await run(o);
   process.stdout.write(`${JSON.stringify({ out, written })}\n`);
