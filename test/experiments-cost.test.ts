@@ -79,6 +79,11 @@ test('cost experiment --quick: forwards per step, reference weights and a well-f
     assert.equal(dpo.copyForwards, warmup + steps, 'every reference forward ran on the frozen copy');
     assert.equal(dpo.referenceOnPolicyObject, false);
     assert.equal(dpo.referenceWeightBytes, 4 * dpo.params, 'the frozen copy holds a second float32 copy of every weight');
+    // loaded as `orpo train` loads it (gradient checkpointing: it never runs backward): its arena keeps the layer inputs
+    // and one shared layer slot, far less than the policy's every-layer activations
+    assert.ok(dpo.copyArenaBytes > 0 && dpo.copyArenaBytes < dpo.policyArenaBytes, `dpo: the copy's arena ${dpo.copyArenaBytes} B, the policy's ${dpo.policyArenaBytes} B`);
+    assert.ok(dpo.copyActivationBytes >= dpo.copyArenaBytes);
+    for (const r of m.rows) if (r.config !== 'dpo') assert.equal(r.copyArenaBytes, 0, `${r.config}: no copy`);
 
     // DPO, precomputed: one pass before training (one forward per batch of the epoch), then no reference forward
     const pre = row('dpo-precomputed');

@@ -9,10 +9,12 @@
 //   orpo            ORPO, every weight trained                       policy 1 forward, no reference
 //   sft             SFT on the chosen rows                           policy 1 forward (chosen rows only)
 //   simpo           SimPO                                            policy 1 forward, no reference
-//   dpo             DPO, reference on the fly: a frozen copy of the initial policy (modelReference(copy))
+//   dpo             DPO, reference on the fly: a frozen copy of the initial policy (modelReference(copy)), loaded as
+//                   `orpo train` loads it: gradientCheckpointing on (it never runs backward, so it keeps the layer
+//                   inputs and checkpointing's one shared layer slot, not every layer's activations)
 //   dpo-precomputed DPO with the reference log-probs computed once before training (TRL's precompute_ref_log_probs,
-//                   computed, as TRL does without an explicit ref_model, by the initial policy itself: no copy); the
-//                   pass is timed separately and amortised over one epoch (= the batches of this run)
+//                   computed, as TRL and `orpo train` do without an explicit ref_model, by the initial policy itself:
+//                   no copy); the pass is timed separately and amortised over one epoch (= the batches of this run)
 //   orpo-lora       ORPO under LoRA (adapters trained, base frozen)
 //   dpo-lora        DPO under LoRA: the reference is the policy with its adapters switched off (PEFT's
 //                   disable_adapter(): modelReference(model, { adapters }), no second copy of the weights)
@@ -181,9 +183,12 @@ export interface ChildResult {
   stepCpuMs: number[];
   /** time inside the reference's logps() per timed step */
   referenceMs: number[];
-  /** bytes of the policy's activation arena and loss heads, and of the frozen copy's (its forward saves activations too) */
+  /** bytes of the policy's activation arena and loss heads, and of the frozen copy's (checkpointed: layer inputs + one layer) */
   policyActivationBytes: number;
   copyActivationBytes: number;
+  /** the activation arenas alone: the policy model's (adapters' excluded) and the frozen copy's (0 without one) */
+  policyArenaBytes: number;
+  copyArenaBytes: number;
   medianStepMs: number;
   medianStepCpuMs: number;
   precompute: PrecomputeResult | null;
@@ -276,7 +281,7 @@ export async function runChild(req: ChildRequest): Promise<ChildResult> {
     return {
       ...base, params: 0, trainableParams: 0, policyForwards: [], policyBackwards: [], referenceForwards: [], policyTokens: [],
       referenceTokens: [], copyForwards: 0, referenceOnPolicyObject: false, referenceWeightBytes: 0, stepMs: [], stepCpuMs: [],
-      referenceMs: [], policyActivationBytes: 0, copyActivationBytes: 0, medianStepMs: NaN, medianStepCpuMs: NaN, precompute: null, firstLoss: NaN, setupMs: performance.now() - t0,
+      referenceMs: [], policyActivationBytes: 0, copyActivationBytes: 0, policyArenaBytes: 0, copyArenaBytes: 0, medianStepMs: NaN, medianStepCpuMs: NaN, precompute: null, firstLoss: NaN, setupMs: performance.now() - t0,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
     };
   }
@@ -299,17 +304,23 @@ export async function runChild(req: ChildRequest): Promise<ChildResult> {
   const heads = lossHeads(model, fused);
   const objective = createObjective({ method: spec.method });
 
-  // the reference, as the CLI builds it (src/cli/train.ts referenceModelFor), except precomputed (see the header)
+  // the reference, as the CLI builds it (src/cli/train.ts referenceModelFor), the precomputed one included (the
+  // starting policy itself, before the first step)
   let reference: (ReferenceModel & { ms: number }) | null = null;
   let referenceWeightBytes = 0;
   let copyActivationBytes = (): number => 0;
+  let copyArenaBytes = (): number => 0;
   if (spec.reference === 'frozen-copy') {
     const copy = await buildModel(req);
     copy.trainBase = false;
+    // as `orpo train` loads it: a reference never runs backward, so checkpointing's one shared layer slot is all the
+    // activations it keeps (its forward's numbers are unchanged)
+    copy.gradientCheckpointing = true;
     counter.instrument(copy, 'copy');
     referenceWeightBytes = copy.params.byteLength;
     const copyHead = lossHeads(copy, fused).eval;
     copyActivationBytes = () => copy.arena.bytes() + copyHead.bytes();
+    copyArenaBytes = () => copy.arena.bytes();
     reference = counter.wrap(modelReference(copy, { head: copyHead, description: 'a frozen copy of the initial policy' }));
   } else if (spec.reference === 'adapters-off') {
     reference = counter.wrap(modelReference(model, { head: heads.eval, adapters: adapters!, description: 'the policy with its LoRA adapters switched off' }));
@@ -378,7 +389,7 @@ export async function runChild(req: ChildRequest): Promise<ChildResult> {
     ...base, params: model.params.length, trainableParams: trainable.params.length, ...r,
     copyForwards: counter.copyForwards, referenceOnPolicyObject: counter.referenceForwards > 0 && counter.referenceOnPolicy === counter.referenceForwards,
     referenceWeightBytes, policyActivationBytes: model.arena.bytes() + (adapters?.arena.bytes() ?? 0) + heads.train.bytes() + (heads.eval === heads.train ? 0 : heads.eval.bytes()),
-    copyActivationBytes: copyActivationBytes(), medianStepMs: median(r.stepMs), medianStepCpuMs: median(r.stepCpuMs), precompute, firstLoss, setupMs,
+    copyActivationBytes: copyActivationBytes(), policyArenaBytes: model.arena.bytes(), copyArenaBytes: copyArenaBytes(), medianStepMs: median(r.stepMs), medianStepCpuMs: median(r.stepCpuMs), precompute, firstLoss, setupMs,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
 }
@@ -515,7 +526,9 @@ export function markdown(res: Results): string {
     }
     if (dpo) {
       lines.push(`- Reference on the fly: the frozen copy holds ${fmt(dpo.referenceWeightBytes / MiB, 1)} MiB of weights and ${fmt(dpo.copyActivationBytes / MiB, 1)} MiB ` +
-        `of activations and loss head (its forward saves activations as a training forward does); the reference forward takes ${fmt(median(dpo.referenceMs))} ms wall of the step.`);
+        `of activations and loss head: loaded as \`orpo train\` loads it, with gradient checkpointing (it never runs backward), its forward keeps the layer inputs and one ` +
+        `shared layer slot, ${fmt(dpo.copyArenaBytes / MiB, 1)} MiB of arena against the policy's ${fmt(dpo.policyArenaBytes / MiB, 1)} MiB (every layer's activations, for its backward); ` +
+        `the reference forward takes ${fmt(median(dpo.referenceMs))} ms wall of the step.`);
     }
     if (lora) {
       lines.push(`- DPO + LoRA: the reference ${lora.referenceOnPolicyObject ? 'ran on the policy\'s own model object (adapters switched off)' : 'did NOT run on the policy\'s model object'}, ` +
@@ -543,7 +556,8 @@ export function summaryParagraph(res: Results): string {
     p.push(`On ${big.name} (${threadsText(big.threads)}) that second pass makes the step ${longer(dpo.stepRelative)} than ORPO's on the CPU clock ` +
       `(${fmt(dpo.medianStepCpuMs)} vs ${fmt(orpo.medianStepCpuMs)} ms) and adds ${fmt((dpo.aboveBaselineBytes - orpo.aboveBaselineBytes) / MiB)} MiB of peak memory ` +
       `(${fmt(dpo.aboveBaselineRelative, 2)} × ORPO's above Node's baseline): the copy's ${fmt(dpo.referenceWeightBytes / MiB)} MiB of weights and ` +
-      `${fmt(dpo.copyActivationBytes / MiB)} MiB of activations that its forward keeps although no backward follows.`);
+      `${fmt(dpo.copyActivationBytes / MiB)} MiB of activations and loss head - checkpointed as \`orpo train\` loads it, since no backward follows, its forward keeps ` +
+      `the layer inputs and one layer's activations, ${fmt(dpo.copyArenaBytes / MiB)} MiB of arena against the policy's ${fmt(dpo.policyArenaBytes / MiB)} MiB.`);
   }
   if (pre?.precompute) {
     const a = pre.precompute.amortisedMsPerStep;
@@ -554,7 +568,8 @@ export function summaryParagraph(res: Results): string {
       `${pre.precompute.batches}-batch epoch, its cold first batch included), so an epoch of precomputed DPO costs ${fmt(one, 2)} × ORPO` +
       `${dpo ? ` (on the fly: ${fmt(dpo.stepRelative, 2)} ×)` : ''}, and the gap shrinks only as the one pass is spread over several epochs ` +
       `(${fmt((pre.medianStepCpuMs + a / 3) / orpo.medianStepCpuMs, 2)} × over three); new data means a new pass. ` +
-      '(`orpo train --precompute-ref-log-probs` as it stands loads the frozen copy for the pass and keeps it for evaluation, so its memory is the on-the-fly row\'s.)');
+      '(`orpo train --precompute-ref-log-probs` without --ref-model does the same: no copy, the starting policy itself runs the pass before the first step, ' +
+      'over the training pairs and also the evaluation pairs, of which this experiment has none, and keeps the log-probs in the trainer state; so its step and memory are this row\'s.)');
   }
   if (dl) {
     const ol = get(big, 'orpo-lora')!;
@@ -570,7 +585,8 @@ export function summaryParagraph(res: Results): string {
     if (sd) {
       p.push(`On ${small.name} (${fmt(so.params * 4 / MiB, 1)} MiB of weights) the copy's weights vanish in Node's own ` +
         `${fmt(res.baselines.find((b) => b.threads === small.threads)!.peakRssBytes / MiB)} MiB, yet on-the-fly DPO still takes ${fmt(sd.stepRelative, 2)} × ORPO's step time ` +
-        `and ${fmt(sd.aboveBaselineRelative, 2)} × its memory above baseline (the copy's saved activations, ${fmt(sd.copyActivationBytes / MiB)} MiB, dominate)` +
+        `and ${fmt(sd.aboveBaselineRelative, 2)} × its memory above baseline (the copy's activations and loss head, ${fmt(sd.copyActivationBytes / MiB)} MiB, ` +
+        `${fmt(sd.copyArenaBytes / MiB, 1)} of it arena against the policy's ${fmt(sd.policyArenaBytes / MiB, 1)} MiB)` +
         `${sl ? `; DPO + LoRA ${fmt(sl.stepRelative, 2)} × and ${fmt(sl.aboveBaselineRelative, 2)} × ORPO + LoRA's` : ''}.`);
     }
   }
