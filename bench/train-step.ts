@@ -45,7 +45,8 @@ export interface BenchConfig {
   steps: number;
 }
 
-function llamaConfig(o: { hidden: number; layers: number; heads: number; kvHeads: number; intermediate: number;
+/** A Llama-style config.json (also the cost experiment's random model). */
+export function llamaConfig(o: { hidden: number; layers: number; heads: number; kvHeads: number; intermediate: number;
   vocab: number; maxPositions: number }): Record<string, unknown> {
   return {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: o.vocab, hidden_size: o.hidden,

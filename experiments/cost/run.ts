@@ -32,6 +32,7 @@
 // Without --out the full run (default: all cores, 3 warm-up + 8 timed steps, 3 repeats) writes experiments/cost/RESULTS.md
 // and results.json; --quick (stories260K only, one thread, 1 + 2 steps, one repeat, the pairs cut to max_length 128:
 // the counts, not the timings, are the point) writes to a temporary folder unless --out is given.
+import { llamaConfig } from '../../bench/train-step.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
@@ -79,16 +80,6 @@ export const CONFIGS: Record<ConfigName, ConfigSpec> = {
   'dpo-lora': { method: 'dpo', lora: true, reference: 'adapters-off', label: 'DPO + LoRA (reference = adapters off)' },
 };
 
-/** A Llama-style config.json. */
-function llamaConfig(o: { hidden: number; layers: number; heads: number; kvHeads: number; intermediate: number; vocab: number; maxPositions: number }): Record<string, unknown> {
-  return {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: o.vocab, hidden_size: o.hidden,
-    intermediate_size: o.intermediate, num_hidden_layers: o.layers, num_attention_heads: o.heads,
-    num_key_value_heads: o.kvHeads, max_position_embeddings: o.maxPositions, rms_norm_eps: 1e-5,
-    rope_theta: 10000, hidden_act: 'silu', tie_word_embeddings: false, initializer_range: 0.02,
-    bos_token_id: 1, eos_token_id: 2, torch_dtype: 'float32',
-  };
-}
 
 export interface ModelSpec {
   name: string;
