@@ -258,6 +258,11 @@ export async function train(
     state.ref_logps = precomputeReference(reference!, data.train, c.per_device_eval_batch_size, data.padTokenId);
     if (data.eval !== null && data.eval.length > 0) state.eval_ref_logps = precomputeReference(reference!, data.eval, c.per_device_eval_batch_size, data.padTokenId);
   }
+  for (const [what, pre, pairs] of [['training', state.ref_logps, data.train], ['evaluation', state.eval_ref_logps, data.eval]] as const) {
+    if (pre !== undefined && (pre.chosen.length !== pairs?.length || pre.rejected.length !== pairs.length)) {
+      throw new Error(`resume: the checkpoint holds precomputed reference log-probs of ${pre.chosen.length} ${what} pairs, the data has ${pairs?.length ?? 0}; resume needs the same data`);
+    }
+  }
   let window = MetricAccumulator.fromJSON(objective, state.window);
 
   while (state.global_step < state.total_steps) {
