@@ -4,8 +4,6 @@
 import { availableParallelism } from 'node:os';
 import { loadTokenizer, padTokenIdOf } from '../data/tokenizer.js';
 import { fusedLossFor, lossHeads } from '../lora/options.js';
-import { loadModel } from '../io/hf-model.js';
-import { modelReference } from '../loss/reference.js';
 import { NEUTRAL_METRICS } from '../loss/metric-names.js';
 import { objectiveFromConfig, TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
 import { evaluatePairs } from '../train/evaluate.js';
@@ -13,7 +11,7 @@ import { OptionError, type OptionTable } from '../train/options.js';
 import { resolveCommandOptions } from './args.js';
 import { loadModelOrAdapter } from './model-folder.js';
 import { loadPairs } from './pairs.js';
-import { dataLimitsOf } from './train.js';
+import { dataLimitsOf, loadFrozenReference } from './train.js';
 
 type SharedKeys = 'model' | 'dataset' | 'method' | 'beta' | 'completion_only_loss' | 'loss_type' | 'ref_model' | 'simpo_gamma' | 'sft_scope' | 'share_prompt' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
   'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' |
@@ -53,10 +51,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   let reference = null;
   if (objective.needsReference) {
     if (c.ref_model === null) throw new OptionError(`orpo eval --method ${c.method} needs --ref-model DIR (the reference model the rewards are measured against)`);
-    const ref = await loadModel(c.ref_model);
-    ref.trainBase = false;
-    ref.gradientCheckpointing = true; // forward only: one layer's activations are enough
-    reference = modelReference(ref, { head: lossHeads(ref, fused).eval, sharePrompt: c.share_prompt, description: c.ref_model });
+    reference = await loadFrozenReference(c.ref_model, model, fused, c.share_prompt, c.ref_model);
   } else if (c.ref_model !== null) {
     throw new OptionError(`ref_model is a dpo option; method is ${c.method}`);
   }

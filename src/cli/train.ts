@@ -14,6 +14,7 @@ import type { LoraAdapters } from '../lora/adapters.js';
 import { attachLoraFromOptions, fusedLossFor, lossHeads, trainableBuffers, trainMemoryPlanText } from '../lora/options.js';
 import { parseConfig } from '../model/config.js';
 import type { DecoderBase } from '../model/base.js';
+import type { CausalLM } from '../model/types.js';
 import { Rng } from '../tensor/rng.js';
 import { objectiveFromConfig, TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
 import type { TokenLogprobHead } from '../loss/logprob-head.js';
@@ -272,14 +273,19 @@ async function referenceModelFor(c: TrainConfig, model: DecoderBase, adapters: L
     return modelReference(model, { head: evalHead, sharePrompt: c.share_prompt, description: `${c.model} itself, before the first step (no copy)` });
   }
   const dir = c.ref_model ?? c.model!;
+  return loadFrozenReference(dir, model, fused, c.share_prompt, c.ref_model === null ? `a frozen copy of ${dir}` : dir);
+}
+
+/** A reference model loaded from a folder (DPO's --ref-model, or a copy of the starting model), forward only. */
+export async function loadFrozenReference(dir: string, policy: CausalLM, fused: boolean, sharePrompt: boolean, description: string): Promise<ReferenceModel> {
   const ref = await loadModel(dir);
-  // a reference never runs backward: checkpointing's one shared layer slot is all the activations it needs to keep
-  ref.gradientCheckpointing = true;
-  if (ref.config.vocabSize !== model.config.vocabSize) {
-    throw new Error(`--ref-model ${dir}: vocabulary of ${ref.config.vocabSize} tokens, the policy has ${model.config.vocabSize}; the reference must share the policy's tokenizer`);
+  if (ref.config.vocabSize !== policy.config.vocabSize) {
+    throw new Error(`--ref-model ${dir}: vocabulary of ${ref.config.vocabSize} tokens, the policy has ${policy.config.vocabSize}; the reference must share the policy's tokenizer`);
   }
   ref.trainBase = false;
-  return modelReference(ref, { head: lossHeads(ref, fused).eval, sharePrompt: c.share_prompt, description: c.ref_model === null ? `a frozen copy of ${dir}` : dir });
+  // a reference never runs backward: checkpointing's one shared layer slot is all the activations it needs to keep
+  ref.gradientCheckpointing = true;
+  return modelReference(ref, { head: lossHeads(ref, fused).eval, sharePrompt, description });
 }
 
 /** A checkpoint's adapter weights (PEFT names) into freshly attached adapters of the same settings. */
