@@ -173,3 +173,28 @@ test('loss heads refuse statistics arrays shorter than the scored rows', () => {
     assert.throws(() => head.forward(p.hidden, p.weight, p.rows, p.targets, C, V, short), /need 18/);
   }
 });
+
+test('unfused head with stats over a vocabulary of many cache blocks: the same log-probs and stats as whole-block kernels', () => {
+  // V = 40000: 6 rows per 1 MiB block, so 20 scored rows take 4 blocks, the last one short
+  const V = 40000;
+  const C = 8;
+  const M = 20;
+  const rng = new Rng(17);
+  const weight = Float32Array.from({ length: V * C }, () => rng.normal());
+  const hidden = Float32Array.from({ length: M * C }, () => rng.normal());
+  const rows = Int32Array.from({ length: M }, (_, i) => i);
+  const targets = Int32Array.from({ length: M }, () => rng.int(V));
+  const kernels: Kernels[] = [jsKernels, ...(nativeKernels() ? [nativeKernels()!] : [])];
+  for (const k of kernels) {
+    const logits = new Float32Array(M * V);
+    k.matmulForward(logits, hidden, weight, null, M, C, V);
+    const want = { logp: new Float32Array(M), lse: new Float32Array(M), mean: new Float32Array(M), argmax: new Int32Array(M) };
+    k.logprobForward(want.logp, want.lse, logits, targets, M, V);
+    k.logitsStats(want.mean, want.argmax, logits, M, V);
+    const stats: LogitStats = { mean: new Float32Array(M), argmax: new Int32Array(M) };
+    const lp = new UnfusedLogprobHead(k).forward(hidden, weight, rows, targets, C, V, stats);
+    assert.deepEqual(Array.from(lp), Array.from(want.logp), `${k.name}: log-probs`);
+    assert.deepEqual(Array.from(stats.mean), Array.from(want.mean), `${k.name}: means`);
+    assert.deepEqual(Array.from(stats.argmax), Array.from(want.argmax), `${k.name}: argmax`);
+  }
+});
