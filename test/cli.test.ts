@@ -293,3 +293,22 @@ test('orpo demo (default settings) reaches held-out accuracy >= 0.9 with positiv
   assert.ok(s.after['eval_rewards/margins']! > 0, `margin ${s.after['eval_rewards/margins']}`);
   assert.ok(s.before['eval_rewards/accuracies']! < 0.7, 'the untrained model is near chance');
 });
+
+test('--max-length alone works in train, eval and data stats; a prompt limit at or above it gets one message in all three', () => {
+  const out = join(root, 'short');
+  const r = orpo(['train', '--model', modelDir, '--dataset', data.train, '--output-dir', out, '--max-length', '12', '--max-steps', '2',
+    '--per-device-train-batch-size', '2', '--no-report', '--threads', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(orpo(['eval', '--model', out, '--dataset', data.eval, '--max-length', '12', '--json']).code, 0);
+  assert.equal(orpo(['data', 'stats', '--model', modelDir, '--dataset', data.train, '--max-length', '12']).code, 0);
+  const message = /max_prompt_length \(12\) must be an integer in \[1, max_length\) so responses keep at least one token; max_length is 12: set --max-prompt-length below 12, or leave it unset/;
+  for (const args of [
+    ['train', '--model', modelDir, '--dataset', data.train, '--output-dir', join(root, 'short2')],
+    ['eval', '--model', modelDir, '--dataset', data.eval],
+    ['data', 'stats', '--model', modelDir, '--dataset', data.train],
+  ]) {
+    const bad = orpo([...args, '--max-length', '12', '--max-prompt-length', '12']);
+    assert.notEqual(bad.code, 0, args[0]);
+    assert.match(bad.stderr, message, `${args[0]}: ${bad.stderr}`);
+  }
+});

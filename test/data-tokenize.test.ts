@@ -131,7 +131,7 @@ test('every row fits max_length with non-empty responses, whatever the lengths a
 });
 
 test('settings that cannot guarantee a response token are refused with the reason', () => {
-  assert.throws(() => validateTruncation(opts({ maxLength: 512, maxPromptLength: 512 })), /max_prompt_length must be .* \[1, max_length\)/);
+  assert.throws(() => validateTruncation(opts({ maxLength: 512, maxPromptLength: 512 })), /max_prompt_length \(512\) must be .* \[1, max_length\).*max_length is 512/);
   assert.throws(() => validateTruncation(opts({ maxLength: 1 })), /max_length must be an integer >= 2/);
   assert.throws(() => validateTruncation(opts({ maxCompletionLength: 0 })), /max_completion_length/);
 });

@@ -61,8 +61,11 @@ test('options: defaults are TRL\'s, values are typed, bad values and unknown nam
   bad({ lerning_rate: '1e-5' }, /unknown option '--lerning-rate' \(did you mean --learning-rate\?\)/);
   bad({ betaa: 1 }, /cfg|unknown option 'betaa' \(did you mean beta\?\)/, false);
   assert.throws(() => validateTrainConfig({ ...d, model: 'm', dataset: 'd', output_dir: 'o', max_prompt_length: 600, max_length: 512 }),
-    /max_prompt_length \(600\) must be smaller than max_length \(512\)/);
+    /max_prompt_length \(600\) must be an integer in \[1, max_length\).*max_length is 512: set --max-prompt-length below 512, or leave it unset/);
   assert.throws(() => validateTrainConfig({ ...d, dataset: 'd', output_dir: 'o' }), /missing required option 'model' \(--model\)/);
+  // max_length alone is always enough: the prompt limit follows it unless set
+  assert.equal(d.max_prompt_length, null);
+  for (const max_length of [2, 64, 512]) validateTrainConfig({ ...d, model: 'm', dataset: 'd', output_dir: 'o', max_length });
   const help = formatHelp(TRAIN_OPTIONS);
   for (const key of Object.keys(TRAIN_OPTIONS)) assert.ok(help.includes(`--${key.replace(/_/g, '-')}`), `--help lacks ${key}`);
   assert.match(help, /weight of the odds-ratio term.*\[λ\]/);

@@ -37,8 +37,8 @@ export function validateTruncation(opts: TruncationOptions): void {
   }
   if (maxPromptLength !== null && (!Number.isInteger(maxPromptLength) || maxPromptLength < 1 || maxPromptLength >= maxLength)) {
     throw new Error(
-      `max_prompt_length must be an integer in [1, max_length) so responses keep at least one token; ` +
-        `got ${maxPromptLength} with max_length ${maxLength}`,
+      `max_prompt_length (${maxPromptLength}) must be an integer in [1, max_length) so responses keep at least one token; ` +
+        `max_length is ${maxLength}: set --max-prompt-length below ${maxLength}, or leave it unset (it then follows max_length)`,
     );
   }
   if (maxCompletionLength !== null && (!Number.isInteger(maxCompletionLength) || maxCompletionLength < 1)) {

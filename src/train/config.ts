@@ -1,9 +1,10 @@
 // `orpo train`'s options: TRL's ORPOConfig / TrainingArguments names and defaults, one table (see options.ts).
-// Cross-option rules (e.g. max_prompt_length < max_length) live in validateTrainConfig, next to the table.
+// Cross-option rules (e.g. max_prompt_length < max_length, the data layer's rule) live in validateTrainConfig, next to the table.
 
 import { SCHEDULER_TYPES, type SchedulerType } from '../optim/schedule.js';
 import { LORA_MEMORY_OPTIONS, type LoraMemoryConfig } from '../lora/options.js';
 import { OptionError, type OptionTable } from './options.js';
+import { validateTruncation } from '../data/tokenize.js';
 import { METHODS, type Method, type Objective } from '../loss/objective.js';
 import { createObjective, DEFAULT_SIMPO_GAMMA, DPO_LOSS_TYPES, type DpoLossType } from '../loss/objectives/index.js';
 
@@ -40,7 +41,7 @@ export interface TrainConfig extends LoraMemoryConfig {
   adam_epsilon: number;
   max_grad_norm: number;
   max_length: number;
-  max_prompt_length: number;
+  max_prompt_length: number | null;
   max_completion_length: number | null;
   truncation_mode: 'keep_end' | 'keep_start';
   skip_invalid: boolean;
@@ -76,7 +77,7 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   sft_scope: { type: 'enum', choices: ['full', 'response'], default: 'full', group: 'ORPO', doc: "orpo: tokens in the NLL term: 'full' = prompt and chosen response (TRL), 'response' = response only" },
   share_prompt: { type: 'bool', default: true, group: 'ORPO', doc: "compute each pair's prompt once: one row prompt | chosen | rejected, the rejected tokens blind to the chosen ones; TRL's loss and gradients up to float rounding (--share-prompt false: TRL's two rows)" },
   max_length: { type: 'int', default: 1024, min: 2, group: 'ORPO', doc: 'max tokens of prompt + response; longer rows are truncated' },
-  max_prompt_length: { type: 'int', default: 512, min: 1, group: 'ORPO', doc: 'max prompt tokens (truncated first)' },
+  max_prompt_length: { type: 'int', default: null, min: 1, group: 'ORPO', doc: 'max prompt tokens, cut first when a row is too long (none: what the longer response leaves, at least half of max_length)' },
   max_completion_length: { type: 'int', default: null, min: 1, group: 'ORPO', doc: 'max response tokens (none: max_length - prompt)' },
   truncation_mode: { type: 'enum', choices: ['keep_end', 'keep_start'], default: 'keep_end', group: 'ORPO', doc: 'which end of a too long prompt is kept' },
   skip_invalid: { type: 'bool', default: false, group: 'Data and model', doc: 'count and skip malformed rows instead of stopping at the first' },
@@ -119,8 +120,11 @@ export function validateTrainConfig(c: TrainConfig): void {
   need('model');
   need('dataset');
   need('output_dir');
-  if (c.max_prompt_length >= c.max_length) {
-    throw new OptionError(`max_prompt_length (${c.max_prompt_length}) must be smaller than max_length (${c.max_length}) to leave room for a response: set --max-prompt-length below ${c.max_length} too`);
+  // the data layer's one rule, checked here too so that a bad pair of lengths stops before anything loads
+  try {
+    validateTruncation({ maxLength: c.max_length, maxPromptLength: c.max_prompt_length, maxCompletionLength: c.max_completion_length, truncationMode: c.truncation_mode });
+  } catch (e) {
+    throw new OptionError((e as Error).message);
   }
   if (c.eval_dataset !== null && c.eval_split_ratio > 0) {
     throw new OptionError('give either eval_dataset or eval_split_ratio, not both');
