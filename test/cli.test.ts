@@ -227,7 +227,23 @@ test('save_total_limit keeps the newest checkpoints', () => {
   const r = orpo(['train', '--model', modelDir, '--dataset', data.train, '--output-dir', out, '--max-steps', '5',
     '--save-steps', '1', '--save-total-limit', '2', '--no-report', '--threads', '1']);
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(readdirSync(out).filter((n) => n.startsWith('checkpoint-')).sort(), ['checkpoint-3', 'checkpoint-4']);
+  // the last step is checkpointed too (as transformers' Trainer saves at the end), so the newest two are 4 and 5
+  assert.deepEqual(readdirSync(out).filter((n) => n.startsWith('checkpoint-')).sort(), ['checkpoint-4', 'checkpoint-5']);
+});
+
+test('the last step is checkpointed: a resume with more steps continues from it, not from an earlier checkpoint', () => {
+  const out = join(root, 'last-step');
+  const base = ['train', '--model', modelDir, '--dataset', data.train, '--output-dir', out, '--save-steps', '2', '--no-report', '--threads', '1',
+    '--per-device-train-batch-size', '2'];
+  const r = orpo([...base, '--max-steps', '3']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readdirSync(out).filter((n) => n.startsWith('checkpoint-')).sort(), ['checkpoint-2', 'checkpoint-3']);
+  const more = orpo(['train', '--output-dir', out, '--resume', '--max-steps', '4']);
+  assert.equal(more.code, 0, more.stderr);
+  assert.match(more.stderr, /resuming from .*checkpoint-3 \(step 3 of 3\)/);
+  // logged at the last step of each run (logging_steps 10): step 3 kept from the first run, step 4 new; resuming from
+  // checkpoint-2 would have redone step 3 and logged only step 4
+  assert.equal(records(out).filter((x) => 'loss' in x).map((x) => x['step']).join(','), '3,4');
 });
 
 /** Runs the CLI and sends SIGINT once `steps` training lines have been printed. */

@@ -321,7 +321,12 @@ export async function train(
       state.window = { ...window.toJSON(), grad_norm_sum: 0, steps: 0, tokens: 0, seconds: 0 };
     }
     if ((evalEvery !== null && state.global_step % evalEvery === 0) || last) runEval();
-    if (last) break;
+    if (last) {
+      // the last step is always checkpointed (transformers' Trainer saves at the end too), so a resume with a
+      // larger max_steps continues from here instead of redoing the steps after the last periodic checkpoint
+      if (c.save_steps > 0) await hooks.save?.('checkpoint', state, optimizer);
+      break;
+    }
     if (hooks.shouldStop?.() === true) {
       await hooks.save?.('interrupt', state, optimizer);
       result.interrupted = true;
