@@ -100,6 +100,23 @@ for (const c of CASES) {
     const plain = await loadModel(join(dir, 'base'), { kernels: jsKernels });
     assert.ok(maxDiff(hidden(plain), expected) > 1e-3);
     assert.equal(await readFile(join(dir, 'merged', 'tokenizer.json'), 'utf8'), '{"marker": "base"}');
+    // --out must not be the base (or the adapter): the merge would overwrite what it reads, and the base is left as it was
+    const baseBytes = await readFile(join(dir, 'base', 'model.safetensors'));
+    for (const out of [join(dir, 'base'), join(dir, 'base', '.'), join(dir, 'adapter')]) {
+      await assert.rejects(runMergeCommand(['--adapter', join(dir, 'adapter'), '--out', out]), /--out .* is the --(base|adapter) folder; write the merged model to a new folder/);
+    }
+    assert.deepEqual(await readFile(join(dir, 'base', 'model.safetensors')), baseBytes);
+    // a --base other than the one the adapter records is merged, with a warning
+    await saveModel(base, join(dir, 'other-base'));
+    const warnings: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => { warnings.push(String(s)); return true; }) as typeof process.stderr.write;
+    try {
+      assert.equal(await runMergeCommand(['--base', join(dir, 'other-base'), '--adapter', join(dir, 'adapter'), '--out', join(dir, 'merged2')]), 0);
+    } finally {
+      process.stderr.write = write;
+    }
+    assert.match(warnings.join(''), /warning: .*adapter was trained on .*base .*but --base is .*other-base/);
     // in memory too: merging then detaching gives the same function
     mergeLora(adapters);
     assert.ok(maxDiff(hidden(base), expected) <= 1e-5);

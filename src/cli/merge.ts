@@ -1,6 +1,6 @@
 // `orpo merge --base DIR --adapter DIR --out DIR`: fold a PEFT LoRA adapter into its base model and write a
 // plain Hugging Face model folder (config.json, safetensors, tokenizer files) that loads without peft.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, realpath } from 'node:fs/promises';
 import { copyTokenizerFiles } from './checkpoint.js';
 import { resolveCommandOptions } from './args.js';
 import { loadAdapter, readAdapterConfig } from '../io/adapter.js';
@@ -31,8 +31,17 @@ export async function runMergeCommand(argv: readonly string[]): Promise<number> 
   if (c === null) return 0;
   if (c.adapter === null) throw new OptionError("missing required option 'adapter' (--adapter)");
   if (c.out === null) throw new OptionError("missing required option 'out' (--out)");
-  const base = c.base ?? (await readAdapterConfig(c.adapter)).baseModelNameOrPath;
+  const recorded = (await readAdapterConfig(c.adapter)).baseModelNameOrPath;
+  const base = c.base ?? recorded;
   if (base === null) throw new OptionError(`${c.adapter}: adapter_config.json names no base_model_name_or_path; give --base DIR`);
+  // writing the merged model over its own base (or over the adapter) would destroy what it was made from
+  for (const [flag, dir] of [['--base', base], ['--adapter', c.adapter]] as const) {
+    if (await sameFolder(c.out, dir)) throw new OptionError(`--out ${c.out} is the ${flag} folder; write the merged model to a new folder`);
+  }
+  if (c.base !== null && recorded !== null && !(await sameFolder(c.base, recorded))) {
+    process.stderr.write(`warning: ${c.adapter} was trained on ${recorded} (adapter_config.json's base_model_name_or_path), ` +
+      `but --base is ${c.base}; the merge is only right if they hold the same weights\n`);
+  }
   const model = await loadModel(base);
   const adapters = await loadAdapter(c.adapter, model);
   mergeLora(adapters);
@@ -44,4 +53,11 @@ export async function runMergeCommand(argv: readonly string[]): Promise<number> 
   process.stdout.write(`merged ${adapters.layers.length} LoRA module(s) (r=${adapters.settings.r}, scaling ${adapters.scaling}) ` +
     `from ${c.adapter} into ${base} -> ${c.out}\n`);
   return 0;
+}
+
+/** whether two paths name the same folder (after resolving links); a folder that does not exist yet is nobody's */
+async function sameFolder(a: string, b: string): Promise<boolean> {
+  const real = async (p: string): Promise<string | null> => realpath(p).catch(() => null);
+  const [ra, rb] = await Promise.all([real(a), real(b)]);
+  return ra !== null && ra === rb;
 }
