@@ -328,3 +328,10 @@ test('--max-length alone works in train, eval and data stats; a prompt limit at 
     assert.match(bad.stderr, message, `${args[0]}: ${bad.stderr}`);
   }
 });
+
+test('the report shows counts exactly and measurements to 6 digits', async () => {
+  const { formatSummaryValue } = await import('../src/cli/train.js');
+  assert.equal(formatSummaryValue(9780928), '9780928');
+  assert.equal(formatSummaryValue(0.123456789), '0.123457');
+  assert.equal(formatSummaryValue('runs/x'), 'runs/x');
+});

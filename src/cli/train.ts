@@ -247,7 +247,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
     const report = await writeReport(outputDir, result.state.log_history, {
       title: opts.title ?? `${objective.method.toUpperCase()} run: ${outputDir}`,
       subtitle: `${modelDir} fine-tuned with ${objective.method.toUpperCase()} (${Object.entries(objective.options).map(([k, v]) => `${k} = ${v}`).join(', ')}) on ${c.dataset}.`,
-      summary: Object.entries(summary).map(([k, v]) => [k, typeof v === 'number' ? String(Number(v.toPrecision(6))) : String(v)] as const),
+      summary: Object.entries(summary).map(([k, v]) => [k, formatSummaryValue(v)] as const),
       firstEval: result.firstEval, lastEval: result.lastEval, config: args, extra: opts.reportExtra?.(model, tokenizer),
     });
     say(`report: ${report.html}`);
@@ -329,6 +329,12 @@ function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, model: De
     }
   }
   return s;
+}
+
+/** a summary value for the report: counts exactly (a 9,780,928-parameter model is not 9780930), measurements to 6 digits */
+export function formatSummaryValue(v: number | string): string {
+  if (typeof v !== 'number') return v;
+  return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
 }
 
 function printSummary(s: Record<string, number | string>, reporter: ProgressReporter): void {
