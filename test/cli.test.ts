@@ -335,3 +335,17 @@ test('the report shows counts exactly and measurements to 6 digits', async () =>
   assert.equal(formatSummaryValue(0.123456789), '0.123457');
   assert.equal(formatSummaryValue('runs/x'), 'runs/x');
 });
+
+test('--system-column reaches the data in train and eval as in data stats (a field the rows lack is named by all three)', () => {
+  for (const args of [
+    ['train', '--model', modelDir, '--dataset', data.train, '--output-dir', join(root, 'sys'), '--max-steps', '1', '--no-report'],
+    ['eval', '--model', modelDir, '--dataset', data.eval],
+    ['data', 'stats', '--model', modelDir, '--dataset', data.train],
+  ]) {
+    const r = orpo([...args, '--system-column', 'persona']);
+    assert.notEqual(r.code, 0, args[0]);
+    assert.doesNotMatch(r.stderr, /unknown option/, args[0]);
+    assert.match(r.stderr, /persona/, `${args[0]}: ${r.stderr}`);
+    assert.match(r.stderr, /--system-column/, `${args[0]}: ${r.stderr}`);
+  }
+});

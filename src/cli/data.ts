@@ -14,10 +14,9 @@ import { OptionError, type OptionTable } from '../train/options.js';
 import { resolveCommandOptions } from './args.js';
 
 type SharedKeys = 'model' | 'dataset' | 'max_length' | 'max_prompt_length' | 'max_completion_length' | 'truncation_mode' |
-  'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' | 'per_device_train_batch_size' | 'seed';
+  'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' | 'system_column' | 'per_device_train_batch_size' | 'seed';
 
 export type DataCommandConfig = Pick<TrainConfig, SharedKeys> & {
-  system_column: string | null;
   limit: number | null;
   json: boolean;
   n: number;
@@ -28,8 +27,7 @@ const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pi
 
 // in --help order: --help prints a group heading whenever the group changes
 export const DATA_COMMAND_OPTIONS: OptionTable<DataCommandConfig> = {
-  ...shared<SharedKeys>(['model', 'dataset', 'dataset_split', 'skip_invalid', 'prompt_column', 'chosen_column', 'rejected_column']),
-  system_column: { type: 'string', default: null, group: 'Data and model', doc: "field holding a system message (none: 'system' when present)" },
+  ...shared<SharedKeys>(['model', 'dataset', 'dataset_split', 'skip_invalid', 'prompt_column', 'chosen_column', 'rejected_column', 'system_column']),
   ...shared<SharedKeys>(['max_length', 'max_prompt_length', 'max_completion_length', 'truncation_mode', 'per_device_train_batch_size', 'seed']),
   limit: { type: 'int', default: null, min: 1, doc: 'read at most this many rows (a quick look at a large dataset)' },
   json: { type: 'bool', default: false, doc: 'print one JSON object instead of text' },

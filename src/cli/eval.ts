@@ -14,7 +14,7 @@ import { loadPairs } from './pairs.js';
 import { dataLimitsOf, loadFrozenReference } from './train.js';
 
 type SharedKeys = 'model' | 'dataset' | 'method' | 'beta' | 'completion_only_loss' | 'loss_type' | 'ref_model' | 'simpo_gamma' | 'sft_scope' | 'share_prompt' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
-  'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' |
+  'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' | 'system_column' |
   'per_device_eval_batch_size' | 'threads' | 'bf16';
 export type EvalConfig = Pick<TrainConfig, SharedKeys> & { json: boolean };
 
@@ -23,7 +23,7 @@ const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pi
 
 export const EVAL_OPTIONS: OptionTable<EvalConfig> = {
   ...shared<SharedKeys>(['model', 'dataset', 'method', 'beta', 'completion_only_loss', 'loss_type', 'ref_model', 'simpo_gamma', 'sft_scope', 'share_prompt', 'max_length', 'max_prompt_length', 'max_completion_length',
-    'truncation_mode', 'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column',
+    'truncation_mode', 'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column', 'system_column',
     'per_device_eval_batch_size', 'threads', 'bf16']),
   json: { type: 'bool', default: false, doc: 'print the metrics as one JSON object' },
 };

@@ -12,7 +12,7 @@ export interface DataLimits {
   truncationMode: 'keep_end' | 'keep_start';
   skipInvalid: boolean;
   split: string | null;
-  columns: { prompt: string | null; chosen: string | null; rejected: string | null };
+  columns: { prompt: string | null; chosen: string | null; rejected: string | null; system: string | null };
 }
 
 export async function loadPairs(path: string, tokenizer: Tokenizer, limits: DataLimits):
@@ -21,6 +21,7 @@ export async function loadPairs(path: string, tokenizer: Tokenizer, limits: Data
   if (limits.columns.prompt !== null) columns.prompt = limits.columns.prompt;
   if (limits.columns.chosen !== null) columns.chosen = limits.columns.chosen;
   if (limits.columns.rejected !== null) columns.rejected = limits.columns.rejected;
+  if (limits.columns.system !== null) columns.system = limits.columns.system;
   const opts: DataOptions = {
     maxLength: limits.maxLength, maxPromptLength: limits.maxPromptLength, maxCompletionLength: limits.maxCompletionLength,
     truncationMode: limits.truncationMode, skipInvalid: limits.skipInvalid, columns,

@@ -57,21 +57,21 @@ export interface TrainRun {
 }
 
 type DataKeys = 'max_length' | 'max_prompt_length' | 'max_completion_length' | 'truncation_mode' | 'skip_invalid' |
-  'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column';
+  'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' | 'system_column';
 
 // options that shape the optimisation; a resumed run with other values continues, but not exactly
 const RESUME_MUST_MATCH = [
   'dataset', 'eval_dataset', 'eval_split_ratio', 'method', 'beta', 'completion_only_loss', 'loss_type', 'ref_model', 'precompute_ref_log_probs', 'simpo_gamma', 'sft_scope', 'share_prompt', 'bf16', 'learning_rate', 'num_train_epochs', 'max_steps',
   'per_device_train_batch_size', 'gradient_accumulation_steps', 'lr_scheduler_type', 'warmup_steps', 'warmup_ratio',
   'weight_decay', 'adam_beta1', 'adam_beta2', 'adam_epsilon', 'max_grad_norm', 'max_length', 'max_prompt_length',
-  'max_completion_length', 'truncation_mode', 'seed',
+  'max_completion_length', 'truncation_mode', 'system_column', 'seed',
 ] as const satisfies readonly (keyof TrainConfig)[];
 
 export function dataLimitsOf(c: Pick<TrainConfig, DataKeys>): DataLimits {
   return {
     maxLength: c.max_length, maxPromptLength: c.max_prompt_length, maxCompletionLength: c.max_completion_length,
     truncationMode: c.truncation_mode, skipInvalid: c.skip_invalid, split: c.dataset_split,
-    columns: { prompt: c.prompt_column, chosen: c.chosen_column, rejected: c.rejected_column },
+    columns: { prompt: c.prompt_column, chosen: c.chosen_column, rejected: c.rejected_column, system: c.system_column },
   };
 }
 

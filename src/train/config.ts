@@ -49,6 +49,7 @@ export interface TrainConfig extends LoraMemoryConfig {
   prompt_column: string | null;
   chosen_column: string | null;
   rejected_column: string | null;
+  system_column: string | null;
   seed: number;
   logging_steps: number;
   eval_steps: number | null;
@@ -85,6 +86,7 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   prompt_column: { type: 'string', default: null, group: 'Data and model', doc: "field holding the prompt (none: 'prompt')" },
   chosen_column: { type: 'string', default: null, group: 'Data and model', doc: "field holding the preferred response (none: 'chosen')" },
   rejected_column: { type: 'string', default: null, group: 'Data and model', doc: "field holding the dispreferred response (none: 'rejected')" },
+  system_column: { type: 'string', default: null, group: 'Data and model', doc: "field holding a system message (none: 'system' when present)" },
   learning_rate: { type: 'float', default: 1e-6, min: 0, minExclusive: true, symbol: 'η', group: 'Optimisation', doc: 'peak AdamW learning rate (TRL ORPOConfig default)' },
   num_train_epochs: { type: 'float', default: 3, min: 0, minExclusive: true, group: 'Optimisation', doc: 'passes over the training data (ignored when max_steps > 0)' },
   max_steps: { type: 'int', default: -1, min: -1, group: 'Optimisation', doc: 'total optimizer steps; -1 = from num_train_epochs' },
