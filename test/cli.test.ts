@@ -349,3 +349,18 @@ test('--system-column reaches the data in train and eval as in data stats (a fie
     assert.match(r.stderr, /--system-column/, `${args[0]}: ${r.stderr}`);
   }
 });
+
+test("orpo eval on a run's folder uses the run's settings (saying so), and flags override them", () => {
+  const out = join(root, 'settings');
+  const r = orpo(['train', '--model', modelDir, '--dataset', data.train, '--eval-dataset', data.eval, '--output-dir', out, '--max-steps', '3',
+    '--per-device-train-batch-size', '2', '--beta', '0.7', '--sft-scope', 'response', '--max-length', '14', '--no-report', '--threads', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  const last = records(out).filter((x) => 'eval_loss' in x).pop()!;
+  const ev = orpo(['eval', '--model', out, '--dataset', data.eval, '--json']);
+  assert.equal(ev.code, 0, ev.stderr);
+  assert.match(ev.stderr, /using the run's settings from .*training_args\.json \(method orpo, beta 0\.7, .*sft_scope response, .*max_length 14/);
+  const m = JSON.parse(ev.stdout) as Record<string, number>;
+  assert.ok(Math.abs(m['eval_loss']! - last['eval_loss']!) <= 1e-6 * Math.abs(last['eval_loss']!), `${m['eval_loss']} vs the run's ${last['eval_loss']}`);
+  const other = JSON.parse(orpo(['eval', '--model', out, '--dataset', data.eval, '--json', '--beta', '0.1']).stdout) as Record<string, number>;
+  assert.notEqual(other['eval_loss'], m['eval_loss']);
+});

@@ -102,10 +102,16 @@ test('orpo train --method dpo: reference choices, precomputed log-probs kept in 
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.deepEqual(withoutTimings(records(pre)), whole);
 
-  // orpo eval --method dpo needs the reference it measures against
-  const noRef = orpo(['eval', '--model', pre, '--dataset', data.eval, '--method', 'dpo']);
+  // orpo eval --method dpo needs the reference it measures against: a plain model folder has none; a DPO run's
+  // folder records its own (the model it started from), and eval uses it
+  const noRef = orpo(['eval', '--model', modelDir, '--dataset', data.eval, '--method', 'dpo']);
   assert.equal(noRef.code, 2);
   assert.match(noRef.stderr, /needs --ref-model DIR/);
+  const own = orpo(['eval', '--model', pre, '--dataset', data.eval, '--json']);
+  assert.equal(own.code, 0, own.stderr);
+  assert.match(own.stderr, /method dpo.*ref_model .*model\)/);
+  const lastEval = records(pre).filter((x) => 'eval_loss' in x).pop()!;
+  assert.ok(Math.abs((JSON.parse(own.stdout) as Record<string, number>)['eval_loss']! - lastEval['eval_loss']!) <= 1e-6, 'the run\'s own final evaluation');
   const ev = orpo(['eval', '--model', pre, '--dataset', data.eval, '--method', 'dpo', '--ref-model', modelDir, '--json']);
   assert.equal(ev.code, 0, ev.stderr);
   const m = JSON.parse(ev.stdout) as Record<string, number | string>;

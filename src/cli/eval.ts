@@ -1,7 +1,10 @@
 // `orpo eval`: a method's metrics (ORPO's by default) and the method-neutral ones of a model folder on a preference
 // dataset, no training.
 
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { loadTokenizer, padTokenIdOf } from '../data/tokenizer.js';
 import { fusedLossFor, lossHeads } from '../lora/options.js';
 import { NEUTRAL_METRICS } from '../loss/metric-names.js';
@@ -21,6 +24,10 @@ export type EvalConfig = Pick<TrainConfig, SharedKeys> & { json: boolean };
 const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pick<TrainConfig, K>> =>
   Object.fromEntries(keys.map((k) => [k, TRAIN_OPTIONS[k]])) as unknown as OptionTable<Pick<TrainConfig, K>>;
 
+/** what a run's training_args.json gives orpo eval: the objective and how the data was read */
+const RUN_SETTINGS = ['method', 'beta', 'completion_only_loss', 'loss_type', 'simpo_gamma', 'sft_scope', 'share_prompt', 'max_length',
+  'max_prompt_length', 'max_completion_length', 'truncation_mode', 'prompt_column', 'chosen_column', 'rejected_column', 'system_column'] as const satisfies readonly (keyof EvalConfig)[];
+
 export const EVAL_OPTIONS: OptionTable<EvalConfig> = {
   ...shared<SharedKeys>(['model', 'dataset', 'method', 'beta', 'completion_only_loss', 'loss_type', 'ref_model', 'simpo_gamma', 'sft_scope', 'share_prompt', 'max_length', 'max_prompt_length', 'max_completion_length',
     'truncation_mode', 'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column', 'system_column',
@@ -35,8 +42,24 @@ model folder on preference pairs, and the method-neutral mean_logps/* (mean resp
 rejected, how often and by how much chosen wins). dpo needs --ref-model DIR.`;
 
 export async function runEval(argv: readonly string[]): Promise<number> {
-  const c = await resolveCommandOptions('eval', USAGE, argv, EVAL_OPTIONS, { allowConfig: true });
+  let c = await resolveCommandOptions('eval', USAGE, argv, EVAL_OPTIONS, { allowConfig: true });
   if (c === null) return 0;
+  if (c.model !== null) {
+    // a run's folder (final model or checkpoint) carries its settings: evaluate as it trained unless told otherwise
+    const file = join(c.model, 'training_args.json');
+    const saved = existsSync(file) ? JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown> : null;
+    if (saved !== null) {
+      const values = Object.fromEntries(RUN_SETTINGS.filter((k) => k in saved).map((k) => [k, saved[k]]));
+      c = (await resolveCommandOptions('eval', USAGE, argv, EVAL_OPTIONS, { allowConfig: true, base: { source: file, values } }))!;
+      if (c.method === 'dpo' && c.ref_model === null && saved['method'] === 'dpo') {
+        // the run's reference: its --ref-model, or the model it started from
+        const ref = saved['ref_model'] ?? saved['model'];
+        if (typeof ref === 'string') c = { ...c, ref_model: ref };
+      }
+      process.stderr.write(`using the run's settings from ${file} (${RUN_SETTINGS.filter((k) => k in values && values[k] !== null).map((k) => `${k} ${String(c![k])}`).join(', ')}` +
+        `${c.ref_model !== null ? `, ref_model ${c.ref_model}` : ''}); flags override them\n`);
+    }
+  }
   if (c.model === null || c.dataset === null) throw new OptionError('orpo eval needs --model DIR and --dataset FILE');
   const model = await loadModelOrAdapter(c.model);
   model.kernels.setThreads(c.threads ?? availableParallelism());

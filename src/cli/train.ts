@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { TokenPair } from '../data/collate.js';
 import { loadTokenizer, padTokenIdOf, type Tokenizer } from '../data/tokenizer.js';
 import { readSafetensorsHeader, readTensorF32 } from '../io/safetensors.js';
+import { writeFileAtomically } from '../io/atomic-file.js';
 import { ADAPTER_WEIGHTS_FILE, peftTensorName, saveAdapter } from '../io/adapter.js';
 import { loadModel, readConfigJson, saveModel } from '../io/hf-model.js';
 import type { LoraAdapters } from '../lora/adapters.js';
@@ -225,6 +226,8 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
         if (kind === 'final') {
           await writeWeights(outputDir, c.save_dtype === 'bfloat16' ? 'BF16' : 'F32');
           await copyTokenizerFiles(modelDir, outputDir);
+          // the run's settings travel with the final model too, for orpo eval (and a reader) to use
+          await writeFileAtomically(join(outputDir, 'training_args.json'), JSON.stringify(args, null, 2) + '\n');
           return;
         }
         const dir = await saveCkpt(state, optimizer);
