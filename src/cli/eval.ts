@@ -56,7 +56,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
         const ref = saved['ref_model'] ?? saved['model'];
         if (typeof ref === 'string') c = { ...c, ref_model: ref };
       }
-      process.stderr.write(`using the run's settings from ${file} (${RUN_SETTINGS.filter((k) => k in values && values[k] !== null).map((k) => `${k} ${String(c![k])}`).join(', ')}` +
+      process.stderr.write(`using the run's settings from ${file} (${RUN_SETTINGS.filter((k) => k in values && values[k] !== EVAL_OPTIONS[k].default).map((k) => `${k} ${String(c![k])}`).join(', ')}` +
         `${c.ref_model !== null ? `, ref_model ${c.ref_model}` : ''}); flags override them\n`);
     }
   }
