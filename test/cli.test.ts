@@ -64,6 +64,13 @@ test('help lists every command and option; unknown options and bad values are na
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /missing required option 'model'/);
   assert.match(orpo(['frobnicate']).stderr, /unknown command 'frobnicate'/);
+  assert.match(orpo(['trian']).stderr, /unknown command 'trian' \(did you mean train\?\)/);
+  const version = orpo(['--version']);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout, /^orpo-ts \d+\.\d+\.\d+\n$/);
+  // one prefix: the command's, not the command's twice
+  assert.match(orpo(['train', '--learning-rate', 'abc']).stderr, /^orpo train: error: --learning-rate: invalid value "abc"/);
+  assert.match(orpo(['eval', '--help']).stdout, /--dataset <path> +preference data to evaluate on/);
 
   const yaml = join(root, 'bad.yaml');
   writeFileSync(yaml, `model: ${modelDir}\nlearning_rate: fast\n`);

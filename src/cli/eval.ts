@@ -33,6 +33,9 @@ export const EVAL_OPTIONS: OptionTable<EvalConfig> = {
     'truncation_mode', 'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column', 'system_column',
     'per_device_eval_batch_size', 'threads', 'bf16']),
   json: { type: 'bool', default: false, doc: 'print the metrics as one JSON object' },
+  // the training table's words fit training; say what these two mean here
+  model: { ...TRAIN_OPTIONS.model, doc: "model folder to evaluate: a run's output or checkpoint (its training_args.json gives the defaults), a LoRA adapter folder, or any Hugging Face folder" },
+  dataset: { ...TRAIN_OPTIONS.dataset, doc: 'preference data to evaluate on (.jsonl/.json/.parquet, optionally .gz): prompt/chosen/rejected' },
 };
 
 const USAGE = `Usage: orpo eval --model DIR --dataset FILE [--json] [options]

@@ -2,7 +2,7 @@
 // The `orpo` command: dispatches to a subcommand and turns errors into one clear line and an exit code
 // (2 = bad options, 1 = anything else; ORPO_DEBUG=1 prints the stack).
 
-import { OptionError } from '../train/options.js';
+import { OptionError, suggestOption } from '../train/options.js';
 
 type Command = (argv: readonly string[]) => Promise<number>;
 
@@ -17,7 +17,7 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; about: string }> 
   data: { load: async () => (await import('./data.js')).runDataCommand, about: 'inspect a dataset as the model will see it (data stats, data show)' },
 };
 
-const USAGE = `Usage: orpo <command> [options]   (orpo <command> --help for its options)
+const USAGE = `Usage: orpo <command> [options]   (orpo <command> --help for its options; orpo --version)
 
 ORPO (odds-ratio preference optimisation, Hong et al. 2024) for causal language models.
 
@@ -25,15 +25,27 @@ Commands:
 ${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)}${c.about}`).join('\n')}
 `;
 
+/** this package's version, from its package.json (dist/src/cli/ -> the package root) */
+async function packageVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const pkg = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8')) as { name: string; version: string };
+  return `${pkg.name} ${pkg.version}`;
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(`${await packageVersion()}\n`);
+    return 0;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(USAGE);
     return name === undefined ? 2 : 0;
   }
   const command = COMMANDS[name];
   if (command === undefined) {
-    process.stderr.write(`orpo: unknown command '${name}'\n\n${USAGE}`);
+    const hint = suggestOption(name, Object.keys(COMMANDS));
+    process.stderr.write(`orpo: unknown command '${name}'${hint === null ? '' : ` (did you mean ${hint}?)`}\n\n${USAGE}`);
     return 2;
   }
   try {

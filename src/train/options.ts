@@ -135,6 +135,8 @@ export function resolveOptions<C>(
 ): C {
   const keys = Object.keys(table);
   const config = defaultsOf(table) as Record<string, OptionValue>;
+  // a file names itself; command-line flags need no source (the command's name leads its error line already)
+  const where = (layer: { source: string; flagStyle?: boolean }): string => (layer.flagStyle === true ? '' : `${layer.source}: `);
   for (const layer of layers) {
     for (const [key, raw] of Object.entries(layer.values)) {
       const name = layer.flagStyle === true ? `--${toKebab(key)}` : key;
@@ -142,9 +144,9 @@ export function resolveOptions<C>(
       if (spec === undefined) {
         const hint = suggestOption(key, keys);
         const shown = hint === null ? '' : ` (did you mean ${layer.flagStyle === true ? `--${toKebab(hint)}` : hint}?)`;
-        throw new OptionError(`${layer.source}: unknown option '${name}'${shown}; see --help for the list`);
+        throw new OptionError(`${where(layer)}unknown option '${name}'${shown}; see --help for the list`);
       }
-      config[key] = coerceOption(key, spec, raw, `${layer.source}: ${name}`);
+      config[key] = coerceOption(key, spec, raw, `${where(layer)}${name}`);
     }
   }
   return config as C;
