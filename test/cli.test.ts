@@ -71,6 +71,13 @@ test('help lists every command and option; unknown options and bad values are na
   // one prefix: the command's, not the command's twice
   assert.match(orpo(['train', '--learning-rate', 'abc']).stderr, /^orpo train: error: --learning-rate: invalid value "abc"/);
   assert.match(orpo(['eval', '--help']).stdout, /--dataset <path> +preference data to evaluate on/);
+  // options that would be silently ignored are refused
+  const noEval = orpo(['train', '--model', modelDir, '--dataset', data.train, '--output-dir', join(root, 'x-eval'), '--eval-steps', '2']);
+  assert.equal(noEval.code, 2);
+  assert.match(noEval.stderr, /eval_steps needs held-out pairs to evaluate: give --eval-dataset FILE or --eval-split-ratio/);
+  const sysNoChat = orpo(['generate', '--model', modelDir, '--prompt', '12+', '--system', 'be brief']);
+  assert.equal(sysNoChat.code, 2);
+  assert.match(sysNoChat.stderr, /--system is a chat message: add --chat/);
 
   const yaml = join(root, 'bad.yaml');
   writeFileSync(yaml, `model: ${modelDir}\nlearning_rate: fast\n`);

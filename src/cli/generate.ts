@@ -92,6 +92,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const model = await loadModelOrAdapter(c.model);
   model.kernels.setThreads(c.threads ?? availableParallelism());
   const tokenizer = await loadTokenizer(c.model);
+  if (c.system !== null && !c.chat) throw new OptionError('--system is a chat message: add --chat (the prompt then goes through the chat template)');
   const ids = encodeGenerationPrompt(tokenizer, c.prompt, c.chat, c.system);
   const sampling = { temperature: c.temperature, topK: c.top_k, topP: c.top_p, maxNewTokens: c.max_new_tokens, seed: c.seed };
   if (c.json) {

@@ -210,9 +210,10 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   let result: TrainResult;
   try {
     const what = adapters === null ? 'every weight' : `LoRA r=${c.lora_r} on ${adapters.layers.length} modules`;
-    say(`${objective.method} (${Object.entries(objective.options).map(([k, v]) => `${k} ${v}`).join(', ')}): training ${modelDir} (${model.config.modelType}, ${(model.params.length / 1e6).toFixed(2)}M parameters; ${what}, ` +
-      `${(trainable.params.length / 1e6).toFixed(3)}M trainable) on ` +
-      `${trainPairs.length} pairs with ${model.kernels.name} kernels, ${model.kernels.getThreads()} thread(s)`);
+    const params = (n: number): string => `${(n / 1e6).toFixed(3)}M`;
+    const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+    say(`${objective.method} (${Object.entries(objective.options).map(([k, v]) => `${k} ${v}`).join(', ')}): training ${modelDir} (${model.config.modelType}, ${params(model.params.length)} parameters; ${what}, ` +
+      `${params(trainable.params.length)} trainable) on ${plural(trainPairs.length, 'pair')} with ${model.kernels.name} kernels, ${plural(model.kernels.getThreads(), 'thread')}`);
     result = await train(model, { train: trainPairs, eval: evalPairs, padTokenId }, c, {
       log: (r: LogRecord) => {
         appendFileSync(metricsFile, `${JSON.stringify(r)}\n`);

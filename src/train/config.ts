@@ -128,6 +128,9 @@ export function validateTrainConfig(c: TrainConfig): void {
   } catch (e) {
     throw new OptionError((e as Error).message);
   }
+  if (c.eval_steps !== null && c.eval_dataset === null && c.eval_split_ratio === 0) {
+    throw new OptionError('eval_steps needs held-out pairs to evaluate: give --eval-dataset FILE or --eval-split-ratio (e.g. 0.05), or drop --eval-steps');
+  }
   if (c.eval_dataset !== null && c.eval_split_ratio > 0) {
     throw new OptionError('give either eval_dataset or eval_split_ratio, not both');
   }
