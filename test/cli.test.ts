@@ -258,6 +258,12 @@ test('the last step is checkpointed: a resume with more steps continues from it,
   // logged at the last step of each run (logging_steps 10): step 3 kept from the first run, step 4 new; resuming from
   // checkpoint-2 would have redone step 3 and logged only step 4
   assert.equal(records(out).filter((x) => 'loss' in x).map((x) => x['step']).join(','), '3,4');
+  // --resume CHECKPOINT alone is enough: the options come from the checkpoint, the run's folder is its parent
+  const alone = orpo(['train', '--resume', join(out, 'checkpoint-2')]);
+  assert.equal(alone.code, 0, alone.stderr);
+  assert.match(alone.stderr, /resuming from .*checkpoint-2 \(step 2 of 3\)/);
+  assert.match(alone.stderr, /saved .*last-step.checkpoint-3/);
+  assert.equal(records(out).filter((x) => 'loss' in x).map((x) => x['step']).join(','), '3');
 });
 
 /** Runs the CLI and sends SIGINT once `steps` training lines have been printed. */

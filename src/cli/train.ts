@@ -4,7 +4,7 @@
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { TokenPair } from '../data/collate.js';
 import { loadTokenizer, padTokenIdOf, type Tokenizer } from '../data/tokenizer.js';
 import { readSafetensorsHeader, readTensorF32 } from '../io/safetensors.js';
@@ -86,11 +86,13 @@ export function splitForEval(pairs: readonly TokenPair[], ratio: number, seed: n
 export async function runTrain(argv: readonly string[]): Promise<number> {
   let c = await resolveCommandOptions('train', TRAIN_USAGE, argv, TRAIN_OPTIONS, { allowConfig: true });
   if (c === null) return 0;
-  if (c.resume !== null && c.model === null && c.output_dir !== null) {
-    // `orpo train --output-dir runs/x --resume`: the checkpoint's own options, under any config file and flags
-    const dir = await resolveResumeDir(c.resume, c.output_dir);
+  if (c.resume !== null && c.model === null && (c.output_dir !== null || c.resume !== 'latest')) {
+    // `orpo train --output-dir runs/x --resume`, or `orpo train --resume runs/x/checkpoint-200`: the checkpoint's own
+    // options, under any config file and flags; the run's folder is the checkpoint's unless --output-dir says otherwise
+    const dir = c.resume !== 'latest' ? c.resume : await resolveResumeDir(c.resume, c.output_dir!);
     const saved = await readTrainingArgs(dir);
     const values = Object.fromEntries(Object.entries(saved).filter(([k]) => k in TRAIN_OPTIONS && k !== 'resume'));
+    values['output_dir'] = dirname(resolve(dir));
     c = (await resolveCommandOptions('train', TRAIN_USAGE, argv, TRAIN_OPTIONS,
       { allowConfig: true, base: { source: join(dir, 'training_args.json'), values } }))!;
     c.resume = dir;
