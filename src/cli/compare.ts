@@ -24,8 +24,8 @@ import { writeFileAtomically } from '../io/atomic-file.js';
 import { resolveCommandOptions } from './args.js';
 import { generateText } from './generate.js';
 import { loadModelOrAdapter } from './model-folder.js';
-import { loadPairs } from './pairs.js';
-import { dataLimitsOf, splitForEval } from './train.js';
+import { dataLimitsOf, loadPairs } from './pairs.js';
+import { splitForEval } from './train.js';
 
 /** what --methods may list: the objectives, and the paper's two-stage baseline */
 export const COMPARE_METHODS = [...METHODS, 'sft+dpo'] as const;

@@ -11,6 +11,7 @@ import { summarizeLengths, type LengthSummary } from '../data/summary.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
 import { OptionError, type OptionTable } from '../train/options.js';
+import { dataLimitsOf, dataOptionsFrom } from './pairs.js';
 import { resolveCommandOptions } from './args.js';
 
 type SharedKeys = 'model' | 'dataset' | 'max_length' | 'max_prompt_length' | 'max_completion_length' | 'truncation_mode' |
@@ -41,21 +42,7 @@ stats: rows read / used / dropped by reason / truncated, token length percentile
 show:  the first rows as the model will see them (decoded from the token ids, special tokens shown).`;
 
 export function dataOptionsOf(c: DataCommandConfig): DataOptions {
-  const columns: NonNullable<DataOptions['columns']> = {};
-  if (c.prompt_column !== null) columns.prompt = c.prompt_column;
-  if (c.chosen_column !== null) columns.chosen = c.chosen_column;
-  if (c.rejected_column !== null) columns.rejected = c.rejected_column;
-  if (c.system_column !== null) columns.system = c.system_column;
-  return {
-    maxLength: c.max_length,
-    maxPromptLength: c.max_prompt_length,
-    maxCompletionLength: c.max_completion_length,
-    truncationMode: c.truncation_mode,
-    skipInvalid: c.skip_invalid,
-    columns,
-    ...(c.dataset_split === null ? {} : { split: c.dataset_split }),
-    ...(c.limit === null ? {} : { limit: c.limit }),
-  };
+  return { ...dataOptionsFrom(dataLimitsOf(c)), ...(c.limit === null ? {} : { limit: c.limit }) };
 }
 
 /** Where the commands print; tests pass their own. */

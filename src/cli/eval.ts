@@ -13,8 +13,8 @@ import { evaluatePairs } from '../train/evaluate.js';
 import { OptionError, type OptionTable } from '../train/options.js';
 import { resolveCommandOptions } from './args.js';
 import { loadModelOrAdapter } from './model-folder.js';
-import { loadPairs } from './pairs.js';
-import { dataLimitsOf, loadFrozenReference } from './train.js';
+import { dataLimitsOf, loadPairs } from './pairs.js';
+import { loadFrozenReference } from './train.js';
 
 type SharedKeys = 'model' | 'dataset' | 'method' | 'beta' | 'completion_only_loss' | 'loss_type' | 'ref_model' | 'simpo_gamma' | 'sft_scope' | 'share_prompt' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
   'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' | 'system_column' |

@@ -25,7 +25,7 @@ import { resolveCommandOptions } from './args.js';
 import {
   copyTokenizerFiles, listCheckpoints, loadCheckpoint, readTrainingArgs, pruneCheckpoints, removeStaleTemporaries, resolveResumeDir, saveCheckpoint,
 } from './checkpoint.js';
-import { loadPairs, type DataLimits } from './pairs.js';
+import { dataLimitsOf, loadPairs } from './pairs.js';
 import { formatDuration, ProgressReporter } from './progress.js';
 import { peakRssBytes } from '../train/memory.js';
 import { evalName, METRIC as M } from '../loss/metric-names.js';
@@ -57,9 +57,6 @@ export interface TrainRun {
   trainPairs: TokenPair[];
 }
 
-type DataKeys = 'max_length' | 'max_prompt_length' | 'max_completion_length' | 'truncation_mode' | 'skip_invalid' |
-  'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' | 'system_column';
-
 // options that shape the optimisation; a resumed run with other values continues, but not exactly
 const RESUME_MUST_MATCH = [
   'dataset', 'eval_dataset', 'eval_split_ratio', 'method', 'beta', 'completion_only_loss', 'loss_type', 'ref_model', 'precompute_ref_log_probs', 'simpo_gamma', 'sft_scope', 'share_prompt', 'bf16', 'learning_rate', 'num_train_epochs', 'max_steps',
@@ -67,14 +64,6 @@ const RESUME_MUST_MATCH = [
   'weight_decay', 'adam_beta1', 'adam_beta2', 'adam_epsilon', 'max_grad_norm', 'max_length', 'max_prompt_length',
   'max_completion_length', 'truncation_mode', 'system_column', 'seed',
 ] as const satisfies readonly (keyof TrainConfig)[];
-
-export function dataLimitsOf(c: Pick<TrainConfig, DataKeys>): DataLimits {
-  return {
-    maxLength: c.max_length, maxPromptLength: c.max_prompt_length, maxCompletionLength: c.max_completion_length,
-    truncationMode: c.truncation_mode, skipInvalid: c.skip_invalid, split: c.dataset_split,
-    columns: { prompt: c.prompt_column, chosen: c.chosen_column, rejected: c.rejected_column, system: c.system_column },
-  };
-}
 
 /** TRL's eval split: a seeded shuffle, the first ceil(n * ratio) pairs held out. */
 export function splitForEval(pairs: readonly TokenPair[], ratio: number, seed: number): { train: TokenPair[]; eval: TokenPair[] } {
