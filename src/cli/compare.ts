@@ -107,6 +107,7 @@ interface Summary {
   peak_rss_mb: number;
   interrupted: string;
   train_pairs: number;
+  eval_pairs: number;
 }
 
 interface FinishedRun {
@@ -226,6 +227,14 @@ async function promptsFromFile(file: string, tokenizer: Tokenizer): Promise<Judg
   }
   if (out.length === 0) throw new Error(`${file}: no prompts`);
   return out;
+}
+
+/** the held-out pairs, split as every run split them */
+async function heldOutPairs(c: CompareConfig, dataset: string, tokenizer: Tokenizer): Promise<TokenPair[]> {
+  const limits = dataLimitsOf(c);
+  return c.eval_dataset !== null
+    ? (await loadPairs(c.eval_dataset, tokenizer, limits)).pairs
+    : splitForEval((await loadPairs(dataset, tokenizer, limits)).pairs, c.eval_split_ratio, c.seed).eval;
 }
 
 /** the held-out pairs' distinct prompts, in order */
@@ -373,21 +382,9 @@ export async function compareMethods(c: CompareConfig, say: (s: string) => void 
   const first = finished.values().next().value!;
 
   let judged: JudgeResults | null = null;
-  let evalPairs = 0;
   const tokenizer = await loadTokenizer(model);
-  const limits = dataLimitsOf(c);
-  if (c.eval_dataset !== null) evalPairs = (await loadPairs(c.eval_dataset, tokenizer, limits)).pairs.length;
-  let heldOut: TokenPair[] | null = null;
-  const heldOutPairs = async (): Promise<TokenPair[]> => {
-    if (heldOut !== null) return heldOut;
-    heldOut = c.eval_dataset !== null
-      ? (await loadPairs(c.eval_dataset, tokenizer, limits)).pairs
-      : splitForEval((await loadPairs(dataset, tokenizer, limits)).pairs, c.eval_split_ratio, c.seed).eval;
-    return heldOut;
-  };
-  if (c.eval_dataset === null) evalPairs = (await heldOutPairs()).length;
   if (judge !== null) {
-    const all = c.judge_prompts !== null ? await promptsFromFile(c.judge_prompts, tokenizer) : promptsFromPairs(await heldOutPairs(), tokenizer);
+    const all = c.judge_prompts !== null ? await promptsFromFile(c.judge_prompts, tokenizer) : promptsFromPairs(await heldOutPairs(c, dataset, tokenizer), tokenizer);
     const prompts = all.slice(0, c.judge_max_prompts);
     say(`judging ${prompts.length} prompts with ${c.judge} (${judge.kind})`);
     const contestants = [{ name: 'base', dir: model }, ...runs.map((r) => ({ name: r.name, dir: r.dir }))];
@@ -395,7 +392,7 @@ export async function compareMethods(c: CompareConfig, say: (s: string) => void 
   }
 
   const results: CompareResults = {
-    model, dataset, eval_pairs: evalPairs, train_pairs: first.summary.train_pairs, methods, runs, judge: judged,
+    model, dataset, eval_pairs: first.summary.eval_pairs, train_pairs: first.summary.train_pairs, methods, runs, judge: judged,
     notes: [
       'eval_mean_logps/chosen and /rejected: mean log-prob per response token on the held-out pairs, the same measure for every method',
       'eval_mean_logps/accuracy: share of held-out pairs whose chosen response has the higher mean log-prob; /margin: mean of the difference',

@@ -236,7 +236,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
     process.off('SIGTERM', onSigint);
   }
 
-  const summary = summarise(c, result, trainPairs.length, model);
+  const summary = summarise(c, result, trainPairs.length, evalPairs?.length ?? 0, model);
   await writeFile(join(outputDir, 'train_results.json'), JSON.stringify(summary, null, 2) + '\n');
   if (c.report) {
     const report = await writeReport(outputDir, result.state.log_history, {
@@ -298,12 +298,13 @@ async function readAdapterWeightsInto(adapters: LoraAdapters, dir: string): Prom
   }
 }
 
-function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, model: DecoderBase): Record<string, number | string> {
+function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, evalPairs: number, model: DecoderBase): Record<string, number | string> {
   const s: Record<string, number | string> = {
     output_dir: c.output_dir!,
     global_step: r.state.global_step,
     total_steps: r.state.total_steps,
     train_pairs: trainPairs,
+    eval_pairs: evalPairs,
     parameters: model.params.length,
     train_runtime_seconds: Number(r.seconds.toFixed(2)),
     train_tokens_per_second: Math.round(r.tokens / Math.max(r.seconds, 1e-9)),
