@@ -6,7 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import {
-  OptionError, formatHelp, resolveOptions, suggestOption, toKebab, toSnake, type OptionSpec, type OptionTable,
+  OptionError, formatHelp, ownKey, resolveOptions, suggestOption, toKebab, toSnake,
+  type OptionAliases, type OptionSpec, type OptionTable,
 } from '../train/options.js';
 
 export interface ParsedArgs {
@@ -16,10 +17,18 @@ export interface ParsedArgs {
   config: string | null;
 }
 
-export function parseArgv<C>(argv: readonly string[], table: OptionTable<C>, opts: { allowConfig?: boolean } = {}): ParsedArgs {
+export interface CommandOptionsOpts {
+  allowConfig?: boolean;
+  /** TRL's names for the table's options */
+  aliases?: OptionAliases;
+}
+
+export function parseArgv<C>(argv: readonly string[], table: OptionTable<C>, opts: CommandOptionsOpts = {}): ParsedArgs {
   const specs = table as Record<string, OptionSpec>;
+  const aliases = opts.aliases ?? {};
   const known = Object.keys(specs);
-  const flags: Record<string, string> = {};
+  // no prototype: `--constructor` or `--__proto__` must be unknown options, not "given twice"
+  const flags: Record<string, string> = Object.create(null) as Record<string, string>;
   let help = false;
   let config: string | null = null;
   for (let i = 0; i < argv.length; i++) {
@@ -41,25 +50,27 @@ export function parseArgv<C>(argv: readonly string[], table: OptionTable<C>, opt
       continue;
     }
     let key = toSnake(flag);
-    let spec = specs[key];
-    if (spec === undefined && key.startsWith('no_') && specs[key.slice(3)]?.type === 'bool' && value === undefined) {
+    let spec = ownKey(specs, key) ? specs[key] : undefined;
+    if (spec === undefined && key.startsWith('no_') && ownKey(specs, key.slice(3)) && specs[key.slice(3)]!.type === 'bool' && value === undefined) {
       key = key.slice(3);
       spec = specs[key];
       value = 'false';
     }
-    if (spec === undefined) {
+    const alias = spec === undefined && ownKey(aliases, key) ? aliases[key]! : undefined;
+    if (spec === undefined && alias === undefined) {
       const hint = suggestOption(key, known);
       throw new OptionError(`unknown option '--${flag}'${hint === null ? '' : ` (did you mean --${toKebab(hint)}?)`}; see --help`);
     }
     if (value === undefined) {
       const next = argv[i + 1];
       const nextIsValue = next !== undefined && !next.startsWith('--');
-      if (spec.type === 'bool') value = nextIsValue && /^(true|false|1|0|yes|no)$/.test(next) ? argv[++i]! : 'true';
+      const implicit = spec?.implicit ?? alias?.implicit;
+      if (spec?.type === 'bool') value = nextIsValue && /^(true|false|1|0|yes|no)$/.test(next) ? argv[++i]! : 'true';
       else if (nextIsValue) value = argv[++i]!;
-      else if (spec.implicit !== undefined) value = spec.implicit;
+      else if (implicit !== undefined) value = implicit;
       else throw new OptionError(`option '--${flag}' needs a value`);
     }
-    if (key in flags) throw new OptionError(`option '--${flag}' is given twice`);
+    if (ownKey(flags, key)) throw new OptionError(`option '--${flag}' is given twice`);
     flags[key] = value;
   }
   return { flags, help, config };
@@ -92,15 +103,15 @@ export async function readConfigFile(file: string): Promise<Record<string, unkno
 
 /** argv (+ its --config file) -> a checked config, or null when --help was asked (the help is printed). */
 export async function resolveCommandOptions<C>(command: string, usage: string, argv: readonly string[], table: OptionTable<C>,
-  opts: { allowConfig?: boolean; base?: { source: string; values: Record<string, unknown> } } = {}): Promise<C | null> {
+  opts: CommandOptionsOpts & { base?: { source: string; values: Record<string, unknown> } } = {}): Promise<C | null> {
   const parsed = parseArgv(argv, table, opts);
   if (parsed.help) {
-    process.stdout.write(`${usage}\n${formatHelp(table)}\n${opts.allowConfig === true ? '\n  --config <file>  YAML or JSON file of option: value (snake_case); flags override it\n' : ''}`);
+    process.stdout.write(`${usage}\n${formatHelp(table, 100, opts.aliases)}\n${opts.allowConfig === true ? '\n  --config <file>  YAML or JSON file of option: value (snake_case); flags override it\n' : ''}`);
     return null;
   }
   const layers: { source: string; values: Record<string, unknown>; flagStyle?: boolean }[] = [];
   if (opts.base !== undefined) layers.push(opts.base);
   if (parsed.config !== null) layers.push({ source: parsed.config, values: await readConfigFile(parsed.config) });
   layers.push({ source: `orpo ${command}`, values: parsed.flags, flagStyle: true });
-  return resolveOptions(table, layers);
+  return resolveOptions(table, layers, opts.aliases);
 }

@@ -16,7 +16,7 @@ import type { TokenPair } from '../data/collate.js';
 import { encodePrompt } from '../data/tokenize.js';
 import { loadTokenizer, type ChatMessage, type Tokenizer } from '../data/tokenizer.js';
 import { METHODS, type Method } from '../loss/objective.js';
-import { objectiveFromConfig, TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
+import { objectiveFromConfig, TRAIN_ALIASES, TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
 import { OptionError, type OptionTable } from '../train/options.js';
 import { estimate, pairwiseOutcome, pointwiseOutcomes, winRate, type Estimate, type WinRate } from '../compare/win-rates.js';
 import type { CompareResults, CurvePoint, JudgeResults, MethodRun } from '../compare/results.js';
@@ -317,7 +317,7 @@ async function judgeAll(c: CompareConfig, judge: Judge, contestants: readonly { 
 // ------------------------------------------------------------------------------------------------ the command
 
 export async function runCompare(argv: readonly string[]): Promise<number> {
-  const c = await resolveCommandOptions('compare', USAGE, argv, COMPARE_OPTIONS, { allowConfig: true });
+  const c = await resolveCommandOptions('compare', USAGE, argv, COMPARE_OPTIONS, { allowConfig: true, aliases: TRAIN_ALIASES });
   if (c === null) return 0;
   return (await compareMethods(c)).runs.length > 0 ? 0 : 1;
 }

@@ -17,7 +17,7 @@ import { parseConfig } from '../model/config.js';
 import type { DecoderBase } from '../model/base.js';
 import type { CausalLM } from '../model/types.js';
 import { Rng } from '../tensor/rng.js';
-import { objectiveFromConfig, TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
+import { objectiveFromConfig, TRAIN_ALIASES, TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
 import type { TokenLogprobHead } from '../loss/logprob-head.js';
 import { modelReference, type ReferenceModel } from '../loss/reference.js';
 import { train, type LogRecord, type ResumeFrom, type TrainResult, type TrainerState } from '../train/trainer.js';
@@ -73,7 +73,7 @@ export function splitForEval(pairs: readonly TokenPair[], ratio: number, seed: n
 }
 
 export async function runTrain(argv: readonly string[]): Promise<number> {
-  let c = await resolveCommandOptions('train', TRAIN_USAGE, argv, TRAIN_OPTIONS, { allowConfig: true });
+  let c = await resolveCommandOptions('train', TRAIN_USAGE, argv, TRAIN_OPTIONS, { allowConfig: true, aliases: TRAIN_ALIASES });
   if (c === null) return 0;
   if (c.resume !== null && c.model === null && (c.output_dir !== null || c.resume !== 'latest')) {
     // `orpo train --output-dir runs/x --resume`, or `orpo train --resume runs/x/checkpoint-200`: the checkpoint's own
@@ -83,7 +83,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     const values = Object.fromEntries(Object.entries(saved).filter(([k]) => k in TRAIN_OPTIONS && k !== 'resume'));
     values['output_dir'] = dirname(resolve(dir));
     c = (await resolveCommandOptions('train', TRAIN_USAGE, argv, TRAIN_OPTIONS,
-      { allowConfig: true, base: { source: join(dir, 'training_args.json'), values } }))!;
+      { allowConfig: true, aliases: TRAIN_ALIASES, base: { source: join(dir, 'training_args.json'), values } }))!;
     c.resume = dir;
   }
   validateTrainConfig(c);
@@ -240,7 +240,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   await writeFile(join(outputDir, 'train_results.json'), JSON.stringify(summary, null, 2) + '\n');
   if (c.report) {
     const report = await writeReport(outputDir, result.state.log_history, {
-      title: opts.title ?? `${objective.method.toUpperCase()} run: ${outputDir}`,
+      title: opts.title ?? c.run_name ?? `${objective.method.toUpperCase()} run: ${outputDir}`,
       subtitle: `${modelDir} fine-tuned with ${objective.method.toUpperCase()} (${Object.entries(objective.options).map(([k, v]) => `${k} = ${v}`).join(', ')}) on ${c.dataset}.`,
       summary: Object.entries(summary).map(([k, v]) => [k, formatSummaryValue(v)] as const),
       firstEval: result.firstEval, lastEval: result.lastEval, config: args, extra: opts.reportExtra?.(model, tokenizer),

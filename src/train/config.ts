@@ -3,7 +3,7 @@
 
 import { SCHEDULER_TYPES, type SchedulerType } from '../optim/schedule.js';
 import { LORA_MEMORY_OPTIONS, type LoraMemoryConfig } from '../lora/options.js';
-import { OptionError, type OptionTable } from './options.js';
+import { OptionError, type OptionAliases, type OptionTable } from './options.js';
 import { validateTruncation } from '../data/tokenize.js';
 import { METHODS, type Method, type Objective } from '../loss/objective.js';
 import { createObjective, DEFAULT_SIMPO_GAMMA, DPO_LOSS_TYPES, type DpoLossType } from '../loss/objectives/index.js';
@@ -59,7 +59,16 @@ export interface TrainConfig extends LoraMemoryConfig {
   threads: number | null;
   bf16: boolean;
   report: boolean;
+  run_name: string | null;
+  logging_first_step: boolean;
+  eval_strategy: IntervalStrategy | null;
+  eval_on_start: boolean;
+  save_strategy: IntervalStrategy | null;
 }
+
+/** transformers' IntervalStrategy: when evaluations or checkpoints happen */
+export type IntervalStrategy = 'no' | 'steps' | 'epoch';
+const INTERVAL_STRATEGIES: readonly IntervalStrategy[] = ['no', 'steps', 'epoch'];
 
 export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   model: { type: 'path', default: null, group: 'Data and model', doc: 'Hugging Face model folder to start from (config.json, *.safetensors, tokenizer.json)' },
@@ -109,6 +118,11 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   save_total_limit: { type: 'int', default: null, min: 1, group: 'Logging and saving', doc: 'keep at most this many checkpoints, deleting the oldest' },
   save_dtype: { type: 'enum', choices: ['float32', 'bfloat16'], default: 'float32', group: 'Logging and saving', doc: 'dtype of the final model weights (checkpoints are always float32 so resuming is exact)' },
   report: { type: 'bool', default: true, group: 'Logging and saving', doc: 'write report.html and charts/*.svg at the end (--report false to skip)' },
+  run_name: { type: 'string', default: null, group: 'Logging and saving', doc: "a name for the run, the title of report.html (none: the output folder's path)" },
+  logging_first_step: { type: 'bool', default: false, group: 'Logging and saving', doc: 'also log the first optimizer step (transformers semantics)' },
+  eval_strategy: { type: 'enum', choices: INTERVAL_STRATEGIES, default: null, group: 'Logging and saving', doc: "when to evaluate (transformers semantics): no, steps (every eval_steps, none: logging_steps), epoch (at each epoch's end); none: every eval_steps when given; with held-out data always at the end too" },
+  eval_on_start: { type: 'bool', default: true, group: 'Logging and saving', doc: "evaluate before the first step, for the report's before/after (transformers' default is false)" },
+  save_strategy: { type: 'enum', choices: INTERVAL_STRATEGIES, default: null, group: 'Logging and saving', doc: "when to checkpoint (transformers semantics): no (the final model only), steps (every save_steps), epoch (at each epoch's end); none: steps" },
   threads: { type: 'int', default: null, min: 1, group: 'Logging and saving', doc: 'compute threads (none: all cores)' },
   bf16: { type: 'bool', default: false, group: 'Optimisation', doc: "mixed precision as transformers' bf16: matrix products take bfloat16-rounded inputs and sum in float32; weights, gradients, AdamW and the loss stay float32 (about 1.6x faster products where the CPU has AVX512_BF16; elsewhere the same rounding, no speed-up)" },
   ...LORA_MEMORY_OPTIONS,
@@ -131,6 +145,13 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (c.eval_steps !== null && c.eval_dataset === null && c.eval_split_ratio === 0) {
     throw new OptionError('eval_steps needs held-out pairs to evaluate: give --eval-dataset FILE or --eval-split-ratio (e.g. 0.05), or drop --eval-steps');
   }
+  const heldOut = c.eval_dataset !== null || c.eval_split_ratio > 0;
+  if ((c.eval_strategy === 'steps' || c.eval_strategy === 'epoch') && !heldOut) {
+    throw new OptionError(`eval_strategy ${c.eval_strategy} needs held-out pairs to evaluate: give --eval-dataset FILE or --eval-split-ratio (e.g. 0.05)`);
+  }
+  if (c.eval_strategy !== null && c.eval_strategy !== 'steps' && c.eval_steps !== null) {
+    throw new OptionError(`eval_steps means evaluating every ${c.eval_steps} steps, eval_strategy ${c.eval_strategy} says otherwise; drop one of them`);
+  }
   if (c.eval_dataset !== null && c.eval_split_ratio > 0) {
     throw new OptionError('give either eval_dataset or eval_split_ratio, not both');
   }
@@ -143,6 +164,69 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (c.method === 'sft' && c.beta !== null) throw new OptionError('beta has no meaning for method sft (it trains on the chosen responses only); drop --beta');
   if (c.method === 'dpo' && c.loss_type === 'ipo' && c.beta === 0) throw new OptionError('loss_type ipo needs beta > 0 (its target margin is 1/(2β))');
 }
+
+/** When a run evaluates: before the first step, every `every` steps (0: never), after the last step. */
+export interface EvaluationPlan { atStart: boolean; every: number; atEnd: boolean }
+
+/** eval_strategy, eval_steps and eval_on_start -> when to evaluate (held-out data permitting), transformers' rules */
+export function evaluationPlan(c: Pick<TrainConfig, 'eval_strategy' | 'eval_steps' | 'eval_on_start' | 'logging_steps'>, stepsPerEpoch: number): EvaluationPlan {
+  if (c.eval_strategy === 'no') return { atStart: false, every: 0, atEnd: false };
+  const every = c.eval_strategy === 'epoch' ? stepsPerEpoch
+    : c.eval_strategy === 'steps' ? c.eval_steps ?? c.logging_steps : c.eval_steps ?? 0;
+  return { atStart: c.eval_on_start, every, atEnd: true };
+}
+
+/** save_strategy and save_steps -> steps between checkpoints (0: the final model only) */
+export function checkpointInterval(c: Pick<TrainConfig, 'save_strategy' | 'save_steps'>, stepsPerEpoch: number): number {
+  if (c.save_strategy === 'no') return 0;
+  return c.save_strategy === 'epoch' ? stepsPerEpoch : c.save_steps;
+}
+
+/** a TRL name that is another spelling of one of ours */
+const sameAs = (to: keyof TrainConfig, doc: string, implicit?: string): OptionAliases[string] => ({
+  doc, ...(implicit === undefined ? {} : { implicit }), apply: (raw) => ({ set: { [to]: raw } }),
+});
+/** a TRL name that means nothing here unless given one of `harmless` (then it changes nothing) */
+const onlyAs = (harmless: readonly string[], why: string, doc: string): OptionAliases[string] => ({
+  doc,
+  apply: (raw, where) => {
+    if (harmless.includes(typeof raw === 'boolean' ? String(raw) : String(raw ?? ''))) return {};
+    throw new OptionError(`${where}: ${JSON.stringify(raw)} does not apply to orpo-ts: ${why}`);
+  },
+});
+
+/**
+ * TRL's and transformers' names for what orpo train does (TrainingArguments, ORPOConfig, ModelConfig, ScriptArguments),
+ * so that a TRL config file or command line works here; a name that cannot mean what it means there is refused with
+ * the reason, never ignored.
+ */
+export const TRAIN_ALIASES: OptionAliases = {
+  model_name_or_path: sameAs('model', "TRL's name for --model (a local folder: nothing is downloaded; `huggingface-cli download ID --local-dir DIR` first)"),
+  dataset_name: sameAs('dataset', "TRL's name for --dataset (a local file or folder: nothing is downloaded)"),
+  resume_from_checkpoint: {
+    doc: "transformers' name for --resume (true: the latest checkpoint in output_dir)",
+    implicit: 'true',
+    apply: (raw) => ({ set: { resume: raw === true || raw === 'true' ? 'latest' : raw } }),
+  },
+  evaluation_strategy: sameAs('eval_strategy', "transformers' older name for --eval-strategy"),
+  use_peft: {
+    doc: 'train LoRA adapters (TRL ModelConfig): --lora-r 16, its default rank, unless --lora-r is given',
+    implicit: 'true',
+    apply: (raw, where) => {
+      if (raw === true || raw === 'true') return { fill: { lora_r: 16 } };
+      if (raw === false || raw === 'false') return {};
+      throw new OptionError(`${where}: invalid value ${JSON.stringify(raw)}: expected true or false`);
+    },
+  },
+  torch_dtype: onlyAs(['float32', 'auto'], 'weights are trained in float32 here; --bf16 gives bfloat16 matrix products (transformers\' bf16), --save-dtype bfloat16 a bfloat16 final model',
+    'accepted as float32 or auto (training is float32; see --bf16 and --save-dtype)'),
+  report_to: onlyAs(['none'], 'there are no logger integrations (wandb, tensorboard, ...): every logged metric goes to output_dir/metrics.jsonl and report.html; give none or leave it out',
+    'accepted as none: metrics go to metrics.jsonl and report.html'),
+  save_only_model: onlyAs(['false'], 'checkpoints always hold the optimizer and data-order state, so that --resume continues exactly; the final folder holds the model only',
+    'accepted as false (checkpoints always keep what an exact resume needs)'),
+  load_best_model_at_end: onlyAs(['false'], 'the final folder is the last step\'s model; each evaluation is in metrics.jsonl and every checkpoint-N folder is a loadable model, so pick the best checkpoint by its eval metrics',
+    'accepted as false (the final model is the last step\'s)'),
+};
 
 /** The objective the options describe (method and its options, TRL's defaults where unset). */
 export function objectiveFromConfig(c: Pick<TrainConfig, 'method' | 'beta' | 'sft_scope' | 'completion_only_loss' | 'loss_type' | 'simpo_gamma'>): Objective {

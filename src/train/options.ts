@@ -41,6 +41,23 @@ export type OptionSpec = NumberSpec | StringSpec | BoolSpec | EnumSpec;
 /** Each config field gets exactly one spec (the compiler checks that none is missing or extra). */
 export type OptionTable<C> = { readonly [K in keyof C]-?: OptionSpec };
 
+/**
+ * Another program's name for an option (TRL's, transformers'): `--model-name-or-path` for `model`. `apply` turns
+ * its raw value into this table's raw values (`set`, which later layers override as usual, and `fill`, applied
+ * after every layer only where the option is still unset), or throws an OptionError saying why it does not apply.
+ */
+export interface OptionAlias {
+  /** shown in --help */
+  doc: string;
+  /** a flag given without a value means this (TRL's booleans) */
+  implicit?: string;
+  apply(raw: unknown, where: string): { set?: Record<string, unknown>; fill?: Record<string, unknown> };
+}
+export type OptionAliases = Readonly<Record<string, OptionAlias>>;
+
+/** `key` names an entry of `record` itself (not `constructor`, `toString` or `__proto__` from Object.prototype). */
+export const ownKey = (record: object, key: string): boolean => Object.prototype.hasOwnProperty.call(record, key);
+
 export class OptionError extends Error {
   override name = 'OptionError';
 }
@@ -127,28 +144,42 @@ function editDistance(a: string, b: string): number {
 
 /**
  * Merges layers of raw values (defaults <- config file <- flags, later wins) into a checked config.
- * Each layer maps snake_case keys to raw values and says where they came from.
+ * Each layer maps snake_case keys to raw values and says where they came from; `aliases` maps other programs'
+ * names (TRL's) onto the table's.
  */
 export function resolveOptions<C>(
   table: OptionTable<C>,
   layers: readonly { source: string; values: Record<string, unknown>; flagStyle?: boolean }[],
+  aliases: OptionAliases = {},
 ): C {
+  const specs = table as Record<string, OptionSpec>;
   const keys = Object.keys(table);
   const config = defaultsOf(table) as Record<string, OptionValue>;
+  const fills: { key: string; raw: unknown; where: string }[] = [];
   // a file names itself; command-line flags need no source (the command's name leads its error line already)
   const where = (layer: { source: string; flagStyle?: boolean }): string => (layer.flagStyle === true ? '' : `${layer.source}: `);
+  const setOne = (key: string, raw: unknown, at: string): void => {
+    config[key] = coerceOption(key, specs[key]!, raw, at);
+  };
   for (const layer of layers) {
     for (const [key, raw] of Object.entries(layer.values)) {
       const name = layer.flagStyle === true ? `--${toKebab(key)}` : key;
-      const spec = (table as Record<string, OptionSpec>)[key];
-      if (spec === undefined) {
-        const hint = suggestOption(key, keys);
-        const shown = hint === null ? '' : ` (did you mean ${layer.flagStyle === true ? `--${toKebab(hint)}` : hint}?)`;
-        throw new OptionError(`${where(layer)}unknown option '${name}'${shown}; see --help for the list`);
+      if (ownKey(specs, key)) {
+        setOne(key, raw, `${where(layer)}${name}`);
+        continue;
       }
-      config[key] = coerceOption(key, spec, raw, `${where(layer)}${name}`);
+      if (ownKey(aliases, key)) {
+        const { set = {}, fill = {} } = aliases[key]!.apply(raw, `${where(layer)}${name}`);
+        for (const [k, v] of Object.entries(set)) setOne(k, v, `${where(layer)}${name}`);
+        for (const [k, v] of Object.entries(fill)) fills.push({ key: k, raw: v, where: `${where(layer)}${name}` });
+        continue;
+      }
+      const hint = suggestOption(key, keys);
+      const shown = hint === null ? '' : ` (did you mean ${layer.flagStyle === true ? `--${toKebab(hint)}` : hint}?)`;
+      throw new OptionError(`${where(layer)}unknown option '${name}'${shown}; see --help for the list`);
     }
   }
+  for (const f of fills) if (config[f.key] === specs[f.key]!.default) setOne(f.key, f.raw, f.where);
   return config as C;
 }
 
@@ -157,8 +188,8 @@ function formatDefault(spec: OptionSpec): string {
   return String(spec.default);
 }
 
-/** `--help` text for a table: one line per option, grouped, with type, default and symbol. */
-export function formatHelp<C>(table: OptionTable<C>, width = 100): string {
+/** `--help` text for a table: one line per option, grouped, with type, default and symbol; then the aliases. */
+export function formatHelp<C>(table: OptionTable<C>, width = 100, aliases: OptionAliases = {}): string {
   const rows: { group: string; flag: string; doc: string }[] = [];
   for (const [key, spec] of Object.entries(table) as [string, OptionSpec][]) {
     const flag = spec.type === 'bool' ? `--${toKebab(key)}` : `--${toKebab(key)} <${describeType(spec)}>`;
@@ -179,6 +210,13 @@ export function formatHelp<C>(table: OptionTable<C>, width = 100): string {
     }
     const pad = r.flag.length + 2 > flagWidth ? `\n  ${' '.repeat(flagWidth)}` : ' '.repeat(flagWidth - r.flag.length);
     lines.push(`  ${r.flag}${pad}${wrap(r.doc, width - flagWidth - 2, flagWidth + 2)}`);
+  }
+  const aliasRows = Object.entries(aliases);
+  if (aliasRows.length > 0) lines.push('', "TRL's and transformers' names (also in config files):");
+  for (const [key, alias] of aliasRows) {
+    const flag = `--${toKebab(key)}`;
+    const pad = flag.length + 2 > flagWidth ? `\n  ${' '.repeat(flagWidth)}` : ' '.repeat(flagWidth - flag.length);
+    lines.push(`  ${flag}${pad}${wrap(alias.doc, width - flagWidth - 2, flagWidth + 2)}`);
   }
   return lines.join('\n');
 }
