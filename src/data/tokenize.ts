@@ -53,6 +53,12 @@ export type TokenizedRow =
   | { ok: true; pair: TokenPair; truncatedPrompt: boolean; truncatedResponse: boolean }
   | { ok: false; reason: DropReason };
 
+/**
+ * TRL's add_eos_token_if_needed (ORPOTrainer, DPOTrainer, CPOTrainer): EOS is appended unless the response's last
+ * token already is it. With a ChatML template the assistant turn ends "<|im_end|>\n", so a Qwen response whose
+ * eos_token is <|im_end|> ends "<|im_end|>\n<|im_end|>" in TRL and here alike (test/data-qwen3.test.ts pins it):
+ * the numbers match TRL's, at the cost of one extra learned token.
+ */
 function withEos(ids: number[], eos: number): number[] {
   if (ids[ids.length - 1] !== eos) ids.push(eos);
   return ids;
