@@ -56,18 +56,21 @@ export class Rng {
 
 export type ByteMutator = (input: Uint8Array, rng: Rng) => Uint8Array;
 
+/** A copy as a plain Uint8Array: Buffer's slice() is a view, and mutating it would change the caller's bytes. */
+const copyOf = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes);
+
 /** Values at the edges of integer types and of ASCII/UTF-8, which parsers most often get wrong. */
 const BOUNDARY_BYTES = [0x00, 0x01, 0x7f, 0x80, 0xff, 0xfe, 0x22, 0x5c, 0x0a, 0x2c, 0x5b, 0x5d, 0x7b, 0x7d, 0xc0, 0xed];
 const BOUNDARY_WORDS = [0, 1, 0x7fffffff, 0x80000000, 0xffffffff, 0x7fff, 0x8000, 0xffff, 0x100, 0x10000];
 
 export const flipBits = (count = 3): ByteMutator => (input, rng) => {
-  const out = input.slice();
+  const out = copyOf(input);
   if (out.length === 0) return out;
   for (let i = 0; i < count; i++) out[rng.int(out.length)]! ^= 1 << rng.int(8);
   return out;
 };
 
-export const truncate: ByteMutator = (input, rng) => input.slice(0, rng.int(input.length + 1));
+export const truncate: ByteMutator = (input, rng) => copyOf(input.subarray(0, rng.int(input.length + 1)));
 
 export const insertBytes: ByteMutator = (input, rng) => {
   const at = rng.int(input.length + 1);
@@ -77,7 +80,7 @@ export const insertBytes: ByteMutator = (input, rng) => {
 };
 
 export const deleteBytes: ByteMutator = (input, rng) => {
-  if (input.length === 0) return input.slice();
+  if (input.length === 0) return copyOf(input);
   const at = rng.int(input.length);
   const n = 1 + rng.int(Math.min(64, input.length - at));
   return concatBytes(input.subarray(0, at), input.subarray(at + n));
@@ -85,7 +88,7 @@ export const deleteBytes: ByteMutator = (input, rng) => {
 
 /** one byte, or a little-endian 32-bit word, set to a boundary value (lengths, offsets and counts live in those) */
 export const overwriteBoundary: ByteMutator = (input, rng) => {
-  const out = input.slice();
+  const out = copyOf(input);
   if (out.length === 0) return out;
   if (out.length >= 4 && rng.chance(0.5)) {
     const at = rng.int(out.length - 3);
@@ -96,7 +99,7 @@ export const overwriteBoundary: ByteMutator = (input, rng) => {
 
 /** a range of the input copied over (or into) another place of it: repeated structures, overlapping lengths */
 export const duplicateRange: ByteMutator = (input, rng) => {
-  if (input.length < 2) return input.slice();
+  if (input.length < 2) return copyOf(input);
   const from = rng.int(input.length);
   const n = 1 + rng.int(Math.min(128, input.length - from));
   const at = rng.int(input.length + 1);
@@ -398,8 +401,6 @@ class FuzzWorker {
       await this.replace();
       return { case: c, outcome: 'failure', failure: answer.failure, message: answer.message, ms };
     }
-    // give a rejection still in flight (a read the code under test started and did not await) a moment to surface
-    await new Promise((r) => setTimeout(r, 1));
     const late = this.lateRejection;
     this.lateRejection = null;
     if (answer.kind === 'unhandled' || late?.id === id) {
@@ -483,6 +484,12 @@ export function describeFailures(report: FuzzReport, max = 20): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Worker side: this same file, started by FuzzWorker with the target module in workerData
 
+/**
+ * A moment for work the target started and did not await (a read still in flight) to finish before the case is
+ * reported, so a rejection from it is charged to this case, not the next one.
+ */
+const settleStragglers = (): Promise<void> => new Promise((resolve) => setTimeout(() => setImmediate(resolve), 2));
+
 async function workerMain(moduleUrl: string): Promise<void> {
   const targets = (await import(moduleUrl)) as Record<string, unknown>;
   let current = -1;
@@ -496,8 +503,10 @@ async function workerMain(moduleUrl: string): Promise<void> {
     try {
       if (typeof target !== 'function') throw new TypeError(`fuzz target module has no export "${m.target}"`);
       await (target as FuzzTarget)(m.input);
+      await settleStragglers();
       parentPort!.postMessage({ id: m.id, kind: 'ok', ms: Date.now() - started } satisfies FromWorker);
     } catch (err) {
+      await settleStragglers();
       parentPort!.postMessage({ id: m.id, kind: 'error', ms: Date.now() - started, thrown: describeThrown(err) } satisfies FromWorker);
     }
   });
