@@ -93,6 +93,10 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   model.kernels.setThreads(c.threads ?? availableParallelism());
   const tokenizer = await loadTokenizer(c.model);
   if (c.system !== null && !c.chat) throw new OptionError('--system is a chat message: add --chat (the prompt then goes through the chat template)');
+  if (c.chat && tokenizer.chatTemplate === null) {
+    throw new OptionError(`--chat renders the prompt with the model's chat template, and ${c.model} has none (no chat_template in ` +
+      'tokenizer_config.json, no chat_template.jinja): drop --chat to continue the prompt as plain text, or use a chat model');
+  }
   const ids = encodeGenerationPrompt(tokenizer, c.prompt, c.chat, c.system);
   const sampling = { temperature: c.temperature, topK: c.top_k, topP: c.top_p, maxNewTokens: c.max_new_tokens, seed: c.seed };
   if (c.json) {
