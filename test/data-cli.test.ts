@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parquetWriteFile } from 'hyparquet-writer';
 import { runDataCommand } from '../src/cli/data.js';
 import { tinyTokenizerDir } from './data-tiny-tokenizer.js';
 
@@ -59,6 +60,19 @@ test('data stats prints a readable summary; data show decodes the first rows fro
   assert.doesNotMatch(show.out, /── row 3 /);
   const json = JSON.parse((await run(['show', '--dataset', dataset, '--model', model, '-n', '1', '--json'])).out);
   assert.deepEqual(json[0].chosen, { text: ' a</s>', ids: [256, 259] });
+});
+
+test('data show counts rows from 1 in every format: a JSON Lines line, a JSON array row and a Parquet row alike', async () => {
+  const rows = [{ prompt: 'Q1:', chosen: ' a', rejected: ' no' }, { prompt: 'Q2:', chosen: ' yes', rejected: ' nope' }];
+  const array = join(dir, 'rows.json');
+  writeFileSync(array, JSON.stringify(rows));
+  const parquet = join(dir, 'rows.parquet');
+  parquetWriteFile({ filename: parquet, columnData: (['prompt', 'chosen', 'rejected'] as const).map((name) => ({ name, data: rows.map((r) => r[name]), type: 'STRING' as const })) });
+  for (const [file, first, second] of [[dataset, 'rows.jsonl:1', 'rows.jsonl:2'], [array, 'rows.json:1', 'rows.json:1'], [parquet, 'rows.parquet row 1', 'rows.parquet row 2']] as const) {
+    const show = (await run(['show', '--dataset', file, '--model', model, '-n', '2'])).out;
+    assert.ok(show.includes(`── row 1 (${join(dir, first)})`), `${file}: ${show.slice(0, 80)}`);
+    assert.ok(show.includes(`── row 2 (${join(dir, second)})`), `${file}: ${show}`);
+  }
 });
 
 test('data: help, usage errors and data errors', async () => {

@@ -1,18 +1,19 @@
 // One error type for everything a user's data or model folder can get wrong. It carries where the problem is
-// (file, 1-based line for line-oriented files, 0-based row for JSON arrays and Parquet) so the CLI can print
+// (file, line for line-oriented files, row for JSON arrays and Parquet; both shown counting from 1, as editors
+// count lines and `orpo data show` counts rows) so the CLI can print
 // "file:line: what is wrong — what to do" and --skip-invalid can count the row instead of stopping.
 
 export interface RowSource {
   file: string;
   /** 1-based line in a JSON Lines file */
   line?: number;
-  /** 0-based row in a JSON array or a Parquet file */
+  /** 0-based row index in a JSON array or a Parquet file (shown as `row index + 1`) */
   row?: number;
 }
 
 export function describeSource(source: RowSource): string {
   if (source.line !== undefined) return `${source.file}:${source.line}`;
-  if (source.row !== undefined) return `${source.file} row ${source.row}`;
+  if (source.row !== undefined) return `${source.file} row ${source.row + 1}`;
   return source.file;
 }
 

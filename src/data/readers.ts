@@ -307,7 +307,7 @@ async function* readParquet(path: string): AsyncGenerator<ReadItem> {
     try {
       rows = await parquetReadObjects({ file, metadata, rowStart, rowEnd, compressors });
     } catch (err) {
-      throw new DataError(`cannot decode rows ${rowStart}..${rowEnd - 1} (${(err as Error).message})`, { file: path, row: rowStart });
+      throw new DataError(`cannot decode rows ${rowStart + 1}..${rowEnd} (${(err as Error).message})`, { file: path, row: rowStart });
     }
     for (const [i, values] of rows.entries()) yield { values, source: { file: path, row: rowStart + i } };
     rowStart = rowEnd;
