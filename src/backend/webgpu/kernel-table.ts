@@ -1,0 +1,869 @@
+// Every WGSL kernel of the WebGPU backend, one table entry each: tensors (indexed in the WGSL as `name[i]`, element
+// i of the bound view), uniform scalars (`P.name`), the source as a function of its compile-time constants, and the
+// workgroups to dispatch. ./kernels.ts composes them into the operations of src/backend/kernels.ts.
+//
+// Shapes and semantics are the reference backend's (src/backend/js). Everything is float32; sums that the
+// reference runs in float64 (gemm, reductions) run in float32 here, in tiles or trees, so results agree to
+// ~1e-5 relative, not bit for bit. Nothing uses atomics: every output element has one writer, so results are
+// deterministic run to run (the embedding backward included, see embeddingLinks).
+import { grid1d, type Grid, type KernelSpec, type Scalars } from './runtime.js';
+
+/** workgroup size of the 1-D kernels (elementwise and row kernels) */
+const WG = 256;
+/** GEMM tiles: a 16x16 workgroup computes a 64x64 block of C, 4x4 per thread, over K in steps of 16 */
+const GEMM_TILE = 64;
+/** queries (or keys, in the dk/dv pass) per attention workgroup: one per thread */
+export const ATTENTION_ROWS = 64;
+
+/** keys (or queries) per shared-memory tile so that two HD-wide tiles fit 16 KiB, WebGPU's default workgroup storage */
+export function attentionTile(HD: number): number {
+  return Math.max(1, Math.min(32, Math.floor(2048 / HD)));
+}
+
+const ELEMENT_INDEX = `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let idx = (wid.y * nwg.x + wid.x) * ${WG}u + lid;`;
+
+/** an elementwise kernel over P.N items: `body` sees `idx` (< P.N) */
+function elementwise(body: string, helpers = ''): string {
+  return `${helpers}\n${ELEMENT_INDEX}\n  if (idx >= P.N) { return; }\n${body}\n}`;
+}
+
+/** a workgroup-per-row kernel over P.N rows: `body` sees `row` (< P.N), `lid` and the reduction helper wg_sum */
+function rowwise(body: string, helpers = ''): string {
+  return `${WG_SUM}\n${helpers}\n@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y * nwg.x + wid.x;
+  if (row >= P.N) { return; }
+${body}
+}`;
+}
+
+/** tree sum over the workgroup; call from uniform control flow */
+const WG_SUM = `var<workgroup> red: array<f32, ${WG}>;
+fn wg_sum(value: f32, lid: u32) -> f32 {
+  red[lid] = value;
+  workgroupBarrier();
+  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
+    if (lid < stride) { red[lid] += red[lid + stride]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}`;
+
+const NEG_BIG = 'const NEG_BIG: f32 = -3.0e38;';
+
+const SIGMOID = `fn sigmoid(x: f32) -> f32 {
+  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+  let e = exp(x);
+  return e / (1.0 + e);
+}`;
+
+// tanh through exp(-2|u|): never overflows (some drivers' tanh returns NaN for large |u|)
+const GELU = `const GELU_K: f32 = 0.7978845608028654;
+fn tanh_stable(u: f32) -> f32 {
+  let e = exp(-2.0 * abs(u));
+  let t = (1.0 - e) / (1.0 + e);
+  return select(-t, t, u >= 0.0);
+}`;
+
+const rows = (s: Scalars): Grid => grid1d(s.N, 1);
+const elements = (s: Scalars): Grid => grid1d(s.N, WG);
+
+export const KERNELS = {
+  // ------------------------------------------------------------------------------------------ matrix products
+  /**
+   * c (M,N) [+]= op(a) (M,K) @ op(b) (K,N) [+ bias (N)]. TRANS_A: a stored (K,M); TRANS_B: b stored (N,K).
+   * Tiles of A and B go through workgroup memory (stored k-major, so a thread's 4 rows / 4 columns are adjacent);
+   * loads are arranged so that neighbouring threads read neighbouring addresses in every transpose.
+   * BF16 rounds each operand to bfloat16 on its way into the tile (the reference's mixed precision; sums stay f32).
+   */
+  gemm: {
+    name: 'gemm',
+    tensors: [{ name: 'c', type: 'f32', written: true }, { name: 'a', type: 'f32' }, { name: 'b', type: 'f32' },
+      { name: 'bias', type: 'f32' }],
+    scalars: { M: 'u32', N: 'u32', K: 'u32' },
+    grid: (s) => [Math.ceil(s.N / GEMM_TILE), Math.ceil(s.M / GEMM_TILE), 1],
+    source: () => `
+const TM: u32 = ${GEMM_TILE}u;
+const TN: u32 = ${GEMM_TILE}u;
+const TK: u32 = 16u;
+var<workgroup> As: array<f32, ${GEMM_TILE * 16}>;
+var<workgroup> Bs: array<f32, ${GEMM_TILE * 16}>;
+fn operand(x: f32) -> f32 {
+  if (!BF16) { return x; }
+  let u = bitcast<u32>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) { return bitcast<f32>((u | 0x00400000u) & 0xffff0000u); }
+  return bitcast<f32>(((u + 0x7fffu + ((u >> 16u) & 1u)) >> 16u) << 16u);
+}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row0 = wid.y * TM;
+  let col0 = wid.x * TN;
+  let tr = lid / 16u;
+  let tc = lid % 16u;
+  var acc: array<vec4f, 4>;
+  for (var k0 = 0u; k0 < P.K; k0 += TK) {
+    for (var l = 0u; l < 4u; l++) {
+      let e = lid + l * 256u;
+      var am: u32; var ak: u32;
+      if (TRANS_A) { ak = e / TM; am = e % TM; } else { am = e / TK; ak = e % TK; }
+      var x = 0.0;
+      if (row0 + am < P.M && k0 + ak < P.K) {
+        if (TRANS_A) { x = a[(k0 + ak) * P.M + row0 + am]; } else { x = a[(row0 + am) * P.K + k0 + ak]; }
+      }
+      As[ak * TM + am] = operand(x);
+      var bn: u32; var bk: u32;
+      if (TRANS_B) { bn = e / TK; bk = e % TK; } else { bk = e / TN; bn = e % TN; }
+      var y = 0.0;
+      if (col0 + bn < P.N && k0 + bk < P.K) {
+        if (TRANS_B) { y = b[(col0 + bn) * P.K + k0 + bk]; } else { y = b[(k0 + bk) * P.N + col0 + bn]; }
+      }
+      Bs[bk * TN + bn] = operand(y);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk++) {
+      let ai = kk * TM + tr * 4u;
+      let bi = kk * TN + tc * 4u;
+      let av = vec4f(As[ai], As[ai + 1u], As[ai + 2u], As[ai + 3u]);
+      let bv = vec4f(Bs[bi], Bs[bi + 1u], Bs[bi + 2u], Bs[bi + 3u]);
+      acc[0] += av.x * bv;
+      acc[1] += av.y * bv;
+      acc[2] += av.z * bv;
+      acc[3] += av.w * bv;
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let r = row0 + tr * 4u + i;
+    if (r >= P.M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let col = col0 + tc * 4u + j;
+      if (col >= P.N) { break; }
+      var value = acc[i][j];
+      if (HAS_BIAS) { value += bias[col]; }
+      if (ACCUMULATE) { value += c[r * P.N + col]; }
+      c[r * P.N + col] = value;
+    }
+  }
+}`,
+  },
+
+  /** dst (cols) += column sums of src (rows, cols): the bias gradient (deterministic: one thread per column) */
+  columnSum: {
+    name: 'columnSum',
+    tensors: [{ name: 'dst', type: 'f32', written: true }, { name: 'src', type: 'f32' }],
+    scalars: { N: 'u32', rows: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  var s = 0.0;
+  for (var r = 0u; r < P.rows; r++) { s += src[r * P.N + idx]; }
+  dst[idx] += s;`),
+  },
+
+  // ------------------------------------------------------------------------------------------ embeddings
+  /** ids (rows), table (V,C) -> out (rows,C) written or accumulated; one thread per output element (N = rows*C) */
+  embeddingForward: {
+    name: 'embeddingForward',
+    tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'ids', type: 'i32' }, { name: 'table', type: 'f32' }],
+    scalars: { N: 'u32', C: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let n = idx / P.C;
+  let value = table[u32(ids[n]) * P.C + idx % P.C];
+  if (ACCUMULATE) { out[idx] += value; } else { out[idx] = value; }`),
+  },
+
+  /**
+   * The first half of the scatter-add backward, deterministic and sort-free: for each token n, links[n] = the next
+   * token with the same id (-1: none) and links[N + n] = 1 when n is its id's first occurrence. O(N^2) id compares
+   * in the worst case, no atomics; embeddingScatter then walks each chain in token order.
+   */
+  embeddingLinks: {
+    name: 'embeddingLinks',
+    tensors: [{ name: 'links', type: 'i32', written: true }, { name: 'ids', type: 'i32' }],
+    scalars: { N: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let id = ids[idx];
+  var next = -1;
+  for (var m = idx + 1u; m < P.N; m++) { if (ids[m] == id) { next = i32(m); break; } }
+  var first = 1;
+  for (var m = 0u; m < idx; m++) { if (ids[m] == id) { first = 0; break; } }
+  links[idx] = next;
+  links[P.N + idx] = first;`),
+  },
+
+  /**
+   * dtable[id] += dout[n] for every token n of each id, one thread per (first occurrence, column), adding in token
+   * order exactly as the reference does (so the result is the reference's to the last bit). N = tokens * C.
+   */
+  embeddingScatter: {
+    name: 'embeddingScatter',
+    tensors: [{ name: 'dtable', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'ids', type: 'i32' },
+      { name: 'links', type: 'i32' }],
+    scalars: { N: 'u32', C: 'u32', tokens: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let n = idx / P.C;
+  let c = idx % P.C;
+  if (links[P.tokens + n] == 0) { return; }
+  let slot = u32(ids[n]) * P.C + c;
+  var acc = dtable[slot];
+  var m = n;
+  loop {
+    acc += dout[m * P.C + c];
+    let next = links[m];
+    if (next < 0) { break; }
+    m = u32(next);
+  }
+  dtable[slot] = acc;`),
+  },
+
+  // ------------------------------------------------------------------------------------------ normalisation
+  /** inp (N,C), weight, bias -> out (N,C), mean (N), rstd (N); one workgroup per row, two passes as the reference */
+  layernormForward: {
+    name: 'layernormForward',
+    tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'mean', type: 'f32', written: true },
+      { name: 'rstd', type: 'f32', written: true }, { name: 'inp', type: 'f32' }, { name: 'weight', type: 'f32' },
+      { name: 'bias', type: 'f32' }],
+    scalars: { N: 'u32', C: 'u32', eps: 'f32' },
+    grid: rows,
+    source: () => rowwise(`
+  let o = row * P.C;
+  var s = 0.0;
+  for (var c = lid; c < P.C; c += ${WG}u) { s += inp[o + c]; }
+  let m = wg_sum(s, lid) / f32(P.C);
+  var v = 0.0;
+  for (var c = lid; c < P.C; c += ${WG}u) { let d = inp[o + c] - m; v += d * d; }
+  let rs = 1.0 / sqrt(wg_sum(v, lid) / f32(P.C) + P.eps);
+  for (var c = lid; c < P.C; c += ${WG}u) { out[o + c] = (inp[o + c] - m) * rs * weight[c] + bias[c]; }
+  if (lid == 0u) { mean[row] = m; rstd[row] = rs; }`),
+  },
+
+  /** dinp (N,C) += the layernorm input gradient; one workgroup per row (the parameter gradients: layernormParamGrads) */
+  layernormBackward: {
+    name: 'layernormBackward',
+    tensors: [{ name: 'dinp', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' },
+      { name: 'weight', type: 'f32' }, { name: 'mean', type: 'f32' }, { name: 'rstd', type: 'f32' }],
+    scalars: { N: 'u32', C: 'u32' },
+    grid: rows,
+    source: () => rowwise(`
+  let o = row * P.C;
+  let m = mean[row];
+  let s = rstd[row];
+  var a = 0.0;
+  var bsum = 0.0;
+  for (var c = lid; c < P.C; c += ${WG}u) {
+    let dnorm = dout[o + c] * weight[c];
+    a += dnorm;
+    bsum += dnorm * (inp[o + c] - m) * s;
+  }
+  let dnormMean = wg_sum(a, lid) / f32(P.C);
+  let dnormXhatMean = wg_sum(bsum, lid) / f32(P.C);
+  for (var c = lid; c < P.C; c += ${WG}u) {
+    let xhat = (inp[o + c] - m) * s;
+    dinp[o + c] += s * (dout[o + c] * weight[c] - dnormMean - xhat * dnormXhatMean);
+  }`),
+  },
+
+  /** dweight (C) += sum_n dout * xhat, dbias (C) += sum_n dout: one thread per column, rows in order (no atomics) */
+  layernormParamGrads: {
+    name: 'layernormParamGrads',
+    tensors: [{ name: 'dweight', type: 'f32', written: true }, { name: 'dbias', type: 'f32', written: true },
+      { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' }, { name: 'mean', type: 'f32' }, { name: 'rstd', type: 'f32' }],
+    scalars: { N: 'u32', rows: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  var dw = 0.0;
+  var db = 0.0;
+  for (var r = 0u; r < P.rows; r++) {
+    let d = dout[r * P.N + idx];
+    dw += d * (inp[r * P.N + idx] - mean[r]) * rstd[r];
+    db += d;
+  }
+  if (HAS_DWEIGHT) { dweight[idx] += dw; }
+  if (HAS_DBIAS) { dbias[idx] += db; }`),
+  },
+
+  /** inp (N,C), weight -> out (N,C), rstd (N); one workgroup per row */
+  rmsnormForward: {
+    name: 'rmsnormForward',
+    tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'rstd', type: 'f32', written: true },
+      { name: 'inp', type: 'f32' }, { name: 'weight', type: 'f32' }],
+    scalars: { N: 'u32', C: 'u32', eps: 'f32' },
+    grid: rows,
+    source: () => rowwise(`
+  let o = row * P.C;
+  var ss = 0.0;
+  for (var c = lid; c < P.C; c += ${WG}u) { let x = inp[o + c]; ss += x * x; }
+  let s = 1.0 / sqrt(wg_sum(ss, lid) / f32(P.C) + P.eps);
+  for (var c = lid; c < P.C; c += ${WG}u) { out[o + c] = weight[c] * (inp[o + c] * s); }
+  if (lid == 0u) { rstd[row] = s; }`),
+  },
+
+  /** dinp (N,C) += s * w * dout - x * s^3 * mean(w * dout * x); one workgroup per row */
+  rmsnormBackward: {
+    name: 'rmsnormBackward',
+    tensors: [{ name: 'dinp', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' },
+      { name: 'weight', type: 'f32' }, { name: 'rstd', type: 'f32' }],
+    scalars: { N: 'u32', C: 'u32' },
+    grid: rows,
+    source: () => rowwise(`
+  let o = row * P.C;
+  let s = rstd[row];
+  var dot = 0.0;
+  for (var c = lid; c < P.C; c += ${WG}u) { dot += dout[o + c] * weight[c] * inp[o + c]; }
+  let k = (wg_sum(dot, lid) / f32(P.C)) * s * s * s;
+  for (var c = lid; c < P.C; c += ${WG}u) { dinp[o + c] += s * dout[o + c] * weight[c] - inp[o + c] * k; }`),
+  },
+
+  /** dweight (C) += sum_n dout * inp * rstd: one thread per column, rows in order */
+  rmsnormParamGrads: {
+    name: 'rmsnormParamGrads',
+    tensors: [{ name: 'dweight', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' },
+      { name: 'rstd', type: 'f32' }],
+    scalars: { N: 'u32', rows: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  var dw = 0.0;
+  for (var r = 0u; r < P.rows; r++) { dw += dout[r * P.N + idx] * inp[r * P.N + idx] * rstd[r]; }
+  dweight[idx] += dw;`),
+  },
+
+  // ------------------------------------------------------------------------------------------ rotary embedding
+  /**
+   * One thread per rotated pair (b, t, h, i < HD/2), N = B*T*H*HD/2; it reads both halves before writing, so out
+   * may alias inp. BACKWARD applies the transpose and accumulates into out (dinp).
+   */
+  rope: {
+    name: 'rope',
+    tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'inp', type: 'f32' }, { name: 'cos', type: 'f32' },
+      { name: 'sin', type: 'f32' }],
+    scalars: { N: 'u32', T: 'u32', H: 'u32', half: 'u32', pos0: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let i = idx % P.half;
+  let rest = idx / P.half;
+  let t = (rest / P.H) % P.T;
+  let o = rest * 2u * P.half;
+  let co = (P.pos0 + t) * P.half + i;
+  let c = cos[co];
+  let s = sin[co];
+  let x1 = inp[o + i];
+  let x2 = inp[o + i + P.half];
+  if (BACKWARD) {
+    out[o + i] += x1 * c + x2 * s;
+    out[o + i + P.half] += x2 * c - x1 * s;
+  } else {
+    out[o + i] = x1 * c - x2 * s;
+    out[o + i + P.half] = x2 * c + x1 * s;
+  }`),
+  },
+
+  // ------------------------------------------------------------------------------------------ attention
+  /**
+   * Flash-style causal attention forward, also the decode step (pos0 > 0: queries are the last T of L = pos0 + T
+   * keys). A workgroup takes 64 consecutive queries of one (b, h), one per thread; it walks the keys in tiles of TK
+   * staged in workgroup memory, keeping a running max, sum and output row (online softmax rescaled once per tile),
+   * and stops at the last key its last query can see. lse (B,NH,T) saved when HAS_LSE.
+   */
+  attentionForward: {
+    name: 'attentionForward',
+    tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'lse', type: 'f32', written: true },
+      { name: 'q', type: 'f32' }, { name: 'k', type: 'f32' }, { name: 'v', type: 'f32' }, { name: 'hidden', type: 'i32' }],
+    scalars: { B: 'u32', T: 'u32', pos0: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32' },
+    grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NH, s.B],
+    source: () => `${NEG_BIG}
+var<workgroup> Ks: array<f32, ${'TK * HD'}>;
+var<workgroup> Vs: array<f32, ${'TK * HD'}>;
+@compute @workgroup_size(${ATTENTION_ROWS})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let b = wid.z;
+  let h = wid.y;
+  let t = wid.x * ${ATTENTION_ROWS}u + lid;
+  let valid = t < P.T;
+  let kvh = h / (P.NH / P.NKV);
+  let L = P.pos0 + P.T;
+  let last = P.pos0 + t;
+  var lo = 0u;
+  var hi = 0u;
+  if (HAS_HIDDEN) {
+    let hiddenHi = u32(hidden[2u * b + 1u]);
+    if (last >= hiddenHi) { lo = u32(hidden[2u * b]); hi = hiddenHi; }
+  }
+  var qr: array<f32, HD>;
+  var acc: array<f32, HD>;
+  if (valid) {
+    let qo = (b * P.T + t) * P.qStride + h * HD;
+    for (var i = 0u; i < HD; i++) { qr[i] = q[qo + i]; }
+  }
+  var m = NEG_BIG;
+  var l = 0.0;
+  let keyEnd = P.pos0 + min(P.T, (wid.x + 1u) * ${ATTENTION_ROWS}u);
+  for (var s0 = 0u; s0 < keyEnd; s0 += TK) {
+    for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS}u) {
+      let s = s0 + e / HD;
+      var kx = 0.0;
+      var vx = 0.0;
+      if (s < L) {
+        let ko = (b * L + s) * P.kvStride + kvh * HD + e % HD;
+        kx = k[ko];
+        vx = v[ko];
+      }
+      Ks[e] = kx;
+      Vs[e] = vx;
+    }
+    workgroupBarrier();
+    if (valid) {
+      var sc: array<f32, TK>;
+      var tileMax = NEG_BIG;
+      for (var j = 0u; j < TK; j++) {
+        let s = s0 + j;
+        var x = NEG_BIG;
+        if (s <= last && !(s >= lo && s < hi)) {
+          var dot = 0.0;
+          for (var i = 0u; i < HD; i++) { dot += qr[i] * Ks[j * HD + i]; }
+          x = dot * P.scale;
+          tileMax = max(tileMax, x);
+        }
+        sc[j] = x;
+      }
+      if (tileMax > -1.0e38) {
+        let mNew = max(m, tileMax);
+        let correction = exp(m - mNew);
+        l *= correction;
+        for (var i = 0u; i < HD; i++) { acc[i] *= correction; }
+        for (var j = 0u; j < TK; j++) {
+          if (sc[j] > -1.0e38) {
+            let p = exp(sc[j] - mNew);
+            l += p;
+            for (var i = 0u; i < HD; i++) { acc[i] += p * Vs[j * HD + i]; }
+          }
+        }
+        m = mNew;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (valid) {
+    let oo = ((b * P.T + t) * P.NH + h) * HD;
+    for (var i = 0u; i < HD; i++) { out[oo + i] = acc[i] / l; }
+    if (HAS_LSE) { lse[(b * P.NH + h) * P.T + t] = m + log(l); }
+  }
+}`,
+  },
+
+  /** stats (B,NH,T,2) = (lse, D = dout . out) for each query row: what both backward passes need (N = B*NH*T) */
+  attentionBackwardStats: {
+    name: 'attentionBackwardStats',
+    tensors: [{ name: 'stats', type: 'f32', written: true }, { name: 'lse', type: 'f32' }, { name: 'dout', type: 'f32' },
+      { name: 'out', type: 'f32' }],
+    scalars: { N: 'u32', T: 'u32', NH: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let t = idx % P.T;
+  let bh = idx / P.T;
+  let oo = (((bh / P.NH) * P.T + t) * P.NH + bh % P.NH) * HD;
+  var d = 0.0;
+  for (var i = 0u; i < HD; i++) { d += dout[oo + i] * out[oo + i]; }
+  stats[2u * idx] = lse[idx];
+  stats[2u * idx + 1u] = d;`),
+  },
+
+  /** dq += sum over visible keys of ds * k; one thread per query, keys in tiles as in the forward */
+  attentionBackwardQuery: {
+    name: 'attentionBackwardQuery',
+    tensors: [{ name: 'dq', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'q', type: 'f32' },
+      { name: 'k', type: 'f32' }, { name: 'v', type: 'f32' }, { name: 'stats', type: 'f32' }, { name: 'hidden', type: 'i32' }],
+    scalars: { B: 'u32', T: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32' },
+    grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NH, s.B],
+    source: () => `
+var<workgroup> Ks: array<f32, ${'TK * HD'}>;
+var<workgroup> Vs: array<f32, ${'TK * HD'}>;
+@compute @workgroup_size(${ATTENTION_ROWS})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let b = wid.z;
+  let h = wid.y;
+  let t = wid.x * ${ATTENTION_ROWS}u + lid;
+  let valid = t < P.T;
+  let kvh = h / (P.NH / P.NKV);
+  var lo = 0u;
+  var hi = 0u;
+  if (HAS_HIDDEN) {
+    let hiddenHi = u32(hidden[2u * b + 1u]);
+    if (t >= hiddenHi) { lo = u32(hidden[2u * b]); hi = hiddenHi; }
+  }
+  var qr: array<f32, HD>;
+  var dor: array<f32, HD>;
+  var dqr: array<f32, HD>;
+  let qo = (b * P.T + t) * P.qStride + h * HD;
+  var rowLse = 0.0;
+  var rowD = 0.0;
+  if (valid) {
+    let oo = ((b * P.T + t) * P.NH + h) * HD;
+    for (var i = 0u; i < HD; i++) { qr[i] = q[qo + i]; dor[i] = dout[oo + i]; }
+    let r = (b * P.NH + h) * P.T + t;
+    rowLse = stats[2u * r];
+    rowD = stats[2u * r + 1u];
+  }
+  let keyEnd = min(P.T, (wid.x + 1u) * ${ATTENTION_ROWS}u);
+  for (var s0 = 0u; s0 < keyEnd; s0 += TK) {
+    for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS}u) {
+      let s = s0 + e / HD;
+      var kx = 0.0;
+      var vx = 0.0;
+      if (s < P.T) {
+        let ko = (b * P.T + s) * P.kvStride + kvh * HD + e % HD;
+        kx = k[ko];
+        vx = v[ko];
+      }
+      Ks[e] = kx;
+      Vs[e] = vx;
+    }
+    workgroupBarrier();
+    if (valid) {
+      for (var j = 0u; j < TK; j++) {
+        let s = s0 + j;
+        if (s <= t && !(s >= lo && s < hi)) {
+          var dot = 0.0;
+          var dp = 0.0;
+          for (var i = 0u; i < HD; i++) { dot += qr[i] * Ks[j * HD + i]; dp += dor[i] * Vs[j * HD + i]; }
+          let p = exp(dot * P.scale - rowLse);
+          let ds = p * (dp - rowD) * P.scale;
+          for (var i = 0u; i < HD; i++) { dqr[i] += ds * Ks[j * HD + i]; }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  if (valid) {
+    for (var i = 0u; i < HD; i++) { dq[qo + i] += dqr[i]; }
+  }
+}`,
+  },
+
+  /**
+   * dk, dv for one key per thread (64 keys of one (b, kv head) per workgroup), summed over the query heads of its
+   * group and the queries that see it, staged in tiles of TK queries. Each key has one writer: no atomics.
+   */
+  attentionBackwardKeyValue: {
+    name: 'attentionBackwardKeyValue',
+    tensors: [{ name: 'dk', type: 'f32', written: true }, { name: 'dv', type: 'f32', written: true },
+      { name: 'dout', type: 'f32' }, { name: 'q', type: 'f32' }, { name: 'k', type: 'f32' }, { name: 'v', type: 'f32' },
+      { name: 'stats', type: 'f32' }, { name: 'hidden', type: 'i32' }],
+    scalars: { B: 'u32', T: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32' },
+    grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NKV, s.B],
+    source: () => `
+var<workgroup> Qs: array<f32, ${'TK * HD'}>;
+var<workgroup> Os: array<f32, ${'TK * HD'}>;
+var<workgroup> Ls: array<f32, TK>;
+var<workgroup> Ds: array<f32, TK>;
+@compute @workgroup_size(${ATTENTION_ROWS})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let b = wid.z;
+  let kvh = wid.y;
+  let firstKey = wid.x * ${ATTENTION_ROWS}u;
+  let s = firstKey + lid;
+  let valid = s < P.T;
+  let group = P.NH / P.NKV;
+  var lo = 0u;
+  var hi = 0u;
+  if (HAS_HIDDEN) { lo = u32(hidden[2u * b]); hi = u32(hidden[2u * b + 1u]); }
+  let inHiddenRange = s >= lo && s < hi;
+  var kr: array<f32, HD>;
+  var vr: array<f32, HD>;
+  var dkr: array<f32, HD>;
+  var dvr: array<f32, HD>;
+  let ko = (b * P.T + s) * P.kvStride + kvh * HD;
+  if (valid) {
+    for (var i = 0u; i < HD; i++) { kr[i] = k[ko + i]; vr[i] = v[ko + i]; }
+  }
+  for (var g = 0u; g < group; g++) {
+    let h = kvh * group + g;
+    for (var t0 = firstKey; t0 < P.T; t0 += TK) {
+      for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS}u) {
+        let t = t0 + e / HD;
+        var qx = 0.0;
+        var ox = 0.0;
+        if (t < P.T) {
+          qx = q[(b * P.T + t) * P.qStride + h * HD + e % HD];
+          ox = dout[((b * P.T + t) * P.NH + h) * HD + e % HD];
+        }
+        Qs[e] = qx;
+        Os[e] = ox;
+      }
+      for (var j = lid; j < TK; j += ${ATTENTION_ROWS}u) {
+        let t = t0 + j;
+        var rl = 0.0;
+        var rd = 0.0;
+        if (t < P.T) {
+          let r = (b * P.NH + h) * P.T + t;
+          rl = stats[2u * r];
+          rd = stats[2u * r + 1u];
+        }
+        Ls[j] = rl;
+        Ds[j] = rd;
+      }
+      workgroupBarrier();
+      if (valid) {
+        for (var j = 0u; j < TK; j++) {
+          let t = t0 + j;
+          if (t < P.T && t >= s && !(inHiddenRange && t >= hi)) {
+            var dot = 0.0;
+            var dp = 0.0;
+            for (var i = 0u; i < HD; i++) { dot += Qs[j * HD + i] * kr[i]; dp += Os[j * HD + i] * vr[i]; }
+            let p = exp(dot * P.scale - Ls[j]);
+            let ds = p * (dp - Ds[j]) * P.scale;
+            for (var i = 0u; i < HD; i++) {
+              dkr[i] += ds * Qs[j * HD + i];
+              dvr[i] += p * Os[j * HD + i];
+            }
+          }
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+  if (valid) {
+    for (var i = 0u; i < HD; i++) { dk[ko + i] += dkr[i]; dv[ko + i] += dvr[i]; }
+  }
+}`,
+  },
+
+  // ------------------------------------------------------------------------------------------ pointwise
+  swigluForward: {
+    name: 'swigluForward',
+    tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'gate', type: 'f32' }, { name: 'up', type: 'f32' }],
+    scalars: { N: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let g = gate[idx];
+  out[idx] = g * sigmoid(g) * up[idx];`, SIGMOID),
+  },
+
+  swigluBackward: {
+    name: 'swigluBackward',
+    tensors: [{ name: 'dgate', type: 'f32', written: true }, { name: 'dup', type: 'f32', written: true },
+      { name: 'dout', type: 'f32' }, { name: 'gate', type: 'f32' }, { name: 'up', type: 'f32' }],
+    scalars: { N: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let g = gate[idx];
+  let sg = sigmoid(g);
+  let d = dout[idx];
+  dup[idx] += d * g * sg;
+  dgate[idx] += d * up[idx] * sg * (1.0 + g * (1.0 - sg));`, SIGMOID),
+  },
+
+  geluForward: {
+    name: 'geluForward',
+    tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'inp', type: 'f32' }],
+    scalars: { N: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let x = inp[idx];
+  out[idx] = 0.5 * x * (1.0 + tanh_stable(GELU_K * (x + 0.044715 * x * x * x)));`, GELU),
+  },
+
+  geluBackward: {
+    name: 'geluBackward',
+    tensors: [{ name: 'dinp', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' }],
+    scalars: { N: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let x = inp[idx];
+  let th = tanh_stable(GELU_K * (x + 0.044715 * x * x * x));
+  let grad = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
+  dinp[idx] += grad * dout[idx];`, GELU),
+  },
+
+  /** out = a + b; out may alias a or b (each element read before it is written, by one thread) */
+  add: {
+    name: 'add',
+    tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'a', type: 'f32' }, { name: 'b', type: 'f32' }],
+    scalars: { N: 'u32' },
+    grid: elements,
+    source: () => elementwise('  out[idx] = a[idx] + b[idx];'),
+  },
+
+  axpy: {
+    name: 'axpy',
+    tensors: [{ name: 'dst', type: 'f32', written: true }, { name: 'src', type: 'f32' }],
+    scalars: { N: 'u32', alpha: 'f32' },
+    grid: elements,
+    source: () => elementwise('  dst[idx] += P.alpha * src[idx];'),
+  },
+
+  scale: {
+    name: 'scale',
+    tensors: [{ name: 'x', type: 'f32', written: true }],
+    scalars: { N: 'u32', factor: 'f32' },
+    grid: elements,
+    source: () => elementwise('  x[idx] *= P.factor;'),
+  },
+
+  // ------------------------------------------------------------------------------------------ loss head
+  /**
+   * logits (N,V), targets -> logp (N), lse (N); one workgroup per row, one pass: each thread keeps a running
+   * (max, sum of exp(x - max)) over its columns, and the pairs combine in a tree.
+   */
+  logprobForward: {
+    name: 'logprobForward',
+    tensors: [{ name: 'logp', type: 'f32', written: true }, { name: 'lse', type: 'f32', written: true },
+      { name: 'logits', type: 'f32' }, { name: 'targets', type: 'i32' }],
+    scalars: { N: 'u32', V: 'u32' },
+    grid: rows,
+    source: () => `${NEG_BIG}
+var<workgroup> redMax: array<f32, ${WG}>;
+var<workgroup> redSum: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y * nwg.x + wid.x;
+  if (row >= P.N) { return; }
+  let o = row * P.V;
+  var m = NEG_BIG;
+  var s = 0.0;
+  for (var j = lid; j < P.V; j += ${WG}u) {
+    let x = logits[o + j];
+    if (x > m) { s = s * exp(m - x) + 1.0; m = x; } else { s += exp(x - m); }
+  }
+  redMax[lid] = m;
+  redSum[lid] = s;
+  workgroupBarrier();
+  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
+    if (lid < stride) {
+      let m2 = redMax[lid + stride];
+      let top = max(m, m2);
+      s = s * exp(m - top) + redSum[lid + stride] * exp(m2 - top);
+      m = top;
+      redMax[lid] = m;
+      redSum[lid] = s;
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let tgt = targets[row];
+    if (tgt < 0) {
+      logp[row] = 0.0;
+      lse[row] = 0.0;
+    } else {
+      let rowLse = m + log(s);
+      lse[row] = rowLse;
+      logp[row] = logits[o + u32(tgt)] - rowLse;
+    }
+  }
+}`,
+  },
+
+  /** dlogits (N,V) = dlogp * (onehot - softmax), written; one thread per element, so dlogits may alias logits */
+  logprobBackward: {
+    name: 'logprobBackward',
+    tensors: [{ name: 'dlogits', type: 'f32', written: true }, { name: 'dlogp', type: 'f32' }, { name: 'logits', type: 'f32' },
+      { name: 'lse', type: 'f32' }, { name: 'targets', type: 'i32' }],
+    scalars: { N: 'u32', V: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let row = idx / P.V;
+  let tgt = targets[row];
+  if (tgt < 0) { dlogits[idx] = 0.0; return; }
+  let g = dlogp[row];
+  var value = -g * exp(logits[idx] - lse[row]);
+  if (idx % P.V == u32(tgt)) { value += g; }
+  dlogits[idx] = value;`),
+  },
+
+  /** mean (N) and argmax (N, first maximal index) of each logits row; one workgroup per row */
+  logitsStats: {
+    name: 'logitsStats',
+    tensors: [{ name: 'mean', type: 'f32', written: true }, { name: 'argmax', type: 'i32', written: true },
+      { name: 'logits', type: 'f32' }],
+    scalars: { N: 'u32', V: 'u32' },
+    grid: rows,
+    source: () => `
+const NONE: u32 = 0xffffffffu;
+var<workgroup> redSum: array<f32, ${WG}>;
+var<workgroup> redBest: array<f32, ${WG}>;
+var<workgroup> redAt: array<u32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y * nwg.x + wid.x;
+  if (row >= P.N) { return; }
+  let o = row * P.V;
+  var s = 0.0;
+  var best = 0.0;
+  var bestAt = NONE;
+  for (var j = lid; j < P.V; j += ${WG}u) {
+    let x = logits[o + j];
+    s += x;
+    if (bestAt == NONE || x > best) { best = x; bestAt = j; }
+  }
+  redSum[lid] = s;
+  redBest[lid] = best;
+  redAt[lid] = bestAt;
+  workgroupBarrier();
+  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
+    if (lid < stride) {
+      s += redSum[lid + stride];
+      redSum[lid] = s;
+      let otherAt = redAt[lid + stride];
+      let other = redBest[lid + stride];
+      if (otherAt != NONE && (bestAt == NONE || other > best || (other == best && otherAt < bestAt))) {
+        best = other;
+        bestAt = otherAt;
+        redBest[lid] = best;
+        redAt[lid] = bestAt;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    mean[row] = s / f32(P.V);
+    argmax[row] = i32(bestAt);
+  }
+}`,
+  },
+
+  // ------------------------------------------------------------------------------------------ optimizer
+  /** torch.optim.AdamW, one thread per element; the step-dependent factors come from the host in float64 */
+  adamwStep: {
+    name: 'adamwStep',
+    tensors: [{ name: 'params', type: 'f32', written: true }, { name: 'grads', type: 'f32' },
+      { name: 'm', type: 'f32', written: true }, { name: 'v', type: 'f32', written: true }],
+    scalars: { N: 'u32', beta1: 'f32', beta2: 'f32', eps: 'f32', stepSize: 'f32', sqrtBc2: 'f32', decay: 'f32' },
+    grid: elements,
+    source: () => elementwise(`
+  let g = grads[idx];
+  let mi = P.beta1 * m[idx] + (1.0 - P.beta1) * g;
+  let vi = P.beta2 * v[idx] + (1.0 - P.beta2) * g * g;
+  m[idx] = mi;
+  v[idx] = vi;
+  params[idx] = params[idx] * P.decay - P.stepSize * mi / (sqrt(vi) / P.sqrtBc2 + P.eps);`),
+  },
+
+  /**
+   * partial[w] = sum of x^2 (SQUARE) or x over a grid-strided share of x: the first stage of a two-stage reduction
+   * (a second dispatch of one workgroup reduces the partials). Fixed shares and trees: deterministic.
+   */
+  reduceSum: {
+    name: 'reduceSum',
+    tensors: [{ name: 'partial', type: 'f32', written: true }, { name: 'x', type: 'f32' }],
+    scalars: { N: 'u32' },
+    grid: (s) => [Math.min(WG, Math.max(1, Math.ceil(s.N / WG))), 1, 1],
+    source: () => `${WG_SUM}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  var s = 0.0;
+  for (var i = wid.x * ${WG}u + lid; i < P.N; i += nwg.x * ${WG}u) {
+    let value = x[i];
+    if (SQUARE) { s += value * value; } else { s += value; }
+  }
+  let total = wg_sum(s, lid);
+  if (lid == 0u) { partial[wid.x] = total; }
+}`,
+  },
+} as const satisfies Record<string, KernelSpec>;
+
+export type KernelName = keyof typeof KERNELS;

@@ -1,0 +1,215 @@
+// The kernel interface of src/backend/kernels.ts over backend-owned buffers: same names, argument order, shapes
+// and accumulate/write semantics, with GpuTensor views in place of typed arrays. Each call records one or more
+// dispatches of ./kernel-table.ts in the runtime's batch and returns at once; results are read with an awaited
+// runtime.download. The differences from the host interface:
+// - sumSquares writes its result into a one-element tensor (a GPU value is only readable by awaiting it);
+// - bf16 matmul mode rounds operands to bfloat16 like the reference, but computes in float32 (no speed gain):
+//   WebGPU has no bfloat16, and `shader-f16` is IEEE half, a different format (see README.md);
+// - setThreads is accepted and ignored (the GPU schedules itself).
+import type { GpuTensor } from './buffers.js';
+import { KERNELS, attentionTile } from './kernel-table.js';
+import type { WebGpuRuntime } from './runtime.js';
+
+function requireEvenHeads(what: string, NH: number, NKV: number): void {
+  if (!(NKV >= 1 && NH % NKV === 0)) throw new RangeError(`${what}: NH (${NH}) must be a multiple of NKV (${NKV})`);
+}
+
+export class WebGpuKernels {
+  readonly name = 'webgpu';
+  private matmulBf16 = false;
+
+  constructor(readonly runtime: WebGpuRuntime) {}
+
+  setThreads(_n: number): void { /* the GPU schedules its own threads */ }
+  getThreads(): number { return 1; }
+  setMatmulBf16(on: boolean): void { this.matmulBf16 = on; }
+  getMatmulBf16(): boolean { return this.matmulBf16; }
+
+  // ---------------------------------------------------------------- matrix products
+  /** c (M,N) = op(a) (M,K) @ op(b) (K,N) [+ c]; transA: a stored (K,M); transB: b stored (N,K) */
+  gemm(c: GpuTensor, a: GpuTensor, b: GpuTensor, M: number, N: number, K: number, transA: boolean, transB: boolean,
+    accumulate: boolean): void {
+    this.gemmWithBias(c, a, b, null, M, N, K, transA, transB, accumulate);
+  }
+
+  private gemmWithBias(c: GpuTensor, a: GpuTensor, b: GpuTensor, bias: GpuTensor | null, M: number, N: number,
+    K: number, transA: boolean, transB: boolean, accumulate: boolean): void {
+    if (K === 0 && !accumulate && !bias) {
+      // an empty sum: c = 0 (the tiled kernel would still run, but this states it)
+      this.runtime.zero(c.view(0, M * N));
+      return;
+    }
+    this.runtime.dispatch(KERNELS.gemm, { c, a, b, bias }, { M, N, K }, {
+      TRANS_A: transA, TRANS_B: transB, ACCUMULATE: accumulate, HAS_BIAS: bias !== null, BF16: this.matmulBf16,
+    });
+  }
+
+  /** inp (N,C), weight (OC,C), bias (OC) | null -> out (N,OC) written: out = inp @ weight^T + bias */
+  matmulForward(out: GpuTensor, inp: GpuTensor, weight: GpuTensor, bias: GpuTensor | null, N: number, C: number,
+    OC: number): void {
+    this.gemmWithBias(out, inp, weight, bias, N, OC, C, false, true, false);
+  }
+
+  /** dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), each accumulated, each optional */
+  matmulBackward(dinp: GpuTensor | null, dweight: GpuTensor | null, dbias: GpuTensor | null, dout: GpuTensor,
+    inp: GpuTensor, weight: GpuTensor, N: number, C: number, OC: number): void {
+    if (dinp) this.gemm(dinp, dout, weight, N, C, OC, false, false, true);
+    if (dweight) this.gemm(dweight, dout, inp, OC, C, N, true, false, true);
+    if (dbias) this.runtime.dispatch(KERNELS.columnSum, { dst: dbias, src: dout }, { N: OC, rows: N });
+  }
+
+  // ---------------------------------------------------------------- embeddings
+  /** ids (N) int32, table (V,C) -> out (N,C) written, or accumulated */
+  embeddingForward(out: GpuTensor, ids: GpuTensor, table: GpuTensor, N: number, C: number, accumulate: boolean): void {
+    this.runtime.dispatch(KERNELS.embeddingForward, { out, ids, table }, { N: N * C, C }, { ACCUMULATE: accumulate });
+  }
+
+  /** dout (N,C), ids (N) -> dtable (V,C) accumulated; deterministic (token order per row, no atomics) */
+  embeddingBackward(dtable: GpuTensor, dout: GpuTensor, ids: GpuTensor, N: number, C: number): void {
+    if (N === 0 || C === 0) return;
+    const links = this.runtime.scratch(2 * N, 'i32');
+    this.runtime.dispatch(KERNELS.embeddingLinks, { links, ids }, { N });
+    this.runtime.dispatch(KERNELS.embeddingScatter, { dtable, dout, ids, links }, { N: N * C, C, tokens: N });
+  }
+
+  // ---------------------------------------------------------------- normalisation
+  layernormForward(out: GpuTensor, mean: GpuTensor, rstd: GpuTensor, inp: GpuTensor, weight: GpuTensor, bias: GpuTensor,
+    N: number, C: number, eps: number): void {
+    this.runtime.dispatch(KERNELS.layernormForward, { out, mean, rstd, inp, weight, bias }, { N, C, eps });
+  }
+
+  layernormBackward(dinp: GpuTensor, dweight: GpuTensor | null, dbias: GpuTensor | null, dout: GpuTensor,
+    inp: GpuTensor, weight: GpuTensor, mean: GpuTensor, rstd: GpuTensor, N: number, C: number): void {
+    this.runtime.dispatch(KERNELS.layernormBackward, { dinp, dout, inp, weight, mean, rstd }, { N, C });
+    if (dweight || dbias) {
+      this.runtime.dispatch(KERNELS.layernormParamGrads, { dweight, dbias, dout, inp, mean, rstd }, { N: C, rows: N },
+        { HAS_DWEIGHT: dweight !== null, HAS_DBIAS: dbias !== null });
+    }
+  }
+
+  rmsnormForward(out: GpuTensor, rstd: GpuTensor, inp: GpuTensor, weight: GpuTensor, N: number, C: number, eps: number): void {
+    this.runtime.dispatch(KERNELS.rmsnormForward, { out, rstd, inp, weight }, { N, C, eps });
+  }
+
+  rmsnormBackward(dinp: GpuTensor, dweight: GpuTensor | null, dout: GpuTensor, inp: GpuTensor, weight: GpuTensor,
+    rstd: GpuTensor, N: number, C: number): void {
+    this.runtime.dispatch(KERNELS.rmsnormBackward, { dinp, dout, inp, weight, rstd }, { N, C });
+    if (dweight) this.runtime.dispatch(KERNELS.rmsnormParamGrads, { dweight, dout, inp, rstd }, { N: C, rows: N });
+  }
+
+  // ---------------------------------------------------------------- rotary position embedding
+  ropeForward(out: GpuTensor, inp: GpuTensor, cos: GpuTensor, sin: GpuTensor, B: number, T: number, H: number,
+    HD: number, pos0: number): void {
+    this.rope(out, inp, cos, sin, B, T, H, HD, pos0, false);
+  }
+
+  ropeBackward(dinp: GpuTensor, dout: GpuTensor, cos: GpuTensor, sin: GpuTensor, B: number, T: number, H: number,
+    HD: number, pos0: number): void {
+    this.rope(dinp, dout, cos, sin, B, T, H, HD, pos0, true);
+  }
+
+  private rope(out: GpuTensor, inp: GpuTensor, cos: GpuTensor, sin: GpuTensor, B: number, T: number, H: number,
+    HD: number, pos0: number, backward: boolean): void {
+    const half = HD >> 1;
+    this.runtime.dispatch(KERNELS.rope, { out, inp, cos, sin }, { N: B * T * H * half, T, H, half, pos0 },
+      { BACKWARD: backward });
+  }
+
+  // ---------------------------------------------------------------- causal self-attention
+  attentionForward(out: GpuTensor, lse: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor, B: number, T: number,
+    NH: number, NKV: number, HD: number, qStride: number, kvStride: number, hidden?: GpuTensor | null): void {
+    requireEvenHeads('attentionForward', NH, NKV);
+    this.runtime.dispatch(KERNELS.attentionForward, { out, lse, q, k, v, hidden },
+      { B, T, pos0: 0, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD) },
+      { HD, TK: attentionTile(HD), HAS_LSE: true, HAS_HIDDEN: Boolean(hidden) });
+  }
+
+  /** dq, dk, dv accumulated; three passes: per-row (lse, dout . out), then dq by queries, then dk/dv by keys */
+  attentionBackward(dq: GpuTensor, dk: GpuTensor, dv: GpuTensor, dout: GpuTensor, q: GpuTensor, k: GpuTensor,
+    v: GpuTensor, out: GpuTensor, lse: GpuTensor, B: number, T: number, NH: number, NKV: number, HD: number,
+    qStride: number, kvStride: number, hidden?: GpuTensor | null): void {
+    requireEvenHeads('attentionBackward', NH, NKV);
+    const rowsCount = B * NH * T;
+    if (rowsCount === 0) return;
+    const stats = this.runtime.scratch(2 * rowsCount);
+    const consts = { HD, TK: attentionTile(HD), HAS_HIDDEN: Boolean(hidden) };
+    const scalars = { B, T, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD) };
+    this.runtime.dispatch(KERNELS.attentionBackwardStats, { stats, lse, dout, out }, { N: rowsCount, T, NH }, { HD });
+    this.runtime.dispatch(KERNELS.attentionBackwardQuery, { dq, dout, q, k, v, stats, hidden }, scalars, consts);
+    this.runtime.dispatch(KERNELS.attentionBackwardKeyValue, { dk, dv, dout, q, k, v, stats, hidden }, scalars, consts);
+  }
+
+  attentionDecode(out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor, T: number, pos0: number, NH: number,
+    NKV: number, HD: number, qStride: number, kvStride: number): void {
+    requireEvenHeads('attentionDecode', NH, NKV);
+    this.runtime.dispatch(KERNELS.attentionForward, { out, q, k, v },
+      { B: 1, T, pos0, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD) },
+      { HD, TK: attentionTile(HD), HAS_LSE: false, HAS_HIDDEN: false });
+  }
+
+  // ---------------------------------------------------------------- pointwise
+  swigluForward(out: GpuTensor, gate: GpuTensor, up: GpuTensor, N: number): void {
+    this.runtime.dispatch(KERNELS.swigluForward, { out, gate, up }, { N });
+  }
+
+  swigluBackward(dgate: GpuTensor, dup: GpuTensor, dout: GpuTensor, gate: GpuTensor, up: GpuTensor, N: number): void {
+    this.runtime.dispatch(KERNELS.swigluBackward, { dgate, dup, dout, gate, up }, { N });
+  }
+
+  geluForward(out: GpuTensor, inp: GpuTensor, N: number): void {
+    this.runtime.dispatch(KERNELS.geluForward, { out, inp }, { N });
+  }
+
+  geluBackward(dinp: GpuTensor, dout: GpuTensor, inp: GpuTensor, N: number): void {
+    this.runtime.dispatch(KERNELS.geluBackward, { dinp, dout, inp }, { N });
+  }
+
+  add(out: GpuTensor, a: GpuTensor, b: GpuTensor, N: number): void {
+    this.runtime.dispatch(KERNELS.add, { out, a, b }, { N });
+  }
+
+  axpy(dst: GpuTensor, src: GpuTensor, scale: number, N: number): void {
+    this.runtime.dispatch(KERNELS.axpy, { dst, src }, { N, alpha: scale });
+  }
+
+  // ---------------------------------------------------------------- loss head
+  logprobForward(logp: GpuTensor, lse: GpuTensor, logits: GpuTensor, targets: GpuTensor, N: number, V: number): void {
+    this.runtime.dispatch(KERNELS.logprobForward, { logp, lse, logits, targets }, { N, V });
+  }
+
+  logitsStats(mean: GpuTensor, argmax: GpuTensor, logits: GpuTensor, N: number, V: number): void {
+    if (N > 0 && !(V >= 1)) throw new RangeError(`logitsStats: V must be at least 1, got ${V}`);
+    this.runtime.dispatch(KERNELS.logitsStats, { mean, argmax, logits }, { N, V });
+  }
+
+  logprobBackward(dlogits: GpuTensor, dlogp: GpuTensor, logits: GpuTensor, lse: GpuTensor, targets: GpuTensor,
+    N: number, V: number): void {
+    this.runtime.dispatch(KERNELS.logprobBackward, { dlogits, dlogp, logits, lse, targets }, { N: N * V, V });
+  }
+
+  // ---------------------------------------------------------------- optimizer
+  adamwStep(params: GpuTensor, grads: GpuTensor, m: GpuTensor, v: GpuTensor, N: number, lr: number, beta1: number,
+    beta2: number, eps: number, weightDecay: number, step: number): void {
+    const bc1 = 1 - Math.pow(beta1, step);
+    const bc2 = 1 - Math.pow(beta2, step);
+    this.runtime.dispatch(KERNELS.adamwStep, { params, grads, m, v },
+      { N, beta1, beta2, eps, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), decay: 1 - lr * weightDecay });
+  }
+
+  /** x (N) -> out[0] = sum of squares, written (float32 tree sums; the host interface returns a float64 number) */
+  sumSquares(out: GpuTensor, x: GpuTensor, N: number): void {
+    if (N === 0) {
+      this.runtime.zero(out.view(0, 1));
+      return;
+    }
+    const partialCount = KERNELS.reduceSum.grid({ N })[0];
+    const partial = this.runtime.scratch(partialCount);
+    this.runtime.dispatch(KERNELS.reduceSum, { partial, x }, { N }, { SQUARE: true });
+    this.runtime.dispatch(KERNELS.reduceSum, { partial: out, x: partial }, { N: partialCount }, { SQUARE: false });
+  }
+
+  /** x (N) *= s in place */
+  scale(x: GpuTensor, s: number, N: number): void {
+    this.runtime.dispatch(KERNELS.scale, { x }, { N, factor: s });
+  }
+}
