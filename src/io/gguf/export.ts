@@ -1,0 +1,212 @@
+// GGUF export of a model (optionally with a LoRA adapter merged on the way) and of a LoRA adapter alone, for
+// llama.cpp and everything built on it (node-llama-cpp, Ollama, LM Studio). Everything that could refuse the
+// model or its tokenizer is checked before the first byte is written; the file is then streamed tensor by tensor
+// and replaces the target atomically.
+
+import { readFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+
+import { createTokenizer, type TokenizerFiles } from '../../data/tokenizer.js';
+import type { DecoderBase } from '../../model/base.js';
+import { parseConfig } from '../../model/config.js';
+import { paramLayout } from '../../model/layout.js';
+import type { ModelConfig } from '../../model/types.js';
+import { loraScaling } from '../../lora/config.js';
+import { mergeLora } from '../../lora/merge.js';
+import type { LoraAdapters } from '../../lora/adapters.js';
+import { ADAPTER_WEIGHTS_FILE, loadAdapter, readAdapterConfig } from '../adapter.js';
+import { loadModel, readConfigJson } from '../hf-model.js';
+import { readSafetensorsHeader, readTensorF32, type TensorInfo } from '../safetensors.js';
+import {
+  architectureMetadata, ggufArchitecture, modelTensorPlans, permuteRowsForInterleavedRope, tensorMappings, type GgufDtype,
+} from './architecture.js';
+import { writeGguf, type GgufMetadata, type GgufTensorPlan } from './format.js';
+import { vocabMetadata } from './vocab.js';
+
+export interface GgufWriteSummary {
+  file: string;
+  tensors: number;
+  metadataKeys: number;
+}
+
+/** Reads a model folder's tokenizer files (tokenizer.json is required: llama.cpp needs the vocabulary). */
+export async function readTokenizerFiles(dir: string, modelType?: string): Promise<TokenizerFiles> {
+  const readJson = async (name: string, required: boolean): Promise<Record<string, unknown> | undefined> => {
+    let text: string;
+    try {
+      text = await readFile(join(dir, name), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !required) return undefined;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new Error(`${join(dir, name)}: not found; a GGUF file carries the tokenizer, so the model folder needs tokenizer.json`);
+      }
+      throw e;
+    }
+    try {
+      return JSON.parse(text) as Record<string, unknown>;
+    } catch (e) {
+      throw new Error(`${join(dir, name)}: invalid JSON (${(e as Error).message})`);
+    }
+  };
+  const chatTemplateFile = await readFile(join(dir, 'chat_template.jinja'), 'utf8').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
+    throw e;
+  });
+  return {
+    tokenizer: (await readJson('tokenizer.json', true))!,
+    config: (await readJson('tokenizer_config.json', false)) ?? {},
+    specialTokensMap: await readJson('special_tokens_map.json', false),
+    chatTemplateFile,
+    origin: dir,
+    modelType,
+  };
+}
+
+/** Writes a loaded model and its tokenizer as one GGUF file. */
+export async function writeModelGguf(model: DecoderBase, tokenizerFiles: TokenizerFiles, file: string,
+  opts: { dtype?: GgufDtype; name?: string } = {}): Promise<GgufWriteSummary> {
+  const dtype = opts.dtype ?? 'f16';
+  const config = model.config;
+  const tokenizer = createTokenizer(tokenizerFiles);
+  const metadata: GgufMetadata = architectureMetadata(config, dtype, opts.name ?? 'model');
+  for (const [key, value] of vocabMetadata({ tokenizerJson: tokenizerFiles.tokenizer, tokenizer, tokenizerConfig: tokenizerFiles.config, config })) {
+    metadata.set(key, value);
+  }
+  const tensors = modelTensorPlans(model, dtype);
+  await writeGguf(file, metadata, tensors);
+  return { file, tensors: tensors.length, metadataKeys: metadata.size };
+}
+
+/**
+ * `orpo export gguf`: a model folder (with an adapter folder merged into it when given) -> one GGUF file.
+ * The tokenizer is the adapter folder's when it carries one (training may have added tokens), else the model's.
+ */
+export async function exportModelFolderToGguf(modelDir: string, file: string,
+  opts: { dtype?: GgufDtype; adapterDir?: string | null } = {}): Promise<GgufWriteSummary & { mergedModules: number }> {
+  const model = await loadModel(modelDir);
+  ggufArchitecture(model.config); // refuse before merging or reading anything else
+  let mergedModules = 0;
+  let tokenizerDir = modelDir;
+  if (opts.adapterDir !== undefined && opts.adapterDir !== null) {
+    const adapters = await loadAdapter(opts.adapterDir, model);
+    mergedModules = adapters.layers.length;
+    mergeLora(adapters);
+    const hasTokenizer = await readFile(join(opts.adapterDir, 'tokenizer.json')).then(() => true, () => false);
+    if (hasTokenizer) tokenizerDir = opts.adapterDir;
+  }
+  const files = await readTokenizerFiles(tokenizerDir, model.config.modelType);
+  const name = basename(resolve(modelDir));
+  const summary = await writeModelGguf(model, files, file, { dtype: opts.dtype, name });
+  return { ...summary, mergedModules };
+}
+
+// ------------------------------------------------------------------------------------------------ LoRA adapters
+
+/** One adapted projection: its base parameter and its factors A (r, in) and B (out, r). */
+export interface LoraFactors {
+  /** the base weight's Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight */
+  weight: string;
+  r: number;
+  inFeatures: number;
+  outFeatures: number;
+  A: () => Float32Array | Promise<Float32Array>;
+  B: () => Float32Array | Promise<Float32Array>;
+}
+
+/**
+ * A LoRA adapter as llama.cpp's llama_adapter_lora_init reads it: general.type "adapter", adapter.type "lora",
+ * adapter.lora.alpha, and per adapted weight `<tensor>.lora_a` (r, in) and `<tensor>.lora_b` (out, r) under the
+ * base tensor's GGUF name. llama.cpp scales by alpha / r; rank-stabilised LoRA (alpha / sqrt(r)) is written as
+ * the alpha that gives the same factor. B's rows get the same RoPE permutation as the base weight's.
+ */
+export async function writeLoraGguf(config: ModelConfig, factors: readonly LoraFactors[], settings: { alpha: number; useRslora?: boolean },
+  file: string, opts: { dtype?: 'f32' | 'f16' } = {}): Promise<GgufWriteSummary> {
+  const arch = ggufArchitecture(config);
+  if (factors.length === 0) throw new Error('the adapter adapts no module');
+  const ranks = new Set(factors.map((f) => f.r));
+  if (ranks.size !== 1) throw new Error(`the adapter's modules have different ranks (${[...ranks].join(', ')}); GGUF adapters have one alpha for all`);
+  const r = factors[0]!.r;
+  const alpha = loraScaling({ r, alpha: settings.alpha, useRslora: settings.useRslora }) * r;
+  const mappings = new Map(tensorMappings(config, factors.map((f) => f.weight)).map((m) => [m.source, m]));
+  const type = opts.dtype === 'f16' ? 'F16' : 'F32';
+  const metadata: GgufMetadata = new Map();
+  metadata.set('general.architecture', { type: 'string', value: arch });
+  metadata.set('general.type', { type: 'string', value: 'adapter' });
+  metadata.set('adapter.type', { type: 'string', value: 'lora' });
+  metadata.set('adapter.lora.alpha', { type: 'f32', value: alpha });
+  metadata.set('general.quantization_version', { type: 'u32', value: 2 });
+  const tensors: GgufTensorPlan[] = [];
+  for (const f of factors) {
+    const mapping = mappings.get(f.weight)!;
+    tensors.push({ name: `${mapping.name}.lora_a`, shape: [f.r, f.inFeatures], type, data: f.A });
+    tensors.push({
+      name: `${mapping.name}.lora_b`, shape: [f.outFeatures, f.r], type,
+      data: async () => {
+        const b = await f.B();
+        return mapping.permuteHeads === null ? b : permuteRowsForInterleavedRope(b, mapping.permuteHeads, f.r);
+      },
+    });
+  }
+  await writeGguf(file, metadata, tensors);
+  return { file, tensors: tensors.length, metadataKeys: metadata.size };
+}
+
+/** The factors of in-memory adapters (views, read when written). */
+export function adapterFactors(adapters: LoraAdapters): LoraFactors[] {
+  return adapters.layers.map((l) => ({
+    weight: `${l.module}.weight`, r: adapters.settings.r, inFeatures: l.inFeatures, outFeatures: l.outFeatures,
+    A: () => adapters.A(l.module), B: () => adapters.B(l.module),
+  }));
+}
+
+const PEFT_FACTOR = /^base_model\.model\.(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$/;
+
+/**
+ * `orpo export gguf-lora`: a PEFT adapter folder -> a GGUF LoRA adapter. Only the base model's config.json is
+ * read (for the architecture and the head counts of the RoPE permutation), not its weights.
+ */
+export async function exportAdapterFolderToGguf(adapterDir: string, file: string,
+  opts: { baseDir?: string | null } = {}): Promise<GgufWriteSummary & { baseDir: string }> {
+  const adapterConfig = await readAdapterConfig(adapterDir);
+  const baseDir = opts.baseDir ?? adapterConfig.baseModelNameOrPath;
+  if (baseDir === null) {
+    throw new Error(`${adapterDir}: adapter_config.json names no base_model_name_or_path; give --model with the base model folder`);
+  }
+  let config: ModelConfig;
+  try {
+    config = parseConfig(await readConfigJson(baseDir));
+  } catch (e) {
+    throw new Error(`${baseDir} (the adapter's base model): ${(e as Error).message}`);
+  }
+  const layout = new Map(paramLayout(config).map((p) => [p.name, p]));
+  const weightsFile = join(adapterDir, ADAPTER_WEIGHTS_FILE);
+  const header = await readSafetensorsHeader(weightsFile);
+  const byModule = new Map<string, { A?: TensorInfo; B?: TensorInfo }>();
+  for (const info of header.tensors.values()) {
+    const m = PEFT_FACTOR.exec(info.name);
+    if (m === null) throw new Error(`${weightsFile}: tensor '${info.name}' is not a LoRA factor (base_model.model.<module>.lora_A/lora_B.weight)`);
+    const entry = byModule.get(m[1]!) ?? {};
+    entry[m[2] as 'A' | 'B'] = info;
+    byModule.set(m[1]!, entry);
+  }
+  const factors: LoraFactors[] = [];
+  for (const [module, { A, B }] of byModule) {
+    if (A === undefined || B === undefined) throw new Error(`${weightsFile}: module '${module}' has only one of lora_A and lora_B`);
+    const spec = layout.get(`${module}.weight`);
+    if (spec === undefined || spec.shape.length !== 2) {
+      throw new Error(`${weightsFile}: module '${module}' is not a linear layer of the ${config.modelType} base model in ${baseDir}`);
+    }
+    const [outFeatures, inFeatures] = spec.shape as [number, number];
+    const r = adapterConfig.settings.r;
+    if (A.shape.join() !== `${r},${inFeatures}` || B.shape.join() !== `${outFeatures},${r}`) {
+      throw new Error(`${weightsFile}: module '${module}' has lora_A [${A.shape}] and lora_B [${B.shape}], but r=${r} and the base ` +
+        `model imply [${r},${inFeatures}] and [${outFeatures},${r}]; is this adapter for a different base model?`);
+    }
+    factors.push({ weight: `${module}.weight`, r, inFeatures, outFeatures, A: () => readTensorF32(A), B: () => readTensorF32(B) });
+  }
+  // the order of the base model's layout, as a converter would write them
+  const order = new Map([...layout.keys()].map((name, i) => [name, i]));
+  factors.sort((a, b) => order.get(a.weight)! - order.get(b.weight)!);
+  const summary = await writeLoraGguf(config, factors, adapterConfig.settings, file);
+  return { ...summary, baseDir };
+}
