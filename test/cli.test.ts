@@ -41,7 +41,7 @@ const records = (dir: string): Record<string, number>[] =>
   readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
 // timings differ between runs; everything else must not
 const withoutTimings = (rs: Record<string, number>[]): Record<string, number>[] =>
-  rs.map(({ tokens_per_second: _t, ...rest }) => rest);
+  rs.map(({ tokens_per_second: _t, eval_runtime: _r, eval_samples_per_second: _s, eval_steps_per_second: _p, ...rest }) => rest);
 
 test('help lists every command and option; unknown options and bad values are named', () => {
   const top = orpo(['--help']);
@@ -199,7 +199,7 @@ test('eval and generate work on the trained output; the report holds the charts'
   assert.deepEqual((JSON.parse(viaChat.stdout) as { tokens: number[] }).tokens, greedy.tokens);
 
   const html = readFileSync(join(out, 'report.html'), 'utf8');
-  for (const id of ['loss', 'nll_loss', 'log_odds_ratio', 'logps', 'margins', 'accuracies']) {
+  for (const id of ['loss', 'nll_loss', 'log_odds_ratio', 'logps', 'margins', 'accuracies', 'learning_rate', 'grad_norm']) {
     assert.match(html, new RegExp(`<figure id="${id}"><svg`), `report.html lacks the ${id} chart`);
     const svg = readFileSync(join(out, 'charts', `${id}.svg`), 'utf8');
     assert.match(svg, /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);

@@ -35,5 +35,12 @@ export type Metrics = Partial<Record<MetricName, number>>;
 /** the method-neutral metrics, computed for every method in evaluation */
 export const NEUTRAL_METRICS = [METRIC.meanLogpChosen, METRIC.meanLogpRejected, METRIC.meanLogpAccuracy, METRIC.meanLogpMargin] as const;
 
+/** what the trainer logs beside the objective's metrics (transformers' Trainer names) */
+export const TRAINER_LOG = {
+  learningRate: 'learning_rate',
+  gradNorm: 'grad_norm',
+  tokensPerSecond: 'tokens_per_second',
+} as const;
+
 /** an evaluation record's name for a metric (metrics.jsonl, results.json) */
 export const evalName = (m: MetricName): `eval_${MetricName}` => `eval_${m}`;

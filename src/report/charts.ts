@@ -1,8 +1,10 @@
 // Training curves as Vega-Lite specs rendered to SVG in Node (vega's headless 'none' renderer: no canvas, no
-// browser), from metrics.jsonl records. Training and `eval_` series share a chart so they can be compared.
+// browser), from metrics.jsonl records. Training and `eval_` series share a chart so they can be compared, in the
+// same two colours on every chart (training blue, held-out orange); a chart of two quantities (chosen, rejected)
+// tells them apart by the line's dash, never by a colour of its own.
 
 import * as vega from 'vega';
-import { METRIC as M } from '../loss/metric-names.js';
+import { METRIC as M, TRAINER_LOG } from '../loss/metric-names.js';
 import { compile, type TopLevelSpec } from 'vega-lite';
 
 export type MetricRecord = Readonly<Record<string, number>>;
@@ -30,9 +32,15 @@ export const CHARTS: readonly ChartDef[] = [
   },
   { id: 'margins', title: 'reward margin  λ·(log p chosen − log p rejected)', yTitle: 'rewards/margins', series: [{ metric: M.rewardsMargins, label: 'margin' }] },
   { id: 'accuracies', title: 'preference accuracy (chosen more likely than rejected)', yTitle: 'rewards/accuracies', series: [{ metric: M.rewardsAccuracies, label: 'accuracy' }] },
+  { id: 'learning_rate', title: 'learning rate (the schedule, warmup included)', yTitle: 'learning_rate', series: [{ metric: TRAINER_LOG.learningRate, label: 'learning rate' }] },
+  { id: 'grad_norm', title: 'gradient norm before clipping (mean over the logged steps)', yTitle: 'grad_norm', series: [{ metric: TRAINER_LOG.gradNorm, label: 'grad norm' }] },
 ];
 
-interface Point { step: number; value: number; series: string }
+/** the split's colour, the same on every chart */
+const SPLIT_COLOURS = { train: '#1f77b4', eval: '#ff7f0e' } as const;
+type Split = keyof typeof SPLIT_COLOURS;
+
+interface Point { step: number; value: number; split: Split; quantity: string }
 
 function pointsOf(def: ChartDef, records: readonly MetricRecord[]): Point[] {
   const points: Point[] = [];
@@ -41,7 +49,7 @@ function pointsOf(def: ChartDef, records: readonly MetricRecord[]): Point[] {
       for (const [key, split] of [[s.metric, 'train'], [`eval_${s.metric}`, 'eval']] as const) {
         const value = r[key];
         if (value !== undefined && Number.isFinite(value) && r['step'] !== undefined) {
-          points.push({ step: r['step'], value, series: def.series.length > 1 ? `${split} ${s.label}` : split });
+          points.push({ step: r['step'], value, split, quantity: s.label });
         }
       }
     }
@@ -50,17 +58,27 @@ function pointsOf(def: ChartDef, records: readonly MetricRecord[]): Point[] {
 }
 
 export function chartSpec(def: ChartDef, records: readonly MetricRecord[]): TopLevelSpec {
+  const points = pointsOf(def, records);
+  // the splits this chart has, each in its own colour (the legend lists no split without a line)
+  const splits = (Object.keys(SPLIT_COLOURS) as Split[]).filter((k) => points.some((p) => p.split === k));
+  const dash = def.series.length > 1
+    ? { strokeDash: { field: 'quantity', type: 'nominal' as const, title: null, sort: def.series.map((s) => s.label) } }
+    : {};
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: def.title,
     width: 420,
     height: 220,
-    data: { values: pointsOf(def, records) },
+    data: { values: points },
     mark: { type: 'line', point: { size: 18 } },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'optimizer step' },
       y: { field: 'value', type: 'quantitative', title: def.yTitle, scale: { zero: false } },
-      color: { field: 'series', type: 'nominal', title: null },
+      // colours by name, not by order: held-out is orange even on a chart without training points
+      color: { field: 'split', type: 'nominal', title: null, scale: { domain: splits, range: splits.map((k) => SPLIT_COLOURS[k]) } },
+      // one line per split and quantity
+      detail: { field: 'quantity', type: 'nominal' },
+      ...dash,
     },
   };
 }
