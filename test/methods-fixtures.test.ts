@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sharedDir, SHARED_MISSING } from './helpers/shared.js';
+import { golden, goldenMissing } from './helpers/shared.js';
 import { assertRel, fixtureBackends } from './helpers/fixtures.js';
 import { loadModel } from '../src/io/hf-model.js';
 import { readSafetensorsHeader, readTensorF32 } from '../src/io/safetensors.js';
@@ -17,7 +17,6 @@ import { createObjective } from '../src/loss/objectives/index.js';
 import { modelReference } from '../src/loss/reference.js';
 import type { Method } from '../src/loss/objective.js';
 
-const shared = sharedDir();
 
 interface Expected {
   options: Record<string, unknown>;
@@ -53,14 +52,16 @@ const METHOD_OPTIONS: Record<Exclude<Method, 'orpo'>, { beta?: number; simpoGamm
 for (const kernels of fixtureBackends()) {
   for (const cs of ['llama', 'gpt2']) {
     for (const method of ['sft', 'dpo', 'simpo'] as const) {
-      test(`methods fixture ${cs}/${method} on the ${kernels.name} backend: loss, metrics, gradients, AdamW`, { skip: shared ? false : SHARED_MISSING }, async () => {
-        const dir = join(shared!, 'fixtures', cs);
-        const mdir = join(shared!, 'fixtures', 'methods', cs);
+      const needs = [golden(cs, 'model'), golden('methods', cs, `${method}.json`), method === 'dpo' ? golden('methods', cs, 'ref-model') : ''];
+      test(`methods fixture ${cs}/${method} on the ${kernels.name} backend: loss, metrics, gradients, AdamW`, { skip: needs.includes(null) ? goldenMissing(`methods/${cs}/${method}`) : false }, async () => {
+        const dir = golden(cs)!;
+        const mdir = golden('methods', cs)!;
         const batch = JSON.parse(readFileSync(join(dir, 'batch.json'), 'utf8')) as PreferenceBatch;
         const expected = JSON.parse(readFileSync(join(mdir, `${method}.json`), 'utf8')) as Expected;
         const ref = await expectedGrads(join(mdir, `${method}.safetensors`));
         const refModel = method === 'dpo' ? await loadModel(join(mdir, 'ref-model'), { kernels }) : undefined;
-        for (const folder of ['model', 'model-bf16-sharded']) {
+        // the bf16 sharded folder only where the full set is (../shared)
+        for (const folder of ['model', 'model-bf16-sharded'].filter((f) => golden(cs, f) !== null)) {
           const model = await loadModel(join(dir, folder), { kernels });
           for (const sharePrompt of [true, false]) {
             const what = `${folder}, sharePrompt ${sharePrompt}`;

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sharedDir, SHARED_MISSING } from './helpers/shared.js';
+import { golden, goldenMissing } from './helpers/shared.js';
 import { assertRel, fixtureBackends } from './helpers/fixtures.js';
 import { loadModel } from '../src/io/hf-model.js';
 import { readSafetensorsHeader, readTensorF32 } from '../src/io/safetensors.js';
@@ -14,7 +14,6 @@ import { collatePairs, type PreferenceBatch } from '../src/data/collate.js';
 import { AdamW, clipGradNorm } from '../src/optim/adamw.js';
 import { oddsRatio } from '../src/loss/odds-ratio.js';
 
-const shared = sharedDir();
 
 interface Expected {
   metrics: Record<string, number>;
@@ -35,8 +34,8 @@ async function expectedTensors(dir: string): Promise<Map<string, Float32Array>> 
 for (const kernels of fixtureBackends()) {
   for (const cs of ['llama', 'gpt2']) {
     for (const folder of ['model', 'model-bf16-sharded']) {
-      test(`fixture ${cs}/${folder} on the ${kernels.name} backend: loss, metrics, gradients, logits, AdamW`, { skip: shared ? false : SHARED_MISSING }, async () => {
-        const dir = join(shared!, 'fixtures', cs);
+      test(`fixture ${cs}/${folder} on the ${kernels.name} backend: loss, metrics, gradients, logits, AdamW`, { skip: golden(cs, folder) ? false : goldenMissing(`${cs}/${folder}`) }, async () => {
+        const dir = golden(cs)!;
         const batch = JSON.parse(readFileSync(join(dir, 'batch.json'), 'utf8')) as PreferenceBatch & { beta: number; sft_scope: 'full' | 'response' };
         const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
         const ref = await expectedTensors(dir);
@@ -100,8 +99,8 @@ for (const kernels of fixtureBackends()) {
   }
 }
 
-test('fixture loss-only: odds-ratio term and its gradient on both sides of -ln 2', { skip: shared ? false : SHARED_MISSING }, () => {
-  const e = JSON.parse(readFileSync(join(shared!, 'fixtures', 'loss-only', 'expected.json'), 'utf8')) as {
+test('fixture loss-only: odds-ratio term and its gradient on both sides of -ln 2', () => {
+  const e = JSON.parse(readFileSync(golden('loss-only', 'expected.json')!, 'utf8')) as {
     beta: number; logps_chosen: number[]; logps_rejected: number[]; log_odds: number[]; log_sigmoid: number[];
     odds_ratio_loss: number; d_logps_chosen: number[]; d_logps_rejected: number[] };
   const n = e.logps_chosen.length;
