@@ -49,9 +49,14 @@ export interface LoadedGguf {
 export async function loadGguf(llama: Llama, modelPath: string, opts: { lora?: string; contextSize?: number } = {}): Promise<LoadedGguf> {
   const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
   const context = await model.createContext({
-    contextSize: opts.contextSize ?? 256,
-    batchSize: opts.contextSize ?? 256,
+    contextSize: opts.contextSize ?? 64,
+    batchSize: opts.contextSize ?? 64,
     threads: 1,
+    // llama.cpp's default f16 cache would round every key and value (about 1e-3 in log-probs): the comparisons
+    // are about the exported file, so the cache keeps float32
+    experimentalKvCacheKeyType: 'F32',
+    experimentalKvCacheValueType: 'F32',
+    flashAttention: false,
     ...(opts.lora === undefined ? {} : { lora: { adapters: [{ filePath: opts.lora, scale: 1 }] } }),
   });
   return {
