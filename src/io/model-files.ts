@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 
 import { writeFileAtomically } from './atomic-file.js';
 import {
-  readSafetensorsHeader, SAFETENSORS_DTYPE_BYTES, writeSafetensors,
+  describeUntrusted, quoteUntrusted, readSafetensorsHeader, SAFETENSORS_DTYPE_BYTES, writeSafetensors,
   type NamedTensor, type SafetensorsWriteDtype, type TensorInfo,
 } from './safetensors.js';
 
@@ -17,10 +17,33 @@ export const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
 export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
 
 const SHARD_FILE = /^model-\d{5}-of-\d{5}\.safetensors$/;
+// The largest index a real model needs is a few MB (DeepSeek-V3's 91,000 tensors: 8 MB); anything far larger is
+// refused before it is read into one string.
+const MAX_INDEX_BYTES = 64 << 20;
 
 function shardFileName(index: number, count: number): string {
   const pad = (n: number): string => String(n).padStart(5, '0');
   return `model-${pad(index)}-of-${pad(count)}.safetensors`;
+}
+
+/**
+ * A shard is named by a plain file name in the model folder: no path (which could point outside it), not '.' or
+ * '..' (the folder itself or its parent), no NUL (which the file system APIs refuse with a bare error).
+ */
+function isPlainFileName(name: unknown): name is string {
+  return typeof name === 'string' && name !== '' && name !== '.' && name !== '..' && basename(name) === name &&
+    !/[/\\\0]/.test(name);
+}
+
+async function fileKind(path: string): Promise<'file' | 'missing' | 'folder' | 'special file'> {
+  try {
+    const stats = await stat(path);
+    return stats.isFile() ? 'file' : stats.isDirectory() ? 'folder' : 'special file';
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
+    throw error;
+  }
 }
 
 async function exists(file: string): Promise<boolean> {
@@ -62,13 +85,15 @@ async function listShardedTensors(dir: string, indexFile: string): Promise<Map<s
   const tensors = new Map<string, TensorInfo>();
   for (const shardName of shardNames) {
     const shard = join(dir, shardName);
-    if (!(await exists(shard))) {
-      throw new Error(`${indexFile}: lists shard '${shardName}', which is missing from ${dir}; re-download or re-save the model`);
+    const kind = await fileKind(shard);
+    if (kind !== 'file') {
+      const problem = kind === 'missing' ? `which is missing from ${dir}` : `which is not a file in ${dir} but a ${kind}`;
+      throw new Error(`${indexFile}: lists shard ${quoteUntrusted(shardName)}, ${problem}; re-download or re-save the model`);
     }
     for (const [name, info] of (await readSafetensorsHeader(shard)).tensors) {
       const other = tensors.get(name);
       if (other !== undefined) {
-        throw new Error(`${dir}: tensor '${name}' is in both ${basename(other.file)} and ${shardName}; re-save the model`);
+        throw new Error(`${dir}: tensor ${quoteUntrusted(name)} is in both ${basename(other.file)} and ${shardName}; re-save the model`);
       }
       tensors.set(name, info);
     }
@@ -76,7 +101,7 @@ async function listShardedTensors(dir: string, indexFile: string): Promise<Map<s
   for (const [name, shardName] of weightMap) {
     const info = tensors.get(name);
     if (info === undefined || basename(info.file) !== shardName) {
-      throw new Error(`${indexFile}: tensor '${name}' is listed in ${shardName} but that shard does not hold it; ` +
+      throw new Error(`${indexFile}: tensor ${quoteUntrusted(name)} is listed in ${shardName} but that shard does not hold it; ` +
         `the index and shards do not match, re-download or re-save the model`);
     }
   }
@@ -84,6 +109,13 @@ async function listShardedTensors(dir: string, indexFile: string): Promise<Map<s
 }
 
 async function readWeightMap(indexFile: string): Promise<Map<string, string>> {
+  const stats = await stat(indexFile);
+  if (!stats.isFile()) throw new Error(`${indexFile}: is not a regular file (a folder, pipe or device?)`);
+  const size = stats.size;
+  if (size > MAX_INDEX_BYTES) {
+    throw new Error(`${indexFile}: is ${size} bytes, more than the ${MAX_INDEX_BYTES} an index of any real model needs; ` +
+      `re-download or re-save the model`);
+  }
   let index: unknown;
   try {
     index = JSON.parse(await readFile(indexFile, 'utf8'));
@@ -96,9 +128,9 @@ async function readWeightMap(indexFile: string): Promise<Map<string, string>> {
   }
   const result = new Map<string, string>();
   for (const [name, shardName] of Object.entries(weightMap)) {
-    // a shard is a plain file name in the same folder; anything else could point outside it
-    if (typeof shardName !== 'string' || shardName === '' || basename(shardName) !== shardName || shardName === '..') {
-      throw new Error(`${indexFile}: weight_map entry for '${name}' is ${JSON.stringify(shardName)}, not a file name in the model folder`);
+    if (!isPlainFileName(shardName)) {
+      throw new Error(`${indexFile}: weight_map entry for ${quoteUntrusted(name)} is ${describeUntrusted(shardName)}, ` +
+        `not a file name in the model folder`);
     }
     result.set(name, shardName);
   }

@@ -4,11 +4,13 @@
 //
 // Reading trusts nothing: every number in the header is checked against the real file size before it is
 // used, so a truncated or corrupt file gives an error naming the file and tensor, never a crash, a hang or a
-// huge allocation. Tensor data is read with positioned reads, so only the requested tensor's bytes are read
+// huge allocation. The rules are the reference implementation's (huggingface/safetensors, `Metadata::validate`
+// and `read_metadata`): the tensors tile the data section exactly, in offset order, from byte 0 to the end of
+// the file, with no gap, overlap or trailing byte. Untrusted text is quoted in messages only up to a bound. Tensor data is read with positioned reads, so only the requested tensor's bytes are read
 // and offsets beyond 2 GiB work. Writing streams tensor by tensor (no whole-file buffer) and replaces the
 // target atomically.
 
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../tensor/dtype.js';
@@ -48,6 +50,14 @@ export interface NamedTensor {
 
 // The reference implementation refuses headers above 100 MB; so do we, before allocating anything.
 const MAX_HEADER_BYTES = 100_000_000;
+// Parsing a header costs ~100 ns and ~15 bytes of memory per byte (one JSON object per tensor), so a header is
+// bounded by the data it describes as well: a real file's header is far below 1/16 of its data (a 7B model's
+// ~300 tensors take ~30 KB of header for 14 GB), tiny models fit the fixed allowance, and a 100 MB header of
+// 1.7 million empty tensors (10 s and 1.7 GB to parse) is refused before a byte of it is read.
+const HEADER_BYTES_ALWAYS_ALLOWED = 1 << 20;
+const DATA_BYTES_PER_HEADER_BYTE = 16;
+// How much of an untrusted string (tensor name, dtype, value) an error message quotes.
+const QUOTE_CHARS = 80;
 // Reads and writes move at most this many bytes per call (a multiple of every element size); keeps scratch
 // memory small and stays far below the ~2 GiB per-call limit of fs reads/writes.
 const CHUNK_BYTES = 16 << 20;
@@ -55,6 +65,45 @@ const CORRUPT = 'the file is truncated or corrupt; re-download or re-save it';
 
 function fileError(file: string, message: string): Error {
   return new Error(`${file}: ${message}`);
+}
+
+/**
+ * Untrusted text for an error message, cut to a bound (a header may hold a 50 MB tensor name) and with control
+ * characters escaped so that a message stays one readable line.
+ */
+export function shortenUntrusted(text: string, maxChars = QUOTE_CHARS): string {
+  const cut = text.length > maxChars ? text.slice(0, maxChars) : text;
+  const shown = cut.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return text.length > maxChars ? `${shown}... (${text.length} characters)` : shown;
+}
+
+/** shortenUntrusted, in quotes. */
+export function quoteUntrusted(text: string, maxChars = QUOTE_CHARS): string {
+  const cut = text.length > maxChars ? text.slice(0, maxChars) : text;
+  const shown = shortenUntrusted(cut, maxChars);
+  return text.length > maxChars ? `'${shown}...' (${text.length} characters)` : `'${shown}'`;
+}
+
+/**
+ * A short description of an untrusted JSON value for an error message: never recursive (JSON.stringify of a
+ * deeply nested array overflows the stack) and never longer than about QUOTE_CHARS characters.
+ */
+export function describeUntrusted(value: unknown): string {
+  if (typeof value === 'string') return quoteUntrusted(value);
+  if (value === null || typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) {
+    const shown: string[] = [];
+    let length = 0;
+    for (const item of value) {
+      const text = Array.isArray(item) ? '[...]' : typeof item === 'object' && item !== null ? '{...}'
+        : typeof item === 'string' ? quoteUntrusted(item, 16) : String(item);
+      length += text.length + 2;
+      if (length > QUOTE_CHARS) break;
+      shown.push(text);
+    }
+    return shown.length < value.length ? `[${shown.join(', ')}, ...] (${value.length} items)` : `[${shown.join(', ')}]`;
+  }
+  return typeof value === 'object' ? 'an object' : typeof value;
 }
 
 // Typed-array views below reinterpret file bytes in host order; the format is little-endian.
@@ -83,6 +132,12 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
     if (8n + headerLength > BigInt(fileSize)) {
       throw fileError(file, `header length ${headerLength} runs past the end of the ${fileSize}-byte file: ${CORRUPT}`);
     }
+    const dataLength = fileSize - 8 - Number(headerLength);
+    const allowedHeaderLength = HEADER_BYTES_ALWAYS_ALLOWED + Math.floor(dataLength / DATA_BYTES_PER_HEADER_BYTE);
+    if (headerLength > BigInt(allowedHeaderLength)) {
+      throw fileError(file, `header length ${headerLength} exceeds what ${dataLength} bytes of tensor data can need ` +
+        `(at most ${allowedHeaderLength}: 1 MiB plus 1/${DATA_BYTES_PER_HEADER_BYTE} of the data): ${CORRUPT}`);
+    }
     const headerBytes = new Uint8Array(Number(headerLength));
     await readExactly(handle, file, headerBytes, 8);
     return parseHeader(file, headerBytes, fileSize);
@@ -92,6 +147,17 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
 }
 
 async function openForReading(file: string): Promise<FileHandle> {
+  // Checked before opening: opening a named pipe blocks until something writes to it, and a folder opens fine
+  // on Linux and fails later with a bare EISDIR. stat follows symlinks, which the Hugging Face cache uses.
+  let isFile: boolean;
+  try {
+    isFile = (await stat(file)).isFile();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw fileError(file, 'no such file');
+    throw error;
+  }
+  if (!isFile) throw fileError(file, 'is not a regular file (a folder, pipe or device?)');
   try {
     return await open(file, 'r');
   } catch (error) {
@@ -126,6 +192,7 @@ function parseHeader(file: string, headerBytes: Uint8Array, fileSize: number): S
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
   } catch (error) {
+    // V8's JSON messages quote at most a few characters of the text
     throw fileError(file, `header is not valid UTF-8 JSON (${(error as Error).message}): ${CORRUPT}`);
   }
   if (!isPlainObject(json)) throw fileError(file, `header is not a JSON object: ${CORRUPT}`);
@@ -134,42 +201,45 @@ function parseHeader(file: string, headerBytes: Uint8Array, fileSize: number): S
   const dataLength = fileSize - dataStart;
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
-  for (const [name, entry] of Object.entries(json)) {
+  // Object.keys, not Object.entries: one array for the whole header instead of a pair per tensor
+  for (const name of Object.keys(json)) {
     if (name === '__metadata__') {
-      metadata = parseMetadata(file, entry);
+      metadata = parseMetadata(file, json[name]);
       continue;
     }
-    tensors.set(name, parseEntry(file, name, entry, dataStart, dataLength));
+    tensors.set(name, parseEntry(file, name, json[name], dataStart, dataLength));
   }
-  checkNoOverlap(file, [...tensors.values()]);
+  checkTensorsTileData(file, [...tensors.values()], dataStart, dataLength);
   return { file, tensors, metadata };
 }
 
 function parseMetadata(file: string, entry: unknown): Record<string, string> {
+  if (entry === null) return {}; // the reference reads a null __metadata__ as absent
   if (!isPlainObject(entry)) throw fileError(file, `__metadata__ is not a JSON object of strings: ${CORRUPT}`);
-  for (const [key, value] of Object.entries(entry)) {
+  for (const key of Object.keys(entry)) {
+    const value = entry[key];
     if (typeof value !== 'string') {
-      throw fileError(file, `__metadata__ value '${key}' is a ${typeof value}, not a string: ${CORRUPT}`);
+      throw fileError(file, `__metadata__ value ${quoteUntrusted(key)} is ${describeUntrusted(value)}, not a string: ${CORRUPT}`);
     }
   }
   return entry as Record<string, string>;
 }
 
 function parseEntry(file: string, name: string, entry: unknown, dataStart: number, dataLength: number): TensorInfo {
-  const where = `tensor '${name}'`;
+  const where = `tensor ${quoteUntrusted(name)}`;
   if (!isPlainObject(entry)) throw fileError(file, `${where} header entry is not a JSON object: ${CORRUPT}`);
   const { dtype, shape, data_offsets: offsets } = entry;
   if (typeof dtype !== 'string') throw fileError(file, `${where} has no string 'dtype': ${CORRUPT}`);
   if (!Object.hasOwn(SAFETENSORS_DTYPE_BYTES, dtype)) {
-    throw fileError(file, `${where} has dtype '${dtype}', which is not supported ` +
+    throw fileError(file, `${where} has dtype ${quoteUntrusted(dtype)}, which is not supported ` +
       `(supported: ${Object.keys(SAFETENSORS_DTYPE_BYTES).join(', ')}); convert the model to float32, bfloat16 or float16`);
   }
   const elementBytes = SAFETENSORS_DTYPE_BYTES[dtype as SafetensorsDtype];
   if (!Array.isArray(shape) || !shape.every(isCount)) {
-    throw fileError(file, `${where} shape ${JSON.stringify(shape)} is not a list of non-negative integers: ${CORRUPT}`);
+    throw fileError(file, `${where} shape ${describeUntrusted(shape)} is not a list of non-negative integers: ${CORRUPT}`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
-    throw fileError(file, `${where} data_offsets ${JSON.stringify(offsets)} are not two non-negative integers ` +
+    throw fileError(file, `${where} data_offsets ${describeUntrusted(offsets)} are not two non-negative integers ` +
       `[begin, end] with begin <= end: ${CORRUPT}`);
   }
   const [begin, end] = offsets as [number, number];
@@ -179,20 +249,40 @@ function parseEntry(file: string, name: string, entry: unknown, dataStart: numbe
   // BigInt: the product of untrusted dims may exceed 2^53, where float arithmetic would be inexact
   const needed = shape.reduce((n: bigint, d: number) => n * BigInt(d), 1n) * BigInt(elementBytes);
   if (needed !== BigInt(end - begin)) {
-    throw fileError(file, `${where} shape [${shape.join(', ')}] of ${dtype} needs ${needed} bytes but data_offsets ` +
+    const shown = shape.length > 8 ? `${describeUntrusted(shape)}` : `[${shape.join(', ')}]`;
+    throw fileError(file, `${where} shape ${shown} of ${dtype} needs ${needed} bytes but data_offsets ` +
       `[${begin}, ${end}] span ${end - begin}: ${CORRUPT}`);
   }
   return { name, dtype: dtype as SafetensorsDtype, shape: [...shape], file, start: dataStart + begin, byteLength: end - begin };
 }
 
-function checkNoOverlap(file: string, infos: TensorInfo[]): void {
-  const sorted = infos.filter((t) => t.byteLength > 0).sort((a, b) => a.start - b.start);
-  for (let i = 1; i < sorted.length; i++) {
-    const previous = sorted[i - 1]!;
-    const current = sorted[i]!;
-    if (current.start < previous.start + previous.byteLength) {
-      throw fileError(file, `tensors '${previous.name}' and '${current.name}' overlap in the data section: ${CORRUPT}`);
+/**
+ * The reference implementation's layout rule: sorted by (begin, end), each tensor starts where the previous one
+ * ends, the first at 0, and the last ends at the end of the file. A gap or trailing bytes would be data no tensor
+ * owns (a file spliced or padded by something that is not a safetensors writer); an overlap, including an
+ * empty tensor placed inside another, would let two names alias the same bytes.
+ */
+function checkTensorsTileData(file: string, infos: TensorInfo[], dataStart: number, dataLength: number): void {
+  const sorted = infos.sort((a, b) => a.start - b.start || a.byteLength - b.byteLength);
+  let covered = 0; // bytes of the data section owned by the tensors so far
+  let previous: TensorInfo | null = null;
+  for (const info of sorted) {
+    const begin = info.start - dataStart;
+    if (begin > covered) {
+      throw fileError(file, `bytes ${covered} to ${begin} of the data section belong to no tensor (a gap before tensor ` +
+        `${quoteUntrusted(info.name)}); the reference implementation refuses such files: ${CORRUPT}`);
     }
+    if (begin < covered) {
+      throw fileError(file, `tensors ${quoteUntrusted(previous!.name)} and ${quoteUntrusted(info.name)} overlap in the ` +
+        `data section: ${CORRUPT}`);
+    }
+    covered = begin + info.byteLength;
+    previous = info;
+  }
+  if (covered !== dataLength) {
+    const after = previous === null ? 'the header lists no tensor' : `after tensor ${quoteUntrusted(previous.name)}`;
+    throw fileError(file, `the last ${dataLength - covered} bytes of the file belong to no tensor (${after}); ` +
+      `the reference implementation refuses such files: ${CORRUPT}`);
   }
 }
 
@@ -206,7 +296,7 @@ export async function readTensorF32(info: TensorInfo, out?: Float32Array): Promi
   const elementBytes = SAFETENSORS_DTYPE_BYTES[info.dtype];
   const numel = info.byteLength / elementBytes;
   if (out !== undefined && out.length !== numel) {
-    throw new RangeError(`${info.file}: tensor '${info.name}' has ${numel} elements ` +
+    throw new RangeError(`${info.file}: tensor ${quoteUntrusted(info.name)} has ${numel} elements ` +
       `(shape [${info.shape.join(', ')}]) but the output buffer has ${out.length}`);
   }
   const result = out ?? new Float32Array(numel);

@@ -3,16 +3,35 @@
 import type { Kernels } from '../backend/kernels.js';
 import { getKernels } from '../backend/index.js';
 import { Rng } from '../tensor/rng.js';
-import { parseConfig } from './config.js';
+import { parseConfig, parseInitializerRange } from './config.js';
 import { DecoderBase, type Precision } from './base.js';
 import { Gpt2Model } from './gpt2.js';
 import { LlamaModel } from './llama.js';
+import { paramLayout } from './layout.js';
 import type { ModelConfig } from './types.js';
 
 export { parseConfig } from './config.js';
 
+/** The most elements one typed array may hold in Node 20 (V8's limit); parameters and gradients are one each. */
+export const MAX_PARAMETERS = 2 ** 32;
+
+/**
+ * Refuses a config whose parameters cannot be allocated, before anything is: the typed-array constructor would
+ * only say "Invalid typed array length: N".
+ */
+export function checkParameterCount(config: ModelConfig): void {
+  const layout = paramLayout(config);
+  const total = layout.reduce((n, p) => n + p.size, 0);
+  if (total <= MAX_PARAMETERS) return;
+  const largest = layout.reduce((a, b) => (b.size > a.size ? b : a));
+  throw new Error(`this ${config.modelType} config has ${total} parameters (largest: ${largest.name} ` +
+    `[${largest.shape.join(', ')}]); orpo-ts holds a model's parameters in one buffer of at most ${MAX_PARAMETERS} ` +
+    `values: check vocab_size, hidden_size, intermediate_size and the layer count in config.json`);
+}
+
 /** A model of this config with all parameters zero. */
 export function emptyModel(config: ModelConfig, kernels: Kernels = getKernels(), precision: Precision = 'float32'): DecoderBase {
+  checkParameterCount(config);
   return config.family === 'gpt2' ? new Gpt2Model(config, kernels, precision) : new LlamaModel(config, kernels, precision);
 }
 
@@ -24,9 +43,9 @@ function isNormWeight(name: string): boolean {
 export function createModel(raw: Record<string, unknown>,
   opts: { seed?: number; kernels?: Kernels; precision?: Precision } = {}): DecoderBase {
   const config = parseConfig(raw);
+  const std = parseInitializerRange(raw);
   const model = emptyModel(config, opts.kernels, opts.precision);
   const rng = new Rng(opts.seed ?? 0);
-  const std = typeof raw.initializer_range === 'number' ? raw.initializer_range : 0.02;
   for (const p of model.layout) {
     const view = model.param(p.name);
     if (isNormWeight(p.name)) view.fill(1);
