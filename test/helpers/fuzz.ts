@@ -322,6 +322,7 @@ function describeThrown(err: unknown): ThrownReport {
 
 type ToWorker = { id: number; target: string; input: unknown };
 type FromWorker =
+  | { id: -1; kind: 'ready' }
   | { id: number; kind: 'ok'; ms: number }
   | { id: number; kind: 'error'; ms: number; thrown: ThrownReport }
   | { id: number; kind: 'unhandled'; thrown: ThrownReport };
@@ -342,11 +343,14 @@ class FuzzWorker {
   /** the last case's result and id: a rejection surfacing after it answered still turns it into a failure */
   private last: { id: number; result: FuzzResult } | null = null;
 
+  /** resolves when the target module is loaded; rejects when it cannot be (a broken module is no fuzz case) */
+  private ready: Promise<void>;
+
   constructor(private readonly opts: Required<Pick<FuzzRunOptions, 'timeoutMs' | 'maxOldGenerationSizeMb'>> & { module: string }) {
-    this.worker = this.start();
+    [this.worker, this.ready] = this.start();
   }
 
-  private start(): Worker {
+  private start(): [Worker, Promise<void>] {
     const worker = new Worker(new URL(import.meta.url), {
       workerData: { fuzzTargetModule: this.opts.module },
       resourceLimits: { maxOldGenerationSizeMb: this.opts.maxOldGenerationSizeMb, stackSizeMb: 4 },
@@ -355,7 +359,13 @@ class FuzzWorker {
     });
     worker.stdout.resume();
     worker.stderr.resume();
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.once('message', (m: FromWorker) => (m.kind === 'ready' ? resolve() : undefined));
+      worker.once('error', (err) => reject(new Error(`fuzz target module ${this.opts.module} failed to load: ${err.message}`)));
+    });
+    ready.catch(() => {}); // awaited by run(); a worker that dies later is reported per case instead
     worker.on('message', (m: FromWorker) => {
+      if (m.kind === 'ready') return;
       if (m.kind === 'unhandled') {
         if (this.pending?.id === m.id) this.settle(m);
         else if (this.last?.id === m.id) markUnhandled(this.last.result, m.thrown);
@@ -369,7 +379,7 @@ class FuzzWorker {
       this.settle({ kind: 'died', failure: oom ? 'oom' : 'crash', message: err.message });
     });
     worker.on('exit', (code) => this.settle({ kind: 'died', failure: 'crash', message: `worker exited with code ${code}` }));
-    return worker;
+    return [worker, ready];
   }
 
   private settle(m: FromWorker | { kind: 'died'; failure: FailureKind; message: string }): void {
@@ -385,6 +395,7 @@ class FuzzWorker {
   }
 
   private async runOnce(c: FuzzCase, id: number, maxMessageLength: number): Promise<FuzzResult> {
+    await this.ready;
     const started = Date.now();
     const answer = await new Promise<FromWorker | { kind: 'died'; failure: FailureKind; message: string }>((resolve) => {
       this.pending = { id, resolve };
@@ -406,7 +417,7 @@ class FuzzWorker {
     if (answer.kind === 'unhandled' || late?.id === id) {
       return markUnhandled({ case: c, outcome: 'failure', ms }, answer.kind === 'unhandled' ? answer.thrown : late!.thrown);
     }
-    if (answer.kind === 'ok') return { case: c, outcome: 'ok', ms };
+    if (answer.kind !== 'error') return { case: c, outcome: 'ok', ms };
     const verdict = classifyError(answer.thrown, c.file, maxMessageLength);
     const message = answer.thrown.message.length > 500 ? `${answer.thrown.message.slice(0, 500)}...` : answer.thrown.message;
     return { case: c, ...verdict, message: verdict.failure ? `${answer.thrown.name}: ${message}` : message, ms };
@@ -416,7 +427,7 @@ class FuzzWorker {
     this.worker.removeAllListeners();
     this.worker.on('error', () => {}); // a dying worker may still report; nobody is listening any more
     await this.worker.terminate();
-    this.worker = this.start();
+    [this.worker, this.ready] = this.start();
   }
 
   async close(): Promise<void> {
@@ -492,6 +503,7 @@ const settleStragglers = (): Promise<void> => new Promise((resolve) => setTimeou
 
 async function workerMain(moduleUrl: string): Promise<void> {
   const targets = (await import(moduleUrl)) as Record<string, unknown>;
+  parentPort!.postMessage({ id: -1, kind: 'ready' } satisfies FromWorker);
   let current = -1;
   process.on('unhandledRejection', (reason) => {
     parentPort!.postMessage({ id: current, kind: 'unhandled', thrown: describeThrown(reason) } satisfies FromWorker);
