@@ -38,7 +38,8 @@ const trainArgs = (out: string, extra: string[]): string[] => [
 
 const records = (dir: string): Record<string, number>[] =>
   readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
-const withoutTimings = (rs: Record<string, number>[]): Record<string, number>[] => rs.map(({ tokens_per_second: _t, ...rest }) => rest);
+const withoutTimings = (rs: Record<string, number>[]): Record<string, number>[] =>
+  rs.map(({ tokens_per_second: _t, eval_runtime: _r, eval_samples_per_second: _s, eval_steps_per_second: _p, ...rest }) => rest);
 
 test('orpo train --method sft, dpo, simpo: TRL metric names, the method recorded, the loss falls', () => {
   const expect: Record<string, string[]> = {
@@ -86,7 +87,10 @@ test('orpo train --method dpo: reference choices, precomputed log-probs kept in 
   const r = orpo(trainArgs(pre, ['--method', 'dpo', '--precompute-ref-log-probs']));
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /reference model: .* itself, before the first step \(no copy\)/);
-  const state = JSON.parse(readFileSync(join(pre, 'checkpoint-2', 'trainer_state.json'), 'utf8')) as { ref_logps?: { chosen: number[] }; eval_ref_logps?: { chosen: number[] } };
+  // trainer_state.json is transformers' layout; orpo-ts's resume state is a stateful callback's attributes in it
+  const file = JSON.parse(readFileSync(join(pre, 'checkpoint-2', 'trainer_state.json'), 'utf8')) as
+    { stateful_callbacks: { OrpoTsResumeState: { attributes: { ref_logps?: { chosen: number[] }; eval_ref_logps?: { chosen: number[] } } } } };
+  const state = file.stateful_callbacks.OrpoTsResumeState.attributes;
   assert.equal(state.ref_logps?.chosen.length, 40);
   assert.equal(state.eval_ref_logps?.chosen.length, 8);
   // the same held-out evaluations as with the reference on the fly

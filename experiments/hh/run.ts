@@ -268,7 +268,7 @@ async function domainModel(ctx: Ctx): Promise<string> {
 
 function finished(dir: string): boolean {
   const f = join(dir, 'train_results.json');
-  return existsSync(f) && (JSON.parse(readFileSync(f, 'utf8')) as { interrupted?: string }).interrupted === 'false';
+  return existsSync(f) && (JSON.parse(readFileSync(f, 'utf8')) as { interrupted?: boolean }).interrupted === false;
 }
 
 function compareArgs(ctx: Ctx, domain: string, dir: string, methods: string, lambda: number): string[] {

@@ -21,6 +21,7 @@ import { OptionError, type OptionTable } from '../train/options.js';
 import { estimate, pairwiseOutcome, pointwiseOutcomes, winRate, type Estimate, type WinRate } from '../compare/win-rates.js';
 import type { CompareResults, CurvePoint, JudgeResults, MethodRun } from '../compare/results.js';
 import { writeFileAtomically } from '../io/atomic-file.js';
+import { removeCheckpoint, scanCheckpoints } from './checkpoint.js';
 import { resolveCommandOptions } from './args.js';
 import { generateText } from './generate.js';
 import { loadModelOrAdapter } from './model-folder.js';
@@ -99,15 +100,15 @@ function runConfig(c: CompareConfig, method: Method, outputDir: string, model: s
   };
 }
 
+/** what compare reads of a run's train_results.json (orpo train's summary, transformers' layout) */
 interface Summary {
   global_step: number;
-  train_runtime_seconds: number;
   forward_tokens: number;
   reference_forward_tokens: number;
   peak_rss_mb: number;
-  interrupted: string;
-  train_pairs: number;
-  eval_pairs: number;
+  interrupted: boolean;
+  train_samples: number;
+  eval_samples: number;
 }
 
 interface FinishedRun {
@@ -141,11 +142,14 @@ async function trainOnce(outDir: string, key: string, cfg: TrainConfig, say: (s:
   const previous = existsSync(configFile) ? readFileSync(configFile, 'utf8') : null;
   let wallSeconds: number;
   if (previous === text && existsSync(resultsFile) && existsSync(timingFile) &&
-    (JSON.parse(readFileSync(resultsFile, 'utf8')) as Summary).interrupted === 'false') {
+    (JSON.parse(readFileSync(resultsFile, 'utf8')) as Summary).interrupted === false) {
     say(`${key}: reusing the finished run in ${dir} (same options)`);
     wallSeconds = (JSON.parse(readFileSync(timingFile, 'utf8')) as { wall_seconds: number }).wall_seconds;
   } else {
     await mkdir(join(outDir, 'configs'), { recursive: true });
+    // the run in this folder (other options, or unfinished) is replaced: orpo train refuses a folder holding another run's checkpoints
+    const stale = await scanCheckpoints(dir);
+    for (const x of [...stale.complete, ...stale.incomplete]) await removeCheckpoint(dir, x.dir);
     await writeFileAtomically(configFile, text);
     say(`${key}: orpo train --config ${configFile}`);
     const started = performance.now();
@@ -392,7 +396,7 @@ export async function compareMethods(c: CompareConfig, say: (s: string) => void 
   }
 
   const results: CompareResults = {
-    model, dataset, eval_pairs: first.summary.eval_pairs, train_pairs: first.summary.train_pairs, methods, runs, judge: judged,
+    model, dataset, eval_pairs: first.summary.eval_samples, train_pairs: first.summary.train_samples, methods, runs, judge: judged,
     notes: [
       'eval_mean_logps/chosen and /rejected: mean log-prob per response token on the held-out pairs, the same measure for every method',
       'eval_mean_logps/accuracy: share of held-out pairs whose chosen response has the higher mean log-prob; /margin: mean of the difference',

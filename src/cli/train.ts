@@ -2,7 +2,7 @@
 // checkpoints, the final model, the report) and the terminal (progress, Ctrl-C).
 
 import { appendFileSync, writeFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { TokenPair } from '../data/collate.js';
@@ -20,16 +20,20 @@ import { Rng } from '../tensor/rng.js';
 import { objectiveFromConfig, TRAIN_ALIASES, TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
 import type { TokenLogprobHead } from '../loss/logprob-head.js';
 import { modelReference, type ReferenceModel } from '../loss/reference.js';
-import { train, type LogRecord, type ResumeFrom, type TrainResult, type TrainerState } from '../train/trainer.js';
+import { NonFiniteError, train, type LogRecord, type ResumeFrom, type TrainResult, type TrainerState } from '../train/trainer.js';
+import type { NamedRange } from '../optim/finite.js';
+import { speedMetrics } from '../train/metrics.js';
 import { resolveCommandOptions } from './args.js';
 import {
-  copyTokenizerFiles, listCheckpoints, loadCheckpoint, readTrainingArgs, pruneCheckpoints, removeStaleTemporaries, resolveResumeDir, saveCheckpoint,
+  assertFiniteWeights, copyTokenizerFiles, findResumeCheckpoint, loadCheckpoint, readTrainingArgs, pruneCheckpoints, removeCheckpoint,
+  removeStaleTemporaries, saveCheckpoint, scanCheckpoints,
 } from './checkpoint.js';
 import { dataLimitsOf, loadPairs } from './pairs.js';
 import { formatDuration, ProgressReporter } from './progress.js';
 import { peakRssBytes } from '../train/memory.js';
 import { evalName, METRIC as M } from '../loss/metric-names.js';
 import { writeReport } from './report-files.js';
+import { OptionError } from '../train/options.js';
 
 export const TRAIN_USAGE = `Usage: orpo train --model DIR --dataset FILE --output-dir DIR [options]
        orpo train --config train.yaml [--option value ...]
@@ -78,7 +82,9 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   if (c.resume !== null && c.model === null && (c.output_dir !== null || c.resume !== 'latest')) {
     // `orpo train --output-dir runs/x --resume`, or `orpo train --resume runs/x/checkpoint-200`: the checkpoint's own
     // options, under any config file and flags; the run's folder is the checkpoint's unless --output-dir says otherwise
-    const dir = c.resume !== 'latest' ? c.resume : await resolveResumeDir(c.resume, c.output_dir!);
+    const found = await findResumeCheckpoint(c.resume, c.output_dir ?? '');
+    for (const s of found.skipped) process.stderr.write(`skipping ${s.dir}: not a complete checkpoint (${s.why})\n`);
+    const dir = found.dir;
     const saved = await readTrainingArgs(dir);
     const values = Object.fromEntries(Object.entries(saved).filter(([k]) => k in TRAIN_OPTIONS && k !== 'resume'));
     values['output_dir'] = dirname(resolve(dir));
@@ -104,11 +110,21 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
     if (opts.quiet !== true) reporter.message(line);
   };
   await mkdir(outputDir, { recursive: true });
-  await removeStaleTemporaries(outputDir);
+  const leftovers = await removeStaleTemporaries(outputDir);
+  if (leftovers.length > 0) say(`removed what a killed run left in ${outputDir}: ${leftovers.join(', ')}`);
+  if (c.resume === null) await claimOutputDir(outputDir, overwriteOutputDir(c), say);
+  // a run in progress has no train_results.json: a stale one would tell readers (orpo compare) that this run finished
+  await rm(join(outputDir, 'train_results.json'), { force: true });
 
-  const resumeDir = c.resume === null ? null : await resolveResumeDir(c.resume, outputDir);
+  let resumeDir: string | null = null;
+  if (c.resume !== null) {
+    const found = await findResumeCheckpoint(c.resume, outputDir);
+    for (const s of found.skipped) say(`skipping ${s.dir}: not a complete checkpoint (${s.why})`);
+    resumeDir = found.dir;
+  }
   // a checkpoint holds the whole model, or under LoRA only the adapter (the base comes from --model again)
   const lora = c.lora_r !== null;
+  // loadModel refuses weights holding NaN/Inf (a checkpoint's or the starting model's); the adapters are checked below
   const model = await loadModel(resumeDir !== null && !lora ? resumeDir : modelDir);
   model.gradientCheckpointing = c.gradient_checkpointing;
   const adapters = attachLoraFromOptions(model, c, c.seed);
@@ -118,6 +134,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
     const ckpt = await loadCheckpoint(resumeDir, trainable.params.length);
     if (adapters !== null) {
       await readAdapterWeightsInto(adapters, resumeDir);
+      assertFiniteWeights(join(resumeDir, ADAPTER_WEIGHTS_FILE), adapters.params, loraLayout(adapters));
       const steps = ckpt.state.extra?.['lora_dropout_steps'];
       if (Array.isArray(steps)) adapters.setDropoutSteps(steps as number[]);
     }
@@ -133,13 +150,6 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
         reporter.message(`warning: ${was}; the data order and schedule are the checkpoint's, so the result will not ` +
           'equal either run. Give the original options to continue exactly.');
       }
-    }
-  }
-  if (resumeDir === null) {
-    const stale = await listCheckpoints(outputDir);
-    if (stale.length > 0) {
-      reporter.message(`warning: ${outputDir} already holds ${stale.map((x) => `checkpoint-${x.step}`).join(', ')} from an earlier ` +
-        'run; this run starts from step 0 and replaces them as it saves (use --resume to continue that run instead)');
     }
   }
   const writeWeights = async (dir: string, dtype: 'F32' | 'BF16'): Promise<void> => {
@@ -226,9 +236,12 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
         say(`saved ${dir}`);
       },
     }, resume, {
-      trainable, heads, objective, reference,
+      trainable, heads, objective, reference, layout: adapters === null ? model.layout : loraLayout(adapters),
       ...(adapters === null ? {} : { setTraining: (on: boolean) => void (adapters.training = on) }),
     });
+  } catch (e) {
+    if (e instanceof NonFiniteError) throw new Error(`${e.message}\n${await lastGoodCheckpointAdvice(outputDir, e, adapters !== null)}`);
+    throw e;
   } finally {
     model.kernels.setMatmulBf16(false); // process-wide: the next run in this process starts from float32
     reporter.finish();
@@ -237,7 +250,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   }
 
   const summary = summarise(c, result, trainPairs.length, evalPairs?.length ?? 0, model);
-  await writeFile(join(outputDir, 'train_results.json'), JSON.stringify(summary, null, 2) + '\n');
+  await writeFileAtomically(join(outputDir, 'train_results.json'), JSON.stringify(summary, null, 2) + '\n');
   if (c.report) {
     const report = await writeReport(outputDir, result.state.log_history, {
       title: opts.title ?? c.run_name ?? `${objective.method.toUpperCase()} run: ${outputDir}`,
@@ -298,46 +311,126 @@ async function readAdapterWeightsInto(adapters: LoraAdapters, dir: string): Prom
   }
 }
 
-function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, evalPairs: number, model: DecoderBase): Record<string, number | string> {
-  const s: Record<string, number | string> = {
+/**
+ * transformers' overwrite_output_dir (TrainingArguments; TRL's configs inherit it): read here once TRAIN_OPTIONS has it,
+ * false until then.
+ */
+function overwriteOutputDir(c: TrainConfig): boolean {
+  return (c as TrainConfig & { overwrite_output_dir?: boolean | null }).overwrite_output_dir === true;
+}
+
+/**
+ * A run from step 0 takes output_dir only when no earlier run's checkpoints are in it: they would sit beside this
+ * run's, and a later --resume (the newest checkpoint) could continue the other run. transformers' example scripts
+ * refuse such a folder unless overwrite_output_dir is set (the Trainer itself only ever adds checkpoints), and with it
+ * this run deletes them first, as the option's name says. A folder with a final model only (save_steps 0, the demo)
+ * is taken: the final files are replaced at the end and nothing resumes from them.
+ */
+async function claimOutputDir(outputDir: string, overwrite: boolean, say: (line: string) => void): Promise<void> {
+  const { complete, incomplete } = await scanCheckpoints(outputDir);
+  const old = [...complete, ...incomplete].sort((a, b) => a.step - b.step);
+  if (old.length === 0) return;
+  const names = old.map((x) => `checkpoint-${x.step}`).join(', ');
+  if (!overwrite) {
+    throw new OptionError(`${outputDir} already holds ${names} from an earlier run: this run would mix its checkpoints with them, and a ` +
+      'later --resume could continue the other run. Continue that run with --resume, train into another --output-dir, or give ' +
+      '--overwrite-output-dir to delete them and start again (transformers\' overwrite_output_dir)');
+  }
+  for (const x of old) await removeCheckpoint(outputDir, x.dir);
+  say(`overwrite_output_dir: deleted ${names} of an earlier run in ${outputDir}`);
+}
+
+/** The adapters' A and B factors by their PEFT names, for messages about their values. */
+function loraLayout(adapters: LoraAdapters): NamedRange[] {
+  return adapters.layers.flatMap((l) => [
+    { name: peftTensorName(l.module, 'A'), offset: l.aOffset, size: adapters.A(l.module).length },
+    { name: peftTensorName(l.module, 'B'), offset: l.bOffset, size: adapters.B(l.module).length },
+  ]);
+}
+
+/**
+ * Which checkpoint to go back to after a divergence: the newest written at or before the error's last good step.
+ * Resuming it would repeat the divergence (its learning-rate schedule is part of its state, as transformers' scheduler
+ * state is), so the advice is a new run from its weights.
+ */
+async function lastGoodCheckpointAdvice(outputDir: string, e: NonFiniteError, lora: boolean): Promise<string> {
+  const complete = (await scanCheckpoints(outputDir)).complete;
+  const good = complete.filter((x) => x.step <= e.lastGoodStep).pop();
+  const suspect = complete.filter((x) => x.step > e.lastGoodStep && x.step < e.step);
+  const lines = [good === undefined
+    ? `No checkpoint in ${outputDir} predates the divergence: start again with a lower learning_rate.`
+    : `The last good checkpoint is ${good.dir} (step ${good.step}, intact). Resuming it repeats the same steps (its learning-rate ` +
+      `schedule is saved with it); train on from its weights with a lower learning_rate instead: ${lora
+        ? `orpo merge --adapter ${good.dir} --base <base model> --out DIR, then orpo train --model DIR`
+        : `orpo train --model ${good.dir}`} --learning-rate <lower> --output-dir <new folder>.`];
+  if (suspect.length > 0) {
+    lines.push(`${suspect.map((x) => x.dir).join(', ')} ${suspect.length === 1 ? 'holds' : 'hold'} the finite weights the diverged step ` +
+      'started from: resuming from there diverges again.');
+  }
+  return lines.join('\n');
+}
+
+export type SummaryValue = number | string | boolean;
+
+/**
+ * train_results.json in transformers' layout (trainer.save_metrics('train', ...) and its examples' train_samples /
+ * eval_samples): train_loss is the mean of every optimizer step's loss since step 0 (transformers divides its running
+ * sum by global_step; the sum is kept in checkpoints, so a resumed run reports the whole run's mean);
+ * train_runtime, train_samples_per_second and train_steps_per_second are this session's wall time (steps, evaluations
+ * and checkpoint saves) as transformers measures it; train_tokens_per_second is measured over train_step_runtime, the
+ * time inside optimizer steps only, so it matches the step lines. The final evaluation's metrics keep their names
+ * (eval_loss, ..., eval_runtime), the one before the first step gets `initial_`; the rest are orpo-ts's own.
+ */
+function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, evalPairs: number, model: DecoderBase): Record<string, SummaryValue> {
+  const state = r.state;
+  const s: Record<string, SummaryValue> = {
     output_dir: c.output_dir!,
-    global_step: r.state.global_step,
-    total_steps: r.state.total_steps,
-    train_pairs: trainPairs,
-    eval_pairs: evalPairs,
-    parameters: model.params.length,
-    train_runtime_seconds: Number(r.seconds.toFixed(2)),
-    train_tokens_per_second: Math.round(r.tokens / Math.max(r.seconds, 1e-9)),
     method: c.method,
+    epoch: Number((state.epoch_index + state.pair_offset / state.train_pairs).toPrecision(8)),
+    global_step: state.global_step,
+    max_steps: state.total_steps,
+    ...(state.global_step > 0 ? { train_loss: Number((state.train_loss_sum / state.global_step).toPrecision(8)) } : {}),
+    ...speedMetrics('train', r.seconds, { samples: r.samples, steps: r.steps }),
+    train_step_runtime: Number(r.stepSeconds.toFixed(4)),
+    train_tokens_per_second: Math.round(r.tokens / Math.max(r.stepSeconds, 1e-9)),
+    train_samples: trainPairs,
+    eval_samples: evalPairs,
+    num_input_tokens_seen: state.tokens_seen,
+    parameters: model.params.length,
     forward_tokens: r.forwardTokens,
     reference_forward_tokens: r.referenceTokens,
     peak_rss_mb: Math.round(peakRssBytes() / 2 ** 20),
-    interrupted: String(r.interrupted),
+    interrupted: r.interrupted,
   };
-  const shown = <T>(v: T | undefined): v is T => v !== undefined;
-  if (r.lastTrain !== null) {
-    for (const k of [M.loss, M.nllLoss, M.rewardsAccuracies, M.rewardsMargins, M.meanTokenAccuracy]) if (shown(r.lastTrain[k])) s[`train_${k}`] = r.lastTrain[k];
-  }
-  for (const [label, rec] of [['before', r.firstEval], ['after', r.lastEval]] as const) {
-    if (rec === null) continue;
-    for (const k of [M.loss, M.rewardsAccuracies, M.rewardsMargins, M.meanLogpAccuracy, M.meanLogpMargin].map(evalName)) {
-      if (shown(rec[k])) s[`${k} (${label})`] = rec[k];
-    }
+  const evals = state.log_history.filter((x) => evalName(M.loss) in x);
+  const initial = evals.find((x) => x['step'] === 0);
+  const final = evals[evals.length - 1];
+  const shown = [M.loss, M.rewardsAccuracies, M.rewardsMargins, M.meanLogpAccuracy, M.meanLogpMargin].map(evalName);
+  if (initial !== undefined && initial !== final) for (const k of shown) if (k in initial) s[`initial_${k}`] = initial[k]!;
+  if (final !== undefined) {
+    for (const k of [...shown, 'eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second']) if (k in final) s[k] = final[k]!;
   }
   return s;
 }
 
 /** a summary value for the report: counts exactly (a 9,780,928-parameter model is not 9780930), measurements to 6 digits */
-export function formatSummaryValue(v: number | string): string {
-  if (typeof v !== 'number') return v;
+export function formatSummaryValue(v: SummaryValue): string {
+  if (typeof v !== 'number') return String(v);
   return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
 }
 
-function printSummary(s: Record<string, number | string>, reporter: ProgressReporter): void {
+// what the bare numbers of the summary do not say
+const SUMMARY_NOTES: Readonly<Record<string, string>> = {
+  train_runtime: 'this session, with evaluations and checkpoint saves',
+  train_step_runtime: 'inside optimizer steps only',
+  train_tokens_per_second: 'over train_step_runtime, as the step lines',
+};
+
+function printSummary(s: Record<string, SummaryValue>, reporter: ProgressReporter): void {
   const width = Math.max(...Object.keys(s).map((k) => k.length));
   reporter.message('summary:');
   for (const [k, v] of Object.entries(s)) {
-    const shown = k === 'train_runtime_seconds' ? `${v} (${formatDuration(Number(v))})` : String(v);
-    reporter.message(`  ${k.padEnd(width)}  ${shown}`);
+    const extras = [k.endsWith('_runtime') ? formatDuration(Number(v)) : undefined, SUMMARY_NOTES[k]].filter((x) => x !== undefined);
+    reporter.message(`  ${k.padEnd(width)}  ${String(v)}${extras.length > 0 ? ` (${extras.join('; ')})` : ''}`);
   }
 }

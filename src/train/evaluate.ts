@@ -27,6 +27,9 @@ export interface EvaluateResult {
   metrics: Metrics;
   pairs: number;
   tokens: number;
+  /** evaluation batches run, and their wall time (transformers' eval_steps_per_second and eval_runtime) */
+  batches: number;
+  seconds: number;
   /** per pair, in input order: the mean response log-probs of chosen and rejected */
   logpsChosen: Float64Array;
   logpsRejected: Float64Array;
@@ -34,6 +37,8 @@ export interface EvaluateResult {
 
 export function evaluatePairs(model: CausalLM, pairs: readonly TokenPair[], opts: EvaluateOptions): EvaluateResult {
   if (pairs.length === 0) throw new Error('evaluatePairs: no pairs to evaluate');
+  const started = performance.now();
+  let batches = 0;
   const acc = new MetricAccumulator(opts.objective);
   const logpsChosen = new Float64Array(pairs.length);
   const logpsRejected = new Float64Array(pairs.length);
@@ -48,6 +53,7 @@ export function evaluatePairs(model: CausalLM, pairs: readonly TokenPair[], opts
     logpsChosen.set(out.meanLogpsChosen, start);
     logpsRejected.set(out.meanLogpsRejected, start);
     tokens += batch.tokens;
+    batches++;
   }
-  return { metrics: acc.result(), pairs: pairs.length, tokens, logpsChosen, logpsRejected };
+  return { metrics: acc.result(), pairs: pairs.length, tokens, batches, seconds: (performance.now() - started) / 1000, logpsChosen, logpsRejected };
 }

@@ -66,3 +66,16 @@ export class MetricAccumulator {
     return acc;
   }
 }
+
+/**
+ * transformers' speed_metrics: `<split>_runtime` in seconds (4 decimals) and, over it, samples and steps per second
+ * (3 decimals); nothing per second when the runtime is 0. Samples here are preference pairs, steps optimizer steps
+ * (training) or batches (evaluation).
+ */
+export function speedMetrics(split: string, seconds: number, counts: { samples: number; steps: number }): Record<string, number> {
+  const out: Record<string, number> = { [`${split}_runtime`]: Number(seconds.toFixed(4)) };
+  if (seconds <= 0) return out;
+  out[`${split}_samples_per_second`] = Number((counts.samples / seconds).toFixed(3));
+  out[`${split}_steps_per_second`] = Number((counts.steps / seconds).toFixed(3));
+  return out;
+}

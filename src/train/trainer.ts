@@ -16,10 +16,11 @@ import type { ReferenceModel } from '../loss/reference.js';
 import type { TrainableBuffers } from '../lora/options.js';
 import type { CausalLM } from '../model/types.js';
 import { AdamW, clipGradNorm } from '../optim/adamw.js';
+import { allFinite, allFiniteNonNegative, describeProblems, tensorProblems, type NamedRange, type TensorProblem } from '../optim/finite.js';
 import { learningRateAt, resolveWarmupSteps, type ScheduleConfig } from '../optim/schedule.js';
 import { objectiveFromConfig, type TrainConfig } from './config.js';
 import { evaluatePairs } from './evaluate.js';
-import { MetricAccumulator, type AccumulatorJSON } from './metrics.js';
+import { MetricAccumulator, speedMetrics, type AccumulatorJSON } from './metrics.js';
 import { Rng } from '../tensor/rng.js';
 
 /** One metrics.jsonl record: training records carry TRL's names, evaluation records the `eval_` prefix. */
@@ -39,6 +40,10 @@ export interface TrainerState {
   /** metrics of the steps since the last training log record */
   window: AccumulatorJSON & { grad_norm_sum: number; steps: number; tokens: number; seconds: number };
   log_history: LogRecord[];
+  /** sum of every optimizer step's loss since step 0, so train_loss (their mean, as transformers reports it) survives a resume */
+  train_loss_sum: number;
+  /** real (unpadded) tokens of the training steps since step 0 (transformers' num_input_tokens_seen) */
+  tokens_seen: number;
   train_pairs: number;
   schedule: ScheduleConfig;
   /** state of parts the caller plugs in (e.g. LoRA dropout counters), saved and restored by the caller */
@@ -65,6 +70,11 @@ export interface TrainSetup {
   heads?: { train: TokenLogprobHead; eval: TokenLogprobHead };
   /** dropout on while training, off while evaluating (PEFT's model.train()/model.eval()) */
   setTraining?: (on: boolean) => void;
+  /**
+   * names of the trainable tensors in the trainable buffer, for messages about non-finite values (default: the
+   * model's layout when every weight trains; under LoRA the caller passes the adapters' A and B factors)
+   */
+  layout?: readonly NamedRange[];
 }
 
 export interface Progress {
@@ -100,7 +110,14 @@ export interface ResumeFrom {
 export interface TrainResult {
   state: TrainerState;
   interrupted: boolean;
+  /** wall time of this session's training loop: steps, evaluations and checkpoint saves (transformers' train_runtime) */
   seconds: number;
+  /** of which inside optimizer steps (forward, backward, clipping, update) only: what tokens per second are measured over */
+  stepSeconds: number;
+  /** optimizer steps and training pairs of this session (a resumed run counts from its checkpoint) */
+  steps: number;
+  samples: number;
+  /** real tokens of this session's training steps */
   tokens: number;
   firstEval: LogRecord | null;
   lastEval: LogRecord | null;
@@ -110,14 +127,26 @@ export interface TrainResult {
   referenceTokens: number;
 }
 
-/** A loss or gradient became NaN/Inf: the run stops and nothing from this step is saved. */
+/** What a diverged step went wrong in. */
+export type Divergence = 'loss' | 'gradient norm' | 'zero gradient' | 'weights' | 'optimizer state';
+
+/**
+ * The run diverged: a step's loss or gradient norm is NaN/Inf, its gradients vanished exactly (the activations
+ * overflowed float32 and a normalisation turned the overflow into zeros), or the weights or AdamW moments about to be
+ * saved hold NaN/Inf. The run stops and nothing from this step is written. `lastGoodStep` is the newest step whose
+ * weights are known to train on: a failure inside step s comes from the weights after step s-1, so those are suspect
+ * and step s-2's are the last that gave a finite step; a failure found in the weights after step s leaves step s-1's.
+ */
 export class NonFiniteError extends Error {
   override name = 'NonFiniteError';
-  constructor(readonly step: number, what: string) {
-    super(`training diverged at step ${step}: the ${what} is not finite (NaN or Inf). No checkpoint was written from ` +
-      'this step; lower learning_rate, check the data, or resume from the last checkpoint.');
+  constructor(readonly step: number, readonly divergence: Divergence, detail: string, readonly lastGoodStep: number) {
+    super(`training diverged at step ${step}: ${detail}. Nothing from this step was written; lower learning_rate ` +
+      '(or check the data), and start again or resume from a checkpoint written before the divergence.');
   }
 }
+
+/** The loss below which an exactly zero gradient can be float32 underflow rather than a dead model (see checkStep). */
+const ZERO_GRADIENT_LOSS_FLOOR = 1e-6;
 
 export function stepsPerEpoch(trainPairs: number, c: Pick<TrainConfig, 'per_device_train_batch_size' | 'gradient_accumulation_steps'>): number {
   return Math.ceil(trainPairs / (c.per_device_train_batch_size * c.gradient_accumulation_steps));
@@ -149,6 +178,8 @@ export function initialState(trainPairs: number, c: TrainConfig, pairs?: readonl
     rng: rng.getState(),
     window: { sums: {}, weights: {}, grad_norm_sum: 0, steps: 0, tokens: 0, seconds: 0 },
     log_history: [],
+    train_loss_sum: 0,
+    tokens_seen: 0,
     train_pairs: trainPairs,
     schedule: {
       type: c.lr_scheduler_type, baseLr: c.learning_rate, totalSteps: total,
@@ -204,7 +235,11 @@ export async function train(
   const optimizer = new AdamW(trainable.params.length, {
     lr: c.learning_rate, beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.weight_decay,
   }, model.kernels);
+  const layout = setup.layout ?? (setup.trainable === undefined ? model.layout : [{ name: 'trainable parameters', offset: 0, size: trainable.params.length }]);
   if (resume !== null) {
+    // a checkpoint's moments are checked where they enter: NaN or a negative second moment would poison every later step
+    const problems = momentProblems(resume.m, resume.v, layout);
+    if (problems.length > 0) throw new Error(`resume: the checkpoint's AdamW moments are corrupt: ${describeProblems(problems)}; resume from another checkpoint`);
     optimizer.m.set(resume.m);
     optimizer.v.set(resume.v);
     optimizer.step = resume.optimizerStep;
@@ -217,7 +252,27 @@ export async function train(
   const pairsPerStep = bs * c.gradient_accumulation_steps;
   const epochOf = (): number => round(state.epoch_index + state.pair_offset / state.train_pairs);
   const result: TrainResult = {
-    state, interrupted: false, seconds: 0, tokens: 0, firstEval: null, lastEval: null, lastTrain: null, forwardTokens: 0, referenceTokens: 0,
+    state, interrupted: false, seconds: 0, stepSeconds: 0, steps: 0, samples: 0, tokens: 0, firstEval: null, lastEval: null, lastTrain: null,
+    forwardTokens: 0, referenceTokens: 0,
+  };
+  /** a divergence inside step `step`, naming the tensors that hold non-finite values (looked for only now, off the hot path) */
+  const diverged = (step: number, divergence: Divergence, what: string): NonFiniteError => {
+    const weights = tensorProblems(trainable.params, layout);
+    const grads = divergence === 'gradient norm' ? tensorProblems(trainable.grads, layout) : [];
+    const where = weights.length > 0 ? `; the weights it started from already hold NaN/Inf: ${describeProblems(weights)}`
+      : grads.length > 0 ? `; non-finite gradients in ${describeProblems(grads)}` : '';
+    return new NonFiniteError(step, divergence, `${what}${where}`, step - 2);
+  };
+  /** the save hook, given only numbers that may be written: nothing non-finite ever reaches a file */
+  const save = async (kind: 'checkpoint' | 'final' | 'interrupt'): Promise<void> => {
+    if (hooks.save === undefined) return;
+    const step = state.global_step;
+    if (!allFinite(trainable.params)) {
+      throw new NonFiniteError(step, 'weights', `the weights after step ${step} hold NaN/Inf: ${describeProblems(tensorProblems(trainable.params, layout))}`, step - 1);
+    }
+    const moments = momentProblems(optimizer.m, optimizer.v, layout);
+    if (moments.length > 0) throw new NonFiniteError(step, 'optimizer state', `the AdamW moments after step ${step} are corrupt: ${describeProblems(moments)}`, step - 1);
+    await hooks.save(kind, state, optimizer);
   };
   const logRecord = (record: LogRecord): void => {
     state.log_history.push(record);
@@ -235,6 +290,8 @@ export async function train(
     result.forwardTokens += out.tokens;
     const record: LogRecord = { step: state.global_step, epoch: epochOf() };
     for (const [name, value] of Object.entries(out.metrics)) record[`eval_${name}`] = round(value);
+    // transformers' evaluate() logs its timing with the metrics: runtime, pairs and batches per second
+    Object.assign(record, speedMetrics('eval', out.seconds, { samples: out.pairs, steps: out.batches }));
     logRecord(record);
     result.firstEval ??= record;
     result.lastEval = record;
@@ -282,19 +339,31 @@ export async function train(
     let tokens = 0;
     for (const [i, m] of micro.entries()) {
       const out = objectiveStep(model, m.batch, objective, { ...heads.train, sharePrompt, stepUnits, reference: referenceOf(m.picked) });
-      if (!Number.isFinite(out.loss)) throw new NonFiniteError(state.global_step + 1, 'loss');
+      if (!Number.isFinite(out.loss)) throw diverged(state.global_step + 1, 'loss', `the loss is ${out.loss}`);
       stepStats.add(out.metrics, units[i]!);
       tokens += m.batch.tokens;
       result.forwardTokens += out.tokens;
     }
     const gradNorm = clipGradNorm(trainable.grads, c.max_grad_norm > 0 ? c.max_grad_norm : Infinity, model.kernels);
-    if (!Number.isFinite(gradNorm)) throw new NonFiniteError(state.global_step + 1, 'gradient norm');
+    const stepMetrics = stepStats.result();
+    const stepLoss = stepMetrics[METRIC.loss]!;
+    if (!Number.isFinite(gradNorm)) throw diverged(state.global_step + 1, 'gradient norm', `the gradient norm is ${gradNorm}`);
+    // every objective's gradient is at least of the loss's order while the loss is far above float32's underflow, so
+    // an exactly zero gradient with such a loss means an activation overflowed (x² = Inf in a norm gives 0 * x)
+    if (gradNorm === 0 && stepLoss > ZERO_GRADIENT_LOSS_FLOOR) {
+      throw diverged(state.global_step + 1, 'zero gradient', `every gradient is exactly 0 while the loss is ${round(stepLoss)}: the activations ` +
+        'overflowed float32 and the model can no longer learn');
+    }
     const lr = learningRateAt(state.schedule, state.global_step);
     optimizer.update(trainable.params, trainable.grads, lr);
     state.global_step += 1;
 
     const seconds = (performance.now() - stepStart) / 1000;
-    const stepMetrics = stepStats.result();
+    result.stepSeconds += seconds;
+    result.steps += 1;
+    result.samples += picked.length;
+    state.train_loss_sum += stepLoss;
+    state.tokens_seen += tokens;
     window.add(stepMetrics, stepUnits);
     state.window = { ...window.toJSON(), grad_norm_sum: state.window.grad_norm_sum + gradNorm, steps: state.window.steps + 1,
       tokens: state.window.tokens + tokens, seconds: state.window.seconds + seconds };
@@ -324,22 +393,22 @@ export async function train(
     if (last) {
       // the last step is always checkpointed (transformers' Trainer saves at the end too), so a resume with a
       // larger max_steps continues from here instead of redoing the steps after the last periodic checkpoint
-      if (c.save_steps > 0) await hooks.save?.('checkpoint', state, optimizer);
+      if (c.save_steps > 0) await save('checkpoint');
       break;
     }
     if (hooks.shouldStop?.() === true) {
-      await hooks.save?.('interrupt', state, optimizer);
+      await save('interrupt');
       result.interrupted = true;
       break;
     }
-    if (c.save_steps > 0 && state.global_step % c.save_steps === 0) await hooks.save?.('checkpoint', state, optimizer);
+    if (c.save_steps > 0 && state.global_step % c.save_steps === 0) await save('checkpoint');
     // let signal handlers run between steps
     await new Promise((resolve) => setImmediate(resolve));
   }
   result.referenceTokens = reference?.tokens ?? 0;
   setup.setTraining?.(false);
   result.seconds = (performance.now() - started) / 1000;
-  if (!result.interrupted) await hooks.save?.('final', state, optimizer);
+  if (!result.interrupted) await save('final');
   return result;
 }
 
@@ -353,6 +422,16 @@ function precomputeReference(reference: ReferenceModel, pairs: readonly TokenPai
     rejected.push(...r.rejected);
   }
   return { chosen, rejected };
+}
+
+/**
+ * AdamW's moments by tensor: exp_avg must be finite, exp_avg_sq finite and >= 0 (a mean of squares). Empty when
+ * sound; the fast whole-buffer pass runs first, the per-tensor one only to name what is wrong.
+ */
+function momentProblems(m: Float32Array, v: Float32Array, layout: readonly NamedRange[]): TensorProblem[] {
+  if (allFinite(m) && allFiniteNonNegative(v)) return [];
+  return [...tensorProblems(m, layout).map((p) => ({ ...p, name: `exp_avg of ${p.name}` })),
+    ...tensorProblems(v, layout, { nonNegative: true }).map((p) => ({ ...p, name: `exp_avg_sq of ${p.name}` }))];
 }
 
 function rngFrom(state: readonly number[]): Rng {
