@@ -61,12 +61,17 @@ const SIGMOID = `fn sigmoid(x: f32) -> f32 {
   return e / (1.0 + e);
 }`;
 
-// tanh through exp(-2|u|): never overflows (some drivers' tanh returns NaN for large |u|)
+// GELU's 1 + tanh(u) and 1 - tanh(u)^2 through e = exp(-2|u|): 2/(1+e) or 2e/(1+e), and 4e/(1+e)^2. Never
+// overflows (some drivers' tanh returns NaN for large |u|) and keeps the far negative tail, where 1 + tanh(u)
+// computed as written cancels to 0 in float32 (the reference gives -9e-11 at x = -6.4).
 const GELU = `const GELU_K: f32 = 0.7978845608028654;
-fn tanh_stable(u: f32) -> f32 {
+fn one_plus_tanh(u: f32) -> f32 {
   let e = exp(-2.0 * abs(u));
-  let t = (1.0 - e) / (1.0 + e);
-  return select(-t, t, u >= 0.0);
+  return select(2.0 * e, 2.0, u >= 0.0) / (1.0 + e);
+}
+fn sech_squared(u: f32) -> f32 {
+  let e = exp(-2.0 * abs(u));
+  return 4.0 * e / ((1.0 + e) * (1.0 + e));
 }`;
 
 const rows = (s: Scalars): Grid => grid1d(s.N, 1);
@@ -75,16 +80,18 @@ const elements = (s: Scalars): Grid => grid1d(s.N, WG);
 export const KERNELS = {
   // ------------------------------------------------------------------------------------------ matrix products
   /**
-   * c (M,N) [+]= op(a) (M,K) @ op(b) (K,N) [+ bias (N)]. TRANS_A: a stored (K,M); TRANS_B: b stored (N,K).
+   * c (M,N) [+]= op(a) (M,K) @ op(b) (K,N) [+ bias (N)]. transA: a stored (K,M); transB: b stored (N,K).
    * Tiles of A and B go through workgroup memory (stored k-major, so a thread's 4 rows / 4 columns are adjacent);
    * loads are arranged so that neighbouring threads read neighbouring addresses in every transpose.
-   * BF16 rounds each operand to bfloat16 on its way into the tile (the reference's mixed precision; sums stay f32).
+   * bf16 rounds each operand to bfloat16 on its way into the tile (the reference's mixed precision; sums stay f32).
+   * The flags are uniforms, not compile-time constants: their branches are uniform across the workgroup (free on a
+   * GPU), and one pipeline instead of 32 variants keeps shader compilation (seconds each on SwiftShader) down.
    */
   gemm: {
     name: 'gemm',
     tensors: [{ name: 'c', type: 'f32', written: true }, { name: 'a', type: 'f32' }, { name: 'b', type: 'f32' },
       { name: 'bias', type: 'f32' }],
-    scalars: { M: 'u32', N: 'u32', K: 'u32' },
+    scalars: { M: 'u32', N: 'u32', K: 'u32', transA: 'u32', transB: 'u32', accumulate: 'u32', bf16: 'u32', hasBias: 'u32' },
     grid: (s) => [Math.ceil(s.N / GEMM_TILE), Math.ceil(s.M / GEMM_TILE), 1],
     source: () => `
 const TM: u32 = ${GEMM_TILE}u;
@@ -93,7 +100,7 @@ const TK: u32 = 16u;
 var<workgroup> As: array<f32, ${GEMM_TILE * 16}>;
 var<workgroup> Bs: array<f32, ${GEMM_TILE * 16}>;
 fn operand(x: f32) -> f32 {
-  if (!BF16) { return x; }
+  if (P.bf16 == 0u) { return x; }
   let u = bitcast<u32>(x);
   if ((u & 0x7fffffffu) > 0x7f800000u) { return bitcast<f32>((u | 0x00400000u) & 0xffff0000u); }
   return bitcast<f32>(((u + 0x7fffu + ((u >> 16u) & 1u)) >> 16u) << 16u);
@@ -109,17 +116,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     for (var l = 0u; l < 4u; l++) {
       let e = lid + l * 256u;
       var am: u32; var ak: u32;
-      if (TRANS_A) { ak = e / TM; am = e % TM; } else { am = e / TK; ak = e % TK; }
+      if (P.transA != 0u) { ak = e / TM; am = e % TM; } else { am = e / TK; ak = e % TK; }
       var x = 0.0;
       if (row0 + am < P.M && k0 + ak < P.K) {
-        if (TRANS_A) { x = a[(k0 + ak) * P.M + row0 + am]; } else { x = a[(row0 + am) * P.K + k0 + ak]; }
+        if (P.transA != 0u) { x = a[(k0 + ak) * P.M + row0 + am]; } else { x = a[(row0 + am) * P.K + k0 + ak]; }
       }
       As[ak * TM + am] = operand(x);
       var bn: u32; var bk: u32;
-      if (TRANS_B) { bn = e / TK; bk = e % TK; } else { bk = e / TN; bn = e % TN; }
+      if (P.transB != 0u) { bn = e / TK; bk = e % TK; } else { bk = e / TN; bn = e % TN; }
       var y = 0.0;
       if (col0 + bn < P.N && k0 + bk < P.K) {
-        if (TRANS_B) { y = b[(col0 + bn) * P.K + k0 + bk]; } else { y = b[(k0 + bk) * P.N + col0 + bn]; }
+        if (P.transB != 0u) { y = b[(col0 + bn) * P.K + k0 + bk]; } else { y = b[(k0 + bk) * P.N + col0 + bn]; }
       }
       Bs[bk * TN + bn] = operand(y);
     }
@@ -143,8 +150,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let col = col0 + tc * 4u + j;
       if (col >= P.N) { break; }
       var value = acc[i][j];
-      if (HAS_BIAS) { value += bias[col]; }
-      if (ACCUMULATE) { value += c[r * P.N + col]; }
+      if (P.hasBias != 0u) { value += bias[col]; }
+      if (P.accumulate != 0u) { value += c[r * P.N + col]; }
       c[r * P.N + col] = value;
     }
   }
@@ -274,7 +281,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     name: 'layernormParamGrads',
     tensors: [{ name: 'dweight', type: 'f32', written: true }, { name: 'dbias', type: 'f32', written: true },
       { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' }, { name: 'mean', type: 'f32' }, { name: 'rstd', type: 'f32' }],
-    scalars: { N: 'u32', rows: 'u32' },
+    scalars: { N: 'u32', rows: 'u32', hasDweight: 'u32', hasDbias: 'u32' },
     grid: elements,
     source: () => elementwise(`
   var dw = 0.0;
@@ -284,8 +291,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     dw += d * (inp[r * P.N + idx] - mean[r]) * rstd[r];
     db += d;
   }
-  if (HAS_DWEIGHT) { dweight[idx] += dw; }
-  if (HAS_DBIAS) { dbias[idx] += db; }`),
+  if (P.hasDweight != 0u) { dweight[idx] += dw; }
+  if (P.hasDbias != 0u) { dbias[idx] += db; }`),
   },
 
   /** inp (N,C), weight -> out (N,C), rstd (N); one workgroup per row */
@@ -368,13 +375,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
    * Flash-style causal attention forward, also the decode step (pos0 > 0: queries are the last T of L = pos0 + T
    * keys). A workgroup takes 64 consecutive queries of one (b, h), one per thread; it walks the keys in tiles of TK
    * staged in workgroup memory, keeping a running max, sum and output row (online softmax rescaled once per tile),
-   * and stops at the last key its last query can see. lse (B,NH,T) saved when HAS_LSE.
+   * and stops at the last key its last query can see. lse (B,NH,T) saved when hasLse. HD (and the tile TK)
+   * are compile-time constants: they size the per-thread rows; the flags are uniforms (one pipeline per HD).
    */
   attentionForward: {
     name: 'attentionForward',
     tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'lse', type: 'f32', written: true },
       { name: 'q', type: 'f32' }, { name: 'k', type: 'f32' }, { name: 'v', type: 'f32' }, { name: 'hidden', type: 'i32' }],
-    scalars: { B: 'u32', T: 'u32', pos0: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32' },
+    scalars: { B: 'u32', T: 'u32', pos0: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32',
+      hasLse: 'u32', hasHidden: 'u32' },
     grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NH, s.B],
     source: () => `${NEG_BIG}
 var<workgroup> Ks: array<f32, ${'TK * HD'}>;
@@ -390,7 +399,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let last = P.pos0 + t;
   var lo = 0u;
   var hi = 0u;
-  if (HAS_HIDDEN) {
+  if (P.hasHidden != 0u) {
     let hiddenHi = u32(hidden[2u * b + 1u]);
     if (last >= hiddenHi) { lo = u32(hidden[2u * b]); hi = hiddenHi; }
   }
@@ -451,7 +460,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (valid) {
     let oo = ((b * P.T + t) * P.NH + h) * HD;
     for (var i = 0u; i < HD; i++) { out[oo + i] = acc[i] / l; }
-    if (HAS_LSE) { lse[(b * P.NH + h) * P.T + t] = m + log(l); }
+    if (P.hasLse != 0u) { lse[(b * P.NH + h) * P.T + t] = m + log(l); }
   }
 }`,
   },
@@ -478,7 +487,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     name: 'attentionBackwardQuery',
     tensors: [{ name: 'dq', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'q', type: 'f32' },
       { name: 'k', type: 'f32' }, { name: 'v', type: 'f32' }, { name: 'stats', type: 'f32' }, { name: 'hidden', type: 'i32' }],
-    scalars: { B: 'u32', T: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32' },
+    scalars: { B: 'u32', T: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32', hasHidden: 'u32' },
     grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NH, s.B],
     source: () => `
 var<workgroup> Ks: array<f32, ${'TK * HD'}>;
@@ -492,7 +501,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let kvh = h / (P.NH / P.NKV);
   var lo = 0u;
   var hi = 0u;
-  if (HAS_HIDDEN) {
+  if (P.hasHidden != 0u) {
     let hiddenHi = u32(hidden[2u * b + 1u]);
     if (t >= hiddenHi) { lo = u32(hidden[2u * b]); hi = hiddenHi; }
   }
@@ -554,7 +563,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     tensors: [{ name: 'dk', type: 'f32', written: true }, { name: 'dv', type: 'f32', written: true },
       { name: 'dout', type: 'f32' }, { name: 'q', type: 'f32' }, { name: 'k', type: 'f32' }, { name: 'v', type: 'f32' },
       { name: 'stats', type: 'f32' }, { name: 'hidden', type: 'i32' }],
-    scalars: { B: 'u32', T: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32' },
+    scalars: { B: 'u32', T: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32', hasHidden: 'u32' },
     grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NKV, s.B],
     source: () => `
 var<workgroup> Qs: array<f32, ${'TK * HD'}>;
@@ -571,7 +580,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let group = P.NH / P.NKV;
   var lo = 0u;
   var hi = 0u;
-  if (HAS_HIDDEN) { lo = u32(hidden[2u * b]); hi = u32(hidden[2u * b + 1u]); }
+  if (P.hasHidden != 0u) { lo = u32(hidden[2u * b]); hi = u32(hidden[2u * b + 1u]); }
   let inHiddenRange = s >= lo && s < hi;
   var kr: array<f32, HD>;
   var vr: array<f32, HD>;
@@ -665,7 +674,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     grid: elements,
     source: () => elementwise(`
   let x = inp[idx];
-  out[idx] = 0.5 * x * (1.0 + tanh_stable(GELU_K * (x + 0.044715 * x * x * x)));`, GELU),
+  out[idx] = 0.5 * x * one_plus_tanh(GELU_K * (x + 0.044715 * x * x * x));`, GELU),
   },
 
   geluBackward: {
@@ -675,8 +684,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     grid: elements,
     source: () => elementwise(`
   let x = inp[idx];
-  let th = tanh_stable(GELU_K * (x + 0.044715 * x * x * x));
-  let grad = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
+  let u = GELU_K * (x + 0.044715 * x * x * x);
+  let grad = 0.5 * one_plus_tanh(u) + 0.5 * x * sech_squared(u) * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
   dinp[idx] += grad * dout[idx];`, GELU),
   },
 

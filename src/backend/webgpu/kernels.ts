@@ -39,8 +39,9 @@ export class WebGpuKernels {
       this.runtime.zero(c.view(0, M * N));
       return;
     }
-    this.runtime.dispatch(KERNELS.gemm, { c, a, b, bias }, { M, N, K }, {
-      TRANS_A: transA, TRANS_B: transB, ACCUMULATE: accumulate, HAS_BIAS: bias !== null, BF16: this.matmulBf16,
+    this.runtime.dispatch(KERNELS.gemm, { c, a, b, bias }, {
+      M, N, K, transA: Number(transA), transB: Number(transB), accumulate: Number(accumulate),
+      bf16: Number(this.matmulBf16), hasBias: Number(bias !== null),
     });
   }
 
@@ -82,8 +83,8 @@ export class WebGpuKernels {
     inp: GpuTensor, weight: GpuTensor, mean: GpuTensor, rstd: GpuTensor, N: number, C: number): void {
     this.runtime.dispatch(KERNELS.layernormBackward, { dinp, dout, inp, weight, mean, rstd }, { N, C });
     if (dweight || dbias) {
-      this.runtime.dispatch(KERNELS.layernormParamGrads, { dweight, dbias, dout, inp, mean, rstd }, { N: C, rows: N },
-        { HAS_DWEIGHT: dweight !== null, HAS_DBIAS: dbias !== null });
+      this.runtime.dispatch(KERNELS.layernormParamGrads, { dweight, dbias, dout, inp, mean, rstd },
+        { N: C, rows: N, hasDweight: Number(dweight !== null), hasDbias: Number(dbias !== null) });
     }
   }
 
@@ -120,8 +121,8 @@ export class WebGpuKernels {
     NH: number, NKV: number, HD: number, qStride: number, kvStride: number, hidden?: GpuTensor | null): void {
     requireEvenHeads('attentionForward', NH, NKV);
     this.runtime.dispatch(KERNELS.attentionForward, { out, lse, q, k, v, hidden },
-      { B, T, pos0: 0, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD) },
-      { HD, TK: attentionTile(HD), HAS_LSE: true, HAS_HIDDEN: Boolean(hidden) });
+      { B, T, pos0: 0, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD), hasLse: 1, hasHidden: Number(Boolean(hidden)) },
+      { HD, TK: attentionTile(HD) });
   }
 
   /** dq, dk, dv accumulated; three passes: per-row (lse, dout . out), then dq by queries, then dk/dv by keys */
@@ -132,8 +133,8 @@ export class WebGpuKernels {
     const rowsCount = B * NH * T;
     if (rowsCount === 0) return;
     const stats = this.runtime.scratch(2 * rowsCount);
-    const consts = { HD, TK: attentionTile(HD), HAS_HIDDEN: Boolean(hidden) };
-    const scalars = { B, T, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD) };
+    const consts = { HD, TK: attentionTile(HD) };
+    const scalars = { B, T, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD), hasHidden: Number(Boolean(hidden)) };
     this.runtime.dispatch(KERNELS.attentionBackwardStats, { stats, lse, dout, out }, { N: rowsCount, T, NH }, { HD });
     this.runtime.dispatch(KERNELS.attentionBackwardQuery, { dq, dout, q, k, v, stats, hidden }, scalars, consts);
     this.runtime.dispatch(KERNELS.attentionBackwardKeyValue, { dk, dv, dout, q, k, v, stats, hidden }, scalars, consts);
@@ -143,8 +144,8 @@ export class WebGpuKernels {
     NKV: number, HD: number, qStride: number, kvStride: number): void {
     requireEvenHeads('attentionDecode', NH, NKV);
     this.runtime.dispatch(KERNELS.attentionForward, { out, q, k, v },
-      { B: 1, T, pos0, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD) },
-      { HD, TK: attentionTile(HD), HAS_LSE: false, HAS_HIDDEN: false });
+      { B: 1, T, pos0, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD), hasLse: 0, hasHidden: 0 },
+      { HD, TK: attentionTile(HD) });
   }
 
   // ---------------------------------------------------------------- pointwise

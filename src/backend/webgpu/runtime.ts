@@ -27,7 +27,7 @@ export interface TensorSlot {
 /** one kernel: a table entry. A new kernel is one more of these. */
 export interface KernelSpec {
   readonly name: string;
-  /** tensors the WGSL may index; a call may leave some out (null) when the source does not use them for its consts */
+  /** tensors the WGSL may index; a call may leave some out (null), when its flags tell the kernel not to touch them */
   readonly tensors: readonly TensorSlot[];
   /** uniform parameters, in the struct `P` */
   readonly scalars: Readonly<Record<string, ScalarType>>;
@@ -234,8 +234,9 @@ export class WebGpuRuntime {
   // ------------------------------------------------------------------------------------------ kernels
 
   /**
-   * Records one kernel call. `tensors` maps the spec's tensor names to views (null or missing: not bound; the
-   * source must not use it under `consts`); `scalars` fills the spec's uniform parameters.
+   * Records one kernel call. `tensors` maps the spec's tensor names to views (null or missing: absent, bound to a
+   * dummy the kernel must not touch); `scalars` fills the spec's uniform parameters; `consts` are compile-time
+   * constants (each distinct set is one more pipeline: keep them for what must be constant, like array sizes).
    */
   dispatch(spec: KernelSpec, tensors: Readonly<Record<string, GpuTensor | null | undefined>>, scalars: Scalars,
     consts: Consts = {}): void {
@@ -249,8 +250,9 @@ export class WebGpuRuntime {
     const bindingOf = new Map<string, number>();
     const present: Array<[TensorSlot, GpuTensor]> = [];
     for (const slot of spec.tensors) {
-      const t = tensors[slot.name];
-      if (!t) continue;
+      // a tensor the call leaves out is bound to a small dummy, so that a flag (a uniform) can switch its use off
+      // without a second pipeline: with or without a bias, the gemm is one shader
+      const t = tensors[slot.name] ?? this.dummy(slot.type);
       if (t.dtype !== slot.type) throw new TypeError(`${spec.name}: ${slot.name} must be ${slot.type}, got ${t.dtype}`);
       if (t.allocation.released) throw new Error(`${spec.name}: ${slot.name} was freed`);
       let index = bindings.findIndex((b) => b.buffer === t.allocation.buffer);
@@ -289,6 +291,15 @@ export class WebGpuRuntime {
     this.ops.push({ kind: 'dispatch', kernel, buffers: bindings.map((b) => b.buffer), paramsSlot: this.params.length - 1, grid });
   }
 
+  private readonly dummies = new Map<ElementType, GpuTensor>();
+
+  /** the stand-in for a tensor a call leaves out (never read or written: the kernel's flags say it is absent) */
+  private dummy(type: ElementType): GpuTensor {
+    let t = this.dummies.get(type);
+    if (!t) this.dummies.set(type, (t = this.alloc(4, type)));
+    return t;
+  }
+
   /** a scratch tensor for work recorded now; it returns to the pool after the batch is submitted */
   scratch(length: number, dtype: ElementType = 'f32'): GpuTensor {
     const t = this.alloc(length, dtype);
@@ -304,17 +315,11 @@ export class WebGpuRuntime {
     for (const s of slots) {
       body = rewriteTensorAccess(body, s.name, (index) => `g${bindingOf.get(s.name)! + 1}[P.o_${s.name} + (${index})]`);
     }
-    // a tensor left out of this call may still appear in branches its consts switch off: point it at a private
-    // dummy so the module compiles (WGSL has no preprocessor to drop the dead branch)
-    for (const s of spec.tensors) {
-      if (!bindingOf.has(s.name)) body = rewriteTensorAccess(body, s.name, () => `unbound_${s.type}[0]`);
-    }
+
     const code = [
       `struct Params { ${fields.length > 0 ? fields.join(', ') : 'unused: u32'} }`,
       '@group(0) @binding(0) var<uniform> P: Params;',
       ...bindings.map((b, i) => `@group(0) @binding(${i + 1}) var<storage, ${b.written ? 'read_write' : 'read'}> g${i + 1}: array<${b.type}>;`),
-      'var<private> unbound_f32: array<f32, 1>;',
-      'var<private> unbound_i32: array<i32, 1>;',
       ...Object.entries(consts).map(([n, v]) => wgslConst(n, v)),
       body,
     ].join('\n');

@@ -1,0 +1,348 @@
+// Runs every WebGPU kernel against the TypeScript reference backend and prints one JSON line per case, then a
+// summary line. `node dist/test/webgpu/parity-runner.js [regexp]` (with ORPO_WEBGPU_PARITY=1 and an adapter) runs
+// the cases whose names match. Started by test/webgpu-kernels.test.ts in a child process, because Dawn finds SwiftShader (the
+// CPU Vulkan this machine has instead of a GPU) only through environment variables read at process start.
+//
+// Each case names host buffers and one kernel call written once: buffer arguments are `ref(name, offset)`, the
+// rest plain values. The reference runs on Float32Array subarrays, the GPU on tensor views of the same layout;
+// then every buffer is downloaded and compared: |gpu - ref| <= rtol * (|ref| + mean|ref|) (relative where values
+// are large, relative to the output's typical size where float32 cancellation makes a value small); int32
+// outputs must match exactly. The reference sums in float64, the GPU in float32: rtol is 1e-5 unless a case says.
+import { jsKernels } from '../../src/backend/js/kernels.js';
+import type { Kernels } from '../../src/backend/kernels.js';
+import type { GpuTensor } from '../../src/backend/webgpu/buffers.js';
+import { createNodeWebGpuBackend } from '../../src/backend/webgpu/node-gpu.js';
+import type { WebGpuKernels } from '../../src/backend/webgpu/kernels.js';
+
+// ------------------------------------------------------------------------------------------------ inputs
+
+/** mulberry32: seeded, so a failure reproduces */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = rng(2026);
+
+function randn(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (random() * 2 - 1) * scale;
+  return a;
+}
+
+function randInts(n: number, lo: number, hi: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + Math.floor(random() * (hi - lo));
+  return a;
+}
+
+/** a positive array (variances, rstd) */
+function positive(n: number): Float32Array {
+  return Float32Array.from(randn(n), (x) => 0.5 + Math.abs(x));
+}
+
+// ------------------------------------------------------------------------------------------------ cases
+
+interface BufferRef {
+  readonly ref: string;
+  readonly offset: number;
+}
+const ref = (name: string, offset = 0): BufferRef => ({ ref: name, offset });
+type Arg = BufferRef | number | boolean | null;
+type KernelName = Exclude<keyof Kernels & keyof WebGpuKernels, 'name' | 'setThreads' | 'getThreads' | 'setMatmulBf16' | 'getMatmulBf16'>;
+
+interface Case {
+  readonly name: string;
+  readonly buffers: Record<string, Float32Array | Int32Array>;
+  readonly kernel: KernelName;
+  readonly args: readonly Arg[];
+  readonly rtol?: number;
+  readonly bf16?: boolean;
+}
+
+const cases: Case[] = [];
+const add = (c: Case): void => { cases.push(c); };
+
+// gemm: every transpose / accumulate combination on odd shapes, one K of 0
+for (const [M, N, K] of [[1, 1, 1], [7, 63, 65], [63, 65, 127], [65, 127, 63], [33, 129, 300], [5, 3, 0]]) {
+  for (const transA of [false, true]) for (const transB of [false, true]) for (const accumulate of [false, true]) {
+    add({ name: `gemm ${M}x${N}x${K} tA=${transA} tB=${transB} acc=${accumulate}`, kernel: 'gemm', rtol: 2e-5,
+      buffers: { c: randn(M * N), a: randn(M * K), b: randn(K * N) },
+      args: [ref('c'), ref('a'), ref('b'), M, N, K, transA, transB, accumulate] });
+  }
+}
+for (const [transA, transB] of [[false, false], [true, true], [false, true]]) {
+  const [M, N, K] = [33, 65, 127];
+  add({ name: `gemm bf16 ${M}x${N}x${K} tA=${transA} tB=${transB}`, kernel: 'gemm', bf16: true, rtol: 2e-5,
+    buffers: { c: randn(M * N), a: randn(M * K), b: randn(K * N) },
+    args: [ref('c'), ref('a'), ref('b'), M, N, K, transA, transB, true] });
+}
+// views with offsets: c, a, b start inside larger buffers
+add({ name: 'gemm on offset views', kernel: 'gemm', rtol: 2e-5,
+  buffers: { c: randn(5 + 7 * 9), a: randn(3 + 7 * 11), b: randn(1 + 11 * 9) },
+  args: [ref('c', 5), ref('a', 3), ref('b', 1), 7, 9, 11, false, false, true] });
+
+for (const [N, C, OC] of [[7, 65, 33], [1, 3, 5], [70, 129, 67]]) {
+  for (const bias of [true, false]) {
+    add({ name: `matmulForward ${N}x${C}->${OC} bias=${bias}`, kernel: 'matmulForward', rtol: 2e-5,
+      buffers: { out: randn(N * OC), inp: randn(N * C), weight: randn(OC * C), bias: randn(OC) },
+      args: [ref('out'), ref('inp'), ref('weight'), bias ? ref('bias') : null, N, C, OC] });
+  }
+  for (const [di, dw, db] of [[true, true, true], [true, false, false], [false, true, true], [false, false, true]]) {
+    add({ name: `matmulBackward ${N}x${C}->${OC} dinp=${di} dweight=${dw} dbias=${db}`, kernel: 'matmulBackward', rtol: 2e-5,
+      buffers: { dinp: randn(N * C), dweight: randn(OC * C), dbias: randn(OC), dout: randn(N * OC), inp: randn(N * C), weight: randn(OC * C) },
+      args: [di ? ref('dinp') : null, dw ? ref('dweight') : null, db ? ref('dbias') : null, ref('dout'), ref('inp'), ref('weight'), N, C, OC] });
+  }
+}
+
+// embeddings: repeated ids (the scatter-add must sum them), both forward modes
+for (const [N, C, V] of [[13, 7, 5], [70, 33, 300]]) {
+  for (const accumulate of [false, true]) {
+    add({ name: `embeddingForward N=${N} C=${C} V=${V} acc=${accumulate}`, kernel: 'embeddingForward',
+      buffers: { out: randn(N * C), ids: randInts(N, 0, V), table: randn(V * C) },
+      args: [ref('out'), ref('ids'), ref('table'), N, C, accumulate] });
+  }
+  add({ name: `embeddingBackward N=${N} C=${C} V=${V}`, kernel: 'embeddingBackward', rtol: 0,
+    buffers: { dtable: randn(V * C), dout: randn(N * C), ids: randInts(N, 0, V) },
+    args: [ref('dtable'), ref('dout'), ref('ids'), N, C] });
+}
+
+// norms: C below, at and above the workgroup width
+for (const [N, C] of [[1, 1], [5, 67], [3, 256], [7, 300]]) {
+  add({ name: `layernormForward ${N}x${C}`, kernel: 'layernormForward',
+    buffers: { out: randn(N * C), mean: randn(N), rstd: randn(N), inp: randn(N * C, 2), weight: randn(C), bias: randn(C) },
+    args: [ref('out'), ref('mean'), ref('rstd'), ref('inp'), ref('weight'), ref('bias'), N, C, 1e-5] });
+  const mean = randn(N, 0.1);
+  for (const [dw, db] of [[true, true], [false, true], [true, false], [false, false]]) {
+    add({ name: `layernormBackward ${N}x${C} dweight=${dw} dbias=${db}`, kernel: 'layernormBackward', rtol: 2e-5,
+      buffers: { dinp: randn(N * C), dweight: randn(C), dbias: randn(C), dout: randn(N * C), inp: randn(N * C), weight: randn(C), mean, rstd: positive(N) },
+      args: [ref('dinp'), dw ? ref('dweight') : null, db ? ref('dbias') : null, ref('dout'), ref('inp'), ref('weight'), ref('mean'), ref('rstd'), N, C] });
+  }
+  add({ name: `rmsnormForward ${N}x${C}`, kernel: 'rmsnormForward',
+    buffers: { out: randn(N * C), rstd: randn(N), inp: randn(N * C, 2), weight: randn(C) },
+    args: [ref('out'), ref('rstd'), ref('inp'), ref('weight'), N, C, 1e-6] });
+  for (const dw of [true, false]) {
+    add({ name: `rmsnormBackward ${N}x${C} dweight=${dw}`, kernel: 'rmsnormBackward', rtol: 2e-5,
+      buffers: { dinp: randn(N * C), dweight: randn(C), dout: randn(N * C), inp: randn(N * C), weight: randn(C), rstd: positive(N) },
+      args: [ref('dinp'), dw ? ref('dweight') : null, ref('dout'), ref('inp'), ref('weight'), ref('rstd'), N, C] });
+  }
+}
+
+// rope: position offsets, odd head counts, in place
+for (const [B, T, H, HD, pos0] of [[2, 7, 3, 8, 0], [1, 5, 1, 2, 3], [3, 4, 5, 6, 11]]) {
+  const P = pos0 + T + 2;
+  const tables = { cos: randn(P * HD / 2), sin: randn(P * HD / 2) };
+  const n = B * T * H * HD;
+  add({ name: `ropeForward B=${B} T=${T} H=${H} HD=${HD} pos0=${pos0}`, kernel: 'ropeForward',
+    buffers: { out: randn(n), inp: randn(n), ...tables }, args: [ref('out'), ref('inp'), ref('cos'), ref('sin'), B, T, H, HD, pos0] });
+  add({ name: `ropeForward in place B=${B} T=${T} H=${H} HD=${HD} pos0=${pos0}`, kernel: 'ropeForward',
+    buffers: { x: randn(n), ...tables }, args: [ref('x'), ref('x'), ref('cos'), ref('sin'), B, T, H, HD, pos0] });
+  add({ name: `ropeBackward B=${B} T=${T} H=${H} HD=${HD} pos0=${pos0}`, kernel: 'ropeBackward',
+    buffers: { dinp: randn(n), dout: randn(n), ...tables }, args: [ref('dinp'), ref('dout'), ref('cos'), ref('sin'), B, T, H, HD, pos0] });
+}
+
+// attention: GQA ratios 1, 2, 4; padded strides; T across the 64-query workgroups; hidden key ranges
+interface AttentionShape { B: number; T: number; NH: number; NKV: number; HD: number; qPad: number; kvPad: number; hidden: number[] | null }
+const attentionShapes: AttentionShape[] = [
+  { B: 1, T: 1, NH: 1, NKV: 1, HD: 8, qPad: 0, kvPad: 0, hidden: null },
+  { B: 2, T: 7, NH: 4, NKV: 4, HD: 8, qPad: 3, kvPad: 1, hidden: null },
+  { B: 2, T: 9, NH: 4, NKV: 2, HD: 6, qPad: 0, kvPad: 5, hidden: [2, 5, 0, 0] },
+  { B: 1, T: 70, NH: 4, NKV: 1, HD: 16, qPad: 2, kvPad: 0, hidden: null },
+  { B: 2, T: 67, NH: 2, NKV: 1, HD: 8, qPad: 0, kvPad: 0, hidden: [10, 40, 0, 66] },
+];
+for (const s of attentionShapes) {
+  const { B, T, NH, NKV, HD } = s;
+  const qStride = NH * HD + s.qPad;
+  const kvStride = NKV * HD + s.kvPad;
+  const label = `B=${B} T=${T} NH=${NH} NKV=${NKV} HD=${HD} qStride=${qStride} kvStride=${kvStride} hidden=${s.hidden ? s.hidden.join(',') : 'none'}`;
+  const hidden: Record<string, Int32Array> = s.hidden ? { hidden: Int32Array.from(s.hidden) } : {};
+  const hiddenArg = s.hidden ? ref('hidden') : null;
+  const inputs = { q: randn(B * T * qStride), k: randn(B * T * kvStride), v: randn(B * T * kvStride), ...hidden };
+  add({ name: `attentionForward ${label}`, kernel: 'attentionForward',
+    buffers: { out: randn(B * T * NH * HD), lse: randn(B * NH * T), ...inputs },
+    args: [ref('out'), ref('lse'), ref('q'), ref('k'), ref('v'), B, T, NH, NKV, HD, qStride, kvStride, hiddenArg] });
+  // backward needs a consistent (out, lse): take them from the reference forward
+  const out = new Float32Array(B * T * NH * HD);
+  const lse = new Float32Array(B * NH * T);
+  jsKernels.attentionForward(out, lse, inputs.q, inputs.k, inputs.v, B, T, NH, NKV, HD, qStride, kvStride, s.hidden ? Int32Array.from(s.hidden) : null);
+  add({ name: `attentionBackward ${label}`, kernel: 'attentionBackward', rtol: 2e-5,
+    buffers: { dq: randn(B * T * qStride), dk: randn(B * T * kvStride), dv: randn(B * T * kvStride), dout: randn(B * T * NH * HD), out, lse, ...inputs },
+    args: [ref('dq'), ref('dk'), ref('dv'), ref('dout'), ref('q'), ref('k'), ref('v'), ref('out'), ref('lse'), B, T, NH, NKV, HD, qStride, kvStride, hiddenArg] });
+}
+{
+  // GPT-2's fused projection: q, k, v (and dq, dk, dv) are views of one (B,T,3C) buffer with row stride 3C
+  const [B, T, NH, HD] = [2, 11, 3, 8];
+  const C = NH * HD;
+  const qkv = randn(B * T * 3 * C);
+  const out = new Float32Array(B * T * C);
+  const lse = new Float32Array(B * NH * T);
+  jsKernels.attentionForward(out, lse, qkv, qkv.subarray(C), qkv.subarray(2 * C), B, T, NH, NH, HD, 3 * C, 3 * C);
+  add({ name: 'attentionForward on fused qkv views', kernel: 'attentionForward',
+    buffers: { out: randn(B * T * C), lse: randn(B * NH * T), qkv },
+    args: [ref('out'), ref('lse'), ref('qkv'), ref('qkv', C), ref('qkv', 2 * C), B, T, NH, NH, HD, 3 * C, 3 * C, null] });
+  add({ name: 'attentionBackward into fused dqkv views', kernel: 'attentionBackward', rtol: 2e-5,
+    buffers: { dqkv: randn(B * T * 3 * C), dout: randn(B * T * C), qkv, out, lse },
+    args: [ref('dqkv'), ref('dqkv', C), ref('dqkv', 2 * C), ref('dout'), ref('qkv'), ref('qkv', C), ref('qkv', 2 * C), ref('out'), ref('lse'), B, T, NH, NH, HD, 3 * C, 3 * C, null] });
+}
+for (const [T, pos0, NH, NKV, HD, pad] of [[1, 0, 2, 2, 8, 0], [1, 9, 4, 2, 8, 3], [3, 66, 4, 1, 16, 0]]) {
+  const qStride = NH * HD + pad;
+  const kvStride = NKV * HD + pad;
+  const L = pos0 + T;
+  add({ name: `attentionDecode T=${T} pos0=${pos0} NH=${NH} NKV=${NKV} HD=${HD} pad=${pad}`, kernel: 'attentionDecode',
+    buffers: { out: randn(T * NH * HD), q: randn(T * qStride), k: randn(L * kvStride), v: randn(L * kvStride) },
+    args: [ref('out'), ref('q'), ref('k'), ref('v'), T, pos0, NH, NKV, HD, qStride, kvStride] });
+}
+
+// pointwise, with large |x| for the sigmoid / tanh overflow paths
+for (const N of [1, 255, 1031]) {
+  const gate = randn(N, 12);
+  add({ name: `swigluForward N=${N}`, kernel: 'swigluForward', buffers: { out: randn(N), gate, up: randn(N) },
+    args: [ref('out'), ref('gate'), ref('up'), N] });
+  add({ name: `swigluBackward N=${N}`, kernel: 'swigluBackward', buffers: { dgate: randn(N), dup: randn(N), dout: randn(N), gate, up: randn(N) },
+    args: [ref('dgate'), ref('dup'), ref('dout'), ref('gate'), ref('up'), N] });
+  add({ name: `geluForward N=${N}`, kernel: 'geluForward', buffers: { out: randn(N), inp: randn(N, 12) },
+    args: [ref('out'), ref('inp'), N] });
+  add({ name: `geluBackward N=${N}`, kernel: 'geluBackward', buffers: { dinp: randn(N), dout: randn(N), inp: randn(N, 6) },
+    args: [ref('dinp'), ref('dout'), ref('inp'), N] });
+  add({ name: `add N=${N}`, kernel: 'add', buffers: { out: randn(N), a: randn(N), b: randn(N) }, args: [ref('out'), ref('a'), ref('b'), N] });
+  add({ name: `add in place N=${N}`, kernel: 'add', buffers: { a: randn(N), b: randn(N) }, args: [ref('a'), ref('a'), ref('b'), N] });
+  add({ name: `axpy N=${N}`, kernel: 'axpy', buffers: { dst: randn(N), src: randn(N) }, args: [ref('dst'), ref('src'), -0.37, N] });
+  add({ name: `scale N=${N}`, kernel: 'scale', buffers: { x: randn(N) }, args: [ref('x'), 1.7, N] });
+}
+
+// loss head: rows without a target, V below and above the workgroup width, large logits, ties for argmax
+for (const [N, V] of [[1, 1], [5, 7], [9, 300], [4, 1031]]) {
+  const targets = randInts(N, -1, V);
+  targets[0] = V - 1;
+  const logits = randn(N * V, 20);
+  const lse = new Float32Array(N);
+  jsKernels.logprobForward(new Float32Array(N), lse, logits, targets, N, V);
+  add({ name: `logprobForward N=${N} V=${V}`, kernel: 'logprobForward',
+    buffers: { logp: randn(N), lse: randn(N), logits, targets }, args: [ref('logp'), ref('lse'), ref('logits'), ref('targets'), N, V] });
+  add({ name: `logprobBackward N=${N} V=${V}`, kernel: 'logprobBackward',
+    buffers: { dlogits: randn(N * V), dlogp: randn(N), logits, lse, targets },
+    args: [ref('dlogits'), ref('dlogp'), ref('logits'), ref('lse'), ref('targets'), N, V] });
+  add({ name: `logprobBackward in place N=${N} V=${V}`, kernel: 'logprobBackward',
+    buffers: { logits: logits.slice(), dlogp: randn(N), lse, targets },
+    args: [ref('logits'), ref('dlogp'), ref('logits'), ref('lse'), ref('targets'), N, V] });
+  const tied = Float32Array.from(randn(N * V), (x) => Math.round(x * 2) / 2); // many equal maxima
+  add({ name: `logitsStats N=${N} V=${V}`, kernel: 'logitsStats',
+    buffers: { mean: randn(N), argmax: randInts(N, 0, 1), logits: tied }, args: [ref('mean'), ref('argmax'), ref('logits'), N, V] });
+}
+
+// optimizer
+for (const [N, step] of [[1, 1], [1031, 7]]) {
+  add({ name: `adamwStep N=${N} step=${step}`, kernel: 'adamwStep',
+    buffers: { params: randn(N), grads: randn(N), m: randn(N, 0.1), v: positive(N) },
+    args: [ref('params'), ref('grads'), ref('m'), ref('v'), N, 1e-3, 0.9, 0.999, 1e-8, 0.01, step] });
+}
+
+// ------------------------------------------------------------------------------------------------ running
+
+interface Result {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly rtol: number;
+  /** the largest |gpu - ref| / (|ref| + mean|ref|) over the case's buffers */
+  readonly worst: number;
+  readonly ms?: number;
+  readonly detail?: string;
+}
+
+function compare(name: string, got: Float32Array | Int32Array, want: Float32Array | Int32Array, rtol: number):
+  { worst: number; detail?: string } {
+  if (want instanceof Int32Array) {
+    for (let i = 0; i < want.length; i++) {
+      if (got[i] !== want[i]) return { worst: Infinity, detail: `${name}[${i}]: gpu ${got[i]} vs js ${want[i]}` };
+    }
+    return { worst: 0 };
+  }
+  let meanAbs = 0;
+  for (let i = 0; i < want.length; i++) meanAbs += Math.abs(want[i]);
+  meanAbs = want.length ? meanAbs / want.length : 0;
+  let worst = 0;
+  let detail: string | undefined;
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + meanAbs + 1e-30);
+    if (!(err <= worst)) {
+      worst = Number.isNaN(err) ? Infinity : err;
+      if (!(err <= rtol)) detail = `${name}[${i}]: gpu ${got[i]} vs js ${want[i]}`;
+    }
+  }
+  return { worst, detail };
+}
+
+type Invoke = (...args: unknown[]) => unknown;
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const only = process.argv[2] ? new RegExp(process.argv[2]) : null;
+  const { runtime, kernels } = await createNodeWebGpuBackend();
+  console.log(JSON.stringify({ adapter: runtime.info.adapter, software: runtime.info.isSoftware }));
+  let failed = 0;
+  let count = 0;
+  for (const c of cases) {
+    if (only && !only.test(c.name)) continue;
+    count++;
+    const caseStarted = Date.now();
+    const rtol = c.rtol ?? 1e-5;
+    const reference = Object.fromEntries(Object.entries(c.buffers).map(([n, b]) => [n, b.slice()]));
+    const tensors: Record<string, GpuTensor> = Object.fromEntries(
+      Object.entries(c.buffers).map(([n, b]) => [n, runtime.fromArray(b)]));
+    const hostArgs = c.args.map((a) => (a !== null && typeof a === 'object' ? reference[a.ref].subarray(a.offset) : a));
+    const gpuArgs = c.args.map((a) => (a !== null && typeof a === 'object' ? tensors[a.ref].view(a.offset) : a));
+    let result: Result;
+    try {
+      jsKernels.setMatmulBf16(c.bf16 === true);
+      kernels.setMatmulBf16(c.bf16 === true);
+      (jsKernels[c.kernel] as Invoke).apply(jsKernels, hostArgs);
+      (kernels[c.kernel] as Invoke).apply(kernels, gpuArgs);
+      let worst = 0;
+      let detail: string | undefined;
+      for (const [n, want] of Object.entries(reference)) {
+        const got = want instanceof Int32Array ? await runtime.downloadInt32(tensors[n]) : await runtime.download(tensors[n]);
+        const r = compare(n, got, want, rtol);
+        if (r.worst > worst || (r.detail && !detail)) worst = Math.max(worst, r.worst);
+        detail ??= r.detail;
+      }
+      result = { name: c.name, ok: !(worst > rtol), rtol, worst, ms: Date.now() - caseStarted, ...(worst > rtol ? { detail } : {}) };
+    } catch (e) {
+      result = { name: c.name, ok: false, rtol, worst: Infinity, detail: (e as Error).message };
+    }
+    for (const t of Object.values(tensors)) runtime.free(t);
+    if (!result.ok) failed++;
+    console.log(JSON.stringify(result, (_k, v: unknown) => (v === Infinity ? 'Infinity' : v)));
+  }
+  // sumSquares returns a number on the host and writes a one-element tensor on the GPU
+  for (const N of [1, 1000, 70001]) {
+    const name = `sumSquares N=${N}`;
+    if (only && !only.test(name)) continue;
+    count++;
+    const x = randn(N);
+    const want = jsKernels.sumSquares(x, N);
+    const xs = runtime.fromArray(x);
+    const out = runtime.alloc(1);
+    kernels.sumSquares(out, xs, N);
+    const got = (await runtime.download(out))[0];
+    const worst = Math.abs(got - want) / Math.abs(want);
+    const ok = worst <= 1e-5;
+    if (!ok) failed++;
+    console.log(JSON.stringify({ name, ok, rtol: 1e-5, worst, ...(ok ? {} : { detail: `gpu ${got} vs js ${want}` }) }));
+    runtime.free(xs);
+    runtime.free(out);
+  }
+  const { submits, dispatches } = runtime.batchStats();
+  console.log(JSON.stringify({ summary: true, cases: count, failed, seconds: (Date.now() - started) / 1000, submits, dispatches,
+    pool: runtime.memoryStats() }));
+  runtime.destroy();
+}
+
+// `node --test dist/test/` also runs every .js file under a test/ folder, this one included: outside the child
+// process the test file starts (which sets the environment SwiftShader needs), there is nothing to do.
+if (process.env.ORPO_WEBGPU_PARITY === '1') await main();
+else console.log('webgpu parity runner: started by test/webgpu-kernels.test.ts (ORPO_WEBGPU_PARITY=1); nothing to do alone');
