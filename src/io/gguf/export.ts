@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 
-import { createTokenizer, type TokenizerFiles } from '../../data/tokenizer.js';
+import { createTokenizer, type Tokenizer, type TokenizerFiles } from '../../data/tokenizer.js';
 import type { DecoderBase } from '../../model/base.js';
 import { parseConfig } from '../../model/config.js';
 import { paramLayout } from '../../model/layout.js';
@@ -64,10 +64,11 @@ export async function readTokenizerFiles(dir: string, modelType?: string): Promi
 
 /** Writes a loaded model and its tokenizer as one GGUF file. */
 export async function writeModelGguf(model: DecoderBase, tokenizerFiles: TokenizerFiles, file: string,
-  opts: { dtype?: GgufDtype; name?: string } = {}): Promise<GgufWriteSummary> {
+  opts: { dtype?: GgufDtype; name?: string; tokenizer?: Tokenizer } = {}): Promise<GgufWriteSummary> {
   const dtype = opts.dtype ?? 'f16';
   const config = model.config;
-  const tokenizer = createTokenizer(tokenizerFiles);
+  // the caller's instance of the same files, when it has one (building a 150k-token tokenizer takes seconds)
+  const tokenizer = opts.tokenizer ?? createTokenizer(tokenizerFiles);
   const metadata: GgufMetadata = architectureMetadata(config, dtype, opts.name ?? 'model');
   for (const [key, value] of vocabMetadata({ tokenizerJson: tokenizerFiles.tokenizer, tokenizer, tokenizerConfig: tokenizerFiles.config, config })) {
     metadata.set(key, value);

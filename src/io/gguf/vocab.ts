@@ -152,6 +152,14 @@ export function mergePairs(model: Json): [string, string][] {
 const BYTE_TOKEN = /^<0x[0-9A-F]{2}>$/;
 
 /**
+ * Added tokens llama.cpp treats as control tokens whatever the file says (it warns and overrides the type), so
+ * they are written as control tokens, as convert_hf_to_gguf.py's does_token_look_special does: <|...|>, <｜...｜>.
+ */
+function looksLikeControlToken(text: string): boolean {
+  return (text.startsWith('<|') && text.endsWith('|>')) || (text.startsWith('<｜') && text.endsWith('｜>'));
+}
+
+/**
  * SentencePiece scores reproducing the merge order (see the top of this file): a token's score is minus the
  * rank of the first merge producing it; tokens no merge produces score 0 (they are never a merge's result).
  * Refuses a vocabulary where two tokens concatenate to a third without a merge saying so, since llama.cpp
@@ -210,7 +218,8 @@ export function vocabMetadata(input: VocabInput): GgufMetadata {
   const addedById = new Map(added.map((t) => [t.id, t]));
   for (const t of added) byId.set(t.id, t.content);
   const n = config.vocabSize;
-  const largest = Math.max(...byId.keys());
+  let largest = -1;
+  for (const id of byId.keys()) largest = Math.max(largest, id);
   if (largest >= n) {
     refuse(`token id ${largest} (${JSON.stringify(byId.get(largest))}) has no row in the model's ${n}-row embedding (config.json vocab_size)`);
   }
@@ -219,6 +228,7 @@ export function vocabMetadata(input: VocabInput): GgufMetadata {
   const types = new Int32Array(n);
   const scores = new Float32Array(n);
   const unkToken = typeof model.unk_token === 'string' ? model.unk_token : null;
+  const merges = mergePairs(model);
   let sentencePiece: Map<string, number> | null = null;
   if (kind.model === 'llama') {
     for (let b = 0; b < 256; b++) {
@@ -226,7 +236,7 @@ export function vocabMetadata(input: VocabInput): GgufMetadata {
       if (!vocab.has(byteToken)) refuse(`byte fallback is on but the byte token ${byteToken} is missing`);
     }
     const mergeable = (t: string): boolean => vocab.has(t) && !BYTE_TOKEN.test(t) && t !== unkToken && !addedById.has(vocab.get(t)!);
-    sentencePiece = sentencePieceScores(vocab, mergePairs(model), mergeable);
+    sentencePiece = sentencePieceScores(vocab, merges, mergeable);
   }
   for (let id = 0; id < n; id++) {
     const text = byId.get(id);
@@ -237,7 +247,7 @@ export function vocabMetadata(input: VocabInput): GgufMetadata {
       types[id] = TOKEN_TYPE.unused;
       scores[id] = -1000;
     } else if (addedToken !== undefined) {
-      const control = addedToken.special;
+      const control = addedToken.special || looksLikeControlToken(text);
       // llama.cpp matches user-defined tokens against raw text, where SentencePiece's "▁" is a plain space
       tokens[id] = control || kind.model === 'gpt2' ? text : text.replaceAll('▁', ' ');
       types[id] = control ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
@@ -258,7 +268,7 @@ export function vocabMetadata(input: VocabInput): GgufMetadata {
   m.set('tokenizer.ggml.tokens', { type: 'string[]', value: tokens });
   if (kind.model === 'llama') m.set('tokenizer.ggml.scores', { type: 'f32[]', value: scores });
   m.set('tokenizer.ggml.token_type', { type: 'i32[]', value: types });
-  if (kind.model === 'gpt2') m.set('tokenizer.ggml.merges', { type: 'string[]', value: mergePairs(model).map(([a, b]) => `${a} ${b}`) });
+  if (kind.model === 'gpt2') m.set('tokenizer.ggml.merges', { type: 'string[]', value: merges.map(([a, b]) => `${a} ${b}`) });
   if (kind.model === 'llama') m.set('tokenizer.ggml.add_space_prefix', { type: 'bool', value: kind.addSpacePrefix });
 
   const firstEos = Array.isArray(config.eosTokenId) ? config.eosTokenId[0] ?? null : config.eosTokenId;
