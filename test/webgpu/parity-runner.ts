@@ -13,6 +13,7 @@ import type { Kernels } from '../../src/backend/kernels.js';
 import type { GpuTensor } from '../../src/backend/webgpu/buffers.js';
 import { createNodeWebGpuBackend } from '../../src/backend/webgpu/node-gpu.js';
 import type { WebGpuKernels } from '../../src/backend/webgpu/kernels.js';
+import type { KernelSpec, WebGpuRuntime } from '../../src/backend/webgpu/runtime.js';
 
 // ------------------------------------------------------------------------------------------------ inputs
 
@@ -279,6 +280,77 @@ function compare(name: string, got: Float32Array | Int32Array, want: Float32Arra
 
 type Invoke = (...args: unknown[]) => unknown;
 
+// ------------------------------------------------------------------------------------------------ runtime checks
+
+/** a check returns null when it passes, else what went wrong */
+type RuntimeCheck = (runtime: WebGpuRuntime, kernels: WebGpuKernels) => Promise<string | null>;
+
+function sameValues(got: ArrayLike<number>, want: ArrayLike<number>): string | null {
+  if (got.length !== want.length) return `length ${got.length} vs ${want.length}`;
+  for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) return `[${i}]: ${got[i]} vs ${want[i]}`;
+  return null;
+}
+
+const runtimeChecks: Record<string, RuntimeCheck> = {
+  'runtime: many kernels, uploads, copies and clears go out in one submission, in recorded order': async (runtime, kernels) => {
+    const x = runtime.alloc(8);
+    const y = runtime.alloc(8);
+    const before = runtime.batchStats().submits;
+    runtime.upload(x, Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
+    for (let i = 0; i < 10; i++) kernels.scale(x, 2, 8); // x = 1024 * (1..8)
+    runtime.copy(y, x);
+    runtime.upload(x.view(2, 2), Float32Array.from([-1, -1])); // after the scales: not scaled
+    kernels.scale(x.view(0, 4), 0.5, 4);
+    runtime.zero(y.view(6, 2));
+    kernels.add(y, y, x, 8);
+    const got = await runtime.download(y);
+    const submits = runtime.batchStats().submits - before;
+    runtime.free(x);
+    runtime.free(y);
+    if (submits !== 1) return `${submits} submissions, expected 1`;
+    return sameValues(got, [1024 + 512, 2048 + 1024, 3072 - 0.5, 4096 - 0.5, 5120 * 2, 6144 * 2, 7168, 8192]);
+  },
+  'runtime: freed buffers are reused by size class; the pool reports live and pooled bytes': async (runtime) => {
+    runtime.flush(); // returns what earlier cases freed
+    const start = runtime.memoryStats();
+    const a = runtime.alloc(1000); // 4000 bytes: the 4096-byte class
+    runtime.free(a);
+    runtime.flush();
+    const b = runtime.alloc(900); // 3600 bytes: same class, reused
+    const mid = runtime.memoryStats();
+    runtime.free(b);
+    runtime.flush();
+    if (mid.reused !== start.reused + 1) return `reused ${mid.reused - start.reused}, expected 1`;
+    if (mid.liveBytes !== start.liveBytes + 4096) return `live bytes grew by ${mid.liveBytes - start.liveBytes}, expected 4096`;
+    return null;
+  },
+  'runtime: wrong element types, bad views and kernel errors are reported': async (runtime, kernels) => {
+    const f = runtime.alloc(4);
+    const problems: string[] = [];
+    try { kernels.embeddingForward(f, f, f, 1, 4, false); problems.push('f32 ids accepted'); } catch (e) {
+      if (!(e instanceof TypeError)) problems.push(`ids: ${(e as Error).message}`);
+    }
+    try { f.view(3, 2); problems.push('view past the end accepted'); } catch (e) {
+      if (!(e instanceof RangeError)) problems.push(`view: ${(e as Error).message}`);
+    }
+    runtime.free(f);
+    // a kernel that does not compile: the next awaited download rejects, naming the kernel and the WGSL error
+    const broken: KernelSpec = { name: 'brokenOnPurpose', tensors: [{ name: 'x', type: 'f32', written: true }],
+      scalars: { N: 'u32' }, grid: () => [1, 1, 1], source: () => '@compute @workgroup_size(1) fn main() { x[0] = undefinedName; }' };
+    const x = runtime.alloc(1);
+    runtime.dispatch(broken, { x }, { N: 1 });
+    try {
+      await runtime.download(x);
+      problems.push('a WGSL error went unreported');
+    } catch (e) {
+      const message = (e as Error).message;
+      if (!message.includes('brokenOnPurpose') || !message.includes('undefinedName')) problems.push(`error message: ${message}`);
+    }
+    runtime.free(x);
+    return problems.length ? problems.join('; ') : null;
+  },
+};
+
 async function main(): Promise<void> {
   const started = Date.now();
   const only = process.argv[2] ? new RegExp(process.argv[2]) : null;
@@ -335,6 +407,18 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({ name, ok, rtol: 1e-5, worst, ...(ok ? {} : { detail: `gpu ${got} vs js ${want}` }) }));
     runtime.free(xs);
     runtime.free(out);
+  }
+  for (const [name, check] of Object.entries(runtimeChecks)) {
+    if (only && !only.test(name)) continue;
+    count++;
+    let detail: string | null;
+    try {
+      detail = await check(runtime, kernels);
+    } catch (e) {
+      detail = (e as Error).message;
+    }
+    if (detail !== null) failed++;
+    console.log(JSON.stringify({ name, ok: detail === null, rtol: 0, worst: detail === null ? 0 : 'Infinity', ...(detail ? { detail } : {}) }));
   }
   const { submits, dispatches } = runtime.batchStats();
   console.log(JSON.stringify({ summary: true, cases: count, failed, seconds: (Date.now() - started) / 1000, submits, dispatches,

@@ -198,13 +198,17 @@ export class WebGpuRuntime {
       this.ops.push({ kind: 'copy', src: tensor.allocation.buffer, srcByte: tensor.byteOffset, dst: readback, dstByte: 0, bytes });
     }
     this.flush();
-    await this.throwRecordedErrors();
-    if (!readback) return new ArrayBuffer(0);
-    await readback.mapAsync(MapModeRead);
-    const copy = readback.getMappedRange().slice(0);
-    readback.unmap();
-    readback.destroy();
-    return copy;
+    try {
+      // an error (a kernel that did not compile, a bad copy) invalidates the whole batch it was recorded in
+      await this.throwRecordedErrors();
+      if (!readback) return new ArrayBuffer(0);
+      await readback.mapAsync(MapModeRead);
+      const copy = readback.getMappedRange().slice(0);
+      readback.unmap();
+      return copy;
+    } finally {
+      readback?.destroy();
+    }
   }
 
   /** waits until the GPU has finished everything submitted (for timing) */

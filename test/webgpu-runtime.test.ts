@@ -1,0 +1,49 @@
+// The parts of the WebGPU backend that need no adapter: the WGSL tensor rewrite, size classes, grids, and the
+// messages when WebGPU or an adapter is missing. (The kernels themselves: test/webgpu-kernels.test.ts.)
+/// <reference types="@webgpu/types" />
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { acquireDevice, NoWebGpuAdapterError } from '../src/backend/webgpu/device.js';
+import { rewriteTensorAccess, grid1d, type KernelSpec } from '../src/backend/webgpu/runtime.js';
+import { sizeClassOf } from '../src/backend/webgpu/buffers.js';
+import { KERNELS } from '../src/backend/webgpu/kernel-table.js';
+
+test('rewriteTensorAccess offsets every index of a tensor, nested brackets included, and nothing else', () => {
+  const bind = (i: string): string => `g1[P.o_x + (${i})]`;
+  assert.equal(rewriteTensorAccess('x[i] = x[a[j] + 1u] * x2[i] + max_x[0];', 'x', bind),
+    'g1[P.o_x + (i)] = g1[P.o_x + (a[j] + 1u)] * x2[i] + max_x[0];');
+  assert.equal(rewriteTensorAccess('let y = P.x[0];', 'x', bind), 'let y = P.x[0];');
+  assert.throws(() => rewriteTensorAccess('x[a[i]', 'x', bind), /unbalanced/);
+});
+
+test('size classes: powers of two from 256 bytes, then 16 MiB steps', () => {
+  assert.equal(sizeClassOf(1), 256);
+  assert.equal(sizeClassOf(257), 512);
+  assert.equal(sizeClassOf(4096), 4096);
+  assert.equal(sizeClassOf(64 << 20), 64 << 20);
+  assert.equal(sizeClassOf((64 << 20) + 1), (64 << 20) + (16 << 20));
+});
+
+test('grid1d folds more than 65535 workgroups into a second dimension', () => {
+  assert.deepEqual(grid1d(1000, 256), [4, 1, 1]);
+  assert.deepEqual(grid1d(0, 256), [0, 1, 1]);
+  const [x, y] = grid1d(600_000_000, 256);
+  assert.ok(x <= 65535 && y <= 65535 && x * y * 256 >= 600_000_000);
+});
+
+test('every kernel in the table indexes each tensor it declares', () => {
+  for (const [key, entry] of Object.entries(KERNELS)) {
+    const spec: KernelSpec = entry;
+    assert.equal(spec.name, key);
+    const source = spec.source({ HD: 8, TK: 4 });
+    for (const t of spec.tensors) assert.match(source, new RegExp(`(?<![A-Za-z0-9_.])${t.name}\\[`), `${key} never indexes ${t.name}`);
+  }
+});
+
+test('no WebGPU, or no adapter: the error names what is missing', async () => {
+  await assert.rejects(acquireDevice(null), (e: unknown) =>
+    e instanceof NoWebGpuAdapterError && /navigator\.gpu is undefined/.test(e.message) && /webgpu/.test(e.message));
+  const noAdapter = { requestAdapter: async () => null } as unknown as GPU;
+  await assert.rejects(acquireDevice(noAdapter), (e: unknown) =>
+    e instanceof NoWebGpuAdapterError && /no GPU adapter/.test(e.message) && /Vulkan/.test(e.message) && /SwiftShader/.test(e.message));
+});
