@@ -74,3 +74,38 @@ test("Object.prototype's names are unknown options, in flags and in files", () =
   // a real option given twice is still "given twice"
   assert.throws(() => parseArgv(['--beta', '1', '--beta', '2'], TRAIN_OPTIONS), /given twice/);
 });
+
+test('the trainer follows eval_strategy, eval_on_start, save_strategy and logging_first_step', async () => {
+  const { train } = await import('../src/train/trainer.js');
+  const { createModel } = await import('../src/model/create.js');
+  const { arithmeticTask, demoEncode, demoModelConfig } = await import('../src/train/demo-task.js');
+  const task = arithmeticTask(5, 12, 4);
+  const enc = (p: { prompt: string; chosen: string; rejected: string }) => ({
+    prompt: [1, ...demoEncode(p.prompt)], chosen: [...demoEncode(p.chosen), 2], rejected: [...demoEncode(p.rejected), 2],
+  });
+  const data = { train: task.train.map(enc), eval: task.eval.map(enc), padTokenId: 0 };
+  // 12 pairs at 4 per step: 3 steps an epoch; 2 epochs = 6 steps
+  const run = async (over: Partial<TrainConfig>): Promise<{ evals: number[]; logs: number[]; saves: string[] }> => {
+    const c: TrainConfig = { ...resolve(), model: 'm', dataset: 'd', output_dir: 'o', eval_dataset: 'e', learning_rate: 1e-3,
+      per_device_train_batch_size: 4, num_train_epochs: 2, logging_steps: 4, save_steps: 4, ...over };
+    validateTrainConfig(c);
+    const evals: number[] = [];
+    const logs: number[] = [];
+    const saves: string[] = [];
+    await train(createModel(demoModelConfig({ hiddenSize: 16, layers: 1, heads: 2, intermediateSize: 32 }), { seed: 2 }), data, c, {
+      log: (r) => (('eval_loss' in r) ? evals : logs).push(r.step as number),
+      save: async (kind, state) => { saves.push(`${kind}@${state.global_step}`); },
+    });
+    return { evals, logs, saves };
+  };
+  const plain = await run({});
+  assert.deepEqual(plain.evals, [0, 6]);
+  assert.deepEqual(plain.logs, [4, 6]);
+  assert.deepEqual(plain.saves, ['checkpoint@4', 'checkpoint@6', 'final@6']);
+  assert.deepEqual((await run({ eval_strategy: 'no' })).evals, []);
+  assert.deepEqual((await run({ eval_strategy: 'epoch', eval_on_start: false })).evals, [3, 6]);
+  assert.deepEqual((await run({ eval_strategy: 'steps', eval_steps: 2 })).evals, [0, 2, 4, 6]);
+  assert.deepEqual((await run({ logging_first_step: true })).logs, [1, 4, 6]);
+  assert.deepEqual((await run({ save_strategy: 'no' })).saves, ['final@6']);
+  assert.deepEqual((await run({ save_strategy: 'epoch' })).saves, ['checkpoint@3', 'checkpoint@6', 'final@6']);
+});

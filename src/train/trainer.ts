@@ -18,7 +18,7 @@ import type { CausalLM } from '../model/types.js';
 import { AdamW, clipGradNorm } from '../optim/adamw.js';
 import { allFinite, allFiniteNonNegative, describeProblems, tensorProblems, type NamedRange, type TensorProblem } from '../optim/finite.js';
 import { learningRateAt, resolveWarmupSteps, type ScheduleConfig } from '../optim/schedule.js';
-import { objectiveFromConfig, type TrainConfig } from './config.js';
+import { checkpointInterval, evaluationPlan, objectiveFromConfig, type TrainConfig } from './config.js';
 import { evaluatePairs } from './evaluate.js';
 import { MetricAccumulator, speedMetrics, type AccumulatorJSON } from './metrics.js';
 import { Rng } from '../tensor/rng.js';
@@ -296,7 +296,10 @@ export async function train(
     result.firstEval ??= record;
     result.lastEval = record;
   };
-  const evalEvery = c.eval_steps;
+  // eval_strategy / save_strategy / eval_on_start (transformers' rules; an epoch is whole optimizer steps here)
+  const epochSteps = stepsPerEpoch(data.train.length, c);
+  const evalPlan = evaluationPlan(c, epochSteps);
+  const saveEvery = checkpointInterval(c, epochSteps);
   const referenceOf = (picked: readonly number[]): ReferenceLogps | ReferenceModel | null => {
     if (!objective.needsReference) return null;
     const pre = state.ref_logps;
@@ -305,7 +308,7 @@ export async function train(
   };
 
   setup.setTraining?.(true);
-  if (state.global_step === 0) runEval();
+  if (state.global_step === 0 && evalPlan.atStart) runEval();
   const started = performance.now();
   // precompute_ref_log_probs: one pass of the reference over the training set before the first step (counted in the
   // run's time, as TRL's train_runtime counts it)
@@ -377,7 +380,7 @@ export async function train(
     });
 
     const last = state.global_step === state.total_steps;
-    if (state.global_step % c.logging_steps === 0 || last) {
+    if (state.global_step % c.logging_steps === 0 || last || (c.logging_first_step && state.global_step === 1)) {
       const w = state.window;
       const record: LogRecord = {
         step: state.global_step, epoch: epochOf(), learning_rate: lr, grad_norm: round(w.grad_norm_sum / w.steps),
@@ -389,11 +392,11 @@ export async function train(
       window = new MetricAccumulator(objective);
       state.window = { ...window.toJSON(), grad_norm_sum: 0, steps: 0, tokens: 0, seconds: 0 };
     }
-    if ((evalEvery !== null && state.global_step % evalEvery === 0) || last) runEval();
+    if ((evalPlan.every > 0 && state.global_step % evalPlan.every === 0) || (last && evalPlan.atEnd)) runEval();
     if (last) {
       // the last step is always checkpointed (transformers' Trainer saves at the end too), so a resume with a
       // larger max_steps continues from here instead of redoing the steps after the last periodic checkpoint
-      if (c.save_steps > 0) await save('checkpoint');
+      if (saveEvery > 0) await save('checkpoint');
       break;
     }
     if (hooks.shouldStop?.() === true) {
@@ -401,7 +404,7 @@ export async function train(
       result.interrupted = true;
       break;
     }
-    if (c.save_steps > 0 && state.global_step % c.save_steps === 0) await save('checkpoint');
+    if (saveEvery > 0 && state.global_step % saveEvery === 0) await save('checkpoint');
     // let signal handlers run between steps
     await new Promise((resolve) => setImmediate(resolve));
   }
