@@ -8,7 +8,9 @@ import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter, saveAdapter } from '../src/io/adapter.js';
 import { loadModel, saveModel } from '../src/io/hf-model.js';
+import { LoraAdapters } from '../src/lora/adapters.js';
 import { listModelTensors } from '../src/io/model-files.js';
 import { readSafetensorsHeader } from '../src/io/safetensors.js';
 import { parseConfig } from '../src/model/config.js';
@@ -184,6 +186,8 @@ test('error messages quote untrusted names, dtypes and values only up to a bound
       ['shape.safetensors', `{"w":{"dtype":"F32","shape":["${huge}"],"data_offsets":[0,0]}}`],
       ['longshape.safetensors', `{"w":{"dtype":"F32","shape":[${'1,'.repeat(400_000)}2],"data_offsets":[0,0]}}`],
       ['offsets.safetensors', `{"w":{"dtype":"F32","shape":[0],"data_offsets":[${'0,'.repeat(400_000)}0]}}`],
+      // 150,000 dims: an exact (BigInt) element count grows quadratically in time, and its digits in the message
+      ['manydims.safetensors', `{"w":{"dtype":"F32","shape":[${'1000,'.repeat(150_000)}7],"data_offsets":[0,0]}}`],
       ['meta.safetensors', `{"__metadata__":{"${huge}":[1]}}`],
     ];
     for (const [name, header] of cases) {
@@ -251,7 +255,7 @@ test('a weight_map shard of "." or a folder is refused naming the index file, no
     const indexFile = join(dir, 'model.safetensors.index.json');
     const index = JSON.parse(await readFile(indexFile, 'utf8')) as { weight_map: Record<string, string> };
     const withShard = (shard: string): string => JSON.stringify({ ...index, weight_map: { ...index.weight_map, 'model.norm.weight': shard } });
-    for (const shard of ['.', '..', 'sub/x.safetensors', 'a\\b', '']) {
+    for (const shard of ['.', '..', 'sub/x.safetensors', 'a\\b', '', 'x'.repeat(100_000), 'nul\0.safetensors']) {
       await writeFile(indexFile, withShard(shard));
       await assertCleanError(() => listModelTensors(dir), indexFile, 'not a file name in the model folder');
     }
@@ -275,5 +279,28 @@ test('a model.safetensors or config.json that is a folder or a pipe is refused w
     }
     // opening a pipe for reading would block until a writer appears: the test would hang, not fail
     if (hasMkfifo) await assertCleanError(() => readSafetensorsHeader(join(dir, 'pipe.safetensors')), 'pipe.safetensors', 'not a regular file');
+  });
+});
+
+// ------------------------------------------------------------------------------------------------ adapters
+
+test('an adapter\'s r is checked against its weights before the adapter is allocated; its config is quoted with bounds', async () => {
+  await withTmp(async (dir) => {
+    const model = createModel(tinyLlama, { seed: 1 });
+    await saveAdapter(new LoraAdapters(model, { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj'], useRslora: false }), dir);
+    const configFile = join(dir, ADAPTER_CONFIG_FILE);
+    const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+    const withConfig = (change: Record<string, unknown>): Promise<void> => writeFile(configFile, JSON.stringify({ ...config, ...change }));
+    // r = 10^9 would allocate 10^9 * (8 + 8) floats per module before the file was looked at
+    await withConfig({ r: 1e9 });
+    await assertCleanError(() => loadAdapter(dir, model), join(dir, ADAPTER_WEIGHTS_FILE), 'r=1000000000');
+    await writeFile(configFile, `{"peft_type":"LORA","r":2,"target_modules":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    await assertCleanError(() => loadAdapter(dir, model), configFile, 'target_modules must be a list');
+    await withConfig({ r: 'x'.repeat(1_000_000) });
+    await assertCleanError(() => loadAdapter(dir, model), configFile, 'r must be a positive integer');
+    await withConfig({ target_modules: '(unclosed' });
+    await assertCleanError(() => loadAdapter(dir, model), configFile, 'not a valid regular expression');
+    await withConfig({ target_modules: 'nothing_.*' });
+    await assertCleanError(() => loadAdapter(dir, model), configFile, 'matches no projection');
   });
 });

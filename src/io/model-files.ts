@@ -26,13 +26,17 @@ function shardFileName(index: number, count: number): string {
   return `model-${pad(index)}-of-${pad(count)}.safetensors`;
 }
 
+// The longest file name Linux, macOS and Windows file systems hold (NAME_MAX); longer ones fail with a bare error.
+const MAX_FILE_NAME_BYTES = 255;
+
 /**
  * A shard is named by a plain file name in the model folder: no path (which could point outside it), not '.' or
- * '..' (the folder itself or its parent), no NUL (which the file system APIs refuse with a bare error).
+ * '..' (the folder itself or its parent), no NUL and not over NAME_MAX (which the file system APIs refuse with
+ * a bare error).
  */
 function isPlainFileName(name: unknown): name is string {
   return typeof name === 'string' && name !== '' && name !== '.' && name !== '..' && basename(name) === name &&
-    !/[/\\\0]/.test(name);
+    !/[/\\\0]/.test(name) && Buffer.byteLength(name) <= MAX_FILE_NAME_BYTES;
 }
 
 async function fileKind(path: string): Promise<'file' | 'missing' | 'folder' | 'special file'> {

@@ -246,14 +246,34 @@ function parseEntry(file: string, name: string, entry: unknown, dataStart: numbe
   if (end > dataLength) {
     throw fileError(file, `${where} data_offsets [${begin}, ${end}] do not fit the ${dataLength}-byte data section: ${CORRUPT}`);
   }
-  // BigInt: the product of untrusted dims may exceed 2^53, where float arithmetic would be inexact
-  const needed = shape.reduce((n: bigint, d: number) => n * BigInt(d), 1n) * BigInt(elementBytes);
-  if (needed !== BigInt(end - begin)) {
-    const shown = shape.length > 8 ? `${describeUntrusted(shape)}` : `[${shape.join(', ')}]`;
-    throw fileError(file, `${where} shape ${shown} of ${dtype} needs ${needed} bytes but data_offsets ` +
+  const numel = elementCount(shape);
+  if (numel === null) {
+    throw fileError(file, `${where} shape ${describeUntrusted(shape)} needs more than 2^64 elements, which the ` +
+      `reference implementation refuses as an overflow: ${CORRUPT}`);
+  }
+  // Exact while numel * elementBytes <= 2^53; beyond that the product exceeds every possible span anyway.
+  const needed = numel * elementBytes;
+  if (needed !== end - begin) {
+    const shown = shape.length > 8 ? describeUntrusted(shape) : `[${shape.join(', ')}]`;
+    const bytes = needed > Number.MAX_SAFE_INTEGER ? 'more than 2^53' : String(needed);
+    throw fileError(file, `${where} shape ${shown} of ${dtype} needs ${bytes} bytes but data_offsets ` +
       `[${begin}, ${end}] span ${end - begin}: ${CORRUPT}`);
   }
   return { name, dtype: dtype as SafetensorsDtype, shape: [...shape], file, start: dataStart + begin, byteLength: end - begin };
+}
+
+/**
+ * The number of elements of a shape, or null when a running product passes 2^64 (the reference's checked_mul on
+ * usize). Floats, not BigInt: a header may hold a shape of a million large dims, whose exact product would cost
+ * quadratic time. Exact up to 2^53, which is all a file can hold; above that only "too big" matters.
+ */
+function elementCount(shape: readonly number[]): number | null {
+  let n = 1;
+  for (const d of shape) {
+    n *= d;
+    if (n >= 2 ** 64) return null;
+  }
+  return n;
 }
 
 /**
