@@ -9,9 +9,12 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DecoderBase } from '../model/base.js';
 import { LoraAdapters } from '../lora/adapters.js';
-import { LORA_MODULES, selectLoraTargets, type LoraSettings } from '../lora/config.js';
+import { checkLoraSettings, LORA_MODULES, selectLoraTargets, type LoraSettings } from '../lora/config.js';
 import { writeFileAtomically } from './atomic-file.js';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors, type NamedTensor, type SafetensorsWriteDtype } from './safetensors.js';
+import {
+  describeUntrusted, quoteUntrusted, readSafetensorsHeader, readTensorF32, shortenUntrusted, writeSafetensors,
+  type NamedTensor, type SafetensorsWriteDtype, type TensorInfo,
+} from './safetensors.js';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
@@ -94,14 +97,14 @@ export async function readAdapterConfig(dir: string): Promise<AdapterConfig> {
       : `${file}: invalid JSON (${(e as Error).message})`);
   }
   const bad = (why: string): Error => new Error(`${file}: ${why}`);
-  if (raw['peft_type'] !== 'LORA') throw bad(`peft_type is ${JSON.stringify(raw['peft_type'])}; only LORA adapters are supported`);
+  if (raw['peft_type'] !== 'LORA') throw bad(`peft_type is ${describeUntrusted(raw['peft_type'])}; only LORA adapters are supported`);
   const r = raw['r'];
-  if (typeof r !== 'number' || !Number.isInteger(r) || r < 1) throw bad(`r must be a positive integer, got ${JSON.stringify(r)}`);
+  if (typeof r !== 'number' || !Number.isInteger(r) || r < 1) throw bad(`r must be a positive integer, got ${describeUntrusted(r)}`);
   const alpha = raw['lora_alpha'] ?? 8;
-  if (typeof alpha !== 'number') throw bad(`lora_alpha must be a number, got ${JSON.stringify(alpha)}`);
+  if (typeof alpha !== 'number') throw bad(`lora_alpha must be a number, got ${describeUntrusted(alpha)}`);
   const dropout = raw['lora_dropout'] ?? 0;
-  if (typeof dropout !== 'number') throw bad(`lora_dropout must be a number, got ${JSON.stringify(dropout)}`);
-  if ((raw['bias'] ?? 'none') !== 'none') throw bad(`bias '${String(raw['bias'])}' is not supported (only "none")`);
+  if (typeof dropout !== 'number') throw bad(`lora_dropout must be a number, got ${describeUntrusted(dropout)}`);
+  if ((raw['bias'] ?? 'none') !== 'none') throw bad(`bias ${describeUntrusted(raw['bias'])} is not supported (only "none")`);
   if (raw['use_dora'] === true) throw bad('DoRA adapters (use_dora) are not supported');
   for (const key of ['rank_pattern', 'alpha_pattern', 'modules_to_save', 'layers_to_transform', 'layer_replication']) {
     if (!isEmpty(raw[key])) throw bad(`'${key}' is set; orpo-ts supports one r and lora_alpha for every targeted module`);
@@ -110,7 +113,7 @@ export async function readAdapterConfig(dir: string): Promise<AdapterConfig> {
   let targetModules: string[];
   if (Array.isArray(targets) && targets.every((t) => typeof t === 'string') && targets.length > 0) targetModules = targets as string[];
   else if (typeof targets === 'string') targetModules = [targets];
-  else throw bad(`target_modules must be a list of module names or a string, got ${JSON.stringify(targets)}`);
+  else throw bad(`target_modules must be a list of module names or a string, got ${describeUntrusted(targets)}`);
   const base = raw['base_model_name_or_path'];
   return {
     settings: { r, alpha, dropout, targetModules, useRslora: raw['use_rslora'] === true },
@@ -123,13 +126,20 @@ export async function readAdapterConfig(dir: string): Promise<AdapterConfig> {
  * PEFT stores a string target_modules as a regular expression that must match a whole module name; lists and
  * 'all-linear' need no translation. Returns the settings with the regex resolved to this model's module names.
  */
-function resolveRegexTargets(model: DecoderBase, settings: LoraSettings): LoraSettings {
+function resolveRegexTargets(model: DecoderBase, settings: LoraSettings, configFile: string): LoraSettings {
   const t = settings.targetModules;
   if (t.length !== 1 || t[0] === 'all-linear' || (LORA_MODULES[model.config.family] as readonly string[]).includes(t[0]!)) return settings;
-  const re = new RegExp(`^(?:${t[0]!})$`);
+  let re: RegExp;
+  try {
+    re = new RegExp(`^(?:${t[0]!})$`);
+  } catch (e) {
+    throw new Error(`${configFile}: target_modules ${quoteUntrusted(t[0]!)} is not a valid regular expression (${(e as Error).message.slice(0, 200)})`);
+  }
   const candidates = selectLoraTargets(model.config, model.layout, ['all-linear']).map((x) => x.module);
   const hits = candidates.filter((m) => re.test(m));
-  if (hits.length === 0) throw new Error(`target_modules regex '${t[0]}' matches no projection of this ${model.config.modelType} model`);
+  if (hits.length === 0) {
+    throw new Error(`${configFile}: target_modules regex ${quoteUntrusted(t[0]!)} matches no projection of this ${model.config.modelType} model`);
+  }
   return { ...settings, targetModules: hits };
 }
 
@@ -144,8 +154,8 @@ function normaliseTensorName(name: string): string {
  */
 export async function loadAdapter(dir: string, model: DecoderBase): Promise<LoraAdapters> {
   const config = await readAdapterConfig(dir);
-  const settings = resolveRegexTargets(model, config.settings);
-  const adapters = new LoraAdapters(model, settings);
+  const settings = resolveRegexTargets(model, config.settings, join(dir, ADAPTER_CONFIG_FILE));
+  checkLoraSettings(settings);
   const file = join(dir, ADAPTER_WEIGHTS_FILE);
   let header;
   try {
@@ -156,28 +166,32 @@ export async function loadAdapter(dir: string, model: DecoderBase): Promise<Lora
     }
     throw e;
   }
+  // Every factor is matched to the file's header before the adapters' buffers are allocated: r comes from an
+  // untrusted adapter_config.json, and a huge one must fail on the shapes, not in the allocation.
   const byName = new Map([...header.tensors.values()].map((t) => [normaliseTensorName(t.name), t]));
-  const expected = new Set<string>();
+  const planned: { module: string; factor: 'A' | 'B'; info: TensorInfo }[] = [];
   const r = settings.r;
-  for (const l of adapters.layers) {
-    for (const [factor, shape, view] of [
-      ['A', [r, l.inFeatures], adapters.A(l.module)], ['B', [l.outFeatures, r], adapters.B(l.module)],
-    ] as const) {
-      const name = peftTensorName(l.module, factor);
-      expected.add(name);
+  for (const t of selectLoraTargets(model.config, model.layout, settings.targetModules)) {
+    for (const [factor, shape] of [['A', [r, t.inFeatures]], ['B', [t.outFeatures, r]]] as const) {
+      const name = peftTensorName(t.module, factor);
       const info = byName.get(name);
-      if (!info) throw new Error(`${file}: tensor '${name}' is missing; adapter_config.json targets ${l.module}`);
+      if (!info) throw new Error(`${file}: tensor '${name}' is missing; adapter_config.json targets ${t.module}`);
       if (info.shape.length !== 2 || info.shape[0] !== shape[0] || info.shape[1] !== shape[1]) {
         throw new Error(`${file}: tensor '${name}' has shape [${info.shape}] but r=${r} and the base model imply [${shape}]; ` +
           'is this adapter for a different base model?');
       }
-      view.set(await readTensorF32(info));
+      planned.push({ module: t.module, factor, info });
     }
   }
+  const expected = new Set(planned.map((p) => peftTensorName(p.module, p.factor)));
   const extra = [...byName.keys()].filter((n) => !expected.has(n));
   if (extra.length > 0) {
     throw new Error(`${file}: ${extra.length} tensor(s) have no place in this model with adapter_config.json's target_modules: ` +
-      `${extra.slice(0, 6).join(', ')}${extra.length > 6 ? ', ...' : ''}`);
+      `${extra.slice(0, 6).map((n) => shortenUntrusted(n)).join(', ')}${extra.length > 6 ? ', ...' : ''}`);
+  }
+  const adapters = new LoraAdapters(model, settings);
+  for (const { module, factor, info } of planned) {
+    (factor === 'A' ? adapters.A(module) : adapters.B(module)).set(await readTensorF32(info));
   }
   return adapters.attach();
 }
