@@ -1,0 +1,41 @@
+// Quick model-file fuzz (issue 13): a few hundred seeded mutants of safetensors files (bytes, and header JSON
+// re-serialised so structural changes reach the reader), config.json and model.safetensors.index.json, each run
+// in the fuzz runner's worker with a timeout and a heap limit. Every case must end in a result or one clean error
+// naming the file or folder: never a hang, an out-of-memory abort, a crash, an engine error or a huge message.
+// The seed is fixed so a failure replays; ORPO_FUZZ_SEED and ORPO_FUZZ_CASES run other or more cases.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describeFailures, runFuzzCases } from './helpers/fuzz.js';
+import { MODEL_FUZZ_TARGETS, modelFuzzCases } from './helpers/fuzz-model.js';
+
+const SEED = Number(process.env.ORPO_FUZZ_SEED ?? 13);
+const CASES = Number(process.env.ORPO_FUZZ_CASES ?? 300);
+
+test(`model files: ${CASES} fuzz cases (seed ${SEED}) end in a result or a clean error naming the file`, async (t) => {
+  const workDir = await mkdtemp(join(tmpdir(), 'orpo-fuzz-model-'));
+  try {
+    const started = Date.now();
+    const report = await runFuzzCases(modelFuzzCases(workDir, SEED, CASES), {
+      module: MODEL_FUZZ_TARGETS,
+      timeoutMs: 10_000, // tiny files load in milliseconds; the margin is for a busy machine
+      maxOldGenerationSizeMb: 256,
+      concurrency: 4,
+    });
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    t.diagnostic(`${report.results.length} cases in ${seconds} s: ${JSON.stringify(report.counts)}`);
+    assert.equal(report.results.length, CASES, 'every case ran');
+    assert.equal(report.failures.length, 0, describeFailures(report));
+    // the cases reach past the first check: some mutants still load, many are refused
+    for (const target of ['readSafetensors', 'loadModelFolder']) {
+      const counts = report.counts[target];
+      assert.ok(counts !== undefined && counts.ok > 0 && counts['clean-error'] > 0, `${target}: ${JSON.stringify(counts)}`);
+    }
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+});
