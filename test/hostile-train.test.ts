@@ -1,14 +1,12 @@
 // Issue 13, the training side: nothing non-finite ever reaches disk, a diverging run stops saying what diverged
 // and which checkpoint is still good, a loaded checkpoint is checked, and only a checkpoint whose completion marker
 // was written last counts as one (a kill while deleting or saving leaves nothing that resumes wrongly).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { writeDemoData, writeDemoModelFolder } from '../src/cli/demo.js';
+import { orpo, tinyCliRun } from './helpers/tiny-cli-run.js';
 import { arithmeticTask, demoEncode, demoModelConfig } from '../src/train/demo-task.js';
 import { loadModel, saveModel } from '../src/io/hf-model.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../src/io/safetensors.js';
@@ -18,22 +16,7 @@ import { defaultsOf } from '../src/train/options.js';
 import { TRAIN_OPTIONS, type TrainConfig } from '../src/train/config.js';
 import type { TokenPair } from '../src/data/collate.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const root = mkdtempSync(join(tmpdir(), 'orpo-hostile-train-'));
-const modelDir = join(root, 'model');
-let data: { train: string; eval: string };
-
-after(() => rmSync(root, { recursive: true, force: true }));
-
-before(async () => {
-  await writeDemoModelFolder(modelDir, { hiddenSize: 16, layers: 1, heads: 2, intermediateSize: 32 }, 4);
-  data = await writeDemoData(join(root, 'data'), arithmeticTask(9, 40, 8));
-});
-
-function orpo(args: string[], env: Record<string, string> = {}): { code: number | null; signal: string | null; stderr: string } {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
-  return { code: r.status, signal: r.signal, stderr: r.stderr };
-}
+const { root, modelDir, data } = tinyCliRun('orpo-hostile-train-');
 
 const trainArgs = (out: string, extra: string[]): string[] => [
   'train', '--model', modelDir, '--dataset', data.train, '--output-dir', out, '--per-device-train-batch-size', '2',

@@ -1,33 +1,14 @@
 // Issue 14, the run's state on disk: an output folder holding another run's checkpoints is not silently shared,
 // train_results.json and trainer_state.json are in transformers' layout (train_loss the run's mean, booleans as
 // booleans, eval timing logged as transformers logs it), and tokens per second count training time only.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { writeDemoData, writeDemoModelFolder } from '../src/cli/demo.js';
-import { arithmeticTask } from '../src/train/demo-task.js';
+import { orpo, tinyCliRun } from './helpers/tiny-cli-run.js';
 import { TRAIN_OPTIONS } from '../src/train/config.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const root = mkdtempSync(join(tmpdir(), 'orpo-run-state-'));
-const modelDir = join(root, 'model');
-let data: { train: string; eval: string };
-
-after(() => rmSync(root, { recursive: true, force: true }));
-
-before(async () => {
-  await writeDemoModelFolder(modelDir, { hiddenSize: 16, layers: 1, heads: 2, intermediateSize: 32 }, 4);
-  data = await writeDemoData(join(root, 'data'), arithmeticTask(9, 40, 8));
-});
-
-function orpo(args: string[], env: Record<string, string> = {}): { code: number | null; signal: string | null; stderr: string } {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
-  return { code: r.status, signal: r.signal, stderr: r.stderr };
-}
+const { root, modelDir, data } = tinyCliRun('orpo-run-state-');
 
 const trainArgs = (out: string, extra: string[] = ['--max-steps', '6']): string[] => [
   'train', '--model', modelDir, '--dataset', data.train, '--eval-dataset', data.eval, '--output-dir', out, '--learning-rate', '5e-3',

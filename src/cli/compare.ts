@@ -163,7 +163,11 @@ async function trainOnce(outDir: string, key: string, cfg: TrainConfig, say: (s:
   return { dir, summary, records, wallSeconds, options: { ...objectiveFromConfig(cfg).options } };
 }
 
-const evalRecords = (records: readonly Record<string, number>[]): CurvePoint[] => records.filter((r) => Object.keys(r).some((k) => k.startsWith('eval_')));
+// an evaluation's timing (transformers' eval_runtime, eval_samples_per_second, eval_steps_per_second) is no point of a held-out curve
+const EVAL_TIMING = new Set(['eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second']);
+const evalRecords = (records: readonly Record<string, number>[]): CurvePoint[] => records
+  .filter((r) => Object.keys(r).some((k) => k.startsWith('eval_')))
+  .map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !EVAL_TIMING.has(k))));
 
 function methodRun(name: string, stages: readonly FinishedRun[]): MethodRun {
   let offset = 0;
