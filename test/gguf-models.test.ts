@@ -66,6 +66,18 @@ function perturb(model: DecoderBase, seed: number): void {
   }
 }
 
+/**
+ * Scales GPT-2's MLP input projections by 0.01: GELU then sees tiny inputs, where gelu(x) ~ x/2 and the f16
+ * rounding of llama.cpp's GELU table is negligible, so any remaining difference would be the export's.
+ */
+function linearizeGelu(model: DecoderBase): void {
+  for (const p of model.layout) {
+    if (!p.name.includes('.mlp.c_fc.')) continue;
+    const v = model.param(p.name);
+    for (let i = 0; i < v.length; i++) v[i] *= 0.01;
+  }
+}
+
 /** orpo-ts's next-token log-probabilities after every prefix of ids (float64 log-softmax of float32 logits). */
 function orpoNextLogprobs(model: DecoderBase, ids: readonly number[]): Float64Array[] {
   const { hiddenSize: C, vocabSize: Vm } = model.config;
@@ -151,10 +163,15 @@ for (const c of [CASES[0]!, CASES[5]!, CASES[6]!]) {
     try {
       const model = createModel(c.raw, { seed: 300 });
       perturb(model, 301);
+      const gpt2 = c.raw.model_type === 'gpt2';
+      // GPT-2: GELU kept near-linear (see above) and its input projection not adapted, so that llama.cpp's f16
+      // GELU table cannot blur the comparison; every other projection carries an adapter
+      if (gpt2) linearizeGelu(model);
       const baseDir = join(dir, 'base');
       await saveModel(model, baseDir);
       saveTokenizer(baseDir);
-      const adapters = attachLora(model, { r: 4, alpha: 8, dropout: 0, targetModules: ['all-linear'] }, { seed: 302 });
+      const targetModules = gpt2 ? ['c_attn', 'c_proj'] : ['all-linear'];
+      const adapters = attachLora(model, { r: 4, alpha: 8, dropout: 0, targetModules }, { seed: 302 });
       const r = new Rng(303);
       for (const l of adapters.layers) {
         const b = adapters.B(l.module);
@@ -180,8 +197,7 @@ for (const c of [CASES[0]!, CASES[5]!, CASES[6]!]) {
         const mergedVsOrpo = maxAbsDiff(viaMerged, expected);
         t.diagnostic(`max |Δ log p| adapter vs merged ${adapterVsMerged.toExponential(1)}, merged vs orpo-ts ${mergedVsOrpo.toExponential(1)}`);
         assert.ok(adapterVsMerged <= 1e-4, `base + adapter vs merged: ${adapterVsMerged}`);
-        const tolerance = c.raw.model_type === 'gpt2' ? GPT2_F32_TOLERANCE : 1e-4;
-        assert.ok(mergedVsOrpo <= tolerance, `merged GGUF vs orpo-ts: ${mergedVsOrpo}`);
+        assert.ok(mergedVsOrpo <= 1e-4, `merged GGUF vs orpo-ts: ${mergedVsOrpo}`);
         // and the adapter does something: the base alone differs
         const baseOnly = await loadGguf(llama, join(dir, 'base.gguf'));
         try {
@@ -206,12 +222,7 @@ test('gpt2 with its MLP inputs scaled down (GELU near-linear): f32 within 1e-4, 
   try {
     const model = createModel({ ...gpt2Base, tie_word_embeddings: false }, { seed: 400 });
     perturb(model, 401);
-    // tiny GELU inputs make the f16 rounding of llama.cpp's GELU table negligible (gelu(x) ~ x/2 there)
-    for (const p of model.layout) {
-      if (!p.name.includes('.mlp.c_fc.')) continue;
-      const v = model.param(p.name);
-      for (let i = 0; i < v.length; i++) v[i] *= 0.01;
-    }
+    linearizeGelu(model);
     const modelDir = join(dir, 'model');
     await saveModel(model, modelDir);
     saveTokenizer(modelDir);

@@ -12,7 +12,7 @@
 // Whatever llama.cpp's graph for the architecture cannot compute is refused here with the reason.
 
 import type { DecoderBase } from '../../model/base.js';
-import type { ModelConfig } from '../../model/types.js';
+import type { ModelConfig, ParamSpec } from '../../model/types.js';
 import type { GgufMetadata, GgufTensorPlan } from './format.js';
 import { Q8_0_BLOCK, type GgmlType } from './quantize.js';
 
@@ -226,29 +226,38 @@ export function storedType(name: string, shape: readonly number[], dtype: GgufDt
   return wanted;
 }
 
-/** Every tensor of a loaded model, ready for writeGguf (data is produced, and permuted, only when written). */
-export function modelTensorPlans(model: DecoderBase, dtype: GgufDtype): GgufTensorPlan[] {
-  const config = model.config;
+/** Reads one parameter in orpo-ts's internal layout (linear weights (out, in)), by its Hugging Face name. */
+export type ParamReader = (name: string) => Float32Array | Promise<Float32Array>;
+
+/**
+ * Every tensor of a model, ready for writeGguf: each parameter is read (and permuted) only when its turn to be
+ * written comes, so a reader that streams from the weight files keeps one tensor in memory at a time.
+ */
+export function tensorPlans(config: ModelConfig, layout: readonly ParamSpec[], read: ParamReader, dtype: GgufDtype): GgufTensorPlan[] {
   const plans: GgufTensorPlan[] = [];
   if (config.ropeScaling !== null) {
     const factors = llama3RopeFactors(config);
     plans.push({ name: 'rope_freqs.weight', shape: [factors.length], type: 'F32', data: () => factors });
   }
-  const specs = new Map(model.layout.map((p) => [p.name, p]));
-  for (const mapping of tensorMappings(config, model.layout.map((p) => p.name))) {
-    const spec = specs.get(mapping.source)!;
+  const specs = new Map(layout.map((p) => [p.name, p]));
+  for (const mapping of tensorMappings(config, layout.map((p) => p.name))) {
     // internal shapes are (out, in) for every linear weight, which is ggml's layout
-    const shape = spec.shape;
+    const shape = specs.get(mapping.source)!.shape;
     const cols = shape.length === 2 ? shape[1]! : 1;
     plans.push({
       name: mapping.name,
       shape,
       type: storedType(mapping.name, shape, dtype),
-      data: () => {
-        const values = model.param(mapping.source);
+      data: async () => {
+        const values = await read(mapping.source);
         return mapping.permuteHeads === null ? values : permuteRowsForInterleavedRope(values, mapping.permuteHeads, cols);
       },
     });
   }
   return plans;
+}
+
+/** Every tensor of a model already in memory. */
+export function modelTensorPlans(model: DecoderBase, dtype: GgufDtype): GgufTensorPlan[] {
+  return tensorPlans(model.config, model.layout, (name) => model.param(name), dtype);
 }

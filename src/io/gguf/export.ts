@@ -1,7 +1,8 @@
 // GGUF export of a model (optionally with a LoRA adapter merged on the way) and of a LoRA adapter alone, for
 // llama.cpp and everything built on it (node-llama-cpp, Ollama, LM Studio). Everything that could refuse the
 // model or its tokenizer is checked before the first byte is written; the file is then streamed tensor by tensor
-// and replaces the target atomically.
+// (from a model folder: read, merged, encoded and written one tensor at a time, so memory holds one tensor, not
+// the model) and replaces the target atomically.
 
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
@@ -9,16 +10,16 @@ import { basename, join, resolve } from 'node:path';
 import { createTokenizer, type Tokenizer, type TokenizerFiles } from '../../data/tokenizer.js';
 import type { DecoderBase } from '../../model/base.js';
 import { parseConfig } from '../../model/config.js';
-import { paramLayout } from '../../model/layout.js';
-import type { ModelConfig } from '../../model/types.js';
-import { loraScaling } from '../../lora/config.js';
-import { mergeLora } from '../../lora/merge.js';
+import { canonicalName, paramLayout, transpose2d } from '../../model/layout.js';
+import type { ModelConfig, ParamSpec } from '../../model/types.js';
+import { loraScaling, type LoraSettings } from '../../lora/config.js';
 import type { LoraAdapters } from '../../lora/adapters.js';
-import { ADAPTER_WEIGHTS_FILE, loadAdapter, readAdapterConfig } from '../adapter.js';
-import { loadModel, readConfigJson } from '../hf-model.js';
+import { ADAPTER_WEIGHTS_FILE, readAdapterConfig } from '../adapter.js';
+import { readConfigJson } from '../hf-model.js';
+import { listModelTensors } from '../model-files.js';
 import { readSafetensorsHeader, readTensorF32, type TensorInfo } from '../safetensors.js';
 import {
-  architectureMetadata, ggufArchitecture, modelTensorPlans, permuteRowsForInterleavedRope, tensorMappings, type GgufDtype,
+  architectureMetadata, ggufArchitecture, permuteRowsForInterleavedRope, tensorMappings, tensorPlans, type GgufDtype, type ParamReader,
 } from './architecture.js';
 import { writeGguf, type GgufMetadata, type GgufTensorPlan } from './format.js';
 import { vocabMetadata } from './vocab.js';
@@ -62,42 +63,131 @@ export async function readTokenizerFiles(dir: string, modelType?: string): Promi
   };
 }
 
-/** Writes a loaded model and its tokenizer as one GGUF file. */
-export async function writeModelGguf(model: DecoderBase, tokenizerFiles: TokenizerFiles, file: string,
-  opts: { dtype?: GgufDtype; name?: string; tokenizer?: Tokenizer } = {}): Promise<GgufWriteSummary> {
+/** Writes a model, its parameters read through `read`, and its tokenizer as one GGUF file. */
+async function writeGgufModel(config: ModelConfig, layout: readonly ParamSpec[], read: ParamReader, tokenizerFiles: TokenizerFiles,
+  file: string, opts: { dtype?: GgufDtype; name?: string; tokenizer?: Tokenizer }): Promise<GgufWriteSummary> {
   const dtype = opts.dtype ?? 'f16';
-  const config = model.config;
   // the caller's instance of the same files, when it has one (building a 150k-token tokenizer takes seconds)
   const tokenizer = opts.tokenizer ?? createTokenizer(tokenizerFiles);
   const metadata: GgufMetadata = architectureMetadata(config, dtype, opts.name ?? 'model');
   for (const [key, value] of vocabMetadata({ tokenizerJson: tokenizerFiles.tokenizer, tokenizer, tokenizerConfig: tokenizerFiles.config, config })) {
     metadata.set(key, value);
   }
-  const tensors = modelTensorPlans(model, dtype);
+  const tensors = tensorPlans(config, layout, read, dtype);
   await writeGguf(file, metadata, tensors);
   return { file, tensors: tensors.length, metadataKeys: metadata.size };
 }
 
+/** Writes a model in memory and its tokenizer as one GGUF file. */
+export async function writeModelGguf(model: DecoderBase, tokenizerFiles: TokenizerFiles, file: string,
+  opts: { dtype?: GgufDtype; name?: string; tokenizer?: Tokenizer } = {}): Promise<GgufWriteSummary> {
+  return writeGgufModel(model.config, model.layout, (name) => model.param(name), tokenizerFiles, file, opts);
+}
+
 /**
- * `orpo export gguf`: a model folder (with an adapter folder merged into it when given) -> one GGUF file.
- * The tokenizer is the adapter folder's when it carries one (training may have added tokens), else the model's.
+ * The parameters of a model folder, read one tensor at a time from its safetensors files (in orpo-ts's layout:
+ * GPT-2's Conv1D transposed to (out, in)), after the checks loadModel makes: every parameter present once with
+ * the shape config.json implies, nothing left over, no NaN or Inf.
+ */
+export async function folderParamReader(dir: string, config: ModelConfig): Promise<ParamReader> {
+  const specs = new Map(paramLayout(config).map((p) => [p.name, p]));
+  const found = new Map<string, TensorInfo>();
+  const unexpected: string[] = [];
+  const tiedHead = config.tieWordEmbeddings ? 'lm_head.weight' : null;
+  for (const [fileName, info] of await listModelTensors(dir)) {
+    const name = canonicalName(config, fileName);
+    if (name === null || name === tiedHead) continue; // buffers, and a tied lm_head some checkpoints store anyway
+    const spec = specs.get(name);
+    if (spec === undefined) {
+      unexpected.push(fileName);
+      continue;
+    }
+    if (info.shape.join() !== spec.hfShape.join()) {
+      throw new Error(`${info.file}: tensor '${fileName}' has shape [${info.shape}] but config.json implies [${spec.hfShape}]; the weights do not match this config`);
+    }
+    if (found.has(name)) throw new Error(`${dir}: parameter '${name}' is stored twice (as '${fileName}' and another name)`);
+    found.set(name, info);
+  }
+  const missing = [...specs.keys()].filter((n) => !found.has(n));
+  if (missing.length > 0) {
+    throw new Error(`${dir}: the weights lack ${missing.length} parameter(s) this ${config.modelType} config needs: ${missing.slice(0, 8).join(', ')}`);
+  }
+  if (unexpected.length > 0) {
+    throw new Error(`${dir}: the weights hold ${unexpected.length} tensor(s) this ${config.modelType} config has no place for: ` +
+      `${unexpected.slice(0, 8).join(', ')}; check model_type and the config options`);
+  }
+  return async (name) => {
+    const spec = specs.get(name)!;
+    const stored = await readTensorF32(found.get(name)!);
+    let values = stored;
+    if (spec.transposed) {
+      values = new Float32Array(spec.size);
+      transpose2d(values, stored, spec.hfShape[0]!, spec.hfShape[1]!);
+    }
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i]!)) throw new Error(`${dir}: parameter '${name}' holds NaN or Inf; the checkpoint is corrupt`);
+    }
+    return values;
+  };
+}
+
+/**
+ * A reader that adds each adapted weight's LoRA update, W += scaling * B A (as orpo merge does), as the weight is
+ * read: merging costs one weight's memory at a time, not a second model.
+ */
+async function mergingReader(read: ParamReader, factors: readonly LoraFactors[], scaling: number): Promise<ParamReader> {
+  const byWeight = new Map<string, { r: number; A: Float32Array; B: Float32Array }>();
+  for (const f of factors) byWeight.set(f.weight, { r: f.r, A: await f.A(), B: await f.B() });
+  return async (name) => {
+    const w = await read(name);
+    const lora = byWeight.get(name);
+    if (lora === undefined) return w;
+    const merged = Float32Array.from(w);
+    const cols = lora.A.length / lora.r;
+    const row = new Float64Array(cols);
+    for (let o = 0; o < merged.length / cols; o++) {
+      row.fill(0);
+      for (let k = 0; k < lora.r; k++) {
+        const b = scaling * lora.B[o * lora.r + k]!;
+        const a = lora.A.subarray(k * cols, (k + 1) * cols);
+        for (let i = 0; i < cols; i++) row[i] += b * a[i]!;
+      }
+      for (let i = 0; i < cols; i++) merged[o * cols + i] = merged[o * cols + i]! + row[i]!;
+    }
+    return merged;
+  };
+}
+
+async function readModelConfig(dir: string): Promise<ModelConfig> {
+  try {
+    return parseConfig(await readConfigJson(dir));
+  } catch (e) {
+    throw new Error(`${dir}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * `orpo export gguf`: a model folder (with an adapter folder merged into it when given) -> one GGUF file,
+ * streamed from the safetensors files one tensor at a time. The tokenizer is the adapter folder's when it
+ * carries one (training may have added tokens), else the model's.
  */
 export async function exportModelFolderToGguf(modelDir: string, file: string,
   opts: { dtype?: GgufDtype; adapterDir?: string | null } = {}): Promise<GgufWriteSummary & { mergedModules: number }> {
-  const model = await loadModel(modelDir);
-  ggufArchitecture(model.config); // refuse before merging or reading anything else
+  const config = await readModelConfig(modelDir);
+  ggufArchitecture(config); // refuse before reading anything else
+  let read = await folderParamReader(modelDir, config);
   let mergedModules = 0;
   let tokenizerDir = modelDir;
   if (opts.adapterDir !== undefined && opts.adapterDir !== null) {
-    const adapters = await loadAdapter(opts.adapterDir, model);
-    mergedModules = adapters.layers.length;
-    mergeLora(adapters);
+    const adapter = await readAdapterFactors(opts.adapterDir, config, modelDir);
+    read = await mergingReader(read, adapter.factors, loraScaling(adapter.settings));
+    mergedModules = adapter.factors.length;
     const hasTokenizer = await readFile(join(opts.adapterDir, 'tokenizer.json')).then(() => true, () => false);
     if (hasTokenizer) tokenizerDir = opts.adapterDir;
   }
-  const files = await readTokenizerFiles(tokenizerDir, model.config.modelType);
+  const files = await readTokenizerFiles(tokenizerDir, config.modelType);
   const name = basename(resolve(modelDir));
-  const summary = await writeModelGguf(model, files, file, { dtype: opts.dtype, name });
+  const summary = await writeGgufModel(config, paramLayout(config), read, files, file, { dtype: opts.dtype, name });
   return { ...summary, mergedModules };
 }
 
@@ -163,22 +253,12 @@ export function adapterFactors(adapters: LoraAdapters): LoraFactors[] {
 const PEFT_FACTOR = /^base_model\.model\.(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$/;
 
 /**
- * `orpo export gguf-lora`: a PEFT adapter folder -> a GGUF LoRA adapter. Only the base model's config.json is
- * read (for the architecture and the head counts of the RoPE permutation), not its weights.
+ * A PEFT adapter folder's factors, checked against the base model's config (every factor pair present, shapes
+ * that fit the base's linear layers), read lazily; in the base model's parameter order.
  */
-export async function exportAdapterFolderToGguf(adapterDir: string, file: string,
-  opts: { baseDir?: string | null } = {}): Promise<GgufWriteSummary & { baseDir: string }> {
+export async function readAdapterFactors(adapterDir: string, config: ModelConfig, baseDir: string):
+  Promise<{ factors: LoraFactors[]; settings: LoraSettings }> {
   const adapterConfig = await readAdapterConfig(adapterDir);
-  const baseDir = opts.baseDir ?? adapterConfig.baseModelNameOrPath;
-  if (baseDir === null) {
-    throw new Error(`${adapterDir}: adapter_config.json names no base_model_name_or_path; give --model with the base model folder`);
-  }
-  let config: ModelConfig;
-  try {
-    config = parseConfig(await readConfigJson(baseDir));
-  } catch (e) {
-    throw new Error(`${baseDir} (the adapter's base model): ${(e as Error).message}`);
-  }
   const layout = new Map(paramLayout(config).map((p) => [p.name, p]));
   const weightsFile = join(adapterDir, ADAPTER_WEIGHTS_FILE);
   const header = await readSafetensorsHeader(weightsFile);
@@ -190,6 +270,7 @@ export async function exportAdapterFolderToGguf(adapterDir: string, file: string
     entry[m[2] as 'A' | 'B'] = info;
     byModule.set(m[1]!, entry);
   }
+  const r = adapterConfig.settings.r;
   const factors: LoraFactors[] = [];
   for (const [module, { A, B }] of byModule) {
     if (A === undefined || B === undefined) throw new Error(`${weightsFile}: module '${module}' has only one of lora_A and lora_B`);
@@ -198,16 +279,35 @@ export async function exportAdapterFolderToGguf(adapterDir: string, file: string
       throw new Error(`${weightsFile}: module '${module}' is not a linear layer of the ${config.modelType} base model in ${baseDir}`);
     }
     const [outFeatures, inFeatures] = spec.shape as [number, number];
-    const r = adapterConfig.settings.r;
     if (A.shape.join() !== `${r},${inFeatures}` || B.shape.join() !== `${outFeatures},${r}`) {
       throw new Error(`${weightsFile}: module '${module}' has lora_A [${A.shape}] and lora_B [${B.shape}], but r=${r} and the base ` +
         `model imply [${r},${inFeatures}] and [${outFeatures},${r}]; is this adapter for a different base model?`);
     }
     factors.push({ weight: `${module}.weight`, r, inFeatures, outFeatures, A: () => readTensorF32(A), B: () => readTensorF32(B) });
   }
-  // the order of the base model's layout, as a converter would write them
+  if (factors.length === 0) throw new Error(`${weightsFile}: holds no LoRA factors`);
   const order = new Map([...layout.keys()].map((name, i) => [name, i]));
   factors.sort((a, b) => order.get(a.weight)! - order.get(b.weight)!);
-  const summary = await writeLoraGguf(config, factors, adapterConfig.settings, file);
+  return { factors, settings: adapterConfig.settings };
+}
+
+/**
+ * `orpo export gguf-lora`: a PEFT adapter folder -> a GGUF LoRA adapter. Only the base model's config.json is
+ * read (for the architecture and the head counts of the RoPE permutation), not its weights.
+ */
+export async function exportAdapterFolderToGguf(adapterDir: string, file: string,
+  opts: { baseDir?: string | null } = {}): Promise<GgufWriteSummary & { baseDir: string }> {
+  const baseDir = opts.baseDir ?? (await readAdapterConfig(adapterDir)).baseModelNameOrPath;
+  if (baseDir === null) {
+    throw new Error(`${adapterDir}: adapter_config.json names no base_model_name_or_path; give --model with the base model folder`);
+  }
+  let config: ModelConfig;
+  try {
+    config = parseConfig(await readConfigJson(baseDir));
+  } catch (e) {
+    throw new Error(`${baseDir} (the adapter's base model): ${(e as Error).message}`);
+  }
+  const { factors, settings } = await readAdapterFactors(adapterDir, config, baseDir);
+  const summary = await writeLoraGguf(config, factors, settings, file);
   return { ...summary, baseDir };
 }
