@@ -140,12 +140,12 @@ export type Divergence = 'loss' | 'gradient norm' | 'zero gradient' | 'weights' 
 export class NonFiniteError extends Error {
   override name = 'NonFiniteError';
   constructor(readonly step: number, readonly divergence: Divergence, detail: string, readonly lastGoodStep: number) {
-    super(`training diverged at step ${step}: ${detail}. Nothing from this step was written; lower learning_rate ` +
-      '(or check the data), and start again or resume from a checkpoint written before the divergence.');
+    super(`training diverged at step ${step}: ${detail}. Nothing from this step was written; lower learning_rate (or check ` +
+      'the data) and start again, from the weights of a checkpoint written before the divergence if there is one.');
   }
 }
 
-/** The loss below which an exactly zero gradient can be float32 underflow rather than a dead model (see checkStep). */
+/** The loss below which an exactly zero gradient can be float32 underflow rather than a dead model (see the check after clipping). */
 const ZERO_GRADIENT_LOSS_FLOOR = 1e-6;
 
 export function stepsPerEpoch(trainPairs: number, c: Pick<TrainConfig, 'per_device_train_batch_size' | 'gradient_accumulation_steps'>): number {
