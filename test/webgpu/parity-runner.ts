@@ -88,7 +88,7 @@ add({ name: 'gemm on offset views', kernel: 'gemm', rtol: 2e-5,
   buffers: { c: randn(5 + 7 * 9), a: randn(3 + 7 * 11), b: randn(1 + 11 * 9) },
   args: [ref('c', 5), ref('a', 3), ref('b', 1), 7, 9, 11, false, false, true] });
 
-for (const [N, C, OC] of [[7, 65, 33], [1, 3, 5], [70, 129, 67]]) {
+for (const [N, C, OC] of [[7, 65, 33], [1, 3, 5], [70, 129, 67], [200, 5, 9]]) {
   for (const bias of [true, false]) {
     add({ name: `matmulForward ${N}x${C}->${OC} bias=${bias}`, kernel: 'matmulForward', rtol: 2e-5,
       buffers: { out: randn(N * OC), inp: randn(N * C), weight: randn(OC * C), bias: randn(OC) },
@@ -114,7 +114,7 @@ for (const [N, C, V] of [[13, 7, 5], [70, 33, 300]]) {
 }
 
 // norms: C below, at and above the workgroup width
-for (const [N, C] of [[1, 1], [5, 67], [3, 256], [7, 300]]) {
+for (const [N, C] of [[1, 1], [5, 67], [3, 256], [7, 300], [130, 33]]) {
   add({ name: `layernormForward ${N}x${C}`, kernel: 'layernormForward',
     buffers: { out: randn(N * C), mean: randn(N), rstd: randn(N), inp: randn(N * C, 2), weight: randn(C), bias: randn(C) },
     args: [ref('out'), ref('mean'), ref('rstd'), ref('inp'), ref('weight'), ref('bias'), N, C, 1e-5] });
@@ -312,16 +312,19 @@ const runtimeChecks: Record<string, RuntimeCheck> = {
   },
   'runtime: freed buffers are reused by size class; the pool reports live and pooled bytes': async (runtime) => {
     runtime.flush(); // returns what earlier cases freed
-    const start = runtime.memoryStats();
     const a = runtime.alloc(1000); // 4000 bytes: the 4096-byte class
+    const afterFirst = runtime.memoryStats();
     runtime.free(a);
     runtime.flush();
-    const b = runtime.alloc(900); // 3600 bytes: same class, reused
-    const mid = runtime.memoryStats();
+    const afterFree = runtime.memoryStats();
+    const b = runtime.alloc(900); // 3600 bytes: the same class, so the same buffer comes back
+    const afterSecond = runtime.memoryStats();
     runtime.free(b);
     runtime.flush();
-    if (mid.reused !== start.reused + 1) return `reused ${mid.reused - start.reused}, expected 1`;
-    if (mid.liveBytes !== start.liveBytes + 4096) return `live bytes grew by ${mid.liveBytes - start.liveBytes}, expected 4096`;
+    if (b.allocation.buffer !== a.allocation.buffer) return 'a freed buffer of the same size class was not reused';
+    if (afterSecond.reused !== afterFirst.reused + 1) return `reused ${afterSecond.reused - afterFirst.reused}, expected 1`;
+    if (afterFree.liveBytes !== afterFirst.liveBytes - 4096) return `freeing 4096 bytes changed live bytes by ${afterFree.liveBytes - afterFirst.liveBytes}`;
+    if (afterSecond.liveBytes !== afterFirst.liveBytes) return `live bytes ${afterSecond.liveBytes} after reuse, ${afterFirst.liveBytes} before`;
     return null;
   },
   'runtime: wrong element types, bad views and kernel errors are reported': async (runtime, kernels) => {

@@ -55,6 +55,17 @@ fn wg_sum(value: f32, lid: u32) -> f32 {
 
 const NEG_BIG = 'const NEG_BIG: f32 = -3.0e38;';
 
+/** rows per chunk of the column reductions: enough workgroups to fill a GPU for a few thousand rows */
+export const COLUMN_CHUNK_ROWS = 64;
+
+/** a column kernel: thread `col` (< P.N) of chunk wid.y, over rows [r0, r1) of P.rows in chunks of P.chunkRows */
+const COLUMN_CHUNK_INDEX = `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let col = wid.x * ${WG}u + lid;
+  if (col >= P.N) { return; }
+  let r0 = wid.y * P.chunkRows;
+  let r1 = min(P.rows, r0 + P.chunkRows);`;
+
 const SIGMOID = `fn sigmoid(x: f32) -> f32 {
   if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
   let e = exp(x);
@@ -158,16 +169,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }`,
   },
 
-  /** dst (cols) += column sums of src (rows, cols): the bias gradient (deterministic: one thread per column) */
+  /**
+   * Column sums over a chunk of rows: dst[chunk * dstStride + col] (+)= sum of src[r * stride + col] for the rows r
+   * of chunk wid.y (chunkRows each). One pass with many chunks writes partials, a second with one chunk adds them
+   * up: the bias gradient and the norms' parameter gradients, in parallel over rows, deterministic, no atomics.
+   */
   columnSum: {
     name: 'columnSum',
     tensors: [{ name: 'dst', type: 'f32', written: true }, { name: 'src', type: 'f32' }],
-    scalars: { N: 'u32', rows: 'u32' },
-    grid: elements,
-    source: () => elementwise(`
+    scalars: { N: 'u32', rows: 'u32', chunkRows: 'u32', stride: 'u32', dstStride: 'u32', accumulate: 'u32' },
+    grid: (s) => [Math.ceil(s.N / WG), Math.ceil(s.rows / s.chunkRows), 1],
+    source: () => `${COLUMN_CHUNK_INDEX}
   var s = 0.0;
-  for (var r = 0u; r < P.rows; r++) { s += src[r * P.N + idx]; }
-  dst[idx] += s;`),
+  for (var r = r0; r < r1; r++) { s += src[r * P.stride + col]; }
+  let at = wid.y * P.dstStride + col;
+  if (P.accumulate != 0u) { dst[at] += s; } else { dst[at] = s; }
+}`,
   },
 
   // ------------------------------------------------------------------------------------------ embeddings
@@ -276,23 +293,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }`),
   },
 
-  /** dweight (C) += sum_n dout * xhat, dbias (C) += sum_n dout: one thread per column, rows in order (no atomics) */
+  /**
+   * The parameter gradients' partial sums over a chunk of rows (wid.y): partial (chunks, 2C) = (sum dout * xhat,
+   * sum dout); columnSum then adds the chunks into dweight and dbias. N = C here, `rows` the row count.
+   */
   layernormParamGrads: {
     name: 'layernormParamGrads',
-    tensors: [{ name: 'dweight', type: 'f32', written: true }, { name: 'dbias', type: 'f32', written: true },
-      { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' }, { name: 'mean', type: 'f32' }, { name: 'rstd', type: 'f32' }],
-    scalars: { N: 'u32', rows: 'u32', hasDweight: 'u32', hasDbias: 'u32' },
-    grid: elements,
-    source: () => elementwise(`
+    tensors: [{ name: 'partial', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' },
+      { name: 'mean', type: 'f32' }, { name: 'rstd', type: 'f32' }],
+    scalars: { N: 'u32', rows: 'u32', chunkRows: 'u32' },
+    grid: (s) => [Math.ceil(s.N / WG), Math.ceil(s.rows / s.chunkRows), 1],
+    source: () => `${COLUMN_CHUNK_INDEX}
   var dw = 0.0;
   var db = 0.0;
-  for (var r = 0u; r < P.rows; r++) {
-    let d = dout[r * P.N + idx];
-    dw += d * (inp[r * P.N + idx] - mean[r]) * rstd[r];
+  for (var r = r0; r < r1; r++) {
+    let d = dout[r * P.N + col];
+    dw += d * (inp[r * P.N + col] - mean[r]) * rstd[r];
     db += d;
   }
-  if (P.hasDweight != 0u) { dweight[idx] += dw; }
-  if (P.hasDbias != 0u) { dbias[idx] += db; }`),
+  partial[wid.y * 2u * P.N + col] = dw;
+  partial[wid.y * 2u * P.N + P.N + col] = db;
+}`,
   },
 
   /** inp (N,C), weight -> out (N,C), rstd (N); one workgroup per row */
@@ -327,17 +348,18 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var c = lid; c < P.C; c += ${WG}u) { dinp[o + c] += s * dout[o + c] * weight[c] - inp[o + c] * k; }`),
   },
 
-  /** dweight (C) += sum_n dout * inp * rstd: one thread per column, rows in order */
+  /** partial (chunks, C) = sum over the chunk's rows of dout * inp * rstd; columnSum adds the chunks into dweight */
   rmsnormParamGrads: {
     name: 'rmsnormParamGrads',
-    tensors: [{ name: 'dweight', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' },
+    tensors: [{ name: 'partial', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' },
       { name: 'rstd', type: 'f32' }],
-    scalars: { N: 'u32', rows: 'u32' },
-    grid: elements,
-    source: () => elementwise(`
+    scalars: { N: 'u32', rows: 'u32', chunkRows: 'u32' },
+    grid: (s) => [Math.ceil(s.N / WG), Math.ceil(s.rows / s.chunkRows), 1],
+    source: () => `${COLUMN_CHUNK_INDEX}
   var dw = 0.0;
-  for (var r = 0u; r < P.rows; r++) { dw += dout[r * P.N + idx] * inp[r * P.N + idx] * rstd[r]; }
-  dweight[idx] += dw;`),
+  for (var r = r0; r < r1; r++) { dw += dout[r * P.N + col] * inp[r * P.N + col] * rstd[r]; }
+  partial[wid.y * P.N + col] = dw;
+}`,
   },
 
   // ------------------------------------------------------------------------------------------ rotary embedding

@@ -7,7 +7,7 @@
 //   WebGPU has no bfloat16, and `shader-f16` is IEEE half, a different format (see README.md);
 // - setThreads is accepted and ignored (the GPU schedules itself).
 import type { GpuTensor } from './buffers.js';
-import { KERNELS, attentionTile } from './kernel-table.js';
+import { COLUMN_CHUNK_ROWS, KERNELS, attentionTile } from './kernel-table.js';
 import type { WebGpuRuntime } from './runtime.js';
 
 function requireEvenHeads(what: string, NH: number, NKV: number): void {
@@ -56,7 +56,26 @@ export class WebGpuKernels {
     inp: GpuTensor, weight: GpuTensor, N: number, C: number, OC: number): void {
     if (dinp) this.gemm(dinp, dout, weight, N, C, OC, false, false, true);
     if (dweight) this.gemm(dweight, dout, inp, OC, C, N, true, false, true);
-    if (dbias) this.runtime.dispatch(KERNELS.columnSum, { dst: dbias, src: dout }, { N: OC, rows: N });
+    if (dbias) this.addColumnSums(dbias, dout, OC, N, OC);
+  }
+
+  /**
+   * dst (cols) += column sums of src (rows, cols; rows `stride` apart). Over many rows, partial sums of row chunks
+   * first (parallel over rows), then one pass adds the chunks: no thread walks thousands of rows alone.
+   */
+  private addColumnSums(dst: GpuTensor, src: GpuTensor, cols: number, rows: number, stride: number): void {
+    if (rows === 0 || cols === 0) return;
+    if (rows <= COLUMN_CHUNK_ROWS) {
+      this.runtime.dispatch(KERNELS.columnSum, { dst, src },
+        { N: cols, rows, chunkRows: rows, stride, dstStride: 0, accumulate: 1 });
+      return;
+    }
+    const chunks = Math.ceil(rows / COLUMN_CHUNK_ROWS);
+    const partial = this.runtime.scratch(chunks * cols);
+    this.runtime.dispatch(KERNELS.columnSum, { dst: partial, src },
+      { N: cols, rows, chunkRows: COLUMN_CHUNK_ROWS, stride, dstStride: cols, accumulate: 0 });
+    this.runtime.dispatch(KERNELS.columnSum, { dst, src: partial },
+      { N: cols, rows: chunks, chunkRows: chunks, stride: cols, dstStride: 0, accumulate: 1 });
   }
 
   // ---------------------------------------------------------------- embeddings
@@ -82,10 +101,13 @@ export class WebGpuKernels {
   layernormBackward(dinp: GpuTensor, dweight: GpuTensor | null, dbias: GpuTensor | null, dout: GpuTensor,
     inp: GpuTensor, weight: GpuTensor, mean: GpuTensor, rstd: GpuTensor, N: number, C: number): void {
     this.runtime.dispatch(KERNELS.layernormBackward, { dinp, dout, inp, weight, mean, rstd }, { N, C });
-    if (dweight || dbias) {
-      this.runtime.dispatch(KERNELS.layernormParamGrads, { dweight, dbias, dout, inp, mean, rstd },
-        { N: C, rows: N, hasDweight: Number(dweight !== null), hasDbias: Number(dbias !== null) });
-    }
+    if (!(dweight || dbias) || N === 0) return;
+    const chunks = Math.ceil(N / COLUMN_CHUNK_ROWS);
+    const partial = this.runtime.scratch(chunks * 2 * C);
+    this.runtime.dispatch(KERNELS.layernormParamGrads, { partial, dout, inp, mean, rstd },
+      { N: C, rows: N, chunkRows: COLUMN_CHUNK_ROWS });
+    if (dweight) this.addColumnSums(dweight, partial, C, chunks, 2 * C);
+    if (dbias) this.addColumnSums(dbias, partial.view(C), C, chunks, 2 * C);
   }
 
   rmsnormForward(out: GpuTensor, rstd: GpuTensor, inp: GpuTensor, weight: GpuTensor, N: number, C: number, eps: number): void {
@@ -95,7 +117,11 @@ export class WebGpuKernels {
   rmsnormBackward(dinp: GpuTensor, dweight: GpuTensor | null, dout: GpuTensor, inp: GpuTensor, weight: GpuTensor,
     rstd: GpuTensor, N: number, C: number): void {
     this.runtime.dispatch(KERNELS.rmsnormBackward, { dinp, dout, inp, weight, rstd }, { N, C });
-    if (dweight) this.runtime.dispatch(KERNELS.rmsnormParamGrads, { dweight, dout, inp, rstd }, { N: C, rows: N });
+    if (!dweight || N === 0) return;
+    const chunks = Math.ceil(N / COLUMN_CHUNK_ROWS);
+    const partial = this.runtime.scratch(chunks * C);
+    this.runtime.dispatch(KERNELS.rmsnormParamGrads, { partial, dout, inp, rstd }, { N: C, rows: N, chunkRows: COLUMN_CHUNK_ROWS });
+    this.addColumnSums(dweight, partial, C, chunks, C);
   }
 
   // ---------------------------------------------------------------- rotary position embedding
