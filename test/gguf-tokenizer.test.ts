@@ -179,7 +179,7 @@ function trainGpt2StyleTokenizer(texts: readonly string[], merges: number): { to
   };
 }
 
-test('a GPT-2-style byte-level BPE (pre-tokenizer gpt-2): llama.cpp tokenises like orpo-ts', async (t) => {
+test('a GPT-2-style byte-level BPE (pre-tokenizer gpt-2, and SmolLM\'s digit-splitting smollm): llama.cpp tokenises like orpo-ts', async (t) => {
   const llama = await llamaCpp();
   if (typeof llama === 'string') return t.skip(llama);
   const texts = realTexts(300);
@@ -192,7 +192,16 @@ test('a GPT-2-style byte-level BPE (pre-tokenizer gpt-2): llama.cpp tokenises li
     const model = createModel({ model_type: 'gpt2', vocab_size: tokenizer.vocabSize, n_embd: 8, n_layer: 1, n_head: 2, n_positions: 256 });
     const gguf = join(dir, 'gpt2.gguf');
     await writeModelGguf(model, files, gguf, { dtype: 'f32', tokenizer });
-    await compareTokenization(llama, { name: 'GPT-2 style', tokenizer, gguf, texts: [...texts, ...EDGE_CASES, 'end<|endoftext|>start', '<|endoftext|>'] });
+    const allTexts = [...texts, ...EDGE_CASES, 'end<|endoftext|>start', '<|endoftext|>'];
+    await compareTokenization(llama, { name: 'GPT-2 style', tokenizer, gguf, texts: allTexts });
+    // SmolLM's variant: digits split one by one before GPT-2's expression (llama.cpp's 'smollm')
+    const smolJson = { ...trained.tokenizer, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, trained.tokenizer.pre_tokenizer] } };
+    const smolFiles: TokenizerFiles = { ...files, tokenizer: smolJson };
+    assert.deepEqual(classifyTokenizer(smolJson), { model: 'gpt2', pre: 'smollm' });
+    const smolTokenizer = createTokenizer(smolFiles);
+    const smolGguf = join(dir, 'smollm.gguf');
+    await writeModelGguf(model, smolFiles, smolGguf, { dtype: 'f32', tokenizer: smolTokenizer });
+    await compareTokenization(llama, { name: 'SmolLM style', tokenizer: smolTokenizer, gguf: smolGguf, texts: allTexts });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

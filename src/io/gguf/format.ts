@@ -157,10 +157,13 @@ export function encodeGgufHeader(metadata: GgufMetadata, tensors: readonly GgufT
   return { header: sink.result(), offsets, sizes };
 }
 
+// at most this many bytes per write call: far below the ~2 GiB a single fs write accepts (an embedding can be larger)
+const WRITE_CHUNK_BYTES = 16 << 20;
+
 async function writeAt(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
   let done = 0;
   while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
+    const { bytesWritten } = await handle.write(bytes, done, Math.min(WRITE_CHUNK_BYTES, bytes.length - done), position + done);
     done += bytesWritten;
   }
 }

@@ -1,6 +1,6 @@
 // A Hugging Face tokenizer.json as the vocabulary llama.cpp tokenises with (src/llama-vocab.cpp), so that
 // llama.cpp's ids for a text are orpo-ts's ids. Two kinds are expressible:
-//   - byte-level BPE (GPT-2, Llama 3, Qwen2/Qwen3): `tokenizer.ggml.model` "gpt2", the tokens in their byte-level
+//   - byte-level BPE (GPT-2, SmolLM, Llama 3, Qwen2/Qwen3): `tokenizer.ggml.model` "gpt2", the tokens in their byte-level
 //     spelling, the merges, and `tokenizer.ggml.pre`, the name under which llama.cpp knows the pre-tokenizer's
 //     regular expression. Only the expressions llama.cpp implements are accepted, matched on their exact text.
 //   - SentencePiece-style BPE with byte fallback (Llama 2, Mistral, TinyStories): `tokenizer.ggml.model` "llama".
@@ -77,8 +77,15 @@ function classifyByteLevel(tokenizerJson: Json, ignoreMerges: boolean): string {
   let pattern: string | null = null;
   const byteLevelOk = (p: Json, usesRegex: boolean): boolean =>
     p.type === 'ByteLevel' && p.add_prefix_space !== true && (p.use_regex ?? true) === usesRegex;
+  let digitsFirst = false;
   if (pre !== null && byteLevelOk(pre, true)) pattern = GPT2_PATTERN;
-  else if (pre !== null && pre.type === 'Sequence' && Array.isArray(pre.pretokenizers) && pre.pretokenizers.length === 2) {
+  else if (pre !== null && pre.type === 'Sequence' && Array.isArray(pre.pretokenizers) && pre.pretokenizers.length === 2 &&
+    obj(pre.pretokenizers[0])?.type === 'Digits' && obj(pre.pretokenizers[0])?.individual_digits === true &&
+    byteLevelOk(obj(pre.pretokenizers[1]) ?? {}, true)) {
+    // SmolLM: every digit on its own, then GPT-2's expression
+    pattern = GPT2_PATTERN;
+    digitsFirst = true;
+  } else if (pre !== null && pre.type === 'Sequence' && Array.isArray(pre.pretokenizers) && pre.pretokenizers.length === 2) {
     const [split, byteLevel] = pre.pretokenizers.map(obj);
     const regex = obj(split?.pattern)?.Regex;
     if (split?.type === 'Split' && typeof regex === 'string' && split.behavior === 'Isolated' && split.invert !== true &&
@@ -89,6 +96,10 @@ function classifyByteLevel(tokenizerJson: Json, ignoreMerges: boolean): string {
   if (pattern === null) {
     refuse(`its pre-tokenizer ${describe(pre)} is not one llama.cpp implements (a ByteLevel pre-tokenizer, ` +
       'or a Split by a known expression followed by ByteLevel without a prefix space)');
+  }
+  if (digitsFirst) {
+    if (ignoreMerges) refuse("its BPE model has ignore_merges=true, but llama.cpp's 'smollm' tokenizer merges every word");
+    return 'smollm';
   }
   const known = BPE_PRE_TOKENIZERS.find((p) => p.pattern === pattern);
   if (known === undefined) {
