@@ -169,6 +169,9 @@ test('eval and generate work on the trained output; the report holds the charts'
     assert.ok(Math.abs(metrics[k]! - last[k]!) <= 1e-6 * Math.max(1, Math.abs(last[k]!)), `${k}: eval ${metrics[k]} vs trainer ${last[k]}`);
   }
   assert.equal(metrics['pairs'], 8);
+  // transformers' evaluate() timing names, and the command is not silent while it works
+  assert.ok(metrics['eval_runtime']! > 0 && metrics['eval_samples_per_second']! > 0 && metrics['eval_steps_per_second']! > 0, ev.stdout);
+  assert.match(ev.stderr, /evaluating 8 pairs/);
 
   const gen = (extra: string[]): { tokens: number[]; completion: string; stop_reason: string } => {
     const g = orpo(['generate', '--model', out, '--prompt', '12+07=', '--json', '--max-new-tokens', '6', ...extra]);

@@ -185,3 +185,17 @@ test('progress: a bar redrawn in place on a terminal, plain lines otherwise', as
   assert.equal(plain.text(), 'step 5 epoch 0.50 loss 1.2500 nll 1.0000 margin 0.1000 acc 0.750 lr 1.00e-5 grad_norm 2.000 1234 tok/s\n' +
     'eval step 5 epoch 0.50 loss 2.0000 nll - margin - acc 0.500\n');
 });
+
+test('evaluation shows progress: a bar on a terminal, and never floods a log', async () => {
+  const { ProgressReporter } = await import('../src/cli/progress.js');
+  let text = '';
+  const stream = { isTTY: true, columns: 200, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
+  const r = new ProgressReporter(stream);
+  r.evaluating(0, 40);
+  r.evaluating(40, 40);
+  assert.match(text, /eval █{20} 40\/40 pairs ETA 0:00\x1b\[K$/);
+  let logged = '';
+  const pipe = new ProgressReporter({ isTTY: false, write: (s: string) => ((logged += s), true) } as unknown as NodeJS.WriteStream);
+  for (let done = 0; done <= 400; done += 8) pipe.evaluating(done, 400);
+  assert.equal(logged, '', 'a quick evaluation prints nothing but its result in a log');
+});

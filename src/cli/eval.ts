@@ -10,11 +10,13 @@ import { fusedLossFor, lossHeads } from '../lora/options.js';
 import { NEUTRAL_METRICS } from '../loss/metric-names.js';
 import { objectiveFromConfig, TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
 import { evaluatePairs } from '../train/evaluate.js';
+import { speedMetrics } from '../train/metrics.js';
 import { OptionError, type OptionTable } from '../train/options.js';
 import { resolveCommandOptions } from './args.js';
 import { loadModelOrAdapter } from './model-folder.js';
 import { dataLimitsOf, loadPairs } from './pairs.js';
 import { loadFrozenReference } from './train.js';
+import { ProgressReporter } from './progress.js';
 
 type SharedKeys = 'model' | 'dataset' | 'method' | 'beta' | 'completion_only_loss' | 'loss_type' | 'ref_model' | 'simpo_gamma' | 'sft_scope' | 'share_prompt' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
   'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' | 'system_column' |
@@ -69,7 +71,6 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   model.kernels.setMatmulBf16(c.bf16);
   const tokenizer = await loadTokenizer(c.model);
   const loaded = await loadPairs(c.dataset, tokenizer, dataLimitsOf(c));
-  const started = performance.now();
   // the chunked head when a batch's (tokens x vocab) logits would be large
   const fused = fusedLossFor({ fused_loss: null }, model.config, c.per_device_eval_batch_size, c.max_length);
   const head = lossHeads(model, fused).eval;
@@ -81,17 +82,21 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   } else if (c.ref_model !== null) {
     throw new OptionError(`ref_model is a dpo option; method is ${c.method}`);
   }
+  const reporter = new ProgressReporter();
+  if (!reporter.tty) process.stderr.write(`evaluating ${loaded.pairs.length} pairs\n`);
   const out = evaluatePairs(model, loaded.pairs, {
     objective, reference, head, sharePrompt: c.share_prompt, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
+    onProgress: (done, total) => reporter.evaluating(done, total),
   });
+  reporter.finish();
   model.kernels.setMatmulBf16(false);
-  const seconds = (performance.now() - started) / 1000;
   const result: Record<string, number | string> = { model: c.model, dataset: c.dataset, method: c.method, pairs: out.pairs };
   for (const name of [...Object.keys(objective.combine), ...NEUTRAL_METRICS] as (keyof typeof out.metrics)[]) {
     if (out.metrics[name] !== undefined) result[`eval_${name}`] = out.metrics[name];
   }
-  result['eval_runtime_seconds'] = Number(seconds.toFixed(3));
-  result['eval_tokens_per_second'] = Math.round(out.tokens / seconds);
+  // transformers' evaluate() names: eval_runtime (the evaluation loop), samples and batches per second
+  Object.assign(result, speedMetrics('eval', out.seconds, { samples: out.pairs, steps: out.batches }));
+  result['eval_tokens_per_second'] = Math.round(out.tokens / out.seconds);
   if (c.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } else {

@@ -37,6 +37,33 @@ export class ProgressReporter {
     this.drawn = true;
   }
 
+  private evalStarted = 0;
+  private evalLastLine = 0;
+
+  /**
+   * Evaluation under way (pairs done of total): on a terminal the bar with an ETA; elsewhere a line when it starts
+   * and then at most one every 30 s, so a long evaluation is never silent and a CI log never floods.
+   */
+  evaluating(done: number, total: number): void {
+    const now = Date.now();
+    if (this.evalStarted === 0 || done <= 0) [this.evalStarted, this.evalLastLine] = [now, now];
+    const elapsed = (now - this.evalStarted) / 1000;
+    const eta = done > 0 ? (elapsed / done) * (total - done) : NaN;
+    if (done >= total) this.evalStarted = 0;
+    if (this.tty) {
+      if (now - this.lastDraw < 100 && done < total) return;
+      this.lastDraw = now;
+      const width = 20;
+      const filled = Math.round((done / total) * width);
+      const line = `eval ${'█'.repeat(filled)}${'░'.repeat(width - filled)} ${done}/${total} pairs ETA ${formatDuration(eta)}`;
+      this.out.write(`\r${line.slice(0, (this.out.columns ?? 120) - 1)}\x1b[K`);
+      this.drawn = true;
+    } else if (now - this.evalLastLine >= 30_000 && done < total) {
+      this.evalLastLine = now;
+      this.message(`evaluating: ${done}/${total} pairs, ETA ${formatDuration(eta)}`);
+    }
+  }
+
   /** a metrics record: printed as a line when not on a terminal, and evaluation results always */
   log(r: LogRecord): void {
     const isEval = Object.keys(r).some((k) => k.startsWith('eval_'));

@@ -223,6 +223,9 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
       progress: (p) => {
         if (opts.quiet !== true) reporter.progress(p);
       },
+      evalProgress: (done, total) => {
+        if (opts.quiet !== true) reporter.evaluating(done, total);
+      },
       shouldStop: () => stopRequested,
       save: async (kind, state, optimizer) => {
         if (kind === 'final') {

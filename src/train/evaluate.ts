@@ -21,6 +21,8 @@ export interface EvaluateOptions {
   head?: TokenLogprobHead;
   /** the objective's reference model (DPO), or its log-probs of every pair (in the order of `pairs`), precomputed */
   reference?: ReferenceModel | ReferenceLogps | null;
+  /** after every batch: pairs evaluated so far, of `total` (for a progress line: a large eval set takes minutes) */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface EvaluateResult {
@@ -54,6 +56,7 @@ export function evaluatePairs(model: CausalLM, pairs: readonly TokenPair[], opts
     logpsRejected.set(out.meanLogpsRejected, start);
     tokens += batch.tokens;
     batches++;
+    opts.onProgress?.(end, pairs.length);
   }
   return { metrics: acc.result(), pairs: pairs.length, tokens, batches, seconds: (performance.now() - started) / 1000, logpsChosen, logpsRejected };
 }

@@ -94,6 +94,8 @@ export interface TrainerHooks {
   log?(record: LogRecord): void;
   /** after every optimizer step */
   progress?(p: Progress): void;
+  /** after every evaluation batch: pairs evaluated so far of the held-out set's */
+  evalProgress?(done: number, total: number): void;
   /** writes a checkpoint (weights + optimizer + state); `final` = the end of the run */
   save?(kind: 'checkpoint' | 'final' | 'interrupt', state: TrainerState, optimizer: AdamW): Promise<void>;
   /** polled after every step: true = save a checkpoint and return (Ctrl-C) */
@@ -283,7 +285,7 @@ export async function train(
     setup.setTraining?.(false);
     const pre = state.eval_ref_logps;
     const out = evaluatePairs(model, data.eval, {
-      objective, sharePrompt, ...heads.eval, batchSize: c.per_device_eval_batch_size, padTokenId: data.padTokenId,
+      objective, sharePrompt, ...heads.eval, batchSize: c.per_device_eval_batch_size, padTokenId: data.padTokenId, onProgress: hooks.evalProgress,
       reference: pre === undefined ? reference : { chosen: Float64Array.from(pre.chosen), rejected: Float64Array.from(pre.rejected) },
     });
     setup.setTraining?.(true);
