@@ -4,15 +4,16 @@
 // stream line by line and Parquet row group by row group, so files larger than memory can be read.
 // A row that cannot be parsed is yielded as an InvalidRow, so the caller decides between stopping and counting.
 
+import { constants as bufferConstants } from 'node:buffer';
 import { createReadStream } from 'node:fs';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
-import { createInterface } from 'node:readline';
-import { gunzipSync, createGunzip } from 'node:zlib';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
-import type { AsyncBuffer } from 'hyparquet';
-import { compressors } from 'hyparquet-compressors';
+import { createGunzip } from 'node:zlib';
 import { DataError, type RowSource } from './errors.js';
+import { DEFAULT_PARQUET_LIMITS, parquetRows, type ParquetLimits } from './parquet.js';
+import { decodeStrict, describeInvalidByte, incompleteTail } from './utf8.js';
+
+const { MAX_STRING_LENGTH } = bufferConstants;
 
 export interface RawRow {
   values: Record<string, unknown>;
@@ -102,7 +103,35 @@ export async function resolveDataFiles(path: string, split?: string): Promise<st
   );
 }
 
-async function isGzipped(path: string): Promise<boolean> {
+export interface ReadLimits extends ParquetLimits {
+  /** a JSON Lines line or one element of a JSON array longer than this (bytes; characters for arrays) is an invalid row */
+  maxRowLength: number;
+}
+
+const MiB = 1024 ** 2;
+
+/**
+ * 128 MiB for one row: some 30 million tokens, far past any max_length, and far below V8's longest string
+ * (512 Mi characters), where the line reader used to crash with a stack trace.
+ */
+export const DEFAULT_READ_LIMITS: ReadLimits = { ...DEFAULT_PARQUET_LIMITS, maxRowLength: 128 * MiB };
+
+/** The bytes of a file, inflated on the way when it starts with gzip's magic number; failures name the file. */
+async function* fileBytes(path: string, where: () => RowSource = () => ({ file: path })): AsyncGenerator<Buffer> {
+  const gzipped = await startsWithGzipMagic(path);
+  const raw = createReadStream(path);
+  const input = gzipped ? raw.pipe(createGunzip()) : raw;
+  try {
+    for await (const chunk of input) yield chunk as Buffer;
+  } catch (err) {
+    throw new DataError(`cannot read (${(err as Error).message})${gzipped ? '; is the gzip file complete?' : ''}`, where());
+  } finally {
+    input.destroy();
+    raw.destroy();
+  }
+}
+
+async function startsWithGzipMagic(path: string): Promise<boolean> {
   const handle = await open(path, 'r');
   try {
     const head = Buffer.alloc(2);
@@ -111,6 +140,33 @@ async function isGzipped(path: string): Promise<boolean> {
   } finally {
     await handle.close();
   }
+}
+
+/** A file's text chunk by chunk, refused at the first byte that is not UTF-8 (named by byte offset and line). */
+async function* fileText(path: string): AsyncGenerator<string> {
+  let carry: Buffer | null = null; // a character cut by the end of the previous chunk
+  let offset = 0; // file offset of the first byte of `bytes` below
+  let line = 1;
+  for await (const chunk of fileBytes(path, () => ({ file: path, line }))) {
+    const bytes: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
+    const whole = incompleteTail(bytes);
+    const decoded = decodeStrict(bytes.subarray(0, whole));
+    if ('invalidAt' in decoded) {
+      line += countNewlines(bytes.subarray(0, decoded.invalidAt));
+      throw new DataError(describeInvalidByte(bytes, decoded.invalidAt, offset + decoded.invalidAt), { file: path, line });
+    }
+    line += countNewlines(bytes.subarray(0, whole));
+    carry = whole < bytes.length ? bytes.subarray(whole) : null;
+    offset += whole;
+    yield decoded.text;
+  }
+  if (carry) throw new DataError(describeInvalidByte(carry, 0, offset) + ' (the file ends inside a character)', { file: path, line });
+}
+
+function countNewlines(bytes: Uint8Array): number {
+  let n = 0;
+  for (let at = bytes.indexOf(0x0a); at >= 0; at = bytes.indexOf(0x0a, at + 1)) n++;
+  return n;
 }
 
 /** Files saved by some Windows tools start with a byte-order mark, which JSON.parse rejects. */
@@ -129,96 +185,171 @@ function parseObjectLine(text: string, source: RowSource): ReadItem {
   return { values: value as Record<string, unknown>, source };
 }
 
-async function* readJsonLines(path: string): AsyncGenerator<ReadItem> {
-  const raw = createReadStream(path);
-  const input = (await isGzipped(path)) ? raw.pipe(createGunzip()) : raw;
-  const lines = createInterface({ input, crlfDelay: Infinity });
-  let line = 0;
-  try {
-    for await (const text of lines) {
-      line++;
-      if (text.trim() === '') continue;
-      yield parseObjectLine(line === 1 ? stripBom(text) : text, { file: path, line });
-    }
-  } catch (err) {
-    throw new DataError(`cannot read (${(err as Error).message})`, { file: path, line: line + 1 });
-  } finally {
-    lines.close();
-    raw.destroy();
-  }
-}
-
-/** The decoded text of a file, chunk by chunk (gzip inflated on the way; multi-byte characters never split). */
-async function* textChunks(path: string): AsyncGenerator<string> {
-  const raw = createReadStream(path);
-  const input = (await isGzipped(path)) ? raw.pipe(createGunzip()) : raw;
-  input.setEncoding('utf8');
-  try {
-    for await (const chunk of input) yield chunk as string;
-  } catch (err) {
-    throw new DataError(`${path}: cannot read (${(err as Error).message})`);
-  } finally {
-    raw.destroy();
-  }
-}
-
-const isJsonSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 || c === 0xfeff;
+const tooLong = (limit: number, unit: 'bytes' | 'characters'): string =>
+  `longer than ${limit >= MiB ? `${Math.round(limit / MiB)} Mi` : limit} ${unit}, more than one row can sensibly hold`;
 
 /**
- * A top-level JSON array read element by element: strings and nesting are tracked so each row's text is cut out
- * and parsed on its own. Memory holds one row, and a broken row is named by the line it starts on.
+ * JSON Lines, split on newline bytes (which never occur inside a multi-byte character), so each line is decoded
+ * strictly on its own and one that is too long is skipped without being held: a bad line is an invalid row.
  */
-async function* streamJsonArray(path: string): AsyncGenerator<ReadItem> {
+async function* readJsonLines(path: string, limits: ReadLimits): AsyncGenerator<ReadItem> {
+  let parts: Buffer[] = [];
+  let length = 0;
+  let overlong = false;
   let line = 1;
-  let opened = false;
-  let closed = false;
-  let inElement = false;
+  let lineOffset = 0; // file offset of the current line's first byte
+  let offset = 0; // file offset of the current chunk's first byte
+  const finish = (): ReadItem | null => {
+    const source = { file: path, line };
+    if (overlong) return { error: new DataError(`the line is ${tooLong(limits.maxRowLength, 'bytes')}; is it one row per line?`, source), source };
+    let bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
+    if (bytes[bytes.length - 1] === 0x0d) bytes = bytes.subarray(0, -1); // CRLF
+    const decoded = decodeStrict(bytes);
+    if ('invalidAt' in decoded) {
+      return { error: new DataError(describeInvalidByte(bytes, decoded.invalidAt, lineOffset + decoded.invalidAt), source), source };
+    }
+    const text = line === 1 ? stripBom(decoded.text) : decoded.text;
+    return text.trim() === '' ? null : parseObjectLine(text, source);
+  };
+  for await (const chunk of fileBytes(path, () => ({ file: path, line }))) {
+    let from = 0;
+    for (;;) {
+      const newline = chunk.indexOf(0x0a, from);
+      const end = newline < 0 ? chunk.length : newline;
+      if (!overlong && length + (end - from) > limits.maxRowLength) {
+        overlong = true;
+        parts = [];
+      }
+      if (!overlong && end > from) parts.push(chunk.subarray(from, end));
+      length += end - from;
+      if (newline < 0) break;
+      const item = finish();
+      if (item) yield item;
+      parts = [];
+      length = 0;
+      overlong = false;
+      line++;
+      lineOffset = offset + newline + 1;
+      from = newline + 1;
+    }
+    offset += chunk.length;
+  }
+  if (length > 0 || overlong) {
+    const item = finish();
+    if (item) yield item;
+  }
+}
+
+const isJsonSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+
+/** Where the top-level array scanner is between elements. */
+type ArrayState = 'before [' | 'first element or ]' | 'element' | ', or ]' | 'element after ,' | 'after ]';
+
+/**
+ * A top-level JSON array read element by element in one pass: strings and nesting are tracked so each row's text
+ * is cut out and parsed on its own. Memory holds one row; a broken row is named by its line and index, and is an
+ * invalid row; a broken array (a trailing or missing comma, text after the closing ]) stops the file, as
+ * Python's json module refuses it.
+ */
+async function* streamJsonArray(path: string, limits: ReadLimits): AsyncGenerator<ReadItem> {
+  let state: ArrayState = 'before [';
+  let line = 1;
   let depth = 0;
   let inString = false;
   let escaped = false;
-  let element = '';
+  let parts: string[] = [];
+  let length = 0;
+  let overlong = false;
   let elementLine = 0;
   let row = 0;
-  for await (const chunk of textChunks(path)) {
+  let first = true;
+  const refuse = (what: string): never => {
+    throw new DataError(`the JSON array ${what}`, { file: path, line });
+  };
+  const finish = (): ReadItem => {
+    const source = { file: path, line: elementLine, row: row++ };
+    const item: ReadItem = overlong
+      ? { error: new DataError(`the row is ${tooLong(limits.maxRowLength, 'characters')}`, source), source }
+      : parseObjectLine(parts.join(''), source);
+    parts = [];
+    length = 0;
+    overlong = false;
+    return item;
+  };
+  for await (let chunk of fileText(path)) {
+    if (first) chunk = stripBom(chunk);
+    first = false;
     let from = 0; // where the current element's text starts in this chunk
+    const keep = (to: number): void => {
+      length += to - from;
+      if (!overlong && length > limits.maxRowLength) {
+        overlong = true;
+        parts = [];
+      }
+      if (!overlong && to > from) parts.push(chunk.slice(from, to));
+    };
     for (let i = 0; i < chunk.length; i++) {
       const c = chunk.charCodeAt(i);
-      if (!inElement) {
-        if (c === 0x0a) line++;
-        if (isJsonSpace(c) || (opened && !closed && c === 0x2c)) continue; // whitespace, ','
-        if (!opened && c === 0x5b) opened = true; // '['
-        else if (opened && !closed && c === 0x5d) closed = true; // ']'
-        else if (opened && !closed) {
-          inElement = true;
-          from = i;
-          elementLine = line;
-          i--; // scan this character as part of the element
-        } else throw new DataError(`unexpected ${JSON.stringify(chunk[i])} ${closed ? 'after the closing ]' : 'before ['}`, { file: path, line });
-        continue;
-      }
       if (c === 0x0a) line++;
-      if (inString) {
-        if (escaped) escaped = false;
-        else if (c === 0x5c) escaped = true; // backslash
-        else if (c === 0x22) inString = false;
+      if (state === 'element') {
+        if (inString) {
+          if (escaped) escaped = false;
+          else if (c === 0x5c) escaped = true; // backslash
+          else if (c === 0x22) {
+            inString = false;
+            if (depth === 0) {
+              keep(i + 1); // a string row (refused when parsed, but counted as one row)
+              yield finish();
+              state = ', or ]';
+            }
+          }
+        } else if (depth === 0) {
+          // a number, true, false or null ends at the first delimiter, which is then read as one
+          if (c === 0x2c || c === 0x5d || isJsonSpace(c)) {
+            keep(i);
+            yield finish();
+            state = ', or ]';
+            if (c === 0x0a) line--;
+            i--;
+          }
+        } else if (c === 0x22) inString = true;
+        else if (c === 0x7b || c === 0x5b) depth++;
+        else if (c === 0x7d || c === 0x5d) {
+          depth--;
+          if (depth === 0) {
+            keep(i + 1);
+            yield finish();
+            state = ', or ]';
+          }
+        }
         continue;
       }
-      if (c === 0x22) inString = true;
-      else if (c === 0x7b || c === 0x5b) depth++;
-      else if ((c === 0x7d || c === 0x5d) && depth > 0) depth--;
-      else if (depth === 0 && (c === 0x2c || c === 0x5d)) {
-        element += chunk.slice(from, i);
-        yield parseObjectLine(element, { file: path, line: elementLine, row: row++ });
-        element = '';
-        inElement = false;
-        if (c === 0x5d) closed = true;
+      if (isJsonSpace(c)) continue;
+      if (state === 'before [') {
+        if (c !== 0x5b) refuse(`is missing: the file starts with ${JSON.stringify(chunk[i])}`);
+        state = 'first element or ]';
+      } else if (state === ', or ]') {
+        if (c === 0x2c) state = 'element after ,';
+        else if (c === 0x5d) state = 'after ]';
+        else refuse(`lacks a comma between rows ${row - 1} and ${row}`);
+      } else if (state === 'after ]') {
+        refuse(`is followed by ${JSON.stringify(chunk[i])} after its closing ]`);
+      } else if (c === 0x5d) {
+        if (state === 'element after ,') refuse('has a comma after its last row (JSON allows no trailing comma)');
+        state = 'after ]';
+      } else if (c === 0x2c) {
+        refuse('has a comma where a row should be');
+      } else {
+        state = 'element';
+        from = i;
+        elementLine = line;
+        inString = c === 0x22;
+        depth = c === 0x7b || c === 0x5b ? 1 : 0;
       }
     }
-    if (inElement) element += chunk.slice(from);
+    if (state === 'element') keep(chunk.length);
   }
-  if (!opened || !closed || inElement) {
-    throw new DataError(`the JSON array ${opened ? 'is not closed (file cut short?)' : 'is missing'}`, { file: path, line });
-  }
+  if ((state as ArrayState) !== 'after ]') refuse(state === 'before [' ? 'is missing: the file is empty' : 'is not closed (file cut short?)');
 }
 
 function* rowsOfJsonArray(rows: unknown[], file: string): Generator<ReadItem> {
@@ -230,41 +361,66 @@ function* rowsOfJsonArray(rows: unknown[], file: string): Generator<ReadItem> {
   }
 }
 
-/** The first non-space character and the first line of a file, read without reading the rest. */
-async function peekJson(path: string): Promise<{ first: string; firstLine: string; moreLines: boolean }> {
-  let text = '';
-  for await (const chunk of textChunks(path)) {
-    text += chunk;
-    const nl = text.indexOf('\n');
-    if (nl >= 0 && text.slice(nl + 1).trim() !== '') break;
+/**
+ * The first non-space character of a file and, when it is {, its first line and whether more lines follow: enough
+ * to tell an array from JSON Lines from one object. Reads up to the second line's first character, so a
+ * single-line file is read once to its end (never further than one row may be long), and only a new chunk is
+ * searched each time.
+ */
+async function peekJson(path: string, limits: ReadLimits): Promise<{ first: string; firstLine: string | null; moreLines: boolean }> {
+  const parts: string[] = [];
+  let length = 0;
+  let first = '';
+  let newlineAt = -1; // in the text read so far
+  let moreLines = false;
+  for await (let chunk of fileText(path)) {
+    if (parts.length === 0) chunk = stripBom(chunk);
+    if (first === '') first = chunk.trimStart()[0] ?? '';
+    if (first === '[') return { first, firstLine: null, moreLines: false };
+    parts.push(chunk);
+    if (newlineAt < 0) {
+      const newline = chunk.indexOf('\n');
+      if (newline >= 0) {
+        newlineAt = length + newline;
+        moreLines = chunk.slice(newline + 1).trim() !== '';
+      }
+    } else moreLines = chunk.trim() !== '';
+    length += chunk.length;
+    if (moreLines || (newlineAt < 0 && length > limits.maxRowLength)) break;
   }
-  const nl = text.indexOf('\n');
-  return {
-    first: text.trimStart()[0] ?? '',
-    firstLine: stripBom(nl < 0 ? text : text.slice(0, nl)),
-    moreLines: nl >= 0 && text.slice(nl + 1).trim() !== '',
-  };
+  const firstLine = newlineAt < 0 ? (length > limits.maxRowLength ? null : parts.join('')) : parts.join('').slice(0, newlineAt);
+  return { first, firstLine, moreLines };
 }
 
 /**
  * .json: an array of rows (streamed), JSON Lines under a .json name (datasets' to_json() writes those; streamed),
  * or an object holding the rows in an array, per split (parsed whole: JSON gives no row boundaries to stream on).
  */
-async function* readJson(path: string, split?: string): AsyncGenerator<ReadItem> {
-  const head = await peekJson(path);
+async function* readJson(path: string, split: string | undefined, limits: ReadLimits): AsyncGenerator<ReadItem> {
+  const head = await peekJson(path, limits);
   if (head.first === '[') {
-    yield* streamJsonArray(path);
+    yield* streamJsonArray(path, limits);
     return;
   }
-  if (head.first === '{' && head.moreLines && !isInvalid(parseObjectLine(head.firstLine, { file: path }))) {
-    yield* readJsonLines(path);
+  if (head.first === '{' && head.moreLines && head.firstLine !== null && !isInvalid(parseObjectLine(head.firstLine, { file: path }))) {
+    yield* readJsonLines(path, limits);
     return;
   }
-  let text = '';
-  for await (const chunk of textChunks(path)) text += chunk;
+  const parts: string[] = [];
+  let length = 0;
+  for await (const chunk of fileText(path)) {
+    length += chunk.length;
+    if (length > MAX_STRING_LENGTH) {
+      throw new DataError(
+        `${path}: a JSON object over ${Math.floor(MAX_STRING_LENGTH / MiB)} Mi characters cannot be parsed whole; ` +
+          'write the rows as JSON Lines or as a top-level array, which are read row by row',
+      );
+    }
+    parts.push(chunk);
+  }
   let doc: unknown;
   try {
-    doc = JSON.parse(stripBom(text));
+    doc = JSON.parse(stripBom(parts.join('')));
   } catch (err) {
     throw new DataError(`not valid JSON (${(err as Error).message})`, { file: path });
   }
@@ -278,48 +434,20 @@ async function* readJson(path: string, split?: string): AsyncGenerator<ReadItem>
     const keys = arrays.map(([k]) => k);
     throw new DataError(
       keys.length === 0
-        ? `${path}: the JSON object holds no array of rows (keys: ${Object.keys(doc).join(', ')})`
+        ? `${path}: the JSON object holds no array of rows (keys: ${Object.keys(doc).slice(0, 20).join(', ')})`
         : `${path}: the JSON object holds several arrays (${keys.join(', ')}); choose one with --dataset-split`,
     );
   }
   throw new DataError(`${path}: expected a JSON array of rows or an object holding one`);
 }
 
-function memoryBuffer(bytes: Uint8Array): AsyncBuffer {
-  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-  return { byteLength: buffer.byteLength, slice: (start, end) => buffer.slice(start, end) };
-}
-
-/** Parquet is read one row group at a time, so memory holds one group, not the file. */
-async function* readParquet(path: string): AsyncGenerator<ReadItem> {
-  // a gzipped Parquet file has to be inflated whole: gzip is not seekable and Parquet starts from its footer
-  const file = (await isGzipped(path)) ? memoryBuffer(gunzipSync(await readFile(path))) : await asyncBufferFromFile(path);
-  let metadata;
-  try {
-    metadata = await parquetMetadataAsync(file);
-  } catch (err) {
-    throw new DataError(`${path}: not a readable Parquet file (${(err as Error).message})`);
-  }
-  let rowStart = 0;
-  for (const group of metadata.row_groups) {
-    const rowEnd = rowStart + Number(group.num_rows);
-    let rows;
-    try {
-      rows = await parquetReadObjects({ file, metadata, rowStart, rowEnd, compressors });
-    } catch (err) {
-      throw new DataError(`cannot decode rows ${rowStart + 1}..${rowEnd} (${(err as Error).message})`, { file: path, row: rowStart });
-    }
-    for (const [i, values] of rows.entries()) yield { values, source: { file: path, row: rowStart + i } };
-    rowStart = rowEnd;
-  }
-}
-
 /** Every row of a data file or of one split of a dataset folder, in file order. */
-export async function* readRows(path: string, opts: { split?: string } = {}): AsyncGenerator<ReadItem> {
+export async function* readRows(path: string, opts: { split?: string; limits?: Partial<ReadLimits> } = {}): AsyncGenerator<ReadItem> {
+  const limits = { ...DEFAULT_READ_LIMITS, ...opts.limits };
   for (const file of await resolveDataFiles(path, opts.split)) {
     const kind = formatOf(file)!;
-    if (kind.format === 'jsonl') yield* readJsonLines(file);
-    else if (kind.format === 'json') yield* readJson(file, opts.split);
-    else yield* readParquet(file);
+    if (kind.format === 'jsonl') yield* readJsonLines(file, limits);
+    else if (kind.format === 'json') yield* readJson(file, opts.split, limits);
+    else yield* parquetRows(file, limits);
   }
 }
