@@ -327,11 +327,14 @@ const runtimeChecks: Record<string, RuntimeCheck> = {
     if (afterSecond.liveBytes !== afterFirst.liveBytes) return `live bytes ${afterSecond.liveBytes} after reuse, ${afterFirst.liveBytes} before`;
     return null;
   },
-  'runtime: wrong element types, bad views and kernel errors are reported': async (runtime, kernels) => {
+  'runtime: wrong element types, short tensors, bad views and kernel errors are reported': async (runtime, kernels) => {
     const f = runtime.alloc(4);
     const problems: string[] = [];
     try { kernels.embeddingForward(f, f, f, 1, 4, false); problems.push('f32 ids accepted'); } catch (e) {
       if (!(e instanceof TypeError)) problems.push(`ids: ${(e as Error).message}`);
+    }
+    try { kernels.gemm(f, f, f, 2, 2, 3, false, false, false); problems.push('a 4-element a for a 2x3 operand accepted'); } catch (e) {
+      if (!(e instanceof RangeError && /a holds 4 elements, the shape needs 6/.test(e.message))) problems.push(`gemm: ${(e as Error).message}`);
     }
     try { f.view(3, 2); problems.push('view past the end accepted'); } catch (e) {
       if (!(e instanceof RangeError)) problems.push(`view: ${(e as Error).message}`);

@@ -14,6 +14,23 @@ function requireEvenHeads(what: string, NH: number, NKV: number): void {
   if (!(NKV >= 1 && NH % NKV === 0)) throw new RangeError(`${what}: NH (${NH}) must be a multiple of NKV (${NKV})`);
 }
 
+/**
+ * Throws unless each view holds at least the elements its shape reaches. A GPU does not fault on an index past a
+ * binding (robust access clamps or drops it), so without this a wrong size would give silently wrong numbers.
+ */
+function requireLengths(what: string, needs: Readonly<Record<string, readonly [GpuTensor | null | undefined, number]>>): void {
+  for (const [name, [tensor, elements]] of Object.entries(needs)) {
+    if (tensor && tensor.length < elements) {
+      throw new RangeError(`${what}: ${name} holds ${tensor.length} elements, the shape needs ${elements}`);
+    }
+  }
+}
+
+/** elements a strided (rows, width) view reaches: the last row's start plus its width */
+function stridedExtent(rows: number, stride: number, width: number): number {
+  return rows === 0 ? 0 : (rows - 1) * stride + width;
+}
+
 export class WebGpuKernels {
   readonly name = 'webgpu';
   private matmulBf16 = false;
@@ -29,6 +46,7 @@ export class WebGpuKernels {
   /** c (M,N) = op(a) (M,K) @ op(b) (K,N) [+ c]; transA: a stored (K,M); transB: b stored (N,K) */
   gemm(c: GpuTensor, a: GpuTensor, b: GpuTensor, M: number, N: number, K: number, transA: boolean, transB: boolean,
     accumulate: boolean): void {
+    requireLengths('gemm', { c: [c, M * N], a: [a, M * K], b: [b, K * N] });
     this.gemmWithBias(c, a, b, null, M, N, K, transA, transB, accumulate);
   }
 
@@ -48,12 +66,15 @@ export class WebGpuKernels {
   /** inp (N,C), weight (OC,C), bias (OC) | null -> out (N,OC) written: out = inp @ weight^T + bias */
   matmulForward(out: GpuTensor, inp: GpuTensor, weight: GpuTensor, bias: GpuTensor | null, N: number, C: number,
     OC: number): void {
+    requireLengths('matmulForward', { out: [out, N * OC], inp: [inp, N * C], weight: [weight, OC * C], bias: [bias, OC] });
     this.gemmWithBias(out, inp, weight, bias, N, OC, C, false, true, false);
   }
 
   /** dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), each accumulated, each optional */
   matmulBackward(dinp: GpuTensor | null, dweight: GpuTensor | null, dbias: GpuTensor | null, dout: GpuTensor,
     inp: GpuTensor, weight: GpuTensor, N: number, C: number, OC: number): void {
+    requireLengths('matmulBackward', { dinp: [dinp, N * C], dweight: [dweight, OC * C], dbias: [dbias, OC], dout: [dout, N * OC],
+      inp: [inp, N * C], weight: [weight, OC * C] });
     if (dinp) this.gemm(dinp, dout, weight, N, C, OC, false, false, true);
     if (dweight) this.gemm(dweight, dout, inp, OC, C, N, true, false, true);
     if (dbias) this.addColumnSums(dbias, dout, OC, N, OC);
@@ -81,11 +102,13 @@ export class WebGpuKernels {
   // ---------------------------------------------------------------- embeddings
   /** ids (N) int32, table (V,C) -> out (N,C) written, or accumulated */
   embeddingForward(out: GpuTensor, ids: GpuTensor, table: GpuTensor, N: number, C: number, accumulate: boolean): void {
+    requireLengths('embeddingForward', { out: [out, N * C], ids: [ids, N] });
     this.runtime.dispatch(KERNELS.embeddingForward, { out, ids, table }, { N: N * C, C }, { ACCUMULATE: accumulate });
   }
 
   /** dout (N,C), ids (N) -> dtable (V,C) accumulated; deterministic (token order per row, no atomics) */
   embeddingBackward(dtable: GpuTensor, dout: GpuTensor, ids: GpuTensor, N: number, C: number): void {
+    requireLengths('embeddingBackward', { dout: [dout, N * C], ids: [ids, N] });
     if (N === 0 || C === 0) return;
     const links = this.runtime.scratch(2 * N, 'i32');
     this.runtime.dispatch(KERNELS.embeddingLinks, { links, ids }, { N });
@@ -95,11 +118,14 @@ export class WebGpuKernels {
   // ---------------------------------------------------------------- normalisation
   layernormForward(out: GpuTensor, mean: GpuTensor, rstd: GpuTensor, inp: GpuTensor, weight: GpuTensor, bias: GpuTensor,
     N: number, C: number, eps: number): void {
+    requireLengths('layernormForward', { out: [out, N * C], mean: [mean, N], rstd: [rstd, N], inp: [inp, N * C], weight: [weight, C], bias: [bias, C] });
     this.runtime.dispatch(KERNELS.layernormForward, { out, mean, rstd, inp, weight, bias }, { N, C, eps });
   }
 
   layernormBackward(dinp: GpuTensor, dweight: GpuTensor | null, dbias: GpuTensor | null, dout: GpuTensor,
     inp: GpuTensor, weight: GpuTensor, mean: GpuTensor, rstd: GpuTensor, N: number, C: number): void {
+    requireLengths('layernormBackward', { dinp: [dinp, N * C], dweight: [dweight, C], dbias: [dbias, C], dout: [dout, N * C],
+      inp: [inp, N * C], weight: [weight, C], mean: [mean, N], rstd: [rstd, N] });
     this.runtime.dispatch(KERNELS.layernormBackward, { dinp, dout, inp, weight, mean, rstd }, { N, C });
     if (!(dweight || dbias) || N === 0) return;
     const chunks = Math.ceil(N / COLUMN_CHUNK_ROWS);
@@ -111,11 +137,14 @@ export class WebGpuKernels {
   }
 
   rmsnormForward(out: GpuTensor, rstd: GpuTensor, inp: GpuTensor, weight: GpuTensor, N: number, C: number, eps: number): void {
+    requireLengths('rmsnormForward', { out: [out, N * C], rstd: [rstd, N], inp: [inp, N * C], weight: [weight, C] });
     this.runtime.dispatch(KERNELS.rmsnormForward, { out, rstd, inp, weight }, { N, C, eps });
   }
 
   rmsnormBackward(dinp: GpuTensor, dweight: GpuTensor | null, dout: GpuTensor, inp: GpuTensor, weight: GpuTensor,
     rstd: GpuTensor, N: number, C: number): void {
+    requireLengths('rmsnormBackward', { dinp: [dinp, N * C], dweight: [dweight, C], dout: [dout, N * C], inp: [inp, N * C],
+      weight: [weight, C], rstd: [rstd, N] });
     this.runtime.dispatch(KERNELS.rmsnormBackward, { dinp, dout, inp, weight, rstd }, { N, C });
     if (!dweight || N === 0) return;
     const chunks = Math.ceil(N / COLUMN_CHUNK_ROWS);
@@ -137,6 +166,9 @@ export class WebGpuKernels {
 
   private rope(out: GpuTensor, inp: GpuTensor, cos: GpuTensor, sin: GpuTensor, B: number, T: number, H: number,
     HD: number, pos0: number, backward: boolean): void {
+    const elements = B * T * H * HD;
+    const table = (pos0 + T) * (HD >> 1);
+    requireLengths(backward ? 'ropeBackward' : 'ropeForward', { out: [out, elements], inp: [inp, elements], cos: [cos, table], sin: [sin, table] });
     const half = HD >> 1;
     this.runtime.dispatch(KERNELS.rope, { out, inp, cos, sin }, { N: B * T * H * half, T, H, half, pos0 },
       { BACKWARD: backward });
@@ -146,6 +178,9 @@ export class WebGpuKernels {
   attentionForward(out: GpuTensor, lse: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor, B: number, T: number,
     NH: number, NKV: number, HD: number, qStride: number, kvStride: number, hidden?: GpuTensor | null): void {
     requireEvenHeads('attentionForward', NH, NKV);
+    requireLengths('attentionForward', { out: [out, B * T * NH * HD], lse: [lse, B * NH * T],
+      q: [q, stridedExtent(B * T, qStride, NH * HD)], k: [k, stridedExtent(B * T, kvStride, NKV * HD)],
+      v: [v, stridedExtent(B * T, kvStride, NKV * HD)], hidden: [hidden, 2 * B] });
     this.runtime.dispatch(KERNELS.attentionForward, { out, lse, q, k, v, hidden },
       { B, T, pos0: 0, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD), hasLse: 1, hasHidden: Number(Boolean(hidden)) },
       { HD, TK: attentionTile(HD) });
@@ -156,6 +191,11 @@ export class WebGpuKernels {
     v: GpuTensor, out: GpuTensor, lse: GpuTensor, B: number, T: number, NH: number, NKV: number, HD: number,
     qStride: number, kvStride: number, hidden?: GpuTensor | null): void {
     requireEvenHeads('attentionBackward', NH, NKV);
+    const qExtent = stridedExtent(B * T, qStride, NH * HD);
+    const kvExtent = stridedExtent(B * T, kvStride, NKV * HD);
+    requireLengths('attentionBackward', { dq: [dq, qExtent], dk: [dk, kvExtent], dv: [dv, kvExtent],
+      dout: [dout, B * T * NH * HD], q: [q, qExtent], k: [k, kvExtent], v: [v, kvExtent], out: [out, B * T * NH * HD],
+      lse: [lse, B * NH * T], hidden: [hidden, 2 * B] });
     const rowsCount = B * NH * T;
     if (rowsCount === 0) return;
     const stats = this.runtime.scratch(2 * rowsCount);
@@ -169,6 +209,8 @@ export class WebGpuKernels {
   attentionDecode(out: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor, T: number, pos0: number, NH: number,
     NKV: number, HD: number, qStride: number, kvStride: number): void {
     requireEvenHeads('attentionDecode', NH, NKV);
+    requireLengths('attentionDecode', { out: [out, T * NH * HD], q: [q, stridedExtent(T, qStride, NH * HD)],
+      k: [k, stridedExtent(pos0 + T, kvStride, NKV * HD)], v: [v, stridedExtent(pos0 + T, kvStride, NKV * HD)] });
     this.runtime.dispatch(KERNELS.attentionForward, { out, q, k, v },
       { B: 1, T, pos0, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD), hasLse: 0, hasHidden: 0 },
       { HD, TK: attentionTile(HD) });
@@ -176,47 +218,57 @@ export class WebGpuKernels {
 
   // ---------------------------------------------------------------- pointwise
   swigluForward(out: GpuTensor, gate: GpuTensor, up: GpuTensor, N: number): void {
+    requireLengths('swigluForward', { out: [out, N], gate: [gate, N], up: [up, N] });
     this.runtime.dispatch(KERNELS.swigluForward, { out, gate, up }, { N });
   }
 
   swigluBackward(dgate: GpuTensor, dup: GpuTensor, dout: GpuTensor, gate: GpuTensor, up: GpuTensor, N: number): void {
+    requireLengths('swigluBackward', { dgate: [dgate, N], dup: [dup, N], dout: [dout, N], gate: [gate, N], up: [up, N] });
     this.runtime.dispatch(KERNELS.swigluBackward, { dgate, dup, dout, gate, up }, { N });
   }
 
   geluForward(out: GpuTensor, inp: GpuTensor, N: number): void {
+    requireLengths('geluForward', { out: [out, N], inp: [inp, N] });
     this.runtime.dispatch(KERNELS.geluForward, { out, inp }, { N });
   }
 
   geluBackward(dinp: GpuTensor, dout: GpuTensor, inp: GpuTensor, N: number): void {
+    requireLengths('geluBackward', { dinp: [dinp, N], dout: [dout, N], inp: [inp, N] });
     this.runtime.dispatch(KERNELS.geluBackward, { dinp, dout, inp }, { N });
   }
 
   add(out: GpuTensor, a: GpuTensor, b: GpuTensor, N: number): void {
+    requireLengths('add', { out: [out, N], a: [a, N], b: [b, N] });
     this.runtime.dispatch(KERNELS.add, { out, a, b }, { N });
   }
 
   axpy(dst: GpuTensor, src: GpuTensor, scale: number, N: number): void {
+    requireLengths('axpy', { dst: [dst, N], src: [src, N] });
     this.runtime.dispatch(KERNELS.axpy, { dst, src }, { N, alpha: scale });
   }
 
   // ---------------------------------------------------------------- loss head
   logprobForward(logp: GpuTensor, lse: GpuTensor, logits: GpuTensor, targets: GpuTensor, N: number, V: number): void {
+    requireLengths('logprobForward', { logp: [logp, N], lse: [lse, N], logits: [logits, N * V], targets: [targets, N] });
     this.runtime.dispatch(KERNELS.logprobForward, { logp, lse, logits, targets }, { N, V });
   }
 
   logitsStats(mean: GpuTensor, argmax: GpuTensor, logits: GpuTensor, N: number, V: number): void {
     if (N > 0 && !(V >= 1)) throw new RangeError(`logitsStats: V must be at least 1, got ${V}`);
+    requireLengths('logitsStats', { mean: [mean, N], argmax: [argmax, N], logits: [logits, N * V] });
     this.runtime.dispatch(KERNELS.logitsStats, { mean, argmax, logits }, { N, V });
   }
 
   logprobBackward(dlogits: GpuTensor, dlogp: GpuTensor, logits: GpuTensor, lse: GpuTensor, targets: GpuTensor,
     N: number, V: number): void {
+    requireLengths('logprobBackward', { dlogits: [dlogits, N * V], dlogp: [dlogp, N], logits: [logits, N * V], lse: [lse, N], targets: [targets, N] });
     this.runtime.dispatch(KERNELS.logprobBackward, { dlogits, dlogp, logits, lse, targets }, { N: N * V, V });
   }
 
   // ---------------------------------------------------------------- optimizer
   adamwStep(params: GpuTensor, grads: GpuTensor, m: GpuTensor, v: GpuTensor, N: number, lr: number, beta1: number,
     beta2: number, eps: number, weightDecay: number, step: number): void {
+    requireLengths('adamwStep', { params: [params, N], grads: [grads, N], m: [m, N], v: [v, N] });
     const bc1 = 1 - Math.pow(beta1, step);
     const bc2 = 1 - Math.pow(beta2, step);
     this.runtime.dispatch(KERNELS.adamwStep, { params, grads, m, v },
@@ -225,6 +277,7 @@ export class WebGpuKernels {
 
   /** x (N) -> out[0] = sum of squares, written (float32 tree sums; the host interface returns a float64 number) */
   sumSquares(out: GpuTensor, x: GpuTensor, N: number): void {
+    requireLengths('sumSquares', { out: [out, 1], x: [x, N] });
     if (N === 0) {
       this.runtime.zero(out.view(0, 1));
       return;
@@ -237,6 +290,7 @@ export class WebGpuKernels {
 
   /** x (N) *= s in place */
   scale(x: GpuTensor, s: number, N: number): void {
+    requireLengths('scale', { x: [x, N] });
     this.runtime.dispatch(KERNELS.scale, { x }, { N, factor: s });
   }
 }
