@@ -243,7 +243,11 @@ test('orpo export gguf and gguf-lora from the command line', async () => {
     const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
     const full = run('export', 'gguf', '--model', dir, '--out', join(dir, 'm.gguf'), '--dtype', 'f32', '--adapter', join(dir, 'adapter'));
     assert.equal(full.status, 0, full.stderr);
-    assert.match(full.stdout, /wrote .*m\.gguf \(f32, 11 tensors\) with 2 LoRA module\(s\)/);
+    assert.match(full.stdout, /wrote .*m\.gguf \(f32, 11 tensors\) with 2 LoRA module\(s\) merged/);
+    // the adapter folder alone stands for its base with the adapter merged: the same file
+    const fromRun = run('export', 'gguf', '--model', join(dir, 'adapter'), '--out', join(dir, 'm2.gguf'), '--dtype', 'f32');
+    assert.equal(fromRun.status, 0, fromRun.stderr);
+    assert.ok(readFileSync(join(dir, 'm.gguf')).equals(readFileSync(join(dir, 'm2.gguf'))));
     const lora = run('export', 'gguf-lora', '--adapter', join(dir, 'adapter'), '--out', join(dir, 'a.gguf'));
     assert.equal(lora.status, 0, lora.stderr);
     const g = readGguf(join(dir, 'a.gguf'));

@@ -14,7 +14,7 @@ interface ExportGgufConfig {
 }
 
 const GGUF_OPTIONS: OptionTable<ExportGgufConfig> = {
-  model: { type: 'path', default: null, doc: 'Hugging Face model folder (config.json, safetensors, tokenizer.json), e.g. a training run or checkpoint' },
+  model: { type: 'path', default: null, doc: 'Hugging Face model folder (config.json, safetensors, tokenizer.json), e.g. a training run or checkpoint; a LoRA run means its base with the adapter merged' },
   out: { type: 'path', default: null, doc: 'the GGUF file to write (replaced atomically)' },
   dtype: { type: 'enum', choices: [...GGUF_DTYPES], default: 'f16', doc: 'storage of the weight matrices (norms and biases stay f32)' },
   adapter: { type: 'path', default: null, doc: 'PEFT LoRA adapter folder to merge into the weights on the way' },
@@ -56,7 +56,7 @@ export async function runExport(argv: readonly string[]): Promise<number> {
     const c = await resolveCommandOptions('export gguf', GGUF_USAGE, rest, GGUF_OPTIONS);
     if (c === null) return 0;
     const summary = await exportModelFolderToGguf(required(c.model, 'model'), required(c.out, 'out'), { dtype: c.dtype, adapterDir: c.adapter });
-    const merged = summary.mergedModules > 0 ? ` with ${summary.mergedModules} LoRA module(s) from ${c.adapter} merged` : '';
+    const merged = summary.mergedModules > 0 ? ` with ${summary.mergedModules} LoRA module(s) merged into ${summary.baseDir}` : '';
     process.stdout.write(`wrote ${summary.file} (${c.dtype}, ${summary.tensors} tensors)${merged}\n`);
     return 0;
   }

@@ -14,7 +14,7 @@ import { canonicalName, paramLayout, transpose2d } from '../../model/layout.js';
 import type { ModelConfig, ParamSpec } from '../../model/types.js';
 import { loraScaling, type LoraSettings } from '../../lora/config.js';
 import type { LoraAdapters } from '../../lora/adapters.js';
-import { ADAPTER_WEIGHTS_FILE, readAdapterConfig } from '../adapter.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, readAdapterConfig } from '../adapter.js';
 import { readConfigJson } from '../hf-model.js';
 import { listModelTensors } from '../model-files.js';
 import { readSafetensorsHeader, readTensorF32, type TensorInfo } from '../safetensors.js';
@@ -169,10 +169,19 @@ async function readModelConfig(dir: string): Promise<ModelConfig> {
 /**
  * `orpo export gguf`: a model folder (with an adapter folder merged into it when given) -> one GGUF file,
  * streamed from the safetensors files one tensor at a time. The tokenizer is the adapter folder's when it
- * carries one (training may have added tokens), else the model's.
+ * carries one (training may have added tokens), else the model's. A LoRA run's folder alone stands for its base
+ * model (adapter_config.json's base_model_name_or_path) with the adapter merged.
  */
-export async function exportModelFolderToGguf(modelDir: string, file: string,
-  opts: { dtype?: GgufDtype; adapterDir?: string | null } = {}): Promise<GgufWriteSummary & { mergedModules: number }> {
+export async function exportModelFolderToGguf(folder: string, file: string,
+  opts: { dtype?: GgufDtype; adapterDir?: string | null } = {}): Promise<GgufWriteSummary & { mergedModules: number; baseDir: string }> {
+  let modelDir = folder;
+  // a LoRA run (or checkpoint) holds only its adapter: export its base with the adapter merged
+  if ((opts.adapterDir ?? null) === null && !(await exists(join(folder, 'config.json'))) && (await exists(join(folder, ADAPTER_CONFIG_FILE)))) {
+    const base = (await readAdapterConfig(folder)).baseModelNameOrPath;
+    if (base === null) throw new Error(`${folder} is a LoRA adapter whose adapter_config.json names no base model; give --model BASE --adapter ${folder}`);
+    opts = { ...opts, adapterDir: folder };
+    modelDir = base;
+  }
   const config = await readModelConfig(modelDir);
   ggufArchitecture(config); // refuse before reading anything else
   let read = await folderParamReader(modelDir, config);
@@ -182,13 +191,16 @@ export async function exportModelFolderToGguf(modelDir: string, file: string,
     const adapter = await readAdapterFactors(opts.adapterDir, config, modelDir);
     read = await mergingReader(read, adapter.factors, loraScaling(adapter.settings));
     mergedModules = adapter.factors.length;
-    const hasTokenizer = await readFile(join(opts.adapterDir, 'tokenizer.json')).then(() => true, () => false);
-    if (hasTokenizer) tokenizerDir = opts.adapterDir;
+    if (await exists(join(opts.adapterDir, 'tokenizer.json'))) tokenizerDir = opts.adapterDir;
   }
   const files = await readTokenizerFiles(tokenizerDir, config.modelType);
   const name = basename(resolve(modelDir));
   const summary = await writeGgufModel(config, paramLayout(config), read, files, file, { dtype: opts.dtype, name });
-  return { ...summary, mergedModules };
+  return { ...summary, mergedModules, baseDir: modelDir };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return readFile(path).then(() => true, () => false);
 }
 
 // ------------------------------------------------------------------------------------------------ LoRA adapters
