@@ -1,5 +1,6 @@
 // Quick model-file fuzz (issue 13): a few hundred seeded mutants of safetensors files (bytes, and header JSON
-// re-serialised so structural changes reach the reader), config.json and model.safetensors.index.json, each run
+// re-serialised so structural changes reach the reader), config.json, model.safetensors.index.json and PEFT
+// adapters (adapter_config.json and adapter_model.safetensors), each run
 // in the fuzz runner's worker with a timeout and a heap limit. Every case must end in a result or one clean error
 // naming the file or folder: never a hang, an out-of-memory abort, a crash, an engine error or a huge message.
 // The seed is fixed so a failure replays; ORPO_FUZZ_SEED and ORPO_FUZZ_CASES run other or more cases.
@@ -31,7 +32,7 @@ test(`model files: ${CASES} fuzz cases (seed ${SEED}) end in a result or a clean
     assert.equal(report.results.length, CASES, 'every case ran');
     assert.equal(report.failures.length, 0, describeFailures(report));
     // the cases reach past the first check: some mutants still load, many are refused
-    for (const target of ['readSafetensors', 'loadModelFolder']) {
+    for (const target of ['readSafetensors', 'loadModelFolder', 'loadAdapterFolder']) {
       const counts = report.counts[target];
       assert.ok(counts !== undefined && counts.ok > 0 && counts['clean-error'] > 0, `${target}: ${JSON.stringify(counts)}`);
     }

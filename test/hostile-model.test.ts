@@ -298,6 +298,14 @@ test('an adapter\'s r is checked against its weights before the adapter is alloc
     await assertCleanError(() => loadAdapter(dir, model), configFile, 'target_modules must be a list');
     await withConfig({ r: 'x'.repeat(1_000_000) });
     await assertCleanError(() => loadAdapter(dir, model), configFile, 'r must be a positive integer');
+    await writeFile(configFile, 'null');
+    await assertCleanError(() => loadAdapter(dir, model), configFile, 'not a JSON object');
+    await withConfig({ lora_alpha: -1 });
+    await assertCleanError(() => loadAdapter(dir, model), configFile, 'lora_alpha');
+    await withConfig({ target_modules: ['q_proj', 'x'.repeat(100_000)] });
+    await assertCleanError(() => loadAdapter(dir, model), configFile, 'longer than 1000 characters');
+    await withConfig({ target_modules: ['q_proj', 'nothing'] });
+    await assertCleanError(() => loadAdapter(dir, model), configFile, "'nothing' match no projection");
     await withConfig({ target_modules: '(unclosed' });
     await assertCleanError(() => loadAdapter(dir, model), configFile, 'not a valid regular expression');
     await withConfig({ target_modules: 'nothing_.*' });

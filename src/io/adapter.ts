@@ -19,6 +19,7 @@ import {
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
 const PREFIX = 'base_model.model.';
+const MAX_TARGET_CHARS = 1000;
 
 /** PEFT's tensor name of a module's factor. */
 export function peftTensorName(module: string, factor: 'A' | 'B'): string {
@@ -90,13 +91,14 @@ export async function readAdapterConfig(dir: string): Promise<AdapterConfig> {
   const file = join(dir, ADAPTER_CONFIG_FILE);
   let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>; // checked to be an object below
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new Error(code === 'ENOENT' ? `${file}: not found; a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors`
       : `${file}: invalid JSON (${(e as Error).message})`);
   }
   const bad = (why: string): Error => new Error(`${file}: ${why}`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad(`is ${describeUntrusted(raw)}, not a JSON object`);
   if (raw['peft_type'] !== 'LORA') throw bad(`peft_type is ${describeUntrusted(raw['peft_type'])}; only LORA adapters are supported`);
   const r = raw['r'];
   if (typeof r !== 'number' || !Number.isInteger(r) || r < 1) throw bad(`r must be a positive integer, got ${describeUntrusted(r)}`);
@@ -114,6 +116,9 @@ export async function readAdapterConfig(dir: string): Promise<AdapterConfig> {
   if (Array.isArray(targets) && targets.every((t) => typeof t === 'string') && targets.length > 0) targetModules = targets as string[];
   else if (typeof targets === 'string') targetModules = [targets];
   else throw bad(`target_modules must be a list of module names or a string, got ${describeUntrusted(targets)}`);
+  // module names are dotted identifiers well under this; a longer one is no module of any model
+  const overlong = targetModules.find((t) => t.length > MAX_TARGET_CHARS);
+  if (overlong !== undefined) throw bad(`target_modules entry ${quoteUntrusted(overlong)} is longer than ${MAX_TARGET_CHARS} characters`);
   const base = raw['base_model_name_or_path'];
   return {
     settings: { r, alpha, dropout, targetModules, useRslora: raw['use_rslora'] === true },
@@ -154,8 +159,17 @@ function normaliseTensorName(name: string): string {
  */
 export async function loadAdapter(dir: string, model: DecoderBase): Promise<LoraAdapters> {
   const config = await readAdapterConfig(dir);
-  const settings = resolveRegexTargets(model, config.settings, join(dir, ADAPTER_CONFIG_FILE));
-  checkLoraSettings(settings);
+  const configFile = join(dir, ADAPTER_CONFIG_FILE);
+  const settings = resolveRegexTargets(model, config.settings, configFile);
+  let targets;
+  try {
+    checkLoraSettings(settings);
+    targets = selectLoraTargets(model.config, model.layout, settings.targetModules);
+  } catch (e) {
+    // r, lora_alpha or lora_dropout out of range, or target_modules that match nothing: the fault is in
+    // adapter_config.json, whose values the message quotes
+    throw new Error(`${configFile}: ${shortenUntrusted((e as Error).message, 600)}`);
+  }
   const file = join(dir, ADAPTER_WEIGHTS_FILE);
   let header;
   try {
@@ -171,7 +185,7 @@ export async function loadAdapter(dir: string, model: DecoderBase): Promise<Lora
   const byName = new Map([...header.tensors.values()].map((t) => [normaliseTensorName(t.name), t]));
   const planned: { module: string; factor: 'A' | 'B'; info: TensorInfo }[] = [];
   const r = settings.r;
-  for (const t of selectLoraTargets(model.config, model.layout, settings.targetModules)) {
+  for (const t of targets) {
     for (const [factor, shape] of [['A', [r, t.inFeatures]], ['B', [t.outFeatures, r]]] as const) {
       const name = peftTensorName(t.module, factor);
       const info = byName.get(name);

@@ -1,5 +1,5 @@
-// Model-file fuzz cases for the fuzz runner (test/helpers/fuzz.ts): safetensors headers and bodies, config.json
-// and model.safetensors.index.json, mutated from tiny valid model folders. Each mutant is written to its own file
+// Model-file fuzz cases for the fuzz runner (test/helpers/fuzz.ts): safetensors headers and bodies, config.json,
+// model.safetensors.index.json and PEFT adapters, mutated from tiny valid model folders. Each mutant is written to its own file
 // or folder and yielded as a case for a target of fuzz-model-targets.ts (a separate module: the worker imports
 // the targets while fuzz.ts is still being evaluated, so a targets module must not import fuzz.ts).
 //
@@ -8,17 +8,14 @@
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, saveAdapter } from '../../src/io/adapter.js';
 import { saveModel } from '../../src/io/hf-model.js';
+import { LoraAdapters } from '../../src/lora/adapters.js';
 import { WEIGHTS_INDEX_FILE } from '../../src/io/model-files.js';
 import { createModel } from '../../src/model/create.js';
 import { concatBytes, mutateBytes, mutateJson, Rng, type FuzzCase, type Json } from './fuzz.js';
+import { TINY_LLAMA } from './fuzz-model-targets.js';
 
-const TINY_LLAMA = {
-  model_type: 'llama', vocab_size: 11, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2,
-  num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 32, rms_norm_eps: 1e-6, rope_theta: 10000,
-  rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
-  bos_token_id: 1, eos_token_id: [2, 3], tie_word_embeddings: false,
-};
 const TINY_GPT2 = { model_type: 'gpt2', vocab_size: 13, n_embd: 8, n_layer: 1, n_head: 2, n_positions: 16, layer_norm_epsilon: 1e-5 };
 
 interface Seeds {
@@ -26,11 +23,19 @@ interface Seeds {
   single: string;
   sharded: string;
   gpt2: string;
+  /** a LoRA adapter of the single-file model */
+  adapter: string;
 }
 
 async function writeSeeds(workDir: string): Promise<Seeds> {
-  const seeds: Seeds = { single: join(workDir, 'seed-single'), sharded: join(workDir, 'seed-sharded'), gpt2: join(workDir, 'seed-gpt2') };
-  await saveModel(createModel(TINY_LLAMA, { seed: 1 }), seeds.single);
+  const seeds: Seeds = {
+    single: join(workDir, 'seed-single'), sharded: join(workDir, 'seed-sharded'), gpt2: join(workDir, 'seed-gpt2'),
+    adapter: join(workDir, 'seed-adapter'),
+  };
+  const model = createModel(TINY_LLAMA, { seed: 1 });
+  await saveModel(model, seeds.single);
+  const lora = { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false };
+  await saveAdapter(new LoraAdapters(model, lora, { seed: 4 }), seeds.adapter);
   await saveModel(createModel(TINY_LLAMA, { seed: 2 }), seeds.sharded, { dtype: 'BF16', maxShardBytes: 200 });
   await saveModel(createModel(TINY_GPT2, { seed: 3 }), seeds.gpt2);
   return seeds;
@@ -51,11 +56,11 @@ function joinSafetensors(header: Json, data: Uint8Array): Uint8Array {
   return concatBytes(length, json, data);
 }
 
-export type ModelFuzzKind = 'safetensors-bytes' | 'safetensors-header' | 'config' | 'index' | 'folder-weights';
+export type ModelFuzzKind = 'safetensors-bytes' | 'safetensors-header' | 'config' | 'index' | 'folder-weights' | 'adapter';
 
 /** The share of each kind of case: byte mutants are cheapest, folders exercise the most code. */
 const KIND_WEIGHTS: [ModelFuzzKind, number][] = [
-  ['safetensors-bytes', 3], ['safetensors-header', 3], ['config', 3], ['index', 2], ['folder-weights', 1],
+  ['safetensors-bytes', 3], ['safetensors-header', 3], ['config', 3], ['index', 2], ['folder-weights', 1], ['adapter', 2],
 ];
 
 /** The compiled module whose exports the cases name. */
@@ -75,6 +80,8 @@ export async function* modelFuzzCases(workDir: string, seed: number, count = Inf
   const configs: [string, Json][] = [seeds.single, seeds.sharded, seeds.gpt2]
     .map((dir) => [dir, JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Json]);
   const index = JSON.parse(readFileSync(join(seeds.sharded, WEIGHTS_INDEX_FILE), 'utf8')) as Json;
+  const adapterConfig = JSON.parse(readFileSync(join(seeds.adapter, ADAPTER_CONFIG_FILE), 'utf8')) as Json;
+  const adapterWeights = readFileSync(join(seeds.adapter, ADAPTER_WEIGHTS_FILE));
   const totalWeight = KIND_WEIGHTS.reduce((n, [, w]) => n + w, 0);
   const root = new Rng(seed);
 
@@ -101,6 +108,22 @@ export async function* modelFuzzCases(workDir: string, seed: number, count = Inf
       const file = join(caseDir, 'model.safetensors');
       writeFileSync(file, bytes);
       yield { target: 'readSafetensors', input: file, file, label: `${kind} ${label}` };
+      continue;
+    }
+    if (kind === 'adapter') {
+      // adapter_config.json (structure) or adapter_model.safetensors (bytes) of a copy of the seed adapter
+      cpSync(seeds.adapter, caseDir, { recursive: true });
+      let label: string;
+      if (rng.chance(0.5)) {
+        const mutated = mutateJson(adapterConfig, rng);
+        writeFileSync(join(caseDir, ADAPTER_CONFIG_FILE), JSON.stringify(mutated.doc));
+        label = `config ${mutated.step}`;
+      } else {
+        const mutated = mutateBytes(adapterWeights, rng);
+        writeFileSync(join(caseDir, ADAPTER_WEIGHTS_FILE), mutated.bytes);
+        label = `weights ${mutated.steps.join(',')}`;
+      }
+      yield { target: 'loadAdapterFolder', input: caseDir, file: caseDir, label: `${kind} ${label}` };
       continue;
     }
     // folder cases: a copy of a seed folder with one file mutated
