@@ -159,7 +159,7 @@ export function tensorMappings(config: ModelConfig, layoutNames: readonly string
   const arch = ggufArchitecture(config);
   const out: GgufTensorMapping[] = [];
   for (const source of layoutNames) {
-    const name = arch === 'gpt2' ? gpt2TensorName(source) : llamaTensorName(source);
+    const name = ggufTensorName(arch === 'gpt2' ? GPT2_NAMES : LLAMA_NAMES, source);
     if (name === null) refuse(config, `parameter '${source}' has no llama.cpp tensor`);
     let permuteHeads: number | null = null;
     if (arch === 'llama') {
@@ -171,47 +171,44 @@ export function tensorMappings(config: ModelConfig, layoutNames: readonly string
   return out;
 }
 
-const LLAMA_LAYER_NAMES: Readonly<Record<string, string>> = {
-  'input_layernorm': 'attn_norm',
-  'self_attn.q_proj': 'attn_q',
-  'self_attn.k_proj': 'attn_k',
-  'self_attn.v_proj': 'attn_v',
-  'self_attn.o_proj': 'attn_output',
-  'self_attn.q_norm': 'attn_q_norm',
-  'self_attn.k_norm': 'attn_k_norm',
-  'post_attention_layernorm': 'ffn_norm',
-  'mlp.gate_proj': 'ffn_gate',
-  'mlp.up_proj': 'ffn_up',
-  'mlp.down_proj': 'ffn_down',
-};
-
-function llamaTensorName(source: string): string | null {
-  if (source === 'model.embed_tokens.weight') return 'token_embd.weight';
-  if (source === 'model.norm.weight') return 'output_norm.weight';
-  if (source === 'lm_head.weight') return 'output.weight';
-  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(source);
-  const name = m === null ? undefined : LLAMA_LAYER_NAMES[m[2]!];
-  return m === null || name === undefined ? null : `blk.${m[1]}.${name}.${m[3]}`;
+/** Hugging Face module names -> llama.cpp tensor names, per family: whole-model modules, then per-layer ones. */
+interface TensorNameTable {
+  /** modules outside the layers (the suffix .weight / .bias is kept) */
+  model: Readonly<Record<string, string>>;
+  /** what precedes the layer number, e.g. "model.layers." */
+  layerPrefix: string;
+  /** modules inside a layer */
+  layer: Readonly<Record<string, string>>;
 }
 
-const GPT2_LAYER_NAMES: Readonly<Record<string, string>> = {
-  'ln_1': 'attn_norm',
-  'attn.c_attn': 'attn_qkv',
-  'attn.c_proj': 'attn_output',
-  'ln_2': 'ffn_norm',
-  'mlp.c_fc': 'ffn_up',
-  'mlp.c_proj': 'ffn_down',
+const LLAMA_NAMES: TensorNameTable = {
+  model: { 'model.embed_tokens': 'token_embd', 'model.norm': 'output_norm', 'lm_head': 'output' },
+  layerPrefix: 'model.layers.',
+  layer: {
+    'input_layernorm': 'attn_norm', 'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v',
+    'self_attn.o_proj': 'attn_output', 'self_attn.q_norm': 'attn_q_norm', 'self_attn.k_norm': 'attn_k_norm',
+    'post_attention_layernorm': 'ffn_norm', 'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
+  },
 };
 
-function gpt2TensorName(source: string): string | null {
-  if (source === 'transformer.wte.weight') return 'token_embd.weight';
-  if (source === 'transformer.wpe.weight') return 'position_embd.weight';
-  if (source === 'transformer.ln_f.weight') return 'output_norm.weight';
-  if (source === 'transformer.ln_f.bias') return 'output_norm.bias';
-  if (source === 'lm_head.weight') return 'output.weight';
-  const m = /^transformer\.h\.(\d+)\.(.+)\.(weight|bias)$/.exec(source);
-  const name = m === null ? undefined : GPT2_LAYER_NAMES[m[2]!];
-  return m === null || name === undefined ? null : `blk.${m[1]}.${name}.${m[3]}`;
+const GPT2_NAMES: TensorNameTable = {
+  model: { 'transformer.wte': 'token_embd', 'transformer.wpe': 'position_embd', 'transformer.ln_f': 'output_norm', 'lm_head': 'output' },
+  layerPrefix: 'transformer.h.',
+  layer: { 'ln_1': 'attn_norm', 'attn.c_attn': 'attn_qkv', 'attn.c_proj': 'attn_output', 'ln_2': 'ffn_norm', 'mlp.c_fc': 'ffn_up', 'mlp.c_proj': 'ffn_down' },
+};
+
+function ggufTensorName(table: TensorNameTable, source: string): string | null {
+  const m = /^(.+)\.(weight|bias)$/.exec(source);
+  if (m === null) return null;
+  const [, module, kind] = m as unknown as [string, string, string];
+  const whole = table.model[module];
+  if (whole !== undefined) return `${whole}.${kind}`;
+  if (!module.startsWith(table.layerPrefix)) return null;
+  const rest = module.slice(table.layerPrefix.length);
+  const dot = rest.indexOf('.');
+  const layer = rest.slice(0, dot);
+  const name = table.layer[rest.slice(dot + 1)];
+  return dot < 0 || !/^\d+$/.test(layer) || name === undefined ? null : `blk.${layer}.${name}.${kind}`;
 }
 
 /**
