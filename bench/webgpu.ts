@@ -67,7 +67,8 @@ async function main(): Promise<void> {
     if (!existsSync(SWIFTSHADER_DIR)) throw new Error(`--swiftshader: ${SWIFTSHADER_DIR} not found (Debian's chromium package)`);
     const child = spawnSync(process.execPath, process.argv.slice(1), {
       stdio: 'inherit',
-      env: { ...process.env, LD_LIBRARY_PATH: SWIFTSHADER_DIR, VK_ICD_FILENAMES: `${SWIFTSHADER_DIR}/vk_swiftshader_icd.json` },
+      env: { ...process.env, VK_ICD_FILENAMES: `${SWIFTSHADER_DIR}/vk_swiftshader_icd.json`,
+        LD_LIBRARY_PATH: [SWIFTSHADER_DIR, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') },
     });
     process.exit(child.status ?? 1);
   }

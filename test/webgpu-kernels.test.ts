@@ -27,7 +27,8 @@ interface CaseResult {
 test('WebGPU kernels match the TypeScript reference (SwiftShader)', { skip, timeout: 600_000 }, async (t) => {
   const runner = fileURLToPath(new URL('./webgpu/parity-runner.js', import.meta.url));
   const child = spawnSync(process.execPath, [runner], {
-    env: { ...process.env, ORPO_WEBGPU_PARITY: '1', LD_LIBRARY_PATH: SWIFTSHADER_DIR, VK_ICD_FILENAMES: SWIFTSHADER_ICD },
+    env: { ...process.env, ORPO_WEBGPU_PARITY: '1', VK_ICD_FILENAMES: SWIFTSHADER_ICD,
+      LD_LIBRARY_PATH: [SWIFTSHADER_DIR, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') },
     encoding: 'utf8',
     timeout: 540_000,
     maxBuffer: 64 << 20,

@@ -35,7 +35,7 @@ test('every kernel in the table indexes each tensor it declares', () => {
   for (const [key, entry] of Object.entries(KERNELS)) {
     const spec: KernelSpec = entry;
     assert.equal(spec.name, key);
-    const source = spec.source({ HD: 8, TK: 4 });
+    const source = spec.source({ HD: 8, TK: 4, TILE: 64 });
     for (const t of spec.tensors) assert.match(source, new RegExp(`(?<![A-Za-z0-9_.])${t.name}\\[`), `${key} never indexes ${t.name}`);
   }
 });

@@ -70,7 +70,7 @@ const cases: Case[] = [];
 const add = (c: Case): void => { cases.push(c); };
 
 // gemm: every transpose / accumulate combination on odd shapes, one K of 0
-for (const [M, N, K] of [[1, 1, 1], [7, 63, 65], [63, 65, 127], [65, 127, 63], [33, 129, 300], [5, 3, 0]]) {
+for (const [M, N, K] of [[1, 1, 1], [7, 63, 65], [63, 65, 127], [65, 127, 63], [33, 129, 300], [5, 3, 0], [129, 200, 37], [257, 130, 9]]) {
   for (const transA of [false, true]) for (const transB of [false, true]) for (const accumulate of [false, true]) {
     add({ name: `gemm ${M}x${N}x${K} tA=${transA} tB=${transB} acc=${accumulate}`, kernel: 'gemm', rtol: 2e-5,
       buffers: { c: randn(M * N), a: randn(M * K), b: randn(K * N) },

@@ -10,8 +10,14 @@ import { grid1d, type Grid, type KernelSpec, type Scalars } from './runtime.js';
 
 /** workgroup size of the 1-D kernels (elementwise and row kernels) */
 const WG = 256;
-/** GEMM tiles: a 16x16 workgroup computes a 64x64 block of C, 4x4 per thread, over K in steps of 16 */
-const GEMM_TILE = 64;
+/**
+ * The GEMM's block of C per workgroup: 128x128 (8x8 outputs per thread: twice the arithmetic per shared-memory
+ * load) once both sides of C reach 128, else 64x64 (4x4 per thread), so that small products (decoding, LoRA,
+ * odd heads) still spread over enough workgroups.
+ */
+export function gemmTile(M: number, N: number): number {
+  return M >= 128 && N >= 128 ? 128 : 64;
+}
 /** queries (or keys, in the dk/dv pass) per attention workgroup: one per thread */
 export const ATTENTION_ROWS = 64;
 
@@ -92,24 +98,29 @@ export const KERNELS = {
   // ------------------------------------------------------------------------------------------ matrix products
   /**
    * c (M,N) [+]= op(a) (M,K) @ op(b) (K,N) [+ bias (N)]. transA: a stored (K,M); transB: b stored (N,K).
-   * Tiles of A and B go through workgroup memory (stored k-major, so a thread's 4 rows / 4 columns are adjacent);
-   * loads are arranged so that neighbouring threads read neighbouring addresses in every transpose.
+   * A 256-thread workgroup computes a TILE x TILE block of C (TILE = 64 or 128, a compile-time constant: see
+   * gemmTile); K advances in steps of TK = 1024 / TILE through workgroup memory, where the A and B tiles are
+   * stored k-major so that a thread's rows and columns are adjacent. Each thread owns (TILE/64)^2 blocks of 4x4
+   * outputs, 64 apart (16 or 64 accumulators), and loads 4 elements of each tile, arranged so that neighbouring
+   * threads read neighbouring addresses in every transpose.
    * bf16 rounds each operand to bfloat16 on its way into the tile (the reference's mixed precision; sums stay f32).
    * The flags are uniforms, not compile-time constants: their branches are uniform across the workgroup (free on a
-   * GPU), and one pipeline instead of 32 variants keeps shader compilation (seconds each on SwiftShader) down.
+   * GPU), and one pipeline per tile size instead of 32 variants keeps shader compilation (seconds each on
+   * SwiftShader) down.
    */
   gemm: {
     name: 'gemm',
     tensors: [{ name: 'c', type: 'f32', written: true }, { name: 'a', type: 'f32' }, { name: 'b', type: 'f32' },
       { name: 'bias', type: 'f32' }],
     scalars: { M: 'u32', N: 'u32', K: 'u32', transA: 'u32', transB: 'u32', accumulate: 'u32', bf16: 'u32', hasBias: 'u32' },
-    grid: (s) => [Math.ceil(s.N / GEMM_TILE), Math.ceil(s.M / GEMM_TILE), 1],
+    grid: (s, c) => [Math.ceil(s.N / Number(c.TILE)), Math.ceil(s.M / Number(c.TILE)), 1],
     source: () => `
-const TM: u32 = ${GEMM_TILE}u;
-const TN: u32 = ${GEMM_TILE}u;
-const TK: u32 = 16u;
-var<workgroup> As: array<f32, ${GEMM_TILE * 16}>;
-var<workgroup> Bs: array<f32, ${GEMM_TILE * 16}>;
+const TM: u32 = TILE;
+const TN: u32 = TILE;
+const TK: u32 = 1024u / TILE;
+const BLOCKS: u32 = TILE / 64u;
+var<workgroup> As: array<f32, 1024>;
+var<workgroup> Bs: array<f32, 1024>;
 fn operand(x: f32) -> f32 {
   if (P.bf16 == 0u) { return x; }
   let u = bitcast<u32>(x);
@@ -122,7 +133,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let col0 = wid.x * TN;
   let tr = lid / 16u;
   let tc = lid % 16u;
-  var acc: array<vec4f, 4>;
+  // acc[(bi * BLOCKS + bj) * 4 + i] holds row bi*64 + tr*4 + i, columns bj*64 + tc*4 + (0..3)
+  var acc: array<vec4f, BLOCKS * BLOCKS * 4u>;
   for (var k0 = 0u; k0 < P.K; k0 += TK) {
     for (var l = 0u; l < 4u; l++) {
       let e = lid + l * 256u;
@@ -143,27 +155,40 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
-      let ai = kk * TM + tr * 4u;
-      let bi = kk * TN + tc * 4u;
-      let av = vec4f(As[ai], As[ai + 1u], As[ai + 2u], As[ai + 3u]);
-      let bv = vec4f(Bs[bi], Bs[bi + 1u], Bs[bi + 2u], Bs[bi + 3u]);
-      acc[0] += av.x * bv;
-      acc[1] += av.y * bv;
-      acc[2] += av.z * bv;
-      acc[3] += av.w * bv;
+      var av: array<vec4f, BLOCKS>;
+      var bv: array<vec4f, BLOCKS>;
+      for (var blk = 0u; blk < BLOCKS; blk++) {
+        let ai = kk * TM + blk * 64u + tr * 4u;
+        let bi = kk * TN + blk * 64u + tc * 4u;
+        av[blk] = vec4f(As[ai], As[ai + 1u], As[ai + 2u], As[ai + 3u]);
+        bv[blk] = vec4f(Bs[bi], Bs[bi + 1u], Bs[bi + 2u], Bs[bi + 3u]);
+      }
+      for (var bi = 0u; bi < BLOCKS; bi++) {
+        for (var bj = 0u; bj < BLOCKS; bj++) {
+          let o = (bi * BLOCKS + bj) * 4u;
+          acc[o] += av[bi].x * bv[bj];
+          acc[o + 1u] += av[bi].y * bv[bj];
+          acc[o + 2u] += av[bi].z * bv[bj];
+          acc[o + 3u] += av[bi].w * bv[bj];
+        }
+      }
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let r = row0 + tr * 4u + i;
-    if (r >= P.M) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let col = col0 + tc * 4u + j;
-      if (col >= P.N) { break; }
-      var value = acc[i][j];
-      if (P.hasBias != 0u) { value += bias[col]; }
-      if (P.accumulate != 0u) { value += c[r * P.N + col]; }
-      c[r * P.N + col] = value;
+  for (var bi = 0u; bi < BLOCKS; bi++) {
+    for (var i = 0u; i < 4u; i++) {
+      let r = row0 + bi * 64u + tr * 4u + i;
+      if (r >= P.M) { break; }
+      for (var bj = 0u; bj < BLOCKS; bj++) {
+        for (var j = 0u; j < 4u; j++) {
+          let col = col0 + bj * 64u + tc * 4u + j;
+          if (col >= P.N) { break; }
+          var value = acc[(bi * BLOCKS + bj) * 4u + i][j];
+          if (P.hasBias != 0u) { value += bias[col]; }
+          if (P.accumulate != 0u) { value += c[r * P.N + col]; }
+          c[r * P.N + col] = value;
+        }
+      }
     }
   }
 }`,

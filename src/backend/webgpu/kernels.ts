@@ -7,7 +7,7 @@
 //   WebGPU has no bfloat16, and `shader-f16` is IEEE half, a different format (see README.md);
 // - setThreads is accepted and ignored (the GPU schedules itself).
 import type { GpuTensor } from './buffers.js';
-import { COLUMN_CHUNK_ROWS, KERNELS, attentionTile } from './kernel-table.js';
+import { COLUMN_CHUNK_ROWS, KERNELS, attentionTile, gemmTile } from './kernel-table.js';
 import type { WebGpuRuntime } from './runtime.js';
 
 function requireEvenHeads(what: string, NH: number, NKV: number): void {
@@ -60,7 +60,7 @@ export class WebGpuKernels {
     this.runtime.dispatch(KERNELS.gemm, { c, a, b, bias }, {
       M, N, K, transA: Number(transA), transB: Number(transB), accumulate: Number(accumulate),
       bf16: Number(this.matmulBf16), hasBias: Number(bias !== null),
-    });
+    }, { TILE: gemmTile(M, N) });
   }
 
   /** inp (N,C), weight (OC,C), bias (OC) | null -> out (N,OC) written: out = inp @ weight^T + bias */
