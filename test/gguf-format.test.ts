@@ -209,6 +209,12 @@ test('what llama.cpp cannot compute is refused before anything is written, and a
     const files = { ...tinyTokenizerFiles(), origin: 'tiny' };
     await assert.rejects(writeModelGguf(model, files, join(dir2, 'y.gguf')), /token id 260 .* has no row in the model's 200-row embedding/);
     assert.equal(existsSync(join(dir2, 'y.gguf')), false);
+    // two ids with one spelling: llama.cpp would abort on load
+    const { dir: dir3, model: model3 } = await tinyModelDir(llamaRaw);
+    const twice = tinyTokenizerFiles();
+    (twice.tokenizer.added_tokens as { id: number; content: string }[]).push({ id: 261, content: 'hi', special: false } as never);
+    await assert.rejects(writeModelGguf(model3, { ...twice, origin: 'tiny' }, join(dir3, 'z.gguf')), /tokens 257 and 261 are both spelled "hi"/);
+    rmSync(dir3, { recursive: true, force: true });
   } finally {
     rmSync(dir2, { recursive: true, force: true });
   }

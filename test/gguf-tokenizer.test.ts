@@ -179,7 +179,7 @@ function trainGpt2StyleTokenizer(texts: readonly string[], merges: number): { to
   };
 }
 
-test('a GPT-2-style byte-level BPE (pre-tokenizer gpt-2, and SmolLM\'s digit-splitting smollm): llama.cpp tokenises like orpo-ts', async (t) => {
+test('a GPT-2-style byte-level BPE (pre-tokenizer gpt-2; SmolLM\'s smollm and Llama 3\'s llama-bpe variants): llama.cpp tokenises like orpo-ts', async (t) => {
   const llama = await llamaCpp();
   if (typeof llama === 'string') return t.skip(llama);
   const texts = realTexts(300);
@@ -202,6 +202,22 @@ test('a GPT-2-style byte-level BPE (pre-tokenizer gpt-2, and SmolLM\'s digit-spl
     const smolGguf = join(dir, 'smollm.gguf');
     await writeModelGguf(model, smolFiles, smolGguf, { dtype: 'f32', tokenizer: smolTokenizer });
     await compareTokenization(llama, { name: 'SmolLM style', tokenizer: smolTokenizer, gguf: smolGguf, texts: allTexts });
+    // Llama 3's variant: its split expression (digits in threes), whole-word vocabulary hits first (llama-bpe)
+    const llama3Split = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    const llama3Json = {
+      ...trained.tokenizer,
+      pre_tokenizer: { type: 'Sequence', pretokenizers: [
+        { type: 'Split', pattern: { Regex: llama3Split }, behavior: 'Isolated', invert: false },
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
+      ] },
+      model: { ...(trained.tokenizer.model as Record<string, unknown>), ignore_merges: true },
+    };
+    const llama3Files: TokenizerFiles = { ...files, tokenizer: llama3Json };
+    assert.deepEqual(classifyTokenizer(llama3Json), { model: 'gpt2', pre: 'llama-bpe' });
+    const llama3Tokenizer = createTokenizer(llama3Files);
+    const llama3Gguf = join(dir, 'llama3.gguf');
+    await writeModelGguf(model, llama3Files, llama3Gguf, { dtype: 'f32', tokenizer: llama3Tokenizer });
+    await compareTokenization(llama, { name: 'Llama 3 style', tokenizer: llama3Tokenizer, gguf: llama3Gguf, texts: allTexts });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -271,7 +271,15 @@ export function vocabMetadata(input: VocabInput): GgufMetadata {
       scores[id] = sentencePiece?.get(text) ?? 0;
     }
   }
-  for (let id = 0; id < n; id++) if (tokens[id] === '') refuse(`token ${id} is the empty string, which llama.cpp cannot hold`);
+  // llama.cpp maps each spelling to one id and aborts on a vocabulary where two ids share one
+  const seen = new Map<string, number>();
+  for (let id = 0; id < n; id++) {
+    const text = tokens[id]!;
+    if (text === '') refuse(`token ${id} is the empty string, which llama.cpp cannot hold`);
+    const other = seen.get(text);
+    if (other !== undefined) refuse(`tokens ${other} and ${id} are both spelled ${JSON.stringify(text)}; llama.cpp needs one id per spelling`);
+    seen.set(text, id);
+  }
 
   const m: GgufMetadata = new Map();
   m.set('tokenizer.ggml.model', { type: 'string', value: kind.model });
