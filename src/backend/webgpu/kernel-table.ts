@@ -94,6 +94,46 @@ fn sech_squared(u: f32) -> f32 {
 const rows = (s: Scalars): Grid => grid1d(s.N, 1);
 const elements = (s: Scalars): Grid => grid1d(s.N, WG);
 
+/**
+ * The start of a query-per-thread attention kernel (forward, decode, dq): query t of (b, head h) per thread,
+ * `valid` when t < T; kv head kvh; L keys, the query's position `last` = pos0 + t; the key range [lo, hi) that
+ * `hidden` keeps from it (empty unless last >= hidden[2b+1]); the workgroup's key/value tiles.
+ */
+function queryRowKernelHead(pos0: string): string {
+  return `var<workgroup> Ks: array<f32, TK * HD>;
+var<workgroup> Vs: array<f32, TK * HD>;
+@compute @workgroup_size(${ATTENTION_ROWS})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let b = wid.z;
+  let h = wid.y;
+  let t = wid.x * ${ATTENTION_ROWS}u + lid;
+  let valid = t < P.T;
+  let kvh = h / (P.NH / P.NKV);
+  let L = ${pos0} + P.T;
+  let last = ${pos0} + t;
+  var lo = 0u;
+  var hi = 0u;
+  if (P.hasHidden != 0u) {
+    let hiddenHi = u32(hidden[2u * b + 1u]);
+    if (last >= hiddenHi) { lo = u32(hidden[2u * b]); hi = hiddenHi; }
+  }`;
+}
+
+/** stages keys s0 .. s0+TK-1 of (b, kvh) into Ks / Vs (zeros past L), all threads, then a barrier */
+const KEY_VALUE_TILE = `    for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS}u) {
+      let s = s0 + e / HD;
+      var kx = 0.0;
+      var vx = 0.0;
+      if (s < L) {
+        let ko = (b * L + s) * P.kvStride + kvh * HD + e % HD;
+        kx = k[ko];
+        vx = v[ko];
+      }
+      Ks[e] = kx;
+      Vs[e] = vx;
+    }
+    workgroupBarrier();`;
+
 export const KERNELS = {
   // ------------------------------------------------------------------------------------------ matrix products
   /**
@@ -433,23 +473,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       hasLse: 'u32', hasHidden: 'u32' },
     grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NH, s.B],
     source: () => `${NEG_BIG}
-var<workgroup> Ks: array<f32, ${'TK * HD'}>;
-var<workgroup> Vs: array<f32, ${'TK * HD'}>;
-@compute @workgroup_size(${ATTENTION_ROWS})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.z;
-  let h = wid.y;
-  let t = wid.x * ${ATTENTION_ROWS}u + lid;
-  let valid = t < P.T;
-  let kvh = h / (P.NH / P.NKV);
-  let L = P.pos0 + P.T;
-  let last = P.pos0 + t;
-  var lo = 0u;
-  var hi = 0u;
-  if (P.hasHidden != 0u) {
-    let hiddenHi = u32(hidden[2u * b + 1u]);
-    if (last >= hiddenHi) { lo = u32(hidden[2u * b]); hi = hiddenHi; }
-  }
+${queryRowKernelHead('P.pos0')}
   var qr: array<f32, HD>;
   var acc: array<f32, HD>;
   if (valid) {
@@ -460,19 +484,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var l = 0.0;
   let keyEnd = P.pos0 + min(P.T, (wid.x + 1u) * ${ATTENTION_ROWS}u);
   for (var s0 = 0u; s0 < keyEnd; s0 += TK) {
-    for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS}u) {
-      let s = s0 + e / HD;
-      var kx = 0.0;
-      var vx = 0.0;
-      if (s < L) {
-        let ko = (b * L + s) * P.kvStride + kvh * HD + e % HD;
-        kx = k[ko];
-        vx = v[ko];
-      }
-      Ks[e] = kx;
-      Vs[e] = vx;
-    }
-    workgroupBarrier();
+${KEY_VALUE_TILE}
     if (valid) {
       var sc: array<f32, TK>;
       var tileMax = NEG_BIG;
@@ -537,21 +549,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     scalars: { B: 'u32', T: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32', hasHidden: 'u32' },
     grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NH, s.B],
     source: () => `
-var<workgroup> Ks: array<f32, ${'TK * HD'}>;
-var<workgroup> Vs: array<f32, ${'TK * HD'}>;
-@compute @workgroup_size(${ATTENTION_ROWS})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.z;
-  let h = wid.y;
-  let t = wid.x * ${ATTENTION_ROWS}u + lid;
-  let valid = t < P.T;
-  let kvh = h / (P.NH / P.NKV);
-  var lo = 0u;
-  var hi = 0u;
-  if (P.hasHidden != 0u) {
-    let hiddenHi = u32(hidden[2u * b + 1u]);
-    if (t >= hiddenHi) { lo = u32(hidden[2u * b]); hi = hiddenHi; }
-  }
+${queryRowKernelHead('0u')}
   var qr: array<f32, HD>;
   var dor: array<f32, HD>;
   var dqr: array<f32, HD>;
@@ -567,23 +565,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   let keyEnd = min(P.T, (wid.x + 1u) * ${ATTENTION_ROWS}u);
   for (var s0 = 0u; s0 < keyEnd; s0 += TK) {
-    for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS}u) {
-      let s = s0 + e / HD;
-      var kx = 0.0;
-      var vx = 0.0;
-      if (s < P.T) {
-        let ko = (b * P.T + s) * P.kvStride + kvh * HD + e % HD;
-        kx = k[ko];
-        vx = v[ko];
-      }
-      Ks[e] = kx;
-      Vs[e] = vx;
-    }
-    workgroupBarrier();
+${KEY_VALUE_TILE}
     if (valid) {
       for (var j = 0u; j < TK; j++) {
         let s = s0 + j;
-        if (s <= t && !(s >= lo && s < hi)) {
+        if (s <= last && !(s >= lo && s < hi)) {
           var dot = 0.0;
           var dp = 0.0;
           for (var i = 0u; i < HD; i++) { dot += qr[i] * Ks[j * HD + i]; dp += dor[i] * Vs[j * HD + i]; }
