@@ -1,6 +1,8 @@
 // Health checks of the numbers a run keeps (weights, gradients, AdamW moments), by tensor name. They run where
 // numbers leave or enter the process (a checkpoint written or loaded) and after a step already failed, never on
-// every step: one pass over a buffer costs about what copying it does.
+// every step: with the kernels' sum of squares one pass is about 1 ms per million values, far below writing them.
+
+import type { Kernels } from '../backend/kernels.js';
 
 /** One named tensor in a flat buffer (a model's layout, or a LoRA adapter's A and B factors). */
 export interface NamedRange {
@@ -19,8 +21,13 @@ export interface TensorProblem {
   size: number;
 }
 
-/** true when every value is finite: x * 0 is 0 for finite x and NaN for NaN or ±Inf, so one sum tells. */
-export function allFinite(x: Float32Array): boolean {
+/**
+ * true when every value is finite. With `kernels`, their (threaded, vectorised) sum of squares first: NaN and ±Inf
+ * make it non-finite, so a finite sum proves the buffer sound; only a non-finite one (or overflow of huge finite
+ * values) takes the exact pass, where x * 0 is 0 for finite x and NaN otherwise.
+ */
+export function allFinite(x: Float32Array, kernels?: Kernels): boolean {
+  if (kernels !== undefined && Number.isFinite(kernels.sumSquares(x, x.length))) return true;
   let s = 0;
   for (let i = 0; i < x.length; i++) s += x[i]! * 0;
   return s === 0;

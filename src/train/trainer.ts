@@ -269,10 +269,11 @@ export async function train(
   const save = async (kind: 'checkpoint' | 'final' | 'interrupt'): Promise<void> => {
     if (hooks.save === undefined) return;
     const step = state.global_step;
-    if (!allFinite(trainable.params)) {
+    if (!allFinite(trainable.params, model.kernels)) {
       throw new NonFiniteError(step, 'weights', `the weights after step ${step} hold NaN/Inf: ${describeProblems(tensorProblems(trainable.params, layout))}`, step - 1);
     }
-    const moments = momentProblems(optimizer.m, optimizer.v, layout);
+    // AdamW keeps exp_avg_sq >= 0 by construction (β2·v + (1-β2)·g²): finite is all there is to check before writing
+    const moments = allFinite(optimizer.m, model.kernels) && allFinite(optimizer.v, model.kernels) ? [] : momentProblems(optimizer.m, optimizer.v, layout);
     if (moments.length > 0) throw new NonFiniteError(step, 'optimizer state', `the AdamW moments after step ${step} are corrupt: ${describeProblems(moments)}`, step - 1);
     await hooks.save(kind, state, optimizer);
   };
