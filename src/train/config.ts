@@ -15,6 +15,7 @@ export interface TrainConfig extends LoraMemoryConfig {
   eval_dataset: string | null;
   eval_split_ratio: number;
   output_dir: string | null;
+  overwrite_output_dir: boolean;
   resume: string | null;
   method: Method;
   beta: number | null;
@@ -76,6 +77,7 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   eval_dataset: { type: 'path', default: null, group: 'Data and model', doc: 'held-out preference data for evaluation' },
   eval_split_ratio: { type: 'float', default: 0, min: 0, max: 0.5, group: 'Data and model', doc: 'without eval_dataset: hold out this fraction of dataset (seeded) for evaluation' },
   output_dir: { type: 'path', default: null, group: 'Data and model', doc: 'where checkpoints, the final model, metrics.jsonl and report.html go' },
+  overwrite_output_dir: { type: 'bool', default: false, group: 'Data and model', doc: "training from step 0 into an output_dir that holds an earlier run's checkpoints: delete them first (transformers' overwrite_output_dir); without it such a folder is refused" },
   resume: { type: 'path', default: null, implicit: 'latest', group: 'Data and model', doc: "continue from a checkpoint folder, or 'latest' in output_dir" },
   method: { type: 'enum', choices: METHODS, default: 'orpo', group: 'Method', doc: "the objective: orpo (NLL + λ·odds-ratio term), sft (NLL of the chosen responses), dpo (needs a reference model), simpo (CPO's loss_type simpo, cpo_alpha 0)" },
   beta: { type: 'float', default: null, min: 0, symbol: 'λ', group: 'Method', doc: "β of dpo and simpo (none: TRL's 0.1; simpo 2.0); for orpo λ, the weight of the odds-ratio term" },
