@@ -115,7 +115,8 @@ export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolea
   const templateSource = files.chatTemplateFile ?? pickChatTemplate(files.config.chat_template);
   const templateTokens: Record<string, string> = {};
   for (const name of SPECIAL_TOKEN_NAMES) templateTokens[name] = texts[name] ?? '';
-  const template = templateSource === null ? null : new ChatTemplate(templateSource, templateTokens);
+  const templateOrigin = files.chatTemplateFile !== undefined ? join(origin, 'chat_template.jinja') : join(origin, 'tokenizer_config.json');
+  const template = templateSource === null ? null : new ChatTemplate(templateSource, templateTokens, templateOrigin);
 
   return {
     encode,
