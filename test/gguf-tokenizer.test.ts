@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Llama, Token } from 'node-llama-cpp';
 import { createModel } from '../src/model/create.js';
+import { loadModel } from '../src/io/hf-model.js';
 import { createTokenizer, loadTokenizer, type Tokenizer, type TokenizerFiles } from '../src/data/tokenizer.js';
 import { exportModelFolderToGguf, readTokenizerFiles, writeModelGguf } from '../src/io/gguf/export.js';
 import { classifyTokenizer } from '../src/io/gguf/vocab.js';
@@ -244,6 +245,24 @@ test('stories260K (SentencePiece-style vocabulary, real pretrained Llama): token
       name: 'stories260K', tokenizer, gguf,
       texts: [...realTexts(300), ...EDGE_CASES, '<s>Once upon a time</s>', 'The end.</s><s>Once', reference.prompt.text],
     });
+    // the same vocabulary in the newer Metaspace form: with prepend_scheme "never" llama.cpp (add_space_prefix off)
+    // tokenises the same; "always" skips the "▁" before text that starts with a space and "first" after special
+    // tokens, where llama.cpp puts it anyway, so those are refused
+    const files = await readTokenizerFiles(modelDir);
+    const metaspace = (scheme: string): Record<string, unknown> => ({
+      ...files.tokenizer, normalizer: null, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: scheme, split: false },
+    });
+    const neverFiles: TokenizerFiles = { ...files, tokenizer: metaspace('never') };
+    const neverTokenizer = createTokenizer(neverFiles);
+    const neverGguf = join(dir, 'metaspace.gguf');
+    await writeModelGguf(await loadModel(modelDir), neverFiles, neverGguf, { dtype: 'f32', tokenizer: neverTokenizer });
+    await compareTokenization(llama, {
+      name: 'stories260K, Metaspace "never" form', tokenizer: neverTokenizer, gguf: neverGguf,
+      texts: [...realTexts(60), ...EDGE_CASES, '<s>Once upon a time</s>', 'The end.</s><s> Once'],
+    });
+    assert.throws(() => classifyTokenizer(metaspace('first')), /prepend_scheme "first"/);
+    assert.throws(() => classifyTokenizer(metaspace('always')), /prepend_scheme "always"/);
+
     const before = llamaLog.length;
     const loaded = await loadGguf(llama, gguf);
     try {

@@ -128,7 +128,15 @@ function classifySentencePiece(tokenizerJson: Json): VocabKind {
   // the newer form: Metaspace pre-tokenizer without splitting
   if (normalizer === null && pre !== null && pre.type === 'Metaspace' && pre.replacement === '▁' && pre.split !== true) {
     const scheme = pre.prepend_scheme ?? (pre.add_prefix_space === false ? 'never' : 'always');
-    return { model: 'llama', addSpacePrefix: scheme !== 'never' };
+    if (scheme !== 'never') {
+      // llama.cpp puts "▁" in front of the text and of the text after every special token, always; Metaspace
+      // skips it where the text already starts with a space ("always") or after special tokens ("first")
+      refuse(`its Metaspace pre-tokenizer (prepend_scheme "${String(scheme)}") prepends "▁" differently from llama.cpp's ` +
+        'SentencePiece tokenizer (which always prepends it at the start and after every special token), so some texts ' +
+        'would tokenise differently; the legacy form (normalizer Prepend("▁") + Replace(" ", "▁"), as transformers ' +
+        'writes with legacy=True) is exported exactly');
+    }
+    return { model: 'llama', addSpacePrefix: false };
   }
   return refuse(`a byte-fallback BPE tokenizer with normalizer ${describe(normalizer)} and pre-tokenizer ${describe(pre)} ` +
     "does not behave like SentencePiece, which llama.cpp's 'llama' tokenizer implements");
