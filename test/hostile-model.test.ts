@@ -242,6 +242,19 @@ test('a huge header describing no data is refused before it is read (cost bounde
     const started = performance.now();
     await assertCleanError(() => readSafetensorsHeader(file), file, `header length ${headerLength} exceeds what 0 bytes of tensor data can need`);
     assert.ok(performance.now() - started < 2000, 'refused without parsing');
+    // past the 1 MiB allowance a header may be 1/128 of the data: 2 MiB needs 128 MiB of data (sparse again)
+    const sized = async (dataBytes: number): Promise<void> => {
+      const h = await open(file, 'w');
+      const field = Buffer.alloc(8);
+      field.writeBigUInt64LE(BigInt(2 << 20));
+      await h.write(field, 0, 8, 0);
+      await h.truncate(8 + (2 << 20) + dataBytes);
+      await h.close();
+    };
+    await sized(128 << 20);
+    await assertCleanError(() => readSafetensorsHeader(file), file, 'header is not valid UTF-8 JSON'); // read and parsed
+    await sized((128 << 20) - 128);
+    await assertCleanError(() => readSafetensorsHeader(file), file, 'exceeds what 134217600 bytes of tensor data can need');
     // a header within the fixed allowance is read as before: 10,000 empty tensors (~550 KB)
     const many = Array.from({ length: 10_000 }, (_, i) => `"t${i}":${f32([0], 0, 0)}`).join(',');
     const small = await craft(join(dir, 'many.safetensors'), `{${many}}`);

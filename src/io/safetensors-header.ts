@@ -34,12 +34,13 @@ export interface SafetensorsHeader {
 
 // The reference implementation refuses headers above 100 MB; so do we, before allocating anything.
 export const MAX_HEADER_BYTES = 100_000_000;
-// Parsing a header costs ~100 ns and ~15 bytes of memory per byte (one JSON object per tensor), so a header is
-// bounded by the data it describes as well: a real file's header is far below 1/16 of its data (a 7B model's
-// ~300 tensors take ~30 KB of header for 14 GB), tiny models fit the fixed allowance, and a 100 MB header of
-// 1.7 million empty tensors (10 s and 1.7 GB to parse) is refused before a byte of it is read.
+// Parsing a header costs ~100 ns and ~15 bytes of memory per byte (one JSON object per tensor), about what
+// reading 100 bytes of tensor data costs in time, so a header may be at most 1/128 of the data it describes (plus
+// a fixed allowance): parsing then never takes longer than reading the data would. A real file's header is far
+// smaller (a 7B model's ~300 tensors take ~30 KB for 14 GB; tiny test models fit the allowance), and a 100 MB
+// header of 1.7 million empty tensors (10 s and 1.7 GB to parse) is refused before a byte of it is read.
 const HEADER_BYTES_ALWAYS_ALLOWED = 1 << 20;
-const DATA_BYTES_PER_HEADER_BYTE = 16;
+const DATA_BYTES_PER_HEADER_BYTE = 128;
 // How much of an untrusted string (tensor name, dtype, value) an error message quotes.
 const QUOTE_CHARS = 80;
 export const CORRUPT = 'the file is truncated or corrupt; re-download or re-save it';
@@ -161,29 +162,30 @@ function parseMetadata(file: string, entry: unknown): Record<string, string> {
 }
 
 function parseEntry(file: string, name: string, entry: unknown, dataStart: number, dataLength: number): TensorInfo {
-  const where = `tensor ${quoteUntrusted(name)}`;
-  if (!isPlainObject(entry)) throw fileError(file, `${where} header entry is not a JSON object: ${CORRUPT}`);
+  // built only for a message: quoting escapes the name, which costs per tensor in a header of a million
+  const where = (): string => `tensor ${quoteUntrusted(name)}`;
+  if (!isPlainObject(entry)) throw fileError(file, `${where()} header entry is not a JSON object: ${CORRUPT}`);
   const { dtype, shape, data_offsets: offsets } = entry;
-  if (typeof dtype !== 'string') throw fileError(file, `${where} has no string 'dtype': ${CORRUPT}`);
+  if (typeof dtype !== 'string') throw fileError(file, `${where()} has no string 'dtype': ${CORRUPT}`);
   if (!Object.hasOwn(SAFETENSORS_DTYPE_BYTES, dtype)) {
-    throw fileError(file, `${where} has dtype ${quoteUntrusted(dtype)}, which is not supported ` +
+    throw fileError(file, `${where()} has dtype ${quoteUntrusted(dtype)}, which is not supported ` +
       `(supported: ${Object.keys(SAFETENSORS_DTYPE_BYTES).join(', ')}); convert the model to float32, bfloat16 or float16`);
   }
   const elementBytes = SAFETENSORS_DTYPE_BYTES[dtype as SafetensorsDtype];
   if (!Array.isArray(shape) || !shape.every(isCount)) {
-    throw fileError(file, `${where} shape ${describeUntrusted(shape)} is not a list of non-negative integers: ${CORRUPT}`);
+    throw fileError(file, `${where()} shape ${describeUntrusted(shape)} is not a list of non-negative integers: ${CORRUPT}`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
-    throw fileError(file, `${where} data_offsets ${describeUntrusted(offsets)} are not two non-negative integers ` +
+    throw fileError(file, `${where()} data_offsets ${describeUntrusted(offsets)} are not two non-negative integers ` +
       `[begin, end] with begin <= end: ${CORRUPT}`);
   }
   const [begin, end] = offsets as [number, number];
   if (end > dataLength) {
-    throw fileError(file, `${where} data_offsets [${begin}, ${end}] do not fit the ${dataLength}-byte data section: ${CORRUPT}`);
+    throw fileError(file, `${where()} data_offsets [${begin}, ${end}] do not fit the ${dataLength}-byte data section: ${CORRUPT}`);
   }
   const numel = elementCount(shape);
   if (numel === null) {
-    throw fileError(file, `${where} shape ${describeUntrusted(shape)} needs more than 2^64 elements, which the ` +
+    throw fileError(file, `${where()} shape ${describeUntrusted(shape)} needs more than 2^64 elements, which the ` +
       `reference implementation refuses as an overflow: ${CORRUPT}`);
   }
   // Exact while numel * elementBytes <= 2^53; beyond that the product exceeds every possible span anyway.
@@ -191,7 +193,7 @@ function parseEntry(file: string, name: string, entry: unknown, dataStart: numbe
   if (needed !== end - begin) {
     const shown = shape.length > 8 ? describeUntrusted(shape) : `[${shape.join(', ')}]`;
     const bytes = needed > Number.MAX_SAFE_INTEGER ? 'more than 2^53' : String(needed);
-    throw fileError(file, `${where} shape ${shown} of ${dtype} needs ${bytes} bytes but data_offsets ` +
+    throw fileError(file, `${where()} shape ${shown} of ${dtype} needs ${bytes} bytes but data_offsets ` +
       `[${begin}, ${end}] span ${end - begin}: ${CORRUPT}`);
   }
   return { name, dtype: dtype as SafetensorsDtype, shape: [...shape], file, start: dataStart + begin, byteLength: end - begin };
