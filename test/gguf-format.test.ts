@@ -214,6 +214,9 @@ test('what llama.cpp cannot compute is refused before anything is written, and a
     const twice = tinyTokenizerFiles();
     (twice.tokenizer.added_tokens as { id: number; content: string }[]).push({ id: 261, content: 'hi', special: false } as never);
     await assert.rejects(writeModelGguf(model3, { ...twice, origin: 'tiny' }, join(dir3, 'z.gguf')), /tokens 257 and 261 are both spelled "hi"/);
+    const stripping = tinyTokenizerFiles();
+    (stripping.tokenizer.added_tokens as { lstrip: boolean }[])[0]!.lstrip = true;
+    await assert.rejects(writeModelGguf(model3, { ...stripping, origin: 'tiny' }, join(dir3, 'z.gguf')), /"<s>" is matched with lstrip/);
     rmSync(dir3, { recursive: true, force: true });
   } finally {
     rmSync(dir2, { recursive: true, force: true });

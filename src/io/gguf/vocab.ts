@@ -150,8 +150,15 @@ interface AddedToken {
 
 function addedTokens(tokenizerJson: Json): AddedToken[] {
   const list = Array.isArray(tokenizerJson.added_tokens) ? tokenizerJson.added_tokens : [];
-  return list.map(obj).filter((t): t is Json => t !== null && typeof t.id === 'number' && typeof t.content === 'string')
-    .map((t) => ({ id: t.id as number, content: t.content as string, special: t.special === true }));
+  const tokens = list.map(obj).filter((t): t is Json => t !== null && typeof t.id === 'number' && typeof t.content === 'string');
+  for (const t of tokens) {
+    // transformers then eats the white space around the token or matches it only as a whole word; a GGUF file
+    // has no way to tell llama.cpp so
+    if (t.lstrip === true || t.rstrip === true || t.single_word === true) {
+      refuse(`the added token ${JSON.stringify(t.content)} is matched with lstrip/rstrip/single_word, which llama.cpp does not do`);
+    }
+  }
+  return tokens.map((t) => ({ id: t.id as number, content: t.content as string, special: t.special === true }));
 }
 
 /** tokenizer.json merges as pairs: written as "a b" strings (older files) or [a, b] arrays (newer). */
