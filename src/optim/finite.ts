@@ -81,5 +81,6 @@ export function describeProblems(problems: readonly TensorProblem[], limit = 3):
     return `${p.name} (${parts.join(', ')})`;
   };
   const shown = problems.slice(0, limit).map(one).join(', ');
-  return problems.length > limit ? `${shown} and ${problems.length - limit} more tensors` : shown;
+  const more = problems.length - limit;
+  return more > 0 ? `${shown} and ${more} more tensor${more === 1 ? '' : 's'}` : shown;
 }
