@@ -7,10 +7,10 @@ const SUPPORTED_TEXT = `supported model_type values: ${SUPPORTED_MODEL_TYPES.joi
 
 type Raw = Record<string, unknown>;
 
-// Upper bounds far above every published model (the largest: hidden 25,600, intermediate 73,728, 126 layers,
-// vocabulary 262,144, context 10 M) and low enough that no product of two of them loses precision and that the
-// parameter layout stays cheap to build; what really bounds memory is the weight files, checked before anything
-// is allocated (loadModel).
+// Upper bounds far above every published model (widths in the tens of thousands, vocabularies of a few hundred
+// thousand, at most a few hundred layers, contexts of millions) and low enough that no product of two of them
+// loses precision and that the parameter layout stays cheap to build. What really bounds memory is the weight
+// files, which loadModel checks the config against before anything is allocated.
 const MAX_WIDTH = 1 << 20; // hidden_size, intermediate_size, head_dim, head counts
 const MAX_LAYERS = 16_384;
 const MAX_VOCAB = 1 << 24;
