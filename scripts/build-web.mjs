@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+// Builds the browser version of orpo-ts into dist/web/ (npm run build:web):
+//   orpo.js    the library's browser entry (src/browser.ts) as one ES module
+//   app.js     the page (web/app.ts), worker.js the Web Worker that trains (web/worker.ts), index.html
+//
+// The browser graph must hold no Node API. Two core modules are Node-bound and are swapped for browser ones:
+// the backend selection (src/backend/index.ts loads the native addon through node:module) and the data file
+// readers (src/data/readers.ts reads files with node:fs). src/data/tokenizer.ts imports node:fs/promises for
+// loadTokenizer, which a page never calls (stubbed: it throws), and node:path's join, which createTokenizer uses to
+// name files in messages (stubbed with a plain '/' join). Every other node: (or bare Node builtin) import fails the
+// build, naming the importer, so a regression cannot slip into the page.
+
+import { cp, mkdir, rm } from 'node:fs/promises';
+import { builtinModules } from 'node:module';
+import { join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const outdir = process.argv[2] ?? join(root, 'dist', 'web');
+const posix = (path) => relative(root, path).split(sep).join('/');
+
+/** Node-bound core modules and the browser modules built in their place. */
+const SWAPS = {
+  'src/backend/index.ts': 'src/backend/browser.ts',
+  'src/data/readers.ts': 'src/web/memory-readers.ts',
+};
+
+/**
+ * The only Node imports allowed, by importer: each name becomes the browser code given (an exported function), or
+ * with null a function that throws if called.
+ */
+const STUBS = {
+  'src/data/tokenizer.ts': {
+    'node:fs/promises': { readFile: null },
+    'node:path': { join: "function join(...parts) { return parts.filter((p) => p !== '').join('/').replace(/\\/+/g, '/'); }" },
+  },
+};
+
+const NODE_BUILTIN = new RegExp(`^(node:.*|${builtinModules.map((m) => m.replace(/[/]/g, '\\/')).join('|')})(\\/.*)?$`);
+const RESOLVING = Symbol('resolving');
+
+/** @type {esbuild.Plugin} */
+const browserOnly = {
+  name: 'orpo-browser-only',
+  setup(build) {
+    build.onResolve({ filter: /^\.\.?\// }, async (args) => {
+      if (args.pluginData === RESOLVING) return undefined;
+      const result = await build.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: RESOLVING });
+      if (result.errors.length > 0) return { errors: result.errors };
+      const swap = SWAPS[posix(result.path)];
+      return { path: swap === undefined ? result.path : join(root, swap), sideEffects: result.sideEffects };
+    });
+    build.onResolve({ filter: NODE_BUILTIN }, (args) => {
+      const importer = posix(args.importer);
+      const exports = STUBS[importer]?.[args.path];
+      if (exports !== undefined) return { path: args.path, namespace: 'node-stub', pluginData: { importer, exports } };
+      return {
+        errors: [{
+          text: `${importer} imports ${args.path}: the browser bundle must hold no Node API. Keep the Node-only code out of ` +
+            `the core graph, or swap the module for a browser one in scripts/build-web.mjs (SWAPS)`,
+        }],
+      };
+    });
+    build.onLoad({ filter: /.*/, namespace: 'node-stub' }, (args) => {
+      const { importer, exports } = args.pluginData;
+      const lines = Object.entries(exports).map(([name, code]) => (code !== null ? `export ${code}` : `export function ${name}() { throw new Error(${
+        JSON.stringify(`${args.path} ${name}() is not available in a web page (imported by ${importer}); pass file contents instead`)}); }`));
+      return { contents: lines.join('\n'), loader: 'js' };
+    });
+  },
+};
+
+await rm(outdir, { recursive: true, force: true });
+await mkdir(outdir, { recursive: true });
+const result = await esbuild.build({
+  absWorkingDir: root,
+  entryPoints: { orpo: 'src/browser.ts', app: 'web/app.ts', worker: 'web/worker.ts' },
+  outdir,
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2022',
+  sourcemap: true,
+  metafile: true,
+  logLevel: 'warning',
+  plugins: [browserOnly],
+});
+const inputs = Object.keys(result.metafile.inputs);
+for (const swapped of Object.keys(SWAPS)) {
+  if (inputs.includes(swapped)) throw new Error(`build-web: ${swapped} reached the bundle although it is swapped out`);
+}
+await cp(join(root, 'web', 'index.html'), join(outdir, 'index.html'));
+const sizes = Object.entries(result.metafile.outputs).filter(([file]) => file.endsWith('.js'))
+  .map(([file, out]) => `${posix(join(root, file)).replace(/^dist\/web\//, '')} ${(out.bytes / 1024).toFixed(0)} KiB`);
+process.stdout.write(`build-web: ${posix(outdir)}/ (${sizes.join(', ')}; ${inputs.length} modules, no Node API)\n`);

@@ -1,0 +1,241 @@
+// Hugging Face model folders as bytes, for places with no file system (a web page): the files' contents in
+// (config.json and model.safetensors, or model.safetensors.index.json with its shards; F32, F16 or BF16), a model
+// out; and a model back to the bytes of a folder transformers loads (config.json + model.safetensors).
+//
+// The checks follow src/io/safetensors.ts and src/io/hf-model.ts, which do the same over files with positioned
+// reads: every header number is checked against the bytes before it is used (the reference implementation's
+// rules: known dtype, shape x dtype = the byte span, the tensors tile the data section exactly), and every
+// parameter the config implies must be present once with its shape before anything is allocated. Those modules
+// import node:fs, so the bytes-level code lives here; they could share its pure parts (parseHeaderBytes,
+// matchTensors, safetensorsBytes) once they are split into pure and file halves.
+
+import type { Kernels } from '../backend/kernels.js';
+import type { DecoderBase } from '../model/base.js';
+import { parseConfig } from '../model/config.js';
+import { emptyModel } from '../model/create.js';
+import { canonicalName, hfLayoutTensors, paramLayout, transpose2d } from '../model/layout.js';
+import type { ModelConfig, ParamSpec } from '../model/types.js';
+import { bf16ToF32, f16ToF32, f32ToBf16 } from '../tensor/dtype.js';
+
+/** A model folder's files by plain file name (config.json, model.safetensors, tokenizer.json, ...). */
+export type FolderBytes = ReadonlyMap<string, Uint8Array>;
+
+/** The dtypes model weights come in here; the others (I64, BOOL...) are buffers no supported model stores. */
+export type WeightDtype = 'F32' | 'F16' | 'BF16';
+const ELEMENT_BYTES: Readonly<Record<WeightDtype, number>> = { F32: 4, F16: 2, BF16: 2 };
+
+export interface BytesTensor {
+  name: string;
+  dtype: WeightDtype;
+  shape: number[];
+  file: string;
+  /** the tensor's data bytes, a view into the file's bytes */
+  data: Uint8Array;
+}
+
+const MAX_HEADER_BYTES = 100_000_000;
+const CORRUPT = 'the file is truncated or corrupt; re-download or re-save it';
+const SINGLE_WEIGHTS_FILE = 'model.safetensors';
+const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const quote = (text: string): string => JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text);
+
+function assertLittleEndianHost(): void {
+  // typed-array views reinterpret file bytes in host order; the format is little-endian
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('safetensors needs a little-endian host');
+}
+
+/** The tensors of one safetensors file's bytes, validated as src/io/safetensors.ts validates a file. */
+export function parseSafetensorsBytes(file: string, bytes: Uint8Array): Map<string, BytesTensor> {
+  const fail = (message: string): Error => new Error(`${file}: ${message}`);
+  if (bytes.length < 8) throw fail(`is ${bytes.length} bytes long, shorter than the 8-byte header length: ${CORRUPT}`);
+  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  if (headerLength === 0n || headerLength > BigInt(Math.min(MAX_HEADER_BYTES, bytes.length - 8))) {
+    throw fail(`header length ${headerLength} does not fit the ${bytes.length}-byte file: ${CORRUPT}`);
+  }
+  const dataStart = 8 + Number(headerLength);
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, dataStart)));
+  } catch (error) {
+    throw fail(`header is not valid UTF-8 JSON (${(error as Error).message}): ${CORRUPT}`);
+  }
+  if (!isObject(header)) throw fail(`header is not a JSON object: ${CORRUPT}`);
+  const dataLength = bytes.length - dataStart;
+  const spans: { name: string; begin: number; end: number }[] = [];
+  const tensors = new Map<string, BytesTensor>();
+  for (const name of Object.keys(header)) {
+    if (name === '__metadata__') continue;
+    const entry = header[name];
+    const where = `tensor ${quote(name)}`;
+    if (!isObject(entry)) throw fail(`${where} header entry is not a JSON object: ${CORRUPT}`);
+    const { dtype, shape, data_offsets: offsets } = entry;
+    if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') {
+      throw fail(`${where} has dtype ${quote(String(dtype))}; model weights must be F32, F16 or BF16`);
+    }
+    if (!Array.isArray(shape) || !shape.every(isCount)) throw fail(`${where} shape is not a list of non-negative integers: ${CORRUPT}`);
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1] || offsets[1] > dataLength) {
+      throw fail(`${where} data_offsets are not [begin, end] inside the ${dataLength}-byte data section: ${CORRUPT}`);
+    }
+    const [begin, end] = offsets as [number, number];
+    const needed = shape.reduce((n: bigint, d: number) => n * BigInt(d), 1n) * BigInt(ELEMENT_BYTES[dtype]);
+    if (needed !== BigInt(end - begin)) throw fail(`${where} shape [${shape.join(', ')}] of ${dtype} needs ${needed} bytes but spans ${end - begin}: ${CORRUPT}`);
+    spans.push({ name, begin, end });
+    tensors.set(name, { name, dtype, shape: [...shape], file, data: bytes.subarray(dataStart + begin, dataStart + end) });
+  }
+  // the reference implementation's layout rule: sorted, the tensors tile the data section with no gap or overlap
+  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let covered = 0;
+  for (const span of spans) {
+    if (span.begin !== covered) throw fail(`tensor ${quote(span.name)} starts at byte ${span.begin} of the data section, expected ${covered} (a gap or an overlap): ${CORRUPT}`);
+    covered = span.end;
+  }
+  if (covered !== dataLength) throw fail(`the last ${dataLength - covered} bytes of the file belong to no tensor: ${CORRUPT}`);
+  return tensors;
+}
+
+/** The tensor as float32, converted from its dtype into `out` (exactly its element count). */
+export function tensorToF32(tensor: BytesTensor, out: Float32Array): void {
+  assertLittleEndianHost();
+  const n = out.length;
+  // a typed-array view needs its element alignment; safetensors data is only as aligned as its header length
+  const aligned = tensor.data.byteOffset % 4 === 0 ? tensor.data : tensor.data.slice();
+  if (tensor.dtype === 'F32') out.set(new Float32Array(aligned.buffer, aligned.byteOffset, n));
+  else {
+    const bits = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
+    if (tensor.dtype === 'BF16') bf16ToF32(bits, out);
+    else f16ToF32(bits, out);
+  }
+}
+
+function requireFile(files: FolderBytes, name: string, why: string): Uint8Array {
+  const bytes = files.get(name);
+  if (bytes === undefined) throw new Error(`the model folder has no ${name}: ${why} (given: ${[...files.keys()].sort().join(', ') || 'nothing'})`);
+  return bytes;
+}
+
+function parseJsonFile(name: string, bytes: Uint8Array): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (error) {
+    throw new Error(`${name}: invalid JSON (${(error as Error).message})`);
+  }
+  if (!isObject(value)) throw new Error(`${name}: not a JSON object`);
+  return value;
+}
+
+/** Every weight tensor of the folder: model.safetensors, or the shards model.safetensors.index.json lists. */
+export function folderTensors(files: FolderBytes): Map<string, BytesTensor> {
+  const single = files.get(SINGLE_WEIGHTS_FILE);
+  if (single !== undefined) return parseSafetensorsBytes(SINGLE_WEIGHTS_FILE, single);
+  const index = parseJsonFile(WEIGHTS_INDEX_FILE, requireFile(files, WEIGHTS_INDEX_FILE,
+    `weights come as ${SINGLE_WEIGHTS_FILE} or as shards listed in ${WEIGHTS_INDEX_FILE} (PyTorch .bin files are not read)`));
+  const weightMap = index.weight_map;
+  if (!isObject(weightMap)) throw new Error(`${WEIGHTS_INDEX_FILE}: has no "weight_map" object; re-download or re-save the model`);
+  const tensors = new Map<string, BytesTensor>();
+  const shards = [...new Set(Object.values(weightMap))].map(String).sort();
+  for (const shard of shards) {
+    for (const [name, tensor] of parseSafetensorsBytes(shard, requireFile(files, shard, `${WEIGHTS_INDEX_FILE} lists it`))) {
+      if (tensors.has(name)) throw new Error(`tensor ${quote(name)} is in two shards (${tensors.get(name)!.file} and ${shard}); re-save the model`);
+      tensors.set(name, tensor);
+    }
+  }
+  for (const [name, shard] of Object.entries(weightMap)) {
+    if (tensors.get(name)?.file !== shard) throw new Error(`${WEIGHTS_INDEX_FILE}: tensor ${quote(name)} is listed in ${String(shard)} but that shard does not hold it`);
+  }
+  return tensors;
+}
+
+/** Pairs each parameter the config implies with its tensor: all present once with their shapes, nothing left over. */
+export function matchTensors(config: ModelConfig, tensors: ReadonlyMap<string, BytesTensor>): Map<ParamSpec, BytesTensor> {
+  const layout = paramLayout(config);
+  const specs = new Map(layout.map((p) => [p.name, p]));
+  const tiedHead = config.tieWordEmbeddings ? 'lm_head.weight' : null;
+  const matched = new Map<ParamSpec, BytesTensor>();
+  const unexpected: string[] = [];
+  for (const [fileName, tensor] of tensors) {
+    const name = canonicalName(config, fileName);
+    if (name === null || name === tiedHead) continue; // buffers, and a tied lm_head some checkpoints store anyway
+    const spec = specs.get(name);
+    if (spec === undefined) {
+      unexpected.push(fileName);
+      continue;
+    }
+    if (tensor.shape.length !== spec.hfShape.length || tensor.shape.some((d, i) => d !== spec.hfShape[i])) {
+      throw new Error(`${tensor.file}: tensor ${quote(fileName)} has shape [${tensor.shape}] but config.json implies [${spec.hfShape}]; the weights do not match this config`);
+    }
+    if (matched.has(spec)) throw new Error(`parameter '${name}' is stored twice`);
+    matched.set(spec, tensor);
+  }
+  const missing = layout.filter((p) => !matched.has(p)).map((p) => p.name);
+  if (missing.length > 0) throw new Error(`the weights lack ${missing.length} parameter(s) this ${config.modelType} config needs: ${missing.slice(0, 8).join(', ')}`);
+  if (unexpected.length > 0) {
+    throw new Error(`the weights hold ${unexpected.length} tensor(s) this ${config.modelType} config has no place for: ${unexpected.slice(0, 8).map(quote).join(', ')}`);
+  }
+  return matched;
+}
+
+/** A model from the bytes of its folder (config.json + safetensors, single or sharded). */
+export function modelFromFolderBytes(files: FolderBytes, opts: { kernels?: Kernels } = {}): DecoderBase {
+  const config = parseConfig(parseJsonFile('config.json', requireFile(files, 'config.json', 'it holds the architecture')), 'config.json');
+  const matched = matchTensors(config, folderTensors(files));
+  const model = emptyModel(config, opts.kernels);
+  for (const [spec, tensor] of matched) {
+    const view = model.param(spec.name);
+    if (!spec.transposed) {
+      tensorToF32(tensor, view);
+      continue;
+    }
+    const hf = new Float32Array(spec.size);
+    tensorToF32(tensor, hf);
+    transpose2d(view, hf, spec.hfShape[0]!, spec.hfShape[1]!);
+  }
+  for (const spec of model.layout) {
+    if (!model.param(spec.name).every(Number.isFinite)) throw new Error(`parameter '${spec.name}' holds NaN or Inf; the checkpoint is corrupt`);
+  }
+  return model;
+}
+
+/**
+ * One safetensors file's bytes, laid out as src/io/safetensors.ts's writeSafetensors writes it: tensors sorted by
+ * name, `__metadata__` {"format": "pt"} last, the header padded with spaces to a multiple of 8 bytes.
+ */
+export function safetensorsBytes(tensors: readonly { name: string; shape: number[]; data: Float32Array }[], dtype: 'F32' | 'BF16' = 'F32'): Uint8Array {
+  assertLittleEndianHost();
+  const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const elementBytes = ELEMENT_BYTES[dtype];
+  const entries: string[] = [];
+  let offset = 0;
+  for (const { name, shape, data } of sorted) {
+    const end = offset + data.length * elementBytes;
+    entries.push(`${JSON.stringify(name)}:${JSON.stringify({ dtype, shape, data_offsets: [offset, end] })}`);
+    offset = end;
+  }
+  entries.push(`"__metadata__":${JSON.stringify({ format: 'pt' })}`);
+  const json = new TextEncoder().encode(`{${entries.join(',')}}`);
+  const headerLength = Math.ceil(json.length / 8) * 8;
+  const out = new Uint8Array(8 + headerLength + offset);
+  out.fill(0x20, 8, 8 + headerLength);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerLength), true);
+  out.set(json, 8);
+  let at = 8 + headerLength;
+  for (const { data } of sorted) {
+    const bytes = dtype === 'F32' ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(f32ToBf16(data).buffer);
+    out.set(bytes, at);
+    at += bytes.length;
+  }
+  return out;
+}
+
+/** config.json + model.safetensors of a model, as saveModel writes them (one file: a page's models are small). */
+export function modelFolderBytes(model: DecoderBase, opts: { dtype?: 'F32' | 'BF16' } = {}): Map<string, Uint8Array> {
+  const dtype = opts.dtype ?? 'F32';
+  const config = { ...model.config.raw, torch_dtype: dtype === 'BF16' ? 'bfloat16' : 'float32' };
+  return new Map([
+    ['config.json', new TextEncoder().encode(`${JSON.stringify(config, null, 2)}\n`)],
+    [SINGLE_WEIGHTS_FILE, safetensorsBytes(hfLayoutTensors(model.layout, model.params), dtype)],
+  ]);
+}

@@ -1,0 +1,273 @@
+// What the web page does, without the page: one model with its tokenizer, the data files the user gave, a
+// training run that can pause and resume, generation, and the trained folder as a zip. The page's worker
+// (web/worker.ts) only turns messages into these calls, so the whole flow also runs, and is tested, in Node.
+//
+// Everything goes through the library's own code paths: createModel / the bytes-level folder loader, createTokenizer,
+// streamPreferencePairs (TRL's formats, the chat template, truncation and the drop counts of `orpo data stats`),
+// train() with TrainConfig's options and defaults, and the KV-cached generator. The kernels are always the
+// TypeScript backend's, the only one a page has, so a Node run of a session computes exactly what the page does.
+
+import { jsKernels } from '../backend/js/kernels.js';
+import type { Kernels } from '../backend/kernels.js';
+import { dataLimitsOf, dataOptionsFrom } from '../cli/pairs.js';
+import type { TokenPair } from '../data/collate.js';
+import { emptyStats, streamPreferencePairs, type DataStats } from '../data/dataset.js';
+import type { PreferenceText } from '../data/formats.js';
+import { encodePrompt } from '../data/tokenize.js';
+import { createTokenizer, padTokenIdOf, type Tokenizer } from '../data/tokenizer.js';
+import { fullForwardLogits, generateTokens } from '../generate/generate.js';
+import { modelFolderBytes, modelFromFolderBytes, type FolderBytes } from '../io/bytes-model.js';
+import { modelReference } from '../loss/reference.js';
+import type { DecoderBase } from '../model/base.js';
+import { createModel, emptyModel } from '../model/create.js';
+import { Generator } from '../model/generator.js';
+import { TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
+import { arithmeticTask, demoModelConfig, demoTokenizerFiles, type DemoModelSize } from '../train/demo-task.js';
+import { defaultsOf } from '../train/options.js';
+import { train, type LogRecord, type Progress, type ResumeFrom } from '../train/trainer.js';
+import { registerDataFile } from './memory-readers.js';
+import { zipStore } from './zip.js';
+
+/** The options a page sets; everything else keeps `orpo train`'s default. */
+export type TrainChoices = Partial<Omit<TrainConfig, 'model' | 'dataset' | 'eval_dataset' | 'output_dir' | 'resume'>>;
+
+export interface DataSummary {
+  file: string;
+  stats: DataStats;
+  /** the first rows as the model sees them (after templating and prompt extraction) */
+  preview: PreferenceText[];
+}
+
+export interface TrainSummary {
+  /** optimizer steps done so far (all sessions of a paused and resumed run) */
+  steps: number;
+  totalSteps: number;
+  /** wall time of the training loops so far */
+  seconds: number;
+  paused: boolean;
+  firstEval: LogRecord | null;
+  lastEval: LogRecord | null;
+}
+
+export interface TrainHooks {
+  log?(record: LogRecord): void;
+  progress?(p: Progress): void;
+}
+
+/** Files of a model folder besides config.json and the weights that a trained folder keeps (the tokenizer's). */
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'generation_config.json'];
+
+const utf8 = new TextEncoder();
+const jsonBytes = (value: unknown): Uint8Array => utf8.encode(`${JSON.stringify(value, null, 2)}\n`);
+const jsonlBytes = (rows: readonly object[]): Uint8Array => utf8.encode(rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
+
+function parseJson(name: string, bytes: Uint8Array): Record<string, unknown> {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+  } catch (error) {
+    throw new Error(`${name}: invalid JSON (${(error as Error).message})`);
+  }
+}
+
+interface Run {
+  key: string;
+  config: TrainConfig;
+  train: TokenPair[];
+  eval: TokenPair[] | null;
+  resume: ResumeFrom | null;
+  seconds: number;
+  firstEval: LogRecord | null;
+  lastEval: LogRecord | null;
+  reference: DecoderBase | null;
+}
+
+export class BrowserSession {
+  readonly kernels: Kernels = jsKernels;
+  private current: { model: DecoderBase; tokenizer: Tokenizer; tokenizerFiles: Map<string, Uint8Array>; name: string } | null = null;
+  private dataFiles: { train: string | null; eval: string | null } = { train: null, eval: null };
+  private run: Run | null = null;
+  private pauseRequested = false;
+
+  get model(): DecoderBase {
+    if (this.current === null) throw new Error('no model yet: choose the demo model or a model folder first');
+    return this.current.model;
+  }
+
+  get tokenizer(): Tokenizer {
+    return this.modelState().tokenizer;
+  }
+
+  private modelState(): NonNullable<BrowserSession['current']> {
+    if (this.current === null) throw new Error('no model yet: choose the demo model or a model folder first');
+    return this.current;
+  }
+
+  /** A one-line description of the model: family, size, parameters. */
+  describeModel(): string {
+    const { model, name } = this.modelState();
+    const c = model.config;
+    return `${name}: ${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocabulary ${c.vocabSize}, ${model.params.length.toLocaleString('en')} parameters`;
+  }
+
+  /** The built-in demo's model (a small Llama) and character-level tokenizer, randomly initialised as `orpo demo` makes them. */
+  loadDemoModel(size: DemoModelSize, seed: number): void {
+    const files = demoTokenizerFiles();
+    const tokenizerFiles = new Map(Object.entries(files).map(([name, content]) => [name, jsonBytes(content)]));
+    const tokenizer = createTokenizer({
+      tokenizer: files['tokenizer.json']!, config: files['tokenizer_config.json']!, specialTokensMap: files['special_tokens_map.json'], origin: 'demo tokenizer',
+    });
+    const model = createModel(demoModelConfig(size), { seed, kernels: this.kernels });
+    this.setModel(model, tokenizer, tokenizerFiles, 'demo model');
+  }
+
+  /** A Hugging Face model folder from its files' bytes (config.json, safetensors, tokenizer.json, tokenizer_config.json). */
+  loadModelFolder(files: FolderBytes, name: string): void {
+    const model = modelFromFolderBytes(files, { kernels: this.kernels });
+    const tokenizerJson = files.get('tokenizer.json');
+    if (tokenizerJson === undefined) throw new Error(`${name}: no tokenizer.json among the files; a model folder needs its tokenizer`);
+    const optionalJson = (file: string): Record<string, unknown> | undefined => {
+      const bytes = files.get(file);
+      return bytes === undefined ? undefined : parseJson(file, bytes);
+    };
+    const template = files.get('chat_template.jinja');
+    const modelType = model.config.modelType;
+    const tokenizer = createTokenizer({
+      tokenizer: parseJson('tokenizer.json', tokenizerJson), config: optionalJson('tokenizer_config.json') ?? {},
+      specialTokensMap: optionalJson('special_tokens_map.json'), origin: name, modelType,
+      ...(template === undefined ? {} : { chatTemplateFile: new TextDecoder().decode(template) }),
+    });
+    if (tokenizer.vocabSize > model.config.vocabSize) {
+      throw new Error(`${name}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocabSize}; they do not belong together`);
+    }
+    const tokenizerFiles = new Map(TOKENIZER_FILES.flatMap((file) => (files.has(file) ? [[file, files.get(file)!] as const] : [])));
+    this.setModel(model, tokenizer, tokenizerFiles, name);
+  }
+
+  private setModel(model: DecoderBase, tokenizer: Tokenizer, tokenizerFiles: Map<string, Uint8Array>, name: string): void {
+    this.current = { model, tokenizer, tokenizerFiles, name };
+    this.run = null;
+  }
+
+  /** Gives the page a data file; `role` says whether it trains or is held out for evaluation. */
+  async setDataFile(role: 'train' | 'eval', name: string, bytes: Uint8Array, choices: TrainChoices = {}): Promise<DataSummary> {
+    registerDataFile(name, bytes);
+    this.dataFiles[role] = name;
+    this.run = null;
+    return this.summarizeData(name, choices);
+  }
+
+  /** The demo's arithmetic preference task, as the JSON Lines files `orpo demo` writes. */
+  async useDemoData(seed: number, trainPairs: number, evalPairs: number, choices: TrainChoices = {}): Promise<{ train: DataSummary; eval: DataSummary }> {
+    const task = arithmeticTask(seed, trainPairs, evalPairs);
+    return {
+      train: await this.setDataFile('train', 'demo-train.jsonl', jsonlBytes(task.train), choices),
+      eval: await this.setDataFile('eval', 'demo-eval.jsonl', jsonlBytes(task.eval), choices),
+    };
+  }
+
+  /** Row counts (read, used, dropped by reason, truncated) and the first rows, as `orpo data stats` reports them. */
+  async summarizeData(file: string, choices: TrainChoices = {}): Promise<DataSummary> {
+    const { stats, preview } = await this.readPairs(file, this.config(choices), 3);
+    return { file, stats, preview };
+  }
+
+  private async readPairs(file: string, c: TrainConfig, previewRows = 0): Promise<{ pairs: TokenPair[]; stats: DataStats; preview: PreferenceText[] }> {
+    const stats = emptyStats();
+    const pairs: TokenPair[] = [];
+    const preview: PreferenceText[] = [];
+    for await (const row of streamPreferencePairs(file, this.tokenizer, dataOptionsFrom(dataLimitsOf(c)), stats)) {
+      pairs.push(row.pair);
+      if (preview.length < previewRows) preview.push(row.text);
+    }
+    return { pairs, stats, preview };
+  }
+
+  /** `orpo train`'s defaults under the page's choices, checked by the same rules. */
+  config(choices: TrainChoices): TrainConfig {
+    const c: TrainConfig = {
+      ...defaultsOf(TRAIN_OPTIONS), save_steps: 0, report: false, ...choices,
+      model: this.current?.name ?? 'model', dataset: this.dataFiles.train ?? 'train.jsonl', eval_dataset: this.dataFiles.eval, output_dir: 'download',
+    };
+    validateTrainConfig(c);
+    return c;
+  }
+
+  /** Asks a running train() to stop after its current step; train() then returns with paused: true. */
+  pause(): void {
+    this.pauseRequested = true;
+  }
+
+  /**
+   * Trains with the choices; after a pause, the same choices continue the run where it stopped (the trainer's own
+   * resume: the same data order, schedule and AdamW moments, so a paused run ends where an unpaused one would).
+   * Other choices, a new model or new data start over.
+   */
+  async train(choices: TrainChoices, hooks: TrainHooks = {}): Promise<TrainSummary> {
+    const { model, tokenizer } = this.modelState();
+    if (this.dataFiles.train === null) throw new Error('no training data yet: choose a data file or the demo data first');
+    const c = this.config(choices);
+    const key = JSON.stringify(c);
+    if (this.run === null || this.run.key !== key || this.run.resume === null) {
+      const trainPairs = (await this.readPairs(this.dataFiles.train, c)).pairs;
+      const evalPairs = this.dataFiles.eval === null ? null : (await this.readPairs(this.dataFiles.eval, c)).pairs;
+      // DPO's reference: a frozen copy of the starting model, as `orpo train --method dpo` without --ref-model
+      let reference: DecoderBase | null = null;
+      if (c.method === 'dpo') {
+        reference = emptyModel(model.config, this.kernels);
+        reference.params.set(model.params);
+      }
+      this.run = { key, config: c, train: trainPairs, eval: evalPairs, resume: null, seconds: 0, firstEval: null, lastEval: null, reference };
+    }
+    const run = this.run;
+    this.pauseRequested = false;
+    const result = await train(model, { train: run.train, eval: run.eval, padTokenId: padTokenIdOf(tokenizer) }, c, {
+      log: (record) => {
+        if (Object.keys(record).some((k) => k.startsWith('eval_'))) {
+          run.firstEval ??= record;
+          run.lastEval = record;
+        }
+        hooks.log?.(record);
+      },
+      progress: hooks.progress,
+      shouldStop: () => this.pauseRequested,
+      save: async (kind, state, optimizer) => {
+        if (kind === 'interrupt') run.resume = { state, m: optimizer.m.slice(), v: optimizer.v.slice(), optimizerStep: optimizer.step };
+      },
+    }, run.resume, {
+      reference: run.reference === null ? null : modelReference(run.reference, { sharePrompt: c.share_prompt, description: 'the starting model, frozen' }),
+    });
+    if (!result.interrupted) run.resume = null;
+    run.seconds += result.seconds;
+    return {
+      steps: result.state.global_step, totalSteps: result.state.total_steps, seconds: run.seconds, paused: result.interrupted,
+      firstEval: run.firstEval, lastEval: run.lastEval,
+    };
+  }
+
+  /** Greedy (or sampled) continuation of a prompt, stopping at EOS: what `orpo generate` prints. */
+  generate(prompt: string, opts: { maxNewTokens: number; chat?: boolean; temperature?: number; seed?: number }): string {
+    const { model, tokenizer } = this.modelState();
+    const text = opts.chat === true ? tokenizer.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }) : prompt;
+    const eos = model.config.eosTokenId;
+    const stops = new Set<number>(eos === null ? [] : Array.isArray(eos) ? eos : [eos]);
+    if (tokenizer.eosTokenId !== null) stops.add(tokenizer.eosTokenId);
+    const generator = new Generator(model);
+    const out = generateTokens((tokens) => generator.nextLogits(tokens), encodePrompt(tokenizer, text), {
+      maxNewTokens: opts.maxNewTokens, temperature: opts.temperature ?? 0, topK: 0, topP: 1, seed: opts.seed ?? 0, stopTokenIds: [...stops],
+    }, model.config.maxPositions);
+    return tokenizer.decode(out.tokens, { skipSpecialTokens: true });
+  }
+
+  /** The prompt's token ids and the logits of the token after it (a full forward, no cache): for checking a download. */
+  promptLogits(prompt: string): { ids: number[]; logits: number[] } {
+    const ids = encodePrompt(this.tokenizer, prompt);
+    return { ids, logits: Array.from(fullForwardLogits(this.model)(ids)) };
+  }
+
+  /** The model as a Hugging Face folder (config.json, model.safetensors, the tokenizer's files) in a zip under `folder`/. */
+  modelZip(folder: string, opts: { dtype?: 'F32' | 'BF16' } = {}): Uint8Array {
+    const { model, tokenizerFiles } = this.modelState();
+    const files = new Map([...modelFolderBytes(model, opts), ...tokenizerFiles]);
+    return zipStore(new Map([...files].map(([name, bytes]) => [`${folder}/${name}`, bytes])));
+  }
+}

@@ -1,0 +1,26 @@
+// The messages between the page (web/app.ts) and its training worker (web/worker.ts). Requests carry an id and get
+// one reply with that id; while training, the worker also sends log and progress events.
+import type { LogRecord, Progress } from '../src/train/trainer.js';
+import type { DemoModelSize } from '../src/train/demo-task.js';
+import type { DataSummary, TrainChoices, TrainSummary } from '../src/web/session.js';
+
+export interface Requests {
+  hello: { args: Record<string, never>; reply: { backend: string; note: string } };
+  demoModel: { args: { size: DemoModelSize; seed: number }; reply: { description: string } };
+  folderModel: { args: { name: string; files: [string, ArrayBuffer][] }; reply: { description: string } };
+  demoData: { args: { seed: number; trainPairs: number; evalPairs: number; choices: TrainChoices }; reply: { train: DataSummary; eval: DataSummary } };
+  dataFile: { args: { role: 'train' | 'eval'; name: string; bytes: ArrayBuffer; choices: TrainChoices }; reply: DataSummary };
+  train: { args: { choices: TrainChoices }; reply: TrainSummary };
+  pause: { args: Record<string, never>; reply: null };
+  generate: { args: { prompt: string; maxNewTokens: number; chat: boolean }; reply: { text: string } };
+  logits: { args: { prompt: string }; reply: { ids: number[]; logits: number[] } };
+  zip: { args: { folder: string; dtype: 'F32' | 'BF16' }; reply: { bytes: ArrayBuffer } };
+}
+
+export type Op = keyof Requests;
+export type RequestMessage = { [K in Op]: { id: number; op: K; args: Requests[K]['args'] } }[Op];
+export type WorkerMessage =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: string }
+  | { event: 'log'; record: LogRecord }
+  | { event: 'progress'; progress: Progress };

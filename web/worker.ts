@@ -1,0 +1,51 @@
+/// <reference lib="dom" />
+// The page's Web Worker: holds the session (model, tokenizer, data, training run) so that training never blocks
+// the page. Each request message becomes one BrowserSession call; its result (or error) is the reply.
+import { BROWSER_BACKEND_NOTE, BrowserSession, jsKernels } from '../src/browser.js';
+import type { Op, RequestMessage, Requests, WorkerMessage } from './protocol.js';
+
+const session = new BrowserSession();
+// a worker's global scope, typed by what this file uses of it (the project compiles web/ with the DOM library)
+const scope = self as unknown as { onmessage: ((e: MessageEvent<RequestMessage>) => void) | null; postMessage(m: WorkerMessage, transfer?: Transferable[]): void };
+
+type Handlers = { [K in Op]: (args: Requests[K]['args']) => Promise<Requests[K]['reply']> | Requests[K]['reply'] };
+
+const handlers: Handlers = {
+  hello: () => ({ backend: jsKernels.name, note: BROWSER_BACKEND_NOTE }),
+  demoModel: ({ size, seed }) => {
+    session.loadDemoModel(size, seed);
+    return { description: session.describeModel() };
+  },
+  folderModel: ({ name, files }) => {
+    session.loadModelFolder(new Map(files.map(([file, bytes]) => [file, new Uint8Array(bytes)])), name);
+    return { description: session.describeModel() };
+  },
+  demoData: ({ seed, trainPairs, evalPairs, choices }) => session.useDemoData(seed, trainPairs, evalPairs, choices),
+  dataFile: ({ role, name, bytes, choices }) => session.setDataFile(role, name, new Uint8Array(bytes), choices),
+  train: ({ choices }) => session.train(choices, {
+    log: (record) => scope.postMessage({ event: 'log', record }),
+    progress: (progress) => scope.postMessage({ event: 'progress', progress }),
+  }),
+  pause: () => {
+    session.pause();
+    return null;
+  },
+  generate: ({ prompt, maxNewTokens, chat }) => ({ text: session.generate(prompt, { maxNewTokens, chat }) }),
+  logits: ({ prompt }) => session.promptLogits(prompt),
+  zip: ({ folder, dtype }) => {
+    const bytes = session.modelZip(folder, { dtype });
+    return { bytes: bytes.buffer as ArrayBuffer };
+  },
+};
+
+scope.onmessage = (e) => {
+  const { id, op, args } = e.data;
+  const handler = handlers[op] as (a: typeof args) => unknown;
+  Promise.resolve()
+    .then(() => handler(args))
+    .then((value) => {
+      const transfer = op === 'zip' ? [(value as Requests['zip']['reply']).bytes] : [];
+      scope.postMessage({ id, ok: true, value }, transfer);
+    })
+    .catch((error: unknown) => scope.postMessage({ id, ok: false, error: error instanceof Error ? error.message : String(error) }));
+};
