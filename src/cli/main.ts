@@ -16,6 +16,7 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; about: string }> 
   merge: { load: async () => (await import('./merge.js')).runMergeCommand, about: 'fold a trained LoRA adapter into its base model and write a plain model folder' },
   data: { load: async () => (await import('./data.js')).runDataCommand, about: 'inspect a dataset as the model will see it (data stats, data show)' },
   export: { load: async () => (await import('./export.js')).runExport, about: 'write a model (or a LoRA adapter) as GGUF for llama.cpp, node-llama-cpp, Ollama, LM Studio' },
+  web: { load: async () => (await import('./web.js')).runWeb, about: 'serve the in-browser trainer (npm run build:web) on localhost and print its address' },
 };
 
 const USAGE = `Usage: orpo <command> [options]   (orpo <command> --help for its options; orpo --version)
