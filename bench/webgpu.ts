@@ -16,13 +16,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createNodeWebGpuBackend } from '../src/backend/webgpu/node-gpu.js';
 import type { WebGpuBackend } from '../src/backend/webgpu/index.js';
+import { gemmTile, type GemmTile } from '../src/backend/webgpu/kernel-table.js';
 
 const SWIFTSHADER_DIR = '/usr/lib/chromium';
 const GPU_SHAPES: Array<[number, number, number]> = [[512, 512, 512], [1024, 1024, 1024], [2048, 768, 3072], [2048, 2048, 2048]];
 const SOFTWARE_SHAPES: Array<[number, number, number]> = [[128, 128, 128], [256, 256, 256]];
 const VARIANTS: Array<[boolean, boolean]> = [[false, false], [false, true], [true, false], [true, true]];
 
-interface GemmRow { M: number; N: number; K: number; op: string; gflops: number; pctPeak: number | null }
+interface GemmRow { M: number; N: number; K: number; op: string; tile: number; gflops: number; pctPeak: number | null }
 interface AttentionRow { B: number; T: number; NH: number; NKV: number; HD: number; forwardMs: number; backwardMs: number; gflops: number }
 
 function randomArray(n: number): Float32Array {
@@ -88,13 +89,20 @@ async function main(): Promise<void> {
     const c = runtime.alloc(M * N);
     const flops = 2 * M * N * K;
     const inner = Math.max(1, Math.min(50, Math.round((software ? 2e8 : 2e11) / flops)));
-    for (const [transA, transB] of VARIANTS) {
-      const seconds = await timeBatches(backend, () => kernels.gemm(c, a, b, M, N, K, transA, transB, false), inner, reps);
-      const gflops = flops / seconds / 1e9;
-      const row: GemmRow = { M, N, K, op: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, gflops, pctPeak: peak ? (100 * gflops) / peak : null };
-      gemm.push(row);
-      console.log(`gemm ${M}x${N}x${K} ${row.op}: ${gflops.toFixed(1)} GFLOP/s${row.pctPeak !== null ? ` (${row.pctPeak.toFixed(1)}% of peak)` : ''}`);
+    // both block sizes where the large one applies: which is faster is for a GPU to say (the default is gemmTile)
+    const tiles: GemmTile[] = gemmTile(M, N) === 128 ? [128, 64] : [64];
+    for (const tile of tiles) {
+      kernels.setGemmTile(tile);
+      for (const [transA, transB] of VARIANTS) {
+        const seconds = await timeBatches(backend, () => kernels.gemm(c, a, b, M, N, K, transA, transB, false), inner, reps);
+        const gflops = flops / seconds / 1e9;
+        const row: GemmRow = { M, N, K, op: `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, tile, gflops, pctPeak: peak ? (100 * gflops) / peak : null };
+        gemm.push(row);
+        console.log(`gemm ${M}x${N}x${K} ${row.op} tile ${tile}: ${gflops.toFixed(2)} GFLOP/s` +
+          `${row.pctPeak !== null ? ` (${row.pctPeak.toFixed(1)}% of peak)` : ''}`);
+      }
     }
+    kernels.setGemmTile(null);
     for (const t of [a, b, c]) runtime.free(t);
   }
 
@@ -121,7 +129,7 @@ async function main(): Promise<void> {
     const row: AttentionRow = { B, T, NH, NKV, HD, forwardMs: forward * 1000, backwardMs: backward * 1000, gflops: flops / (forward + backward) / 1e9 };
     attention.push(row);
     console.log(`attention B=${B} T=${T} NH=${NH} NKV=${NKV} HD=${HD}: forward ${row.forwardMs.toFixed(2)} ms, backward ` +
-      `${row.backwardMs.toFixed(2)} ms, ${row.gflops.toFixed(1)} GFLOP/s`);
+      `${row.backwardMs.toFixed(2)} ms, ${row.gflops.toFixed(2)} GFLOP/s`);
     for (const t of [q, k, v, out, lse, dout, dq, dk, dv]) runtime.free(t);
   }
 

@@ -327,7 +327,7 @@ const runtimeChecks: Record<string, RuntimeCheck> = {
     if (afterSecond.liveBytes !== afterFirst.liveBytes) return `live bytes ${afterSecond.liveBytes} after reuse, ${afterFirst.liveBytes} before`;
     return null;
   },
-  'runtime: wrong element types, short tensors, bad views and kernel errors are reported': async (runtime, kernels) => {
+  'runtime: wrong element types, short or freed tensors, bad views and kernel errors are reported': async (runtime, kernels) => {
     const f = runtime.alloc(4);
     const problems: string[] = [];
     try { kernels.embeddingForward(f, f, f, 1, 4, false); problems.push('f32 ids accepted'); } catch (e) {
@@ -340,6 +340,12 @@ const runtimeChecks: Record<string, RuntimeCheck> = {
       if (!(e instanceof RangeError)) problems.push(`view: ${(e as Error).message}`);
     }
     runtime.free(f);
+    try { kernels.scale(f, 2, 4); problems.push('a freed tensor accepted'); } catch (e) {
+      if (!/was freed/.test((e as Error).message)) problems.push(`freed: ${(e as Error).message}`);
+    }
+    try { runtime.free(f); problems.push('a second free accepted'); } catch (e) {
+      if (!/freed twice/.test((e as Error).message)) problems.push(`free twice: ${(e as Error).message}`);
+    }
     // a kernel that does not compile: the next awaited download rejects, naming the kernel and the WGSL error
     const broken: KernelSpec = { name: 'brokenOnPurpose', tensors: [{ name: 'x', type: 'f32', written: true }],
       scalars: { N: 'u32' }, grid: () => [1, 1, 1], source: () => '@compute @workgroup_size(1) fn main() { x[0] = undefinedName; }' };

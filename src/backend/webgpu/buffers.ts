@@ -10,6 +10,9 @@ export type ElementType = 'f32' | 'i32';
 
 /** one pooled allocation; never handed out directly, only through tensors */
 export class GpuAllocation {
+  /** free() was called: no new work may use it (work recorded before still runs) */
+  freed = false;
+  /** back in the pool's free list */
   released = false;
   constructor(readonly buffer: GPUBuffer, readonly bytes: number, readonly sizeClass: number) {}
 }
@@ -69,10 +72,13 @@ export class BufferPool {
   private created = 0;
   private reused = 0;
 
-  constructor(private readonly device: GPUDevice, private readonly usage: number, private readonly label: string) {}
+  /** maxBytes: the device's maxBufferSize; a request whose class would exceed it gets its exact size instead */
+  constructor(private readonly device: GPUDevice, private readonly usage: number, private readonly label: string,
+    private readonly maxBytes = Infinity) {}
 
   acquire(bytes: number): GpuAllocation {
-    const size = sizeClassOf(bytes);
+    const sizeClass = sizeClassOf(bytes);
+    const size = sizeClass <= this.maxBytes ? sizeClass : bytes;
     const list = this.free.get(size);
     let buffer = list?.pop();
     if (buffer) {

@@ -15,9 +15,10 @@ const WG = 256;
  * load) once both sides of C reach 128, else 64x64 (4x4 per thread), so that small products (decoding, LoRA,
  * odd heads) still spread over enough workgroups.
  */
-export function gemmTile(M: number, N: number): number {
+export function gemmTile(M: number, N: number): GemmTile {
   return M >= 128 && N >= 128 ? 128 : 64;
 }
+export type GemmTile = 64 | 128;
 /** queries (or keys, in the dk/dv pass) per attention workgroup: one per thread */
 export const ATTENTION_ROWS = 64;
 

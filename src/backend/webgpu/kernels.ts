@@ -7,7 +7,7 @@
 //   WebGPU has no bfloat16, and `shader-f16` is IEEE half, a different format (see README.md);
 // - setThreads is accepted and ignored (the GPU schedules itself).
 import type { GpuTensor } from './buffers.js';
-import { COLUMN_CHUNK_ROWS, KERNELS, attentionTile, gemmTile } from './kernel-table.js';
+import { COLUMN_CHUNK_ROWS, KERNELS, attentionTile, gemmTile, type GemmTile } from './kernel-table.js';
 import type { WebGpuRuntime } from './runtime.js';
 
 function requireEvenHeads(what: string, NH: number, NKV: number): void {
@@ -42,6 +42,11 @@ export class WebGpuKernels {
   setMatmulBf16(on: boolean): void { this.matmulBf16 = on; }
   getMatmulBf16(): boolean { return this.matmulBf16; }
 
+  private gemmTileOverride: GemmTile | null = null;
+
+  /** forces the GEMM's block size (null: by shape, see gemmTile): for bench/webgpu, to compare both on a GPU */
+  setGemmTile(tile: GemmTile | null): void { this.gemmTileOverride = tile; }
+
   // ---------------------------------------------------------------- matrix products
   /** c (M,N) = op(a) (M,K) @ op(b) (K,N) [+ c]; transA: a stored (K,M); transB: b stored (N,K) */
   gemm(c: GpuTensor, a: GpuTensor, b: GpuTensor, M: number, N: number, K: number, transA: boolean, transB: boolean,
@@ -60,7 +65,7 @@ export class WebGpuKernels {
     this.runtime.dispatch(KERNELS.gemm, { c, a, b, bias }, {
       M, N, K, transA: Number(transA), transB: Number(transB), accumulate: Number(accumulate),
       bf16: Number(this.matmulBf16), hasBias: Number(bias !== null),
-    }, { TILE: gemmTile(M, N) });
+    }, { TILE: this.gemmTileOverride ?? gemmTile(M, N) });
   }
 
   /** inp (N,C), weight (OC,C), bias (OC) | null -> out (N,OC) written: out = inp @ weight^T + bias */

@@ -122,7 +122,7 @@ export class WebGpuRuntime {
     this.device = acquired.device;
     this.gpu = acquired.gpu;
     this.info = acquired.info;
-    this.tensors = new BufferPool(this.device, TENSOR_USAGE, 'tensor');
+    this.tensors = new BufferPool(this.device, TENSOR_USAGE, 'tensor', this.info.limits.maxBufferSize);
     this.uniforms = new BufferPool(this.device, BufferUsage.UNIFORM | BufferUsage.COPY_DST, 'params');
     this.staging = new BufferPool(this.device, BufferUsage.COPY_SRC | BufferUsage.COPY_DST, 'upload');
   }
@@ -142,6 +142,8 @@ export class WebGpuRuntime {
   /** returns a tensor's buffer to the pool; work already recorded on it still runs (release happens after submit) */
   free(tensor: GpuTensor): void {
     if (tensor.offset !== 0) throw new Error('free: pass the tensor alloc returned, not a view');
+    if (tensor.allocation.freed) throw new Error('free: tensor freed twice');
+    tensor.allocation.freed = true;
     this.releaseAfterSubmit.push([this.tensors, tensor.allocation]);
   }
 
@@ -158,6 +160,7 @@ export class WebGpuRuntime {
    */
   upload(dst: GpuTensor, data: Float32Array | Int32Array): void {
     if (data.length !== dst.length) throw new RangeError(`upload: ${data.length} elements into a view of ${dst.length}`);
+    if ((data instanceof Int32Array ? 'i32' : 'f32') !== dst.dtype) throw new TypeError(`upload: ${data.constructor.name} into a ${dst.dtype} tensor`);
     if (data.length === 0) return;
     const stage = this.staging.acquire(data.byteLength);
     this.device.queue.writeBuffer(stage.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
@@ -258,7 +261,7 @@ export class WebGpuRuntime {
       // without a second pipeline: with or without a bias, the gemm is one shader
       const t = tensors[slot.name] ?? this.dummy(slot.type);
       if (t.dtype !== slot.type) throw new TypeError(`${spec.name}: ${slot.name} must be ${slot.type}, got ${t.dtype}`);
-      if (t.allocation.released) throw new Error(`${spec.name}: ${slot.name} was freed`);
+      if (t.allocation.freed) throw new Error(`${spec.name}: ${slot.name} was freed`);
       let index = bindings.findIndex((b) => b.buffer === t.allocation.buffer);
       if (index < 0) {
         index = bindings.length;
@@ -285,7 +288,7 @@ export class WebGpuRuntime {
     for (const [, t] of present) { view.setUint32(at, t.offset, true); at += 4; }
     for (const [name, type] of Object.entries(spec.scalars)) {
       const value = scalars[name];
-      if (value === undefined || Number.isNaN(value) && type !== 'f32') throw new Error(`${spec.name}: scalar ${name} missing`);
+      if (value === undefined || (Number.isNaN(value) && type !== 'f32')) throw new Error(`${spec.name}: scalar ${name} missing`);
       if (type === 'f32') view.setFloat32(at, value, true);
       else if (type === 'i32') view.setInt32(at, value, true);
       else view.setUint32(at, value, true);
