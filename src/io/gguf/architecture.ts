@@ -42,7 +42,7 @@ export function ggufArchitecture(config: ModelConfig): GgufArchitecture {
   switch (config.modelType) {
     case 'llama':
     case 'mistral':
-      if (config.qkvBias !== config.oBias) refuse(config, 'attention biases on only some projections');
+      // llama.cpp's llama graph takes every optional bias orpo-ts's llama has (q/k/v/o, MLP)
       return 'llama';
     case 'qwen2':
       // llama.cpp's qwen2 graph sizes q and o as (hidden, hidden): heads * head_dim must be the hidden size
