@@ -310,6 +310,17 @@ const runtimeChecks: Record<string, RuntimeCheck> = {
     if (submits !== 1) return `${submits} submissions, expected 1`;
     return sameValues(got, [1024 + 512, 2048 + 1024, 3072 - 0.5, 4096 - 0.5, 5120 * 2, 6144 * 2, 7168, 8192]);
   },
+  'runtime: more than 65535 workgroups fold into a second grid dimension (scale over 16.8M elements)': async (runtime, kernels) => {
+    const N = 65535 * 256 + 300;
+    const data = new Float32Array(N);
+    for (let i = 0; i < N; i++) data[i] = i % 1000;
+    const x = runtime.fromArray(data);
+    kernels.scale(x, 2, N);
+    const got = await runtime.download(x);
+    runtime.free(x);
+    for (let i = 0; i < N; i++) if (got[i] !== 2 * (i % 1000)) return `[${i}]: ${got[i]} vs ${2 * (i % 1000)}`;
+    return null;
+  },
   'runtime: freed buffers are reused by size class; the pool reports live and pooled bytes': async (runtime) => {
     runtime.flush(); // returns what earlier cases freed
     const a = runtime.alloc(1000); // 4000 bytes: the 4096-byte class
