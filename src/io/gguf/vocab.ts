@@ -97,6 +97,8 @@ function classifyByteLevel(tokenizerJson: Json, ignoreMerges: boolean): string {
     refuse(`its pre-tokenizer ${describe(pre)} is not one llama.cpp implements (a ByteLevel pre-tokenizer, ` +
       'or a Split by a known expression followed by ByteLevel without a prefix space)');
   }
+  const decoder = obj(tokenizerJson.decoder);
+  if (decoder !== null && decoder.type !== 'ByteLevel') refuse(`its decoder ${describe(decoder)} is not ByteLevel`);
   if (digitsFirst) {
     if (ignoreMerges) refuse("its BPE model has ignore_merges=true, but llama.cpp's 'smollm' tokenizer merges every word");
     return 'smollm';
@@ -109,8 +111,6 @@ function classifyByteLevel(tokenizerJson: Json, ignoreMerges: boolean): string {
   if (known.ignoreMerges !== ignoreMerges) {
     refuse(`its BPE model has ignore_merges=${ignoreMerges}, but llama.cpp's '${known.pre}' tokenizer uses ${known.ignoreMerges}`);
   }
-  const decoder = obj(tokenizerJson.decoder);
-  if (decoder !== null && decoder.type !== 'ByteLevel') refuse(`its decoder ${describe(decoder)} is not ByteLevel`);
   return known.pre;
 }
 
@@ -120,10 +120,10 @@ function classifySentencePiece(tokenizerJson: Json): VocabKind {
   // the legacy Llama form: normalizer Prepend("▁") + Replace(" " -> "▁"), no pre-tokenizer
   if (normalizer !== null && pre === null && normalizer.type === 'Sequence' && Array.isArray(normalizer.normalizers)) {
     const steps = normalizer.normalizers.map(obj);
-    const prepend = steps.some((s) => s?.type === 'Prepend' && s.prepend === '▁');
-    const replace = steps.some((s) => s?.type === 'Replace' && obj(s.pattern)?.String === ' ' && s.content === '▁');
-    const others = steps.filter((s) => !(s?.type === 'Prepend' || s?.type === 'Replace'));
-    if (replace && others.length === 0 && steps.length <= 2) return { model: 'llama', addSpacePrefix: prepend };
+    const isPrepend = (s: Json | null): boolean => s?.type === 'Prepend' && s.prepend === '▁';
+    const isReplace = (s: Json | null): boolean => s?.type === 'Replace' && obj(s.pattern)?.String === ' ' && s.content === '▁';
+    const prepend = steps.length === 2 && isPrepend(steps[0]!) && isReplace(steps[1]!);
+    if (prepend || (steps.length === 1 && isReplace(steps[0]!))) return { model: 'llama', addSpacePrefix: prepend };
   }
   // the newer form: Metaspace pre-tokenizer without splitting
   if (normalizer === null && pre !== null && pre.type === 'Metaspace' && pre.replacement === '▁' && pre.split !== true) {
