@@ -14,6 +14,10 @@ import { gzipSync } from 'node:zlib';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { DataError } from '../src/data/errors.js';
 import { DEFAULT_READ_LIMITS, isInvalid, readRows, type ReadItem, type ReadLimits } from '../src/data/readers.js';
+import { ChatTemplate, ChatTemplateError, MAX_RANGE } from '../src/data/chat-template.js';
+import { createTokenizer } from '../src/data/tokenizer.js';
+import { nestedRepetition } from '../src/data/tokenizer-checks.js';
+import { TINY_CHAT_TEMPLATE, tinyTokenizerFiles } from './data-tiny-tokenizer.js';
 import { describeFailures, runFuzzCases, type FuzzCase } from './helpers/fuzz.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'orpo-hostile-data-'));
@@ -32,9 +36,9 @@ async function readAll(path: string, limits: Partial<ReadLimits> = {}): Promise<
   return items;
 }
 
-/** Reads each file in a fuzz worker (5 s timeout) and asserts each ended in a clean error naming the file. */
-async function assertCleanErrors(paths: string[], expected: RegExp): Promise<void> {
-  const cases: FuzzCase[] = paths.map((path) => ({ target: 'readDataset', input: path, file: path }));
+/** Runs each case in a fuzz worker (5 s timeout) and asserts each ended in a clean error naming its file. */
+async function assertCleanErrors(paths: string[], expected: RegExp, target = 'readDataset', texts?: string[]): Promise<void> {
+  const cases: FuzzCase[] = paths.map((path) => ({ target, input: target === 'readDataset' ? path : { dir: path, texts }, file: path }));
   const report = await runFuzzCases(cases, { module: targets, timeoutMs: 5000 });
   assert.equal(report.failures.length, 0, describeFailures(report));
   for (const r of report.results) {
@@ -137,13 +141,14 @@ test('a JSON Lines line longer than a row may be is an invalid row naming file a
 
 test('a minified single-line JSON array is read in linear time, as json.dump writes it', async () => {
   // the first line was searched again after every chunk: 10 MB took 16 s, 20 MB 73 s; now about 1 s per 40 MB
-  const rows = Array.from({ length: 40_000 }, (_, i) => ({ prompt: `Q${i}: ${'lorem ipsum '.repeat(8)}`, chosen: ` yes ${i}`, rejected: ` no ${i}` }));
-  const path = file('minified.json', JSON.stringify(rows)); // about 7 MB, no newline
+  const row = JSON.stringify({ prompt: `Q: ${'lorem ipsum '.repeat(200)}`, chosen: ' yes', rejected: ' no' });
+  const path = file('minified.json', `[${Array.from({ length: 8000 }, () => row).join(',')}]`); // 20 MB, no newline
   const started = performance.now();
   const items = await readAll(path);
   const seconds = (performance.now() - started) / 1000;
-  assert.equal(items.length, 40_000);
-  assert.ok(seconds < 4, `${seconds.toFixed(1)} s for 7 MB`);
+  assert.equal(items.length, 8000);
+  // quadratic reading took 73 s for this; linear takes under 2 s even on a busy machine
+  assert.ok(seconds < 15, `${seconds.toFixed(1)} s for 20 MB`);
 });
 
 test('invalid UTF-8 is refused naming the file, the line and the byte offset, as Python does', async () => {
@@ -178,4 +183,86 @@ test('a JSON array with a trailing comma, a missing comma or text after it is re
   }
   assert.equal((await readAll(file('fine.json', `[ ${ROW} ,\n ${ROW} ]\n`))).length, 2);
   assert.equal((await readAll(file('empty.json', '[]'))).length, 0);
+});
+
+// ---- Chat templates and tokenizers ------------------------------------------------------------------------------
+
+/** A model folder holding the tiny tokenizer, changed by `edit` (tokenizer.json and tokenizer_config.json). */
+function modelDir(name: string, edit: (files: { tokenizer: Record<string, unknown>; config: Record<string, unknown> }) => void): string {
+  const files = tinyTokenizerFiles({ chatTemplate: TINY_CHAT_TEMPLATE });
+  edit(files);
+  const path = join(dir, name);
+  mkdirSync(path, { recursive: true });
+  writeFileSync(join(path, 'tokenizer.json'), JSON.stringify(files.tokenizer));
+  writeFileSync(join(path, 'tokenizer_config.json'), JSON.stringify(files.config));
+  return path;
+}
+
+const CHAT = [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }];
+
+test('a chat template asking range() for a billion items is refused at once, as transformers\' sandbox refuses it', () => {
+  // @huggingface/jinja built the array: a gigabyte in a second, then V8 aborted the process
+  const template = new ChatTemplate('{% for i in range(1000000000) %}x{% endfor %}', {}, '/m/chat_template.jinja');
+  assert.throws(() => template.render(CHAT), (err: Error) =>
+    err instanceof ChatTemplateError && /^\/m\/chat_template\.jinja: the chat template asked range\(\) for 1,000,000,000 items; at most 100,000/.test(err.message));
+  assert.equal(new ChatTemplate(`{{ range(${MAX_RANGE}) | length }}`, {}).render(CHAT), String(MAX_RANGE));
+});
+
+test('nested loops, exponential macros and runaway strings in a chat template end within seconds naming the file', async () => {
+  const templates = {
+    nested: '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}',
+    nestedMessages: '{% for a in messages %}{% for i in range(99999) %}{% for j in range(99999) %}.{% endfor %}{% endfor %}{% endfor %}',
+    exponential: '{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}',
+    doubling: '{% set s = "x" %}{% for i in range(64) %}{% set s = s + s %}{% endfor %}{{ s }}',
+  };
+  const dirs = Object.entries(templates).map(([name, template]) => modelDir(`template-${name}`, (f) => (f.config.chat_template = template)));
+  await assertCleanErrors(dirs, /template-\w+\/tokenizer_config\.json: the chat template (did not finish within 300,000 steps|made a string of)/, 'useTokenizer');
+  // and a real template stays well inside the budget
+  assert.match(new ChatTemplate(TINY_CHAT_TEMPLATE, { bos_token: '<s>', eos_token: '</s>' }).render(CHAT), /^<s><\|user\|>\nhi<\/s>/);
+});
+
+test('a broken chat template names its file and says it is the chat template', () => {
+  const files = tinyTokenizerFiles({ chatTemplate: '{% for %}' });
+  assert.throws(() => createTokenizer({ ...files, origin: '/models/m' }), /^ChatTemplateError: \/models\/m\/tokenizer_config\.json: the chat template cannot be parsed/);
+  const undefinedCall = tinyTokenizerFiles({ chatTemplate: '{{ nothing.here() }}' });
+  const tok = createTokenizer({ ...undefinedCall, origin: '/models/m' });
+  assert.throws(() => tok.applyChatTemplate(CHAT), /\/models\/m\/tokenizer_config\.json: the chat template failed \(/);
+});
+
+test('a tokenizer.json split pattern that backtracks catastrophically is refused when the tokenizer loads', async () => {
+  // (a+)+$ on "aaaa...a!" tries 2^n ways to split the a's before failing: an 80-character row never finished
+  const split = (regex: string) => (f: { tokenizer: Record<string, unknown> }) => {
+    f.tokenizer.pre_tokenizer = {
+      type: 'Sequence',
+      pretokenizers: [
+        { type: 'Split', pattern: { Regex: regex }, behavior: 'Isolated', invert: false },
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
+      ],
+    };
+  };
+  const dirs = [modelDir('split-nested', split('(a+)+$')), modelDir('split-words', split('(\\w+\\s?)+$'))];
+  await assertCleanErrors(dirs, /split-\w+\/tokenizer\.json: the pre_tokenizer.pretokenizers\[0\] \(Split\) pattern .* repeats a group that itself repeats/,
+    'useTokenizer', ['a'.repeat(80) + '!']);
+  // the patterns real tokenizers use pass: GPT-2, cl100k, o200k, Llama 3 / Qwen
+  for (const real of [
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}",
+  ]) assert.equal(nestedRepetition(real), null, real);
+  assert.equal(nestedRepetition('[(a+)+]|\\(a+\\)+|(ab)+|(a+){1}'), null);
+});
+
+test('an added token with id 1e9 is refused when the tokenizer loads instead of walking a billion-slot array', async () => {
+  const huge = modelDir('added-id', (f) => (f.tokenizer.added_tokens as { id: number }[])[0]!.id = 1e9);
+  const negative = modelDir('vocab-id', (f) => ((f.tokenizer.model as { vocab: Record<string, number> }).vocab['hi'] = -3));
+  await assertCleanErrors([huge, negative], /(added|vocab)-id\/tokenizer\.json: the (added token "<s>" has id 1000000000|vocabulary's token "hi" has id -3); ids number the 261 tokens from 0/, 'useTokenizer');
+});
+
+test('bos_token: 5 in tokenizer_config.json is refused naming the file and the field, not ignored', () => {
+  const files = tinyTokenizerFiles();
+  files.config.bos_token = 5;
+  assert.throws(() => createTokenizer({ ...files, origin: '/models/m' }),
+    /^DataError: \/models\/m\/tokenizer_config\.json: bos_token is 5; it must be the token's text \("<s>"\) or \{"content": "<s>", \.\.\.\}/);
+  files.config.bos_token = null; // null means none, as transformers reads it
+  assert.equal(createTokenizer({ ...files, origin: '/models/m' }).bosTokenId, null);
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { ChatTemplate, pickChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
 import { DataError } from './errors.js';
+import { checkTokenizerJson } from './tokenizer-checks.js';
 import { applySpeedups } from './tokenizer-speedups.js';
 
 export type { ChatMessage, ChatTemplateOptions } from './chat-template.js';
@@ -62,17 +63,23 @@ function classDefaults(files: TokenizerFiles): Partial<Record<SpecialTokenName, 
   return gpt2 ? GPT2_DEFAULTS : {};
 }
 
-/** Special tokens are written as a string or as an AddedToken object `{content: "..."}`. */
-function specialTokenText(value: unknown): string | null {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+/**
+ * Special tokens are written as a string or as an AddedToken object `{content: "..."}`; null (or absent) means
+ * none. Anything else (`bos_token: 5`) is a mistake that used to be ignored silently, leaving the model without
+ * the token the user meant: it is refused, naming the file and the field.
+ */
+function specialTokenText(value: unknown, name: string, file: string): string | null {
+  if (value === undefined || value === null || typeof value === 'string') return value ?? null;
+  if (typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string') {
     return (value as { content: string }).content;
   }
-  return null;
+  const shown = JSON.stringify(value)?.slice(0, 60) ?? String(value);
+  throw new DataError(`${file}: ${name} is ${shown}; it must be the token's text ("<s>") or {"content": "<s>", ...}`);
 }
 
 export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolean } = {}): Tokenizer {
   const origin = files.origin ?? 'tokenizer';
+  checkTokenizerJson(files.tokenizer, files.origin === undefined ? 'tokenizer.json' : join(origin, 'tokenizer.json'));
   let hf: HfTokenizer;
   try {
     hf = new HfTokenizer(files.tokenizer, files.config);
@@ -85,10 +92,12 @@ export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolea
   const texts = {} as Record<SpecialTokenName, string | null>;
   const ids = {} as Record<SpecialTokenName, number | null>;
   const defaults = classDefaults(files);
+  const configFile = join(origin, 'tokenizer_config.json');
   for (const name of SPECIAL_TOKEN_NAMES) {
     const named = name in files.config || (files.specialTokensMap !== undefined && name in files.specialTokensMap);
     const text = named
-      ? specialTokenText(files.config[name]) ?? specialTokenText(files.specialTokensMap?.[name])
+      ? specialTokenText(files.config[name], name, configFile) ??
+        specialTokenText(files.specialTokensMap?.[name], name, join(origin, 'special_tokens_map.json'))
       : defaults[name] ?? null;
     texts[name] = text;
     ids[name] = text === null ? null : tokenToId(text);
@@ -102,8 +111,16 @@ export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolea
   let maxId = -1;
   for (const id of hf.get_vocab(true).values()) maxId = Math.max(maxId, id);
 
-  const encode = (text: string, opts: { addSpecialTokens?: boolean } = {}): number[] =>
-    hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? false }).ids;
+  // the library's own failures on a text (a pattern that cannot run, a config it misreads) name the tokenizer
+  const failed = (what: string, err: unknown): DataError =>
+    new DataError(`${origin}: the tokenizer (tokenizer.json) failed to ${what} (${(err as Error).message?.slice(0, 200) ?? String(err)})`);
+  const encode = (text: string, opts: { addSpecialTokens?: boolean } = {}): number[] => {
+    try {
+      return hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? false }).ids;
+    } catch (err) {
+      throw failed('encode a text', err);
+    }
+  };
 
   // add_bos_token in the config is what the slow tokenizers obey; fast ones put BOS in their post-processor.
   // Either counts, so the config wins when it says, and otherwise we watch what encoding does.
@@ -120,7 +137,13 @@ export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolea
 
   return {
     encode,
-    decode: (tokenIds, opts = {}) => hf.decode([...tokenIds], { skip_special_tokens: opts.skipSpecialTokens ?? false }),
+    decode: (tokenIds, opts = {}) => {
+      try {
+        return hf.decode([...tokenIds], { skip_special_tokens: opts.skipSpecialTokens ?? false });
+      } catch (err) {
+        throw failed('decode ids', err);
+      }
+    },
     bosTokenId: ids.bos_token,
     eosTokenId: ids.eos_token,
     padTokenId: ids.pad_token,
