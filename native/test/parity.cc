@@ -376,16 +376,12 @@ void matmul_cases() {
       const int64_t N = s[0], C = s[1], OC = s[2];
       const auto inp = rng.floats(N * C), weight = rng.floats(OC * C), bias = rng.floats(OC);
       const std::string shape = sizes({{"N", N}, {"C", C}, {"OC", OC}}) + (bf16 ? " bf16" : "");
-      auto rounded = [&](float x) { return double(bf16 ? bf16_round(x) : x); };
       for (bool with_bias : {true, false}) {
         const auto out = rng.floats(N * OC);
-        std::vector<double> e(static_cast<size_t>(N * OC));
-        for (int64_t n = 0; n < N; n++)
-          for (int64_t o = 0; o < OC; o++) {
-            double sum = with_bias ? bias[o] : 0.0;  // the bias is copied, not rounded
-            for (int64_t c = 0; c < C; c++) sum += rounded(inp[n * C + c]) * rounded(weight[o * C + c]);
-            e[n * OC + o] = sum;
-          }
+        // out = inp @ weight^T, added to the bias rows (copied, not rounded) or written
+        std::vector<float> bias_rows(static_cast<size_t>(N * OC));
+        for (int64_t n = 0; n < N; n++) std::memcpy(&bias_rows[n * OC], bias.data(), static_cast<size_t>(OC) * 4);
+        const auto e = gemm_reference(bias_rows, inp, weight, N, OC, C, false, true, with_bias, bf16);
         run_case("matmul_forward", shape + " bias=" + std::to_string(with_bias), {f32_out("out", out, e, kSum)},
                  [&](Bufs& o) {
                    orpo::set_matmul_bf16(bf16);
@@ -398,20 +394,11 @@ void matmul_cases() {
         if (bf16 && mask != 7) continue;
         const auto dinp = rng.floats(N * C), dweight = rng.floats(OC * C), dbias = rng.floats(OC);
         std::vector<Out> outs;
-        if (mask & 4) {
-          auto e = widen(dinp);
-          for (int64_t n = 0; n < N; n++)
-            for (int64_t c = 0; c < C; c++)
-              for (int64_t o = 0; o < OC; o++) e[n * C + c] += rounded(dout[n * OC + o]) * rounded(weight[o * C + c]);
-          outs.push_back(f32_out("dinp", dinp, e, kSum));
-        }
-        if (mask & 2) {
-          auto e = widen(dweight);
-          for (int64_t o = 0; o < OC; o++)
-            for (int64_t c = 0; c < C; c++)
-              for (int64_t n = 0; n < N; n++) e[o * C + c] += rounded(dout[n * OC + o]) * rounded(inp[n * C + c]);
-          outs.push_back(f32_out("dweight", dweight, e, kSum));
-        }
+        if (mask & 4)  // dinp += dout @ weight
+          outs.push_back(f32_out("dinp", dinp, gemm_reference(dinp, dout, weight, N, C, OC, false, false, true, bf16), kSum));
+        if (mask & 2)  // dweight += dout^T @ inp
+          outs.push_back(
+              f32_out("dweight", dweight, gemm_reference(dweight, dout, inp, OC, C, N, true, false, true, bf16), kSum));
         if (mask & 1) {
           auto e = widen(dbias);  // column sums of dout: not a matrix product, never rounded
           for (int64_t n = 0; n < N; n++)
