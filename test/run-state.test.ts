@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { orpo, tinyCliRun } from './helpers/tiny-cli-run.js';
-import { TRAIN_OPTIONS } from '../src/train/config.js';
 
 const { root, modelDir, data } = tinyCliRun('orpo-run-state-');
 
@@ -39,11 +38,7 @@ test("a run from step 0 into a folder holding another run's checkpoints is refus
   for (let i = 0; i < 2; i++) assert.equal(orpo(finalArgs).code, 0);
 });
 
-test('--overwrite-output-dir (transformers\' overwrite_output_dir) deletes the earlier run\'s checkpoints, and --resume then continues the new run', (t) => {
-  if (!('overwrite_output_dir' in TRAIN_OPTIONS)) {
-    t.skip('overwrite_output_dir is not in TRAIN_OPTIONS yet (src/train/config.ts)');
-    return;
-  }
+test('--overwrite-output-dir (transformers\' overwrite_output_dir) deletes the earlier run\'s checkpoints, and --resume then continues the new run', () => {
   const out = join(root, 'overwritten');
   assert.equal(orpo(trainArgs(out, ['--max-steps', '6'])).code, 0);
   const fresh = orpo(trainArgs(out, ['--max-steps', '2', '--overwrite-output-dir']));

@@ -112,7 +112,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   await mkdir(outputDir, { recursive: true });
   const leftovers = await removeStaleTemporaries(outputDir);
   if (leftovers.length > 0) say(`removed what a killed run left in ${outputDir}: ${leftovers.join(', ')}`);
-  if (c.resume === null) await claimOutputDir(outputDir, overwriteOutputDir(c), say);
+  if (c.resume === null) await claimOutputDir(outputDir, c.overwrite_output_dir, say);
   // a run in progress has no train_results.json: a stale one would tell readers (orpo compare) that this run finished
   await rm(join(outputDir, 'train_results.json'), { force: true });
 
@@ -312,14 +312,6 @@ async function readAdapterWeightsInto(adapters: LoraAdapters, dir: string): Prom
       await readTensorF32(info, view);
     }
   }
-}
-
-/**
- * transformers' overwrite_output_dir (TrainingArguments; TRL's configs inherit it): read here once TRAIN_OPTIONS has it,
- * false until then.
- */
-function overwriteOutputDir(c: TrainConfig): boolean {
-  return (c as TrainConfig & { overwrite_output_dir?: boolean | null }).overwrite_output_dir === true;
 }
 
 /**
