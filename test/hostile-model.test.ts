@@ -196,6 +196,9 @@ test('error messages quote untrusted names, dtypes and values only up to a bound
       assert.doesNotMatch(error.message, /n{200}/, name);
       await rm(file);
     }
+    // control characters in a name are escaped, so that a message stays one line
+    const file = await craft(join(dir, 'newline.safetensors'), '{"a\\nb\\u0000":{"dtype":"F8_E4M3","shape":[0],"data_offsets":[0,0]}}');
+    await assertCleanError(() => readSafetensorsHeader(file), file, "tensor 'a\\x0ab\\x00'");
   });
 });
 

@@ -49,20 +49,23 @@ function fileError(file: string, message: string): Error {
   return new Error(`${file}: ${message}`);
 }
 
+/** At most maxChars of untrusted text, with control characters escaped so that a message stays one line. */
+function escapedStart(text: string, maxChars: number): string {
+  return text.slice(0, maxChars).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 /**
- * Untrusted text for an error message, cut to a bound (a header may hold a 50 MB tensor name) and with control
- * characters escaped so that a message stays one readable line.
+ * Untrusted text for an error message, cut to a bound (a header may hold a 50 MB tensor name) and escaped:
+ * `name` or `nnnn... (5000000 characters)`.
  */
 export function shortenUntrusted(text: string, maxChars = QUOTE_CHARS): string {
-  const cut = text.length > maxChars ? text.slice(0, maxChars) : text;
-  const shown = cut.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const shown = escapedStart(text, maxChars);
   return text.length > maxChars ? `${shown}... (${text.length} characters)` : shown;
 }
 
-/** shortenUntrusted, in quotes. */
+/** shortenUntrusted in quotes: `'name'` or `'nnnn...' (5000000 characters)`. */
 export function quoteUntrusted(text: string, maxChars = QUOTE_CHARS): string {
-  const cut = text.length > maxChars ? text.slice(0, maxChars) : text;
-  const shown = shortenUntrusted(cut, maxChars);
+  const shown = escapedStart(text, maxChars);
   return text.length > maxChars ? `'${shown}...' (${text.length} characters)` : `'${shown}'`;
 }
 
