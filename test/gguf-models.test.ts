@@ -139,7 +139,7 @@ for (const [index, c] of CASES.entries()) {
         try {
           const err = maxAbsDiff(await llamaNextLogprobs(loaded, SEQUENCE), expected);
           // llama.cpp's log lines arrive asynchronously: look once it has computed something
-          assert.deepEqual(complaintsSince(before), [], `${dtype}: llama.cpp loads the file without a warning`);
+          assert.deepEqual(await complaintsSince(before), [], `${dtype}: llama.cpp loads the file without a warning`);
           errors.push(`${dtype} ${err.toExponential(1)}`);
           const tolerance = dtype === 'f32' && c.raw.model_type === 'gpt2' ? GPT2_F32_TOLERANCE : TOLERANCE[dtype];
           assert.ok(err <= tolerance, `${dtype}: max |Δ log p| ${err.toExponential(2)} > ${tolerance}`);
@@ -192,7 +192,7 @@ for (const c of [CASES[0]!, CASES[5]!, CASES[6]!]) {
       try {
         const viaAdapter = await llamaNextLogprobs(withAdapter, SEQUENCE);
         const viaMerged = await llamaNextLogprobs(merged, SEQUENCE);
-        assert.deepEqual(complaintsSince(before), [], 'llama.cpp loads the adapter without a warning');
+        assert.deepEqual(await complaintsSince(before), [], 'llama.cpp loads the adapter without a warning');
         const adapterVsMerged = maxAbsDiff(viaAdapter, viaMerged);
         const mergedVsOrpo = maxAbsDiff(viaMerged, expected);
         t.diagnostic(`max |Δ log p| adapter vs merged ${adapterVsMerged.toExponential(1)}, merged vs orpo-ts ${mergedVsOrpo.toExponential(1)}`);

@@ -31,8 +31,12 @@ export async function llamaCpp(): Promise<Llama | string> {
   return instance;
 }
 
-/** Warnings and errors llama.cpp logged since log position `from` (what a clean load must not produce). */
-export function complaintsSince(from: number): string[] {
+/**
+ * Warnings and errors llama.cpp logged since log position `from` (what a clean load must not produce). Log lines
+ * reach JavaScript through the event loop, so this first lets the ones already written arrive.
+ */
+export async function complaintsSince(from: number): Promise<string[]> {
+  await new Promise((resolve) => setTimeout(resolve, 50));
   return llamaLog.slice(from).filter((l) => l.level === 'warn' || l.level === 'error' || l.level === 'fatal')
     .map((l) => l.message.trim()).filter((m) => m !== '');
 }
