@@ -153,8 +153,14 @@ const attentionShapes: AttentionShape[] = [
   { B: 1, T: 1, NH: 1, NKV: 1, HD: 8, qPad: 0, kvPad: 0, hidden: null },
   { B: 2, T: 7, NH: 4, NKV: 4, HD: 8, qPad: 3, kvPad: 1, hidden: null },
   { B: 2, T: 9, NH: 4, NKV: 2, HD: 6, qPad: 0, kvPad: 5, hidden: [2, 5, 0, 0] },
-  { B: 1, T: 70, NH: 4, NKV: 1, HD: 16, qPad: 2, kvPad: 0, hidden: null },
+  { B: 1, T: 70, NH: 4, NKV: 1, HD: 8, qPad: 2, kvPad: 0, hidden: null },
   { B: 2, T: 67, NH: 2, NKV: 1, HD: 8, qPad: 0, kvPad: 0, hidden: [10, 40, 0, 66] },
+  // real head sizes (smaller key tiles: TK = 16 at HD = 128) take SwiftShader about a minute to compile and run:
+  // opt in with ORPO_WEBGPU_PARITY_LARGE=1
+  ...(process.env.ORPO_WEBGPU_PARITY_LARGE === '1' ? [
+    { B: 1, T: 20, NH: 2, NKV: 1, HD: 128, qPad: 0, kvPad: 0, hidden: [3, 9] },
+    { B: 1, T: 70, NH: 4, NKV: 2, HD: 64, qPad: 0, kvPad: 0, hidden: null },
+  ] : []),
 ];
 for (const s of attentionShapes) {
   const { B, T, NH, NKV, HD } = s;
@@ -190,7 +196,7 @@ for (const s of attentionShapes) {
     buffers: { dqkv: randn(B * T * 3 * C), dout: randn(B * T * C), qkv, out, lse },
     args: [ref('dqkv'), ref('dqkv', C), ref('dqkv', 2 * C), ref('dout'), ref('qkv'), ref('qkv', C), ref('qkv', 2 * C), ref('out'), ref('lse'), B, T, NH, NH, HD, 3 * C, 3 * C, null] });
 }
-for (const [T, pos0, NH, NKV, HD, pad] of [[1, 0, 2, 2, 8, 0], [1, 9, 4, 2, 8, 3], [3, 66, 4, 1, 16, 0]]) {
+for (const [T, pos0, NH, NKV, HD, pad] of [[1, 0, 2, 2, 8, 0], [1, 9, 4, 2, 8, 3], [3, 66, 4, 1, 6, 0]]) {
   const qStride = NH * HD + pad;
   const kvStride = NKV * HD + pad;
   const L = pos0 + T;
