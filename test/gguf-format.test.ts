@@ -9,15 +9,16 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createModel } from '../src/model/create.js';
-import { saveModel } from '../src/io/hf-model.js';
+import { loadModel, readConfigJson, saveModel } from '../src/io/hf-model.js';
+import { parseConfig } from '../src/model/config.js';
 import { saveAdapter } from '../src/io/adapter.js';
 import { attachLora } from '../src/lora/adapters.js';
 import { encodeTensor, quantizeQ8_0, dequantizeQ8_0 } from '../src/io/gguf/quantize.js';
 import { permuteRowsForInterleavedRope } from '../src/io/gguf/architecture.js';
-import { exportModelFolderToGguf, writeModelGguf } from '../src/io/gguf/export.js';
+import { exportModelFolderToGguf, folderParamReader, writeModelGguf } from '../src/io/gguf/export.js';
 import { classifyTokenizer, sentencePieceScores } from '../src/io/gguf/vocab.js';
 import { tinyTokenizerFiles } from './data-tiny-tokenizer.js';
-import { repoRoot } from './helpers/shared.js';
+import { repoRoot, sharedDir, SHARED_MISSING } from './helpers/shared.js';
 
 // ------------------------------------------------------------------------------------------------ a GGUF reader
 
@@ -187,6 +188,21 @@ test('gpt2: Conv1D weights as (out, in), fused qkv, position embeddings f32, unt
     assert.equal(first, new Uint16Array(encodeTensor('BF16', expected, 1).buffer)[0]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the streaming reader gives loadModel\'s parameters, from sharded bf16 folders too (GPT-2 Conv1D transposed)', async (t) => {
+  const shared = sharedDir();
+  if (shared === null) return t.skip(SHARED_MISSING);
+  for (const family of ['llama', 'gpt2']) {
+    for (const folder of ['model', 'model-bf16-sharded']) {
+      const dir = join(shared, 'fixtures', family, folder);
+      const model = await loadModel(dir);
+      const read = await folderParamReader(dir, parseConfig(await readConfigJson(dir)));
+      for (const p of model.layout) {
+        assert.deepEqual(await read(p.name), model.param(p.name), `${family}/${folder}: ${p.name}`);
+      }
+    }
   }
 });
 
