@@ -328,3 +328,18 @@ test('an adapter\'s r is checked against its weights before the adapter is alloc
     await assertCleanError(() => loadAdapter(dir, model), configFile, 'matches no projection');
   });
 });
+
+test('a target_modules regex that backtracks exponentially is refused, not run', async () => {
+  await withTmp(async (dir) => {
+    const model = createModel(tinyLlama, { seed: 1 });
+    await saveAdapter(new LoraAdapters(model, { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj'], useRslora: false }), dir);
+    const configFile = join(dir, ADAPTER_CONFIG_FILE);
+    const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+    // matched against every module name, (.*)* tries exponentially many splits of each (did not finish in minutes)
+    await writeFile(configFile, JSON.stringify({ ...config, target_modules: '(.*)*x' }));
+    await assertCleanError(() => loadAdapter(dir, model), configFile, 'repeats a group that itself repeats');
+    // what PEFT users write still works
+    await writeFile(configFile, JSON.stringify({ ...config, target_modules: '.*\\.(q_proj)' }));
+    assert.equal((await loadAdapter(dir, model)).layers.length, 2);
+  });
+});

@@ -9,6 +9,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DecoderBase } from '../model/base.js';
 import { LoraAdapters } from '../lora/adapters.js';
+import { nestedRepetition } from '../data/tokenizer-checks.js';
 import { checkLoraSettings, LORA_MODULES, selectLoraTargets, type LoraSettings } from '../lora/config.js';
 import { writeFileAtomically } from './atomic-file.js';
 import {
@@ -134,6 +135,13 @@ export async function readAdapterConfig(dir: string): Promise<AdapterConfig> {
 function resolveRegexTargets(model: DecoderBase, settings: LoraSettings, configFile: string): LoraSettings {
   const t = settings.targetModules;
   if (t.length !== 1 || t[0] === 'all-linear' || (LORA_MODULES[model.config.family] as readonly string[]).includes(t[0]!)) return settings;
+  // the tokenizer's check: a repeated group holding a repetition, e.g. (.*)*, backtracks exponentially when a
+  // module name does not match ("(.*)*x" never finished on one 30-character name)
+  const nested = nestedRepetition(t[0]!);
+  if (nested !== null) {
+    throw new Error(`${configFile}: target_modules regex ${quoteUntrusted(t[0]!)} repeats a group that itself repeats ` +
+      `(${quoteUntrusted(nested)}), which can take exponential time to match; write the module names as a list`);
+  }
   let re: RegExp;
   try {
     re = new RegExp(`^(?:${t[0]!})$`);
