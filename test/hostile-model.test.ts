@@ -300,13 +300,19 @@ test('a model.safetensors or config.json that is a folder or a pipe is refused w
 
 // ------------------------------------------------------------------------------------------------ adapters
 
+/** A valid q_proj adapter (r = 2) of the tiny llama in dir, and a way to rewrite its adapter_config.json. */
+async function adapterFolder(dir: string) {
+  const model = createModel(tinyLlama, { seed: 1 });
+  await saveAdapter(new LoraAdapters(model, { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj'], useRslora: false }), dir);
+  const configFile = join(dir, ADAPTER_CONFIG_FILE);
+  const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+  const withConfig = (change: Record<string, unknown>): Promise<void> => writeFile(configFile, JSON.stringify({ ...config, ...change }));
+  return { model, configFile, withConfig };
+}
+
 test('an adapter\'s r is checked against its weights before the adapter is allocated; its config is quoted with bounds', async () => {
   await withTmp(async (dir) => {
-    const model = createModel(tinyLlama, { seed: 1 });
-    await saveAdapter(new LoraAdapters(model, { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj'], useRslora: false }), dir);
-    const configFile = join(dir, ADAPTER_CONFIG_FILE);
-    const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
-    const withConfig = (change: Record<string, unknown>): Promise<void> => writeFile(configFile, JSON.stringify({ ...config, ...change }));
+    const { model, configFile, withConfig } = await adapterFolder(dir);
     // r = 10^9 would allocate 10^9 * (8 + 8) floats per module before the file was looked at
     await withConfig({ r: 1e9 });
     await assertCleanError(() => loadAdapter(dir, model), join(dir, ADAPTER_WEIGHTS_FILE), 'r=1000000000');
@@ -331,15 +337,12 @@ test('an adapter\'s r is checked against its weights before the adapter is alloc
 
 test('a target_modules regex that backtracks exponentially is refused, not run', async () => {
   await withTmp(async (dir) => {
-    const model = createModel(tinyLlama, { seed: 1 });
-    await saveAdapter(new LoraAdapters(model, { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj'], useRslora: false }), dir);
-    const configFile = join(dir, ADAPTER_CONFIG_FILE);
-    const config = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+    const { model, configFile, withConfig } = await adapterFolder(dir);
     // matched against every module name, (.*)* tries exponentially many splits of each (did not finish in minutes)
-    await writeFile(configFile, JSON.stringify({ ...config, target_modules: '(.*)*x' }));
+    await withConfig({ target_modules: '(.*)*x' });
     await assertCleanError(() => loadAdapter(dir, model), configFile, 'repeats a group that itself repeats');
     // what PEFT users write still works
-    await writeFile(configFile, JSON.stringify({ ...config, target_modules: '.*\\.(q_proj)' }));
+    await withConfig({ target_modules: '.*\\.(q_proj)' });
     assert.equal((await loadAdapter(dir, model)).layers.length, 2);
   });
 });
