@@ -273,6 +273,22 @@ test('stories260K (SentencePiece-style vocabulary, real pretrained Llama): token
     } finally {
       await loaded.dispose();
     }
+    // the stored types: f16 keeps the continuation; bf16 and q8_0 did too when measured (reported, not required,
+    // since rounding may flip a near tie on another CPU)
+    for (const dtype of ['f16', 'bf16', 'q8_0'] as const) {
+      const file = join(dir, `stories260K-${dtype}.gguf`);
+      await exportModelFolderToGguf(modelDir, file, { dtype });
+      const rounded = await loadGguf(llama, file);
+      try {
+        const continuation = await llamaGreedy(rounded, reference.prompt.ids_with_bos, reference.prompt.greedy_next_32_ids.length);
+        let same = 0;
+        while (same < continuation.length && continuation[same] === reference.prompt.greedy_next_32_ids[same]) same++;
+        t.diagnostic(`${dtype}: the first ${same} of ${continuation.length} greedy tokens are the reference's`);
+        if (dtype === 'f16') assert.deepEqual(continuation, reference.prompt.greedy_next_32_ids);
+      } finally {
+        await rounded.dispose();
+      }
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
