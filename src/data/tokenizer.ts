@@ -103,7 +103,7 @@ export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolea
     ids[name] = text === null ? null : tokenToId(text);
     if (text !== null && ids[name] === null) {
       throw new DataError(
-        `${origin}: ${name} "${text}" is not in tokenizer.json's vocabulary; fix ${name} in tokenizer_config.json`,
+        `${origin}: ${name} ${JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text)} is not in tokenizer.json's vocabulary; fix ${name} in tokenizer_config.json`,
       );
     }
   }
@@ -181,11 +181,16 @@ async function readJson(path: string, required: boolean): Promise<Record<string,
     }
     throw err;
   }
+  let value: unknown;
   try {
-    return JSON.parse(text) as Record<string, unknown>;
+    value = JSON.parse(text);
   } catch (err) {
     throw new DataError(`${path} is not valid JSON: ${(err as Error).message}`);
   }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new DataError(`${path} must hold a JSON object, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+  }
+  return value as Record<string, unknown>;
 }
 
 async function readOptionalText(path: string): Promise<string | undefined> {

@@ -245,6 +245,8 @@ export interface FuzzCase<I = unknown> {
   file: string;
   /** how the case was made, for reports: "flipBits,truncate" */
   label?: string;
+  /** what the case is counted under in reports (default: target), e.g. the input format "parquet.gz" */
+  group?: string;
 }
 
 /** ok: a result. clean-error: an Error naming the file. Anything else is a failure of the code under test. */
@@ -289,7 +291,7 @@ export interface FuzzRunOptions {
 export interface FuzzReport {
   results: FuzzResult[];
   failures: FuzzResult[];
-  /** cases per target by outcome */
+  /** cases per group (target when a case names none) by outcome */
   counts: Record<string, Record<FuzzOutcome, number>>;
 }
 
@@ -477,7 +479,7 @@ export async function runFuzzCases(cases: Iterable<FuzzCase> | AsyncIterable<Fuz
 export function summarise(results: FuzzResult[]): FuzzReport {
   const counts: Record<string, Record<FuzzOutcome, number>> = {};
   for (const r of results) {
-    const row = (counts[r.case.target] ??= { ok: 0, 'clean-error': 0, failure: 0 });
+    const row = (counts[r.case.group ?? r.case.target] ??= { ok: 0, 'clean-error': 0, failure: 0 });
     row[r.outcome]++;
   }
   return { results, failures: results.filter((r) => r.outcome === 'failure'), counts };
