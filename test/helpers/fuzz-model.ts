@@ -1,7 +1,8 @@
 // Model-file fuzz cases for the fuzz runner (test/helpers/fuzz.ts): safetensors headers and bodies, config.json,
-// model.safetensors.index.json and PEFT adapters, mutated from tiny valid model folders. Each mutant is written to its own file
-// or folder and yielded as a case for a target of fuzz-model-targets.ts (a separate module: the worker imports
-// the targets while fuzz.ts is still being evaluated, so a targets module must not import fuzz.ts).
+// model.safetensors.index.json and PEFT adapters, mutated from tiny valid model folders. Each mutant is written to
+// its own file or folder and yielded as a case for a target of fuzz-model-targets.ts (a separate module: the
+// worker imports the targets while fuzz.ts is still being evaluated, so a targets module must not import fuzz.ts).
+// A longer run (bench): runFuzzCases(modelFuzzCases(dir, seed), { module: MODEL_FUZZ_TARGETS, deadline }).
 //
 // A folder case's error must name the folder (every message does: the config, a weight file or the folder itself).
 
@@ -10,8 +11,8 @@ import { join } from 'node:path';
 
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, saveAdapter } from '../../src/io/adapter.js';
 import { saveModel } from '../../src/io/hf-model.js';
-import { LoraAdapters } from '../../src/lora/adapters.js';
 import { WEIGHTS_INDEX_FILE } from '../../src/io/model-files.js';
+import { LoraAdapters } from '../../src/lora/adapters.js';
 import { createModel } from '../../src/model/create.js';
 import { concatBytes, mutateBytes, mutateJson, Rng, type FuzzCase, type Json } from './fuzz.js';
 import { TINY_LLAMA } from './fuzz-model-targets.js';
