@@ -184,39 +184,36 @@ test('a GPT-2-style byte-level BPE (pre-tokenizer gpt-2; SmolLM\'s smollm and Ll
   const texts = realTexts(300);
   const trained = trainGpt2StyleTokenizer(texts.slice(0, 120), 400);
   const files: TokenizerFiles = { ...trained, origin: 'GPT-2-style tokenizer', modelType: 'gpt2' };
-  assert.deepEqual(classifyTokenizer(files.tokenizer), { model: 'gpt2', pre: 'gpt-2' });
   const tokenizer = createTokenizer(files);
   const dir = mkdtempSync(join(tmpdir(), 'orpo-gguf-gpt2tok-'));
   try {
     const model = createModel({ model_type: 'gpt2', vocab_size: tokenizer.vocabSize, n_embd: 8, n_layer: 1, n_head: 2, n_positions: 256 });
-    const gguf = join(dir, 'gpt2.gguf');
-    await writeModelGguf(model, files, gguf, { dtype: 'f32', tokenizer });
     const allTexts = [...texts, ...EDGE_CASES, 'end<|endoftext|>start', '<|endoftext|>'];
-    await compareTokenization(llama, { name: 'GPT-2 style', tokenizer, gguf, texts: allTexts });
+    /** exports the vocabulary with this tokenizer.json and compares llama.cpp's ids with orpo-ts's */
+    const check = async (name: string, tokenizerJson: Record<string, unknown>, pre: string): Promise<void> => {
+      assert.deepEqual(classifyTokenizer(tokenizerJson), { model: 'gpt2', pre });
+      const variant: TokenizerFiles = { ...files, tokenizer: tokenizerJson };
+      const variantTokenizer = tokenizerJson === files.tokenizer ? tokenizer : createTokenizer(variant);
+      const gguf = join(dir, `${pre}.gguf`);
+      await writeModelGguf(model, variant, gguf, { dtype: 'f32', tokenizer: variantTokenizer });
+      await compareTokenization(llama, { name, tokenizer: variantTokenizer, gguf, texts: allTexts });
+    };
+    await check('GPT-2 style', files.tokenizer, 'gpt-2');
     // SmolLM's variant: digits split one by one before GPT-2's expression (llama.cpp's 'smollm')
-    const smolJson = { ...trained.tokenizer, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, trained.tokenizer.pre_tokenizer] } };
-    const smolFiles: TokenizerFiles = { ...files, tokenizer: smolJson };
-    assert.deepEqual(classifyTokenizer(smolJson), { model: 'gpt2', pre: 'smollm' });
-    const smolTokenizer = createTokenizer(smolFiles);
-    const smolGguf = join(dir, 'smollm.gguf');
-    await writeModelGguf(model, smolFiles, smolGguf, { dtype: 'f32', tokenizer: smolTokenizer });
-    await compareTokenization(llama, { name: 'SmolLM style', tokenizer: smolTokenizer, gguf: smolGguf, texts: allTexts });
+    await check('SmolLM style', {
+      ...trained.tokenizer,
+      pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, trained.tokenizer.pre_tokenizer] },
+    }, 'smollm');
     // Llama 3's variant: its split expression (digits in threes), whole-word vocabulary hits first (llama-bpe)
     const llama3Split = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-    const llama3Json = {
+    await check('Llama 3 style', {
       ...trained.tokenizer,
       pre_tokenizer: { type: 'Sequence', pretokenizers: [
         { type: 'Split', pattern: { Regex: llama3Split }, behavior: 'Isolated', invert: false },
         { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
       ] },
       model: { ...(trained.tokenizer.model as Record<string, unknown>), ignore_merges: true },
-    };
-    const llama3Files: TokenizerFiles = { ...files, tokenizer: llama3Json };
-    assert.deepEqual(classifyTokenizer(llama3Json), { model: 'gpt2', pre: 'llama-bpe' });
-    const llama3Tokenizer = createTokenizer(llama3Files);
-    const llama3Gguf = join(dir, 'llama3.gguf');
-    await writeModelGguf(model, llama3Files, llama3Gguf, { dtype: 'f32', tokenizer: llama3Tokenizer });
-    await compareTokenization(llama, { name: 'Llama 3 style', tokenizer: llama3Tokenizer, gguf: llama3Gguf, texts: allTexts });
+    }, 'llama-bpe');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
