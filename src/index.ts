@@ -56,3 +56,6 @@ export { learningRateAt, lrMultiplier, resolveWarmupSteps, SCHEDULER_TYPES, type
 export { generateTokens, fullForwardLogits, type NextLogits, type GenerateOptions, type Generation } from './generate/generate.js';
 export { sampleNext, argmax, type SamplingOptions } from './generate/sample.js';
 export { renderReportHtml, type ReportInput } from './report/html.js';
+export {
+  exportModelFolderToGguf, exportAdapterFolderToGguf, writeModelGguf, writeLoraGguf, type GgufWriteSummary,
+} from './io/gguf/export.js';
