@@ -17,7 +17,6 @@ import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const outdir = process.argv[2] ?? join(root, 'dist', 'web');
 const posix = (path) => relative(root, path).split(sep).join('/');
 
 /** Node-bound core modules and the browser modules built in their place. */
@@ -71,26 +70,41 @@ const browserOnly = {
   },
 };
 
-await rm(outdir, { recursive: true, force: true });
-await mkdir(outdir, { recursive: true });
-const result = await esbuild.build({
-  absWorkingDir: root,
-  entryPoints: { orpo: 'src/browser.ts', app: 'web/app.ts', worker: 'web/worker.ts' },
-  outdir,
-  bundle: true,
-  format: 'esm',
-  platform: 'browser',
-  target: 'es2022',
-  sourcemap: true,
-  metafile: true,
-  logLevel: 'warning',
-  plugins: [browserOnly],
-});
-const inputs = Object.keys(result.metafile.inputs);
-for (const swapped of Object.keys(SWAPS)) {
-  if (inputs.includes(swapped)) throw new Error(`build-web: ${swapped} reached the bundle although it is swapped out`);
+/**
+ * Bundles the entries into outdir (emptied first) and copies the page; resolves to a one-line summary. Throws on
+ * any Node import outside STUBS.
+ */
+export async function buildWeb({ outdir = join(root, 'dist', 'web'), entryPoints = { orpo: 'src/browser.ts', app: 'web/app.ts', worker: 'web/worker.ts' } } = {}) {
+  await rm(outdir, { recursive: true, force: true });
+  await mkdir(outdir, { recursive: true });
+  const result = await esbuild.build({
+    absWorkingDir: root,
+    entryPoints,
+    outdir,
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    sourcemap: true,
+    metafile: true,
+    logLevel: 'silent',
+    plugins: [browserOnly],
+  });
+  const inputs = Object.keys(result.metafile.inputs);
+  for (const swapped of Object.keys(SWAPS)) {
+    if (inputs.includes(swapped)) throw new Error(`build-web: ${swapped} reached the bundle although it is swapped out`);
+  }
+  await cp(join(root, 'web', 'index.html'), join(outdir, 'index.html'));
+  const sizes = Object.entries(result.metafile.outputs).filter(([file]) => file.endsWith('.js'))
+    .map(([file, out]) => `${file.split('/').pop()} ${(out.bytes / 1024).toFixed(0)} KiB`);
+  return `build-web: ${posix(outdir)}/ (${sizes.join(', ')}; ${inputs.length} modules, no Node API)`;
 }
-await cp(join(root, 'web', 'index.html'), join(outdir, 'index.html'));
-const sizes = Object.entries(result.metafile.outputs).filter(([file]) => file.endsWith('.js'))
-  .map(([file, out]) => `${posix(join(root, file)).replace(/^dist\/web\//, '')} ${(out.bytes / 1024).toFixed(0)} KiB`);
-process.stdout.write(`build-web: ${posix(outdir)}/ (${sizes.join(', ')}; ${inputs.length} modules, no Node API)\n`);
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  try {
+    process.stdout.write(`${await buildWeb(process.argv[2] === undefined ? {} : { outdir: process.argv[2] })}\n`);
+  } catch (error) {
+    process.stderr.write(`${error.message}\n`);
+    process.exitCode = 1;
+  }
+}

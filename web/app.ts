@@ -224,12 +224,12 @@ function setTraining(running: boolean, paused = false): void {
   $<HTMLButtonElement>('resume').disabled = running || !paused;
 }
 
-async function runTraining(fresh: boolean): Promise<TrainSummary> {
+async function runTraining(fresh: boolean, options: TrainChoices = choices()): Promise<TrainSummary> {
   if (fresh) records.length = 0;
   if (before === null && input('prompt').value !== '') before = await generate('gen-before');
   setTraining(true);
   try {
-    const summary = await call('train', { choices: choices() });
+    const summary = await call('train', { choices: options });
     setTraining(false, summary.paused);
     const acc = (r: LogRecord | null): string => (r?.['eval_rewards/accuracies'] ?? NaN).toFixed(3);
     show('train-status', `${summary.paused ? 'paused at' : 'done:'} step ${summary.steps}/${summary.totalSteps} in ${summary.seconds.toFixed(1)} s` +
@@ -264,7 +264,7 @@ async function selftest(): Promise<void> {
   await loadDemoModel(SELFTEST.size);
   await useDemoData();
   input('prompt').value = SELFTEST.prompt;
-  const summary = await runTraining(true);
+  const summary = await runTraining(true, SELFTEST.choices);
   const seconds = (performance.now() - started) / 1000;
   const accuracy = (r: LogRecord | null): number | null => r?.['eval_rewards/accuracies'] ?? null;
   $('selftest-result').textContent = JSON.stringify({
@@ -302,6 +302,14 @@ $('pause').onclick = guarded('train-status', async () => void (await call('pause
 $('resume').onclick = guarded('train-status', async () => void (await runTraining(false)));
 $('generate').onclick = guarded('train-status', async () => void (await generate(before === null ? 'gen-before' : 'gen-after')));
 $('download').onclick = guarded('train-status', download);
+
+// the form starts at the self-test's settings, which train the demo model in well under a minute
+for (const key of ['beta', 'learning_rate', 'max_steps', 'per_device_train_batch_size', 'warmup_ratio', 'max_length', 'max_prompt_length'] as const) {
+  input(key).value = String(SELFTEST.choices[key]);
+}
+input('demo-hidden').value = String(SELFTEST.size.hiddenSize);
+input('demo-layers').value = String(SELFTEST.size.layers);
+input('prompt').value = SELFTEST.prompt;
 
 void call('hello', {}).then(({ note }) => show('backend', `Backend: ${note}. WebGPU: not used yet.`));
 if (new URLSearchParams(location.search).has('selftest')) {

@@ -1,0 +1,108 @@
+// The in-browser trainer end to end in a real browser (Debian's Chromium, headless, driven by playwright-core):
+// build dist/web, serve it with `orpo web`, open ?selftest (the demo trained in the page on the TypeScript backend),
+// require held-out preference accuracy >= 0.9, download the trained folder, unzip it, load it with the Node library
+// and check that its next-token logits equal the ones the page computed.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
+import { jsKernels } from '../src/backend/js/kernels.js';
+import { encodePrompt } from '../src/data/tokenize.js';
+import { loadTokenizer } from '../src/data/tokenizer.js';
+import { fullForwardLogits } from '../src/generate/generate.js';
+import { loadModel } from '../src/io/hf-model.js';
+import { extractTo, unzipStored } from './web-unzip.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url)); // dist/test/ -> the package root
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+
+/** npm test compiles TypeScript only; the page is bundled here (about a second) so that it is never stale. */
+async function buildWebPage(): Promise<void> {
+  const { buildWeb } = await import(pathToFileURL(join(ROOT, 'scripts', 'build-web.mjs')).href) as { buildWeb: () => Promise<string> };
+  await buildWeb();
+}
+
+/** `orpo web --port 0`, resolved with the address it prints. */
+async function startServer(): Promise<{ url: string; server: ChildProcess }> {
+  const server = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'web', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    server.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /http:\/\/127\.0\.0\.1:\d+\//.exec(output);
+      if (match !== null) resolve(match[0]);
+    });
+    server.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    server.once('exit', (code) => reject(new Error(`orpo web exited with ${code}: ${output}`)));
+  });
+  return { url, server };
+}
+
+interface SelftestResult {
+  backend: string;
+  steps: number;
+  seconds: number;
+  before: Record<string, number | null>;
+  after: Record<string, number | null>;
+}
+
+test('the page trains the demo to held-out accuracy >= 0.9 and its download loads in Node with the same logits', {
+  skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (apt-get install chromium); this test needs a real browser`,
+  timeout: 600_000,
+}, async () => {
+  await buildWebPage();
+  const { url, server } = await startServer();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+  const work = await mkdtemp(join(tmpdir(), 'orpo-web-'));
+  try {
+    const page = await browser.newPage({ acceptDownloads: true });
+    const pageErrors: string[] = [];
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    page.on('console', (message) => {
+      if (message.type() === 'error') pageErrors.push(message.text());
+    });
+    const started = performance.now();
+    await page.goto(`${url}?selftest`);
+    const resultText = await page.locator('#selftest-result').filter({ hasText: /\S/ }).textContent({ timeout: 480_000 });
+    const failed = await page.locator('#selftest-result.error').count();
+    assert.equal(failed, 0, `the self-test failed in the page: ${resultText}`);
+    process.stderr.write(`web selftest: ${resultText} (${((performance.now() - started) / 1000).toFixed(1)} s in the browser)\n`);
+    assert.deepEqual(pageErrors, [], 'no errors in the page');
+    const result = JSON.parse(resultText!) as SelftestResult;
+    assert.equal(result.backend, 'js', 'the page trains on the TypeScript backend');
+    assert.ok(result.steps > 0 && result.seconds > 0);
+    const before = result.before['eval_rewards/accuracies']!;
+    const after = result.after['eval_rewards/accuracies']!;
+    assert.ok(before < 0.7, `the untrained model is near chance on held-out pairs (got ${before})`);
+    assert.ok(after >= 0.9, `held-out preference accuracy after training is ${after}, expected >= 0.9`);
+    const logitsText = await page.locator('#selftest-logits').filter({ hasText: /\S/ }).textContent({ timeout: 60_000 });
+    const expected = JSON.parse(logitsText!) as { prompt: string; ids: number[]; logits: number[] };
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    const zipFile = join(work, download.suggestedFilename());
+    await download.saveAs(zipFile);
+    const files = unzipStored(new Uint8Array(await readFile(zipFile)));
+    const folderNames = [...files.keys()].map((name) => name.split('/').slice(1).join('/')).sort();
+    assert.deepEqual(folderNames, ['config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']);
+    const folder = await extractTo(files, work);
+    const model = await loadModel(folder, { kernels: jsKernels });
+    const tokenizer = await loadTokenizer(folder);
+    assert.deepEqual(encodePrompt(tokenizer, expected.prompt), expected.ids, 'the downloaded tokenizer encodes the prompt as the page did');
+    const logits = fullForwardLogits(model)(expected.ids);
+    assert.equal(logits.length, expected.logits.length);
+    const maxDiff = Math.max(...expected.logits.map((v, i) => Math.abs(v - logits[i]!)));
+    // the same TypeScript kernels on the same float32 weights: equal up to at most float rounding of V8's Math functions
+    assert.ok(maxDiff <= 1e-5, `the downloaded model's logits differ from the page's by up to ${maxDiff}`);
+  } finally {
+    await browser.close();
+    server.kill('SIGTERM');
+    await rm(work, { recursive: true, force: true });
+  }
+});
