@@ -173,17 +173,20 @@ export function hostileJsonValue(rng: Rng): Json {
     () => true,
     () => [],
     () => ({}),
-    () => deep(1 + rng.int(2000)),
+    () => deep(1 + rng.int(1000)),
     () => Array.from({ length: 1 + rng.int(1000) }, () => rng.int(1000)),
   ];
   return rng.pick(choices)();
 }
 
-/** every path to a value inside doc (the root included, as []) */
-function jsonPaths(doc: Json, limit = 10_000): (string | number)[][] {
+/**
+ * Paths to values inside doc (the root included, as []), at most `limit` of them and none deeper than `maxDepth`:
+ * so mutations never land inside a deeply nested value an earlier one made and nest it deeper still.
+ */
+function jsonPaths(doc: Json, limit = 10_000, maxDepth = 64): (string | number)[][] {
   const paths: (string | number)[][] = [];
   const walk = (v: Json, path: (string | number)[]): void => {
-    if (paths.length >= limit) return;
+    if (paths.length >= limit || path.length > maxDepth) return;
     paths.push(path);
     if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...path, i]));
     else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, [...path, k]);
