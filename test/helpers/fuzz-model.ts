@@ -57,11 +57,11 @@ function joinSafetensors(header: Json, data: Uint8Array): Uint8Array {
   return concatBytes(length, json, data);
 }
 
-export type ModelFuzzKind = 'safetensors-bytes' | 'safetensors-header' | 'config' | 'index' | 'folder-weights' | 'adapter';
+export type ModelFuzzKind = 'safetensors bytes' | 'safetensors header' | 'config.json' | 'model.safetensors.index.json' | 'model folder weights' | 'adapter';
 
 /** The share of each kind of case: byte mutants are cheapest, folders exercise the most code. */
-const KIND_WEIGHTS: [ModelFuzzKind, number][] = [
-  ['safetensors-bytes', 3], ['safetensors-header', 3], ['config', 3], ['index', 2], ['folder-weights', 1], ['adapter', 2],
+export const KIND_WEIGHTS: readonly [ModelFuzzKind, number][] = [
+  ['safetensors bytes', 3], ['safetensors header', 3], ['config.json', 3], ['model.safetensors.index.json', 2], ['model folder weights', 1], ['adapter', 2],
 ];
 
 /** The compiled module whose exports the cases name. */
@@ -90,13 +90,13 @@ export async function* modelFuzzCases(workDir: string, seed: number, count = Inf
     const rng = root.fork(i);
     let pick = rng.int(totalWeight);
     const kind = KIND_WEIGHTS.find(([, w]) => (pick -= w) < 0)![0];
-    const caseDir = join(workDir, `case-${i}`);
-    mkdirSync(caseDir, { recursive: true });
-    if (kind === 'safetensors-bytes' || kind === 'safetensors-header') {
+    // named like the data cases' (case-<index>-<kind>), which bench/fuzz.ts reads the index back from
+    const caseDir = join(workDir, `case-${i}-${kind.replace(/[^a-z0-9_]+/gi, '_')}`);
+    if (kind === 'safetensors bytes' || kind === 'safetensors header') {
       const original = rng.pick(weightFiles);
       let bytes: Uint8Array;
       let label: string;
-      if (kind === 'safetensors-bytes') {
+      if (kind === 'safetensors bytes') {
         const mutated = mutateBytes(original, rng);
         bytes = mutated.bytes;
         label = mutated.steps.join(',');
@@ -106,11 +106,12 @@ export async function* modelFuzzCases(workDir: string, seed: number, count = Inf
         bytes = joinSafetensors(mutated.doc, data);
         label = mutated.step;
       }
-      const file = join(caseDir, 'model.safetensors');
+      const file = `${caseDir}.safetensors`;
       writeFileSync(file, bytes);
-      yield { target: 'readSafetensors', input: file, file, label: `${kind} ${label}` };
+      yield { target: 'readSafetensors', input: file, file, group: kind, label };
       continue;
     }
+    mkdirSync(caseDir, { recursive: true });
     if (kind === 'adapter') {
       // adapter_config.json (structure) or adapter_model.safetensors (bytes) of a copy of the seed adapter
       cpSync(seeds.adapter, caseDir, { recursive: true });
@@ -124,18 +125,18 @@ export async function* modelFuzzCases(workDir: string, seed: number, count = Inf
         writeFileSync(join(caseDir, ADAPTER_WEIGHTS_FILE), mutated.bytes);
         label = `weights ${mutated.steps.join(',')}`;
       }
-      yield { target: 'loadAdapterFolder', input: caseDir, file: caseDir, label: `${kind} ${label}` };
+      yield { target: 'loadAdapterFolder', input: caseDir, file: caseDir, group: kind, label };
       continue;
     }
     // folder cases: a copy of a seed folder with one file mutated
     let label: string;
-    if (kind === 'config') {
+    if (kind === 'config.json') {
       const [source, config] = rng.pick(configs);
       cpSync(source, caseDir, { recursive: true });
       const mutated = mutateJson(config, rng);
       writeFileSync(join(caseDir, 'config.json'), JSON.stringify(mutated.doc));
       label = mutated.step;
-    } else if (kind === 'index') {
+    } else if (kind === 'model.safetensors.index.json') {
       cpSync(seeds.sharded, caseDir, { recursive: true });
       const mutated = mutateJson(index, rng);
       writeFileSync(join(caseDir, WEIGHTS_INDEX_FILE), JSON.stringify(mutated.doc));
@@ -146,6 +147,6 @@ export async function* modelFuzzCases(workDir: string, seed: number, count = Inf
       writeFileSync(join(caseDir, 'model.safetensors'), mutated.bytes);
       label = mutated.steps.join(',');
     }
-    yield { target: 'loadModelFolder', input: caseDir, file: caseDir, label: `${kind} ${label}` };
+    yield { target: 'loadModelFolder', input: caseDir, file: caseDir, group: kind, label };
   }
 }
