@@ -94,7 +94,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   }
   validateTrainConfig(c);
   if (c.dry_run) {
-    process.stdout.write(`${trainMemoryPlanText(parseConfig(await readConfigJson(c.model!)), c)}\n`);
+    process.stdout.write(`${trainMemoryPlanText(parseConfig(await readConfigJson(c.model!), join(c.model!, 'config.json')), c)}\n`);
     return 0;
   }
   const run = await runTraining(c);
