@@ -266,3 +266,10 @@ test('bos_token: 5 in tokenizer_config.json is refused naming the file and the f
   files.config.bos_token = null; // null means none, as transformers reads it
   assert.equal(createTokenizer({ ...files, origin: '/models/m' }).bosTokenId, null);
 });
+
+test('errors quote what the library failed on cut short, not whole (found by the 10-minute fuzz run)', () => {
+  const files = tinyTokenizerFiles();
+  files.tokenizer.pre_tokenizer = { type: 'x'.repeat(100_000) };
+  assert.throws(() => createTokenizer({ ...files, origin: '/models/m' }), (err: Error) =>
+    /^\/models\/m: tokenizer\.json cannot be loaded \(Unknown PreTokenizer type: x+\.\.\.\)/.test(err.message) && err.message.length < 400);
+});

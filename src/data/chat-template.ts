@@ -8,6 +8,7 @@
 // and nested loops never finished; each now ends in an error naming the template's file.
 
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
+import { briefly } from './errors.js';
 
 export interface ChatMessage {
   role: string;
@@ -142,7 +143,7 @@ export class ChatTemplate {
     try {
       this.template = new Template(source);
     } catch (err) {
-      throw new ChatTemplateError(`${origin}: the chat template cannot be parsed (${describe(err)})`);
+      throw new ChatTemplateError(`${origin}: the chat template cannot be parsed (${briefly(err)})`);
     }
   }
 
@@ -168,17 +169,11 @@ export class ChatTemplate {
     } catch (err) {
       if (err instanceof ChatTemplateError) throw err;
       // the interpreter's own errors (an undefined variable called, a stack overflowed by recursive macros)
-      throw new ChatTemplateError(`${this.origin}: the chat template failed (${describe(err)})`);
+      throw new ChatTemplateError(`${this.origin}: the chat template failed (${briefly(err)})`);
     }
     return opts.continueFinalMessage ? cutAfterFinalMessage(rendered, messages, this.origin) : rendered;
   }
 }
-
-/** An error's message, cut short: it may quote the template or the messages. */
-const describe = (err: unknown): string => {
-  const message = err instanceof Error ? err.message : String(err);
-  return message.length > 300 ? `${message.slice(0, 300)}...` : message;
-};
 
 /**
  * transformers' continue_final_message: render normally, then cut right after the final message's content so the

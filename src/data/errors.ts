@@ -25,3 +25,12 @@ export class DataError extends Error {
     this.source = source;
   }
 }
+
+/**
+ * A library's error message, cut short: they quote what they failed on (a token type, a column name), and that
+ * comes from the file, so it may be megabytes long.
+ */
+export function briefly(err: unknown, max = 200): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.length > max ? `${message.slice(0, max)}...` : message;
+}

@@ -16,7 +16,7 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetS
 import type { AsyncBuffer, ColumnMetaData, FileMetaData, PageHeader, SchemaTree } from 'hyparquet';
 import { parquetHeader } from 'hyparquet/src/column.js';
 import { compressors } from 'hyparquet-compressors';
-import { DataError, type RowSource } from './errors.js';
+import { DataError, briefly, type RowSource } from './errors.js';
 
 export interface ParquetLimits {
   /** a gzipped Parquet file is inflated into memory (Parquet is read from its footer); more than this is refused */
@@ -61,7 +61,7 @@ async function inflateBounded(path: string, limit: number): Promise<Uint8Array> 
     }
   } catch (err) {
     if (err instanceof DataError) throw err;
-    throw new DataError(`${path}: cannot be inflated (${(err as Error).message}); is the gzip file complete?`);
+    throw new DataError(`${path}: cannot be inflated (${briefly(err)}); is the gzip file complete?`);
   } finally {
     input.destroy();
     gunzip.destroy();
@@ -119,7 +119,7 @@ function checkMetadata(metadata: FileMetaData, byteLength: number): CheckedChunk
   try {
     tree = parquetSchema(metadata);
   } catch (err) {
-    throw new CorruptParquet(`the schema is broken (${(err as Error).message})`);
+    throw new CorruptParquet(`the schema is broken (${briefly(err)})`);
   }
   const dataEnd = byteLength - 8 - count(metadata.metadata_length, 'the footer length');
   let rows = 0;
@@ -166,7 +166,7 @@ function checkPages(bytes: ArrayBuffer, chunk: CheckedChunk, groupRows: number, 
     try {
       header = parquetHeader(reader);
     } catch (err) {
-      throw new CorruptParquet(`${where}: the page header at byte ${at} of the chunk is broken (${(err as Error).message})`);
+      throw new CorruptParquet(`${where}: the page header at byte ${at} of the chunk is broken (${briefly(err)})`);
     }
     const page = `${where}: the page at byte ${at} of the chunk`;
     const compressed = count(header.compressed_page_size, `${page}'s compressed size`, MAX_PAGE_BYTES);
@@ -227,7 +227,7 @@ export async function* parquetRows(path: string, limits: ParquetLimits = DEFAULT
     metadata = await parquetMetadataAsync(file);
     groups = checkMetadata(metadata, file.byteLength);
   } catch (err) {
-    throw new DataError(`${path}: not a readable Parquet file (${(err as Error).message})`);
+    throw new DataError(`${path}: not a readable Parquet file (${briefly(err)})`);
   }
   let rowStart = 0;
   for (const [g, chunks] of groups.entries()) {
@@ -239,7 +239,7 @@ export async function* parquetRows(path: string, limits: ParquetLimits = DEFAULT
       }
       rows = await parquetReadObjects({ file, metadata, rowStart, rowEnd, compressors, parsers });
     } catch (err) {
-      const what = err instanceof CorruptParquet || err instanceof InvalidUtf8Value ? err.message : `cannot decode (${(err as Error).message})`;
+      const what = err instanceof CorruptParquet || err instanceof InvalidUtf8Value ? err.message : `cannot decode (${briefly(err)})`;
       throw new DataError(`${what} (in the row group of rows ${rowStart + 1}..${rowEnd})`, { file: path, row: rowStart });
     }
     for (const [i, values] of rows.entries()) yield { values, source: { file: path, row: rowStart + i } };

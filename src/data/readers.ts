@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { DataError, type RowSource } from './errors.js';
+import { DataError, briefly, type RowSource } from './errors.js';
 import { DEFAULT_PARQUET_LIMITS, parquetRows, type ParquetLimits } from './parquet.js';
 import { decodeStrict, describeInvalidByte, incompleteTail } from './utf8.js';
 
@@ -124,7 +124,7 @@ async function* fileBytes(path: string, where: () => RowSource = () => ({ file: 
   try {
     for await (const chunk of input) yield chunk as Buffer;
   } catch (err) {
-    throw new DataError(`cannot read (${(err as Error).message})${gzipped ? '; is the gzip file complete?' : ''}`, where());
+    throw new DataError(`cannot read (${briefly(err)})${gzipped ? '; is the gzip file complete?' : ''}`, where());
   } finally {
     input.destroy();
     raw.destroy();
@@ -177,7 +177,7 @@ function parseObjectLine(text: string, source: RowSource): ReadItem {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    return { error: new DataError(`not valid JSON (${(err as Error).message})`, source), source };
+    return { error: new DataError(`not valid JSON (${briefly(err)})`, source), source };
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { error: new DataError('each row must be a JSON object with named fields', source), source };
@@ -422,7 +422,7 @@ async function* readJson(path: string, split: string | undefined, limits: ReadLi
   try {
     doc = JSON.parse(stripBom(parts.join('')));
   } catch (err) {
-    throw new DataError(`not valid JSON (${(err as Error).message})`, { file: path });
+    throw new DataError(`not valid JSON (${briefly(err)})`, { file: path });
   }
   if (typeof doc === 'object' && doc !== null && !Array.isArray(doc)) {
     const arrays = Object.entries(doc).filter(([, v]) => Array.isArray(v)) as [string, unknown[]][];

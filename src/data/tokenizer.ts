@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { ChatTemplate, pickChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
-import { DataError } from './errors.js';
+import { DataError, briefly } from './errors.js';
 import { checkTokenizerJson } from './tokenizer-checks.js';
 import { applySpeedups } from './tokenizer-speedups.js';
 
@@ -84,7 +84,7 @@ export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolea
   try {
     hf = new HfTokenizer(files.tokenizer, files.config);
   } catch (err) {
-    throw new DataError(`${origin}: tokenizer.json cannot be loaded (${(err as Error).message}); is it a Hugging Face tokenizers file?`);
+    throw new DataError(`${origin}: tokenizer.json cannot be loaded (${briefly(err)}); is it a Hugging Face tokenizers file?`);
   }
   if (opts.speedups ?? true) applySpeedups(hf);
   const tokenToId = (token: string): number | null => hf.token_to_id(token) ?? null;
@@ -113,7 +113,7 @@ export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolea
 
   // the library's own failures on a text (a pattern that cannot run, a config it misreads) name the tokenizer
   const failed = (what: string, err: unknown): DataError =>
-    new DataError(`${origin}: the tokenizer (tokenizer.json) failed to ${what} (${(err as Error).message?.slice(0, 200) ?? String(err)})`);
+    new DataError(`${origin}: the tokenizer (tokenizer.json) failed to ${what} (${briefly(err)})`);
   const encode = (text: string, opts: { addSpecialTokens?: boolean } = {}): number[] => {
     try {
       return hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? false }).ids;
@@ -185,7 +185,7 @@ async function readJson(path: string, required: boolean): Promise<Record<string,
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new DataError(`${path} is not valid JSON: ${(err as Error).message}`);
+    throw new DataError(`${path} is not valid JSON: ${briefly(err)}`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new DataError(`${path} must hold a JSON object, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
