@@ -102,6 +102,8 @@ function choices(): TrainChoices {
     warmup_ratio: Number(input('warmup_ratio').value),
     max_length: Number(input('max_length').value),
     max_prompt_length: numberOrNull('max_prompt_length'),
+    // about 60 points per curve
+    logging_steps: Math.max(1, Math.round(Number(input('max_steps').value) / 60)),
     // the demo's response-only NLL suits its fixed prompts; other data trains as `orpo train` does (TRL's full)
     sft_scope: modelKind === 'demo' ? 'response' : 'full',
   };
@@ -152,7 +154,10 @@ async function loadDemoModel(size = SELFTEST.size): Promise<void> {
   show('model-status', 'creating the demo model…');
   const { description } = await call('demoModel', { size, seed: SELFTEST.seed });
   modelKind = 'demo';
+  input('max_length').value = String(SELFTEST.choices.max_length);
+  input('max_prompt_length').value = String(SELFTEST.choices.max_prompt_length);
   modelLoaded(description);
+  await refreshData();
 }
 
 function modelLoaded(description: string): void {
@@ -167,13 +172,26 @@ function modelLoaded(description: string): void {
 async function loadFolder(files: readonly File[]): Promise<void> {
   if (files.length === 0) return;
   show('model-status', `reading ${files.length} files…`);
-  const name = (files[0]!.webkitRelativePath || files[0]!.name).split('/')[0] || 'model';
+  const name = files[0]!.webkitRelativePath.split('/')[0] || 'model folder';
   // a folder may come with files the model does not need (README, .gitattributes, PyTorch .bin): only these are read
   const wanted = files.filter((f) => /\.(json|safetensors|jinja)$/.test(f.name));
   const entries = await Promise.all(wanted.map(async (f) => [f.name, await f.arrayBuffer()] as [string, ArrayBuffer]));
   const { description } = await call('folderModel', { name, files: entries }, entries.map(([, b]) => b));
   modelKind = 'folder';
+  // a real model's rows are longer than the demo's: TRL's defaults (max_length 1024, the prompt cut as needed)
+  input('max_length').value = '1024';
+  input('max_prompt_length').value = '';
   modelLoaded(description);
+  await refreshData();
+}
+
+/** The data's counts under the current lengths and model (truncation and drops depend on both). */
+async function refreshData(): Promise<void> {
+  for (const role of ['train', 'eval'] as const) {
+    const d = data[role];
+    if (d !== undefined) data[role] = await call('dataSummary', { file: d.file, choices: choices() });
+  }
+  showData();
 }
 
 /** The files of a dropped folder (or dropped files), read through the entries API. */
@@ -295,6 +313,7 @@ drop.ondrop = (e) => {
   if (items !== undefined) guarded('model-status', async () => loadFolder(await droppedFiles(items)))();
 };
 $('demo-data').onclick = guarded('data-status', useDemoData);
+for (const id of ['max_length', 'max_prompt_length']) input(id).onchange = guarded('data-status', refreshData);
 input('train-file').onchange = guarded('data-status', () => useDataFile('train', input('train-file').files?.[0]));
 input('eval-file').onchange = guarded('data-status', () => useDataFile('eval', input('eval-file').files?.[0]));
 $('train').onclick = guarded('train-status', async () => void (await runTraining(true)));

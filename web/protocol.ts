@@ -10,6 +10,7 @@ export interface Requests {
   folderModel: { args: { name: string; files: [string, ArrayBuffer][] }; reply: { description: string } };
   demoData: { args: { seed: number; trainPairs: number; evalPairs: number; choices: TrainChoices }; reply: { train: DataSummary; eval: DataSummary } };
   dataFile: { args: { role: 'train' | 'eval'; name: string; bytes: ArrayBuffer; choices: TrainChoices }; reply: DataSummary };
+  dataSummary: { args: { file: string; choices: TrainChoices }; reply: DataSummary };
   train: { args: { choices: TrainChoices }; reply: TrainSummary };
   pause: { args: Record<string, never>; reply: null };
   generate: { args: { prompt: string; maxNewTokens: number; chat: boolean }; reply: { text: string } };

@@ -22,6 +22,7 @@ const handlers: Handlers = {
   },
   demoData: ({ seed, trainPairs, evalPairs, choices }) => session.useDemoData(seed, trainPairs, evalPairs, choices),
   dataFile: ({ role, name, bytes, choices }) => session.setDataFile(role, name, new Uint8Array(bytes), choices),
+  dataSummary: ({ file, choices }) => session.summarizeData(file, choices),
   train: ({ choices }) => session.train(choices, {
     log: (record) => scope.postMessage({ event: 'log', record }),
     progress: (progress) => scope.postMessage({ event: 'progress', progress }),
