@@ -13,6 +13,7 @@ import { jsKernels } from '../src/backend/js/kernels.js';
 import type { Kernels } from '../src/backend/kernels.js';
 import { getNativeKernels } from '../src/backend/index.js';
 import { loadNativeAddon } from '../src/backend/native/addon.js';
+import { randomInputs } from './helpers/random-inputs.js';
 
 const load = loadNativeAddon();
 const nativeOrUndefined = getNativeKernels();
@@ -21,31 +22,7 @@ const native = nativeOrUndefined as Kernels;
 
 // ------------------------------------------------------------------------------------------------ helpers
 
-/** mulberry32: a small seeded generator so failures reproduce */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const random = rng(12345);
-
-function randn(n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (random() * 2 - 1) * scale;
-  return a;
-}
-
-function randInts(n: number, lo: number, hi: number): Int32Array {
-  const a = new Int32Array(n);
-  for (let i = 0; i < n; i++) a[i] = lo + Math.floor(random() * (hi - lo));
-  return a;
-}
+const { randn, randInts } = randomInputs(12345);
 
 /**
  * |actual - expected| <= rtol * (|expected| + mean|expected|): relative where values are large, and relative

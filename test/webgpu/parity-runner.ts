@@ -14,33 +14,11 @@ import type { GpuTensor } from '../../src/backend/webgpu/buffers.js';
 import { createNodeWebGpuBackend } from '../../src/backend/webgpu/node-gpu.js';
 import type { WebGpuKernels } from '../../src/backend/webgpu/kernels.js';
 import type { KernelSpec, WebGpuRuntime } from '../../src/backend/webgpu/runtime.js';
+import { randomInputs } from '../helpers/random-inputs.js';
 
 // ------------------------------------------------------------------------------------------------ inputs
 
-/** mulberry32: seeded, so a failure reproduces */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = rng(2026);
-
-function randn(n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (random() * 2 - 1) * scale;
-  return a;
-}
-
-function randInts(n: number, lo: number, hi: number): Int32Array {
-  const a = new Int32Array(n);
-  for (let i = 0; i < n; i++) a[i] = lo + Math.floor(random() * (hi - lo));
-  return a;
-}
+const { random, randn, randInts } = randomInputs(2026);
 
 /** a positive array (variances, rstd) */
 function positive(n: number): Float32Array {
