@@ -149,12 +149,16 @@ export function folderTensors(files: FolderBytes): Map<string, BytesTensor> {
   return tensors;
 }
 
-/** Pairs each parameter the config implies with its tensor: all present once with their shapes, nothing left over. */
-export function matchTensors(config: ModelConfig, tensors: ReadonlyMap<string, BytesTensor>): Map<ParamSpec, BytesTensor> {
+/**
+ * Pairs each parameter the config implies with its tensor: all present once with their shapes, nothing left over.
+ * Pure and generic over the tensor record (src/io/hf-model.ts's matchWeights and src/io/gguf/export.ts do the same
+ * over file headers and could share this).
+ */
+export function matchTensors<T extends { shape: readonly number[]; file: string }>(config: ModelConfig, tensors: ReadonlyMap<string, T>): Map<ParamSpec, T> {
   const layout = paramLayout(config);
   const specs = new Map(layout.map((p) => [p.name, p]));
   const tiedHead = config.tieWordEmbeddings ? 'lm_head.weight' : null;
-  const matched = new Map<ParamSpec, BytesTensor>();
+  const matched = new Map<ParamSpec, T>();
   const unexpected: string[] = [];
   for (const [fileName, tensor] of tensors) {
     const name = canonicalName(config, fileName);
