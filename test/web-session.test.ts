@@ -138,5 +138,5 @@ test('folders saveModel writes (sharded with an index, bfloat16) load from their
     assert.deepEqual(fromBytes.params, (await loadModel(dir, { kernels: jsKernels })).params, name);
   }
   const broken = new Map([['config.json', new TextEncoder().encode(JSON.stringify(demoModelConfig(TINY)))], ['model.safetensors', new Uint8Array(16)]]);
-  assert.throws(() => web.modelFromFolderBytes(broken), /model\.safetensors: header length .* does not fit/);
+  assert.throws(() => web.modelFromFolderBytes(broken), /model\.safetensors: header length is 0: the file is truncated or corrupt/);
 });

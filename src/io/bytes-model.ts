@@ -16,6 +16,7 @@ import { emptyModel } from '../model/create.js';
 import { canonicalName, hfLayoutTensors, paramLayout, transpose2d } from '../model/layout.js';
 import type { ModelConfig, ParamSpec } from '../model/types.js';
 import { bf16ToF32, f16ToF32, f32ToBf16 } from '../tensor/dtype.js';
+import { checkHeaderLength, CORRUPT, parseSafetensorsHeader, quoteUntrusted } from './safetensors-header.js';
 
 /** A model folder's files by plain file name (config.json, model.safetensors, tokenizer.json, ...). */
 export type FolderBytes = ReadonlyMap<string, Uint8Array>;
@@ -33,66 +34,32 @@ export interface BytesTensor {
   data: Uint8Array;
 }
 
-const MAX_HEADER_BYTES = 100_000_000;
-const CORRUPT = 'the file is truncated or corrupt; re-download or re-save it';
 const SINGLE_WEIGHTS_FILE = 'model.safetensors';
 const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
 
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const quote = (text: string): string => JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text);
 
 function assertLittleEndianHost(): void {
   // typed-array views reinterpret file bytes in host order; the format is little-endian
   if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('safetensors needs a little-endian host');
 }
 
-/** The tensors of one safetensors file's bytes, validated as src/io/safetensors.ts validates a file. */
+/**
+ * The tensors of one safetensors file's bytes, validated by the very rules the file reader applies
+ * (safetensors-header.ts: the reference's layout rules, the header's size bounded by its data, bounded quoting).
+ */
 export function parseSafetensorsBytes(file: string, bytes: Uint8Array): Map<string, BytesTensor> {
-  const fail = (message: string): Error => new Error(`${file}: ${message}`);
-  if (bytes.length < 8) throw fail(`is ${bytes.length} bytes long, shorter than the 8-byte header length: ${CORRUPT}`);
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (headerLength === 0n || headerLength > BigInt(Math.min(MAX_HEADER_BYTES, bytes.length - 8))) {
-    throw fail(`header length ${headerLength} does not fit the ${bytes.length}-byte file: ${CORRUPT}`);
-  }
-  const dataStart = 8 + Number(headerLength);
-  let header: unknown;
-  try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, dataStart)));
-  } catch (error) {
-    throw fail(`header is not valid UTF-8 JSON (${(error as Error).message}): ${CORRUPT}`);
-  }
-  if (!isObject(header)) throw fail(`header is not a JSON object: ${CORRUPT}`);
-  const dataLength = bytes.length - dataStart;
-  const spans: { name: string; begin: number; end: number }[] = [];
+  if (bytes.length < 8) throw new Error(`${file}: is ${bytes.length} bytes long, shorter than the 8-byte header length: ${CORRUPT}`);
+  const headerLength = checkHeaderLength(file, bytes.subarray(0, 8), bytes.length);
+  const header = parseSafetensorsHeader(file, bytes.subarray(8, 8 + headerLength), bytes.length);
   const tensors = new Map<string, BytesTensor>();
-  for (const name of Object.keys(header)) {
-    if (name === '__metadata__') continue;
-    const entry = header[name];
-    const where = `tensor ${quote(name)}`;
-    if (!isObject(entry)) throw fail(`${where} header entry is not a JSON object: ${CORRUPT}`);
-    const { dtype, shape, data_offsets: offsets } = entry;
+  for (const info of header.tensors.values()) {
+    const { dtype } = info;
     if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') {
-      throw fail(`${where} has dtype ${quote(String(dtype))}; model weights must be F32, F16 or BF16`);
+      throw new Error(`${file}: tensor ${quoteUntrusted(info.name)} has dtype ${dtype}; model weights must be F32, F16 or BF16`);
     }
-    if (!Array.isArray(shape) || !shape.every(isCount)) throw fail(`${where} shape is not a list of non-negative integers: ${CORRUPT}`);
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1] || offsets[1] > dataLength) {
-      throw fail(`${where} data_offsets are not [begin, end] inside the ${dataLength}-byte data section: ${CORRUPT}`);
-    }
-    const [begin, end] = offsets as [number, number];
-    const needed = shape.reduce((n: bigint, d: number) => n * BigInt(d), 1n) * BigInt(ELEMENT_BYTES[dtype]);
-    if (needed !== BigInt(end - begin)) throw fail(`${where} shape [${shape.join(', ')}] of ${dtype} needs ${needed} bytes but spans ${end - begin}: ${CORRUPT}`);
-    spans.push({ name, begin, end });
-    tensors.set(name, { name, dtype, shape: [...shape], file, data: bytes.subarray(dataStart + begin, dataStart + end) });
+    tensors.set(info.name, { name: info.name, dtype, shape: info.shape, file, data: bytes.subarray(info.start, info.start + info.byteLength) });
   }
-  // the reference implementation's layout rule: sorted, the tensors tile the data section with no gap or overlap
-  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
-  let covered = 0;
-  for (const span of spans) {
-    if (span.begin !== covered) throw fail(`tensor ${quote(span.name)} starts at byte ${span.begin} of the data section, expected ${covered} (a gap or an overlap): ${CORRUPT}`);
-    covered = span.end;
-  }
-  if (covered !== dataLength) throw fail(`the last ${dataLength - covered} bytes of the file belong to no tensor: ${CORRUPT}`);
   return tensors;
 }
 
@@ -139,12 +106,12 @@ export function folderTensors(files: FolderBytes): Map<string, BytesTensor> {
   const shards = [...new Set(Object.values(weightMap))].map(String).sort();
   for (const shard of shards) {
     for (const [name, tensor] of parseSafetensorsBytes(shard, requireFile(files, shard, `${WEIGHTS_INDEX_FILE} lists it`))) {
-      if (tensors.has(name)) throw new Error(`tensor ${quote(name)} is in two shards (${tensors.get(name)!.file} and ${shard}); re-save the model`);
+      if (tensors.has(name)) throw new Error(`tensor ${quoteUntrusted(name)} is in two shards (${tensors.get(name)!.file} and ${shard}); re-save the model`);
       tensors.set(name, tensor);
     }
   }
   for (const [name, shard] of Object.entries(weightMap)) {
-    if (tensors.get(name)?.file !== shard) throw new Error(`${WEIGHTS_INDEX_FILE}: tensor ${quote(name)} is listed in ${String(shard)} but that shard does not hold it`);
+    if (tensors.get(name)?.file !== shard) throw new Error(`${WEIGHTS_INDEX_FILE}: tensor ${quoteUntrusted(name)} is listed in ${String(shard)} but that shard does not hold it`);
   }
   return tensors;
 }
@@ -169,7 +136,7 @@ export function matchTensors<T extends { shape: readonly number[]; file: string 
       continue;
     }
     if (tensor.shape.length !== spec.hfShape.length || tensor.shape.some((d, i) => d !== spec.hfShape[i])) {
-      throw new Error(`${tensor.file}: tensor ${quote(fileName)} has shape [${tensor.shape}] but config.json implies [${spec.hfShape}]; the weights do not match this config`);
+      throw new Error(`${tensor.file}: tensor ${quoteUntrusted(fileName)} has shape [${tensor.shape}] but config.json implies [${spec.hfShape}]; the weights do not match this config`);
     }
     if (matched.has(spec)) throw new Error(`parameter '${name}' is stored twice`);
     matched.set(spec, tensor);
@@ -177,7 +144,7 @@ export function matchTensors<T extends { shape: readonly number[]; file: string 
   const missing = layout.filter((p) => !matched.has(p)).map((p) => p.name);
   if (missing.length > 0) throw new Error(`the weights lack ${missing.length} parameter(s) this ${config.modelType} config needs: ${missing.slice(0, 8).join(', ')}`);
   if (unexpected.length > 0) {
-    throw new Error(`the weights hold ${unexpected.length} tensor(s) this ${config.modelType} config has no place for: ${unexpected.slice(0, 8).map(quote).join(', ')}`);
+    throw new Error(`the weights hold ${unexpected.length} tensor(s) this ${config.modelType} config has no place for: ${unexpected.slice(0, 8).map((n) => quoteUntrusted(n)).join(', ')}`);
   }
   return matched;
 }
