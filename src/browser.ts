@@ -3,7 +3,6 @@
 // Node-bound modules the core reaches for browser ones: the backend selection (the native addon cannot load in a
 // page: src/backend/browser.ts, the TypeScript kernels) and the data file readers (src/web/memory-readers.ts, files
 // the user picked, held in memory). Any other node: import fails the build.
-import './web/yield-shim.js';
 
 export type { Kernels, FloatArray } from './backend/kernels.js';
 export { getKernels, availableBackends, BROWSER_BACKEND_NOTE } from './backend/browser.js';

@@ -20,6 +20,7 @@ import { allFinite, allFiniteNonNegative, describeProblems, tensorProblems, type
 import { learningRateAt, resolveWarmupSteps, type ScheduleConfig } from '../optim/schedule.js';
 import { checkpointInterval, evaluationPlan, objectiveFromConfig, type TrainConfig } from './config.js';
 import { evaluatePairs } from './evaluate.js';
+import { nextTask } from './next-task.js';
 import { MetricAccumulator, speedMetrics, type AccumulatorJSON } from './metrics.js';
 import { Rng } from '../tensor/rng.js';
 
@@ -409,7 +410,7 @@ export async function train(
     }
     if (saveEvery > 0 && state.global_step % saveEvery === 0) await save('checkpoint');
     // let signal handlers run between steps
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTask();
   }
   result.referenceTokens = reference?.tokens ?? 0;
   setup.setTraining?.(false);
