@@ -16,7 +16,8 @@ import { parseArgs } from 'node:util';
 import { collatePlan, planBatches } from '../src/data/batching.js';
 import type { TokenPair } from '../src/data/collate.js';
 import { DEFAULT_DATA_OPTIONS, emptyStats, streamPreferencePairs } from '../src/data/dataset.js';
-import { loadTokenizer, padTokenIdOf } from '../src/data/tokenizer.js';
+import { padTokenIdOf } from '../src/data/tokenizer.js';
+import { loadTokenizer } from '../src/io/tokenizer-files.js';
 
 const { values: args } = parseArgs({
   options: {

@@ -5,9 +5,7 @@
 //
 // The browser graph must hold no Node API. Two core modules are Node-bound and are swapped for browser ones:
 // the backend selection (src/backend/index.ts loads the native addon through node:module) and the data file
-// readers (src/data/readers.ts reads files with node:fs). src/data/tokenizer.ts imports node:fs/promises for
-// loadTokenizer, which a page never calls (stubbed: it throws), and node:path's join, which createTokenizer uses to
-// name files in messages (stubbed with a plain '/' join). Every other node: (or bare Node builtin) import fails the
+// readers (src/data/readers.ts reads files with node:fs). Any other node: (or bare Node builtin) import fails the
 // build, naming the importer, so a regression cannot slip into the page.
 
 import { cp, mkdir, rm } from 'node:fs/promises';
@@ -23,17 +21,6 @@ const posix = (path) => relative(root, path).split(sep).join('/');
 const SWAPS = {
   'src/backend/index.ts': 'src/backend/browser.ts',
   'src/data/readers.ts': 'src/web/memory-readers.ts',
-};
-
-/**
- * The only Node imports allowed, by importer: each name becomes the browser code given (an exported function), or
- * with null a function that throws if called.
- */
-const STUBS = {
-  'src/data/tokenizer.ts': {
-    'node:fs/promises': { readFile: null },
-    'node:path': { join: "function join(...parts) { return parts.filter((p) => p !== '').join('/').replace(/\\/+/g, '/'); }" },
-  },
 };
 
 const NODE_BUILTIN = new RegExp(`^(node:.*|${builtinModules.map((m) => m.replace(/[/]/g, '\\/')).join('|')})(\\/.*)?$`);
@@ -52,8 +39,6 @@ const browserOnly = {
     });
     build.onResolve({ filter: NODE_BUILTIN }, (args) => {
       const importer = posix(args.importer);
-      const exports = STUBS[importer]?.[args.path];
-      if (exports !== undefined) return { path: args.path, namespace: 'node-stub', pluginData: { importer, exports } };
       return {
         errors: [{
           text: `${importer} imports ${args.path}: the browser bundle must hold no Node API. Keep the Node-only code out of ` +
@@ -61,18 +46,12 @@ const browserOnly = {
         }],
       };
     });
-    build.onLoad({ filter: /.*/, namespace: 'node-stub' }, (args) => {
-      const { importer, exports } = args.pluginData;
-      const lines = Object.entries(exports).map(([name, code]) => (code !== null ? `export ${code}` : `export function ${name}() { throw new Error(${
-        JSON.stringify(`${args.path} ${name}() is not available in a web page (imported by ${importer}); pass file contents instead`)}); }`));
-      return { contents: lines.join('\n'), loader: 'js' };
-    });
   },
 };
 
 /**
  * Bundles the entries into outdir (emptied first) and copies the page; resolves to a one-line summary. Throws on
- * any Node import outside STUBS.
+ * any Node import.
  */
 export async function buildWeb({ outdir = join(root, 'dist', 'web'), entryPoints = { orpo: 'src/browser.ts', app: 'web/app.ts', worker: 'web/worker.ts' } } = {}) {
   await rm(outdir, { recursive: true, force: true });

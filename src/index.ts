@@ -8,7 +8,8 @@ export { createModel, emptyModel } from './model/create.js';
 export type { DecoderBase as Model } from './model/base.js';
 export { loadModel, saveModel, hfTensors } from './io/hf-model.js';
 export { collatePairs, type TokenPair, type PreferenceBatch, type PackedBatch } from './data/collate.js';
-export { loadTokenizer, createTokenizer, padTokenIdOf, type Tokenizer, type TokenizerFiles, type ChatMessage } from './data/tokenizer.js';
+export { createTokenizer, padTokenIdOf, type Tokenizer, type TokenizerFiles, type ChatMessage } from './data/tokenizer.js';
+export { loadTokenizer, readTokenizerFiles } from './io/tokenizer-files.js';
 export {
   loadPreferencePairs, streamPreferencePairs, emptyStats, describeStats, DEFAULT_DATA_OPTIONS,
   type DataOptions, type DataStats, type TokenizedExample,

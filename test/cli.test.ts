@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { writeDemoData, writeDemoModelFolder } from '../src/cli/demo.js';
 import { arithmeticTask } from '../src/train/demo-task.js';
 import { loadModel } from '../src/io/hf-model.js';
-import { loadTokenizer } from '../src/data/tokenizer.js';
+import { loadTokenizer } from '../src/io/tokenizer-files.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'orpo-cli-'));

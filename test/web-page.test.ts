@@ -13,7 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { jsKernels } from '../src/backend/js/kernels.js';
 import { encodePrompt } from '../src/data/tokenize.js';
-import { loadTokenizer } from '../src/data/tokenizer.js';
+import { loadTokenizer } from '../src/io/tokenizer-files.js';
 import { fullForwardLogits } from '../src/generate/generate.js';
 import { loadModel } from '../src/io/hf-model.js';
 import { extractTo, unzipStored } from './web-unzip.js';

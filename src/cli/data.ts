@@ -8,7 +8,8 @@ import { emptyStats, streamPreferencePairs, type DataOptions, type DataStats, ty
 import { describeSource } from '../data/errors.js';
 import { resolveDataFiles } from '../data/readers.js';
 import { summarizeLengths, type LengthSummary } from '../data/summary.js';
-import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
+import { type Tokenizer } from '../data/tokenizer.js';
+import { loadTokenizer } from '../io/tokenizer-files.js';
 import { TRAIN_OPTIONS, type TrainConfig } from '../train/config.js';
 import { OptionError, type OptionTable } from '../train/options.js';
 import { dataLimitsOf, dataOptionsFrom } from './pairs.js';

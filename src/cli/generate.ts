@@ -2,7 +2,8 @@
 
 import { availableParallelism } from 'node:os';
 import { encodePrompt } from '../data/tokenize.js';
-import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
+import { type Tokenizer } from '../data/tokenizer.js';
+import { loadTokenizer } from '../io/tokenizer-files.js';
 import { generateTokens, type Generation } from '../generate/generate.js';
 import type { SamplingOptions } from '../generate/sample.js';
 import type { DecoderBase } from '../model/base.js';

@@ -2,13 +2,14 @@
 // reference), with the facts TRL reads from tokenizer_config.json: BOS/EOS/PAD tokens, add_bos_token and the chat
 // template. createTokenizer is pure; loadTokenizer reads the files.
 
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { ChatTemplate, pickChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
 import { DataError, briefly } from './errors.js';
 import { checkTokenizerJson } from './tokenizer-checks.js';
 import { applySpeedups } from './tokenizer-speedups.js';
+
+/** a file of the folder the tokenizer files came from, for messages (plain text: this module reads no files) */
+const inFolder = (folder: string, name: string): string => (folder === '' || /[\\/]$/.test(folder) ? `${folder}${name}` : `${folder}/${name}`);
 
 export type { ChatMessage, ChatTemplateOptions } from './chat-template.js';
 
@@ -79,7 +80,7 @@ function specialTokenText(value: unknown, name: string, file: string): string | 
 
 export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolean } = {}): Tokenizer {
   const origin = files.origin ?? 'tokenizer';
-  checkTokenizerJson(files.tokenizer, files.origin === undefined ? 'tokenizer.json' : join(origin, 'tokenizer.json'));
+  checkTokenizerJson(files.tokenizer, files.origin === undefined ? 'tokenizer.json' : inFolder(origin, 'tokenizer.json'));
   let hf: HfTokenizer;
   try {
     hf = new HfTokenizer(files.tokenizer, files.config);
@@ -92,12 +93,12 @@ export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolea
   const texts = {} as Record<SpecialTokenName, string | null>;
   const ids = {} as Record<SpecialTokenName, number | null>;
   const defaults = classDefaults(files);
-  const configFile = join(origin, 'tokenizer_config.json');
+  const configFile = inFolder(origin, 'tokenizer_config.json');
   for (const name of SPECIAL_TOKEN_NAMES) {
     const named = name in files.config || (files.specialTokensMap !== undefined && name in files.specialTokensMap);
     const text = named
       ? specialTokenText(files.config[name], name, configFile) ??
-        specialTokenText(files.specialTokensMap?.[name], name, join(origin, 'special_tokens_map.json'))
+        specialTokenText(files.specialTokensMap?.[name], name, inFolder(origin, 'special_tokens_map.json'))
       : defaults[name] ?? null;
     texts[name] = text;
     ids[name] = text === null ? null : tokenToId(text);
@@ -132,7 +133,7 @@ export function createTokenizer(files: TokenizerFiles, opts: { speedups?: boolea
   const templateSource = files.chatTemplateFile ?? pickChatTemplate(files.config.chat_template);
   const templateTokens: Record<string, string> = {};
   for (const name of SPECIAL_TOKEN_NAMES) templateTokens[name] = texts[name] ?? '';
-  const templateOrigin = files.chatTemplateFile !== undefined ? join(origin, 'chat_template.jinja') : join(origin, 'tokenizer_config.json');
+  const templateOrigin = files.chatTemplateFile !== undefined ? inFolder(origin, 'chat_template.jinja') : inFolder(origin, 'tokenizer_config.json');
   const template = templateSource === null ? null : new ChatTemplate(templateSource, templateTokens, templateOrigin);
 
   return {
@@ -170,45 +171,3 @@ export function padTokenIdOf(tokenizer: Tokenizer): number {
   return id;
 }
 
-async function readJson(path: string, required: boolean): Promise<Record<string, unknown> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !required) return undefined;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new DataError(`${path} not found: a model folder needs tokenizer.json (save the tokenizer with save_pretrained)`);
-    }
-    throw err;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new DataError(`${path} is not valid JSON: ${briefly(err)}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new DataError(`${path} must hold a JSON object, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
-  }
-  return value as Record<string, unknown>;
-}
-
-async function readOptionalText(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-/** Reads tokenizer.json + tokenizer_config.json (+ special_tokens_map.json, chat_template.jinja) from a model folder. */
-export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
-  const tokenizer = (await readJson(join(modelDir, 'tokenizer.json'), true))!;
-  const config = (await readJson(join(modelDir, 'tokenizer_config.json'), false)) ?? {};
-  const specialTokensMap = await readJson(join(modelDir, 'special_tokens_map.json'), false);
-  const chatTemplateFile = await readOptionalText(join(modelDir, 'chat_template.jinja'));
-  const modelConfig = await readJson(join(modelDir, 'config.json'), false);
-  const modelType = typeof modelConfig?.model_type === 'string' ? modelConfig.model_type : undefined;
-  return createTokenizer({ tokenizer, config, specialTokensMap, chatTemplateFile, origin: modelDir, modelType });
-}

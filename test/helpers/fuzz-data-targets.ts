@@ -3,7 +3,7 @@
 
 import { DEFAULT_DATA_OPTIONS, loadPreferencePairs } from '../../src/data/dataset.js';
 import { readRows } from '../../src/data/readers.js';
-import { loadTokenizer } from '../../src/data/tokenizer.js';
+import { loadTokenizer } from '../../src/io/tokenizer-files.js';
 import { TINY_CHAT_TEMPLATE, tinyTokenizer } from '../data-tiny-tokenizer.js';
 
 const tokenizer = tinyTokenizer({ chatTemplate: TINY_CHAT_TEMPLATE });

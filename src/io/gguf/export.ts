@@ -23,44 +23,12 @@ import {
 } from './architecture.js';
 import { writeGguf, type GgufMetadata, type GgufTensorPlan } from './format.js';
 import { vocabMetadata } from './vocab.js';
+import { readTokenizerFiles } from '../tokenizer-files.js';
 
 export interface GgufWriteSummary {
   file: string;
   tensors: number;
   metadataKeys: number;
-}
-
-/** Reads a model folder's tokenizer files (tokenizer.json is required: llama.cpp needs the vocabulary). */
-export async function readTokenizerFiles(dir: string, modelType?: string): Promise<TokenizerFiles> {
-  const readJson = async (name: string, required: boolean): Promise<Record<string, unknown> | undefined> => {
-    let text: string;
-    try {
-      text = await readFile(join(dir, name), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !required) return undefined;
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new Error(`${join(dir, name)}: not found; a GGUF file carries the tokenizer, so the model folder needs tokenizer.json`);
-      }
-      throw e;
-    }
-    try {
-      return JSON.parse(text) as Record<string, unknown>;
-    } catch (e) {
-      throw new Error(`${join(dir, name)}: invalid JSON (${(e as Error).message})`);
-    }
-  };
-  const chatTemplateFile = await readFile(join(dir, 'chat_template.jinja'), 'utf8').catch((e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') return undefined;
-    throw e;
-  });
-  return {
-    tokenizer: (await readJson('tokenizer.json', true))!,
-    config: (await readJson('tokenizer_config.json', false)) ?? {},
-    specialTokensMap: await readJson('special_tokens_map.json', false),
-    chatTemplateFile,
-    origin: dir,
-    modelType,
-  };
 }
 
 /** Writes a model, its parameters read through `read`, and its tokenizer as one GGUF file. */
