@@ -12,9 +12,10 @@ export { parseConfig, SUPPORTED_MODEL_TYPES } from './model/config.js';
 export { createModel, emptyModel } from './model/create.js';
 export type { DecoderBase as Model } from './model/base.js';
 export {
-  modelFromFolderBytes, modelFolderBytes, parseSafetensorsBytes, safetensorsBytes, folderTensors, matchTensors, tensorToF32,
+  modelFromFolderBytes, modelFolderBytes, parseSafetensorsBytes, safetensorsBytes, folderTensors, tensorToF32,
   type FolderBytes, type BytesTensor,
 } from './io/bytes-model.js';
+export { matchWeights } from './io/weight-match.js';
 export { collatePairs, type TokenPair, type PackedBatch } from './data/collate.js';
 export { createTokenizer, padTokenIdOf, type Tokenizer, type TokenizerFiles, type ChatMessage } from './data/tokenizer.js';
 export { streamPreferencePairs, emptyStats, describeStats, DEFAULT_DATA_OPTIONS, type DataOptions, type DataStats } from './data/dataset.js';

@@ -2,12 +2,9 @@
 // (config.json and model.safetensors, or model.safetensors.index.json with its shards; F32, F16 or BF16), a model
 // out; and a model back to the bytes of a folder transformers loads (config.json + model.safetensors).
 //
-// The checks follow src/io/safetensors.ts and src/io/hf-model.ts, which do the same over files with positioned
-// reads: every header number is checked against the bytes before it is used (the reference implementation's
-// rules: known dtype, shape x dtype = the byte span, the tensors tile the data section exactly), and every
-// parameter the config implies must be present once with its shape before anything is allocated. Those modules
-// import node:fs, so the bytes-level code lives here; they could share its pure parts (parseHeaderBytes,
-// matchTensors, safetensorsBytes) once they are split into pure and file halves.
+// The same checks as over files, from the same pure modules: safetensors-header.ts validates each file's header by
+// the reference implementation's rules, weight-match.ts matches the tensors to the parameters the config implies
+// before anything is allocated.
 
 import type { Kernels } from '../backend/kernels.js';
 import type { DecoderBase } from '../model/base.js';
@@ -17,6 +14,7 @@ import { canonicalName, hfLayoutTensors, paramLayout, transpose2d } from '../mod
 import type { ModelConfig, ParamSpec } from '../model/types.js';
 import { bf16ToF32, f16ToF32, f32ToBf16 } from '../tensor/dtype.js';
 import { checkHeaderLength, CORRUPT, parseSafetensorsHeader, quoteUntrusted } from './safetensors-header.js';
+import { matchWeights } from './weight-match.js';
 
 /** A model folder's files by plain file name (config.json, model.safetensors, tokenizer.json, ...). */
 export type FolderBytes = ReadonlyMap<string, Uint8Array>;
@@ -116,43 +114,11 @@ export function folderTensors(files: FolderBytes): Map<string, BytesTensor> {
   return tensors;
 }
 
-/**
- * Pairs each parameter the config implies with its tensor: all present once with their shapes, nothing left over.
- * Pure and generic over the tensor record (src/io/hf-model.ts's matchWeights and src/io/gguf/export.ts do the same
- * over file headers and could share this).
- */
-export function matchTensors<T extends { shape: readonly number[]; file: string }>(config: ModelConfig, tensors: ReadonlyMap<string, T>): Map<ParamSpec, T> {
-  const layout = paramLayout(config);
-  const specs = new Map(layout.map((p) => [p.name, p]));
-  const tiedHead = config.tieWordEmbeddings ? 'lm_head.weight' : null;
-  const matched = new Map<ParamSpec, T>();
-  const unexpected: string[] = [];
-  for (const [fileName, tensor] of tensors) {
-    const name = canonicalName(config, fileName);
-    if (name === null || name === tiedHead) continue; // buffers, and a tied lm_head some checkpoints store anyway
-    const spec = specs.get(name);
-    if (spec === undefined) {
-      unexpected.push(fileName);
-      continue;
-    }
-    if (tensor.shape.length !== spec.hfShape.length || tensor.shape.some((d, i) => d !== spec.hfShape[i])) {
-      throw new Error(`${tensor.file}: tensor ${quoteUntrusted(fileName)} has shape [${tensor.shape}] but config.json implies [${spec.hfShape}]; the weights do not match this config`);
-    }
-    if (matched.has(spec)) throw new Error(`parameter '${name}' is stored twice`);
-    matched.set(spec, tensor);
-  }
-  const missing = layout.filter((p) => !matched.has(p)).map((p) => p.name);
-  if (missing.length > 0) throw new Error(`the weights lack ${missing.length} parameter(s) this ${config.modelType} config needs: ${missing.slice(0, 8).join(', ')}`);
-  if (unexpected.length > 0) {
-    throw new Error(`the weights hold ${unexpected.length} tensor(s) this ${config.modelType} config has no place for: ${unexpected.slice(0, 8).map((n) => quoteUntrusted(n)).join(', ')}`);
-  }
-  return matched;
-}
 
 /** A model from the bytes of its folder (config.json + safetensors, single or sharded). */
 export function modelFromFolderBytes(files: FolderBytes, opts: { kernels?: Kernels } = {}): DecoderBase {
   const config = parseConfig(parseJsonFile('config.json', requireFile(files, 'config.json', 'it holds the architecture')), 'config.json');
-  const matched = matchTensors(config, folderTensors(files));
+  const matched = matchWeights('the model folder', 'config.json', config, folderTensors(files));
   const model = emptyModel(config, opts.kernels);
   for (const [spec, tensor] of matched) {
     const view = model.param(spec.name);

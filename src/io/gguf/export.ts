@@ -24,6 +24,7 @@ import {
 import { writeGguf, type GgufMetadata, type GgufTensorPlan } from './format.js';
 import { vocabMetadata } from './vocab.js';
 import { readTokenizerFiles } from '../tokenizer-files.js';
+import { matchWeights } from '../weight-match.js';
 
 export interface GgufWriteSummary {
   file: string;
@@ -58,32 +59,9 @@ export async function writeModelGguf(model: DecoderBase, tokenizerFiles: Tokeniz
  * the shape config.json implies, nothing left over, no NaN or Inf.
  */
 export async function folderParamReader(dir: string, config: ModelConfig): Promise<ParamReader> {
-  const specs = new Map(paramLayout(config).map((p) => [p.name, p]));
-  const found = new Map<string, TensorInfo>();
-  const unexpected: string[] = [];
-  const tiedHead = config.tieWordEmbeddings ? 'lm_head.weight' : null;
-  for (const [fileName, info] of await listModelTensors(dir)) {
-    const name = canonicalName(config, fileName);
-    if (name === null || name === tiedHead) continue; // buffers, and a tied lm_head some checkpoints store anyway
-    const spec = specs.get(name);
-    if (spec === undefined) {
-      unexpected.push(fileName);
-      continue;
-    }
-    if (info.shape.join() !== spec.hfShape.join()) {
-      throw new Error(`${info.file}: tensor '${fileName}' has shape [${info.shape}] but config.json implies [${spec.hfShape}]; the weights do not match this config`);
-    }
-    if (found.has(name)) throw new Error(`${dir}: parameter '${name}' is stored twice (as '${fileName}' and another name)`);
-    found.set(name, info);
-  }
-  const missing = [...specs.keys()].filter((n) => !found.has(n));
-  if (missing.length > 0) {
-    throw new Error(`${dir}: the weights lack ${missing.length} parameter(s) this ${config.modelType} config needs: ${missing.slice(0, 8).join(', ')}`);
-  }
-  if (unexpected.length > 0) {
-    throw new Error(`${dir}: the weights hold ${unexpected.length} tensor(s) this ${config.modelType} config has no place for: ` +
-      `${unexpected.slice(0, 8).join(', ')}; check model_type and the config options`);
-  }
+  const matched = matchWeights(dir, join(dir, 'config.json'), config, await listModelTensors(dir));
+  const specs = new Map([...matched.keys()].map((p) => [p.name, p]));
+  const found = new Map([...matched].map(([spec, info]) => [spec.name, info]));
   return async (name) => {
     const spec = specs.get(name)!;
     const stored = await readTensorF32(found.get(name)!);
