@@ -3,26 +3,18 @@
 // message lists, gzipped whole), a Hugging Face style folder with splits; and broken files, whose errors must say
 // which file and line, and which --skip-invalid counts instead.
 
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { parquetWriteFile } from 'hyparquet-writer';
-import type { SchemaElement } from 'hyparquet';
 import { DEFAULT_DATA_OPTIONS, emptyStats, loadPreferencePairs, streamPreferencePairs, type DataOptions } from '../src/data/dataset.js';
 import { readRows, resolveDataFiles } from '../src/data/readers.js';
 import { BOS, EOS, SPACE_A, TINY_CHAT_TEMPLATE, bytes, tinyTokenizer } from './data-tiny-tokenizer.js';
+import { tempFiles, messageListSchema } from './helpers/test-files.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'orpo-data-readers-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-const file = (name: string, content: string | Uint8Array): string => {
-  const path = join(dir, name);
-  mkdirSync(join(path, '..'), { recursive: true });
-  writeFileSync(path, content);
-  return path;
-};
+const { dir, file } = tempFiles('orpo-data-readers-');
 const tok = tinyTokenizer({ chatTemplate: TINY_CHAT_TEMPLATE });
 const opts = (o: Partial<DataOptions> = {}): DataOptions => ({ ...DEFAULT_DATA_OPTIONS, ...o });
 
@@ -64,14 +56,6 @@ test('JSON Lines, gzipped JSON Lines, JSON array, JSON object of splits and JSON
   await assert.rejects(pairsOf(splits), /holds several arrays \(train, test\); choose one with --dataset-split/);
 });
 
-const STRING = { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' } as const;
-const messageList = (name: string): SchemaElement[] => [
-  { name, repetition_type: 'OPTIONAL', converted_type: 'LIST', num_children: 1 },
-  { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
-  { name: 'element', repetition_type: 'OPTIONAL', num_children: 2 },
-  { name: 'content', ...STRING },
-  { name: 'role', ...STRING },
-];
 
 function writeStringParquet(path: string, rows: readonly Record<string, string>[], extra: object = {}): string {
   mkdirSync(join(path, '..'), { recursive: true });
@@ -123,7 +107,7 @@ test('Parquet with nested message lists (Hugging Face conversational datasets) g
   const turn = (role: string, content: string) => ({ role, content });
   parquetWriteFile({
     filename: path,
-    schema: [{ name: 'root', num_children: 3 }, ...messageList('prompt'), ...messageList('chosen'), ...messageList('rejected')],
+    schema: [{ name: 'root', num_children: 3 }, ...messageListSchema('prompt'), ...messageListSchema('chosen'), ...messageListSchema('rejected')],
     columnData: [
       { name: 'prompt', data: [[turn('user', 'hi')]] },
       { name: 'chosen', data: [[turn('assistant', 'a')]] },

@@ -7,8 +7,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants as bufferConstants } from 'node:buffer';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { parquetWriteFile } from 'hyparquet-writer';
@@ -19,15 +18,9 @@ import { createTokenizer } from '../src/data/tokenizer.js';
 import { nestedRepetition } from '../src/data/tokenizer-checks.js';
 import { TINY_CHAT_TEMPLATE, tinyTokenizerFiles } from './data-tiny-tokenizer.js';
 import { describeFailures, runFuzzCases, type FuzzCase } from './helpers/fuzz.js';
+import { tempFiles } from './helpers/test-files.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'orpo-hostile-data-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-const file = (name: string, content: string | Uint8Array): string => {
-  const path = join(dir, name);
-  mkdirSync(join(path, '..'), { recursive: true });
-  writeFileSync(path, content);
-  return path;
-};
+const { dir, file } = tempFiles('orpo-hostile-data-');
 const targets = new URL('./helpers/fuzz-data-targets.js', import.meta.url);
 
 async function readAll(path: string, limits: Partial<ReadLimits> = {}): Promise<ReadItem[]> {

@@ -8,9 +8,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import type { SchemaElement } from 'hyparquet';
 import { TINY_CHAT_TEMPLATE, tinyTokenizerFiles } from '../data-tiny-tokenizer.js';
 import { Rng, concatBytes, flipBits, mutateBytes, mutateJson, splice, type FuzzCase, type Json } from './fuzz.js';
+import { messageListSchema } from './test-files.js';
 
 /** Rows in every shape the formats accept: explicit prompt, implicit prompt, conversations, unicode, a system turn. */
 const ROWS: Json[] = [
@@ -39,17 +39,9 @@ function parquetSeeds(): Uint8Array[] {
     parquetWriteBuffer({ columnData: columns, codec: 'UNCOMPRESSED' }),
     parquetWriteBuffer({ columnData: columns, codec: 'GZIP', compressors: { GZIP: (b: Uint8Array) => gzipSync(b) } }),
   ];
-  const STRING = { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' } as const;
-  const messageList = (name: string): SchemaElement[] => [
-    { name, repetition_type: 'OPTIONAL', converted_type: 'LIST', num_children: 1 },
-    { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
-    { name: 'element', repetition_type: 'OPTIONAL', num_children: 2 },
-    { name: 'content', ...STRING },
-    { name: 'role', ...STRING },
-  ];
   const turn = (role: string, content: string) => ({ role, content });
   seeds.push(parquetWriteBuffer({
-    schema: [{ name: 'root', num_children: 3 }, ...messageList('prompt'), ...messageList('chosen'), ...messageList('rejected')],
+    schema: [{ name: 'root', num_children: 3 }, ...messageListSchema('prompt'), ...messageListSchema('chosen'), ...messageListSchema('rejected')],
     columnData: [
       { name: 'prompt', data: [[turn('user', 'hi')], [turn('user', 'yo')]] },
       { name: 'chosen', data: [[turn('assistant', 'a')], [turn('assistant', 'c')]] },
