@@ -85,6 +85,15 @@ test('data given to the page as bytes (JSON Lines, gzip, a JSON array) gives the
   assert.equal(array.stats.rowsUsed, 4);
 });
 
+test('the page refuses invalid UTF-8 as `orpo train` does, naming the file and line, instead of reading U+FFFD', async () => {
+  const session = new web.BrowserSession();
+  session.loadDemoModel(TINY, 1);
+  const good = new TextEncoder().encode('{"prompt":"12+07=","chosen":"019","rejected":"018"}\n');
+  const bad = Uint8Array.from([...good, ...new TextEncoder().encode('{"prompt":"1'), 0xe9, ...new TextEncoder().encode('","chosen":"1","rejected":"2"}\n')]);
+  const offset = bad.indexOf(0xe9);
+  await assert.rejects(session.setDataFile('train', 'latin1.jsonl', bad, {}), new RegExp(`latin1\\.jsonl:2: not valid UTF-8 \\(byte 0xe9 at byte offset ${offset}\\)`));
+});
+
 test('a run paused and resumed in the page ends bit for bit where an uninterrupted one does', async () => {
   const choices = {
     method: 'orpo' as const, beta: 0.5, learning_rate: 5e-3, max_steps: 12, per_device_train_batch_size: 8, per_device_eval_batch_size: 25,

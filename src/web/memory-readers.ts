@@ -7,6 +7,7 @@
 // Parquet is refused with a message (the Parquet reader is Node-only for now).
 import type * as NodeReaders from '../data/readers.js';
 import { DataError, type RowSource } from '../data/errors.js';
+import { decodeStrict, describeInvalidByte } from '../data/utf8.js';
 
 type ReadItem = NodeReaders.ReadItem;
 
@@ -51,7 +52,13 @@ async function textOf(path: string, bytes: Uint8Array): Promise<string> {
       throw new DataError(`${path}: cannot read (${(err as Error).message})`);
     }
   }
-  const text = new TextDecoder('utf-8').decode(plain);
+  // invalid UTF-8 is refused, as readers.ts and Python's readers refuse it, not turned into U+FFFD
+  const decoded = decodeStrict(plain);
+  if (!('text' in decoded)) {
+    const line = 1 + plain.subarray(0, decoded.invalidAt).reduce((n, b) => n + (b === 0x0a ? 1 : 0), 0);
+    throw new DataError(describeInvalidByte(plain, decoded.invalidAt, decoded.invalidAt), { file: path, line });
+  }
+  const { text } = decoded;
   // files saved by some Windows tools start with a byte-order mark, which JSON.parse rejects
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
