@@ -4,10 +4,11 @@
 // stats`) runs unchanged on them. Same row rules as readers.ts: JSON Lines (one object a line, blank lines skipped),
 // JSON (an array of rows, JSON Lines under a .json name, or an object holding the rows in an array per split),
 // optionally gzip-compressed; a row that is not a JSON object is an InvalidRow for the caller to count or stop on.
-// Parquet is refused with a message (the Parquet reader is Node-only for now).
+// Parquet is decoded from the bytes by the same checked decoder as on Node (src/data/parquet-decode.ts).
 import type * as NodeReaders from '../data/readers.js';
 import { DataError, type RowSource } from '../data/errors.js';
 import { decodeStrict, describeInvalidByte } from '../data/utf8.js';
+import { isGzip, memoryBuffer, parquetRowsOf } from '../data/parquet-decode.js';
 
 type ReadItem = NodeReaders.ReadItem;
 
@@ -36,22 +37,23 @@ export const formatOf: typeof NodeReaders.formatOf = (path) => {
 export const resolveDataFiles: typeof NodeReaders.resolveDataFiles = async (path) => {
   if (!files.has(path)) throw new DataError(`dataset ${path} not found (no file of that name was given to the page)`);
   const kind = formatOf(path);
-  if (kind === null) throw new DataError(`${path}: unknown dataset format; use .jsonl or .json (optionally .gz)`);
-  if (kind.format === 'parquet') throw new DataError(`${path}: Parquet is not read in the browser yet; convert it to JSON Lines`);
+  if (kind === null) throw new DataError(`${path}: unknown dataset format; use .jsonl, .json or .parquet (optionally .gz)`);
   return [path];
 };
 
-async function textOf(path: string, bytes: Uint8Array): Promise<string> {
-  const gzipped = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
-  let plain = bytes;
-  if (gzipped) {
-    try {
-      const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream('gzip'));
-      plain = new Uint8Array(await new Response(stream).arrayBuffer());
-    } catch (err) {
-      throw new DataError(`${path}: cannot read (${(err as Error).message})`);
-    }
+/** The file's bytes, inflated when gzipped (the picked file is in memory already; so is what it inflates to). */
+async function plainBytes(path: string, bytes: Uint8Array): Promise<Uint8Array> {
+  if (!isGzip(bytes)) return bytes;
+  try {
+    const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream('gzip'));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  } catch (err) {
+    throw new DataError(`${path}: cannot be inflated (${(err as Error).message}); is the gzip file complete?`);
   }
+}
+
+async function textOf(path: string, bytes: Uint8Array): Promise<string> {
+  const plain = await plainBytes(path, bytes);
   // invalid UTF-8 is refused, as readers.ts and Python's readers refuse it, not turned into U+FFFD
   const decoded = decodeStrict(plain);
   if (!('text' in decoded)) {
@@ -121,8 +123,13 @@ function* jsonDocument(path: string, text: string, split: string | undefined): G
 
 export const readRows: typeof NodeReaders.readRows = async function* readRows(path, opts = {}) {
   for (const file of await resolveDataFiles(path, opts.split)) {
+    const format = formatOf(file)!.format;
+    if (format === 'parquet') {
+      yield* parquetRowsOf(file, memoryBuffer(await plainBytes(file, files.get(file)!)));
+      continue;
+    }
     const text = await textOf(file, files.get(file)!);
-    if (formatOf(file)!.format === 'jsonl') yield* jsonLines(file, text);
+    if (format === 'jsonl') yield* jsonLines(file, text);
     else yield* jsonDocument(file, text, opts.split);
   }
 };
