@@ -3,24 +3,17 @@
 // mismatched or damaged folders get errors that name the problem.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sharedDir, SHARED_MISSING } from './helpers/shared.js';
 import { loadModel, saveModel, hfTensors } from '../src/io/hf-model.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { createModel } from '../src/model/create.js';
+import { withTmp as withTmpDir } from './helpers/test-files.js';
 
 const shared = sharedDir();
 
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'orpo-hf-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withTmp = (fn: (dir: string) => Promise<void>): Promise<void> => withTmpDir('orpo-hf-', fn);
 
 for (const cs of ['llama', 'gpt2']) {
   test(`${cs} fixture: save reproduces model.safetensors byte for byte; F32/BF16/sharded round trips are bit-identical`, { skip: shared ? false : SHARED_MISSING }, async () => {

@@ -4,8 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter, saveAdapter } from '../src/io/adapter.js';
@@ -15,20 +14,14 @@ import { listModelTensors } from '../src/io/model-files.js';
 import { readSafetensorsHeader } from '../src/io/safetensors.js';
 import { parseConfig } from '../src/model/config.js';
 import { createModel, MAX_PARAMETERS } from '../src/model/create.js';
+import { withTmp as withTmpDir } from './helpers/test-files.js';
 
 const tinyLlama = {
   model_type: 'llama', vocab_size: 11, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2,
   num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 32, rms_norm_eps: 1e-6, rope_theta: 10000,
 };
 
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'orpo-hostile-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withTmp = (fn: (dir: string) => Promise<void>): Promise<void> => withTmpDir('orpo-hostile-', fn);
 
 /** A valid tiny model folder whose config.json is then replaced by `raw`. */
 async function folderWithConfig(dir: string, raw: Record<string, unknown>): Promise<void> {

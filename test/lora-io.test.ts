@@ -3,8 +3,7 @@
 // folder) loads without adapters and computes what base + adapter computes, for Llama-family and GPT-2 (Conv1D).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { jsKernels } from '../src/backend/js/kernels.js';
 import { createModel } from '../src/model/create.js';
@@ -16,6 +15,7 @@ import { readSafetensorsHeader } from '../src/io/safetensors.js';
 import { loadModel, saveModel } from '../src/io/hf-model.js';
 import { runMergeCommand } from '../src/cli/merge.js';
 import { Rng } from '../src/tensor/rng.js';
+import { withTmp as withTmpDir } from './helpers/test-files.js';
 
 const llama = {
   model_type: 'qwen2', vocab_size: 37, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2,
@@ -28,14 +28,7 @@ const CASES = [
 ];
 const ids = Int32Array.from([3, 1, 4, 1, 5, 9, 2, 6, 5, 3]);
 
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'orpo-lora-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withTmp = (fn: (dir: string) => Promise<void>): Promise<void> => withTmpDir('orpo-lora-', fn);
 
 function trainedAdapters(model: DecoderBase, targets: string[]): LoraAdapters {
   const adapters = attachLora(model, { r: 4, alpha: 16, dropout: 0.05, targetModules: targets }, { seed: 2 });

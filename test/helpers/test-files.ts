@@ -1,7 +1,8 @@
-// Small shared pieces of test setup: a temporary folder removed after the file's tests, and the Parquet schema of a
+// Small shared pieces of test setup: temporary folders (one per test file, or one per call), and the Parquet schema of a
 // conversation column (TRL's list of {role, content} messages) as datasets writes it.
 import { after } from 'node:test';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SchemaElement } from 'hyparquet';
@@ -17,6 +18,16 @@ export function tempFiles(prefix: string): { dir: string; file: (name: string, c
     return path;
   };
   return { dir, file };
+}
+
+/** runs fn with a fresh temporary folder, removed afterwards whatever fn does */
+export async function withTmp(prefix: string, fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 const STRING = { type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' } as const;
