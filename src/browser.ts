@@ -38,4 +38,4 @@ export { generateTokens, fullForwardLogits } from './generate/generate.js';
 export { Generator } from './model/generator.js';
 export { Rng } from './tensor/rng.js';
 export { zipStore, crc32 } from './web/zip.js';
-export { BrowserSession, type TrainChoices, type TrainSummary, type DataSummary } from './web/session.js';
+export { BrowserSession, PAGE_LORA_DEFAULTS, type TrainChoices, type TrainSummary, type DataSummary } from './web/session.js';

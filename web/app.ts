@@ -7,7 +7,7 @@ import type { DataStats } from '../src/data/dataset.js';
 import type { LogRecord, Progress } from '../src/train/trainer.js';
 import type { DataSummary, TrainChoices, TrainSummary } from '../src/web/session.js';
 import { chartSvg, type Series } from './charts.js';
-import type { Op, Requests, WorkerMessage } from './protocol.js';
+import type { ModelReply, Op, Requests, WorkerMessage } from './protocol.js';
 import { SELFTEST } from './selftest.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -106,7 +106,22 @@ function choices(): TrainChoices {
     logging_steps: Math.max(1, Math.round(Number(input('max_steps').value) / 60)),
     // the demo's response-only NLL suits its fixed prompts; other data trains as `orpo train` does (TRL's full)
     sft_scope: modelKind === 'demo' ? 'response' : 'full',
+    ...loraChoices(),
   };
+}
+
+/** `orpo train`'s LoRA options from the form: lora_r unset (null) is full fine-tuning, as on the command line. */
+function loraChoices(): Pick<TrainChoices, 'lora_r' | 'lora_alpha' | 'lora_dropout' | 'lora_target_modules'> {
+  if (!input('lora').checked) return { lora_r: null };
+  const targets = input('lora_target_modules').value.trim();
+  return {
+    lora_r: Number(input('lora_r').value), lora_alpha: Number(input('lora_alpha').value), lora_dropout: Number(input('lora_dropout').value),
+    lora_target_modules: targets === '' ? null : targets,
+  };
+}
+
+function showLoraSwitch(): void {
+  $('lora-options').classList.toggle('on', input('lora').checked);
 }
 
 // ------------------------------------------------------------------------------------------------ curves
@@ -152,16 +167,20 @@ let before: string | null = null;
 
 async function loadDemoModel(size = SELFTEST.size): Promise<void> {
   show('model-status', 'creating the demo model…');
-  const { description } = await call('demoModel', { size, seed: SELFTEST.seed });
+  const reply = await call('demoModel', { size, seed: SELFTEST.seed });
   modelKind = 'demo';
   input('max_length').value = String(SELFTEST.choices.max_length);
   input('max_prompt_length').value = String(SELFTEST.choices.max_prompt_length);
-  modelLoaded(description);
+  modelLoaded(reply);
   await refreshData();
 }
 
-function modelLoaded(description: string): void {
+function modelLoaded({ description, loraTargets }: ModelReply): void {
   show('model-status', description);
+  const target = input('lora_target_modules');
+  target.placeholder = `${loraTargets.defaults.join(',')} (PEFT's default)`;
+  target.title = `any of ${loraTargets.modules.join(', ')}, comma-separated, or all-linear`;
+
   before = null;
   records.length = 0;
   drawCharts();
@@ -176,12 +195,12 @@ async function loadFolder(files: readonly File[]): Promise<void> {
   // a folder may come with files the model does not need (README, .gitattributes, PyTorch .bin): only these are read
   const wanted = files.filter((f) => /\.(json|safetensors|jinja)$/.test(f.name));
   const entries = await Promise.all(wanted.map(async (f) => [f.name, await f.arrayBuffer()] as [string, ArrayBuffer]));
-  const { description } = await call('folderModel', { name, files: entries }, entries.map(([, b]) => b));
+  const reply = await call('folderModel', { name, files: entries }, entries.map(([, b]) => b));
   modelKind = 'folder';
   // a real model's rows are longer than the demo's: TRL's defaults (max_length 1024, the prompt cut as needed)
   input('max_length').value = '1024';
   input('max_prompt_length').value = '';
-  modelLoaded(description);
+  modelLoaded(reply);
   await refreshData();
 }
 
@@ -250,7 +269,9 @@ async function runTraining(fresh: boolean, options: TrainChoices = choices()): P
     const summary = await call('train', { choices: options });
     setTraining(false, summary.paused);
     const acc = (r: LogRecord | null): string => (r?.['eval_rewards/accuracies'] ?? NaN).toFixed(3);
-    show('train-status', `${summary.paused ? 'paused at' : 'done:'} step ${summary.steps}/${summary.totalSteps} in ${summary.seconds.toFixed(1)} s` +
+    const what = summary.lora === null ? 'every weight' : `LoRA r=${summary.lora.r} on ${summary.lora.modules.length} modules`;
+    show('train-status', `${summary.paused ? 'paused at' : 'done:'} step ${summary.steps}/${summary.totalSteps} in ${summary.seconds.toFixed(1)} s ` +
+      `(${what}, ${summary.trainableParameters.toLocaleString('en')} trainable parameters)` +
       (summary.firstEval === null ? '' : `; held-out preference accuracy ${acc(summary.firstEval)} -> ${acc(summary.lastEval)}`));
     if (!summary.paused && input('prompt').value !== '') await generate('gen-after');
     drawCharts();
@@ -329,8 +350,15 @@ for (const key of ['beta', 'learning_rate', 'max_steps', 'per_device_train_batch
 input('demo-hidden').value = String(SELFTEST.size.hiddenSize);
 input('demo-layers').value = String(SELFTEST.size.layers);
 input('prompt').value = SELFTEST.prompt;
+input('lora').onchange = showLoraSwitch;
 
-void call('hello', {}).then(({ note }) => show('backend', `Backend: ${note}. WebGPU: not used yet.`));
+void call('hello', {}).then(({ note, lora }) => {
+  show('backend', `Backend: ${note}. WebGPU: not used yet.`);
+  input('lora_r').value = String(lora.r);
+  input('lora_alpha').value = String(lora.alpha);
+  input('lora_dropout').value = String(lora.dropout);
+  showLoraSwitch();
+});
 if (new URLSearchParams(location.search).has('selftest')) {
   guarded('selftest-result', selftest)();
 } else {

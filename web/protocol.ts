@@ -4,10 +4,16 @@ import type { LogRecord, Progress } from '../src/train/trainer.js';
 import type { DemoModelSize } from '../src/train/demo-task.js';
 import type { DataSummary, TrainChoices, TrainSummary } from '../src/web/session.js';
 
+/** A loaded model: its one-line description and the LoRA target modules of its family (PEFT's default first). */
+export interface ModelReply {
+  description: string;
+  loraTargets: { defaults: string[]; modules: string[] };
+}
+
 export interface Requests {
-  hello: { args: Record<string, never>; reply: { backend: string; note: string } };
-  demoModel: { args: { size: DemoModelSize; seed: number }; reply: { description: string } };
-  folderModel: { args: { name: string; files: [string, ArrayBuffer][] }; reply: { description: string } };
+  hello: { args: Record<string, never>; reply: { backend: string; note: string; lora: { r: number; alpha: number; dropout: number } } };
+  demoModel: { args: { size: DemoModelSize; seed: number }; reply: ModelReply };
+  folderModel: { args: { name: string; files: [string, ArrayBuffer][] }; reply: ModelReply };
   demoData: { args: { seed: number; trainPairs: number; evalPairs: number; choices: TrainChoices }; reply: { train: DataSummary; eval: DataSummary } };
   dataFile: { args: { role: 'train' | 'eval'; name: string; bytes: ArrayBuffer; choices: TrainChoices }; reply: DataSummary };
   dataSummary: { args: { file: string; choices: TrainChoices }; reply: DataSummary };

@@ -1,24 +1,26 @@
 /// <reference lib="dom" />
 // The page's Web Worker: holds the session (model, tokenizer, data, training run) so that training never blocks
 // the page. Each request message becomes one BrowserSession call; its result (or error) is the reply.
-import { BROWSER_BACKEND_NOTE, BrowserSession, jsKernels } from '../src/browser.js';
-import type { Op, RequestMessage, Requests, WorkerMessage } from './protocol.js';
+import { BROWSER_BACKEND_NOTE, BrowserSession, jsKernels, PAGE_LORA_DEFAULTS } from '../src/browser.js';
+import type { ModelReply, Op, RequestMessage, Requests, WorkerMessage } from './protocol.js';
 
 const session = new BrowserSession();
 // a worker's global scope, typed by what this file uses of it (the project compiles web/ with the DOM library)
 const scope = self as unknown as { onmessage: ((e: MessageEvent<RequestMessage>) => void) | null; postMessage(m: WorkerMessage, transfer?: Transferable[]): void };
 
+const modelReply = (): ModelReply => ({ description: session.describeModel(), loraTargets: session.loraTargets() });
+
 type Handlers = { [K in Op]: (args: Requests[K]['args']) => Promise<Requests[K]['reply']> | Requests[K]['reply'] };
 
 const handlers: Handlers = {
-  hello: () => ({ backend: jsKernels.name, note: BROWSER_BACKEND_NOTE }),
+  hello: () => ({ backend: jsKernels.name, note: BROWSER_BACKEND_NOTE, lora: PAGE_LORA_DEFAULTS }),
   demoModel: ({ size, seed }) => {
     session.loadDemoModel(size, seed);
-    return { description: session.describeModel() };
+    return modelReply();
   },
   folderModel: ({ name, files }) => {
     session.loadModelFolder(new Map(files.map(([file, bytes]) => [file, new Uint8Array(bytes)])), name);
-    return { description: session.describeModel() };
+    return modelReply();
   },
   demoData: ({ seed, trainPairs, evalPairs, choices }) => session.useDemoData(seed, trainPairs, evalPairs, choices),
   dataFile: ({ role, name, bytes, choices }) => session.setDataFile(role, name, new Uint8Array(bytes), choices),

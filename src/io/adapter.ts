@@ -1,80 +1,30 @@
 // LoRA adapters in PEFT's on-disk format, so Python `PeftModel.from_pretrained(base, dir)` loads what orpo-ts
-// trains and orpo-ts loads what PEFT trains:
-//   adapter_config.json        LoraConfig fields (peft_type "LORA", r, lora_alpha, target_modules, ...)
-//   adapter_model.safetensors  base_model.model.<module>.lora_A.weight (r, in), ...lora_B.weight (out, r)
-// The shapes are those of PEFT's nn.Linear factors for every module type: for GPT-2's Conv1D (weight stored
-// (in, out)) PEFT still builds lora_A (r, in) and lora_B (out, r) and only transposes the merged delta
-// (fan_in_fan_out = true), so the tensors are written alike for both families.
+// trains and orpo-ts loads what PEFT trains: adapter_config.json + adapter_model.safetensors. The files' bytes are
+// built in src/io/adapter-files.ts (no file system; the page's download uses it too); this module writes them and
+// reads and checks adapters from folders.
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DecoderBase } from '../model/base.js';
 import { LoraAdapters } from '../lora/adapters.js';
 import { nestedRepetition } from '../data/tokenizer-checks.js';
 import { checkLoraSettings, LORA_MODULES, selectLoraTargets, type LoraSettings } from '../lora/config.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterFolderBytes, peftTensorName } from './adapter-files.js';
 import { writeFileAtomically } from './atomic-file.js';
 import {
-  describeUntrusted, quoteUntrusted, readSafetensorsHeader, readTensorF32, shortenUntrusted, writeSafetensors,
-  type NamedTensor, type SafetensorsWriteDtype, type TensorInfo,
+  describeUntrusted, quoteUntrusted, readSafetensorsHeader, readTensorF32, shortenUntrusted,
+  type SafetensorsWriteDtype, type TensorInfo,
 } from './safetensors.js';
 
-export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
-export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
-const PREFIX = 'base_model.model.';
+export { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson, adapterTensors, peftTensorName } from './adapter-files.js';
+
 const MAX_TARGET_CHARS = 1000;
 
-/** PEFT's tensor name of a module's factor. */
-export function peftTensorName(module: string, factor: 'A' | 'B'): string {
-  return `${PREFIX}${module}.lora_${factor}.weight`;
-}
-
-/** adapter_config.json as PEFT (>= 0.10) writes it for a plain LoRA adapter. */
-export function adapterConfigJson(adapters: LoraAdapters, baseModelNameOrPath: string | null): Record<string, unknown> {
-  const s = adapters.settings;
-  return {
-    alpha_pattern: {},
-    auto_mapping: null,
-    base_model_name_or_path: baseModelNameOrPath,
-    bias: 'none',
-    // GPT-2's Conv1D stores its weight as (in, out): PEFT needs fan_in_fan_out to merge the delta transposed
-    fan_in_fan_out: adapters.model.config.family === 'gpt2',
-    inference_mode: true,
-    init_lora_weights: true,
-    layer_replication: null,
-    layers_pattern: null,
-    layers_to_transform: null,
-    loftq_config: {},
-    lora_alpha: s.alpha,
-    lora_dropout: s.dropout,
-    megatron_config: null,
-    megatron_core: 'megatron.core',
-    modules_to_save: null,
-    peft_type: 'LORA',
-    r: s.r,
-    rank_pattern: {},
-    revision: null,
-    target_modules: s.targetModules.length === 1 && s.targetModules[0] === 'all-linear' ? 'all-linear' : [...s.targetModules],
-    task_type: 'CAUSAL_LM',
-    use_dora: false,
-    use_rslora: s.useRslora === true,
-  };
-}
-
-/** The adapters' tensors under PEFT's names (views, no copies). */
-export function adapterTensors(adapters: LoraAdapters): NamedTensor[] {
-  const r = adapters.settings.r;
-  return adapters.layers.flatMap((l) => [
-    { name: peftTensorName(l.module, 'A'), shape: [r, l.inFeatures], data: Float32Array.from(adapters.A(l.module)) },
-    { name: peftTensorName(l.module, 'B'), shape: [l.outFeatures, r], data: Float32Array.from(adapters.B(l.module)) },
-  ]);
-}
-
-/** Writes adapter_config.json + adapter_model.safetensors into dir (created if needed). */
+/** Writes adapter_config.json + adapter_model.safetensors into dir (created if needed), each replaced atomically. */
 export async function saveAdapter(adapters: LoraAdapters, dir: string,
   opts: { baseModelNameOrPath?: string | null; dtype?: SafetensorsWriteDtype } = {}): Promise<void> {
   await mkdir(dir, { recursive: true });
-  await writeSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), adapterTensors(adapters), { dtype: opts.dtype ?? 'F32' });
-  const config = adapterConfigJson(adapters, opts.baseModelNameOrPath ?? null);
-  await writeFileAtomically(join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
+  // the weights first, as before the split: a folder whose config is present has its weights in place too
+  for (const [name, bytes] of adapterFolderBytes(adapters, opts)) await writeFileAtomically(join(dir, name), bytes);
 }
 
 export interface AdapterConfig {

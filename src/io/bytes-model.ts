@@ -12,7 +12,7 @@ import { parseConfig } from '../model/config.js';
 import { emptyModel } from '../model/create.js';
 import { canonicalName, hfLayoutTensors, paramLayout, transpose2d } from '../model/layout.js';
 import type { ModelConfig, ParamSpec } from '../model/types.js';
-import { bf16ToF32, f16ToF32, f32ToBf16 } from '../tensor/dtype.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../tensor/dtype.js';
 import { checkHeaderLength, CORRUPT, parseSafetensorsHeader, quoteUntrusted } from './safetensors-header.js';
 import { matchWeights } from './weight-match.js';
 
@@ -140,7 +140,7 @@ export function modelFromFolderBytes(files: FolderBytes, opts: { kernels?: Kerne
  * One safetensors file's bytes, laid out as src/io/safetensors.ts's writeSafetensors writes it: tensors sorted by
  * name, `__metadata__` {"format": "pt"} last, the header padded with spaces to a multiple of 8 bytes.
  */
-export function safetensorsBytes(tensors: readonly { name: string; shape: number[]; data: Float32Array }[], dtype: 'F32' | 'BF16' = 'F32'): Uint8Array {
+export function safetensorsBytes(tensors: readonly { name: string; shape: number[]; data: Float32Array }[], dtype: WeightDtype = 'F32'): Uint8Array {
   assertLittleEndianHost();
   const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const elementBytes = ELEMENT_BYTES[dtype];
@@ -160,7 +160,8 @@ export function safetensorsBytes(tensors: readonly { name: string; shape: number
   out.set(json, 8);
   let at = 8 + headerLength;
   for (const { data } of sorted) {
-    const bytes = dtype === 'F32' ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(f32ToBf16(data).buffer);
+    const bytes = dtype === 'F32' ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : new Uint8Array((dtype === 'BF16' ? f32ToBf16(data) : f32ToF16(data)).buffer);
     out.set(bytes, at);
     at += bytes.length;
   }

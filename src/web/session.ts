@@ -4,8 +4,10 @@
 //
 // Everything goes through the library's own code paths: createModel / the bytes-level folder loader, createTokenizer,
 // streamPreferencePairs (TRL's formats, the chat template, truncation and the drop counts of `orpo data stats`),
-// train() with TrainConfig's options and defaults, and the KV-cached generator. The kernels are always the
-// TypeScript backend's, the only one a page has, so a Node run of a session computes exactly what the page does.
+// train() with TrainConfig's options and defaults, set up as `orpo train` sets it up (LoRA adapters, trainable
+// buffers, loss heads, DPO's reference), and the KV-cached generator. The kernels are always the TypeScript
+// backend's, the only one a page has, so a Node run of a session computes exactly what the page does, and what
+// `ORPO_BACKEND=js orpo train` computes.
 
 import { jsKernels } from '../backend/js/kernels.js';
 import type { Kernels } from '../backend/kernels.js';
@@ -17,14 +19,20 @@ import { encodePrompt } from '../data/tokenize.js';
 import { createTokenizer, padTokenIdOf, type Tokenizer } from '../data/tokenizer.js';
 import { fullForwardLogits, generateTokens } from '../generate/generate.js';
 import { modelFolderBytes, modelFromFolderBytes, type FolderBytes } from '../io/bytes-model.js';
-import { modelReference } from '../loss/reference.js';
+import type { TokenLogprobHead } from '../loss/logprob-head.js';
+import { modelReference, type ReferenceModel } from '../loss/reference.js';
+import type { LoraAdapters } from '../lora/adapters.js';
+import { mergeLora } from '../lora/merge.js';
+import { defaultTargetModules, LORA_MODULES } from '../lora/config.js';
+import { attachLoraFromOptions, fusedLossFor, LORA_MEMORY_OPTIONS, lossHeads, trainableBuffers } from '../lora/options.js';
 import type { DecoderBase } from '../model/base.js';
 import { createModel, emptyModel } from '../model/create.js';
 import { Generator } from '../model/generator.js';
-import { TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
+import { objectiveFromConfig, TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
 import { arithmeticTask, demoModelConfig, demoTokenizerFiles, type DemoModelSize } from '../train/demo-task.js';
 import { defaultsOf } from '../train/options.js';
-import { train, type LogRecord, type Progress, type ResumeFrom } from '../train/trainer.js';
+import { train, type LogRecord, type Progress, type ResumeFrom, type TrainSetup } from '../train/trainer.js';
+import { peftTensorName } from '../io/adapter-files.js';
 import { registerDataFile } from './memory-readers.js';
 import { zipStore } from './zip.js';
 
@@ -47,7 +55,20 @@ export interface TrainSummary {
   paused: boolean;
   firstEval: LogRecord | null;
   lastEval: LogRecord | null;
+  /** what the run trains: every weight, or LoRA adapters of rank r on these modules */
+  lora: { r: number; modules: string[] } | null;
+  trainableParameters: number;
 }
+
+/**
+ * Where the page's LoRA fields start: `orpo train`'s defaults for alpha and dropout; it has no default rank (unset
+ * means full fine-tuning), so r starts at TRL's ModelConfig default, 16.
+ */
+export const PAGE_LORA_DEFAULTS = {
+  r: 16,
+  alpha: defaultsOf(LORA_MEMORY_OPTIONS).lora_alpha,
+  dropout: defaultsOf(LORA_MEMORY_OPTIONS).lora_dropout,
+} as const;
 
 export interface TrainHooks {
   log?(record: LogRecord): void;
@@ -78,12 +99,14 @@ interface Run {
   seconds: number;
   firstEval: LogRecord | null;
   lastEval: LogRecord | null;
-  reference: DecoderBase | null;
+  setup: TrainSetup;
 }
 
 export class BrowserSession {
   readonly kernels: Kernels = jsKernels;
   private current: { model: DecoderBase; tokenizer: Tokenizer; tokenizerFiles: Map<string, Uint8Array>; name: string } | null = null;
+  /** the LoRA adapters of the latest run, attached to the model (its weights are then the run's base) */
+  private adapters: LoraAdapters | null = null;
   private dataFiles: { train: string | null; eval: string | null } = { train: null, eval: null };
   private run: Run | null = null;
   private pauseRequested = false;
@@ -107,6 +130,12 @@ export class BrowserSession {
     const { model, name } = this.modelState();
     const c = model.config;
     return `${name}: ${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocabulary ${c.vocabSize}, ${model.params.length.toLocaleString('en')} parameters`;
+  }
+
+  /** The LoRA target modules of the model's family, and PEFT's default among them (what an empty list means). */
+  loraTargets(): { defaults: string[]; modules: string[] } {
+    const config = this.model.config;
+    return { defaults: [...defaultTargetModules(config)], modules: [...LORA_MODULES[config.family]] };
   }
 
   /** The built-in demo's model (a small Llama) and character-level tokenizer, randomly initialised as `orpo demo` makes them. */
@@ -145,6 +174,7 @@ export class BrowserSession {
 
   private setModel(model: DecoderBase, tokenizer: Tokenizer, tokenizerFiles: Map<string, Uint8Array>, name: string): void {
     this.current = { model, tokenizer, tokenizerFiles, name };
+    this.adapters = null;
     this.run = null;
   }
 
@@ -210,15 +240,18 @@ export class BrowserSession {
     if (this.run === null || this.run.key !== key || this.run.resume === null) {
       const trainPairs = (await this.readPairs(this.dataFiles.train, c)).pairs;
       const evalPairs = this.dataFiles.eval === null ? null : (await this.readPairs(this.dataFiles.eval, c)).pairs;
-      // DPO's reference: a frozen copy of the starting model, as `orpo train --method dpo` without --ref-model
-      let reference: DecoderBase | null = null;
-      if (c.method === 'dpo') {
-        reference = emptyModel(model.config, this.kernels);
-        reference.params.set(model.params);
+      this.run = null;
+      // a new run starts from the model as the page shows it: a previous LoRA run's adapters are folded into the
+      // weights first (as `orpo merge` folds them), so training goes on from there as it does without LoRA
+      if (this.adapters !== null) {
+        mergeLora(this.adapters);
+        this.adapters = null;
       }
-      this.run = { key, config: c, train: trainPairs, eval: evalPairs, resume: null, seconds: 0, firstEval: null, lastEval: null, reference };
+      this.adapters = attachLoraFromOptions(model, c, c.seed);
+      this.run = { key, config: c, train: trainPairs, eval: evalPairs, resume: null, seconds: 0, firstEval: null, lastEval: null, setup: this.setupFor(model, c, this.adapters) };
     }
     const run = this.run;
+    const adapters = this.adapters;
     this.pauseRequested = false;
     const result = await train(model, { train: run.train, eval: run.eval, padTokenId: padTokenIdOf(tokenizer) }, c, {
       log: (record) => {
@@ -233,15 +266,58 @@ export class BrowserSession {
       save: async (kind, state, optimizer) => {
         if (kind === 'interrupt') run.resume = { state, m: optimizer.m.slice(), v: optimizer.v.slice(), optimizerStep: optimizer.step };
       },
-    }, run.resume, {
-      reference: run.reference === null ? null : modelReference(run.reference, { sharePrompt: c.share_prompt, description: 'the starting model, frozen' }),
-    });
+    }, run.resume, run.setup);
     if (!result.interrupted) run.resume = null;
     run.seconds += result.seconds;
     return {
       steps: result.state.global_step, totalSteps: result.state.total_steps, seconds: run.seconds, paused: result.interrupted,
       firstEval: run.firstEval, lastEval: run.lastEval,
+      lora: adapters === null ? null : { r: adapters.settings.r, modules: adapters.layers.map((l) => l.module) },
+      trainableParameters: (adapters?.params ?? model.params).length,
     };
+  }
+
+  /**
+   * What `orpo train` hands train() besides the data (src/cli/train.ts, runTraining): the trainable buffers (the
+   * adapters under LoRA), the loss heads for the logits' size, the objective, DPO's reference, dropout switching
+   * and the names of the trained tensors for messages about NaN/Inf.
+   */
+  private setupFor(model: DecoderBase, c: TrainConfig, adapters: LoraAdapters | null): TrainSetup {
+    model.gradientCheckpointing = c.gradient_checkpointing;
+    const fused = fusedLossFor(c, model.config, Math.max(c.per_device_train_batch_size, c.per_device_eval_batch_size), c.max_length);
+    const heads = lossHeads(model, fused);
+    const objective = objectiveFromConfig(c);
+    return {
+      trainable: trainableBuffers(model, adapters), heads, objective,
+      reference: objective.needsReference ? this.referenceFor(model, c, adapters, heads.eval, fused) : null,
+      ...(adapters === null ? {} : {
+        setTraining: (on: boolean) => void (adapters.training = on),
+        layout: adapters.layers.flatMap((l) => [
+          { name: peftTensorName(l.module, 'A'), offset: l.aOffset, size: adapters.A(l.module).length },
+          { name: peftTensorName(l.module, 'B'), offset: l.bOffset, size: adapters.B(l.module).length },
+        ]),
+      }),
+    };
+  }
+
+  /**
+   * DPO's reference as `orpo train --method dpo` without --ref-model picks it: under LoRA the policy with its
+   * adapters switched off; with precompute_ref_log_probs the policy itself before the first step; otherwise a
+   * frozen copy of the starting weights (forward only, so checkpointing's one layer slot is all it keeps).
+   */
+  private referenceFor(model: DecoderBase, c: TrainConfig, adapters: LoraAdapters | null, evalHead: TokenLogprobHead, fused: boolean): ReferenceModel {
+    const name = this.modelState().name;
+    if (adapters !== null) {
+      return modelReference(model, { head: evalHead, sharePrompt: c.share_prompt, adapters, description: `${name} with the LoRA adapters switched off (no second copy)` });
+    }
+    if (c.precompute_ref_log_probs) {
+      return modelReference(model, { head: evalHead, sharePrompt: c.share_prompt, description: `${name} itself, before the first step (no copy)` });
+    }
+    const reference = emptyModel(model.config, this.kernels);
+    reference.params.set(model.params);
+    reference.trainBase = false;
+    reference.gradientCheckpointing = true;
+    return modelReference(reference, { head: lossHeads(reference, fused).eval, sharePrompt: c.share_prompt, description: `a frozen copy of ${name}` });
   }
 
   /** Greedy (or sampled) continuation of a prompt, stopping at EOS: what `orpo generate` prints. */
