@@ -4,6 +4,7 @@
 // and model folders go through bytes both ways (the page's download loads in Node; what saveModel writes, sharded
 // or bfloat16, loads from bytes).
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,12 +14,13 @@ import { gzipSync } from 'node:zlib';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import type * as BrowserBuild from '../src/browser.js';
 import { jsKernels } from '../src/backend/js/kernels.js';
+import { writeDemoData, writeDemoModelFolder } from '../src/cli/demo.js';
 import { loadPreferencePairs, type DataStats } from '../src/data/dataset.js';
 import { createTokenizer } from '../src/data/tokenizer.js';
 import { loadModel, saveModel } from '../src/io/hf-model.js';
 import { createModel } from '../src/model/create.js';
 import { roundToBf16 } from '../src/tensor/dtype.js';
-import { demoModelConfig, demoTokenizerFiles } from '../src/train/demo-task.js';
+import { arithmeticTask, demoModelConfig, demoTokenizerFiles } from '../src/train/demo-task.js';
 import { extractTo, unzipStored } from './web-unzip.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -167,4 +169,78 @@ test('folders saveModel writes (sharded with an index, bfloat16) load from their
   }
   const broken = new Map([['config.json', new TextEncoder().encode(JSON.stringify(demoModelConfig(TINY)))], ['model.safetensors', new Uint8Array(16)]]);
   assert.throws(() => web.modelFromFolderBytes(broken), /model\.safetensors: header length is 0: the file is truncated or corrupt/);
+});
+
+/** `ORPO_BACKEND=js orpo ARGS`: the command line on the page's kernels */
+function orpoJs(args: readonly string[]): void {
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), ...args], {
+    encoding: 'utf8', env: { ...process.env, ORPO_BACKEND: 'js' }, timeout: 120_000,
+  });
+  assert.equal(r.status, 0, `orpo ${args.join(' ')}: ${r.stderr}`);
+}
+
+const folderBytes = async (dir: string): Promise<Map<string, Uint8Array>> =>
+  new Map(await Promise.all((await readdir(dir)).map(async (n) => [n, new Uint8Array(await readFile(join(dir, n)))] as const)));
+
+const withoutTimings = (r: Record<string, number>): Record<string, number> =>
+  Object.fromEntries(Object.entries(r).filter(([k]) => !/runtime|per_second/.test(k)));
+
+test('LoRA in the page trains what `ORPO_BACKEND=js orpo train --lora-r` trains: the same metrics, adapter bytes and merged folder', async () => {
+  const root = join(work, 'lora-vs-cli');
+  const modelDir = join(root, 'model');
+  await writeDemoModelFolder(modelDir, TINY, 4);
+  const data = await writeDemoData(join(root, 'data'), arithmeticTask(9, 40, 8));
+  // dropout on, and a module list: every LoRA option travels the same way
+  const choices = {
+    method: 'orpo' as const, beta: 0.5, learning_rate: 8e-3, max_steps: 10, per_device_train_batch_size: 4, per_device_eval_batch_size: 8,
+    max_length: 16, max_prompt_length: 8, logging_steps: 2, eval_steps: 5, seed: 3,
+    lora_r: 4, lora_alpha: 8, lora_dropout: 0.1, lora_target_modules: 'q_proj,v_proj,down_proj',
+  };
+  const out = join(root, 'cli-run');
+  const flags = Object.entries(choices).flatMap(([k, v]) => [`--${k.replace(/_/g, '-')}`, String(v)]);
+  orpoJs(['train', '--model', modelDir, '--dataset', data.train, '--eval-dataset', data.eval, '--output-dir', out, '--save-steps', '0', '--no-report', ...flags]);
+
+  const session = new web.BrowserSession();
+  session.loadModelFolder(await folderBytes(modelDir), 'model');
+  // held-out first: eval_steps is refused while there is nothing to evaluate, as on the command line
+  await session.setDataFile('eval', 'eval.jsonl', new Uint8Array(await readFile(data.eval)), choices);
+  await session.setDataFile('train', 'train.jsonl', new Uint8Array(await readFile(data.train)), choices);
+  const records: Record<string, number>[] = [];
+  const summary = await session.train(choices, { log: (r) => records.push(r) });
+  assert.deepEqual(summary.lora, { r: 4, modules: ['model.layers.0.self_attn.q_proj', 'model.layers.0.self_attn.v_proj', 'model.layers.0.mlp.down_proj'] });
+  const cliRecords = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  assert.ok(cliRecords.some((r) => 'eval_loss' in r), 'both runs evaluated');
+  assert.deepEqual(records.map(withoutTimings), cliRecords.map(withoutTimings));
+
+  // the adapter: the bytes orpo train wrote, but for the base's name (a path there, the picked folder's name here)
+  const adapter = unzipStored(session.adapterZip('run-lora'));
+  assert.deepEqual([...adapter.keys()], ['run-lora/adapter_model.safetensors', 'run-lora/adapter_config.json']);
+  assert.deepEqual(adapter.get('run-lora/adapter_model.safetensors'), new Uint8Array(await readFile(join(out, 'adapter_model.safetensors'))));
+  const config = (bytes: Uint8Array): Record<string, unknown> => JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+  const pageConfig = config(adapter.get('run-lora/adapter_config.json')!);
+  const cliConfig = config(new Uint8Array(await readFile(join(out, 'adapter_config.json'))));
+  assert.equal(pageConfig['base_model_name_or_path'], 'model');
+  assert.deepEqual({ ...pageConfig, base_model_name_or_path: modelDir }, cliConfig);
+
+  // the merged folder: what `orpo merge` writes from that adapter and base
+  orpoJs(['merge', '--base', modelDir, '--adapter', out, '--out', join(root, 'merged')]);
+  const merged = unzipStored(session.modelZip('run'));
+  assert.deepEqual(merged.get('run/model.safetensors'), new Uint8Array(await readFile(join(root, 'merged', 'model.safetensors'))));
+  assert.deepEqual(merged.get('run/config.json'), new Uint8Array(await readFile(join(root, 'merged', 'config.json'))));
+
+  // a second run starts from the merged weights; its adapter no longer names the picked folder as its base
+  await session.train({ ...choices, max_steps: 2 });
+  assert.equal(config(unzipStored(session.adapterZip('again')).get('again/adapter_config.json')!)['base_model_name_or_path'], null);
+
+  // DPO under LoRA: the reference is the policy with its adapters switched off, on both sides
+  const dpo = { ...choices, method: 'dpo' as const, beta: 0.1 };
+  const dpoOut = join(root, 'cli-dpo');
+  const dpoFlags = Object.entries(dpo).flatMap(([k, v]) => [`--${k.replace(/_/g, '-')}`, String(v)]);
+  orpoJs(['train', '--model', modelDir, '--dataset', data.train, '--eval-dataset', data.eval, '--output-dir', dpoOut, '--save-steps', '0', '--no-report', ...dpoFlags]);
+  session.loadModelFolder(await folderBytes(modelDir), 'model');
+  const dpoRecords: Record<string, number>[] = [];
+  await session.train(dpo, { log: (r) => dpoRecords.push(r) });
+  const cliDpo = (await readFile(join(dpoOut, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  assert.deepEqual(dpoRecords.map(withoutTimings), cliDpo.map(withoutTimings));
+  assert.deepEqual(unzipStored(session.adapterZip('dpo')).get('dpo/adapter_model.safetensors'), new Uint8Array(await readFile(join(dpoOut, 'adapter_model.safetensors'))));
 });

@@ -164,6 +164,12 @@ function onProgress(p: Progress): void {
 
 let modelKind: 'demo' | 'folder' = 'demo';
 let before: string | null = null;
+/** the latest run's summary (null before the first): whether there is an adapter to download */
+let trained: TrainSummary | null = null;
+
+function showDownloads(): void {
+  $<HTMLButtonElement>('download-adapter').disabled = (trained?.lora ?? null) === null;
+}
 
 async function loadDemoModel(size = SELFTEST.size): Promise<void> {
   show('model-status', 'creating the demo model…');
@@ -180,6 +186,8 @@ function modelLoaded({ description, loraTargets }: ModelReply): void {
   const target = input('lora_target_modules');
   target.placeholder = `${loraTargets.defaults.join(',')} (PEFT's default)`;
   target.title = `any of ${loraTargets.modules.join(', ')}, comma-separated, or all-linear`;
+  trained = null;
+  showDownloads();
 
   before = null;
   records.length = 0;
@@ -268,6 +276,8 @@ async function runTraining(fresh: boolean, options: TrainChoices = choices()): P
   try {
     const summary = await call('train', { choices: options });
     setTraining(false, summary.paused);
+    trained = summary;
+    showDownloads();
     const acc = (r: LogRecord | null): string => (r?.['eval_rewards/accuracies'] ?? NaN).toFixed(3);
     const what = summary.lora === null ? 'every weight' : `LoRA r=${summary.lora.r} on ${summary.lora.modules.length} modules`;
     show('train-status', `${summary.paused ? 'paused at' : 'done:'} step ${summary.steps}/${summary.totalSteps} in ${summary.seconds.toFixed(1)} s ` +
@@ -282,17 +292,24 @@ async function runTraining(fresh: boolean, options: TrainChoices = choices()): P
   }
 }
 
-async function download(): Promise<void> {
-  const folder = modelKind === 'demo' ? 'orpo-demo-model' : 'orpo-trained-model';
-  const { bytes } = await call('zip', { folder, dtype: $<HTMLSelectElement>('dtype').value as 'F32' | 'BF16' });
-  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/zip' }));
+/** Hands bytes to the browser as a download named `name`. */
+function save(bytes: ArrayBuffer, name: string, type: string): void {
+  const url = URL.createObjectURL(new Blob([bytes], { type }));
   const a = document.createElement('a');
   a.href = url;
-  a.download = `${folder}.zip`;
+  a.download = name;
   document.body.append(a);
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+const modelFolderName = (): string => (modelKind === 'demo' ? 'orpo-demo-model' : 'orpo-trained-model');
+
+async function download(what: 'model' | 'adapter'): Promise<void> {
+  const folder = what === 'model' ? modelFolderName() : `${modelFolderName()}-lora`;
+  const { bytes } = await call('zip', { folder, dtype: $<HTMLSelectElement>('dtype').value as 'F32' | 'BF16', what });
+  save(bytes, `${folder}.zip`, 'application/zip');
 }
 
 // ------------------------------------------------------------------------------------------------ self-test
@@ -341,7 +358,8 @@ $('train').onclick = guarded('train-status', async () => void (await runTraining
 $('pause').onclick = guarded('train-status', async () => void (await call('pause', {})));
 $('resume').onclick = guarded('train-status', async () => void (await runTraining(false)));
 $('generate').onclick = guarded('train-status', async () => void (await generate(before === null ? 'gen-before' : 'gen-after')));
-$('download').onclick = guarded('train-status', download);
+$('download').onclick = guarded('train-status', () => download('model'));
+$('download-adapter').onclick = guarded('train-status', () => download('adapter'));
 
 // the form starts at the self-test's settings, which train the demo model in well under a minute
 for (const key of ['beta', 'learning_rate', 'max_steps', 'per_device_train_batch_size', 'warmup_ratio', 'max_length', 'max_prompt_length'] as const) {

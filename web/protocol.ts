@@ -21,7 +21,8 @@ export interface Requests {
   pause: { args: Record<string, never>; reply: null };
   generate: { args: { prompt: string; maxNewTokens: number; chat: boolean }; reply: { text: string } };
   logits: { args: { prompt: string }; reply: { ids: number[]; logits: number[] } };
-  zip: { args: { folder: string; dtype: 'F32' | 'BF16' }; reply: { bytes: ArrayBuffer } };
+  /** the model as a Hugging Face folder (merged after a LoRA run), or the LoRA run's PEFT adapter, zipped */
+  zip: { args: { folder: string; dtype: 'F32' | 'BF16'; what: 'model' | 'adapter' }; reply: { bytes: ArrayBuffer } };
 }
 
 export type Op = keyof Requests;

@@ -35,8 +35,8 @@ const handlers: Handlers = {
   },
   generate: ({ prompt, maxNewTokens, chat }) => ({ text: session.generate(prompt, { maxNewTokens, chat }) }),
   logits: ({ prompt }) => session.promptLogits(prompt),
-  zip: ({ folder, dtype }) => {
-    const bytes = session.modelZip(folder, { dtype });
+  zip: ({ folder, dtype, what }) => {
+    const bytes = what === 'adapter' ? session.adapterZip(folder, { dtype }) : session.modelZip(folder, { dtype });
     return { bytes: bytes.buffer as ArrayBuffer };
   },
 };

@@ -21,7 +21,7 @@ import { fullForwardLogits, generateTokens } from '../generate/generate.js';
 import { modelFolderBytes, modelFromFolderBytes, type FolderBytes } from '../io/bytes-model.js';
 import type { TokenLogprobHead } from '../loss/logprob-head.js';
 import { modelReference, type ReferenceModel } from '../loss/reference.js';
-import type { LoraAdapters } from '../lora/adapters.js';
+import { LoraAdapters } from '../lora/adapters.js';
 import { mergeLora } from '../lora/merge.js';
 import { defaultTargetModules, LORA_MODULES } from '../lora/config.js';
 import { attachLoraFromOptions, fusedLossFor, LORA_MEMORY_OPTIONS, lossHeads, trainableBuffers } from '../lora/options.js';
@@ -32,7 +32,7 @@ import { objectiveFromConfig, TRAIN_OPTIONS, validateTrainConfig, type TrainConf
 import { arithmeticTask, demoModelConfig, demoTokenizerFiles, type DemoModelSize } from '../train/demo-task.js';
 import { defaultsOf } from '../train/options.js';
 import { train, type LogRecord, type Progress, type ResumeFrom, type TrainSetup } from '../train/trainer.js';
-import { peftTensorName } from '../io/adapter-files.js';
+import { adapterFolderBytes, peftTensorName } from '../io/adapter-files.js';
 import { registerDataFile } from './memory-readers.js';
 import { zipStore } from './zip.js';
 
@@ -107,6 +107,9 @@ export class BrowserSession {
   private current: { model: DecoderBase; tokenizer: Tokenizer; tokenizerFiles: Map<string, Uint8Array>; name: string } | null = null;
   /** the LoRA adapters of the latest run, attached to the model (its weights are then the run's base) */
   private adapters: LoraAdapters | null = null;
+  /** whether the model came from a picked folder (not the demo), and whether training has changed its weights since */
+  private fromFolder = false;
+  private baseTrained = false;
   private dataFiles: { train: string | null; eval: string | null } = { train: null, eval: null };
   private run: Run | null = null;
   private pauseRequested = false;
@@ -147,6 +150,7 @@ export class BrowserSession {
     });
     const model = createModel(demoModelConfig(size), { seed, kernels: this.kernels });
     this.setModel(model, tokenizer, tokenizerFiles, 'demo model');
+    this.fromFolder = false;
   }
 
   /** A Hugging Face model folder from its files' bytes (config.json, safetensors, tokenizer.json, tokenizer_config.json). */
@@ -170,11 +174,13 @@ export class BrowserSession {
     }
     const tokenizerFiles = new Map(TOKENIZER_FILES.flatMap((file) => (files.has(file) ? [[file, files.get(file)!] as const] : [])));
     this.setModel(model, tokenizer, tokenizerFiles, name);
+    this.fromFolder = true;
   }
 
   private setModel(model: DecoderBase, tokenizer: Tokenizer, tokenizerFiles: Map<string, Uint8Array>, name: string): void {
     this.current = { model, tokenizer, tokenizerFiles, name };
     this.adapters = null;
+    this.baseTrained = false;
     this.run = null;
   }
 
@@ -246,8 +252,11 @@ export class BrowserSession {
       if (this.adapters !== null) {
         mergeLora(this.adapters);
         this.adapters = null;
+        this.baseTrained = true;
       }
       this.adapters = attachLoraFromOptions(model, c, c.seed);
+      // full fine-tuning changes the weights an adapter would later be based on
+      if (this.adapters === null) this.baseTrained = true;
       this.run = { key, config: c, train: trainPairs, eval: evalPairs, resume: null, seconds: 0, firstEval: null, lastEval: null, setup: this.setupFor(model, c, this.adapters) };
     }
     const run = this.run;
@@ -340,10 +349,41 @@ export class BrowserSession {
     return { ids, logits: Array.from(fullForwardLogits(this.model)(ids)) };
   }
 
-  /** The model as a Hugging Face folder (config.json, model.safetensors, the tokenizer's files) in a zip under `folder`/. */
+  /**
+   * The model as a Hugging Face folder (config.json, model.safetensors, the tokenizer's files) in a zip under
+   * `folder`/; after a LoRA run with the adapters merged into a copy of the weights, as `orpo merge` writes it.
+   */
   modelZip(folder: string, opts: { dtype?: 'F32' | 'BF16' } = {}): Uint8Array {
-    const { model, tokenizerFiles } = this.modelState();
-    const files = new Map([...modelFolderBytes(model, opts), ...tokenizerFiles]);
-    return zipStore(new Map([...files].map(([name, bytes]) => [`${folder}/${name}`, bytes])));
+    const { tokenizerFiles } = this.modelState();
+    return zipUnder(folder, new Map([...modelFolderBytes(this.mergedModel(), opts), ...tokenizerFiles]));
   }
+
+  /**
+   * The latest LoRA run's adapter in a zip under `folder`/: adapter_config.json and adapter_model.safetensors,
+   * the bytes `orpo train --lora-r` writes. Its base is the model as it was when that run started; the config
+   * names it (base_model_name_or_path) only when that is the folder the user picked, unchanged.
+   */
+  adapterZip(folder: string, opts: { dtype?: 'F32' | 'BF16' } = {}): Uint8Array {
+    const { name } = this.modelState();
+    if (this.adapters === null) throw new Error('no LoRA adapter to download: train with LoRA first (the LoRA switch among the training options)');
+    const base = this.fromFolder && !this.baseTrained ? name : null;
+    return zipUnder(folder, adapterFolderBytes(this.adapters, { baseModelNameOrPath: base, dtype: opts.dtype ?? 'F32' }));
+  }
+
+  /** The model with the latest LoRA run's adapters merged (W += scaling B A, lora/merge.ts), in a copy; else the model. */
+  private mergedModel(): DecoderBase {
+    const model = this.model;
+    if (this.adapters === null) return model;
+    const copy = emptyModel(model.config, this.kernels);
+    copy.params.set(model.params);
+    const adapters = new LoraAdapters(copy, this.adapters.settings);
+    adapters.params.set(this.adapters.params);
+    mergeLora(adapters);
+    return copy;
+  }
+}
+
+/** A zip of `files` under one top-level folder, as a model folder is unpacked. */
+function zipUnder(folder: string, files: ReadonlyMap<string, Uint8Array>): Uint8Array {
+  return zipStore(new Map([...files].map(([name, bytes]) => [`${folder}/${name}`, bytes])));
 }
