@@ -21,6 +21,8 @@ import { loadModel, saveModel } from '../src/io/hf-model.js';
 import { createModel } from '../src/model/create.js';
 import { roundToBf16 } from '../src/tensor/dtype.js';
 import { arithmeticTask, demoModelConfig, demoTokenizerFiles } from '../src/train/demo-task.js';
+import { exportModelFolderToGguf } from '../src/io/gguf/export.js';
+import { sharedDir, SHARED_MISSING } from './helpers/shared.js';
 import { extractTo, unzipStored } from './web-unzip.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -243,4 +245,23 @@ test('LoRA in the page trains what `ORPO_BACKEND=js orpo train --lora-r` trains:
   const cliDpo = (await readFile(join(dpoOut, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
   assert.deepEqual(dpoRecords.map(withoutTimings), cliDpo.map(withoutTimings));
   assert.deepEqual(unzipStored(session.adapterZip('dpo')).get('dpo/adapter_model.safetensors'), new Uint8Array(await readFile(join(dpoOut, 'adapter_model.safetensors'))));
+});
+
+test("the page's GGUF (f32, f16, q8_0) of a LoRA-trained stories260K is `orpo export gguf`'s file for its downloaded folder, byte for byte", async (t) => {
+  const shared = sharedDir();
+  if (shared === null) return t.skip(SHARED_MISSING);
+  const session = new web.BrowserSession();
+  session.loadModelFolder(await folderBytes(join(shared, 'models', 'stories260K')), 'stories260K');
+  const choices = { max_steps: 3, per_device_train_batch_size: 8, max_length: 32, max_prompt_length: 16, learning_rate: 1e-2, lora_r: 4, seed: 2 };
+  await session.useDemoData(2, 40, 8, choices);
+  await session.train(choices);
+  const folder = await extractTo(unzipStored(session.modelZip('stories-orpo')), join(work, 'gguf'));
+  for (const dtype of ['f32', 'f16', 'q8_0'] as const) {
+    const file = join(work, 'gguf', `${dtype}.gguf`);
+    await exportModelFolderToGguf(folder, file, { dtype });
+    assert.deepEqual(await session.gguf('stories-orpo', { dtype }), new Uint8Array(await readFile(file)), dtype);
+  }
+  // the demo's character tokenizer has no GGUF form: refused with the exporter's reason, as `orpo export gguf` refuses it
+  session.loadDemoModel(TINY, 1);
+  await assert.rejects(session.gguf('demo'), /cannot export this tokenizer to GGUF: its pre-tokenizer null is not one llama\.cpp implements/);
 });

@@ -7,7 +7,7 @@ import type { DataStats } from '../src/data/dataset.js';
 import type { LogRecord, Progress } from '../src/train/trainer.js';
 import type { DataSummary, TrainChoices, TrainSummary } from '../src/web/session.js';
 import { chartSvg, type Series } from './charts.js';
-import type { ModelReply, Op, Requests, WorkerMessage } from './protocol.js';
+import type { GgufDownloadDtype, ModelReply, Op, Requests, WorkerMessage } from './protocol.js';
 import { SELFTEST } from './selftest.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -312,6 +312,12 @@ async function download(what: 'model' | 'adapter'): Promise<void> {
   save(bytes, `${folder}.zip`, 'application/zip');
 }
 
+async function downloadGguf(): Promise<void> {
+  const dtype = $<HTMLSelectElement>('gguf-dtype').value as GgufDownloadDtype;
+  const { bytes } = await call('gguf', { name: modelFolderName(), dtype });
+  save(bytes, `${modelFolderName()}-${dtype}.gguf`, 'application/octet-stream');
+}
+
 // ------------------------------------------------------------------------------------------------ self-test
 
 async function selftest(): Promise<void> {
@@ -360,6 +366,7 @@ $('resume').onclick = guarded('train-status', async () => void (await runTrainin
 $('generate').onclick = guarded('train-status', async () => void (await generate(before === null ? 'gen-before' : 'gen-after')));
 $('download').onclick = guarded('train-status', () => download('model'));
 $('download-adapter').onclick = guarded('train-status', () => download('adapter'));
+$('download-gguf').onclick = guarded('train-status', downloadGguf);
 
 // the form starts at the self-test's settings, which train the demo model in well under a minute
 for (const key of ['beta', 'learning_rate', 'max_steps', 'per_device_train_batch_size', 'warmup_ratio', 'max_length', 'max_prompt_length'] as const) {

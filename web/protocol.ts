@@ -4,6 +4,9 @@ import type { LogRecord, Progress } from '../src/train/trainer.js';
 import type { DemoModelSize } from '../src/train/demo-task.js';
 import type { DataSummary, TrainChoices, TrainSummary } from '../src/web/session.js';
 
+/** The GGUF storage types the page offers (`orpo export gguf --dtype`). */
+export type GgufDownloadDtype = 'f32' | 'f16' | 'q8_0';
+
 /** A loaded model: its one-line description and the LoRA target modules of its family (PEFT's default first). */
 export interface ModelReply {
   description: string;
@@ -23,9 +26,13 @@ export interface Requests {
   logits: { args: { prompt: string }; reply: { ids: number[]; logits: number[] } };
   /** the model as a Hugging Face folder (merged after a LoRA run), or the LoRA run's PEFT adapter, zipped */
   zip: { args: { folder: string; dtype: 'F32' | 'BF16'; what: 'model' | 'adapter' }; reply: { bytes: ArrayBuffer } };
+  /** the model (merged after a LoRA run) as one GGUF file whose general.name is `name` */
+  gguf: { args: { name: string; dtype: GgufDownloadDtype }; reply: { bytes: ArrayBuffer } };
 }
 
 export type Op = keyof Requests;
+/** the requests whose reply is a file's bytes, handed over (transferred) rather than copied */
+export const BYTE_REPLIES: readonly Op[] = ['zip', 'gguf'];
 export type RequestMessage = { [K in Op]: { id: number; op: K; args: Requests[K]['args'] } }[Op];
 export type WorkerMessage =
   | { id: number; ok: true; value: unknown }

@@ -2,7 +2,7 @@
 // The page's Web Worker: holds the session (model, tokenizer, data, training run) so that training never blocks
 // the page. Each request message becomes one BrowserSession call; its result (or error) is the reply.
 import { BROWSER_BACKEND_NOTE, BrowserSession, jsKernels, PAGE_LORA_DEFAULTS } from '../src/browser.js';
-import type { ModelReply, Op, RequestMessage, Requests, WorkerMessage } from './protocol.js';
+import { BYTE_REPLIES, type ModelReply, type Op, type RequestMessage, type Requests, type WorkerMessage } from './protocol.js';
 
 const session = new BrowserSession();
 // a worker's global scope, typed by what this file uses of it (the project compiles web/ with the DOM library)
@@ -39,6 +39,7 @@ const handlers: Handlers = {
     const bytes = what === 'adapter' ? session.adapterZip(folder, { dtype }) : session.modelZip(folder, { dtype });
     return { bytes: bytes.buffer as ArrayBuffer };
   },
+  gguf: async ({ name, dtype }) => ({ bytes: (await session.gguf(name, { dtype })).buffer as ArrayBuffer }),
 };
 
 scope.onmessage = (e) => {
@@ -47,7 +48,7 @@ scope.onmessage = (e) => {
   Promise.resolve()
     .then(() => handler(args))
     .then((value) => {
-      const transfer = op === 'zip' ? [(value as Requests['zip']['reply']).bytes] : [];
+      const transfer = BYTE_REPLIES.includes(op) ? [(value as { bytes: ArrayBuffer }).bytes] : [];
       scope.postMessage({ id, ok: true, value }, transfer);
     })
     .catch((error: unknown) => scope.postMessage({ id, ok: false, error: error instanceof Error ? error.message : String(error) }));

@@ -16,7 +16,7 @@ import type { TokenPair } from '../data/collate.js';
 import { emptyStats, streamPreferencePairs, type DataStats } from '../data/dataset.js';
 import type { PreferenceText } from '../data/formats.js';
 import { encodePrompt } from '../data/tokenize.js';
-import { createTokenizer, padTokenIdOf, type Tokenizer } from '../data/tokenizer.js';
+import { createTokenizer, padTokenIdOf, type Tokenizer, type TokenizerFiles } from '../data/tokenizer.js';
 import { fullForwardLogits, generateTokens } from '../generate/generate.js';
 import { modelFolderBytes, modelFromFolderBytes, type FolderBytes } from '../io/bytes-model.js';
 import type { TokenLogprobHead } from '../loss/logprob-head.js';
@@ -33,6 +33,8 @@ import { arithmeticTask, demoModelConfig, demoTokenizerFiles, type DemoModelSize
 import { defaultsOf } from '../train/options.js';
 import { train, type LogRecord, type Progress, type ResumeFrom, type TrainSetup } from '../train/trainer.js';
 import { adapterFolderBytes, peftTensorName } from '../io/adapter-files.js';
+import type { GgufDtype } from '../io/gguf/architecture.js';
+import { modelGgufBytes } from '../io/gguf/model-plan.js';
 import { registerDataFile } from './memory-readers.js';
 import { zipStore } from './zip.js';
 
@@ -104,7 +106,10 @@ interface Run {
 
 export class BrowserSession {
   readonly kernels: Kernels = jsKernels;
-  private current: { model: DecoderBase; tokenizer: Tokenizer; tokenizerFiles: Map<string, Uint8Array>; name: string } | null = null;
+  /** the model, its tokenizer, what the tokenizer was built from (for GGUF's vocabulary) and its files' bytes (for downloads) */
+  private current: {
+    model: DecoderBase; tokenizer: Tokenizer; tokenizerInput: TokenizerFiles; tokenizerFiles: Map<string, Uint8Array>; name: string;
+  } | null = null;
   /** the LoRA adapters of the latest run, attached to the model (its weights are then the run's base) */
   private adapters: LoraAdapters | null = null;
   /** whether the model came from a picked folder (not the demo), and whether training has changed its weights since */
@@ -145,11 +150,11 @@ export class BrowserSession {
   loadDemoModel(size: DemoModelSize, seed: number): void {
     const files = demoTokenizerFiles();
     const tokenizerFiles = new Map(Object.entries(files).map(([name, content]) => [name, jsonBytes(content)]));
-    const tokenizer = createTokenizer({
+    const tokenizerInput: TokenizerFiles = {
       tokenizer: files['tokenizer.json']!, config: files['tokenizer_config.json']!, specialTokensMap: files['special_tokens_map.json'], origin: 'demo tokenizer',
-    });
+    };
     const model = createModel(demoModelConfig(size), { seed, kernels: this.kernels });
-    this.setModel(model, tokenizer, tokenizerFiles, 'demo model');
+    this.setModel(model, createTokenizer(tokenizerInput), tokenizerInput, tokenizerFiles, 'demo model');
     this.fromFolder = false;
   }
 
@@ -164,21 +169,22 @@ export class BrowserSession {
     };
     const template = files.get('chat_template.jinja');
     const modelType = model.config.modelType;
-    const tokenizer = createTokenizer({
+    const tokenizerInput: TokenizerFiles = {
       tokenizer: parseJson('tokenizer.json', tokenizerJson), config: optionalJson('tokenizer_config.json') ?? {},
       specialTokensMap: optionalJson('special_tokens_map.json'), origin: name, modelType,
       ...(template === undefined ? {} : { chatTemplateFile: new TextDecoder().decode(template) }),
-    });
+    };
+    const tokenizer = createTokenizer(tokenizerInput);
     if (tokenizer.vocabSize > model.config.vocabSize) {
       throw new Error(`${name}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocabSize}; they do not belong together`);
     }
     const tokenizerFiles = new Map(TOKENIZER_FILES.flatMap((file) => (files.has(file) ? [[file, files.get(file)!] as const] : [])));
-    this.setModel(model, tokenizer, tokenizerFiles, name);
+    this.setModel(model, tokenizer, tokenizerInput, tokenizerFiles, name);
     this.fromFolder = true;
   }
 
-  private setModel(model: DecoderBase, tokenizer: Tokenizer, tokenizerFiles: Map<string, Uint8Array>, name: string): void {
-    this.current = { model, tokenizer, tokenizerFiles, name };
+  private setModel(model: DecoderBase, tokenizer: Tokenizer, tokenizerInput: TokenizerFiles, tokenizerFiles: Map<string, Uint8Array>, name: string): void {
+    this.current = { model, tokenizer, tokenizerInput, tokenizerFiles, name };
     this.adapters = null;
     this.baseTrained = false;
     this.run = null;
@@ -368,6 +374,15 @@ export class BrowserSession {
     if (this.adapters === null) throw new Error('no LoRA adapter to download: train with LoRA first (the LoRA switch among the training options)');
     const base = this.fromFolder && !this.baseTrained ? name : null;
     return zipUnder(folder, adapterFolderBytes(this.adapters, { baseModelNameOrPath: base, dtype: opts.dtype ?? 'F32' }));
+  }
+
+  /**
+   * The model (merged after a LoRA run, as the folder download) and its tokenizer as one GGUF file for llama.cpp:
+   * the bytes `orpo export gguf` writes for the downloaded folder, general.name being `name` (the folder's name).
+   */
+  async gguf(name: string, opts: { dtype?: GgufDtype } = {}): Promise<Uint8Array> {
+    const { tokenizer, tokenizerInput } = this.modelState();
+    return modelGgufBytes(this.mergedModel(), tokenizerInput, { dtype: opts.dtype ?? 'f16', name, tokenizer });
   }
 
   /** The model with the latest LoRA run's adapters merged (W += scaling B A, lora/merge.ts), in a copy; else the model. */

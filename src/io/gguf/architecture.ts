@@ -13,7 +13,7 @@
 
 import type { DecoderBase } from '../../model/base.js';
 import type { ModelConfig, ParamSpec } from '../../model/types.js';
-import type { GgufMetadata, GgufTensorPlan } from './format.js';
+import type { GgufMetadata, GgufTensorPlan } from './encode.js';
 import { Q8_0_BLOCK, type GgmlType } from './quantize.js';
 
 export type GgufArchitecture = 'llama' | 'qwen2' | 'qwen3' | 'gpt2';

@@ -2,12 +2,13 @@
 // llama.cpp and everything built on it (node-llama-cpp, Ollama, LM Studio). Everything that could refuse the
 // model or its tokenizer is checked before the first byte is written; the file is then streamed tensor by tensor
 // (from a model folder: read, merged, encoded and written one tensor at a time, so memory holds one tensor, not
-// the model) and replaces the target atomically.
+// the model) and replaces the target atomically. What goes into the file is planned in model-plan.ts, which the
+// page uses for its download without a file system.
 
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 
-import { createTokenizer, type Tokenizer, type TokenizerFiles } from '../../data/tokenizer.js';
+import type { TokenizerFiles } from '../../data/tokenizer.js';
 import type { DecoderBase } from '../../model/base.js';
 import { parseConfig } from '../../model/config.js';
 import { canonicalName, paramLayout, transpose2d } from '../../model/layout.js';
@@ -18,11 +19,9 @@ import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, readAdapterConfig } from '..
 import { readConfigJson } from '../hf-model.js';
 import { listModelTensors } from '../model-files.js';
 import { readSafetensorsHeader, readTensorF32, type TensorInfo } from '../safetensors.js';
-import {
-  architectureMetadata, ggufArchitecture, permuteRowsForInterleavedRope, tensorMappings, tensorPlans, type GgufDtype, type ParamReader,
-} from './architecture.js';
+import { ggufArchitecture, permuteRowsForInterleavedRope, tensorMappings, type GgufDtype, type ParamReader } from './architecture.js';
 import { writeGguf, type GgufMetadata, type GgufTensorPlan } from './format.js';
-import { vocabMetadata } from './vocab.js';
+import { ggufModelPlan, type GgufModelOptions } from './model-plan.js';
 import { readTokenizerFiles } from '../tokenizer-files.js';
 import { matchWeights } from '../weight-match.js';
 
@@ -34,22 +33,15 @@ export interface GgufWriteSummary {
 
 /** Writes a model, its parameters read through `read`, and its tokenizer as one GGUF file. */
 async function writeGgufModel(config: ModelConfig, layout: readonly ParamSpec[], read: ParamReader, tokenizerFiles: TokenizerFiles,
-  file: string, opts: { dtype?: GgufDtype; name?: string; tokenizer?: Tokenizer }): Promise<GgufWriteSummary> {
-  const dtype = opts.dtype ?? 'f16';
-  // the caller's instance of the same files, when it has one (building a 150k-token tokenizer takes seconds)
-  const tokenizer = opts.tokenizer ?? createTokenizer(tokenizerFiles);
-  const metadata: GgufMetadata = architectureMetadata(config, dtype, opts.name ?? 'model');
-  for (const [key, value] of vocabMetadata({ tokenizerJson: tokenizerFiles.tokenizer, tokenizer, tokenizerConfig: tokenizerFiles.config, config })) {
-    metadata.set(key, value);
-  }
-  const tensors = tensorPlans(config, layout, read, dtype);
+  file: string, opts: GgufModelOptions): Promise<GgufWriteSummary> {
+  const { metadata, tensors } = ggufModelPlan(config, layout, read, tokenizerFiles, opts);
   await writeGguf(file, metadata, tensors);
   return { file, tensors: tensors.length, metadataKeys: metadata.size };
 }
 
 /** Writes a model in memory and its tokenizer as one GGUF file. */
 export async function writeModelGguf(model: DecoderBase, tokenizerFiles: TokenizerFiles, file: string,
-  opts: { dtype?: GgufDtype; name?: string; tokenizer?: Tokenizer } = {}): Promise<GgufWriteSummary> {
+  opts: GgufModelOptions = {}): Promise<GgufWriteSummary> {
   return writeGgufModel(model.config, model.layout, (name) => model.param(name), tokenizerFiles, file, opts);
 }
 

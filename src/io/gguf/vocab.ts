@@ -12,7 +12,7 @@
 
 import type { Tokenizer } from '../../data/tokenizer.js';
 import type { ModelConfig } from '../../model/types.js';
-import type { GgufMetadata } from './format.js';
+import type { GgufMetadata } from './encode.js';
 
 /** llama_token_type values (tokenizer.ggml.token_type). */
 export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
