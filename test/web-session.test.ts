@@ -265,3 +265,59 @@ test("the page's GGUF (f32, f16, q8_0) of a LoRA-trained stories260K is `orpo ex
   session.loadDemoModel(TINY, 1);
   await assert.rejects(session.gguf('demo'), /cannot export this tokenizer to GGUF: its pre-tokenizer null is not one llama\.cpp implements/);
 });
+
+/** `orpo data stats`' error for a data file, as the page would word it: the folder dropped from the path */
+function dataStatsError(file: string, modelDir: string): string {
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'data', 'stats', '--dataset', file, '--model', modelDir], {
+    encoding: 'utf8', env: { ...process.env, ORPO_BACKEND: 'js' }, timeout: 120_000, maxBuffer: 1 << 20,
+  });
+  assert.notEqual(r.status, 0, `orpo data stats accepted ${file}`);
+  const message = /orpo data: error: (.*)/.exec(r.stderr)?.[1];
+  assert.ok(message !== undefined, r.stderr);
+  return message.split(`${join(file, '..')}/`).join('');
+}
+
+test('the page refuses malformed JSON and JSON Lines exactly as `orpo data stats` does: same checks, same message, same file and line', async () => {
+  const dir = join(work, 'malformed');
+  const modelDir = join(dir, 'model');
+  await writeDemoModelFolder(modelDir, TINY, 1);
+  const row = (i: number): string => JSON.stringify({ prompt: `${i}+1=`, chosen: `${i + 1}`, rejected: `${i + 2}` });
+  // one row longer than the 128 MiB a row may hold: the line reader skips it without holding it, on both sides
+  const overlong = new Uint8Array(128 * 1024 * 1024 + 64).fill(0x20);
+  overlong.set(new TextEncoder().encode(`${row(1)}\n{"prompt": "`), 0);
+  overlong.set(new TextEncoder().encode('"}\n'), overlong.length - 3);
+  const cases: [string, string | Uint8Array, RegExp][] = [
+    ['trailing-comma.json', `[\n${row(1)},\n${row(2)},\n]\n`, /^trailing-comma\.json:4: the JSON array has a comma after its last row/],
+    ['missing-comma.json', `[\n${row(1)}\n${row(2)}\n]\n`, /^missing-comma\.json:3: the JSON array lacks a comma between rows 0 and 1$/],
+    ['double-comma.json', `[${row(1)},,${row(2)}]`, /^double-comma\.json:1: the JSON array has a comma where a row should be$/],
+    ['unclosed.json', `[\n${row(1)},\n${row(2)}\n`, /^unclosed\.json:4: the JSON array is not closed/],
+    ['after-end.json', `[${row(1)}]\n]`, /^after-end\.json:2: the JSON array is followed by "]" after its closing ]$/],
+    ['bad-row.json', `[\n${row(1)},\n{"prompt": "2+1=", "chosen": 3,}\n]`, /^bad-row\.json:3: not valid JSON/],
+    ['splits.json', JSON.stringify({ train: [JSON.parse(row(1))], test: [JSON.parse(row(2))] }), /^splits\.json: the JSON object holds several arrays \(train, test\)/],
+    ['bad-line.jsonl', `${row(1)}\n${row(2)}\n{"prompt": "3+1=", "chosen": "4"\n`, /^bad-line\.jsonl:3: not valid JSON/],
+    ['array-line.jsonl', `${row(1)}\n[1, 2]\n`, /^array-line\.jsonl:2: each row must be a JSON object with named fields$/],
+    ['overlong.jsonl', overlong, /^overlong\.jsonl:2: the line is longer than 128 Mi bytes, more than one row can sensibly hold/],
+  ];
+  const session = new web.BrowserSession();
+  session.loadDemoModel(TINY, 1);
+  for (const [name, content, expected] of cases) {
+    const bytes = typeof content === 'string' ? new TextEncoder().encode(content) : content;
+    const file = join(dir, name);
+    await writeFile(file, bytes);
+    const cli = dataStatsError(file, modelDir);
+    assert.match(cli, expected, name);
+    await assert.rejects(session.setDataFile('train', name, bytes), (error: Error) => {
+      assert.equal(error.message, cli, name);
+      return true;
+    });
+  }
+  // gzip cut short: both stop at the line reached, saying the file may be incomplete (the inflaters' own words differ)
+  const gz = gzipSync(Array.from({ length: 2000 }, (_, i) => `${row(i)}\n`).join(''));
+  const cut = new Uint8Array(gz.subarray(0, Math.floor(gz.length / 2)));
+  await writeFile(join(dir, 'cut.jsonl.gz'), cut);
+  const cliCut = dataStatsError(join(dir, 'cut.jsonl.gz'), modelDir);
+  await assert.rejects(session.setDataFile('train', 'cut.jsonl.gz', cut), (error: Error) => {
+    for (const message of [cliCut, error.message]) assert.match(message, /^cut\.jsonl\.gz:\d+: cannot read \(.*\); is the gzip file complete\?$/);
+    return true;
+  });
+});
