@@ -71,7 +71,7 @@ function fillRandom(model: DecoderBase, seed: number): void {
   }
 }
 
-function runChild(c: BenchCase, steps: number): ChildReport {
+async function runChild(c: BenchCase, steps: number): Promise<ChildReport> {
   const kernels = getKernels();
   kernels.setThreads(availableParallelism());
   const t0 = performance.now();
@@ -104,8 +104,8 @@ function runChild(c: BenchCase, steps: number): ChildReport {
     // under LoRA only the adapter gradients are zeroed: the base gradient buffer is never touched (never resident)
     if (adapters) adapters.zeroGrad();
     else model.zeroGrad();
-    loss = orpoStep(model, batch, { beta: 0.1, sftScope: 'full', head }).loss;
-    clipGradNorm(grads, 1, kernels);
+    loss = (await orpoStep(model, batch, { beta: 0.1, sftScope: 'full', head })).loss;
+    await clipGradNorm(grads, 1, kernels);
     optimizer.update(trainable, grads);
     stepSeconds.push((performance.now() - start) / 1000);
     const used = process.cpuUsage(cpu);

@@ -286,7 +286,7 @@ function median(xs: number[]): number {
 }
 
 /** Run warm-up and timed ORPO steps of one configuration in this process. */
-export function measureOurs(req: ChildRequest, baselineRssBytes = process.memoryUsage().rss): OursResult {
+export async function measureOurs(req: ChildRequest, baselineRssBytes = process.memoryUsage().rss): Promise<OursResult> {
   const cfg = findConfig(req.config);
   const base = getKernels();
   base.setThreads(req.threads);
@@ -299,30 +299,30 @@ export function measureOurs(req: ChildRequest, baselineRssBytes = process.memory
   const batch: PackedBatch = collatePairs(benchPairs(cfg), 0);
   const opt = new AdamW(model.params.length,
     { lr: HYPER.lr, beta1: HYPER.beta1, beta2: HYPER.beta2, eps: HYPER.eps, weightDecay: HYPER.weightDecay }, kernels);
-  const step = (): { loss: number; norm: number; ms: number; cpuMs: number } => {
+  const step = async (): Promise<{ loss: number; norm: number; ms: number; cpuMs: number }> => {
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     model.zeroGrad();
-    const r = orpoStep(model, batch, { beta: HYPER.beta, sftScope: 'full', head, sharePrompt: req.sharePrompt ?? true });
-    const norm = clipGradNorm(model.grads, HYPER.maxGradNorm, kernels);
+    const r = await orpoStep(model, batch, { beta: HYPER.beta, sftScope: 'full', head, sharePrompt: req.sharePrompt ?? true });
+    const norm = await clipGradNorm(model.grads, HYPER.maxGradNorm, kernels);
     opt.update(model.params, model.grads);
     const ms = performance.now() - t0;
     const c = process.cpuUsage(c0);
     return { loss: r.loss, norm, ms, cpuMs: (c.user + c.system) / 1000 / req.threads };
   };
-  const first = step();
-  for (let i = 1; i < req.warmup; i++) step();
+  const first = await step();
+  for (let i = 1; i < req.warmup; i++) await step();
   const stepMs: number[] = [];
   const stepCpuMs: number[] = [];
   for (let i = 0; i < req.steps; i++) {
-    const t = step();
+    const t = await step();
     stepMs.push(t.ms);
     stepCpuMs.push(t.cpuMs);
   }
   let profile: OursResult['profile'] = null;
   if (req.profile) {
     profiler.recording = true;
-    const t = step();
+    const t = await step();
     profiler.recording = false;
     profile = { stepMs: t.ms, stepCpuMs: t.cpuMs, kernels: profiler.report() };
   }
@@ -663,7 +663,7 @@ export function profileTable(report: TrainStepReport, threads: number): string {
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && process.argv[2] === '--child') {
   const baseline = process.memoryUsage().rss;
   const req = JSON.parse(process.argv[3]) as ChildRequest;
-  process.stdout.write(JSON.stringify(measureOurs(req, baseline)) + '\n');
+  process.stdout.write(JSON.stringify(await measureOurs(req, baseline)) + '\n');
 }
 
 /** cores Node sees (the machine line) */

@@ -7,8 +7,8 @@ import {
   MICRO_CONFIG, bf16Table, measureOurs, runTrainStepBench, speedTable, stepCost, twinUnavailable,
 } from '../bench/train-step.js';
 
-test('bench: micro ORPO steps run, time and account their memory', () => {
-  const r = measureOurs({ config: MICRO_CONFIG.name, threads: 1, warmup: 1, steps: 2, profile: true });
+test('bench: micro ORPO steps run, time and account their memory', async () => {
+  const r = await measureOurs({ config: MICRO_CONFIG.name, threads: 1, warmup: 1, steps: 2, profile: true });
   assert.equal(r.stepMs.length, 2);
   assert.equal(r.tokens, 2 * MICRO_CONFIG.pairs * MICRO_CONFIG.seq);
   assert.ok(Math.abs(r.tokensPerSec - r.tokens / (r.medianStepMs / 1000)) < 1e-6 * r.tokensPerSec);

@@ -97,7 +97,7 @@ for (const k of backends()) {
   });
 }
 
-test('ORPO step of a whole model: the fused head gives the unfused gradients of every parameter; holds fewer bytes', () => {
+test('ORPO step of a whole model: the fused head gives the unfused gradients of every parameter; holds fewer bytes', async () => {
   const raw = {
     model_type: 'llama', vocab_size: 97, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2,
     num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, tie_word_embeddings: true, initializer_range: 0.2,
@@ -106,16 +106,16 @@ test('ORPO step of a whole model: the fused head gives the unfused gradients of 
   const seq = (n: number) => Array.from({ length: n }, () => 1 + rng.int(96));
   const pairs: TokenPair[] = Array.from({ length: 3 }, () => ({ prompt: seq(3 + rng.int(5)), chosen: seq(2 + rng.int(6)), rejected: seq(2 + rng.int(6)) }));
   const batch = collatePairs(pairs, 0);
-  const grads = (head: TokenLogprobHead) => {
+  const grads = async (head: TokenLogprobHead) => {
     const model = createModel(raw, { seed: 2, kernels: jsKernels, precision: 'float64' });
     model.zeroGrad();
-    const r = orpoStep(model, batch, { beta: 0.2, sftScope: 'full', head });
+    const r = await orpoStep(model, batch, { beta: 0.2, sftScope: 'full', head });
     return { loss: r.loss, g: Float64Array.from(model.grads) };
   };
   const unfused = new UnfusedLogprobHead(jsKernels, 'float64');
   const fused = new FusedLogprobHead(jsKernels, { chunkRows: 6, precision: 'float64' });
-  const want = grads(unfused);
-  const got = grads(fused);
+  const want = await grads(unfused);
+  const got = await grads(fused);
   assert.equal(got.loss, want.loss);
   assertClose(got.g, want.g, 1e-13, 'grad');
   assert.ok(fused.bytes() < unfused.bytes() / 2, `${fused.bytes()} vs ${unfused.bytes()}`);

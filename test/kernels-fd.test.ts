@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import type { FloatArray } from '../src/backend/kernels.js';
-import { jsKernels as k } from '../src/backend/js/kernels.js';
+import { referenceKernels as k } from '../src/backend/js/kernels.js';
 import { Rng } from '../src/tensor/rng.js';
 import {
   checkBackward, compareGradients, describeReport, numericGradient, randomNormal, randomUniform,

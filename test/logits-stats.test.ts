@@ -5,7 +5,7 @@
 // writes the logits' gradient over them right after); rows whose maximum is tied between two vocabulary entries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { jsKernels } from '../src/backend/js/kernels.js';
+import { jsKernels, referenceKernels } from '../src/backend/js/kernels.js';
 import { availableBackends, getNativeKernels } from '../src/backend/index.js';
 import type { FloatArray, Kernels } from '../src/backend/kernels.js';
 import { UnfusedLogprobHead, type LogitStats, type TokenLogprobHead } from '../src/loss/logprob-head.js';
@@ -54,7 +54,7 @@ test('logitsStats (js, float64 and float32 buffers) is its definition exactly: f
       const want = definition(logits, N, V);
       const mean = precision === 'float64' ? new Float64Array(N) : new Float32Array(N);
       const argmax = new Int32Array(N).fill(-1);
-      jsKernels.logitsStats(mean, argmax, logits, N, V);
+      referenceKernels.logitsStats(mean, argmax, logits, N, V);
       assert.deepEqual(argmax, want.argmax, `${precision} ${N}x${V} argmax`);
       // same sum in the same order: the only rounding is the store into the output's precision
       const stored = precision === 'float64' ? want.mean : Float32Array.from(want.mean);
@@ -69,7 +69,7 @@ test('logitsStats (native) matches its definition: first maximum exactly, mean t
   const k = nativeKernels()!;
   const rng = new Rng(6);
   for (const [N, V] of [[1, 1], [5, 3], [9, 17], [12, 100], [7, 1031], [3, 50_257]] as const) {
-    const logits = logitsWithTies(rng, N, V, 'float32');
+    const logits = logitsWithTies(rng, N, V, 'float32') as Float32Array;
     const want = definition(logits, N, V);
     const mean = new Float32Array(N);
     const argmax = new Int32Array(N).fill(-1);

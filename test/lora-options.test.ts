@@ -49,7 +49,7 @@ test('fused_loss unset: the fused head exactly when the unfused logits would pas
   assert.equal(fusedLossFor({ fused_loss: true }, small, 4, 256), true);
 });
 
-test('LoRA training: only adapter buffers are optimised, base gradients stay untouched, and the loss goes down', () => {
+test('LoRA training: only adapter buffers are optimised, base gradients stay untouched, and the loss goes down', async () => {
   const model = createModel(raw, { kernels: jsKernels, seed: 4 });
   const base = Float32Array.from(model.params);
   const c = { lora_r: 4, lora_alpha: 8, lora_dropout: 0.1, lora_target_modules: 'all-linear', gradient_checkpointing: true, fused_loss: true, dry_run: false };
@@ -66,17 +66,17 @@ test('LoRA training: only adapter buffers are optimised, base gradients stay unt
   const pairs: TokenPair[] = Array.from({ length: 4 }, () => ({ prompt: seq(4), chosen: seq(5), rejected: seq(5) }));
   const batch = collatePairs(pairs, 0);
   const opts = { beta: 0.5, sftScope: 'full' as const };
-  const before = orpoEvaluate(model, batch, { ...opts, head: heads.eval }).loss;
+  const before = (await orpoEvaluate(model, batch, { ...opts, head: heads.eval })).loss;
   const optimizer = new AdamW(trainable.params.length, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, jsKernels);
   for (let step = 0; step < 15; step++) {
     adapters.training = true;
     trainable.zeroGrad();
-    orpoStep(model, batch, { ...opts, head: heads.train });
-    clipGradNorm(trainable.grads, 1, jsKernels);
+    await orpoStep(model, batch, { ...opts, head: heads.train });
+    await clipGradNorm(trainable.grads, 1, jsKernels);
     optimizer.update(trainable.params, trainable.grads);
   }
   adapters.training = false;
-  const after = orpoEvaluate(model, batch, { ...opts, head: heads.eval }).loss;
+  const after = (await orpoEvaluate(model, batch, { ...opts, head: heads.eval })).loss;
   assert.ok(after < before - 0.05, `loss ${before} -> ${after}`);
   assert.ok(model.grads.every((g) => g === 7));
   assert.deepEqual(model.params, base);

@@ -47,22 +47,22 @@ function setup(raw: Record<string, unknown>, targets: string[], dropout: number,
   return { model, adapters, batch };
 }
 
-function loraGrads(model: DecoderBase, adapters: LoraAdapters, batch: PackedBatch, opts: Parameters<typeof orpoStep>[2]): Float64Array {
+async function loraGrads(model: DecoderBase, adapters: LoraAdapters, batch: PackedBatch, opts: Parameters<typeof orpoStep>[2]): Promise<Float64Array> {
   const steps = adapters.getDropoutSteps();
   adapters.zeroGrad();
-  orpoStep(model, batch, opts);
+  await orpoStep(model, batch, opts);
   adapters.setDropoutSteps(steps); // the same masks again for whoever evaluates next
   return Float64Array.from(adapters.grads);
 }
 
 for (const c of CASES) {
   for (const dropout of [0, 0.3]) {
-    test(`${c.name}, dropout ${dropout}: float64 LoRA gradients equal finite differences; the base gets none`, () => {
+    test(`${c.name}, dropout ${dropout}: float64 LoRA gradients equal finite differences; the base gets none`, async () => {
       const { model, adapters, batch } = setup(c.raw, c.targets, dropout);
       adapters.training = true;
       const opts = { beta: 0.5, sftScope: 'full' as const };
       model.zeroGrad();
-      const analytic = loraGrads(model, adapters, batch, opts);
+      const analytic = await loraGrads(model, adapters, batch, opts);
       assert.ok(model.grads.every((g) => g === 0), 'a frozen base must receive no gradient');
       const rng = new Rng(9);
       const h = 1e-5;
@@ -74,9 +74,9 @@ for (const c of CASES) {
             const i = rng.int(view.length);
             const orig = view[i]!;
             view[i] = orig + h;
-            const lp = orpoEvaluate(model, batch, opts).loss;
+            const lp = (await orpoEvaluate(model, batch, opts)).loss;
             view[i] = orig - h;
-            const lm = orpoEvaluate(model, batch, opts).loss;
+            const lm = (await orpoEvaluate(model, batch, opts)).loss;
             view[i] = orig;
             const fd = (lp - lm) / (2 * h);
             const g = analytic[base + i]!;
@@ -89,13 +89,13 @@ for (const c of CASES) {
     });
   }
 
-  test(`${c.name}: checkpointing + fused head give the reference LoRA gradients; every backend matches float64`, () => {
+  test(`${c.name}: checkpointing + fused head give the reference LoRA gradients; every backend matches float64`, async () => {
     const ref = setup(c.raw, c.targets, 0.2);
     ref.adapters.training = true;
     const opts = { beta: 0.3, sftScope: 'response' as const };
-    const expected = loraGrads(ref.model, ref.adapters, ref.batch, opts);
+    const expected = await loraGrads(ref.model, ref.adapters, ref.batch, opts);
     ref.model.gradientCheckpointing = true;
-    const lean = loraGrads(ref.model, ref.adapters, ref.batch, { ...opts, head: new FusedLogprobHead(jsKernels, { chunkRows: 4, precision: 'float64', frozenWeight: true }) });
+    const lean = await loraGrads(ref.model, ref.adapters, ref.batch, { ...opts, head: new FusedLogprobHead(jsKernels, { chunkRows: 4, precision: 'float64', frozenWeight: true }) });
     for (let i = 0; i < expected.length; i++) {
       assert.ok(Math.abs(lean[i]! - expected[i]!) <= 1e-12 * (1 + Math.abs(expected[i]!)), `[${i}] ${lean[i]} vs ${expected[i]}`);
     }
@@ -104,7 +104,7 @@ for (const c of CASES) {
       const f32 = setup(c.raw, c.targets, 0.2, k, 'float32');
       f32.adapters.training = true;
       f32.model.gradientCheckpointing = true;
-      const got = loraGrads(f32.model, f32.adapters, f32.batch, { ...opts, head: new FusedLogprobHead(k, { chunkRows: 5 }) });
+      const got = await loraGrads(f32.model, f32.adapters, f32.batch, { ...opts, head: new FusedLogprobHead(k, { chunkRows: 5 }) });
       let scale = 0;
       for (const e of expected) scale = Math.max(scale, Math.abs(e));
       for (let i = 0; i < expected.length; i++) {

@@ -32,7 +32,7 @@ function pairs(rng: Rng, V: number): TokenPair[] {
 for (const c of CASES) {
   for (const ckpt of [false, true]) {
     for (const lora of [false, true]) {
-      test(`${c.name}, checkpointing ${ckpt}, ${lora ? 'LoRA with dropout' : 'full'}: planned activation and loss-path bytes equal the arenas'`, () => {
+      test(`${c.name}, checkpointing ${ckpt}, ${lora ? 'LoRA with dropout' : 'full'}: planned activation and loss-path bytes equal the arenas'`, async () => {
         const model = createModel(c.raw, { seed: 1, kernels: jsKernels });
         model.gradientCheckpointing = ckpt;
         const loraSettings = lora ? { r: 3, alpha: 6, dropout: 0.1, targetModules: c.targets } : null;
@@ -43,7 +43,7 @@ for (const c of CASES) {
         for (let r = 0; r < batch.rows; r++) scored += batch.lengths[r]! - 1;
         for (const fused of [false, true]) {
           const head = fused ? new FusedLogprobHead(jsKernels, { chunkRows: 4, frozenWeight: lora }) : new UnfusedLogprobHead(jsKernels);
-          orpoStep(model, batch, { beta: 0.1, sftScope: 'full', head });
+          await orpoStep(model, batch, { beta: 0.1, sftScope: 'full', head });
           // the rows the model ran: one per pair, prompt | chosen | rejected (the shared-prompt layout)
           const ran = forwardRows(batch, {});
           assert.equal(ran.B, 2);
@@ -53,7 +53,7 @@ for (const c of CASES) {
           };
           const plan = planMemory(input);
           const a = plan.activations;
-          assert.equal(a.residual + a.saved + a.final + a.backwardScratch, model.arena.bytes(), 'model arena');
+          assert.equal(a.residual + a.saved + a.final + a.backwardScratch + a.inputs, model.arena.bytes(), 'model arena');
           assert.equal(a.lora, adapters ? adapters.arena.bytes() : 0, 'LoRA arena');
           const dhidden = ran.B * ran.T * model.config.hiddenSize * 4;
           assert.equal(plan.lossPath, head.bytes() + dhidden, `loss path (${fused ? 'fused' : 'unfused'})`);

@@ -65,7 +65,7 @@ for (const kernels of fixtureBackends()) {
           const model = await loadModel(join(dir, folder), { kernels });
           for (const sharePrompt of [true, false]) {
             const what = `${folder}, sharePrompt ${sharePrompt}`;
-            const r = preferenceForwardBackward(model, batch, { method, ...METHOD_OPTIONS[method], refModel, sharePrompt });
+            const r = await preferenceForwardBackward(model, batch, { method, ...METHOD_OPTIONS[method], refModel, sharePrompt });
             assertRel(r.loss, expected.metrics['loss']!, 1e-5, `loss (${what})`);
             assertMetrics(r.metrics as Record<string, number>, expected.metrics, what);
             assert.equal(r.grads.size, model.layout.length);
@@ -93,14 +93,14 @@ for (const kernels of fixtureBackends()) {
         const opt = new AdamW(model.params.length, { lr: a.lr, beta1: a.betas[0], beta2: a.betas[1], eps: a.eps, weightDecay: a.weight_decay }, kernels);
         for (let s = 0; s < a.losses_before_each_step.length; s++) {
           model.zeroGrad();
-          const r = objectiveStep(model, packed, objective, { reference });
+          const r = await objectiveStep(model, packed, objective, { reference });
           assertRel(r.loss, a.losses_before_each_step[s]!, 1e-4, `AdamW loss before step ${s + 1}`);
-          const norm = clipGradNorm(model.grads, a.max_grad_norm, kernels);
+          const norm = await clipGradNorm(model.grads, a.max_grad_norm, kernels);
           assertRel(norm, a.grad_norms_before_clipping[s]!, 1e-4, `grad norm before step ${s + 1}`);
           opt.update(model.params, model.grads);
         }
         model.zeroGrad();
-        assertRel(objectiveStep(model, packed, objective, { reference }).loss, a.loss_after_last_step, 1e-4, 'loss after the last AdamW step');
+        assertRel((await objectiveStep(model, packed, objective, { reference })).loss, a.loss_after_last_step, 1e-4, 'loss after the last AdamW step');
       });
     }
   }

@@ -143,7 +143,7 @@ test('DPO: precomputed reference log-probs give the run the on-the-fly reference
   assert.equal(maxAbsDiff(resumed.params, pre.model.params), 0, 'and equals the run without checkpoints');
 });
 
-test('DPO under LoRA: the reference is the base with the adapters switched off, no second copy of the weights', () => {
+test('DPO under LoRA: the reference is the base with the adapters switched off, no second copy of the weights', async () => {
   const pairs = tinyPairs(4);
   const batch = collatePairs(pairs, 0);
   const model = createModel(tinyConfig, { seed: 9 });
@@ -153,8 +153,8 @@ test('DPO under LoRA: the reference is the base with the adapters switched off, 
   const rng = new Rng(3);
   for (let i = 0; i < adapters.params.length; i++) adapters.params[i] = 0.2 * (rng.uniform() - 0.5);
   const reference = modelReference(model, { adapters, description: 'adapters off' });
-  const ref = reference.logps(batch);
-  const want = modelReference(baseCopy, { description: 'base' }).logps(batch);
+  const ref = await reference.logps(batch);
+  const want = await modelReference(baseCopy, { description: 'base' }).logps(batch);
   for (let i = 0; i < pairs.length; i++) {
     assert.ok(Math.abs(ref.chosen[i]! - want.chosen[i]!) < 1e-5, `chosen ${i}: ${ref.chosen[i]} vs base ${want.chosen[i]}`);
     assert.ok(Math.abs(ref.rejected[i]! - want.rejected[i]!) < 1e-5, `rejected ${i}`);
@@ -162,7 +162,7 @@ test('DPO under LoRA: the reference is the base with the adapters switched off, 
   // the adapters are back on afterwards, and the policy differs from its reference
   const objective = createObjective({ method: 'dpo' });
   adapters.zeroGrad();
-  const step = objectiveStep(model, batch, objective, { reference });
+  const step = await objectiveStep(model, batch, objective, { reference });
   assert.ok(Math.abs(step.loss - Math.LN2) > 1e-4, `policy != reference: loss ${step.loss}`);
   let g = 0;
   for (const x of adapters.grads) g = Math.max(g, Math.abs(x));
@@ -170,7 +170,7 @@ test('DPO under LoRA: the reference is the base with the adapters switched off, 
   // no second copy: the reference computes with the policy's own parameter buffer, and with zero adapters the
   // policy IS the reference (DPO's first loss is ln 2)
   adapters.params.fill(0);
-  assert.ok(Math.abs(objectiveStep(model, batch, objective, { reference }).loss - Math.LN2) < 1e-6);
+  assert.ok(Math.abs((await objectiveStep(model, batch, objective, { reference })).loss - Math.LN2) < 1e-6);
 });
 
 test('every method: the fused chunked head, gradient checkpointing and TRL\'s two rows give the plain step\'s loss, metrics and gradients', async () => {
@@ -178,20 +178,20 @@ test('every method: the fused chunked head, gradient checkpointing and TRL\'s tw
   const batch = collatePairs(tinyPairs(6), 0);
   for (const method of METHODS) {
     const objective = createObjective({ method });
-    const run = (variant: 'plain' | 'fused' | 'checkpointing' | 'two-rows'): { loss: number; metrics: Record<string, number>; grads: Float32Array } => {
+    const run = async (variant: 'plain' | 'fused' | 'checkpointing' | 'two-rows'): Promise<{ loss: number; metrics: Record<string, number>; grads: Float32Array }> => {
       const model = createModel(tinyConfig, { seed: 21 });
       model.gradientCheckpointing = variant === 'checkpointing';
       const reference = method === 'dpo' ? modelReference(createModel(tinyConfig, { seed: 22 }), { description: 'other' }) : null;
       const head = variant === 'fused' ? new FusedLogprobHead(model.kernels, { chunkRows: 3 }) : undefined;
       model.zeroGrad();
-      const r = objectiveStep(model, batch, objective, { reference, head, sharePrompt: variant !== 'two-rows' });
+      const r = await objectiveStep(model, batch, objective, { reference, head, sharePrompt: variant !== 'two-rows' });
       return { loss: r.loss, metrics: r.metrics as Record<string, number>, grads: model.grads.slice() };
     };
-    const plain = run('plain');
+    const plain = await run('plain');
     let gmax = 0;
     for (const g of plain.grads) gmax = Math.max(gmax, Math.abs(g));
     for (const variant of ['fused', 'checkpointing', 'two-rows'] as const) {
-      const v = run(variant);
+      const v = await run(variant);
       assert.ok(Math.abs(v.loss - plain.loss) <= 1e-5 * Math.abs(plain.loss), `${method}/${variant}: loss ${v.loss} vs ${plain.loss}`);
       for (const [k, x] of Object.entries(plain.metrics)) assert.ok(Math.abs(v.metrics[k]! - x) <= 1e-5 * Math.abs(x) + 1e-6, `${method}/${variant}: ${k}`);
       assert.ok(maxAbsDiff(v.grads, plain.grads) <= 1e-4 * gmax + 1e-7, `${method}/${variant}: gradients`);

@@ -54,14 +54,14 @@ function backends(): Kernels[] {
 }
 
 for (const c of CASES) {
-  test(`${c.name}: float64 gradients equal finite differences; float32 backends match`, () => {
+  test(`${c.name}: float64 gradients equal finite differences; float32 backends match`, async () => {
     const rng = new Rng(7);
     const model = createModel(c.raw, { seed: 3, kernels: jsKernels, precision: 'float64' });
     randomizeNorms(model, rng);
     const batch = collatePairs(randomPairs(rng, model.config.vocabSize, 3), 0);
     const opts = { beta: 0.5, sftScope: c.sftScope ?? 'full' };
     model.zeroGrad();
-    orpoStep(model, batch, opts);
+    await orpoStep(model, batch, opts);
     const analytic = Float64Array.from(model.grads);
 
     // every parameter tensor, a few entries each, by central differences in float64
@@ -71,9 +71,9 @@ for (const c of CASES) {
         const i = p.offset + rng.int(p.size);
         const orig = model.params[i];
         model.params[i] = orig + h;
-        const lp = orpoEvaluate(model, batch, opts).loss;
+        const lp = (await orpoEvaluate(model, batch, opts)).loss;
         model.params[i] = orig - h;
-        const lm = orpoEvaluate(model, batch, opts).loss;
+        const lm = (await orpoEvaluate(model, batch, opts)).loss;
         model.params[i] = orig;
         const fd = (lp - lm) / (2 * h);
         const err = Math.abs(fd - analytic[i]);
@@ -86,7 +86,7 @@ for (const c of CASES) {
       const m32 = emptyModel(model.config, kernels);
       m32.params.set(model.params);
       m32.zeroGrad();
-      orpoStep(m32, batch, opts);
+      await orpoStep(m32, batch, opts);
       for (const p of model.layout) {
         const g = m32.grads.subarray(p.offset, p.offset + p.size);
         const ref = analytic.subarray(p.offset, p.offset + p.size);
@@ -102,7 +102,7 @@ for (const c of CASES) {
   });
 }
 
-test('gradient checkpointing gives the same gradients', () => {
+test('gradient checkpointing gives the same gradients', async () => {
   for (const c of [CASES[0], CASES[7], CASES[8]]) {
     const rng = new Rng(11);
     const a = createModel(c.raw, { seed: 5 });
@@ -112,8 +112,8 @@ test('gradient checkpointing gives the same gradients', () => {
     const opts = { beta: 0.1, sftScope: 'full' as const };
     a.zeroGrad();
     b.zeroGrad();
-    const la = orpoStep(a, batch, opts).loss;
-    const lb = orpoStep(b, batch, opts).loss;
+    const la = (await orpoStep(a, batch, opts)).loss;
+    const lb = (await orpoStep(b, batch, opts)).loss;
     assert.equal(la, lb);
     assert.deepEqual(b.grads, a.grads, `${c.name}: checkpointed gradients differ`);
   }

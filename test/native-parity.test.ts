@@ -421,7 +421,7 @@ test('the binding refuses wrong lengths, float64 buffers and out-of-range indice
     const small = new Float32Array(10);
     assert.throws(() => native.gemm(small, new Float32Array(100), new Float32Array(100), 10, 10, 10, false, false, false),
       /gemm: 'c' has 10 elements but the sizes given need 100/);
-    assert.throws(() => native.scale(new Float64Array(4), 2, 4), /Float32Array/);
+    assert.throws(() => native.scale(new Float64Array(4) as unknown as Float32Array, 2, 4), /Float32Array/);
     assert.throws(() => native.embeddingForward(new Float32Array(4), Int32Array.of(0, 3), new Float32Array(6), 2, 2, false),
       /ids\[1\] = 3 is outside the table's 3 rows/);
     assert.throws(() => native.logprobForward(new Float32Array(1), new Float32Array(1), new Float32Array(4),

@@ -80,10 +80,10 @@ test('shared-prompt layout: rows, positions, hidden keys and the index back to t
 });
 
 for (const [name, raw] of MODELS) {
-  test(`${name}: a shared prompt gives TRL's two-row loss, metrics and gradients (float64)`, () => {
+  test(`${name}: a shared prompt gives TRL's two-row loss, metrics and gradients (float64)`, async () => {
     const rng = new Rng(11);
     const batch = collatePairs(randomPairs(rng, 4), 0);
-    const run = (sharePrompt: boolean, opts: { lora?: boolean; checkpointing?: boolean } = {}) => {
+    const run = async (sharePrompt: boolean, opts: { lora?: boolean; checkpointing?: boolean } = {}) => {
       const model = createModel(raw, { seed: 5, kernels: jsKernels, precision: 'float64' });
       perturbNorms(model, new Rng(3));
       model.gradientCheckpointing = opts.checkpointing ?? false;
@@ -95,37 +95,37 @@ for (const [name, raw] of MODELS) {
       }
       model.zeroGrad();
       lora?.zeroGrad();
-      const out = orpoStep(model, batch, { beta: 0.3, sftScope: 'full', sharePrompt });
-      const evalOut = orpoEvaluate(model, batch, { beta: 0.3, sftScope: 'full', sharePrompt });
+      const out = await orpoStep(model, batch, { beta: 0.3, sftScope: 'full', sharePrompt });
+      const evalOut = await orpoEvaluate(model, batch, { beta: 0.3, sftScope: 'full', sharePrompt });
       assert.equal(evalOut.loss, out.loss);
       return { out, grads: Float64Array.from(lora ? lora.grads : model.grads) };
     };
-    const want = run(false);
-    const got = run(true);
+    const want = await run(false);
+    const got = await run(true);
     assert.ok(Math.abs(got.out.loss - want.out.loss) < 1e-12, `${got.out.loss} vs ${want.out.loss}`);
     for (const [k, v] of Object.entries(want.out.metrics)) assert.ok(Math.abs((got.out.metrics as Record<string, number>)[k]! - v) < 1e-12, k);
     assertClose(got.out.logpsRejected, want.out.logpsRejected, 1e-12, 'logps rejected');
     assertClose(got.grads, want.grads, 1e-11, 'grads');
-    const ckpt = run(true, { checkpointing: true });
+    const ckpt = await run(true, { checkpointing: true });
     assert.deepEqual(ckpt.grads, got.grads, 'checkpointing recomputes the packed layers exactly');
-    const loraWant = run(false, { lora: true });
-    const loraGot = run(true, { lora: true });
+    const loraWant = await run(false, { lora: true });
+    const loraGot = await run(true, { lora: true });
     assertClose(loraGot.grads, loraWant.grads, 1e-11, 'LoRA grads');
   });
 }
 
-test('shared prompt in float32 on every backend: within float32 rounding of the two-row float64 numbers', () => {
+test('shared prompt in float32 on every backend: within float32 rounding of the two-row float64 numbers', async () => {
   const rng = new Rng(12);
   const batch = collatePairs(randomPairs(rng, 6), 0);
   const ref = createModel(llama, { seed: 5, kernels: jsKernels, precision: 'float64' });
   ref.zeroGrad();
-  const want = orpoStep(ref, batch, { beta: 0.3, sftScope: 'full', sharePrompt: false });
+  const want = await orpoStep(ref, batch, { beta: 0.3, sftScope: 'full', sharePrompt: false });
   const wantGrads = Float64Array.from(ref.grads);
   const kernels = [jsKernels, ...(availableBackends().includes('native') ? [getKernels()] : [])];
   for (const k of kernels) {
     const model = createModel(llama, { seed: 5, kernels: k });
     model.zeroGrad();
-    const got = orpoStep(model, batch, { beta: 0.3, sftScope: 'full', sharePrompt: true });
+    const got = await orpoStep(model, batch, { beta: 0.3, sftScope: 'full', sharePrompt: true });
     assert.ok(Math.abs(got.loss - want.loss) < 1e-5 * Math.abs(want.loss), `${k.name}: ${got.loss} vs ${want.loss}`);
     assertClose(model.grads, wantGrads, 2e-5, `${k.name} grads`);
   }
@@ -141,24 +141,24 @@ test('a packed forward is refused where it cannot run: a KV cache, wrong sizes',
   assert.throws(() => gpt2.forward(new Int32Array(30), 1, 30, { positions: new Int32Array(30).map((_, i) => i), hiddenKeys: new Int32Array(2), length: 30 }), /n_positions 20/);
 });
 
-test('bf16 mixed precision (bf16 option): loss and gradients within bfloat16 rounding of float32 on every backend', () => {
+test('bf16 mixed precision (bf16 option): loss and gradients within bfloat16 rounding of float32 on every backend', async () => {
   const rng = new Rng(13);
   const batch = collatePairs(randomPairs(rng, 4), 0);
   const kernels = [jsKernels, ...(availableBackends().includes('native') ? [getKernels()] : [])];
   for (const k of kernels) {
-    const run = (bf16: boolean) => {
+    const run = async (bf16: boolean) => {
       const model = createModel(llama, { seed: 6, kernels: k });
       k.setMatmulBf16(bf16);
       try {
         model.zeroGrad();
-        const r = orpoStep(model, batch, { beta: 0.2, sftScope: 'full' });
+        const r = await orpoStep(model, batch, { beta: 0.2, sftScope: 'full' });
         return { loss: r.loss, grads: Float64Array.from(model.grads) };
       } finally {
         k.setMatmulBf16(false);
       }
     };
-    const f32 = run(false);
-    const bf = run(true);
+    const f32 = await run(false);
+    const bf = await run(true);
     assert.ok(bf.loss !== f32.loss, `${k.name}: bf16 changed nothing`);
     assert.ok(Math.abs(bf.loss - f32.loss) < 1e-2 * Math.abs(f32.loss), `${k.name}: loss ${bf.loss} vs ${f32.loss}`);
     let num = 0;

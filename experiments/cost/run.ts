@@ -235,11 +235,11 @@ class PassCounter {
       description: ref.description,
       get tokens() { return ref.tokens; },
       ms: 0,
-      logps(batch: PackedBatch): ReferenceLogps {
+      async logps(batch: PackedBatch): Promise<ReferenceLogps> {
         const t0 = performance.now();
         counter.phase = 'reference';
         try {
-          return ref.logps(batch);
+          return await ref.logps(batch);
         } finally {
           counter.phase = 'policy';
           wrapped.ms += performance.now() - t0;
@@ -328,15 +328,16 @@ export async function runChild(req: ChildRequest): Promise<ChildResult> {
     const tokens0 = reference!.tokens;
     const batchMs: number[] = [];
     const batchCpuMs: number[] = [];
-    precomputed = epoch.map((b) => {
+    precomputed = [];
+    for (const b of epoch) {
       const c0 = process.cpuUsage();
       const p0 = performance.now();
-      const logps = reference!.logps(b);
+      const logps = await reference!.logps(b);
       batchMs.push(performance.now() - p0);
       const c = process.cpuUsage(c0);
       batchCpuMs.push((c.user + c.system) / 1000 / req.threads);
-      return logps;
-    });
+      precomputed.push(logps);
+    }
     precompute = {
       ms: batchMs.reduce((a, b) => a + b, 0), batchMs, batchCpuMs, forwards: counter.referenceForwards - before.rf, tokens: reference!.tokens - tokens0,
       batches: epoch.length, amortisedMsPerStep: median(batchCpuMs),
@@ -356,10 +357,10 @@ export async function runChild(req: ChildRequest): Promise<ChildResult> {
     const c0 = process.cpuUsage();
     const s0 = performance.now();
     trainable.zeroGrad();
-    const out = objectiveStep(model, batch, objective, {
+    const out = await objectiveStep(model, batch, objective, {
       head: heads.train, sharePrompt: true, reference: precomputed !== null ? precomputed[i]! : reference,
     });
-    clipGradNorm(trainable.grads, HYPER.maxGradNorm, kernels);
+    await clipGradNorm(trainable.grads, HYPER.maxGradNorm, kernels);
     optimizer.update(trainable.params, trainable.grads);
     const ms = performance.now() - s0;
     const cpu = process.cpuUsage(c0);

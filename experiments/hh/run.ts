@@ -324,7 +324,7 @@ export async function neutralMetrics(modelDir: string, dataFile: string, s: Sett
   const { pairs } = await loadPreferencePairs(dataFile, tokenizer, { ...DEFAULT_DATA_OPTIONS, maxLength: s.maxLength, maxPromptLength: s.maxPromptLength });
   const model = await loadModel(modelDir);
   model.kernels.setThreads(threads);
-  const r = evaluatePairs(model, pairs, { objective: createObjective({ method: 'sft' }), batchSize: s.evalBatch, padTokenId: padTokenIdOf(tokenizer) });
+  const r = await evaluatePairs(model, pairs, { objective: createObjective({ method: 'sft' }), batchSize: s.evalBatch, padTokenId: padTokenIdOf(tokenizer) });
   let c = 0;
   let rj = 0;
   let wins = 0;

@@ -1,7 +1,8 @@
 // The kernel interface: every piece of arithmetic a training step needs.
 //
 // Conventions (llm.c style):
-// - buffers are flat, row-major typed arrays; shapes are written in the comment above each kernel;
+// - buffers are flat and row-major, owned by the backend (typed arrays on the CPU, GPU buffers on WebGPU); shapes
+//   are written in the comment above each kernel;
 // - arguments are outputs first, then inputs, then sizes;
 // - gradients are prefixed `d` and ACCUMULATED (+=) unless the comment says "written";
 //   a null gradient output means "not needed" (frozen parameter, e.g. under LoRA) and is skipped;
@@ -9,13 +10,42 @@
 // - the TypeScript backend (`js/`) accepts Float32Array or Float64Array (float64 is used by the
 //   finite-difference tests); the native backend takes Float32Array only.
 //
-// Subarray views are fine everywhere (the native backend reads byteOffset), which is how GPT-2's fused
-// qkv projection feeds attention without a copy (q, k, v are views with a row stride of 3C).
+// Views are fine everywhere (the native backend reads byteOffset, WebGPU passes element offsets), which is how
+// GPT-2's fused qkv projection feeds attention without a copy (q, k, v are views with a row stride of 3C).
 
 export type FloatArray = Float32Array | Float64Array;
 
-export interface Kernels {
+/**
+ * The kernel interface over the buffers of one backend: F is its float buffer (a typed array on the CPU backends,
+ * a GpuTensor view on WebGPU), I its int32 buffer. The backend owns its memory (tinygrad's Allocator): buffers are
+ * allocated, viewed, uploaded and downloaded only through it, so model, loss, optimiser and trainer code written
+ * against Backend<F, I> runs unchanged on every backend. On the CPU backends every call has run when it returns;
+ * on a GPU calls are recorded and run in order, and `download` is the one point that waits for them.
+ */
+export interface Backend<F, I> {
   readonly name: string;
+
+  // ---------------------------------------------------------------- memory
+  /** a zero-filled float buffer of n elements */
+  allocFloats(n: number): F;
+  /** a zero-filled int32 buffer of n elements */
+  allocInts(n: number): I;
+  /** elements [offset, offset + length) of x, sharing its memory (TypedArray.subarray) */
+  view(x: F, offset: number, length: number): F;
+  viewInts(x: I, offset: number, length: number): I;
+  /** gives back a buffer allocFloats or allocInts returned (not a view); the CPU backends leave it to the GC */
+  free(x: F | I): void;
+  /** the number of elements of a buffer or view */
+  lengthOf(x: F | I): number;
+  /** dst (n) = src (n), from host memory; later calls see the new contents */
+  upload(dst: F, src: FloatArray): void;
+  uploadInts(dst: I, src: Int32Array): void;
+  /**
+   * src's contents once every call before this one has run. The one awaited point of a step. On the CPU backends
+   * the result IS src (no copy): valid until the buffer is next written; copy it to keep it.
+   */
+  download(src: F): Promise<Float32Array>;
+  downloadInts(src: I): Promise<Int32Array>;
 
   /** Number of threads the backend may use (the JS backend always runs on one). */
   setThreads(n: number): void;
@@ -33,34 +63,34 @@ export interface Kernels {
    * c (M,N) = op(a) (M,K) @ op(b) (K,N), plus c's previous contents when `accumulate`.
    * transA: a is stored (K,M); transB: b is stored (N,K). All row-major.
    */
-  gemm(c: FloatArray, a: FloatArray, b: FloatArray, M: number, N: number, K: number,
+  gemm(c: F, a: F, b: F, M: number, N: number, K: number,
     transA: boolean, transB: boolean, accumulate: boolean): void;
 
   /** inp (N,C), weight (OC,C), bias (OC) | null -> out (N,OC) written: out = inp @ weight^T + bias */
-  matmulForward(out: FloatArray, inp: FloatArray, weight: FloatArray, bias: FloatArray | null,
+  matmulForward(out: F, inp: F, weight: F, bias: F | null,
     N: number, C: number, OC: number): void;
   /** dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), each accumulated, each optional */
-  matmulBackward(dinp: FloatArray | null, dweight: FloatArray | null, dbias: FloatArray | null,
-    dout: FloatArray, inp: FloatArray, weight: FloatArray, N: number, C: number, OC: number): void;
+  matmulBackward(dinp: F | null, dweight: F | null, dbias: F | null,
+    dout: F, inp: F, weight: F, N: number, C: number, OC: number): void;
 
   // ---------------------------------------------------------------- embeddings
   /** ids (N) int32, table (V,C) -> out (N,C): out = table[ids] (written), or out += table[ids] when `accumulate` */
-  embeddingForward(out: FloatArray, ids: Int32Array, table: FloatArray, N: number, C: number, accumulate: boolean): void;
+  embeddingForward(out: F, ids: I, table: F, N: number, C: number, accumulate: boolean): void;
   /** dout (N,C), ids (N) -> dtable (V,C) accumulated (scatter-add) */
-  embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int32Array, N: number, C: number): void;
+  embeddingBackward(dtable: F, dout: F, ids: I, N: number, C: number): void;
 
   // ---------------------------------------------------------------- normalisation
   /** inp (N,C), weight (C), bias (C) -> out (N,C) written, mean (N), rstd (N) saved for backward */
-  layernormForward(out: FloatArray, mean: FloatArray, rstd: FloatArray, inp: FloatArray, weight: FloatArray,
-    bias: FloatArray, N: number, C: number, eps: number): void;
+  layernormForward(out: F, mean: F, rstd: F, inp: F, weight: F,
+    bias: F, N: number, C: number, eps: number): void;
   /** dout (N,C), inp, weight, mean, rstd -> dinp (N,C), dweight (C), dbias (C) accumulated */
-  layernormBackward(dinp: FloatArray, dweight: FloatArray | null, dbias: FloatArray | null, dout: FloatArray,
-    inp: FloatArray, weight: FloatArray, mean: FloatArray, rstd: FloatArray, N: number, C: number): void;
+  layernormBackward(dinp: F, dweight: F | null, dbias: F | null, dout: F,
+    inp: F, weight: F, mean: F, rstd: F, N: number, C: number): void;
   /** inp (N,C), weight (C) -> out (N,C) written, rstd (N) saved: out = weight * inp / sqrt(mean(inp^2) + eps) */
-  rmsnormForward(out: FloatArray, rstd: FloatArray, inp: FloatArray, weight: FloatArray, N: number, C: number, eps: number): void;
+  rmsnormForward(out: F, rstd: F, inp: F, weight: F, N: number, C: number, eps: number): void;
   /** dout (N,C), inp, weight, rstd -> dinp (N,C), dweight (C) accumulated */
-  rmsnormBackward(dinp: FloatArray, dweight: FloatArray | null, dout: FloatArray, inp: FloatArray, weight: FloatArray,
-    rstd: FloatArray, N: number, C: number): void;
+  rmsnormBackward(dinp: F, dweight: F | null, dout: F, inp: F, weight: F,
+    rstd: F, N: number, C: number): void;
 
   // ---------------------------------------------------------------- rotary position embedding (rotate-half)
   /**
@@ -68,10 +98,10 @@ export interface Kernels {
    * The token at time t has position pos0 + t.
    * out[i] = x[i] cos - x[i+HD/2] sin ; out[i+HD/2] = x[i+HD/2] cos + x[i] sin   (i < HD/2)
    */
-  ropeForward(out: FloatArray, inp: FloatArray, cos: FloatArray, sin: FloatArray,
+  ropeForward(out: F, inp: F, cos: F, sin: F,
     B: number, T: number, H: number, HD: number, pos0: number): void;
   /** dout (B,T,H,HD) -> dinp (B,T,H,HD) accumulated (the transpose of the rotation) */
-  ropeBackward(dinp: FloatArray, dout: FloatArray, cos: FloatArray, sin: FloatArray,
+  ropeBackward(dinp: F, dout: F, cos: F, sin: F,
     B: number, T: number, H: number, HD: number, pos0: number): void;
 
   // ---------------------------------------------------------------- causal self-attention
@@ -82,54 +112,54 @@ export interface Kernels {
    * `hidden` (B,2) int32, optional: in row b, keys [hidden[2b], hidden[2b+1]) are invisible to queries at
    * t >= hidden[2b+1] (two continuations of one shared prefix in one row: the second must not see the first).
    */
-  attentionForward(out: FloatArray, lse: FloatArray, q: FloatArray, k: FloatArray, v: FloatArray,
+  attentionForward(out: F, lse: F, q: F, k: F, v: F,
     B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number,
-    hidden?: Int32Array | null): void;
+    hidden?: I | null): void;
   /** dout (B,T,NH,HD), q, k, v, out, lse, hidden -> dq, dk, dv accumulated (same layouts and strides as q, k, v) */
-  attentionBackward(dq: FloatArray, dk: FloatArray, dv: FloatArray, dout: FloatArray,
-    q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, lse: FloatArray,
+  attentionBackward(dq: F, dk: F, dv: F, dout: F,
+    q: F, k: F, v: F, out: F, lse: F,
     B: number, T: number, NH: number, NKV: number, HD: number, qStride: number, kvStride: number,
-    hidden?: Int32Array | null): void;
+    hidden?: I | null): void;
 
   /**
    * Generation over a key/value cache (forward only): q (T,NH,HD) rows qStride apart at positions pos0..pos0+T-1,
    * k/v (pos0+T,NKV,HD) rows kvStride apart -> out (T,NH,HD) written; causal, scale 1/sqrt(HD).
    */
-  attentionDecode(out: FloatArray, q: FloatArray, k: FloatArray, v: FloatArray, T: number, pos0: number,
+  attentionDecode(out: F, q: F, k: F, v: F, T: number, pos0: number,
     NH: number, NKV: number, HD: number, qStride: number, kvStride: number): void;
 
   // ---------------------------------------------------------------- pointwise
   /** gate (N), up (N) -> out (N) written: out = silu(gate) * up */
-  swigluForward(out: FloatArray, gate: FloatArray, up: FloatArray, N: number): void;
+  swigluForward(out: F, gate: F, up: F, N: number): void;
   /** dout (N), gate, up -> dgate (N), dup (N) accumulated */
-  swigluBackward(dgate: FloatArray, dup: FloatArray, dout: FloatArray, gate: FloatArray, up: FloatArray, N: number): void;
+  swigluBackward(dgate: F, dup: F, dout: F, gate: F, up: F, N: number): void;
   /** inp (N) -> out (N) written: GELU, tanh approximation (gelu_new / gelu_pytorch_tanh) */
-  geluForward(out: FloatArray, inp: FloatArray, N: number): void;
+  geluForward(out: F, inp: F, N: number): void;
   /** dout (N), inp (N) -> dinp (N) accumulated */
-  geluBackward(dinp: FloatArray, dout: FloatArray, inp: FloatArray, N: number): void;
+  geluBackward(dinp: F, dout: F, inp: F, N: number): void;
   /** a (N), b (N) -> out (N) written: out = a + b (out may alias a or b); the residual connection */
-  add(out: FloatArray, a: FloatArray, b: FloatArray, N: number): void;
+  add(out: F, a: F, b: F, N: number): void;
   /** src (N) -> dst (N): dst += scale * src */
-  axpy(dst: FloatArray, src: FloatArray, scale: number, N: number): void;
+  axpy(dst: F, src: F, scale: number, N: number): void;
 
   // ---------------------------------------------------------------- loss head
   /**
    * logits (N,V), targets (N) int32 (-1 = no target) -> logp (N) written: log_softmax(logits)[target]
    * (0 where no target), lse (N) log-sum-exp of each row, saved for backward. Rows subtract their max.
    */
-  logprobForward(logp: FloatArray, lse: FloatArray, logits: FloatArray, targets: Int32Array, N: number, V: number): void;
+  logprobForward(logp: F, lse: F, logits: F, targets: I, N: number, V: number): void;
   /**
    * logits (N,V) -> mean (N) written: the mean of each row over the vocabulary (summed in float64 by the JS
    * backend, float64 lanes natively), argmax (N) int32 written: the index of the row's FIRST maximal value, as
    * torch.argmax. For TRL's `logits/chosen|rejected` and SFT's `mean_token_accuracy`. V >= 1 when N > 0; a row
    * holding NaN gets a NaN mean and an unspecified (but in-range) argmax.
    */
-  logitsStats(mean: FloatArray, argmax: Int32Array, logits: FloatArray, N: number, V: number): void;
+  logitsStats(mean: F, argmax: I, logits: F, N: number, V: number): void;
   /**
    * dlogp (N), logits (N,V), lse (N), targets -> dlogits (N,V) WRITTEN (not accumulated):
    * dlogits = dlogp * (onehot(target) - softmax(logits)); zero rows without target. dlogits may alias logits.
    */
-  logprobBackward(dlogits: FloatArray, dlogp: FloatArray, logits: FloatArray, lse: FloatArray, targets: Int32Array,
+  logprobBackward(dlogits: F, dlogp: F, logits: F, lse: F, targets: I,
     N: number, V: number): void;
 
   // ---------------------------------------------------------------- optimizer
@@ -137,10 +167,63 @@ export interface Kernels {
    * torch.optim.AdamW on one flat buffer: params (N), grads (N), m (N), v (N) updated in place.
    * Decoupled weight decay p -= lr*wd*p, then Adam with bias correction; `step` counts from 1.
    */
-  adamwStep(params: FloatArray, grads: FloatArray, m: FloatArray, v: FloatArray, N: number,
+  adamwStep(params: F, grads: F, m: F, v: F, N: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  /** x (N) -> out (1) written: the sum of squares (float64 accumulation on the CPU backends) */
+  sumSquaresInto(out: F, x: F, N: number): void;
+  /** x (N) *= s in place */
+  scale(x: F, s: number, N: number): void;
+
+  // ---------------------------------------------------------------- data movement (what used to be host loops)
+  /** x (N) = 0 */
+  zero(x: F, N: number): void;
+  /** inp (*,C), rows (M) int32 -> out (M,C) written: out[i] = inp[rows[i]] (the loss head's scored rows, packed RoPE tables) */
+  gatherRows(out: F, inp: F, rows: I, M: number, C: number): void;
+  /** dout (M,C), rows (M) -> dinp (*,C) accumulated: dinp[rows[i]] += dout[i]; a row listed twice gets both */
+  scatterAddRows(dinp: F, dout: F, rows: I, M: number, C: number): void;
+  /** x (M,C), s (M) -> x (M,C) in place: row i scaled by s[i] */
+  scaleRows(x: F, s: F, M: number, C: number): void;
+  /** src (n rows of `width`, srcStride apart) -> dst (n rows, dstStride apart) written: the KV cache's row copies */
+  copyRows(dst: F, src: F, n: number, width: number, dstStride: number, srcStride: number): void;
+  /**
+   * inp (N) -> out (N) written: inverted dropout as torch.nn.Dropout, kept elements scaled by 1/(1-p). The mask is
+   * a hash of (key, element index) (dropoutKeeps), so backward and a recomputed forward draw the same one.
+   */
+  dropoutForward(out: F, inp: F, N: number, key: number, p: number): void;
+  /** dout (N) -> dinp (N) accumulated, through the mask of (key, p) */
+  dropoutBackward(dinp: F, dout: F, N: number, key: number, p: number): void;
+}
+
+/**
+ * The CPU backends' interface (TypeScript reference and native addon): buffers are typed arrays, so views are
+ * subarrays, uploads are copies, and a sum of squares can be returned at once. The TypeScript backend accepts
+ * Float64Array too (finite-difference tests); the native backend takes Float32Array only.
+ */
+export interface Kernels extends Backend<Float32Array, Int32Array> {
   /** x (N) -> sum of squares, accumulated in float64 */
   sumSquares(x: FloatArray, N: number): number;
-  /** x (N) *= s in place */
-  scale(x: FloatArray, s: number, N: number): void;
+}
+
+/** The TypeScript backend's kernels typed for what they accept: Float64Array as well (finite-difference tests). */
+export type ReferenceKernels = Kernels & Backend<FloatArray, Int32Array>;
+
+/** whether a backend computes in host memory (the CPU backends), where a sum of squares can be had at once */
+export function isHostBackend<F, I>(k: Backend<F, I>): k is Backend<F, I> & Kernels {
+  return typeof (k as Partial<Kernels>).sumSquares === 'function';
+}
+
+// A 32-bit integer hash (the "lowbias32" finaliser): well mixed enough that hash(key ^ i) >= p * 2^32 is an
+// unbiased, independent keep decision per element, and cheap enough to recompute in backward. Every backend's
+// dropout uses exactly this (the WGSL kernel has the same lines), so the masks agree bit for bit.
+export function mix32(x: number): number {
+  x = (x ^ (x >>> 16)) >>> 0;
+  x = Math.imul(x, 0x21f0aaad) >>> 0;
+  x = (x ^ (x >>> 15)) >>> 0;
+  x = Math.imul(x, 0x735a2d97) >>> 0;
+  return (x ^ (x >>> 15)) >>> 0;
+}
+
+/** whether dropout with mask key `key` keeps element i (threshold = p * 2^32) */
+export function dropoutKeeps(key: number, i: number, threshold: number): boolean {
+  return mix32(key ^ Math.imul(i, 0x9e3779b9)) >= threshold;
 }

@@ -85,7 +85,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   }
   const reporter = new ProgressReporter();
   if (!reporter.tty) process.stderr.write(`evaluating ${loaded.pairs.length} pairs\n`);
-  const out = evaluatePairs(model, loaded.pairs, {
+  const out = await evaluatePairs(model, loaded.pairs, {
     objective, reference, head, sharePrompt: c.share_prompt, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
     onProgress: (done, total) => reporter.evaluating(done, total),
   });

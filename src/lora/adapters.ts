@@ -7,7 +7,8 @@
 // Dropout is seeded and stateless: the mask of a module's call is a hash of (seed, module, micro-step, element),
 // so gradient checkpointing's recomputed forward and the backward regenerate the same mask without storing it.
 // The micro-step counter of a module advances at its backward, so every training micro-batch draws a new mask.
-import type { Kernels } from '../backend/kernels.js';
+import type { Backend } from '../backend/kernels.js';
+import { mix32 } from '../backend/kernels.js';
 import { Arena, type DecoderBase, type LinearHook } from '../model/base.js';
 import { Rng } from '../tensor/rng.js';
 import { checkLoraSettings, loraScaling, selectLoraTargets, type LoraSettings, type LoraTarget } from './config.js';
@@ -18,22 +19,24 @@ export interface LoraLayerSpec extends LoraTarget {
   bOffset: number;
 }
 
-export class LoraAdapters {
+export class LoraAdapters<F = Float32Array, I = Int32Array> {
   readonly scaling: number;
   readonly layers: readonly LoraLayerSpec[];
   /** every A and B, one allocation (the model's precision) */
-  readonly params: Float32Array;
+  readonly params: F;
   /** their gradients, same layout */
-  readonly grads: Float32Array;
+  readonly grads: F;
   /** PEFT's model.train() / model.eval(): dropout acts only while training */
   training = false;
   /** scratch and saved (scaled) x A^T per module */
-  readonly arena: Arena;
+  readonly arena: Arena<F, I>;
   private readonly byModule = new Map<string, LoraLayerSpec>();
   private readonly dropoutSteps: Uint32Array;
   private readonly seed: number;
 
-  constructor(readonly model: DecoderBase, readonly settings: LoraSettings, opts: { seed?: number } = {}) {
+  private readonly total: number;
+
+  constructor(readonly model: DecoderBase<F, I>, readonly settings: LoraSettings, opts: { seed?: number } = {}) {
     checkLoraSettings(settings);
     this.scaling = loraScaling(settings);
     const r = settings.r;
@@ -45,9 +48,10 @@ export class LoraAdapters {
       return { ...t, aOffset, bOffset };
     });
     for (const l of this.layers) this.byModule.set(l.module, l);
+    this.total = offset;
     this.params = model.alloc(offset);
     this.grads = model.alloc(offset);
-    this.arena = new Arena(model.precision);
+    this.arena = new Arena(model.kernels, model.precision);
     this.dropoutSteps = new Uint32Array(this.layers.length);
     this.seed = (opts.seed ?? 0) >>> 0;
     this.initialise(new Rng(this.seed));
@@ -55,20 +59,22 @@ export class LoraAdapters {
 
   /** PEFT's init_lora_weights=True: A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_ with a = sqrt(5)), B = 0 */
   initialise(rng: Rng): void {
-    this.params.fill(0);
+    // drawn on the host in the model's precision, then uploaded whole
+    const host = this.model.precision === 'float64' ? new Float64Array(this.total) : new Float32Array(this.total);
     for (const l of this.layers) {
       const bound = 1 / Math.sqrt(l.inFeatures);
-      const a = this.A(l.module);
-      for (let i = 0; i < a.length; i++) a[i] = (2 * rng.uniform() - 1) * bound;
+      const n = this.settings.r * l.inFeatures;
+      for (let i = 0; i < n; i++) host[l.aOffset + i] = (2 * rng.uniform() - 1) * bound;
     }
+    this.kernels.upload(this.params, host);
   }
 
-  get kernels(): Kernels {
+  get kernels(): Backend<F, I> {
     return this.model.kernels;
   }
 
   get size(): number {
-    return this.params.length;
+    return this.total;
   }
 
   layer(module: string): LoraLayerSpec {
@@ -78,19 +84,19 @@ export class LoraAdapters {
   }
 
   /** A (r, in) of a module, a view into params (or `source`, e.g. grads) */
-  A(module: string, source: Float32Array = this.params): Float32Array {
+  A(module: string, source: F = this.params): F {
     const l = this.layer(module);
-    return source.subarray(l.aOffset, l.aOffset + this.settings.r * l.inFeatures);
+    return this.kernels.view(source, l.aOffset, this.settings.r * l.inFeatures);
   }
 
   /** B (out, r) of a module */
-  B(module: string, source: Float32Array = this.params): Float32Array {
+  B(module: string, source: F = this.params): F {
     const l = this.layer(module);
-    return source.subarray(l.bOffset, l.bOffset + l.outFeatures * this.settings.r);
+    return this.kernels.view(source, l.bOffset, l.outFeatures * this.settings.r);
   }
 
   zeroGrad(): void {
-    this.grads.fill(0);
+    this.kernels.zero(this.grads, this.total);
   }
 
   /** micro-steps drawn so far per module (checkpoint state, so a resumed run draws the same dropout masks) */
@@ -120,7 +126,7 @@ export class LoraAdapters {
     return mix32(mix32(this.seed ^ 0x6c6f7261) ^ Math.imul(index + 1, 0x9e3779b1) ^ mix32(this.dropoutSteps[index]! + 0x51ed27));
   }
 
-  private hookFor(l: LoraLayerSpec, index: number): LinearHook {
+  private hookFor(l: LoraLayerSpec, index: number): LinearHook<F> {
     const r = this.settings.r;
     const s = this.scaling;
     const p = this.settings.dropout;
@@ -133,7 +139,7 @@ export class LoraAdapters {
         let x = inp;
         if (key !== null) {
           x = a.get('xdrop', N * C);
-          dropoutForward(x, inp, N * C, key, p);
+          k.dropoutForward(x, inp, N * C, key, p);
         }
         const zs = a.get(`zs${index}`, N * r);
         k.matmulForward(zs, x, this.A(l.module), null, N, C, r);
@@ -153,10 +159,10 @@ export class LoraAdapters {
           k.matmulBackward(dinp, this.A(l.module, this.grads), null, dz, inp, this.A(l.module), N, C, r);
         } else {
           const x = a.get('xdrop', N * C);
-          dropoutForward(x, inp, N * C, key, p);
+          k.dropoutForward(x, inp, N * C, key, p);
           const dx = a.zeros('dxdrop', N * C);
           k.matmulBackward(dx, this.A(l.module, this.grads), null, dz, x, this.A(l.module), N, C, r);
-          dropoutBackward(dinp, dx, N * C, key, p);
+          k.dropoutBackward(dinp, dx, N * C, key, p);
         }
         this.dropoutSteps[index] = (this.dropoutSteps[index]! + 1) >>> 0;
       },
@@ -165,34 +171,6 @@ export class LoraAdapters {
 }
 
 /** Attach PEFT-initialised adapters to a model and freeze its base. */
-export function attachLora(model: DecoderBase, settings: LoraSettings, opts: { seed?: number } = {}): LoraAdapters {
+export function attachLora<F, I>(model: DecoderBase<F, I>, settings: LoraSettings, opts: { seed?: number } = {}): LoraAdapters<F, I> {
   return new LoraAdapters(model, settings, opts).attach();
-}
-
-// A 32-bit integer hash (the "lowbias32" finaliser): well mixed enough that hash(key ^ i) >= p * 2^32 is an
-// unbiased, independent keep decision per element, and cheap enough to recompute in backward.
-function mix32(x: number): number {
-  x = (x ^ (x >>> 16)) >>> 0;
-  x = Math.imul(x, 0x21f0aaad) >>> 0;
-  x = (x ^ (x >>> 15)) >>> 0;
-  x = Math.imul(x, 0x735a2d97) >>> 0;
-  return (x ^ (x >>> 15)) >>> 0;
-}
-
-function keeps(key: number, i: number, threshold: number): boolean {
-  return mix32(key ^ Math.imul(i, 0x9e3779b9)) >= threshold;
-}
-
-// inp (n) -> out (n) written: inverted dropout as torch.nn.Dropout (kept elements scaled by 1 / (1 - p))
-function dropoutForward(out: Float32Array, inp: Float32Array, n: number, key: number, p: number): void {
-  const threshold = p * 4294967296;
-  const inv = 1 / (1 - p);
-  for (let i = 0; i < n; i++) out[i] = keeps(key, i, threshold) ? inp[i]! * inv : 0;
-}
-
-// dout (n) -> dinp (n) accumulated, through the same mask
-function dropoutBackward(dinp: Float32Array, dout: Float32Array, n: number, key: number, p: number): void {
-  const threshold = p * 4294967296;
-  const inv = 1 / (1 - p);
-  for (let i = 0; i < n; i++) if (keeps(key, i, threshold)) dinp[i] += dout[i]! * inv;
 }

@@ -42,22 +42,29 @@ export function loraSettingsOf(c: LoraMemoryConfig, config: ModelConfig): LoraSe
 }
 
 /** Fresh PEFT-initialised adapters on the model (base frozen), or null for full fine-tuning. */
-export function attachLoraFromOptions(model: DecoderBase, c: LoraMemoryConfig, seed: number): LoraAdapters | null {
+export function attachLoraFromOptions<F, I>(model: DecoderBase<F, I>, c: LoraMemoryConfig, seed: number): LoraAdapters<F, I> | null {
   const settings = loraSettingsOf(c, model.config);
   return settings === null ? null : attachLora(model, settings, { seed });
 }
 
 /** What the optimizer updates and clips: the adapters under LoRA, every parameter otherwise. */
-export interface TrainableBuffers {
-  params: Float32Array;
-  grads: Float32Array;
+export interface TrainableBuffers<F = Float32Array> {
+  params: F;
+  grads: F;
+  /** elements of params (and grads) */
+  size: number;
   /** zeroes these gradients only: under LoRA the base gradient buffer is never touched, so it never becomes resident */
   zeroGrad(): void;
 }
 
-export function trainableBuffers(model: CausalLM, adapters: LoraAdapters | null): TrainableBuffers {
-  if (adapters === null) return { params: model.params, grads: model.grads, zeroGrad: () => model.zeroGrad() };
-  return { params: adapters.params, grads: adapters.grads, zeroGrad: () => adapters.zeroGrad() };
+export function trainableBuffers<F, I>(model: CausalLM<F, I>, adapters: LoraAdapters<F, I> | null): TrainableBuffers<F> {
+  if (adapters === null) return modelTrainable(model);
+  return { params: adapters.params, grads: adapters.grads, size: adapters.size, zeroGrad: () => adapters.zeroGrad() };
+}
+
+/** every parameter of the model trains (full fine-tuning) */
+export function modelTrainable<F, I>(model: CausalLM<F, I>): TrainableBuffers<F> {
+  return { params: model.params, grads: model.grads, size: model.kernels.lengthOf(model.params), zeroGrad: () => model.zeroGrad() };
 }
 
 /** With fused_loss unset, the unfused head (no second pass over the vocabulary) while its logits stay under this. */
@@ -79,7 +86,7 @@ export function fusedLossFor(c: Pick<LoraMemoryConfig, 'fused_loss'>, config: Mo
  * With a frozen head (LoRA) the training head precomputes d logp / d hidden in forward, which evaluation does not
  * need.
  */
-export function lossHeads(model: CausalLM, fused: boolean): { train: TokenLogprobHead; eval: TokenLogprobHead } {
+export function lossHeads<F, I>(model: CausalLM<F, I>, fused: boolean): { train: TokenLogprobHead<F, I>; eval: TokenLogprobHead<F, I> } {
   const k = model.kernels;
   const precision = model.precision;
   if (!fused) {

@@ -14,86 +14,91 @@
 // d hidden_n = (onehot(target_n) - softmax_n) W is a C-vector per row that forward can compute while the chunk's
 // logits exist, and backward only scales it by dlogp_n. Forward then costs two vocabulary products instead of
 // one, so evaluation should use a head without it.
-import type { FloatArray, Kernels } from '../backend/kernels.js';
+import type { Backend, FloatArray } from '../backend/kernels.js';
 import { Arena, type Precision } from '../model/base.js';
-import { checkLogitStats, gatherRows, scatterAddRows, type LogitStats, type TokenLogprobHead } from './logprob-head.js';
+import { checkLogitStats, uploadDlogp, type LogitStats, type TokenLogprobHead } from './logprob-head.js';
 
 /** Rows per chunk: (256, 151936) float32 logits are 156 MB, against 1.2 GB for 2 x 1024 rows unfused. */
 export const DEFAULT_CHUNK_ROWS = 256;
 
-export class FusedLogprobHead implements TokenLogprobHead {
+export class FusedLogprobHead<F = Float32Array, I = Int32Array> implements TokenLogprobHead<F, I> {
   readonly chunkRows: number;
-  private readonly arena: Arena;
+  private readonly arena: Arena<F, I>;
   /** the head weight gets no gradient: forward precomputes d logp / d hidden per row (see above) */
   readonly frozenWeight: boolean;
-  private saved: { hidden: Float32Array; weight: Float32Array; rows: Int32Array; targets: Int32Array; C: number; V: number } | null = null;
+  private saved: { hidden: F; weight: F; rows: I; targets: I; M: number; C: number; V: number } | null = null;
 
-  constructor(private readonly kernels: Kernels, opts: { chunkRows?: number; precision?: Precision; frozenWeight?: boolean } = {}) {
+  constructor(private readonly kernels: Backend<F, I>, opts: { chunkRows?: number; precision?: Precision; frozenWeight?: boolean } = {}) {
     this.chunkRows = opts.chunkRows ?? DEFAULT_CHUNK_ROWS;
     this.frozenWeight = opts.frozenWeight ?? false;
     if (!Number.isInteger(this.chunkRows) || this.chunkRows < 1) throw new Error(`fused loss head: chunkRows must be a positive integer, got ${this.chunkRows}`);
-    this.arena = new Arena(opts.precision ?? 'float32');
+    this.arena = new Arena(kernels, opts.precision ?? 'float32');
   }
 
-  forward(hidden: Float32Array, weight: Float32Array, rows: Int32Array, tgt: Int32Array, C: number, V: number,
-    stats?: LogitStats | null): Float32Array {
+  forward(hidden: F, weight: F, rows: Int32Array, tgt: Int32Array, C: number, V: number,
+    stats?: LogitStats<F, I> | null): F {
     const k = this.kernels;
     const M = rows.length;
-    if (stats) checkLogitStats(stats, M);
+    if (stats) checkLogitStats(k, stats, M);
+    const rowsBuf = this.arena.uploadInts('rows', rows);
+    const targets = this.arena.uploadInts('targets', tgt);
     const lse = this.arena.get('lse', M);
     const lp = this.arena.get('logp', M);
     const rowGrad = this.frozenWeight ? this.arena.zeros('row-grad', M * C) : null;
-    const ones = this.frozenWeight ? this.arena.get('ones', Math.min(this.chunkRows, M)).fill(1) : null;
+    let ones: F | null = null;
+    if (this.frozenWeight) {
+      ones = this.arena.get('ones', Math.min(this.chunkRows, M));
+      k.upload(ones, new Float32Array(Math.min(this.chunkRows, M)).fill(1));
+    }
     for (let first = 0; first < M; first += this.chunkRows) {
       const m = Math.min(this.chunkRows, M - first);
-      const block = gatherRows(this.arena.get('chunk-hidden', m * C), hidden, rows, first, m, C);
+      const block = this.arena.get('chunk-hidden', m * C);
+      k.gatherRows(block, hidden, k.viewInts(rowsBuf, first, m), m, C);
       const logits = this.arena.get('logits', m * V);
       k.matmulForward(logits, block, weight, null, m, C, V);
       // now, while this chunk's logits exist (and before a frozen head writes their gradient over them)
-      if (stats) k.logitsStats(stats.mean.subarray(first, first + m), stats.argmax.subarray(first, first + m), logits, m, V);
-      const chunkLse = lse.subarray(first, first + m);
-      const chunkTargets = tgt.subarray(first, first + m);
-      k.logprobForward(lp.subarray(first, first + m), chunkLse, logits, chunkTargets, m, V);
+      if (stats) k.logitsStats(k.view(stats.mean, first, m), k.viewInts(stats.argmax, first, m), logits, m, V);
+      const chunkLse = k.view(lse, first, m);
+      const chunkTargets = k.viewInts(targets, first, m);
+      k.logprobForward(k.view(lp, first, m), chunkLse, logits, chunkTargets, m, V);
       if (rowGrad && ones) {
         // dlogp = 1: the logits become onehot - softmax, and (onehot - softmax) W is d logp / d hidden
-        k.logprobBackward(logits, ones.subarray(0, m), logits, chunkLse, chunkTargets, m, V);
-        k.matmulBackward(rowGrad.subarray(first * C, (first + m) * C), null, null, logits, block, weight, m, C, V);
+        k.logprobBackward(logits, k.view(ones, 0, m), logits, chunkLse, chunkTargets, m, V);
+        k.matmulBackward(k.view(rowGrad, first * C, m * C), null, null, logits, block, weight, m, C, V);
       }
     }
     // hidden is the model's buffer: it stays valid until the model's next forward, which comes after backward
-    this.saved = { hidden, weight, rows, targets: tgt, C, V };
+    this.saved = { hidden, weight, rows: rowsBuf, targets, M, C, V };
     return lp;
   }
 
-  backward(dhidden: Float32Array, dweight: Float32Array | null, dlogp: FloatArray): void {
+  backward(dhidden: F, dweight: F | null, dlogp: FloatArray): void {
     if (!this.saved) throw new Error('fused loss head: backward called before forward');
-    const { hidden, weight, rows, targets, C, V } = this.saved;
+    const { hidden, weight, rows, targets, M, C, V } = this.saved;
     const k = this.kernels;
-    const M = rows.length;
     const lse = this.arena.get('lse', M);
-    const dlp = this.arena.get('dlogp', M);
-    for (let i = 0; i < M; i++) dlp[i] = dlogp[i]!;
+    const dlp = uploadDlogp(k, this.arena, dlogp, M);
     if (this.frozenWeight) {
       if (dweight) throw new Error('fused loss head: built with frozenWeight, so it cannot compute the head weight gradient');
+      // d hidden_n += dlogp_n * (d logp_n / d hidden_n): scale the saved rows, then add them where they came from
       const rowGrad = this.arena.get('row-grad', M * C);
-      for (let i = 0; i < M; i++) {
-        const n = rows[i]!;
-        k.axpy(dhidden.subarray(n * C, n * C + C), rowGrad.subarray(i * C, i * C + C), dlp[i]!, C);
-      }
+      k.scaleRows(rowGrad, dlp, M, C);
+      k.scatterAddRows(dhidden, rowGrad, rows, M, C);
       this.saved = null;
       return;
     }
     for (let first = 0; first < M; first += this.chunkRows) {
       const m = Math.min(this.chunkRows, M - first);
-      const block = gatherRows(this.arena.get('chunk-hidden', m * C), hidden, rows, first, m, C);
+      const chunkRows = k.viewInts(rows, first, m);
+      const block = this.arena.get('chunk-hidden', m * C);
+      k.gatherRows(block, hidden, chunkRows, m, C);
       // recompute this chunk's logits, then write their gradient over them
       const logits = this.arena.get('logits', m * V);
       k.matmulForward(logits, block, weight, null, m, C, V);
-      k.logprobBackward(logits, dlp.subarray(first, first + m), logits, lse.subarray(first, first + m),
-        targets.subarray(first, first + m), m, V);
+      k.logprobBackward(logits, k.view(dlp, first, m), logits, k.view(lse, first, m), k.viewInts(targets, first, m), m, V);
       const dblock = this.arena.zeros('chunk-dhidden', m * C);
       k.matmulBackward(dblock, dweight, null, logits, block, weight, m, C, V);
-      scatterAddRows(dhidden, dblock, rows, first, m, C);
+      k.scatterAddRows(dhidden, dblock, chunkRows, m, C);
     }
     this.saved = null;
   }

@@ -45,12 +45,12 @@ export function orpoLossFromLogps(logp: FloatArray, batch: PackedBatch, opts: Or
 }
 
 /** Forward + backward of the ORPO loss on one batch; ACCUMULATES into model.grads (zero them per optimizer step). */
-export function orpoStep(model: CausalLM, batch: PackedBatch, opts: OrpoOptions): OrpoLossResult {
+export function orpoStep(model: CausalLM, batch: PackedBatch, opts: OrpoOptions): Promise<OrpoLossResult> {
   return objectiveStep(model, batch, orpoObjective(opts), { head: opts.head, sharePrompt: opts.sharePrompt, stepUnits: stepUnits(batch, opts) });
 }
 
 /** Forward only: loss, metrics and per-pair average log-probs. */
-export function orpoEvaluate(model: CausalLM, batch: PackedBatch, opts: OrpoOptions): OrpoLossResult {
+export function orpoEvaluate(model: CausalLM, batch: PackedBatch, opts: OrpoOptions): Promise<OrpoLossResult> {
   return objectiveEvaluate(model, batch, orpoObjective(opts), { head: opts.head, sharePrompt: opts.sharePrompt });
 }
 
@@ -59,6 +59,6 @@ export function orpoEvaluate(model: CausalLM, batch: PackedBatch, opts: OrpoOpti
  * Hugging Face parameter names, in the checkpoint's layout (GPT-2 Conv1D as (in, out)).
  */
 export function orpoForwardBackward(model: CausalLM, batch: PreferenceBatch,
-  opts: { beta?: number; sftScope?: SftScope; sharePrompt?: boolean } = {}): { loss: number; metrics: OrpoMetrics; grads: Map<string, Float32Array> } {
+  opts: { beta?: number; sftScope?: SftScope; sharePrompt?: boolean } = {}): Promise<{ loss: number; metrics: OrpoMetrics; grads: Map<string, Float32Array> }> {
   return preferenceForwardBackward(model, batch, { method: 'orpo', beta: opts.beta ?? 0.1, sftScope: opts.sftScope ?? 'full', sharePrompt: opts.sharePrompt ?? true });
 }

@@ -12,8 +12,8 @@ import { pairStats } from './objectives/common.js';
 import { modelReference, type ReferenceModel } from './reference.js';
 import { responseLogps, scoreBatch } from './sequence-logps.js';
 
-export interface StepOptions {
-  head?: TokenLogprobHead;
+export interface StepOptions<F = Float32Array, I = Int32Array> {
+  head?: TokenLogprobHead<F, I>;
   /** one row per pair with the prompt shared (default true; pair-rows.ts), or TRL's two rows */
   sharePrompt?: boolean;
   /** the whole optimizer step's units (gradient accumulation); default this batch's */
@@ -33,17 +33,18 @@ export interface EvaluateStepResult extends StepResult {
   meanLogpsRejected: Float64Array;
 }
 
-function referenceFor(objective: Objective, batch: PackedBatch, ref: StepOptions['reference']): ReferenceLogps | null {
+async function referenceFor(objective: Objective, batch: PackedBatch, ref: StepOptions['reference']): Promise<ReferenceLogps | null> {
   if (!objective.needsReference) return null;
   if (ref === undefined || ref === null) throw new Error(`${objective.method}: needs a reference model (refModel / --ref-model) or precomputed reference log-probs`);
-  return 'logps' in ref ? ref.logps(batch) : ref;
+  return 'logps' in ref ? await ref.logps(batch) : ref;
 }
 
 /** Forward + backward of `objective` on one batch; ACCUMULATES into the model's gradients (zero them per optimizer step). */
-export function objectiveStep(model: CausalLM, batch: PackedBatch, objective: Objective, opts: StepOptions = {}): StepResult {
+export async function objectiveStep<F, I>(model: CausalLM<F, I>, batch: PackedBatch, objective: Objective,
+  opts: StepOptions<F, I> = {}): Promise<StepResult> {
   // the reference first: with LoRA it is this same model, and its forward would overwrite the policy's activations
-  const reference = referenceFor(objective, batch, opts.reference);
-  const scored = scoreBatch(model, batch, { head: opts.head, sharePrompt: opts.sharePrompt, rows: objective.trainRows, logitStats: objective.needsLogitStats });
+  const reference = await referenceFor(objective, batch, opts.reference);
+  const scored = await scoreBatch(model, batch, { head: opts.head, sharePrompt: opts.sharePrompt, rows: objective.trainRows, logitStats: objective.needsLogitStats });
   const result = objective.compute({ ...scored.scores, reference }, opts.stepUnits);
   scored.backward(result.dlogp);
   return { ...result, tokens: scored.tokens };
@@ -54,9 +55,10 @@ export function objectiveStep(model: CausalLM, batch: PackedBatch, objective: Ob
  * method-neutral ones (mean response log-probs of chosen and rejected, how often and by how much chosen wins), which
  * put every method on one scale.
  */
-export function objectiveEvaluate(model: CausalLM, batch: PackedBatch, objective: Objective, opts: StepOptions = {}): EvaluateStepResult {
-  const reference = referenceFor(objective, batch, opts.reference);
-  const scored = scoreBatch(model, batch, { head: opts.head, sharePrompt: opts.sharePrompt, rows: 'pairs', logitStats: objective.needsLogitStats });
+export async function objectiveEvaluate<F, I>(model: CausalLM<F, I>, batch: PackedBatch, objective: Objective,
+  opts: StepOptions<F, I> = {}): Promise<EvaluateStepResult> {
+  const reference = await referenceFor(objective, batch, opts.reference);
+  const scored = await scoreBatch(model, batch, { head: opts.head, sharePrompt: opts.sharePrompt, rows: 'pairs', logitStats: objective.needsLogitStats });
   const s = { ...scored.scores, reference };
   const result = objective.compute(s, undefined);
   const n = batch.nPairs;
@@ -86,14 +88,14 @@ export interface PreferenceOptions {
  * The public one-call API: loss, TRL metrics and the gradient of every parameter for a batch of token-id pairs
  * under any method, keyed by the checkpoint's Hugging Face parameter names, in the checkpoint's layout.
  */
-export function preferenceForwardBackward(model: CausalLM, batch: PreferenceBatch, opts: PreferenceOptions = {}): {
+export async function preferenceForwardBackward(model: CausalLM, batch: PreferenceBatch, opts: PreferenceOptions = {}): Promise<{
   loss: number; metrics: Metrics; grads: Map<string, Float32Array>;
-} {
+}> {
   const objective = createObjective(opts);
   const packed = collatePairs(batch.pairs, batch.pad_token_id);
   const reference = opts.refModel === undefined ? null : modelReference(opts.refModel, { sharePrompt: opts.sharePrompt, description: 'refModel' });
   model.zeroGrad();
-  const r = objectiveStep(model, packed, objective, { sharePrompt: opts.sharePrompt ?? true, reference });
+  const r = await objectiveStep(model, packed, objective, { sharePrompt: opts.sharePrompt ?? true, reference });
   // copies: the caller keeps them across later steps, which overwrite model.grads
   const grads = new Map(hfLayoutTensors(model.layout, model.grads).map((t) =>
     [t.name, t.data.buffer === model.grads.buffer ? t.data.slice() : t.data] as const));

@@ -12,7 +12,7 @@ export interface ReferenceModel {
   /** what it is, for the log */
   readonly description: string;
   /** the batch's summed response log-probs under the reference; forward only, no gradients */
-  logps(batch: PackedBatch): ReferenceLogps;
+  logps(batch: PackedBatch): Promise<ReferenceLogps>;
   /** real tokens run through the reference model so far (cost accounting) */
   readonly tokens: number;
 }
@@ -28,15 +28,16 @@ export interface SwitchableAdapters {
  * switched off for the forward. Must run before the policy's own forward of the same step when it is the same
  * model (that forward's saved activations would be overwritten).
  */
-export function modelReference(model: CausalLM, opts: { head?: TokenLogprobHead; sharePrompt?: boolean; adapters?: SwitchableAdapters; description: string }): ReferenceModel {
+export function modelReference<F, I>(model: CausalLM<F, I>, opts: { head?: TokenLogprobHead<F, I>; sharePrompt?: boolean;
+  adapters?: SwitchableAdapters; description: string }): ReferenceModel {
   let tokens = 0;
   return {
     description: opts.description,
     get tokens() { return tokens; },
-    logps(batch: PackedBatch): ReferenceLogps {
+    async logps(batch: PackedBatch): Promise<ReferenceLogps> {
       opts.adapters?.detach();
       try {
-        const scored = scoreBatch(model, batch, { head: opts.head ?? defaultHeadFor(model), sharePrompt: opts.sharePrompt });
+        const scored = await scoreBatch(model, batch, { head: opts.head ?? defaultHeadFor(model), sharePrompt: opts.sharePrompt });
         tokens += scored.tokens;
         const s = { ...scored.scores, reference: null };
         return { chosen: responseLogps(s, false, 0, batch.nPairs), rejected: responseLogps(s, false, batch.nPairs, batch.nPairs) };

@@ -114,8 +114,8 @@ function scoredTokens(batch: PackedBatch, rows: ForwardRows): ScoredTokens {
   return scored;
 }
 
-export interface ScoreOptions {
-  head?: TokenLogprobHead;
+export interface ScoreOptions<F = Float32Array, I = Int32Array> {
+  head?: TokenLogprobHead<F, I>;
   /** one row per pair with the prompt shared (default), or TRL's two rows (false) */
   sharePrompt?: boolean;
   /** 'chosen': run the chosen rows only (SFT's training forward); default both */
@@ -132,11 +132,11 @@ export interface ScoredBatch {
   backward(dlogp: Float64Array): void;
 }
 
-const defaultHeads = new WeakMap<CausalLM, TokenLogprobHead>();
+const defaultHeads = new WeakMap<object, unknown>();
 
 /** the model's own unfused head, made once: its buffers are reused across steps */
-export function defaultHeadFor(model: CausalLM): TokenLogprobHead {
-  let head = defaultHeads.get(model);
+export function defaultHeadFor<F, I>(model: CausalLM<F, I>): TokenLogprobHead<F, I> {
+  let head = defaultHeads.get(model) as TokenLogprobHead<F, I> | undefined;
   if (!head) {
     head = new UnfusedLogprobHead(model.kernels, model.precision);
     defaultHeads.set(model, head);
@@ -144,28 +144,51 @@ export function defaultHeadFor(model: CausalLM): TokenLogprobHead {
   return head;
 }
 
-/** Forward through the model and the loss head: per-token log-probs (and logit stats) in the batch's (R*T) layout. */
-export function scoreBatch(model: CausalLM, batch: PackedBatch, opts: ScoreOptions = {}): ScoredBatch {
+/** the logit-stats buffers of a model's backend, reused across batches (they only grow) */
+const statsBuffers = new WeakMap<object, { mean: unknown; argmax: unknown; size: number }>();
+
+function statsFor<F, I>(model: CausalLM<F, I>, M: number): LogitStats<F, I> {
+  const k = model.kernels;
+  let s = statsBuffers.get(model) as { mean: F; argmax: I; size: number } | undefined;
+  if (s === undefined || s.size < M) {
+    if (s !== undefined) {
+      k.free(s.mean);
+      k.free(s.argmax);
+    }
+    s = { mean: model.alloc(Math.max(M, 1)), argmax: k.allocInts(Math.max(M, 1)), size: Math.max(M, 1) };
+    statsBuffers.set(model, s);
+  }
+  return { mean: k.view(s.mean, 0, M), argmax: k.viewInts(s.argmax, 0, M) };
+}
+
+/**
+ * Forward through the model and the loss head: per-token log-probs (and logit stats) in the batch's (R*T) layout.
+ * The one awaited point of a batch: the scored log-probs (and stats) come back from the backend here.
+ */
+export async function scoreBatch<F, I>(model: CausalLM<F, I>, batch: PackedBatch, opts: ScoreOptions<F, I> = {}): Promise<ScoredBatch> {
   const head = opts.head ?? defaultHeadFor(model);
+  const k = model.kernels;
   const rows = forwardRows(batch, opts);
   const scored = scoredTokens(batch, rows);
   const { hidden } = model.forward(rows.ids, rows.B, rows.T, rows.packing);
   const c = model.config;
   const M = scored.at.length;
-  const stats: LogitStats | null = opts.logitStats === true ? { mean: new Float32Array(M), argmax: new Int32Array(M) } : null;
-  const lp = head.forward(hidden, model.headWeight(), scored.hiddenRows, scored.targets, c.hiddenSize, c.vocabSize, stats);
+  const stats = opts.logitStats === true ? statsFor(model, M) : null;
+  const lpBuf = head.forward(hidden, model.headWeight(), scored.hiddenRows, scored.targets, c.hiddenSize, c.vocabSize, stats);
+  const [lp, mean, argmax] = await Promise.all([k.download(lpBuf), stats ? k.download(stats.mean) : null,
+    stats ? k.downloadInts(stats.argmax) : null]);
   // float64 whatever the model computes in: float64 models (finite-difference tests) must not round here
   const grid = batch.rows * batch.T;
   const logp = new Float64Array(grid);
-  scored.at.forEach((n, i) => { logp[n] = lp[i]; });
+  scored.at.forEach((n, i) => { logp[n] = lp[i]!; });
   let meanLogit: Float64Array | null = null;
   let hit: Uint8Array | null = null;
-  if (stats !== null) {
+  if (mean !== null && argmax !== null) {
     meanLogit = new Float64Array(grid);
     hit = new Uint8Array(grid);
     scored.at.forEach((n, i) => {
-      meanLogit![n] = stats.mean[i];
-      hit![n] = stats.argmax[i] === scored.targets[i] ? 1 : 0;
+      meanLogit![n] = mean[i]!;
+      hit![n] = argmax[i] === scored.targets[i] ? 1 : 0;
     });
   }
   return {
@@ -173,10 +196,11 @@ export function scoreBatch(model: CausalLM, batch: PackedBatch, opts: ScoreOptio
     tokens: rows.tokens,
     backward: (dlogpGrid: Float64Array): void => {
       const dlogp = new Float64Array(M);
-      scored.at.forEach((n, i) => { dlogp[i] = dlogpGrid[n]; });
+      scored.at.forEach((n, i) => { dlogp[i] = dlogpGrid[n]!; });
       const dhidden = model.alloc(rows.B * rows.T * c.hiddenSize);
       head.backward(dhidden, model.trainBase ? model.headGrad() : null, dlogp);
       model.backward(dhidden);
+      k.free(dhidden);
     },
   };
 }

@@ -1,15 +1,11 @@
 // What every decoder shares: the flat parameter and gradient buffers with named views, an arena of activation
 // buffers reused across steps, and the linear layer (the one place LoRA hooks into).
-import type { FloatArray, Kernels } from '../backend/kernels.js';
+import type { Backend } from '../backend/kernels.js';
 import { checkSequenceLength } from './config.js';
 import { KvCache } from './kv-cache.js';
 import { headParamName, paramLayout } from './layout.js';
 import type { CausalLM, ForwardResult, ModelConfig, ParamSpec, RowPacking } from './types.js';
 
-/**
- * Activation buffers by name. A buffer grows when a larger batch arrives and is otherwise reused, so steady-state
- * training allocates nothing. `get` returns a view of exactly the requested size.
- */
 export type Precision = 'float32' | 'float64';
 
 /**
@@ -21,75 +17,113 @@ export function allocFloats(n: number, precision: Precision): Float32Array {
   return precision === 'float64' ? (new Float64Array(n) as unknown as Float32Array) : new Float32Array(n);
 }
 
-export class Arena {
-  private readonly buffers = new Map<string, Float32Array>();
+/**
+ * Activation buffers by name, allocated by the backend. A buffer grows when a larger batch arrives and is otherwise
+ * reused, so steady-state training allocates nothing. `get` returns a view of exactly the requested size.
+ */
+export class Arena<F = Float32Array, I = Int32Array> {
+  private readonly floats = new Map<string, F>();
+  private readonly intBuffers = new Map<string, I>();
+  private readonly allocFloat: (n: number) => F;
 
-  constructor(private readonly precision: Precision = 'float32') {}
+  constructor(private readonly k: Backend<F, I>, private readonly precision: Precision = 'float32') {
+    // float64 buffers are host arrays of the TypeScript backend (finite-difference tests), typed as F
+    this.allocFloat = precision === 'float64' ? (n) => allocFloats(n, 'float64') as unknown as F : (n) => k.allocFloats(n);
+  }
 
-  get(name: string, size: number): Float32Array {
-    let b = this.buffers.get(name);
-    if (!b || b.length < size) {
-      b = allocFloats(size, this.precision);
-      this.buffers.set(name, b);
+  get(name: string, size: number): F {
+    let b = this.floats.get(name);
+    if (b === undefined || this.k.lengthOf(b) < size) {
+      if (b !== undefined) this.k.free(b);
+      b = this.allocFloat(size);
+      this.floats.set(name, b);
     }
-    return b.subarray(0, size);
+    return this.k.view(b, 0, size);
   }
 
   /** a zero-filled buffer, for gradients that kernels accumulate into */
-  zeros(name: string, size: number): Float32Array {
+  zeros(name: string, size: number): F {
     const b = this.get(name, size);
-    b.fill(0);
+    this.k.zero(b, size);
+    return b;
+  }
+
+  /** an int32 buffer (token ids, row indices) by name; its contents are whatever was last uploaded */
+  ints(name: string, size: number): I {
+    let b = this.intBuffers.get(name);
+    if (b === undefined || this.k.lengthOf(b) < size) {
+      if (b !== undefined) this.k.free(b);
+      b = this.k.allocInts(size);
+      this.intBuffers.set(name, b);
+    }
+    return this.k.viewInts(b, 0, size);
+  }
+
+  /** `values` in the int32 buffer `name` (sized to fit) */
+  uploadInts(name: string, values: Int32Array): I {
+    const b = this.ints(name, values.length);
+    this.k.uploadInts(b, values);
     return b;
   }
 
   bytes(): number {
     let n = 0;
-    for (const b of this.buffers.values()) n += b.byteLength;
+    for (const b of this.floats.values()) n += this.k.lengthOf(b) * (this.precision === 'float64' ? 8 : 4);
+    for (const b of this.intBuffers.values()) n += this.k.lengthOf(b) * 4;
     return n;
   }
 }
 
 /** Extra computation attached to a linear module (LoRA adapters): runs after the base projection. */
-export interface LinearHook {
+export interface LinearHook<F = Float32Array> {
   /** called after the base projection: may add to out (B*T, OC) (LoRA adds B A x) */
-  forward(name: string, out: Float32Array, inp: Float32Array, N: number, C: number, OC: number): void;
+  forward(name: string, out: F, inp: F, N: number, C: number, OC: number): void;
   /** accumulates into dinp (N, C) its share of the gradient and records its own parameter gradients */
-  backward(name: string, dinp: Float32Array, dout: Float32Array, inp: Float32Array, N: number, C: number, OC: number): void;
+  backward(name: string, dinp: F, dout: F, inp: F, N: number, C: number, OC: number): void;
 }
 
-export abstract class DecoderBase implements CausalLM {
+/**
+ * The decoder over one backend's buffers: F and I are the backend's float and int32 buffers (typed arrays on the
+ * CPU, the defaults; GPU tensors on WebGPU). Token ids arrive as host arrays and are uploaded once per forward.
+ */
+export abstract class DecoderBase<F = Float32Array, I = Int32Array> implements CausalLM<F, I> {
   readonly layout: ParamSpec[];
-  readonly params: Float32Array;
-  readonly grads: Float32Array;
-  readonly arena: Arena;
+  readonly params: F;
+  readonly grads: F;
+  readonly arena: Arena<F, I>;
   /** keep only each layer's input during forward and recompute the layer inside backward */
   gradientCheckpointing = false;
   /** false freezes every base parameter (LoRA): backward then computes only activation gradients */
   trainBase = true;
   /** optional adapter hooks keyed by linear module name (e.g. model.layers.0.self_attn.q_proj) */
-  linearHooks = new Map<string, LinearHook>();
+  linearHooks = new Map<string, LinearHook<F>>();
   protected readonly byName = new Map<string, ParamSpec>();
+  protected readonly totalParams: number;
   protected B = 0;
   protected T = 0;
+  /** the current forward's token ids, on the host (checks) and in the backend (kernels) */
   protected ids: Int32Array = new Int32Array(0);
+  protected idsBuf!: I;
   /** positions and hidden keys of the current forward when its rows hold several sequences */
   protected packing: RowPacking | null = null;
+  /** the packing's hidden-key ranges in the backend */
+  protected hiddenKeysBuf: I | null = null;
   /** set while generating: forward then runs on new tokens only, attending over the cached prefix */
-  protected cache: KvCache | null = null;
+  protected cache: KvCache<F> | null = null;
 
-  constructor(readonly config: ModelConfig, public kernels: Kernels, readonly precision: Precision = 'float32') {
+  constructor(readonly config: ModelConfig, public kernels: Backend<F, I>, readonly precision: Precision = 'float32') {
     if (precision === 'float64' && kernels.name !== 'js') throw new Error('float64 models run on the js backend only');
     this.layout = paramLayout(config);
     for (const p of this.layout) this.byName.set(p.name, p);
-    const total = this.layout.reduce((n, p) => n + p.size, 0);
-    this.params = allocFloats(total, precision);
-    this.grads = allocFloats(total, precision);
-    this.arena = new Arena(precision);
+    this.totalParams = this.layout.reduce((n, p) => n + p.size, 0);
+    this.params = this.alloc(this.totalParams);
+    this.grads = this.alloc(this.totalParams);
+    this.arena = new Arena(kernels, precision);
   }
 
-  /** a buffer of this model's precision */
-  alloc(n: number): Float32Array {
-    return allocFloats(n, this.precision);
+  /** a zeroed buffer of this model's precision, from its backend */
+  alloc(n: number): F {
+    return this.precision === 'float64' ? allocFloats(n, 'float64') as unknown as F : this.kernels.allocFloats(n);
   }
 
   spec(name: string): ParamSpec {
@@ -102,50 +136,49 @@ export abstract class DecoderBase implements CausalLM {
     return this.byName.has(name);
   }
 
-  param(name: string): Float32Array {
+  param(name: string): F {
     const s = this.spec(name);
-    return this.params.subarray(s.offset, s.offset + s.size);
+    return this.kernels.view(this.params, s.offset, s.size);
   }
 
-  grad(name: string): Float32Array {
+  grad(name: string): F {
     const s = this.spec(name);
-    return this.grads.subarray(s.offset, s.offset + s.size);
+    return this.kernels.view(this.grads, s.offset, s.size);
   }
 
   /** gradient view when the parameter is trained, null when frozen (kernels skip null outputs) */
-  protected dparam(name: string): Float32Array | null {
+  protected dparam(name: string): F | null {
     return this.trainBase ? this.grad(name) : null;
   }
 
-  protected paramOrNull(name: string): Float32Array | null {
+  protected paramOrNull(name: string): F | null {
     return this.byName.has(name) ? this.param(name) : null;
   }
 
-  protected dparamOrNull(name: string): Float32Array | null {
+  protected dparamOrNull(name: string): F | null {
     return this.byName.has(name) ? this.dparam(name) : null;
   }
 
-  headWeight(): Float32Array {
+  headWeight(): F {
     return this.param(headParamName(this.config));
   }
 
-  headGrad(): Float32Array {
+  headGrad(): F {
     return this.grad(headParamName(this.config));
   }
 
   zeroGrad(): void {
-    this.grads.fill(0);
+    this.kernels.zero(this.grads, this.totalParams);
   }
 
   /** inp (N,C) -> out (N,OC) through module `name` (weight `name.weight`, optional `name.bias`, optional hook) */
-  protected linear(name: string, out: Float32Array, inp: Float32Array, N: number, C: number, OC: number): void {
+  protected linear(name: string, out: F, inp: F, N: number, C: number, OC: number): void {
     this.kernels.matmulForward(out, inp, this.param(name + '.weight'), this.paramOrNull(name + '.bias'), N, C, OC);
     this.linearHooks.get(name)?.forward(name, out, inp, N, C, OC);
   }
 
   /** dout (N,OC), inp (N,C) -> dinp (N,C) accumulated, parameter gradients accumulated unless frozen */
-  protected linearBackward(name: string, dinp: Float32Array | null, dout: Float32Array, inp: Float32Array,
-    N: number, C: number, OC: number): void {
+  protected linearBackward(name: string, dinp: F | null, dout: F, inp: F, N: number, C: number, OC: number): void {
     this.kernels.matmulBackward(dinp, this.dparam(name + '.weight'), this.dparamOrNull(name + '.bias'),
       dout, inp, this.param(name + '.weight'), N, C, OC);
     const hook = this.linearHooks.get(name);
@@ -161,7 +194,7 @@ export abstract class DecoderBase implements CausalLM {
    * Forward over new tokens ids (1,T) that continue the sequence held in `cache` (which it extends); returns the
    * hidden states of the new tokens. No backward may follow.
    */
-  forwardCached(cache: KvCache, ids: Int32Array): ForwardResult {
+  forwardCached(cache: KvCache<F>, ids: Int32Array): ForwardResult<F> {
     this.cache = cache;
     try {
       const r = this.forward(ids, 1, ids.length);
@@ -173,11 +206,11 @@ export abstract class DecoderBase implements CausalLM {
     }
   }
 
-  newKvCache(): KvCache {
-    return new KvCache(this.config.numLayers, this.config.numKvHeads * this.config.headDim);
+  newKvCache(): KvCache<F> {
+    return new KvCache(this.kernels, this.config.numLayers, this.config.numKvHeads * this.config.headDim);
   }
 
-  forward(ids: Int32Array, B: number, T: number, packing: RowPacking | null = null): ForwardResult {
+  forward(ids: Int32Array, B: number, T: number, packing: RowPacking | null = null): ForwardResult<F> {
     if (ids.length !== B * T) throw new Error(`forward: ids has ${ids.length} entries, expected B*T = ${B * T}`);
     if (packing && this.cache) throw new Error('forward: packed rows cannot continue a KV cache');
     if (packing && (packing.positions.length !== B * T || packing.hiddenKeys.length !== 2 * B)) {
@@ -196,13 +229,15 @@ export abstract class DecoderBase implements CausalLM {
     this.B = B;
     this.T = T;
     this.ids = ids;
+    this.idsBuf = this.arena.uploadInts('ids', ids);
     this.packing = packing;
-    return { hidden: this.forwardImpl(ids, B, T), B, T };
+    this.hiddenKeysBuf = packing ? this.arena.uploadInts('hidden-keys', packing.hiddenKeys) : null;
+    return { hidden: this.forwardImpl(B, T), B, T };
   }
 
-  backward(dhidden: FloatArray): void {
+  backward(dhidden: F): void {
     if (this.B === 0) throw new Error('backward called before forward');
-    this.backwardImpl(dhidden as Float32Array);
+    this.backwardImpl(dhidden);
   }
 
   /** arena prefix of layer l's saved activations: one shared slot when they are recomputed anyway */
@@ -210,12 +245,12 @@ export abstract class DecoderBase implements CausalLM {
     return this.gradientCheckpointing ? 'ckpt.' : `L${l}.`;
   }
 
-  private forwardImpl(ids: Int32Array, B: number, T: number): Float32Array {
+  private forwardImpl(B: number, T: number): F {
     const BT = B * T;
     const C = this.config.hiddenSize;
     // x{l} is the residual stream entering layer l: always kept, it is all checkpointing keeps
     let x = this.arena.get('x0', BT * C);
-    this.embedForward(x, ids);
+    this.embedForward(x);
     for (let l = 0; l < this.config.numLayers; l++) {
       const next = this.arena.get(`x${l + 1}`, BT * C);
       this.layerForward(l, x, next, this.slot(l));
@@ -224,7 +259,7 @@ export abstract class DecoderBase implements CausalLM {
     return this.finalForward(x);
   }
 
-  private backwardImpl(dhidden: Float32Array): void {
+  private backwardImpl(dhidden: F): void {
     const BT = this.B * this.T;
     const C = this.config.hiddenSize;
     const L = this.config.numLayers;
@@ -239,16 +274,16 @@ export abstract class DecoderBase implements CausalLM {
     this.embedBackward(dx);
   }
 
-  /** ids (B*T) -> x0 (BT,C) */
-  protected abstract embedForward(x0: Float32Array, ids: Int32Array): void;
+  /** the current ids (this.idsBuf) -> x0 (BT,C) */
+  protected abstract embedForward(x0: F): void;
   /** dx (BT,C) -> embedding gradients */
-  protected abstract embedBackward(dx: Float32Array): void;
+  protected abstract embedBackward(dx: F): void;
   /** x (BT,C) -> out (BT,C), saving activations under the arena prefix `slot` */
-  protected abstract layerForward(l: number, x: Float32Array, out: Float32Array, slot: string): void;
+  protected abstract layerForward(l: number, x: F, out: F, slot: string): void;
   /** dx (BT,C): gradient w.r.t. the layer output in, w.r.t. its input out (in place); parameter grads accumulated */
-  protected abstract layerBackward(l: number, dx: Float32Array, x: Float32Array, slot: string): void;
+  protected abstract layerBackward(l: number, dx: F, x: F, slot: string): void;
   /** x_L (BT,C) -> hidden (BT,C): the final norm */
-  protected abstract finalForward(x: Float32Array): Float32Array;
+  protected abstract finalForward(x: F): F;
   /** dhidden -> dx accumulated */
-  protected abstract finalBackward(dx: Float32Array, dhidden: Float32Array, x: Float32Array): void;
+  protected abstract finalBackward(dx: F, dhidden: F, x: F): void;
 }

@@ -32,7 +32,8 @@ export function checkParameterCount(config: ModelConfig): void {
 /** A model of this config with all parameters zero. */
 export function emptyModel(config: ModelConfig, kernels: Kernels = getKernels(), precision: Precision = 'float32'): DecoderBase {
   checkParameterCount(config);
-  return config.family === 'gpt2' ? new Gpt2Model(config, kernels, precision) : new LlamaModel(config, kernels, precision);
+  return config.family === 'gpt2' ? new Gpt2Model<Float32Array, Int32Array>(config, kernels, precision)
+    : new LlamaModel<Float32Array, Int32Array>(config, kernels, precision);
 }
 
 function isNormWeight(name: string): boolean {

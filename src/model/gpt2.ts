@@ -7,17 +7,21 @@
 // and finally hidden = ln_f(x_L).
 import { DecoderBase } from './base.js';
 
-export class Gpt2Model extends DecoderBase {
-  private positions = new Int32Array(0);
+export class Gpt2Model<F = Float32Array, I = Int32Array> extends DecoderBase<F, I> {
+  /** position ids of the current forward in the backend, uploaded by embedForward */
+  private positionsBuf!: I;
 
   private positionIds(): Int32Array {
     if (this.packing) return this.packing.positions;
     const { B, T, pos0 } = this;
-    if (this.positions.length !== B * T || this.positions[0] !== pos0) {
-      this.positions = new Int32Array(B * T);
-      for (let i = 0; i < B * T; i++) this.positions[i] = pos0 + (i % T);
-    }
-    return this.positions;
+    const positions = new Int32Array(B * T);
+    for (let i = 0; i < B * T; i++) positions[i] = pos0 + (i % T);
+    return positions;
+  }
+
+  /** the view of a (BT, 3C) qkv buffer from element `from` on: k and v for the attention kernels, rows 3C apart */
+  private tail(qkv: F, from: number): F {
+    return this.kernels.view(qkv, from, this.kernels.lengthOf(qkv) - from);
   }
 
   private dims() {
@@ -25,21 +29,22 @@ export class Gpt2Model extends DecoderBase {
     return { B: this.B, T: this.T, BT: this.B * this.T, C: c.hiddenSize, I: c.intermediateSize, NH: c.numHeads, HD: c.headDim };
   }
 
-  protected embedForward(x0: Float32Array, ids: Int32Array): void {
+  protected embedForward(x0: F): void {
     const { BT, C } = this.dims();
-    this.kernels.embeddingForward(x0, ids, this.param('transformer.wte.weight'), BT, C, false);
-    this.kernels.embeddingForward(x0, this.positionIds(), this.param('transformer.wpe.weight'), BT, C, true);
+    this.positionsBuf = this.arena.uploadInts('positions', this.positionIds());
+    this.kernels.embeddingForward(x0, this.idsBuf, this.param('transformer.wte.weight'), BT, C, false);
+    this.kernels.embeddingForward(x0, this.positionsBuf, this.param('transformer.wpe.weight'), BT, C, true);
   }
 
-  protected embedBackward(dx: Float32Array): void {
+  protected embedBackward(dx: F): void {
     const { BT, C } = this.dims();
     const dwte = this.dparam('transformer.wte.weight');
-    if (dwte) this.kernels.embeddingBackward(dwte, dx, this.ids, BT, C);
+    if (dwte) this.kernels.embeddingBackward(dwte, dx, this.idsBuf, BT, C);
     const dwpe = this.dparam('transformer.wpe.weight');
-    if (dwpe) this.kernels.embeddingBackward(dwpe, dx, this.positionIds(), BT, C);
+    if (dwpe) this.kernels.embeddingBackward(dwpe, dx, this.positionsBuf, BT, C);
   }
 
-  protected finalForward(x: Float32Array): Float32Array {
+  protected finalForward(x: F): F {
     const { BT, C } = this.dims();
     const hidden = this.arena.get('hidden', BT * C);
     this.kernels.layernormForward(hidden, this.arena.get('meanf', BT), this.arena.get('rstdf', BT), x,
@@ -47,13 +52,13 @@ export class Gpt2Model extends DecoderBase {
     return hidden;
   }
 
-  protected finalBackward(dx: Float32Array, dhidden: Float32Array, x: Float32Array): void {
+  protected finalBackward(dx: F, dhidden: F, x: F): void {
     const { BT, C } = this.dims();
     this.kernels.layernormBackward(dx, this.dparam('transformer.ln_f.weight'), this.dparam('transformer.ln_f.bias'),
       dhidden, x, this.param('transformer.ln_f.weight'), this.arena.get('meanf', BT), this.arena.get('rstdf', BT), BT, C);
   }
 
-  protected layerForward(l: number, x: Float32Array, out: Float32Array, s: string): void {
+  protected layerForward(l: number, x: F, out: F, s: string): void {
     const k = this.kernels;
     const a = this.arena;
     const { B, T, BT, C, I, NH, HD } = this.dims();
@@ -66,11 +71,11 @@ export class Gpt2Model extends DecoderBase {
     this.linear(p + 'attn.c_attn', qkv, h1, BT, C, 3 * C);
     const att = a.get(s + 'att', BT * C);
     if (this.cache) {
-      this.cache.write(l, qkv.subarray(C), qkv.subarray(2 * C), T, 3 * C);
+      this.cache.write(l, this.tail(qkv, C), this.tail(qkv, 2 * C), T, 3 * C);
       k.attentionDecode(att, qkv, this.cache.keys(l), this.cache.values(l), T, this.pos0, NH, NH, HD, 3 * C, C);
     } else {
-      k.attentionForward(att, a.get(s + 'lse', B * NH * T), qkv, qkv.subarray(C), qkv.subarray(2 * C),
-        B, T, NH, NH, HD, 3 * C, 3 * C, this.packing?.hiddenKeys);
+      k.attentionForward(att, a.get(s + 'lse', B * NH * T), qkv, this.tail(qkv, C), this.tail(qkv, 2 * C),
+        B, T, NH, NH, HD, 3 * C, 3 * C, this.hiddenKeysBuf);
     }
     const x2 = a.get(s + 'x2', BT * C);
     this.linear(p + 'attn.c_proj', x2, att, BT, C, C);
@@ -86,7 +91,7 @@ export class Gpt2Model extends DecoderBase {
     k.add(out, out, x2, BT * C);
   }
 
-  protected layerBackward(l: number, dx: Float32Array, x: Float32Array, s: string): void {
+  protected layerBackward(l: number, dx: F, x: F, s: string): void {
     const k = this.kernels;
     const a = this.arena;
     const { B, T, BT, C, I, NH, HD } = this.dims();
@@ -105,8 +110,8 @@ export class Gpt2Model extends DecoderBase {
     this.linearBackward(p + 'attn.c_proj', datt, dx, att, BT, C, C);
     const qkv = a.get(s + 'qkv', BT * 3 * C);
     const dqkv = a.zeros('dqkv', BT * 3 * C);
-    k.attentionBackward(dqkv, dqkv.subarray(C), dqkv.subarray(2 * C), datt, qkv, qkv.subarray(C), qkv.subarray(2 * C),
-      att, a.get(s + 'lse', B * NH * T), B, T, NH, NH, HD, 3 * C, 3 * C, this.packing?.hiddenKeys);
+    k.attentionBackward(dqkv, this.tail(dqkv, C), this.tail(dqkv, 2 * C), datt, qkv, this.tail(qkv, C), this.tail(qkv, 2 * C),
+      att, a.get(s + 'lse', B * NH * T), B, T, NH, NH, HD, 3 * C, 3 * C, this.hiddenKeysBuf);
     const dh1 = a.zeros('dh', BT * C);
     this.linearBackward(p + 'attn.c_attn', dh1, dqkv, a.get(s + 'h1', BT * C), BT, C, 3 * C);
     k.layernormBackward(dx, this.dparam(p + 'ln_1.weight'), this.dparam(p + 'ln_1.bias'), dh1, x,

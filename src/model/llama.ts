@@ -9,14 +9,27 @@ import { DecoderBase } from './base.js';
 import { ropeTables, type RopeTables } from './rope.js';
 import type { RowPacking } from './types.js';
 
-export class LlamaModel extends DecoderBase {
-  private rope: RopeTables | null = null;
+export class LlamaModel<F = Float32Array, I = Int32Array> extends DecoderBase<F, I> {
+  /** the cos/sin tables (positions, HD/2) in the backend, rebuilt when a longer sequence arrives */
+  private rope: { positions: number; cos: F; sin: F } | null = null;
 
   /** cos/sin per token of the current packed forward, (B*T, HD/2), gathered by position */
-  private packedRope: { packing: RowPacking; cos: Float32Array; sin: Float32Array } | null = null;
+  private packedRope: { packing: RowPacking; cos: F; sin: F } | null = null;
 
-  private ropeFor(T: number): RopeTables {
-    if (!this.rope || this.rope.positions < T) this.rope = ropeTables(this.config, Math.max(T, 64));
+  private ropeFor(T: number): { cos: F; sin: F } {
+    if (!this.rope || this.rope.positions < T) {
+      const host: RopeTables = ropeTables(this.config, Math.max(T, 64));
+      const k = this.kernels;
+      const cos = this.alloc(host.cos.length);
+      const sin = this.alloc(host.sin.length);
+      k.upload(cos, host.cos);
+      k.upload(sin, host.sin);
+      if (this.rope) {
+        k.free(this.rope.cos);
+        k.free(this.rope.sin);
+      }
+      this.rope = { positions: host.positions, cos, sin };
+    }
     return this.rope;
   }
 
@@ -24,21 +37,20 @@ export class LlamaModel extends DecoderBase {
    * rope over q or k (B,T,H,HD) in place (forward) or into dinp (backward). Packed rows give each token its own
    * position: the tables are gathered per token once per forward and the kernel sees one row of B*T tokens.
    */
-  private applyRope(backward: boolean, out: Float32Array, inp: Float32Array, H: number): void {
+  private applyRope(backward: boolean, out: F, inp: F, H: number): void {
     const { B, T, HD } = this.dims();
     const k = this.kernels;
-    let cos: Float32Array, sin: Float32Array, rows = B, width = T, pos0 = this.pos0;
+    let cos: F, sin: F, rows = B, width = T, pos0 = this.pos0;
     const packing = this.packing;
     if (packing) {
       if (this.packedRope?.packing !== packing) {
         const half = HD / 2;
         const tables = this.ropeFor(packing.length);
-        const pc = new Float32Array(B * T * half);
-        const ps = new Float32Array(B * T * half);
-        packing.positions.forEach((p, i) => {
-          pc.set(tables.cos.subarray(p * half, p * half + half), i * half);
-          ps.set(tables.sin.subarray(p * half, p * half + half), i * half);
-        });
+        const positions = this.arena.uploadInts('rope-positions', packing.positions);
+        const pc = this.arena.get('rope-cos', B * T * half);
+        const ps = this.arena.get('rope-sin', B * T * half);
+        k.gatherRows(pc, tables.cos, positions, B * T, half);
+        k.gatherRows(ps, tables.sin, positions, B * T, half);
         this.packedRope = { packing, cos: pc, sin: ps };
       }
       ({ cos, sin } = this.packedRope);
@@ -58,31 +70,31 @@ export class LlamaModel extends DecoderBase {
       NKV: c.numKvHeads, HD: c.headDim, Q: c.numHeads * c.headDim, KV: c.numKvHeads * c.headDim };
   }
 
-  protected embedForward(x0: Float32Array, ids: Int32Array): void {
+  protected embedForward(x0: F): void {
     const { BT, C } = this.dims();
-    this.kernels.embeddingForward(x0, ids, this.param('model.embed_tokens.weight'), BT, C, false);
+    this.kernels.embeddingForward(x0, this.idsBuf, this.param('model.embed_tokens.weight'), BT, C, false);
   }
 
-  protected embedBackward(dx: Float32Array): void {
+  protected embedBackward(dx: F): void {
     const { BT, C } = this.dims();
     const dwte = this.dparam('model.embed_tokens.weight');
-    if (dwte) this.kernels.embeddingBackward(dwte, dx, this.ids, BT, C);
+    if (dwte) this.kernels.embeddingBackward(dwte, dx, this.idsBuf, BT, C);
   }
 
-  protected finalForward(x: Float32Array): Float32Array {
+  protected finalForward(x: F): F {
     const { BT, C } = this.dims();
     const hidden = this.arena.get('hidden', BT * C);
     this.kernels.rmsnormForward(hidden, this.arena.get('rstdf', BT), x, this.param('model.norm.weight'), BT, C, this.config.normEps);
     return hidden;
   }
 
-  protected finalBackward(dx: Float32Array, dhidden: Float32Array, x: Float32Array): void {
+  protected finalBackward(dx: F, dhidden: F, x: F): void {
     const { BT, C } = this.dims();
     this.kernels.rmsnormBackward(dx, this.dparam('model.norm.weight'), dhidden, x, this.param('model.norm.weight'),
       this.arena.get('rstdf', BT), BT, C);
   }
 
-  protected layerForward(l: number, x: Float32Array, out: Float32Array, s: string): void {
+  protected layerForward(l: number, x: F, out: F, s: string): void {
     const k = this.kernels;
     const a = this.arena;
     const c = this.config;
@@ -113,7 +125,7 @@ export class LlamaModel extends DecoderBase {
       this.cache.write(l, kk, v, T, KV);
       k.attentionDecode(att, q, this.cache.keys(l), this.cache.values(l), T, pos0, NH, NKV, HD, Q, KV);
     } else {
-      k.attentionForward(att, a.get(s + 'lse', B * NH * T), q, kk, v, B, T, NH, NKV, HD, Q, KV, this.packing?.hiddenKeys);
+      k.attentionForward(att, a.get(s + 'lse', B * NH * T), q, kk, v, B, T, NH, NKV, HD, Q, KV, this.hiddenKeysBuf);
     }
     const x2 = a.get(s + 'x2', BT * C);
     this.linear(p + 'self_attn.o_proj', x2, att, BT, Q, C);
@@ -130,7 +142,7 @@ export class LlamaModel extends DecoderBase {
     k.add(out, out, x2, BT * C);
   }
 
-  protected layerBackward(l: number, dx: Float32Array, x: Float32Array, s: string): void {
+  protected layerBackward(l: number, dx: F, x: F, s: string): void {
     const k = this.kernels;
     const a = this.arena;
     const c = this.config;
@@ -157,7 +169,7 @@ export class LlamaModel extends DecoderBase {
     const dk = a.zeros('dk', BT * KV);
     const dv = a.zeros('dv', BT * KV);
     k.attentionBackward(dq, dk, dv, datt, a.get(s + 'q', BT * Q), a.get(s + 'k', BT * KV), a.get(s + 'v', BT * KV), att,
-      a.get(s + 'lse', B * NH * T), B, T, NH, NKV, HD, Q, KV, this.packing?.hiddenKeys);
+      a.get(s + 'lse', B * NH * T), B, T, NH, NKV, HD, Q, KV, this.hiddenKeysBuf);
     // rope is a rotation: its backward needs no saved input
     const dqPre = a.zeros('dqpre', BT * Q);
     const dkPre = a.zeros('dkpre', BT * KV);

@@ -3,7 +3,7 @@
 // maps token ids to the final normalised hidden states. The loss head (lm_head + log-softmax) lives in src/loss,
 // so a fused, chunked head can replace it without touching the model.
 
-import type { FloatArray, Kernels } from '../backend/kernels.js';
+import type { Backend } from '../backend/kernels.js';
 
 export type ModelType = 'gpt2' | 'llama' | 'mistral' | 'qwen2' | 'qwen3';
 export type Family = 'gpt2' | 'llama';
@@ -76,37 +76,40 @@ export interface RowPacking {
   length: number;
 }
 
-export interface ForwardResult {
+export interface ForwardResult<F = Float32Array> {
   /** final normalised hidden states (B*T, C) */
-  hidden: Float32Array;
+  hidden: F;
   B: number;
   T: number;
 }
 
-/** A decoder-only model: flat parameters and gradients, forward to hidden states, backward from them. */
-export interface CausalLM {
+/**
+ * A decoder-only model: flat parameters and gradients, forward to hidden states, backward from them. F and I are
+ * its backend's float and int32 buffers (host typed arrays by default, GPU tensors on WebGPU).
+ */
+export interface CausalLM<F = Float32Array, I = Int32Array> {
   readonly config: ModelConfig;
   readonly layout: readonly ParamSpec[];
   /** every parameter, one allocation */
-  readonly params: Float32Array;
+  readonly params: F;
   /** every gradient, one allocation, same layout as params */
-  readonly grads: Float32Array;
-  kernels: Kernels;
+  readonly grads: F;
+  kernels: Backend<F, I>;
   /** false freezes every base parameter (LoRA): backward then computes activation gradients only */
   trainBase: boolean;
   /** float32 always, except float64 models built for finite-difference tests */
   readonly precision: 'float32' | 'float64';
   /** view of a parameter (or gradient) by Hugging Face name */
-  param(name: string): Float32Array;
-  grad(name: string): Float32Array;
+  param(name: string): F;
+  grad(name: string): F;
   /** the (V, C) output projection (lm_head, or the token embedding when tied) and its gradient view */
-  headWeight(): Float32Array;
-  headGrad(): Float32Array;
-  /** ids (B,T) int32 -> hidden (B*T, C); saves activations for backward. Row b's token t has position t unless packed. */
-  forward(ids: Int32Array, B: number, T: number, packing?: RowPacking | null): ForwardResult;
+  headWeight(): F;
+  headGrad(): F;
+  /** ids (B,T) int32 (host) -> hidden (B*T, C); saves activations for backward. Row b's token t has position t unless packed. */
+  forward(ids: Int32Array, B: number, T: number, packing?: RowPacking | null): ForwardResult<F>;
   /** dhidden (B*T, C) -> accumulates into grads (call zeroGrad() first) */
-  backward(dhidden: FloatArray): void;
+  backward(dhidden: F): void;
   zeroGrad(): void;
   /** a zeroed buffer of the model's precision (float32, or float64 in finite-difference tests) */
-  alloc(n: number): Float32Array;
+  alloc(n: number): F;
 }

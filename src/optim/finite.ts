@@ -2,7 +2,8 @@
 // numbers leave or enter the process (a checkpoint written or loaded) and after a step already failed, never on
 // every step: with the kernels' sum of squares one pass is about 1 ms per million values, far below writing them.
 
-import type { Kernels } from '../backend/kernels.js';
+import { isHostBackend, type Backend, type Kernels } from '../backend/kernels.js';
+import { sumOfSquares } from './adamw.js';
 
 /** One named tensor in a flat buffer (a model's layout, or a LoRA adapter's A and B factors). */
 export interface NamedRange {
@@ -31,6 +32,16 @@ export function allFinite(x: Float32Array, kernels?: Kernels): boolean {
   let s = 0;
   for (let i = 0; i < x.length; i++) s += x[i]! * 0;
   return s === 0;
+}
+
+/**
+ * allFinite over a buffer of any backend: the backend's sum of squares, and only when that is not finite the values
+ * themselves (downloaded: a GPU sums in float32, so huge finite values can overflow the sum).
+ */
+export async function allFiniteOn<F, I>(k: Backend<F, I>, x: F): Promise<boolean> {
+  if (isHostBackend(k)) return allFinite(x as never, k);
+  if (Number.isFinite(await sumOfSquares(k, x))) return true;
+  return allFinite(await k.download(x));
 }
 
 /** true when every value is finite and >= 0 (AdamW's exp_avg_sq can be neither NaN nor negative). */

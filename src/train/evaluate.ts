@@ -11,14 +11,14 @@ import type { ReferenceModel } from '../loss/reference.js';
 import type { CausalLM } from '../model/types.js';
 import { MetricAccumulator } from './metrics.js';
 
-export interface EvaluateOptions {
+export interface EvaluateOptions<F = Float32Array, I = Int32Array> {
   objective: Objective;
   /** one row per pair with the prompt shared (default true; see loss/pair-rows.ts) */
   sharePrompt?: boolean;
   batchSize: number;
   padTokenId: number;
   /** the loss head (e.g. the fused, chunked one); default: the unfused reference */
-  head?: TokenLogprobHead;
+  head?: TokenLogprobHead<F, I>;
   /** the objective's reference model (DPO), or its log-probs of every pair (in the order of `pairs`), precomputed */
   reference?: ReferenceModel | ReferenceLogps | null;
   /** after every batch: pairs evaluated so far, of `total` (for a progress line: a large eval set takes minutes) */
@@ -37,7 +37,7 @@ export interface EvaluateResult {
   logpsRejected: Float64Array;
 }
 
-export function evaluatePairs(model: CausalLM, pairs: readonly TokenPair[], opts: EvaluateOptions): EvaluateResult {
+export async function evaluatePairs<F, I>(model: CausalLM<F, I>, pairs: readonly TokenPair[], opts: EvaluateOptions<F, I>): Promise<EvaluateResult> {
   if (pairs.length === 0) throw new Error('evaluatePairs: no pairs to evaluate');
   const started = performance.now();
   let batches = 0;
@@ -50,7 +50,7 @@ export function evaluatePairs(model: CausalLM, pairs: readonly TokenPair[], opts
     const ref = opts.reference ?? null;
     const end = start + batch.nPairs;
     const reference = ref === null || 'logps' in ref ? ref : { chosen: ref.chosen.subarray(start, end), rejected: ref.rejected.subarray(start, end) };
-    const out = objectiveEvaluate(model, batch, opts.objective, { sharePrompt: opts.sharePrompt ?? true, head: opts.head, reference });
+    const out = await objectiveEvaluate(model, batch, opts.objective, { sharePrompt: opts.sharePrompt ?? true, head: opts.head, reference });
     acc.add(out.metrics, opts.objective.units(batch));
     logpsChosen.set(out.meanLogpsChosen, start);
     logpsRejected.set(out.meanLogpsRejected, start);

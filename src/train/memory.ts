@@ -27,6 +27,8 @@ export interface MemoryPlanInput {
   scoredRows?: number;
   /** bytes per float of parameters and activations (4; 8 for the float64 test models) */
   bytesPerFloat?: number;
+  /** rows hold a shared prompt and two continuations (the default layout; see loss/pair-rows.ts) */
+  packed?: boolean;
 }
 
 export interface ActivationPlan {
@@ -42,6 +44,8 @@ export interface ActivationPlan {
   backwardScratch: number;
   /** LoRA: each module's x A^T and the dropout scratch */
   lora: number;
+  /** the step's inputs in the backend: token ids, positions, packed rows' hidden keys and gathered RoPE tables */
+  inputs: number;
   total: number;
 }
 
@@ -121,8 +125,9 @@ export function planMemory(p: MemoryPlanInput): MemoryPlan {
   const final = N * finalFloatsPerToken(c) * f;
   const backwardScratch = N * backwardFloatsPerToken(c) * f;
   const lora = loraActivations * f;
+  const inputs = inputBytes(c, p.rows, N, p.packed ?? true, f);
   const activations: ActivationPlan = {
-    residual, perLayer, saved, final, backwardScratch, lora, total: residual + saved + final + backwardScratch + lora,
+    residual, perLayer, saved, final, backwardScratch, lora, inputs, total: residual + saved + final + backwardScratch + lora + inputs,
   };
 
   const lossPath = lossPathBytes(c, N, p.scoredRows ?? p.rows * (p.T - 1), p.fusedLoss, p.chunkRows ?? DEFAULT_CHUNK_ROWS, f,
@@ -135,6 +140,20 @@ export function planMemory(p: MemoryPlanInput): MemoryPlan {
     parameters, trainableParameters, weights, gradients, optimizer, adapters, activations, lossPath,
     total: weights + gradients + optimizer + adapters + activations.total + lossPath,
   };
+}
+
+/**
+ * The inputs the model uploads per forward (int32 unless said): ids (N); GPT-2's positions (N); packed rows' hidden
+ * keys (2 per row) and, for RoPE models, each token's position (N) and its gathered cos and sin (N, HD/2) floats.
+ */
+function inputBytes(c: ModelConfig, rows: number, N: number, packed: boolean, f: number): number {
+  let bytes = N * 4;
+  if (c.family === 'gpt2') bytes += N * 4;
+  if (packed) {
+    bytes += 2 * rows * 4;
+    if (c.family !== 'gpt2') bytes += N * 4 + N * c.headDim * f;
+  }
+  return bytes;
 }
 
 /**
@@ -151,7 +170,8 @@ export function lossPathBytes(c: ModelConfig, N: number, M: number, fused: boole
   const C = c.hiddenSize;
   const block = fused ? Math.min(chunkRows, M) : M;
   const frozenFused = fused && frozenHead ? M * C + block - block * C : 0;
-  return (block * (2 * C + V) + 3 * M + N * C + frozenFused) * bytesPerFloat;
+  // + the scored rows' indices and targets, int32
+  return (block * (2 * C + V) + 3 * M + N * C + frozenFused) * bytesPerFloat + 2 * M * 4;
 }
 
 const GiB = 1024 ** 3;

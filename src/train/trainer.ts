@@ -13,10 +13,10 @@ import { METRIC } from '../loss/metric-names.js';
 import { addUnits, ZERO_UNITS, type Objective, type ReferenceLogps } from '../loss/objective.js';
 import { objectiveStep } from '../loss/preference.js';
 import type { ReferenceModel } from '../loss/reference.js';
-import type { TrainableBuffers } from '../lora/options.js';
+import { modelTrainable, type TrainableBuffers } from '../lora/options.js';
 import type { CausalLM } from '../model/types.js';
 import { AdamW, clipGradNorm } from '../optim/adamw.js';
-import { allFinite, allFiniteNonNegative, describeProblems, tensorProblems, type NamedRange, type TensorProblem } from '../optim/finite.js';
+import { allFinite, allFiniteNonNegative, allFiniteOn, describeProblems, tensorProblems, type NamedRange, type TensorProblem } from '../optim/finite.js';
 import { learningRateAt, resolveWarmupSteps, type ScheduleConfig } from '../optim/schedule.js';
 import { checkpointInterval, evaluationPlan, objectiveFromConfig, type TrainConfig } from './config.js';
 import { evaluatePairs } from './evaluate.js';
@@ -59,7 +59,7 @@ export interface TrainerState {
 }
 
 /** What a run trains and how it computes the loss; default: every parameter, the unfused head, the config's objective. */
-export interface TrainSetup {
+export interface TrainSetup<F = Float32Array, I = Int32Array> {
   /** the training objective (default: objectiveFromConfig(c)) */
   objective?: Objective;
   /**
@@ -67,8 +67,8 @@ export interface TrainSetup {
    * and evaluation pairs before the first step and never again (so it may be the starting policy itself)
    */
   reference?: ReferenceModel | null;
-  trainable?: TrainableBuffers;
-  heads?: { train: TokenLogprobHead; eval: TokenLogprobHead };
+  trainable?: TrainableBuffers<F>;
+  heads?: { train: TokenLogprobHead<F, I>; eval: TokenLogprobHead<F, I> };
   /** dropout on while training, off while evaluating (PEFT's model.train()/model.eval()) */
   setTraining?: (on: boolean) => void;
   /**
@@ -90,7 +90,7 @@ export interface Progress {
   eta: number;
 }
 
-export interface TrainerHooks {
+export interface TrainerHooks<F = Float32Array> {
   /** a training or evaluation record (already in state.log_history) */
   log?(record: LogRecord): void;
   /** after every optimizer step */
@@ -98,7 +98,7 @@ export interface TrainerHooks {
   /** after every evaluation batch: pairs evaluated so far of the held-out set's */
   evalProgress?(done: number, total: number): void;
   /** writes a checkpoint (weights + optimizer + state); `final` = the end of the run */
-  save?(kind: 'checkpoint' | 'final' | 'interrupt', state: TrainerState, optimizer: AdamW): Promise<void>;
+  save?(kind: 'checkpoint' | 'final' | 'interrupt', state: TrainerState, optimizer: AdamW<F>): Promise<void>;
   /** polled after every step: true = save a checkpoint and return (Ctrl-C) */
   shouldStop?(): boolean;
 }
@@ -218,15 +218,16 @@ function takeStepPairs(state: TrainerState, pairsPerStep: number, c: TrainConfig
 
 const round = (x: number): number => (Number.isFinite(x) ? Number(x.toPrecision(8)) : x);
 
-export async function train(
-  model: CausalLM,
+export async function train<F = Float32Array, I = Int32Array>(
+  model: CausalLM<F, I>,
   data: { train: readonly TokenPair[]; eval: readonly TokenPair[] | null; padTokenId: number },
   c: TrainConfig,
-  hooks: TrainerHooks = {},
+  hooks: TrainerHooks<F> = {},
   resume: ResumeFrom | null = null,
-  setup: TrainSetup = {},
+  setup: TrainSetup<F, I> = {},
 ): Promise<TrainResult> {
-  const trainable = setup.trainable ?? { params: model.params, grads: model.grads, zeroGrad: () => model.zeroGrad() };
+  const k = model.kernels;
+  const trainable = setup.trainable ?? modelTrainable(model);
   const heads = setup.heads === undefined ? {} : { train: { head: setup.heads.train }, eval: { head: setup.heads.eval } };
   if (data.train.length === 0) throw new Error('train: the training set is empty');
   const state = resume?.state ?? initialState(data.train.length, c, data.train);
@@ -235,16 +236,16 @@ export async function train(
       'resume needs the same data and options');
   }
   if (resume !== null) extendOrShorten(state, totalStepsOf(data.train.length, c), c);
-  const optimizer = new AdamW(trainable.params.length, {
+  const optimizer = new AdamW<F>(trainable.size, {
     lr: c.learning_rate, beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.weight_decay,
   }, model.kernels);
-  const layout = setup.layout ?? (setup.trainable === undefined ? model.layout : [{ name: 'trainable parameters', offset: 0, size: trainable.params.length }]);
+  const layout = setup.layout ?? (setup.trainable === undefined ? model.layout : [{ name: 'trainable parameters', offset: 0, size: trainable.size }]);
   if (resume !== null) {
     // a checkpoint's moments are checked where they enter: NaN or a negative second moment would poison every later step
     const problems = momentProblems(resume.m, resume.v, layout);
     if (problems.length > 0) throw new Error(`resume: the checkpoint's AdamW moments are corrupt: ${describeProblems(problems)}; resume from another checkpoint`);
-    optimizer.m.set(resume.m);
-    optimizer.v.set(resume.v);
+    k.upload(optimizer.m, resume.m);
+    k.upload(optimizer.v, resume.v);
     optimizer.step = resume.optimizerStep;
   }
   const objective = setup.objective ?? objectiveFromConfig(c);
@@ -259,9 +260,9 @@ export async function train(
     forwardTokens: 0, referenceTokens: 0,
   };
   /** a divergence inside step `step`, naming the tensors that hold non-finite values (looked for only now, off the hot path) */
-  const diverged = (step: number, divergence: Divergence, what: string): NonFiniteError => {
-    const weights = tensorProblems(trainable.params, layout);
-    const grads = divergence === 'gradient norm' ? tensorProblems(trainable.grads, layout) : [];
+  const diverged = async (step: number, divergence: Divergence, what: string): Promise<NonFiniteError> => {
+    const weights = tensorProblems(await k.download(trainable.params), layout);
+    const grads = divergence === 'gradient norm' ? tensorProblems(await k.download(trainable.grads), layout) : [];
     const where = weights.length > 0 ? `; the weights it started from already hold NaN/Inf: ${describeProblems(weights)}`
       : grads.length > 0 ? `; non-finite gradients in ${describeProblems(grads)}` : '';
     return new NonFiniteError(step, divergence, `${what}${where}`, step - 2);
@@ -270,11 +271,12 @@ export async function train(
   const save = async (kind: 'checkpoint' | 'final' | 'interrupt'): Promise<void> => {
     if (hooks.save === undefined) return;
     const step = state.global_step;
-    if (!allFinite(trainable.params, model.kernels)) {
-      throw new NonFiniteError(step, 'weights', `the weights after step ${step} hold NaN/Inf: ${describeProblems(tensorProblems(trainable.params, layout))}`, step - 1);
+    if (!await allFiniteOn(k, trainable.params)) {
+      throw new NonFiniteError(step, 'weights', `the weights after step ${step} hold NaN/Inf: ${describeProblems(tensorProblems(await k.download(trainable.params), layout))}`, step - 1);
     }
     // AdamW keeps exp_avg_sq >= 0 by construction (β2·v + (1-β2)·g²): finite is all there is to check before writing
-    const moments = allFinite(optimizer.m, model.kernels) && allFinite(optimizer.v, model.kernels) ? [] : momentProblems(optimizer.m, optimizer.v, layout);
+    const moments = await allFiniteOn(k, optimizer.m) && await allFiniteOn(k, optimizer.v) ? []
+      : momentProblems((await k.download(optimizer.m)).slice(), await k.download(optimizer.v), layout);
     if (moments.length > 0) throw new NonFiniteError(step, 'optimizer state', `the AdamW moments after step ${step} are corrupt: ${describeProblems(moments)}`, step - 1);
     await hooks.save(kind, state, optimizer);
   };
@@ -282,11 +284,11 @@ export async function train(
     state.log_history.push(record);
     hooks.log?.(record);
   };
-  const runEval = (): void => {
+  const runEval = async (): Promise<void> => {
     if (data.eval === null || data.eval.length === 0) return;
     setup.setTraining?.(false);
     const pre = state.eval_ref_logps;
-    const out = evaluatePairs(model, data.eval, {
+    const out = await evaluatePairs(model, data.eval, {
       objective, sharePrompt, ...heads.eval, batchSize: c.per_device_eval_batch_size, padTokenId: data.padTokenId, onProgress: hooks.evalProgress,
       reference: pre === undefined ? reference : { chosen: Float64Array.from(pre.chosen), rejected: Float64Array.from(pre.rejected) },
     });
@@ -312,15 +314,15 @@ export async function train(
   };
 
   setup.setTraining?.(true);
-  if (state.global_step === 0 && evalPlan.atStart) runEval();
+  if (state.global_step === 0 && evalPlan.atStart) await runEval();
   const started = performance.now();
   // precompute_ref_log_probs: one pass of the reference over the training set before the first step (counted in the
   // run's time, as TRL's train_runtime counts it)
   if (objective.needsReference && c.precompute_ref_log_probs && state.ref_logps === undefined) {
     // the reference may be the starting policy itself: it must not run once the policy has moved
     if (state.global_step > 0) throw new Error(`resume: the checkpoint at step ${state.global_step} holds no precomputed reference log-probs; resume it without --precompute-ref-log-probs`);
-    state.ref_logps = precomputeReference(reference!, data.train, c.per_device_eval_batch_size, data.padTokenId);
-    if (data.eval !== null && data.eval.length > 0) state.eval_ref_logps = precomputeReference(reference!, data.eval, c.per_device_eval_batch_size, data.padTokenId);
+    state.ref_logps = await precomputeReference(reference!, data.train, c.per_device_eval_batch_size, data.padTokenId);
+    if (data.eval !== null && data.eval.length > 0) state.eval_ref_logps = await precomputeReference(reference!, data.eval, c.per_device_eval_batch_size, data.padTokenId);
   }
   for (const [what, pre, pairs] of [['training', state.ref_logps, data.train], ['evaluation', state.eval_ref_logps, data.eval]] as const) {
     if (pre !== undefined && (pre.chosen.length !== pairs?.length || pre.rejected.length !== pairs.length)) {
@@ -345,20 +347,20 @@ export async function train(
     trainable.zeroGrad();
     let tokens = 0;
     for (const [i, m] of micro.entries()) {
-      const out = objectiveStep(model, m.batch, objective, { ...heads.train, sharePrompt, stepUnits, reference: referenceOf(m.picked) });
-      if (!Number.isFinite(out.loss)) throw diverged(state.global_step + 1, 'loss', `the loss is ${out.loss}`);
+      const out = await objectiveStep(model, m.batch, objective, { ...heads.train, sharePrompt, stepUnits, reference: referenceOf(m.picked) });
+      if (!Number.isFinite(out.loss)) throw await diverged(state.global_step + 1, 'loss', `the loss is ${out.loss}`);
       stepStats.add(out.metrics, units[i]!);
       tokens += m.batch.tokens;
       result.forwardTokens += out.tokens;
     }
-    const gradNorm = clipGradNorm(trainable.grads, c.max_grad_norm > 0 ? c.max_grad_norm : Infinity, model.kernels);
+    const gradNorm = await clipGradNorm(trainable.grads, c.max_grad_norm > 0 ? c.max_grad_norm : Infinity, k);
     const stepMetrics = stepStats.result();
     const stepLoss = stepMetrics[METRIC.loss]!;
-    if (!Number.isFinite(gradNorm)) throw diverged(state.global_step + 1, 'gradient norm', `the gradient norm is ${gradNorm}`);
+    if (!Number.isFinite(gradNorm)) throw await diverged(state.global_step + 1, 'gradient norm', `the gradient norm is ${gradNorm}`);
     // every objective's gradient is at least of the loss's order while the loss is far above float32's underflow, so
     // an exactly zero gradient with such a loss means an activation overflowed (x² = Inf in a norm gives 0 * x)
     if (gradNorm === 0 && stepLoss > ZERO_GRADIENT_LOSS_FLOOR) {
-      throw diverged(state.global_step + 1, 'zero gradient', `every gradient is exactly 0 while the loss is ${round(stepLoss)}: the activations ` +
+      throw await diverged(state.global_step + 1, 'zero gradient', `every gradient is exactly 0 while the loss is ${round(stepLoss)}: the activations ` +
         'overflowed float32 and the model can no longer learn');
     }
     const lr = learningRateAt(state.schedule, state.global_step);
@@ -396,7 +398,7 @@ export async function train(
       window = new MetricAccumulator(objective);
       state.window = { ...window.toJSON(), grad_norm_sum: 0, steps: 0, tokens: 0, seconds: 0 };
     }
-    if ((evalPlan.every > 0 && state.global_step % evalPlan.every === 0) || (last && evalPlan.atEnd)) runEval();
+    if ((evalPlan.every > 0 && state.global_step % evalPlan.every === 0) || (last && evalPlan.atEnd)) await runEval();
     if (last) {
       // the last step is always checkpointed (transformers' Trainer saves at the end too), so a resume with a
       // larger max_steps continues from here instead of redoing the steps after the last periodic checkpoint
@@ -420,11 +422,11 @@ export async function train(
 }
 
 /** precompute_ref_log_probs: the reference's summed response log-probs of every training pair, in dataset order */
-function precomputeReference(reference: ReferenceModel, pairs: readonly TokenPair[], batchSize: number, padTokenId: number): { chosen: number[]; rejected: number[] } {
+async function precomputeReference(reference: ReferenceModel, pairs: readonly TokenPair[], batchSize: number, padTokenId: number): Promise<{ chosen: number[]; rejected: number[] }> {
   const chosen: number[] = [];
   const rejected: number[] = [];
   for (let start = 0; start < pairs.length; start += batchSize) {
-    const r = reference.logps(collatePairs(pairs.slice(start, start + batchSize), padTokenId));
+    const r = await reference.logps(collatePairs(pairs.slice(start, start + batchSize), padTokenId));
     chosen.push(...r.chosen);
     rejected.push(...r.rejected);
   }

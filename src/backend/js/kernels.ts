@@ -1,5 +1,5 @@
 // The TypeScript reference backend: the executable specification every other backend is tested against.
-import type { Kernels } from '../kernels.js';
+import type { Kernels, ReferenceKernels } from '../kernels.js';
 import { gemm, matmulForward, matmulBackward, setMatmulBf16, getMatmulBf16 } from './matmul.js';
 import { embeddingForward, embeddingBackward } from './embedding.js';
 import { layernormForward, layernormBackward } from './layernorm.js';
@@ -9,9 +9,12 @@ import { attentionForward, attentionBackward, attentionDecode } from './attentio
 import { swigluForward, swigluBackward, geluForward, geluBackward, add, axpy } from './activations.js';
 import { logprobForward, logprobBackward, logitsStats } from './logprob.js';
 import { adamwStep, sumSquares, scale } from './optim.js';
+import { hostMemory, sumSquaresInto } from '../host.js';
 
-export const jsKernels: Kernels = {
+/** typed for all it accepts, Float64Array included (finite-difference tests) */
+export const referenceKernels: ReferenceKernels = {
   name: 'js',
+  ...hostMemory,
   setThreads(): void { /* single-threaded by design */ },
   getThreads: () => 1,
   setMatmulBf16, getMatmulBf16,
@@ -22,5 +25,8 @@ export const jsKernels: Kernels = {
   attentionForward, attentionBackward, attentionDecode,
   swigluForward, swigluBackward, geluForward, geluBackward, add, axpy,
   logprobForward, logprobBackward, logitsStats,
-  adamwStep, sumSquares, scale,
+  adamwStep, sumSquares, scale, sumSquaresInto: sumSquaresInto(sumSquares),
 };
+
+/** the same kernels, typed as every CPU backend (float32 buffers) */
+export const jsKernels: Kernels = referenceKernels;

@@ -2,10 +2,13 @@
 // interface's arguments in the interface's order, so this is a thin typed wrapper with a name.
 import type { Kernels } from '../kernels.js';
 import type { NativeAddon } from './addon.js';
+import { hostMemory, sumSquaresInto } from '../host.js';
 
 export function createNativeKernels(addon: NativeAddon): Kernels {
   return {
     name: 'native',
+    // typed-array memory and the data-movement kernels (copies and O(n) passes) are the TypeScript backend's
+    ...hostMemory,
     setThreads: (n) => addon.setThreads(n),
     getThreads: () => addon.getThreads(),
     setMatmulBf16: (on) => addon.setMatmulBf16(on),
@@ -36,5 +39,6 @@ export function createNativeKernels(addon: NativeAddon): Kernels {
     adamwStep: addon.adamwStep,
     sumSquares: addon.sumSquares,
     scale: addon.scale,
+    sumSquaresInto: sumSquaresInto(addon.sumSquares),
   };
 }
