@@ -3,47 +3,17 @@
 // require held-out preference accuracy >= 0.9, download the trained folder, unzip it, load it with the Node library
 // and check that its next-token logits equal the ones the page computed.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
 import { jsKernels } from '../src/backend/js/kernels.js';
 import { encodePrompt } from '../src/data/tokenize.js';
 import { loadTokenizer } from '../src/io/tokenizer-files.js';
 import { fullForwardLogits } from '../src/generate/generate.js';
 import { loadModel } from '../src/io/hf-model.js';
+import { buildWebPage, downloadFrom, launchChromium, newPage, NO_CHROMIUM, startServer } from './helpers/web-page.js';
 import { extractTo, unzipStored } from './web-unzip.js';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url)); // dist/test/ -> the package root
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
-
-/** npm test compiles TypeScript only; the page is bundled here (about a second) so that it is never stale. */
-async function buildWebPage(): Promise<void> {
-  const { buildWeb } = await import(pathToFileURL(join(ROOT, 'scripts', 'build-web.mjs')).href) as { buildWeb: () => Promise<string> };
-  await buildWeb();
-}
-
-/** `orpo web --port 0`, resolved with the address it prints. */
-async function startServer(): Promise<{ url: string; server: ChildProcess }> {
-  const server = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'web', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    server.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /http:\/\/127\.0\.0\.1:\d+\//.exec(output);
-      if (match !== null) resolve(match[0]);
-    });
-    server.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    server.once('exit', (code) => reject(new Error(`orpo web exited with ${code}: ${output}`)));
-  });
-  return { url, server };
-}
 
 interface SelftestResult {
   backend: string;
@@ -54,20 +24,15 @@ interface SelftestResult {
 }
 
 test('the page trains the demo to held-out accuracy >= 0.9 and its download loads in Node with the same logits', {
-  skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (apt-get install chromium); this test needs a real browser`,
+  skip: NO_CHROMIUM,
   timeout: 600_000,
 }, async () => {
   await buildWebPage();
   const { url, server } = await startServer();
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+  const browser = await launchChromium();
   const work = await mkdtemp(join(tmpdir(), 'orpo-web-'));
   try {
-    const page = await browser.newPage({ acceptDownloads: true });
-    const pageErrors: string[] = [];
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    page.on('console', (message) => {
-      if (message.type() === 'error') pageErrors.push(message.text());
-    });
+    const { page, errors: pageErrors } = await newPage(browser);
     const started = performance.now();
     await page.goto(`${url}?selftest`);
     const resultText = await page.locator('#selftest-result').filter({ hasText: /\S/ }).textContent({ timeout: 480_000 });
@@ -85,9 +50,7 @@ test('the page trains the demo to held-out accuracy >= 0.9 and its download load
     const logitsText = await page.locator('#selftest-logits').filter({ hasText: /\S/ }).textContent({ timeout: 60_000 });
     const expected = JSON.parse(logitsText!) as { prompt: string; ids: number[]; logits: number[] };
 
-    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
-    const zipFile = join(work, download.suggestedFilename());
-    await download.saveAs(zipFile);
+    const zipFile = await downloadFrom(page, '#download', work);
     const files = unzipStored(new Uint8Array(await readFile(zipFile)));
     const folderNames = [...files.keys()].map((name) => name.split('/').slice(1).join('/')).sort();
     assert.deepEqual(folderNames, ['config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']);

@@ -1,8 +1,9 @@
 /// <reference lib="dom" />
 // The page: choose a model and data, train in a Web Worker (web/worker.ts) with live curves, pause and resume,
-// compare generations before and after, download the trained folder. `?selftest` runs the built-in demo end to end
-// and writes its result as JSON into #selftest-result (and the next-token logits of a prompt into #selftest-logits,
-// so a test can check the downloaded model against what the page computed).
+// compare generations before and after, download the trained folder, the LoRA adapter or a GGUF file. `?selftest`
+// runs the built-in demo end to end and writes its result as JSON into #selftest-result (and the next-token logits
+// of a prompt into #selftest-logits, so a test can check the downloaded model against what the page computed);
+// `?logits` writes those logits after every finished run.
 import type { DataStats } from '../src/data/dataset.js';
 import type { LogRecord, Progress } from '../src/train/trainer.js';
 import type { DataSummary, TrainChoices, TrainSummary } from '../src/web/session.js';
@@ -284,6 +285,7 @@ async function runTraining(fresh: boolean, options: TrainChoices = choices()): P
       `(${what}, ${summary.trainableParameters.toLocaleString('en')} trainable parameters)` +
       (summary.firstEval === null ? '' : `; held-out preference accuracy ${acc(summary.firstEval)} -> ${acc(summary.lastEval)}`));
     if (!summary.paused && input('prompt').value !== '') await generate('gen-after');
+    if (!summary.paused && new URLSearchParams(location.search).has('logits')) await showLogits(input('prompt').value);
     drawCharts();
     return summary;
   } catch (error) {
@@ -333,7 +335,16 @@ async function selftest(): Promise<void> {
     backend, steps: summary.steps, seconds: Number(seconds.toFixed(1)),
     before: { 'eval_rewards/accuracies': accuracy(summary.firstEval) }, after: { 'eval_rewards/accuracies': accuracy(summary.lastEval) },
   });
-  $('selftest-logits').textContent = JSON.stringify({ prompt: SELFTEST.prompt, ...(await call('logits', { prompt: SELFTEST.prompt })) });
+  await showLogits(SELFTEST.prompt);
+}
+
+/**
+ * The next-token logits of the prompt under the model as trained (adapters attached after a LoRA run), into the
+ * hidden #selftest-logits: what a test checks a download against. The self-test writes them; `?logits` writes them
+ * after every finished run.
+ */
+async function showLogits(prompt: string): Promise<void> {
+  $('selftest-logits').textContent = JSON.stringify({ prompt, ...(await call('logits', { prompt })) });
 }
 
 // ------------------------------------------------------------------------------------------------ wiring
