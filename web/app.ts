@@ -296,6 +296,7 @@ async function runTraining(fresh: boolean, options: TrainChoices = choices()): P
 
 /** Hands bytes to the browser as a download named `name`. */
 function save(bytes: ArrayBuffer, name: string, type: string): void {
+  show('download-status', `${name}: ${(bytes.byteLength / 1024 ** 2).toFixed(2)} MiB`);
   const url = URL.createObjectURL(new Blob([bytes], { type }));
   const a = document.createElement('a');
   a.href = url;
@@ -309,12 +310,14 @@ function save(bytes: ArrayBuffer, name: string, type: string): void {
 const modelFolderName = (): string => (modelKind === 'demo' ? 'orpo-demo-model' : 'orpo-trained-model');
 
 async function download(what: 'model' | 'adapter'): Promise<void> {
+  show('download-status', 'packing…');
   const folder = what === 'model' ? modelFolderName() : `${modelFolderName()}-lora`;
   const { bytes } = await call('zip', { folder, dtype: $<HTMLSelectElement>('dtype').value as 'F32' | 'BF16', what });
   save(bytes, `${folder}.zip`, 'application/zip');
 }
 
 async function downloadGguf(): Promise<void> {
+  show('download-status', 'writing the GGUF file…');
   const dtype = $<HTMLSelectElement>('gguf-dtype').value as GgufDownloadDtype;
   const { bytes } = await call('gguf', { name: modelFolderName(), dtype });
   save(bytes, `${modelFolderName()}-${dtype}.gguf`, 'application/octet-stream');
@@ -375,9 +378,9 @@ $('train').onclick = guarded('train-status', async () => void (await runTraining
 $('pause').onclick = guarded('train-status', async () => void (await call('pause', {})));
 $('resume').onclick = guarded('train-status', async () => void (await runTraining(false)));
 $('generate').onclick = guarded('train-status', async () => void (await generate(before === null ? 'gen-before' : 'gen-after')));
-$('download').onclick = guarded('train-status', () => download('model'));
-$('download-adapter').onclick = guarded('train-status', () => download('adapter'));
-$('download-gguf').onclick = guarded('train-status', downloadGguf);
+$('download').onclick = guarded('download-status', () => download('model'));
+$('download-adapter').onclick = guarded('download-status', () => download('adapter'));
+$('download-gguf').onclick = guarded('download-status', downloadGguf);
 
 // the form starts at the self-test's settings, which train the demo model in well under a minute
 for (const key of ['beta', 'learning_rate', 'max_steps', 'per_device_train_batch_size', 'warmup_ratio', 'max_length', 'max_prompt_length'] as const) {

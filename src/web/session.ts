@@ -252,6 +252,7 @@ export class BrowserSession {
     if (this.run === null || this.run.key !== key || this.run.resume === null) {
       const trainPairs = (await this.readPairs(this.dataFiles.train, c)).pairs;
       const evalPairs = this.dataFiles.eval === null ? null : (await this.readPairs(this.dataFiles.eval, c)).pairs;
+      // no stale run to resume if what follows throws (target modules that match nothing)
       this.run = null;
       // a new run starts from the model as the page shows it: a previous LoRA run's adapters are folded into the
       // weights first (as `orpo merge` folds them), so training goes on from there as it does without LoRA
