@@ -11,7 +11,7 @@
     {
       "target_name": "orpo_kernels_generic",
       "type": "static_library",
-      "sources": ["native/isa_generic.cc", "native/pool.cc"],
+      "sources": ["native/isa_generic.cc", "native/pool.cc", "native/cpu.cc"],
     },
     {
       "target_name": "orpo_native",

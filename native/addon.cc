@@ -13,6 +13,7 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "cpu.h"
 #include "kernels.h"
 #include "pool.h"
 
@@ -640,6 +641,89 @@ napi_value Isa(napi_env env, napi_callback_info) {
   return s;
 }
 
+void set_number(napi_env env, napi_value obj, const char* key, double x) {
+  napi_set_named_property(env, obj, key, number(env, x));
+}
+
+void set_string(napi_env env, napi_value obj, const char* key, const char* s) {
+  napi_value v;
+  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, obj, key, v);
+}
+
+/**
+ * { isa, cache: {l1d, l2, l3, l3Sharing, source}, gemm: {mr, nr, kc, mc, nc, blocks},
+ *   bf16: {kernel, source, dpbf16, probeGflops: {f32, fma, dpbf16}} }: what a machine line needs to say which kernels
+ * ran. The first call runs the bf16 probe (a few ms) unless a bf16 GEMM already did.
+ */
+napi_value KernelInfo(napi_env env, napi_callback_info) {
+  GemmInfo g{};
+  K().gemm_info(&g);
+  const CacheSizes& cs = cache_sizes();
+  napi_value info, cache, gemm, bf16, probe, flag;
+  napi_create_object(env, &info);
+  napi_create_object(env, &cache);
+  napi_create_object(env, &gemm);
+  napi_create_object(env, &bf16);
+  napi_create_object(env, &probe);
+  set_string(env, info, "isa", K().isa);
+  set_number(env, cache, "l1d", double(cs.l1d));
+  set_number(env, cache, "l2", double(cs.l2));
+  set_number(env, cache, "l3", double(cs.l3));
+  set_number(env, cache, "l3Sharing", double(cs.l3_sharing));
+  set_string(env, cache, "source", cs.source);
+  set_number(env, gemm, "mr", double(g.mr));
+  set_number(env, gemm, "nr", double(g.nr));
+  set_number(env, gemm, "kc", double(g.kc));
+  set_number(env, gemm, "mc", double(g.mc));
+  set_number(env, gemm, "nc", double(g.nc));
+  set_string(env, gemm, "blocks", g.blocks);
+  set_string(env, bf16, "kernel", g.bf16_kernel);
+  set_string(env, bf16, "source", g.bf16_source);
+  napi_get_boolean(env, g.dpbf16, &flag);
+  napi_set_named_property(env, bf16, "dpbf16", flag);
+  set_number(env, probe, "f32", g.probe_f32);
+  set_number(env, probe, "fma", g.probe_fma);
+  set_number(env, probe, "dpbf16", g.probe_dpbf16);
+  napi_set_named_property(env, bf16, "probeGflops", probe);
+  napi_set_named_property(env, info, "cache", cache);
+  napi_set_named_property(env, info, "gemm", gemm);
+  napi_set_named_property(env, info, "bf16", bf16);
+  return info;
+}
+
+/** a string argument, or nullptr for null/undefined; `buf` holds it */
+const char* optional_string(napi_env env, napi_value v, char* buf, size_t n, bool* ok) {
+  napi_valuetype vt;
+  napi_typeof(env, v, &vt);
+  if (vt == napi_null || vt == napi_undefined) return nullptr;
+  size_t len = 0;
+  if (vt != napi_string || napi_get_value_string_utf8(env, v, buf, n, &len) != napi_ok || len + 1 >= n) {
+    *ok = false;
+    return nullptr;
+  }
+  return buf;
+}
+
+/** configureGemm(bf16Kernel: 'auto'|'fma'|'dpbf16'|null, blocks: 'derived'|'fixed'|'KC,MC,NC'|null): diagnostics */
+napi_value ConfigureGemm(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  char kbuf[32] = {0}, bbuf[64] = {0};
+  bool ok = true;
+  const char* kernel = argc > 0 ? optional_string(env, argv[0], kbuf, sizeof kbuf, &ok) : nullptr;
+  const char* blocks = argc > 1 ? optional_string(env, argv[1], bbuf, sizeof bbuf, &ok) : nullptr;
+  if (!ok || !K().gemm_configure(kernel, blocks)) {
+    char msg[200];
+    std::snprintf(msg, sizeof msg,
+                  "orpo native configureGemm: want bf16Kernel auto, fma or dpbf16 (dpbf16 only where the CPU has "
+                  "AVX512_BF16) and blocks derived, fixed or KC,MC,NC");
+    napi_throw_range_error(env, "ERR_ORPO_NATIVE_ARGUMENT", msg);
+  }
+  return undefined(env);
+}
+
 napi_value FmaPeak(napi_env env, napi_callback_info info) {
   Args a(env, info, "fmaPeakGflops", 1);
   const int64_t threads = a.size(0, "threads");
@@ -686,6 +770,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"getMatmulBf16", nullptr, GetMatmulBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"isa", nullptr, Isa, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"fmaPeakGflops", nullptr, FmaPeak, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"kernelInfo", nullptr, KernelInfo, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"configureGemm", nullptr, ConfigureGemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -15,10 +15,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 
+#include "cpu.h"
 #include "kernels.h"
 #include "pool.h"
 
@@ -69,6 +71,13 @@ static inline void parallel_for(int64_t n, int64_t grain, F f, int chunks_per_th
   chunks = ceil_div(n, step);
   auto task = [&](int64_t t) { f(t * step, min64(n, (t + 1) * step)); };
   run_tasks(chunks, task);
+}
+
+/** CPU time of the calling thread: unlike wall time it does not count time the thread was descheduled */
+static double thread_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
 }
 
 // Pointwise kernels below this many elements run on one thread.
@@ -145,7 +154,8 @@ static inline void vstore(float* p, vf x) { _mm512_storeu_ps(p, x); }
 static inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
 static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
 constexpr int MR = 12, NR = 32;  // 24 zmm accumulators + 2 for B: hides the FMA latency on both FMA pipes
-constexpr int64_t KC = 512, MC = 96, NC = 1024;
+constexpr bool kDirectRows = true;  // row-major A read in place (see gemm_serial)
+constexpr int64_t kFixedKC = 512, kFixedMC = 96, kFixedNC = 1024;  // tuned on Zen 5 before blocks were derived
 #elif defined(__AVX2__) && defined(__FMA__)
 typedef __m256 vf;
 constexpr int VL = 8;
@@ -156,7 +166,8 @@ static inline void vstore(float* p, vf x) { _mm256_storeu_ps(p, x); }
 static inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
 static inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
 constexpr int MR = 6, NR = 16;  // 12 ymm accumulators
-constexpr int64_t KC = 256, MC = 120, NC = 1024;
+constexpr bool kDirectRows = true;  // row-major A read in place (see gemm_serial)
+constexpr int64_t kFixedKC = 256, kFixedMC = 120, kFixedNC = 1024;
 #elif defined(__aarch64__)
 typedef float32x4_t vf;
 constexpr int VL = 4;
@@ -167,7 +178,8 @@ static inline void vstore(float* p, vf x) { vst1q_f32(p, x); }
 static inline vf vfma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); }
 static inline vf vadd(vf a, vf b) { return vaddq_f32(a, b); }
 constexpr int MR = 8, NR = 12;  // 24 of the 32 q registers as accumulators
-constexpr int64_t KC = 256, MC = 128, NC = 1020;
+constexpr bool kDirectRows = true;  // row-major A read in place (see gemm_serial)
+constexpr int64_t kFixedKC = 256, kFixedMC = 128, kFixedNC = 1020;
 #else
 // Portable: a 4-float struct the compiler maps onto whatever vector unit the target has (SSE2 on x86-64).
 struct vf {
@@ -189,7 +201,10 @@ static inline vf vadd(vf a, vf b) {
   return a;
 }
 constexpr int MR = 4, NR = 8;
-constexpr int64_t KC = 256, MC = 128, NC = 1024;
+// Row-major A read in place runs at a third of the packed speed here: the struct-of-4 vectors spill in that
+// variant of the micro-kernel (1024x192x512: 9.5 against 31.6 GFLOP/s on Zen 5), so this table packs it.
+constexpr bool kDirectRows = false;
+constexpr int64_t kFixedKC = 256, kFixedMC = 128, kFixedNC = 1024;
 #endif
 constexpr int NV = NR / VL;  // vectors per micro-tile row
 
@@ -199,17 +214,61 @@ struct MatView {
   int64_t rs, cs;
 };
 
+// bfloat16 rounding (see "bfloat16 GEMM" below), here because the packing routines apply it as they copy.
+
+/**
+ * x rounded to the nearest bfloat16 (ties to even), as the top 16 bits of a float32; NaN stays a (quiet) NaN.
+ * Branch-free, so the loops that call it vectorise.
+ */
+static inline uint32_t bf16_bits(float x) {
+  const uint32_t u = __builtin_bit_cast(uint32_t, x);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (u >> 16) | 0x40u;
+  return (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded;
+}
+
+static inline float bf16_round(float x) { return __builtin_bit_cast(float, bf16_bits(x) << 16); }
+
+/** x, or x rounded to bf16: the packing routines' element copy */
+template <bool kRound>
+static inline float pack_value(float x) {
+  return kRound ? bf16_round(x) : x;
+}
+
+/** p[0..n) rounded to bf16 in place: the packing routines' pass over a block they wrote with a strided scalar loop */
+static inline void round_span(float* p, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) p[i] = bf16_round(p[i]);
+}
+
+#if defined(__AVX512F__)
+/** bf16_round on 16 lanes */
+static inline __m512 bf16_round16(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i hi = _mm512_set1_epi32(int(0xffff0000u));
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), hi);
+  const __m512i quiet = _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), hi);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  return _mm512_castsi512_ps(_mm512_mask_mov_epi32(rounded, nan, quiet));
+}
+#endif
+
 #if defined(__AVX512F__)
 /**
  * d (16, MR) k-major = 16 floats of each of MR = 12 row-major rows (row stride lda), by a 16x16 in-register
  * transpose (rows 12..15 zero): 192 scalar load/store pairs were a quarter of the lm head's dinp, which packs
  * its whole (rows, vocab) dout this way (4 KiB row stride).
  */
+template <bool kRound>
 static inline void pack_a_rows_x16(float* d, const float* src, int64_t lda) {
   static_assert(MR == 12, "the transpose stores 12 rows");
   __m512 r[16], t[16];
 #pragma GCC unroll 16
-  for (int i = 0; i < 16; i++) r[i] = i < MR ? _mm512_loadu_ps(src + i * lda) : _mm512_setzero_ps();
+  for (int i = 0; i < 16; i++) {
+    r[i] = i < MR ? _mm512_loadu_ps(src + i * lda) : _mm512_setzero_ps();
+    if (kRound) r[i] = bf16_round16(r[i]);
+  }
   // per 128-bit lane: pairs of rows interleaved, then rows 4i..4i+3 of column 4L+j in r[4i+j] lane L
 #pragma GCC unroll 8
   for (int i = 0; i < 8; i++) {
@@ -241,13 +300,18 @@ static inline void pack_a_rows_x16(float* d, const float* src, int64_t lda) {
 }
 constexpr bool kPackARowsX16 = true;
 #else
+template <bool kRound>
 static inline void pack_a_rows_x16(float*, const float*, int64_t) {}
 constexpr bool kPackARowsX16 = false;
 #endif
 
 constexpr int64_t kPackPrefetchRows = 24;  // how far ahead pack_a prefetches a transposed A's rows
 
-/** A (i0.., k0..) block of mc x kc -> MR-tall slivers, each laid out k-major (MR floats per k), zero padded */
+/**
+ * A (i0.., k0..) block of mc x kc -> MR-tall slivers, each laid out k-major (MR floats per k), zero padded;
+ * kRound: rounded to bf16 on the way (one pass instead of a copy and a rounding pass)
+ */
+template <bool kRound>
 static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
   if (A.rs == 1) {  // stored transposed: the block's mc floats at each k are contiguous
     // k outermost, so each row segment of A is read whole, once, in order: sliver by sliver, a transposed
@@ -261,11 +325,16 @@ static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, in
         float* dk = dst + s * kc + k * MR;
         const int64_t rows = min64(MR, mc - s);
         if (rows == MR) {
-          std::memcpy(dk, src + s, sizeof(float) * MR);
+          if (kRound) {
+#pragma omp simd
+            for (int r = 0; r < MR; r++) dk[r] = bf16_round(src[s + r]);
+          } else {
+            std::memcpy(dk, src + s, sizeof(float) * MR);
+          }
           continue;
         }
         int64_t r = 0;
-        for (; r < rows; r++) dk[r] = src[s + r];
+        for (; r < rows; r++) dk[r] = pack_value<kRound>(src[s + r]);
         for (; r < MR; r++) dk[r] = 0.0f;
       }
     }
@@ -278,20 +347,23 @@ static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, in
     for (int64_t kb = 0; kb < kc; kb += 16) {
       const int64_t kn = min64(16, kc - kb);
       if (kPackARowsX16 && kn == 16 && rows == MR && A.cs == 1) {
-        pack_a_rows_x16(d + kb * MR, A.p + (i0 + s) * A.rs + k0 + kb, A.rs);
+        pack_a_rows_x16<kRound>(d + kb * MR, A.p + (i0 + s) * A.rs + k0 + kb, A.rs);
         continue;
       }
       for (int64_t r = 0; r < rows; r++) {
         const float* src = A.p + (i0 + s + r) * A.rs + (k0 + kb) * A.cs;
         for (int64_t k = 0; k < kn; k++) d[(kb + k) * MR + r] = src[k * A.cs];
       }
+      // rounding inside the strided loop above kept it scalar (12% slower products at hidden size 192)
+      if (kRound) round_span(d + kb * MR, kn * MR);
     }
     for (int64_t r = rows; r < MR; r++)
       for (int64_t k = 0; k < kc; k++) d[k * MR + r] = 0.0f;
   }
 }
 
-/** B (k0.., j0..) block of kc x nc -> NR-wide slivers, each laid out k-major (NR floats per k), zero padded */
+/** B (k0.., j0..) block of kc x nc -> NR-wide slivers, each laid out k-major (NR floats per k), zero padded; kRound: see pack_a */
+template <bool kRound>
 static void pack_b(float* dst, MatView B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
   for (int64_t s = 0; s < nc; s += NR) {
     const int64_t cols = min64(NR, nc - s);
@@ -300,8 +372,13 @@ static void pack_b(float* dst, MatView B, int64_t k0, int64_t kc, int64_t j0, in
       for (int64_t k = 0; k < kc; k++) {
         const float* src = B.p + (k0 + k) * B.rs + (j0 + s);
         float* dk = d + k * NR;
+        if (cols == NR) {
+#pragma omp simd
+          for (int64_t j = 0; j < NR; j++) dk[j] = pack_value<kRound>(src[j]);
+          continue;
+        }
         int64_t j = 0;
-        for (; j < cols; j++) dk[j] = src[j];
+        for (; j < cols; j++) dk[j] = pack_value<kRound>(src[j]);
         for (; j < NR; j++) dk[j] = 0.0f;
       }
     } else {  // stored transposed, columns contiguous along k: transpose in 16-deep steps (see pack_a)
@@ -311,6 +388,7 @@ static void pack_b(float* dst, MatView B, int64_t k0, int64_t kc, int64_t j0, in
           const float* src = B.p + (k0 + kb) * B.rs + (j0 + s + j) * B.cs;
           for (int64_t k = 0; k < kn; k++) d[(kb + k) * NR + j] = src[k * B.rs];
         }
+        if (kRound) round_span(d + kb * NR, kn * NR);  // (see pack_a)
       }
       for (int64_t j = cols; j < NR; j++)
         for (int64_t k = 0; k < kc; k++) d[k * NR + j] = 0.0f;
@@ -355,24 +433,15 @@ static inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t l
 
 // ------------------------------------------------------------------------------------------------ bfloat16 GEMM
 //
-// With matmul_bf16() on, both packed operands are rounded to bfloat16 (round to nearest even, as PyTorch's
-// .to(torch.bfloat16)) and their products summed in float32. Where the CPU has AVX512_BF16 the packed slivers are
-// rewritten as bf16 pairs along k and VDPBF16PS (two products per lane, 1.8x the FMA peak here) does the work;
-// elsewhere the rounded float32 slivers go through the float32 micro-kernel: the same rounding of the inputs, the
-// float32 sums differing only in order.
-
-/** x rounded to the nearest bfloat16 (ties to even), as the top 16 bits of a float32; NaN stays NaN */
-static inline uint32_t bf16_bits(float x) {
-  const uint32_t u = __builtin_bit_cast(uint32_t, x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;  // NaN: keep it a (quiet) NaN
-  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-
-static inline float bf16_round(float x) { return __builtin_bit_cast(float, bf16_bits(x) << 16); }
-
-static void round_to_bf16(float* p, int64_t n) {
-  for (int64_t i = 0; i < n; i++) p[i] = bf16_round(p[i]);
-}
+// With matmul_bf16() on, both operands are rounded to bfloat16 (round to nearest even, as PyTorch's
+// .to(torch.bfloat16)) and their products summed in float32. Two paths compute exactly that, differing only in the
+// order of the float32 sums (a product of two bf16 values is exact in float32, so neither rounds a product):
+//   dpbf16: the packed slivers are rewritten as bf16 pairs along k and VDPBF16PS does two products per lane. On
+//     Zen 4/5 it has twice the FMA throughput; on Sapphire Rapids it issues on one port and is 30% slower than
+//     float32 FMA. Needs AVX512_BF16 (and this table's 12x32 micro-tile).
+//   fma: the operands are rounded to bf16 as float32 values and go through the float32 micro-kernel. Any CPU.
+// Which is faster is measured, not assumed from the flags: the first bf16 GEMM (or gemm_info) times both on one
+// thread (bf16_choice below); ORPO_BF16_KERNEL=fma|dpbf16 forces one.
 
 #if defined(__AVX512F__) && defined(__x86_64__)
 constexpr bool kBf16Kernel = MR == 12 && NR == 32;
@@ -390,11 +459,18 @@ static bool cpu_has_avx512bf16() {
  * 2p + 1 (high half, 0 past kc). B slivers (kc, NR) the same with NR columns: `width` floats per k.
  */
 static void to_bf16_pairs(uint32_t* dst, const float* src, int64_t kc, int64_t width) {
-  for (int64_t p = 0; 2 * p < kc; p++) {
+  int64_t p = 0;
+  for (; 2 * p + 1 < kc; p++) {
     const float* r0 = src + 2 * p * width;
-    const float* r1 = 2 * p + 1 < kc ? r0 + width : nullptr;
+    const float* r1 = r0 + width;
     uint32_t* d = dst + p * width;
-    for (int64_t j = 0; j < width; j++) d[j] = bf16_bits(r0[j]) | (r1 ? bf16_bits(r1[j]) << 16 : 0u);
+#pragma omp simd
+    for (int64_t j = 0; j < width; j++) d[j] = bf16_bits(r0[j]) | bf16_bits(r1[j]) << 16;
+  }
+  if (2 * p < kc) {  // odd kc: the last pair's high half is zero
+    const float* r0 = src + 2 * p * width;
+    uint32_t* d = dst + p * width;
+    for (int64_t j = 0; j < width; j++) d[j] = bf16_bits(r0[j]);
   }
 }
 
@@ -429,14 +505,227 @@ static void to_bf16_pairs(uint32_t*, const float*, int64_t, int64_t) {}
 static void micro_kernel_bf16(int64_t, const uint32_t*, const uint32_t*, float*, int64_t, bool) {}
 #endif
 
+static bool dpbf16_available() { return kBf16Kernel && cpu_has_avx512bf16(); }
+
+// ------------------------------------------------------------------------------------------------ GEMM plan
+//
+// What one GEMM call runs with, fixed before any thread starts: the cache blocks and the arithmetic.
+
+constexpr int kModeF32 = 0, kModeBf16Fma = 1, kModeBf16Dp = 2;
+
+struct GemmPlan {
+  int64_t kc, mc, nc;
+  int mode;
+};
+
+struct Blocks {
+  int64_t kc, mc, nc;
+  const char* source;
+};
+
+static int64_t round_down(int64_t x, int64_t m) { return max64(m, x / m * m); }
+
+/**
+ * The cache blocks from the detected cache sizes, for this table's loop order: the B panel (KC x NC) is packed once
+ * per (NC, KC) step, then each packed A block (MC x KC) is multiplied by every B sliver (KC x NR) of the panel, each
+ * B sliver reused across the block's MC/MR micro-kernel calls.
+ *   MC: the table's constant (8 micro-tiles on AVX-512; 48 to 192 rows measured the same on Zen 5).
+ *   KC: as deep as L2 allows: the A block and one B sliver in a quarter of one core's L2 (the rest is left to the
+ *       B slivers streaming through and to C), 256 to 1024. Both operands stream from L2 at these depths (a B
+ *       sliver at KC 512 is 64 KiB, more than L1d), so depth is limited by L2, not L1; what depth buys is fewer
+ *       round trips of the C tile per flop: on Zen 5 (1 MiB L2) KC 256 was 4% slower than 512, 768 and 1024 the
+ *       same as 512. 1 MiB gives 512 (AVX-512), 2 MiB (Sapphire Rapids) 1024, 256 KiB (older client cores) 256.
+ *   NC: the B panel (KC x NC) in half of one core's share of L3 (the L3 divided by the logical CPUs sharing it, or
+ *       by all online CPUs when the CPU does not say), 512 to 2048 columns: on Zen 5, 256 was 3% slower and 128 6%
+ *       (each A block then meets too few B slivers), 512 to 2048 the same.
+ * No sizes detected: the fixed blocks above.
+ */
+static Blocks derive_blocks(const CacheSizes& cs) {
+  if (cs.l1d <= 0 || cs.l2 <= 0) return Blocks{kFixedKC, kFixedMC, kFixedNC, "fixed"};
+  const int64_t mc = kFixedMC;
+  const int64_t kc = max64(256, min64(1024, cs.l2 / 4 / (4 * (mc + NR)) / 16 * 16));
+  const int64_t sharing = cs.l3_sharing > 0 ? cs.l3_sharing : max64(1, cs.cpus);
+  const int64_t l3_share = cs.l3 > 0 ? cs.l3 / sharing : 0;
+  const int64_t nc_wanted = l3_share > 0 ? l3_share / 2 / (4 * kc) : kFixedNC;
+  const int64_t nc = round_down(max64(512, min64(2048, nc_wanted)), NR);
+  return Blocks{kc, mc, nc, "cache sizes"};
+}
+
+/** "KC,MC,NC" -> blocks (MC and NC rounded down to whole micro-tiles, at least one), or false */
+static bool parse_blocks(const char* s, Blocks* out) {
+  long v[3];
+  int used = 0;
+  if (std::sscanf(s, "%ld,%ld,%ld%n", &v[0], &v[1], &v[2], &used) != 3 || s[used] != '\0') return false;
+  // bounded so the packing buffers (KC x NC and KC x MC floats per thread) stay allocatable
+  if (v[0] < 1 || v[1] < 1 || v[2] < 1 || v[0] > 4096 || v[1] > 4096 || v[2] > 8192) return false;
+  *out = Blocks{v[0], round_down(v[1], MR), round_down(v[2], NR), "ORPO_GEMM_BLOCKS"};
+  return true;
+}
+
+/** the blocks a process starts with: ORPO_GEMM_BLOCKS=fixed|derived|KC,MC,NC, else derived */
+static Blocks initial_blocks() {
+  const char* env = std::getenv("ORPO_GEMM_BLOCKS");
+  Blocks b;
+  if (env && std::strcmp(env, "fixed") == 0) return Blocks{kFixedKC, kFixedMC, kFixedNC, "fixed"};
+  if (env && *env && std::strcmp(env, "derived") != 0) {
+    if (parse_blocks(env, &b)) return b;
+    std::fprintf(stderr, "orpo: ignoring ORPO_GEMM_BLOCKS=%s (want fixed, derived or KC,MC,NC)\n", env);
+  }
+  return derive_blocks(cache_sizes());
+}
+
+// The process-wide choices live behind pointers to immutable records, swapped atomically (gemm_configure may
+// replace them; readers copy what they need into the GemmPlan before any thread starts). Replaced records are
+// leaked: a few dozen bytes per diagnostic call.
+static const Blocks* g_blocks = nullptr;
+
+static const Blocks& gemm_blocks() {
+  const Blocks* b = __atomic_load_n(&g_blocks, __ATOMIC_ACQUIRE);
+  if (b) return *b;
+  Blocks* fresh = new Blocks(initial_blocks());
+  const Blocks* expected = nullptr;
+  if (__atomic_compare_exchange_n(&g_blocks, &expected, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return *fresh;
+  delete fresh;
+  return *expected;
+}
+
+struct Bf16Choice {
+  int mode;  // kModeBf16Fma or kModeBf16Dp
+  const char* source;
+  double f32, fma, dp;  // probe GFLOP/s
+};
+
+static const Bf16Choice* g_bf16 = nullptr;
+
+static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, int64_t N, int64_t K, bool acc,
+                        const GemmPlan& plan);
+
+/**
+ * Single-thread GFLOP/s of each path on one mid-sized product, the shape of a linear layer's forward (weights stored
+ * transposed), by the thread's CPU clock: best of up to 5 interleaved rounds after a warm-up, 2 when a round takes
+ * over 5 ms (the portable build). About 10 ms once per process on an AVX-512 core, half of it the first touch of the
+ * buffers; a smaller product would exaggerate the packing, which the paths do differently.
+ */
+static void probe_paths(double* f32, double* fma, double* dp) {
+  constexpr int64_t M = 192, N = 384, K = 256;  // two A blocks of 12 B slivers: every step of the blocked loop
+  float* buf = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * (M * K + N * K + M * N)));
+  float* a = buf;
+  float* b = a + M * K;
+  float* c = b + N * K;
+  uint32_t x = 12345;
+  for (int64_t i = 0; i < M * K + N * K; i++) {
+    x = x * 1664525u + 1013904223u;
+    buf[i] = float(int32_t(x >> 8) - (1 << 23)) * (1.0f / (1 << 23));
+  }
+  const Blocks& blk = gemm_blocks();
+  const bool has_dp = dpbf16_available();
+  const int modes[3] = {kModeF32, kModeBf16Fma, kModeBf16Dp};
+  double best[3] = {1e30, 1e30, 1e30};
+  const MatView Av{a, K, 1}, Bv{b, 1, K};
+  for (int round = 0; round < 6; round++) {  // round 0 warms the caches and the scratch buffers up
+    const double r0 = thread_cpu_seconds();
+    for (int m = 0; m < 3; m++) {
+      if (modes[m] == kModeBf16Dp && !has_dp) continue;
+      const GemmPlan plan{blk.kc, blk.mc, blk.nc, modes[m]};
+      const double t0 = thread_cpu_seconds();
+      gemm_serial(c, N, Av, Bv, M, N, K, false, plan);
+      const double t = thread_cpu_seconds() - t0;
+      if (round > 0 && t < best[m]) best[m] = t;
+    }
+    if (round >= 2 && thread_cpu_seconds() - r0 > 5e-3) break;
+  }
+  std::free(buf);
+  const double flops = 2.0 * M * N * K;
+  *f32 = flops / best[0] * 1e-9;
+  *fma = flops / best[1] * 1e-9;
+  *dp = has_dp ? flops / best[2] * 1e-9 : 0.0;
+}
+
+/** ORPO_BF16_KERNEL, else the probe's faster path */
+static Bf16Choice initial_bf16() {
+  Bf16Choice ch{kModeBf16Fma, "probe", 0, 0, 0};
+  probe_paths(&ch.f32, &ch.fma, &ch.dp);
+  const char* env = std::getenv("ORPO_BF16_KERNEL");
+  if (env && std::strcmp(env, "fma") == 0) {
+    ch.mode = kModeBf16Fma;
+    ch.source = "ORPO_BF16_KERNEL";
+  } else if (env && std::strcmp(env, "dpbf16") == 0 && dpbf16_available()) {
+    ch.mode = kModeBf16Dp;
+    ch.source = "ORPO_BF16_KERNEL";
+  } else {
+    if (env && *env && std::strcmp(env, "auto") != 0)
+      std::fprintf(stderr, "orpo: ignoring ORPO_BF16_KERNEL=%s (%s)\n", env,
+                   std::strcmp(env, "dpbf16") == 0 ? "this CPU or kernel table has no VDPBF16PS"
+                                                   : "want auto, fma or dpbf16");
+    if (!dpbf16_available()) ch.source = "only";
+    else if (ch.dp > ch.fma) ch.mode = kModeBf16Dp;
+  }
+  return ch;
+}
+
+static const Bf16Choice& bf16_choice() {
+  const Bf16Choice* b = __atomic_load_n(&g_bf16, __ATOMIC_ACQUIRE);
+  if (b) return *b;
+  Bf16Choice* fresh = new Bf16Choice(initial_bf16());
+  const Bf16Choice* expected = nullptr;
+  if (__atomic_compare_exchange_n(&g_bf16, &expected, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return *fresh;
+  delete fresh;
+  return *expected;
+}
+
+/** the plan of the next GEMM: blocks, and the bf16 path when bf16 is on (probing on first use) */
+static GemmPlan gemm_plan() {
+  const Blocks& b = gemm_blocks();
+  return GemmPlan{b.kc, b.mc, b.nc, matmul_bf16() ? bf16_choice().mode : kModeF32};
+}
+
+static void gemm_info(GemmInfo* out) {
+  const Blocks& b = gemm_blocks();
+  const Bf16Choice& ch = bf16_choice();
+  *out = GemmInfo{MR, NR, b.kc, b.mc, b.nc, b.source, ch.mode == kModeBf16Dp ? "dpbf16" : "fma", ch.source,
+                  dpbf16_available(), ch.f32, ch.fma, ch.dp};
+}
+
+static bool gemm_configure(const char* bf16_kernel, const char* blocks) {
+  Blocks nb{};
+  if (blocks) {
+    if (std::strcmp(blocks, "fixed") == 0) nb = Blocks{kFixedKC, kFixedMC, kFixedNC, "fixed"};
+    else if (std::strcmp(blocks, "derived") == 0) nb = derive_blocks(cache_sizes());
+    else if (parse_blocks(blocks, &nb)) nb.source = "set";
+    else return false;
+  }
+  int mode = -1;
+  if (bf16_kernel) {
+    if (std::strcmp(bf16_kernel, "fma") == 0) mode = kModeBf16Fma;
+    else if (std::strcmp(bf16_kernel, "dpbf16") == 0 && dpbf16_available()) mode = kModeBf16Dp;
+    else if (std::strcmp(bf16_kernel, "auto") != 0) return false;
+  }
+  if (blocks) __atomic_store_n(&g_blocks, new Blocks(nb), __ATOMIC_RELEASE);
+  if (bf16_kernel) {
+    const Bf16Choice& cur = bf16_choice();  // keeps the probe's numbers
+    Bf16Choice* next = new Bf16Choice(cur);
+    if (mode < 0) {
+      next->mode = dpbf16_available() && cur.dp > cur.fma ? kModeBf16Dp : kModeBf16Fma;
+      next->source = dpbf16_available() ? "probe" : "only";
+    } else {
+      next->mode = mode;
+      next->source = "set";
+    }
+    __atomic_store_n(&g_bf16, next, __ATOMIC_RELEASE);
+  }
+  return true;
+}
+
 /** One thread's GEMM: c (M,N) row stride ldc [+]= A (M,K) @ B (K,N), both strided views */
-static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, int64_t N, int64_t K, bool acc) {
+static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, int64_t N, int64_t K, bool acc,
+                        const GemmPlan& plan) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!acc)
       for (int64_t i = 0; i < M; i++) std::memset(c + i * ldc, 0, static_cast<size_t>(N) * 4);
     return;
   }
+  const int64_t KC = plan.kc, MC = plan.mc, NC = plan.nc;
   float* bp = scratch(0, KC * min64(NC, ceil_div(N, NR) * NR));
   float* ap = scratch(1, KC * min64(MC, ceil_div(M, MR) * MR));
   alignas(64) float tile[MR * NR];
@@ -448,32 +737,32 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
   // A stored transposed (dweight = dout^T @ inp) is read in place too, MR consecutive floats per k: packing it
   // was a quarter of dweight's time at hidden size 192 (strided gathers of a 1.5 MB operand), with the same
   // 4 KiB rule for its column stride.
-  // bf16: both operands are packed (and rounded there); with AVX512_BF16, as bf16 pairs for VDPBF16PS
-  const bool bf16 = matmul_bf16();
-  const bool pairs = bf16 && kBf16Kernel && cpu_has_avx512bf16();
-  uint32_t* bpairs = pairs ? reinterpret_cast<uint32_t*>(scratch(6, KC / 2 * min64(NC, ceil_div(N, NR) * NR))) : nullptr;
-  uint32_t* apairs = pairs ? reinterpret_cast<uint32_t*>(scratch(7, KC / 2 * min64(MC, ceil_div(M, MR) * MR))) : nullptr;
-  const bool direct_a = !bf16 && ((A.cs == 1 && A.rs % 1024 != 0) || (A.rs == 1 && A.cs % 1024 != 0));
+  // bf16: both operands are packed (and rounded there); on the dpbf16 path as bf16 pairs for VDPBF16PS
+  const bool bf16 = plan.mode != kModeF32;
+  const bool pairs = plan.mode == kModeBf16Dp;
+  const int64_t kpmax = ceil_div(KC, 2);
+  uint32_t* bpairs = pairs ? reinterpret_cast<uint32_t*>(scratch(6, kpmax * min64(NC, ceil_div(N, NR) * NR))) : nullptr;
+  uint32_t* apairs = pairs ? reinterpret_cast<uint32_t*>(scratch(7, kpmax * min64(MC, ceil_div(M, MR) * MR))) : nullptr;
+  const bool direct_a = !bf16 && ((kDirectRows && A.cs == 1 && A.rs % 1024 != 0) || (A.rs == 1 && A.cs % 1024 != 0));
   const bool direct_a_transposed = A.rs == 1;
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = min64(NC, N - jc);
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = min64(KC, K - pc);
       const bool acc_here = acc || pc > 0;
-      pack_b(bp, B, pc, kc, jc, nc);
+      // rounded while packed on the fma path; the dpbf16 path rounds as it makes the pairs
+      if (plan.mode == kModeBf16Fma) pack_b<true>(bp, B, pc, kc, jc, nc);
+      else pack_b<false>(bp, B, pc, kc, jc, nc);
       const int64_t kp = (kc + 1) / 2;  // bf16 pairs along k
       if (pairs)
         for (int64_t s = 0; s < nc; s += NR) to_bf16_pairs(bpairs + s * kp, bp + s * kc, kc, NR);
-      else if (bf16)
-        round_to_bf16(bp, ceil_div(nc, NR) * NR * kc);
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = min64(MC, M - ic);
         const int64_t full = direct_a ? mc / MR * MR : 0;  // rows read in place; the rest is packed
-        pack_a(ap, A, ic + full, mc - full, pc, kc);
+        if (plan.mode == kModeBf16Fma) pack_a<true>(ap, A, ic + full, mc - full, pc, kc);
+        else pack_a<false>(ap, A, ic + full, mc - full, pc, kc);
         if (pairs)
           for (int64_t s = 0; s < mc; s += MR) to_bf16_pairs(apairs + s * kp, ap + s * kc, kc, MR);
-        else if (bf16)
-          round_to_bf16(ap, ceil_div(mc, MR) * MR * kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t nr = min64(NR, nc - jr);
           const float* bs = bp + jr * kc;
@@ -580,21 +869,24 @@ static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N,
     gemm_small_m(c, A, B, M, N, K, accumulate);
     return;
   }
+  const GemmPlan plan = gemm_plan();  // before any thread starts: the first bf16 call probes the paths here
   const int64_t threads = pool_threads();
   const double flops = 2.0 * double(M) * double(N) * double(K);
   // A long reduction into a small C (a weight gradient, dout^T @ inp over every token): splitting C would hand
   // each thread all of K and make each pack the whole shared operand (2 threads ran dweight at 1.5-1.7x).
   // Instead K is cut into two fixed halves, the second summed into a buffer and then added to C. The cut does
   // not depend on the thread count, so neither does the result (1 thread does both halves in turn).
-  // C is capped at 256K floats (1 MiB, the size of L2): the lm head's dinp (2048 x 192, K = vocab) measured 3%
-  // slower split this way at 2 threads.
-  if (flops >= 2e6 && K >= 2 * KC && K >= 4 * max64(M, N) && M * N <= 256 * 1024) {
+  // C is capped at the size of one core's L2 (1 MiB where this was measured; 1 MiB when it is not known): the lm
+  // head's dinp (2048 x 192, K = vocab) measured 3% slower split this way at 2 threads on a 1 MiB L2.
+  // K >= 1024: each half at least one K block of the blocks this was tuned with (512).
+  const int64_t l2 = cache_sizes().l2 > 0 ? cache_sizes().l2 : int64_t(1) << 20;
+  if (flops >= 2e6 && K >= 1024 && K >= 4 * max64(M, N) && M * N * 4 <= l2) {
     const int64_t kh = K / 2;
-    float* part = scratch(2, M * N);  // the calling thread's slot 2: gemm_serial only uses slots 0 and 1
+    float* part = scratch(2, M * N);  // the calling thread's slot 2: gemm_serial uses slots 0, 1, 6 and 7
     const MatView A1{A.p + kh * A.cs, A.rs, A.cs}, B1{B.p + kh * B.rs, B.rs, B.cs};
     auto half = [&](int64_t t) {
-      if (t == 0) gemm_serial(c, N, A, B, M, N, kh, accumulate);
-      else gemm_serial(part, N, A1, B1, M, N, K - kh, false);
+      if (t == 0) gemm_serial(c, N, A, B, M, N, kh, accumulate, plan);
+      else gemm_serial(part, N, A1, B1, M, N, K - kh, false, plan);
     };
     if (threads >= 2) {
       run_tasks(2, half);
@@ -612,7 +904,7 @@ static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N,
   const bool split_rows = mtiles >= ntiles;
   parts = min64(parts, split_rows ? mtiles : ntiles);
   if (parts <= 1) {
-    gemm_serial(c, N, A, B, M, N, K, accumulate);
+    gemm_serial(c, N, A, B, M, N, K, accumulate, plan);
     return;
   }
   const int64_t unit = split_rows ? MR : NR;
@@ -624,10 +916,10 @@ static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N,
     if (s1 <= s0) return;
     if (split_rows) {
       const MatView As{A.p + s0 * A.rs, A.rs, A.cs};
-      gemm_serial(c + s0 * N, N, As, B, s1 - s0, N, K, accumulate);
+      gemm_serial(c + s0 * N, N, As, B, s1 - s0, N, K, accumulate, plan);
     } else {
       const MatView Bs{B.p + s0 * B.cs, B.rs, B.cs};
-      gemm_serial(c + s0, N, A, Bs, M, s1 - s0, K, accumulate);
+      gemm_serial(c + s0, N, A, Bs, M, s1 - s0, K, accumulate, plan);
     }
   };
   run_tasks(parts, task);
@@ -1421,13 +1713,6 @@ static double fma_chains(int64_t iters) {
   return double(iters) * chains * VL * 2;
 }
 
-/** CPU time of the calling thread: unlike wall time it does not count time the thread was descheduled */
-static double thread_cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
 /**
  * Sum over `threads` threads of (flops / that thread's CPU seconds), best of three rounds. Measured in CPU time
  * so that other processes on a shared machine lower the number only through shared-core effects (frequency,
@@ -1484,6 +1769,8 @@ const KernelTable ORPO_TABLE = {
     ORPO_ISA::sum_squares,
     ORPO_ISA::scale,
     ORPO_ISA::fma_peak_gflops,
+    ORPO_ISA::gemm_info,
+    ORPO_ISA::gemm_configure,
 };
 
 }  // namespace orpo

@@ -67,9 +67,9 @@ function run(command: string, args: string[], cwd: string): Promise<Run> {
   });
 }
 
-/** the harness, the generic kernel table and the pool, each source compiled concurrently, then linked */
+/** the harness, the generic kernel table, the pool and the cache detection, each compiled concurrently, then linked */
 async function build(compiler: string, flags: string[], output: string, cwd: string): Promise<void> {
-  const sources = ['test/parity.cc', 'isa_generic.cc', 'pool.cc'];
+  const sources = ['test/parity.cc', 'isa_generic.cc', 'pool.cc', 'cpu.cc'];
   const objects = sources.map((s) => `${output}-${s.replace(/\W/g, '_')}.o`);
   const compiled = await Promise.all(sources.map((s, i) =>
     run(compiler, [...flags, '-pthread', '-c', join(native, s), '-o', objects[i]], cwd)));

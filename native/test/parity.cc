@@ -4,7 +4,8 @@
 // ("How the NEON kernels are tested") and test/native-arm64.test.ts, which builds it both ways and compares.
 //
 // Sizes are odd on purpose: M, N, K, C, T, V that are not multiples of any vector width (4, 8, 16), of the
-// micro-tiles (NEON 8x12, portable 4x8) or of the cache blocks (KC 256, MC 128, NC 1020/1024), plus cases that
+// micro-tiles (NEON 8x12, portable 4x8) or of the cache blocks (the fixed KC 256, MC 128, NC 1020/1024, which the
+// harness sets whatever the machine's caches, and small blocks that every GEMM shape crosses), plus cases that
 // cross each block once, strided q/k/v views, grouped-query heads, hidden key ranges, accumulate flags, bf16 matmul
 // mode and aliased outputs. Every case runs at 1 and at 3 threads; the results must not depend on the thread count
 // (except sum_squares, whose float64 partial sums follow the thread split, and layernorm_backward: see there).
@@ -13,7 +14,8 @@
 // any check fails. With --dump FILE every output's final contents are appended to FILE (raw 32-bit words, in line
 // order; the line's "offset" and "words" locate them) so two builds can be compared element by element.
 //
-// Build: any C++17 compiler, with this file, ../isa_generic.cc and ../pool.cc (see the test for the exact flags).
+// Build: any C++17 compiler, with this file, ../isa_generic.cc, ../pool.cc and ../cpu.cc (see the test for the exact
+// flags).
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -342,6 +344,65 @@ void gemm_case(Rng& rng, int64_t M, int64_t N, int64_t K, bool transA, bool tran
            });
 }
 
+/** a check line with no output buffer: `what` either holds (ok) or is the problem */
+void plain_check(const char* kernel, const char* label, bool ok, const std::string& detail) {
+  if (filter && (std::string(kernel) + " " + label).find(filter) == std::string::npos) return;
+  totals.cases++, totals.checks++;
+  if (!ok) totals.failures++;
+  std::printf("{\"kernel\":%s,\"case\":%s,\"threads\":1,\"output\":\"info\",\"type\":\"f64\",\"n\":0,"
+              "\"tol\":\"positive\",\"detail\":%s,\"words\":0,\"ok\":%s%s}\n",
+              json_string(kernel).c_str(), json_string(label).c_str(), json_string(detail).c_str(), ok ? "true" : "false",
+              ok ? "" : (",\"problem\":" + json_string(detail)).c_str());
+}
+
+void gemm_config_failure(const char* what) { plain_check("gemm_configure", "small blocks", false, what); }
+
+/**
+ * gemm_info reports a usable plan (blocks that are multiples of the micro-tile, a bf16 path this table has, positive
+ * probe rates) and gemm_configure takes what it documents and refuses the rest, changing nothing then.
+ */
+void gemm_config_cases() {
+  orpo::pool_set_threads(1);
+  orpo::GemmInfo g{};
+  kern.gemm_info(&g);
+  const bool is_dp = std::strcmp(g.bf16_kernel, "dpbf16") == 0;
+  const bool info_ok = g.mr > 0 && g.nr > 0 && g.kc > 0 && g.mc > 0 && g.nc > 0 && g.mc % g.mr == 0 &&
+                       g.nc % g.nr == 0 && (is_dp || std::strcmp(g.bf16_kernel, "fma") == 0) && (!is_dp || g.dpbf16) &&
+                       g.probe_f32 > 0 && g.probe_fma > 0 && (g.probe_dpbf16 > 0) == g.dpbf16 && g.blocks && g.bf16_source;
+  char detail[300];
+  std::snprintf(detail, sizeof detail, "MR %lld NR %lld KC %lld MC %lld NC %lld (%s), bf16 %s (%s), probe %.1f/%.1f/%.1f",
+                static_cast<long long>(g.mr), static_cast<long long>(g.nr), static_cast<long long>(g.kc),
+                static_cast<long long>(g.mc), static_cast<long long>(g.nc), g.blocks, g.bf16_kernel, g.bf16_source,
+                g.probe_f32, g.probe_fma, g.probe_dpbf16);
+  plain_check("gemm_info", "plan", info_ok, detail);
+
+  const char* bad_blocks[] = {"0,24,64", "512,96", "x", "512,96,1024,7x", "", "99999999,1,1"};
+  bool refused = true;
+  for (const char* b : bad_blocks) refused = refused && !kern.gemm_configure(nullptr, b);
+  refused = refused && !kern.gemm_configure("sometimes", nullptr) && !kern.gemm_configure("fma", "bad");
+  if (!g.dpbf16) refused = refused && !kern.gemm_configure("dpbf16", nullptr);
+  orpo::GemmInfo after{};
+  kern.gemm_info(&after);
+  const bool unchanged = after.kc == g.kc && after.mc == g.mc && after.nc == g.nc &&
+                         std::strcmp(after.bf16_kernel, g.bf16_kernel) == 0;
+  plain_check("gemm_configure", "refuses invalid values", refused && unchanged,
+              !refused ? "accepted an invalid value" : unchanged ? "ok" : "a refused value changed the plan");
+
+  bool set_ok = kern.gemm_configure("fma", "48,36,96");
+  orpo::GemmInfo set{};
+  kern.gemm_info(&set);
+  set_ok = set_ok && set.kc == 48 && set.mc == 36 / set.mr * set.mr && set.nc == 96 / set.nr * set.nr &&
+           std::strcmp(set.bf16_kernel, "fma") == 0 && std::strcmp(set.bf16_source, "set") == 0;
+  set_ok = set_ok && kern.gemm_configure("auto", "fixed");
+  orpo::GemmInfo back{};
+  kern.gemm_info(&back);
+  // "auto" is the probe's choice (which an ORPO_BF16_KERNEL the process started with may have overridden)
+  const char* probes = back.dpbf16 && back.probe_dpbf16 > back.probe_fma ? "dpbf16" : "fma";
+  set_ok = set_ok && std::strcmp(back.blocks, "fixed") == 0 && std::strcmp(back.bf16_kernel, probes) == 0 &&
+           std::strcmp(back.bf16_source, back.dpbf16 ? "probe" : "only") == 0;
+  plain_check("gemm_configure", "sets and restores", set_ok, set_ok ? "ok" : "the plan did not follow");
+}
+
 void gemm_cases() {
   Rng rng(101);
   // odd shapes on every path: 1..4 rows (B read in place, row-major and transposed, 4-wide dot products and their
@@ -366,6 +427,21 @@ void gemm_cases() {
   for (const auto& s : bf16_shapes)
     for (bool transA : {false, true})
       for (bool transB : {false, true}) gemm_case(rng, s[0], s[1], s[2], transA, transB, true, true);
+  // blocks a CPU's caches could give, small enough that every shape crosses several of them: KC 37 (odd: the last
+  // bf16 pair of each block is half empty; not a multiple of the 16-deep transposes), MC 24, NC 64 (60 for NEON's
+  // 12-wide slivers). Each bf16 path the table has runs them too.
+  const bool small_blocks = kern.gemm_configure(nullptr, "37,24,64");
+  const int64_t block_shapes[][3] = {{50, 130, 100}, {7, 200, 75}, {97, 33, 38}};
+  const char* paths[] = {"fma", "dpbf16"};
+  for (const auto& s : block_shapes)
+    for (bool transA : {false, true})
+      for (bool transB : {false, true}) {
+        gemm_case(rng, s[0], s[1], s[2], transA, transB, transA != transB);
+        for (const char* path : paths)
+          if (kern.gemm_configure(path, nullptr)) gemm_case(rng, s[0], s[1], s[2], transA, transB, true, true);
+      }
+  kern.gemm_configure("auto", "fixed");
+  if (!small_blocks) gemm_config_failure("gemm_configure refused the blocks 37,24,64");
 }
 
 void matmul_cases() {
@@ -928,6 +1004,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "parity: cannot write %s\n", dump_path);
     return 2;
   }
+  // The fixed blocks, whatever this machine's caches: the cases below are sized around them (and the NEON and
+  // generic builds are compared element by element); gemm_cases runs other blocks explicitly.
+  kern.gemm_configure(nullptr, "fixed");
+  gemm_config_cases();
   gemm_cases();
   matmul_cases();
   embedding_cases();

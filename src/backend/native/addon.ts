@@ -4,12 +4,39 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Kernels } from '../kernels.js';
 
+/** How the addon's GEMM runs on this CPU (kernelInfo): what a bench machine line reports. */
+export interface NativeKernelInfo {
+  /** the kernel table: 'avx512', 'avx2', 'generic' or 'neon' */
+  isa: string;
+  /** detected data caches in bytes (0: not found); L3 is the whole cache, shared by l3Sharing logical CPUs (0: not said) */
+  cache: { l1d: number; l2: number; l3: number; l3Sharing: number; source: string };
+  /** micro-tile (mr x nr) and cache blocks; blocks: 'cache sizes' (derived), 'fixed', 'ORPO_GEMM_BLOCKS' or 'set' */
+  gemm: { mr: number; nr: number; kc: number; mc: number; nc: number; blocks: string };
+  bf16: {
+    /** the path bf16 products take: 'dpbf16' (VDPBF16PS) or 'fma' (operands rounded to bf16, float32 FMA) */
+    kernel: 'dpbf16' | 'fma';
+    /** why: 'probe' (the faster one here), 'ORPO_BF16_KERNEL', 'set' (configureGemm) or 'only' (no VDPBF16PS here) */
+    source: string;
+    /** whether this CPU and kernel table can run the dpbf16 path */
+    dpbf16: boolean;
+    /** single-thread GFLOP/s the probe measured for float32 and each bf16 path (0: not measured) */
+    probeGflops: { f32: number; fma: number; dpbf16: number };
+  };
+}
+
 /** What the addon exports: every kernel with the Kernels signature (Float32Array only), plus diagnostics. */
 export type NativeAddon = Omit<Kernels, 'name'> & {
   /** the instruction set chosen at load time: 'avx512', 'avx2', 'generic' or 'neon' */
   isa(): string;
   /** measured GFLOP/s of a tight loop of independent FMAs on `threads` threads: the practical peak */
   fmaPeakGflops(threads: number): number;
+  /** the GEMM's cache blocks and bf16 path; the first call runs the bf16 probe (about 10 ms) unless a bf16 GEMM did */
+  kernelInfo(): NativeKernelInfo;
+  /**
+   * Diagnostics and tests: the bf16 path ('auto' = the probe's choice, 'fma', 'dpbf16') and the cache blocks
+   * ('derived', 'fixed', 'KC,MC,NC'); null leaves one unchanged. Throws a RangeError for a value this CPU cannot run.
+   */
+  configureGemm(bf16Kernel: 'auto' | 'fma' | 'dpbf16' | null, blocks: string | null): void;
 };
 
 /**

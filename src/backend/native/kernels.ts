@@ -1,8 +1,33 @@
 // The native backend: the Kernels interface over the C++ addon. The addon's functions already take the
 // interface's arguments in the interface's order, so this is a thin typed wrapper with a name.
 import type { Kernels } from '../kernels.js';
-import type { NativeAddon } from './addon.js';
+import type { NativeAddon, NativeKernelInfo } from './addon.js';
 import { hostMemory, sumSquaresInto } from '../host.js';
+
+/**
+ * The line `--bf16` gets, once per process, where even the faster bf16 path multiplies slower than float32 on this
+ * CPU (no VDPBF16PS here, or one with less throughput than two FMA ports): the numbers stay bf16's, as asked, and the
+ * user learns what that costs. Null where bf16 is at least 98% of float32's speed (the probe's noise).
+ */
+export function bf16SlowerNote(info: NativeKernelInfo): string | null {
+  const p = info.bf16.probeGflops;
+  const best = Math.max(p.fma, p.dpbf16);
+  if (!(p.f32 > 0) || !(best > 0) || best >= 0.98 * p.f32) return null;
+  const path = info.bf16.kernel === 'dpbf16' ? 'VDPBF16PS' : 'bf16-rounded operands through float32 FMA';
+  return `orpo-ts: on this CPU bf16 matrix products are ${Math.round(100 * (1 - best / p.f32))}% slower than float32 ` +
+    `(${info.isa} kernels, ${path}: ${best.toFixed(0)} against ${p.f32.toFixed(0)} GFLOP/s on one thread). ` +
+    'The products keep bf16 numbers, as asked; without bf16 they would be faster here.';
+}
+
+let bf16Noted = false;
+
+/** Runs the addon's bf16 probe (about 10 ms, once) when bf16 is first switched on and writes bf16SlowerNote once. */
+function noteSlowBf16(addon: NativeAddon): void {
+  if (bf16Noted) return;
+  bf16Noted = true;
+  const note = bf16SlowerNote(addon.kernelInfo());
+  if (note) process.stderr.write(note + '\n');
+}
 
 export function createNativeKernels(addon: NativeAddon): Kernels {
   return {
@@ -11,7 +36,10 @@ export function createNativeKernels(addon: NativeAddon): Kernels {
     ...hostMemory,
     setThreads: (n) => addon.setThreads(n),
     getThreads: () => addon.getThreads(),
-    setMatmulBf16: (on) => addon.setMatmulBf16(on),
+    setMatmulBf16: (on) => {
+      addon.setMatmulBf16(on);
+      if (on) noteSlowBf16(addon);
+    },
     getMatmulBf16: () => addon.getMatmulBf16(),
     gemm: addon.gemm,
     matmulForward: addon.matmulForward,
