@@ -1,5 +1,6 @@
-// `npm run bench`: the GEMM benchmark (bench/gemm, when built) then the ORPO training-step benchmark against the
-// PyTorch twin; prints the tables and writes bench/out/train-step.json and bench/out/train-step.md.
+// `npm run bench`: the GEMM benchmark (bench/gemm, when built: float32 and bf16 side by side) then the ORPO
+// training-step benchmark against the PyTorch twin; prints the tables and writes bench/out/train-step.json and
+// bench/out/train-step.md.
 //
 //   node dist/bench/run.js [--configs 5M,30M,5M-hh] [--threads 1,2] [--warmup N] [--steps N] [--repeats 2] [--no-twin] [--no-gemm]
 import { spawnSync } from 'node:child_process';
@@ -7,6 +8,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { getKernels } from '../src/backend/index.js';
+import { loadNativeAddon } from '../src/backend/native/addon.js';
+import { dtypeName, planLine, summarise, type GemmRow } from './gemm.js';
 import { parseArgs } from 'node:util';
 import {
   BENCH_CONFIGS, MICRO_CONFIG, coreCount, findConfig, markdownTable, memoryTable, outDir, profileTable, readJson, repoRoot, runTrainStepBench,
@@ -48,28 +51,40 @@ export function readPeak(file: string): PeakTable {
   return peaks;
 }
 
-interface GemmJsonRow { M: number; N: number; K: number; transA: boolean; transB: boolean; threads: number;
-  gflops: number; wallGflops: number; pctPeak: number }
-
 /** bench/out/gemm.json as a markdown table (the GEMM bench prints its own; this one goes into the results file) */
 export function gemmTable(file: string): string | null {
-  const json = readJson<{ isa?: string; gemm?: GemmJsonRow[] }>(file);
+  // rows written before the bench measured bf16 have no dtype: they are float32
+  const json = readJson<{ isa?: string; plan?: string; gemm?: Array<Partial<GemmRow> & Omit<GemmRow, 'dtype' | 'bf16Kernel' | 'blocks'>> }>(file);
   if (!json?.gemm?.length) return null;
-  const op = (r: GemmJsonRow): string => `${r.transA ? 'T' : 'N'}${r.transB ? 'T' : 'N'}`;
-  return `kernels: ${json.isa ?? '?'}\n\n` + markdownTable(
-    ['M x N x K', 'op', 'threads', 'GFLOP/s (CPU clock)', '% of FMA peak', 'GFLOP/s (wall)'],
-    json.gemm.map((r) => [`${r.M}x${r.N}x${r.K}`, op(r), String(r.threads), r.gflops.toFixed(1),
-      `${r.pctPeak.toFixed(0)}%`, r.wallGflops.toFixed(1)]));
+  const rows: GemmRow[] = json.gemm.map((r) => ({ ...r, dtype: r.dtype ?? 'f32', bf16Kernel: r.bf16Kernel ?? null, blocks: r.blocks ?? '' }));
+  const op = (r: GemmRow): string => `${r.transA ? 'T' : 'N'}${r.transB ? 'T' : 'N'}`;
+  const showBlocks = new Set(rows.map((r) => r.blocks)).size > 1;
+  const summary = summarise(rows);
+  return `kernels: ${json.isa ?? '?'}${json.plan ? `; ${json.plan}` : ''}\n\n` + markdownTable(
+    ['M x N x K', 'op', 'threads', 'dtype', ...(showBlocks ? ['blocks KC,MC,NC'] : []), 'GFLOP/s (CPU clock)', '% of FMA peak', 'GFLOP/s (wall)'],
+    rows.map((r) => [`${r.M}x${r.N}x${r.K}`, op(r), String(r.threads), dtypeName(r), ...(showBlocks ? [r.blocks] : []),
+      r.gflops.toFixed(1), `${r.pctPeak.toFixed(0)}%`, r.wallGflops.toFixed(1)])) + (summary ? `\n\n${summary}` : '');
 }
 
+/**
+ * CPU, cores, node, backend, the twin, and how our kernels run here: the detected cache sizes, the GEMM blocks they
+ * gave and the bf16 path the probe chose (with its single-thread rates), so a row says which kernels produced it.
+ */
 export function machineLine(report: TrainStepReport): string {
   let cpu = 'unknown CPU';
+  let flags = '';
   try {
-    cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpu;
+    const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+    cpu = /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? cpu;
+    // the flags that decide our kernels and PyTorch's: which vector and matrix units this CPU has
+    const have = new Set(/^flags\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.split(/\s+/) ?? []);
+    flags = ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_fp16', 'amx_tile', 'amx_bf16'].filter((f) => have.has(f)).join(' ');
   } catch { /* not Linux */ }
   const twin = report.rows.find((r) => r.torch)?.torch;
   const torch = twin ? `torch ${twin.torchVersion} (${twin.blas})` : `torch: ${report.twinNote ?? 'not run'}`;
-  return `${cpu}, ${coreCount()} cores, node ${process.version}, backend ${report.backend}, ${torch}`;
+  const load = report.backend === 'native' ? loadNativeAddon() : null;
+  const plan = load?.ok ? `; ${load.addon.isa()} kernels: ${planLine(load.addon.kernelInfo())}` : '';
+  return `${cpu}${flags ? ` (${flags})` : ''}, ${coreCount()} cores, node ${process.version}, backend ${report.backend}, ${torch}${plan}`;
 }
 
 async function main(): Promise<void> {
