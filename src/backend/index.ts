@@ -1,11 +1,35 @@
 // Backend selection: the native addon when it loads, else the TypeScript reference backend with one warning.
 // ORPO_BACKEND=js|native forces a choice (native that cannot load is then an error, not a silent fallback).
+// ORPO_BACKEND=webgpu asks for the GPU (src/backend/webgpu, acquired asynchronously by the caller: see
+// requestedBackend); the host kernels are then the best CPU ones, for loading, saving and generation.
 import type { Kernels } from './kernels.js';
 import { jsKernels } from './js/kernels.js';
 import { loadNativeAddon } from './native/addon.js';
 import { createNativeKernels } from './native/kernels.js';
 
 export type { Kernels, FloatArray } from './kernels.js';
+
+export const BACKEND_NAMES = ['js', 'native', 'webgpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** ORPO_BACKEND, checked: undefined when unset or empty */
+export function requestedBackend(): BackendName | undefined {
+  const v = process.env.ORPO_BACKEND;
+  if (v === undefined || v === '') return undefined;
+  if (!(BACKEND_NAMES as readonly string[]).includes(v)) {
+    throw new Error(`ORPO_BACKEND=${v} is not a backend; use ORPO_BACKEND=js, native or webgpu`);
+  }
+  return v as BackendName;
+}
+
+/** the CPU kernels named `name` (js or native); native that cannot load is an error naming why */
+export function hostKernelsNamed(name: 'js' | 'native'): Kernels {
+  if (name === 'js') return jsKernels;
+  const native = getNativeKernels();
+  if (native) return native;
+  const load = loadNativeAddon();
+  throw new Error(`the native backend is unavailable: ${load.ok ? 'unknown error' : load.reason}`);
+}
 
 let selected: Kernels | undefined;
 let nativeKernels: Kernels | undefined;
@@ -32,10 +56,7 @@ export function availableBackends(): string[] {
 /** The backend every layer should use (chosen once per process). */
 export function getKernels(): Kernels {
   if (selected) return selected;
-  const forced = process.env.ORPO_BACKEND;
-  if (forced !== undefined && forced !== '' && forced !== 'js' && forced !== 'native') {
-    throw new Error(`ORPO_BACKEND=${forced} is not a backend; use ORPO_BACKEND=js or ORPO_BACKEND=native`);
-  }
+  const forced = requestedBackend();
   if (forced === 'js') {
     selected = jsKernels;
   } else {

@@ -34,6 +34,7 @@ export interface DemoConfig {
   hidden_size: number;
   num_hidden_layers: number;
   threads: number | null;
+  backend: 'js' | 'native' | 'webgpu' | null;
 }
 
 export const DEMO_OPTIONS: OptionTable<DemoConfig> = {
@@ -49,6 +50,7 @@ export const DEMO_OPTIONS: OptionTable<DemoConfig> = {
   hidden_size: { type: 'int', default: 64, min: 8, doc: 'model width (heads of 16 dimensions)' },
   num_hidden_layers: { type: 'int', default: 2, min: 1, doc: 'transformer layers' },
   threads: TRAIN_OPTIONS.threads,
+  backend: TRAIN_OPTIONS.backend,
 };
 
 const USAGE = `Usage: orpo demo [--json] [--output-dir DIR] [options]
@@ -120,7 +122,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     beta: d.beta, learning_rate: d.learning_rate, sft_scope: 'response', max_steps: d.max_steps, per_device_train_batch_size: d.per_device_train_batch_size,
     per_device_eval_batch_size: 50, lr_scheduler_type: 'linear', warmup_ratio: 0.05, seed: d.seed, max_length: 16, max_prompt_length: 8,
     logging_steps: Math.max(1, Math.round(d.max_steps / 30)), eval_steps: Math.max(1, Math.round(d.max_steps / 6)), save_steps: 0,
-    threads: d.threads,
+    threads: d.threads, backend: d.backend,
   };
   const shownPairs = task.eval.slice(0, 50);
   const checks: { before?: GenerationCheck; after?: GenerationCheck } = {};
@@ -144,7 +146,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   const seconds = (performance.now() - started) / 1000;
   const pick = (rec: Record<string, number> | null, k: MetricName): number => rec?.[evalName(k)] ?? NaN;
   const summary = {
-    backend: run.model.kernels.name,
+    backend: run.backend,
     threads: run.model.kernels.getThreads(),
     steps: r.state.global_step,
     seconds: Number(seconds.toFixed(1)),

@@ -12,6 +12,10 @@ import { readSafetensorsHeader, readTensorF32 } from '../io/safetensors.js';
 import { writeFileAtomically } from '../io/atomic-file.js';
 import { ADAPTER_WEIGHTS_FILE, peftTensorName, saveAdapter } from '../io/adapter.js';
 import { loadModel, readConfigJson, saveModel } from '../io/hf-model.js';
+import { hostKernelsNamed } from '../backend/index.js';
+import { modelOnBackend } from '../model/create.js';
+import type { AdamW } from '../optim/adamw.js';
+import { backendOf, hostDevice, webGpuDevice, type TrainingDevice } from './device.js';
 import type { LoraAdapters } from '../lora/adapters.js';
 import { attachLoraFromOptions, fusedLossFor, lossHeads, trainableBuffers, trainMemoryPlanText } from '../lora/options.js';
 import { parseConfig } from '../model/config.js';
@@ -60,6 +64,8 @@ export interface TrainRun {
   tokenizer: Tokenizer;
   evalPairs: TokenPair[] | null;
   trainPairs: TokenPair[];
+  /** where the steps ran: the host kernels' name, or the GPU adapter */
+  backend: string;
 }
 
 // options that shape the optimisation; a resumed run with other values continues, but not exactly
@@ -126,7 +132,9 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   // a checkpoint holds the whole model, or under LoRA only the adapter (the base comes from --model again)
   const lora = c.lora_r !== null;
   // loadModel refuses weights holding NaN/Inf (a checkpoint's or the starting model's); the adapters are checked below
-  const model = await loadModel(resumeDir !== null && !lora ? resumeDir : modelDir);
+  const backend = backendOf(c.backend);
+  const model = await loadModel(resumeDir !== null && !lora ? resumeDir : modelDir,
+    backend === 'js' || backend === 'native' ? { kernels: hostKernelsNamed(backend) } : {});
   model.gradientCheckpointing = c.gradient_checkpointing;
   const adapters = attachLoraFromOptions(model, c, c.seed);
   const trainable = trainableBuffers(model, adapters);
@@ -153,12 +161,15 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
       }
     }
   }
+  // what writeWeights writes is the host copy: the save hook brings the device's weights back first
   const writeWeights = async (dir: string, dtype: 'F32' | 'BF16'): Promise<void> => {
     if (adapters !== null) await saveAdapter(adapters, dir, { baseModelNameOrPath: modelDir, dtype });
     else await saveModel(model, dir, { dtype });
   };
   model.kernels.setThreads(c.threads ?? availableParallelism());
   model.kernels.setMatmulBf16(c.bf16);
+  const device = backend === 'webgpu' ? await webGpuDevice(model, adapters) : hostDevice(model, adapters);
+  device.kernels.setMatmulBf16(c.bf16);
 
   const tokenizer = await loadTokenizer(modelDir);
   const padTokenId = padTokenIdOf(tokenizer);
@@ -197,7 +208,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   process.on('SIGTERM', onSigint);
 
   const args = { ...c };
-  const saveCkpt = async (state: TrainerState, optimizer: Parameters<typeof saveCheckpoint>[0]['optimizer']): Promise<string> => {
+  const saveCkpt = async (state: TrainerState, optimizer: AdamW): Promise<string> => {
     if (adapters !== null) state.extra = { ...state.extra, lora_dropout_steps: adapters.getDropoutSteps() };
     const dir = await saveCheckpoint({ outputDir, writeWeights: (d) => writeWeights(d, 'F32'), optimizer, state, tokenizerDir: modelDir, args });
     await pruneCheckpoints(outputDir, c.save_total_limit);
@@ -206,17 +217,19 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   if (resume === null) opts.beforeTraining?.(model, tokenizer);
   const objective = objectiveFromConfig(c);
   const fused = fusedLossFor(c, model.config, Math.max(c.per_device_train_batch_size, c.per_device_eval_batch_size), c.max_length);
-  const heads = lossHeads(model, fused);
-  const reference = objective.needsReference ? await referenceModelFor(c, model, adapters, heads.eval, fused) : null;
-  if (reference !== null) say(`reference model: ${reference.description}${c.precompute_ref_log_probs ? ' (log-probs precomputed before the first step)' : ''}`);
   let result: TrainResult;
-  try {
+  // the run over the device's buffers (the host model itself on the CPU backends)
+  const trainOn = async <F, I>(d: TrainingDevice<F, I>): Promise<TrainResult> => {
+    const heads = lossHeads(d.model, fused);
+    const reference = objective.needsReference ? await referenceModelFor(c, d, heads.eval, fused) : null;
+    if (reference !== null) say(`reference model: ${reference.description}${c.precompute_ref_log_probs ? ' (log-probs precomputed before the first step)' : ''}`);
     const what = adapters === null ? 'every weight' : `LoRA r=${c.lora_r} on ${adapters.layers.length} modules`;
     const params = (n: number): string => `${(n / 1e6).toFixed(3)}M`;
     const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+    const where = d.kernels === (model.kernels as unknown) ? `${model.kernels.name} kernels, ${plural(model.kernels.getThreads(), 'thread')}` : d.name;
     say(`${objective.method} (${Object.entries(objective.options).map(([k, v]) => `${k} ${v}`).join(', ')}): training ${modelDir} (${model.config.modelType}, ${params(model.params.length)} parameters; ${what}, ` +
-      `${params(trainable.params.length)} trainable) on ${plural(trainPairs.length, 'pair')} with ${model.kernels.name} kernels, ${plural(model.kernels.getThreads(), 'thread')}`);
-    result = await train(model, { train: trainPairs, eval: evalPairs, padTokenId }, c, {
+      `${params(trainable.params.length)} trainable) on ${plural(trainPairs.length, 'pair')} with ${where}`);
+    return train(d.model, { train: trainPairs, eval: evalPairs, padTokenId }, c, {
       log: (r: LogRecord) => {
         appendFileSync(metricsFile, `${JSON.stringify(r)}\n`);
         if (opts.quiet !== true) reporter.log(r);
@@ -229,6 +242,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
       },
       shouldStop: () => stopRequested,
       save: async (kind, state, optimizer) => {
+        await d.syncToHost();
         if (kind === 'final') {
           await writeWeights(outputDir, c.save_dtype === 'bfloat16' ? 'BF16' : 'F32');
           await copyTokenizerFiles(modelDir, outputDir);
@@ -236,18 +250,24 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
           await writeFileAtomically(join(outputDir, 'training_args.json'), JSON.stringify(args, null, 2) + '\n');
           return;
         }
-        const dir = await saveCkpt(state, optimizer);
+        const dir = await saveCkpt(state, await d.hostOptimizer(optimizer));
         say(`saved ${dir}`);
       },
     }, resume, {
-      trainable, heads, objective, reference, layout: adapters === null ? model.layout : loraLayout(adapters),
-      ...(adapters === null ? {} : { setTraining: (on: boolean) => void (adapters.training = on) }),
+      trainable: trainableBuffers(d.model, d.adapters), heads, objective, reference,
+      layout: adapters === null ? model.layout : loraLayout(adapters),
+      ...(d.adapters === null ? {} : { setTraining: (on: boolean) => void (d.adapters!.training = on) }),
     });
+  };
+  try {
+    result = await trainOn(device);
   } catch (e) {
     if (e instanceof NonFiniteError) throw new Error(`${e.message}\n${await lastGoodCheckpointAdvice(outputDir, e, adapters !== null)}`);
     throw e;
   } finally {
     model.kernels.setMatmulBf16(false); // process-wide: the next run in this process starts from float32
+    device.kernels.setMatmulBf16(false);
+    device.release();
     reporter.finish();
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
@@ -266,7 +286,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   }
   if (result.interrupted) say(`interrupted at step ${result.state.global_step}; continue with --resume`);
   else if (opts.quiet !== true) printSummary(summary, reporter);
-  return { result, model, tokenizer, evalPairs, trainPairs };
+  return { result, model, tokenizer, evalPairs, trainPairs, backend: device.name };
 }
 
 /**
@@ -274,26 +294,38 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
  * switched off (PEFT's disable_adapter(), no second copy of the weights), otherwise one frozen copy loaded from
  * --model (also on resume: the reference stays the initial policy).
  */
-async function referenceModelFor(c: TrainConfig, model: DecoderBase, adapters: LoraAdapters | null, evalHead: TokenLogprobHead,
+async function referenceModelFor<F, I>(c: TrainConfig, d: TrainingDevice<F, I>, evalHead: TokenLogprobHead<F, I>,
   fused: boolean): Promise<ReferenceModel> {
-  if (c.ref_model === null && adapters !== null) {
-    return modelReference(model, { head: evalHead, sharePrompt: c.share_prompt, adapters, description: `${c.model} with the LoRA adapters switched off (no second copy)` });
+  if (c.ref_model === null && d.adapters !== null) {
+    return modelReference(d.model, { head: evalHead, sharePrompt: c.share_prompt, adapters: d.adapters, description: `${c.model} with the LoRA adapters switched off (no second copy)` });
   }
   if (c.ref_model === null && c.precompute_ref_log_probs) {
     // the trainer runs the reference only before the first step, when the policy still is the starting model (as
     // TRL does without a ref_model): no copy at all
-    return modelReference(model, { head: evalHead, sharePrompt: c.share_prompt, description: `${c.model} itself, before the first step (no copy)` });
+    return modelReference(d.model, { head: evalHead, sharePrompt: c.share_prompt, description: `${c.model} itself, before the first step (no copy)` });
   }
   const dir = c.ref_model ?? c.model!;
-  return loadFrozenReference(dir, model, fused, c.share_prompt, c.ref_model === null ? `a frozen copy of ${dir}` : dir);
+  const description = c.ref_model === null ? `a frozen copy of ${dir}` : dir;
+  const ref = await loadReferenceModel(dir, d.model);
+  if (d.kernels === (ref.kernels as unknown)) return frozenReference(ref as unknown as DecoderBase<F, I>, fused, c.share_prompt, description);
+  return frozenReference(modelOnBackend(ref, d.kernels), fused, c.share_prompt, description);
 }
 
 /** A reference model loaded from a folder (DPO's --ref-model, or a copy of the starting model), forward only. */
 export async function loadFrozenReference(dir: string, policy: CausalLM, fused: boolean, sharePrompt: boolean, description: string): Promise<ReferenceModel> {
+  return frozenReference(await loadReferenceModel(dir, policy), fused, sharePrompt, description);
+}
+
+/** a reference's weights from `dir`, on the host, refused unless they share the policy's vocabulary */
+async function loadReferenceModel<F, I>(dir: string, policy: CausalLM<F, I>): Promise<DecoderBase> {
   const ref = await loadModel(dir);
   if (ref.config.vocabSize !== policy.config.vocabSize) {
     throw new Error(`--ref-model ${dir}: vocabulary of ${ref.config.vocabSize} tokens, the policy has ${policy.config.vocabSize}; the reference must share the policy's tokenizer`);
   }
+  return ref;
+}
+
+function frozenReference<F, I>(ref: DecoderBase<F, I>, fused: boolean, sharePrompt: boolean, description: string): ReferenceModel {
   ref.trainBase = false;
   // a reference never runs backward: checkpointing's one shared layer slot is all the activations it needs to keep
   ref.gradientCheckpointing = true;

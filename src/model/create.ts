@@ -1,6 +1,6 @@
 // Build a model from a config: empty (for loading weights into) or randomly initialised like transformers'
 // _init_weights (normal(0, initializer_range) for matrices, ones for norm weights, zeros for biases).
-import type { Kernels } from '../backend/kernels.js';
+import type { Backend, Kernels } from '../backend/kernels.js';
 import { getKernels } from '../backend/index.js';
 import { Rng } from '../tensor/rng.js';
 import { parseConfig, parseInitializerRange } from './config.js';
@@ -58,4 +58,24 @@ export function createModel(raw: Record<string, unknown>,
     }
   }
   return model;
+}
+
+/**
+ * The same model on another backend (e.g. WebGPU): a model of `host`'s config whose buffers `kernels` owns, holding
+ * a copy of host's parameters. Settings (checkpointing, frozen base) travel with it; adapters do not (attach them
+ * to the copy). Only float32 models move: float64 exists for the TypeScript backend's finite-difference tests.
+ */
+export function modelOnBackend<F, I>(host: DecoderBase, kernels: Backend<F, I>): DecoderBase<F, I> {
+  if (host.precision !== 'float32') throw new Error('modelOnBackend: only float32 models move to another backend');
+  const config = host.config;
+  const model: DecoderBase<F, I> = config.family === 'gpt2' ? new Gpt2Model<F, I>(config, kernels) : new LlamaModel<F, I>(config, kernels);
+  kernels.upload(model.params, host.params);
+  model.gradientCheckpointing = host.gradientCheckpointing;
+  model.trainBase = host.trainBase;
+  return model;
+}
+
+/** host.params = the parameters of `model` (its copy on another backend), read back */
+export async function copyParamsToHost<F, I>(model: DecoderBase<F, I>, host: DecoderBase): Promise<void> {
+  host.params.set(await model.kernels.download(model.params));
 }

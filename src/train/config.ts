@@ -58,6 +58,8 @@ export interface TrainConfig extends LoraMemoryConfig {
   save_total_limit: number | null;
   save_dtype: 'float32' | 'bfloat16';
   threads: number | null;
+  /** where the training step computes (none: ORPO_BACKEND, else native when built) */
+  backend: 'js' | 'native' | 'webgpu' | null;
   bf16: boolean;
   report: boolean;
   run_name: string | null;
@@ -126,6 +128,7 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   eval_on_start: { type: 'bool', default: true, group: 'Logging and saving', doc: "evaluate before the first step, for the report's before/after (transformers' default is false)" },
   save_strategy: { type: 'enum', choices: INTERVAL_STRATEGIES, default: null, group: 'Logging and saving', doc: "when to checkpoint (transformers semantics): no (the final model only), steps (every save_steps), epoch (at each epoch's end); none: steps" },
   threads: { type: 'int', default: null, min: 1, group: 'Logging and saving', doc: 'compute threads (none: all cores)' },
+  backend: { type: 'enum', choices: ['js', 'native', 'webgpu'], default: null, group: 'Optimisation', doc: 'where the step computes: native (the C++ addon), js (the TypeScript reference) or webgpu (a GPU through Dawn: Vulkan, Metal or D3D12); none: ORPO_BACKEND, else native when built' },
   bf16: { type: 'bool', default: false, group: 'Optimisation', doc: "mixed precision as transformers' bf16: matrix products take bfloat16-rounded inputs and sum in float32; weights, gradients, AdamW and the loss stay float32 (about 1.6x faster products where the CPU has AVX512_BF16; elsewhere the same rounding, no speed-up)" },
   ...LORA_MEMORY_OPTIONS,
 };

@@ -200,6 +200,33 @@ for (const N of [1, 255, 1031]) {
   add({ name: `scale N=${N}`, kernel: 'scale', buffers: { x: randn(N) }, args: [ref('x'), 1.7, N] });
 }
 
+// data movement (the former host loops): row gathers and scatter-adds with repeated rows, row scaling, strided row
+// copies (the KV cache), dropout masks (exact: the same integer hash), zeroing a view
+for (const [M, C, rowsOf] of [[5, 7, 11], [64, 33, 20], [300, 3, 7]] as const) {
+  const rows = randInts(M, 0, rowsOf);
+  rows[M - 1] = rows[0]!; // a row listed twice: its gradients must add up
+  add({ name: `gatherRows ${M}x${C} of ${rowsOf}`, kernel: 'gatherRows', rtol: 0,
+    buffers: { out: randn(M * C), inp: randn(rowsOf * C), rows }, args: [ref('out'), ref('inp'), ref('rows'), M, C] });
+  add({ name: `scatterAddRows ${M}x${C} into ${rowsOf}`, kernel: 'scatterAddRows', rtol: 0,
+    buffers: { dinp: randn(rowsOf * C), dout: randn(M * C), rows }, args: [ref('dinp'), ref('dout'), ref('rows'), M, C] });
+  add({ name: `scaleRows ${M}x${C}`, kernel: 'scaleRows', rtol: 0,
+    buffers: { x: randn(M * C), s: randn(M) }, args: [ref('x'), ref('s'), M, C] });
+}
+for (const [n, width, dstStride, srcStride] of [[1, 5, 5, 5], [7, 12, 12, 36], [40, 64, 64, 192], [3, 1, 4, 2]] as const) {
+  add({ name: `copyRows ${n}x${width} strides ${dstStride}/${srcStride}`, kernel: 'copyRows', rtol: 0,
+    buffers: { dst: randn(3 + n * dstStride), src: randn(1 + n * srcStride) },
+    args: [ref('dst', 3), ref('src', 1), n, width, dstStride, srcStride] });
+}
+for (const [N, p, key] of [[1, 0.5, 7], [1000, 0.1, 0x6c6f7261], [70001, 0.35, 0xfedcba98]] as const) {
+  // the masks must agree exactly (a dropped element against a kept one is an error of 1); kept values differ by the
+  // product's rounding (float32 here, float64 then a float32 store in the reference): a few ulps
+  add({ name: `dropoutForward N=${N} p=${p}`, kernel: 'dropoutForward', rtol: 3e-7,
+    buffers: { out: randn(N), inp: randn(N) }, args: [ref('out'), ref('inp'), N, key, p] });
+  add({ name: `dropoutBackward N=${N} p=${p}`, kernel: 'dropoutBackward', rtol: 3e-7,
+    buffers: { dinp: randn(N), dout: randn(N) }, args: [ref('dinp'), ref('dout'), N, key, p] });
+}
+add({ name: 'zero a view', kernel: 'zero', rtol: 0, buffers: { x: randn(100) }, args: [ref('x', 10), 37] });
+
 // loss head: rows without a target, V below and above the workgroup width, large logits, ties for argmax
 for (const [N, V] of [[1, 1], [5, 7], [9, 300], [4, 1031]]) {
   const targets = randInts(N, -1, V);
@@ -276,6 +303,19 @@ function sameValues(got: ArrayLike<number>, want: ArrayLike<number>): string | n
 }
 
 const runtimeChecks: Record<string, RuntimeCheck> = {
+  'backend memory: allocFloats and allocInts are zeroed, views share memory, uploads and downloads round-trip': async (_runtime, kernels) => {
+    const f = kernels.allocFloats(10);
+    const i = kernels.allocInts(6);
+    const zeros = [...await kernels.download(f), ...await kernels.downloadInts(i)];
+    if (zeros.some((v) => v !== 0)) return `not zeroed: ${zeros.join(',')}`;
+    kernels.upload(kernels.view(f, 2, 3), Float64Array.from([1.5, -2, 3]));
+    kernels.uploadInts(kernels.viewInts(i, 4, 2), Int32Array.from([-7, 2 ** 31 - 1]));
+    const got = [...await kernels.download(f)];
+    const gotInts = [...await kernels.downloadInts(i)];
+    kernels.free(f);
+    kernels.free(i);
+    return sameValues(got, [0, 0, 1.5, -2, 3, 0, 0, 0, 0, 0]) ?? sameValues(gotInts, [0, 0, 0, 0, -7, 2 ** 31 - 1]);
+  },
   'runtime: many kernels, uploads, copies and clears go out in one submission, in recorded order': async (runtime, kernels) => {
     const x = runtime.alloc(8);
     const y = runtime.alloc(8);
@@ -406,7 +446,7 @@ async function main(): Promise<void> {
     const want = jsKernels.sumSquares(x, N);
     const xs = runtime.fromArray(x);
     const out = runtime.alloc(1);
-    kernels.sumSquares(out, xs, N);
+    kernels.sumSquaresInto(out, xs, N);
     const got = (await runtime.download(out))[0];
     const worst = Math.abs(got - want) / Math.abs(want);
     const ok = worst <= 1e-5;

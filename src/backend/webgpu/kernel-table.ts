@@ -748,6 +748,53 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     source: () => elementwise('  x[idx] *= P.factor;'),
   },
 
+  // ------------------------------------------------------------------------------------------ data movement
+  /** x (rows, C), s (rows) -> x[i, :] *= s[i]; N = rows * C */
+  scaleRows: {
+    name: 'scaleRows',
+    tensors: [{ name: 'x', type: 'f32', written: true }, { name: 's', type: 'f32' }],
+    scalars: { N: 'u32', C: 'u32' },
+    grid: elements,
+    source: () => elementwise('  x[idx] *= s[idx / P.C];'),
+  },
+
+  /** src (rows of `width`, srcStride apart) -> dst (rows, dstStride apart); N = rows * width */
+  copyRows: {
+    name: 'copyRows',
+    tensors: [{ name: 'dst', type: 'f32', written: true }, { name: 'src', type: 'f32' }],
+    scalars: { N: 'u32', width: 'u32', dstStride: 'u32', srcStride: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let row = idx / P.width;
+  let col = idx % P.width;
+  dst[row * P.dstStride + col] = src[row * P.srcStride + col];`),
+  },
+
+  /**
+   * inverted dropout, the reference's mask to the bit: element i is kept when mix32(key ^ (i * 0x9e3779b9)) >=
+   * threshold (= ceil(p 2^32), the same test on integers as the reference's on doubles). FORWARD writes out = inp *
+   * inv or 0; otherwise dinp += dout * inv where kept.
+   */
+  dropout: {
+    name: 'dropout',
+    tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'inp', type: 'f32' }],
+    scalars: { N: 'u32', key: 'u32', threshold: 'u32', inv: 'f32' },
+    grid: elements,
+    source: () => elementwise(`
+  let keep = mix32(P.key ^ (idx * 0x9e3779b9u)) >= P.threshold;
+  if (FORWARD) { out[idx] = select(0.0, inp[idx] * P.inv, keep); }
+  else if (keep) { out[idx] += inp[idx] * P.inv; }`, `
+// the "lowbias32" integer hash of src/backend/kernels.ts (mix32), in u32 arithmetic that wraps as Math.imul does
+fn mix32(v: u32) -> u32 {
+  var x = v;
+  x = x ^ (x >> 16u);
+  x = x * 0x21f0aaadu;
+  x = x ^ (x >> 15u);
+  x = x * 0x735a2d97u;
+  return x ^ (x >> 15u);
+}`),
+  },
+
   // ------------------------------------------------------------------------------------------ loss head
   /**
    * logits (N,V), targets -> logp (N), lse (N); one workgroup per row, one pass: each thread keeps a running

@@ -2,10 +2,12 @@
 // and accumulate/write semantics, with GpuTensor views in place of typed arrays. Each call records one or more
 // dispatches of ./kernel-table.ts in the runtime's batch and returns at once; results are read with an awaited
 // runtime.download. The differences from the host interface:
-// - sumSquares writes its result into a one-element tensor (a GPU value is only readable by awaiting it);
+// - there is no synchronous sumSquares: sumSquaresInto writes a one-element tensor (a GPU value is only readable
+//   by awaiting it);
 // - bf16 matmul mode rounds operands to bfloat16 like the reference, but computes in float32 (no speed gain):
 //   WebGPU has no bfloat16, and `shader-f16` is IEEE half, a different format (see README.md);
 // - setThreads is accepted and ignored (the GPU schedules itself).
+import type { Backend, FloatArray } from '../kernels.js';
 import type { GpuTensor } from './buffers.js';
 import { COLUMN_CHUNK_ROWS, KERNELS, attentionTile, gemmTile, type GemmTile } from './kernel-table.js';
 import type { WebGpuRuntime } from './runtime.js';
@@ -31,11 +33,57 @@ function stridedExtent(rows: number, stride: number, width: number): number {
   return rows === 0 ? 0 : (rows - 1) * stride + width;
 }
 
-export class WebGpuKernels {
+export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
   readonly name = 'webgpu';
   private matmulBf16 = false;
 
   constructor(readonly runtime: WebGpuRuntime) {}
+
+  // ---------------------------------------------------------------- memory
+  /** a zeroed float32 tensor (the interface promises zeros; the runtime's alloc leaves contents undefined) */
+  allocFloats(n: number): GpuTensor {
+    const t = this.runtime.alloc(n, 'f32');
+    this.runtime.zero(t);
+    return t;
+  }
+
+  allocInts(n: number): GpuTensor {
+    const t = this.runtime.alloc(n, 'i32');
+    this.runtime.zero(t);
+    return t;
+  }
+
+  free(x: GpuTensor): void {
+    this.runtime.free(x);
+  }
+
+  view(x: GpuTensor, offset: number, length: number): GpuTensor {
+    return x.view(offset, length);
+  }
+
+  viewInts(x: GpuTensor, offset: number, length: number): GpuTensor {
+    return x.view(offset, length);
+  }
+
+  lengthOf(x: GpuTensor): number {
+    return x.length;
+  }
+
+  upload(dst: GpuTensor, src: FloatArray): void {
+    this.runtime.upload(dst, src instanceof Float32Array ? src : Float32Array.from(src));
+  }
+
+  uploadInts(dst: GpuTensor, src: Int32Array): void {
+    this.runtime.upload(dst, src);
+  }
+
+  download(src: GpuTensor): Promise<Float32Array> {
+    return this.runtime.download(src);
+  }
+
+  downloadInts(src: GpuTensor): Promise<Int32Array> {
+    return this.runtime.downloadInt32(src);
+  }
 
   setThreads(_n: number): void { /* the GPU schedules its own threads */ }
   getThreads(): number { return 1; }
@@ -280,9 +328,9 @@ export class WebGpuKernels {
       { N, beta1, beta2, eps, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), decay: 1 - lr * weightDecay });
   }
 
-  /** x (N) -> out[0] = sum of squares, written (float32 tree sums; the host interface returns a float64 number) */
-  sumSquares(out: GpuTensor, x: GpuTensor, N: number): void {
-    requireLengths('sumSquares', { out: [out, 1], x: [x, N] });
+  /** x (N) -> out[0] = sum of squares, written (float32 tree sums; the CPU backends sum in float64) */
+  sumSquaresInto(out: GpuTensor, x: GpuTensor, N: number): void {
+    requireLengths('sumSquaresInto', { out: [out, 1], x: [x, N] });
     if (N === 0) {
       this.runtime.zero(out.view(0, 1));
       return;
@@ -297,5 +345,53 @@ export class WebGpuKernels {
   scale(x: GpuTensor, s: number, N: number): void {
     requireLengths('scale', { x: [x, N] });
     this.runtime.dispatch(KERNELS.scale, { x }, { N, factor: s });
+  }
+
+  // ---------------------------------------------------------------- data movement
+  /** x (N) = 0 */
+  zero(x: GpuTensor, N: number): void {
+    requireLengths('zero', { x: [x, N] });
+    this.runtime.zero(x.view(0, N));
+  }
+
+  /** inp (*,C), rows (M) -> out (M,C) written: the embedding lookup with the rows as ids */
+  gatherRows(out: GpuTensor, inp: GpuTensor, rows: GpuTensor, M: number, C: number): void {
+    this.embeddingForward(out, rows, inp, M, C, false);
+  }
+
+  /** dout (M,C), rows (M) -> dinp[rows[i]] += dout[i]: the embedding scatter-add (deterministic, repeated rows summed in order) */
+  scatterAddRows(dinp: GpuTensor, dout: GpuTensor, rows: GpuTensor, M: number, C: number): void {
+    this.embeddingBackward(dinp, dout, rows, M, C);
+  }
+
+  /** x (M,C), s (M) -> x[i] *= s[i] */
+  scaleRows(x: GpuTensor, s: GpuTensor, M: number, C: number): void {
+    requireLengths('scaleRows', { x: [x, M * C], s: [s, M] });
+    if (M * C === 0) return;
+    this.runtime.dispatch(KERNELS.scaleRows, { x, s }, { N: M * C, C });
+  }
+
+  /** src (n rows of width, srcStride apart) -> dst (n rows, dstStride apart) */
+  copyRows(dst: GpuTensor, src: GpuTensor, n: number, width: number, dstStride: number, srcStride: number): void {
+    requireLengths('copyRows', { dst: [dst, stridedExtent(n, dstStride, width)], src: [src, stridedExtent(n, srcStride, width)] });
+    if (n * width === 0) return;
+    this.runtime.dispatch(KERNELS.copyRows, { dst, src }, { N: n * width, width, dstStride, srcStride });
+  }
+
+  dropoutForward(out: GpuTensor, inp: GpuTensor, N: number, key: number, p: number): void {
+    this.dropout(true, out, inp, N, key, p);
+  }
+
+  dropoutBackward(dinp: GpuTensor, dout: GpuTensor, N: number, key: number, p: number): void {
+    this.dropout(false, dinp, dout, N, key, p);
+  }
+
+  private dropout(forward: boolean, out: GpuTensor, inp: GpuTensor, N: number, key: number, p: number): void {
+    requireLengths(forward ? 'dropoutForward' : 'dropoutBackward', { out: [out, N], inp: [inp, N] });
+    if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: p must be in [0, 1), got ${p}`);
+    if (N === 0) return;
+    // the reference keeps i when hash >= p 2^32 (a double); for an integer hash that is hash >= ceil(p 2^32)
+    const threshold = Math.ceil(p * 4294967296);
+    this.runtime.dispatch(KERNELS.dropout, { out, inp }, { N, key: key >>> 0, threshold, inv: 1 / (1 - p) }, { FORWARD: forward });
   }
 }
