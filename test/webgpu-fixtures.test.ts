@@ -43,3 +43,23 @@ test('WebGPU backend (SwiftShader): golden fixtures and a short orpo train run m
   assert.equal(summary.failed, 0);
   assert.equal(child.status, 0, child.stderr.slice(-2000));
 });
+
+test('--backend webgpu without a GPU adapter: exit 1 and what is missing, no stack trace', { timeout: 120_000 }, async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'orpo-no-gpu-'));
+  try {
+    const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+    // a Vulkan ICD list naming nothing that exists: the loader (if installed) finds no driver, so Dawn no adapter
+    const env: NodeJS.ProcessEnv = { ...process.env, VK_ICD_FILENAMES: join(dir, 'none.json') };
+    delete env.LD_LIBRARY_PATH;
+    const r = spawnSync(process.execPath, [main, 'demo', '--backend', 'webgpu', '--max-steps', '1', '--output-dir', join(dir, 'out'), '--json'],
+      { encoding: 'utf8', env, timeout: 100_000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /orpo demo: error: WebGPU backend: requestAdapter\(\) found no GPU adapter\. .*Vulkan/);
+    assert.doesNotMatch(r.stderr, /^\s+at .*\.js:\d+/m, 'no JavaScript stack trace');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
