@@ -32,7 +32,8 @@ export class LoraAdapters<F = Float32Array, I = Int32Array> {
   readonly arena: Arena<F, I>;
   private readonly byModule = new Map<string, LoraLayerSpec>();
   private readonly dropoutSteps: Uint32Array;
-  private readonly seed: number;
+  /** the seed of the initial A factors and of every dropout mask (a copy on another backend needs it to draw the same masks) */
+  readonly seed: number;
 
   private readonly total: number;
 

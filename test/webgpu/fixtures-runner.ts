@@ -126,6 +126,25 @@ async function trainingCase(): Promise<string | null> {
       const bad = rel(gpu.losses[i]!, cpu.losses[i]!, 1e-4, `loss at step ${i + 1}`);
       if (bad) return bad;
     }
+    // LoRA with dropout (the masks must agree: the device adapters draw them from the host adapters' seed), through
+    // orpo train on the demo's base model and data, resumable files and all
+    const lora = (backend: string): number[] => {
+      const out = join(root, `lora-${backend}`);
+      const args = [main, 'train', '--backend', backend, '--model', join(cpu.out, 'base-model'), '--dataset', join(cpu.out, 'data', 'train.jsonl'),
+        '--lora-r', '4', '--lora-dropout', '0.2', '--max-steps', '3', '--per-device-train-batch-size', '8', '--max-length', '16',
+        '--learning-rate', '1e-2', '--logging-steps', '1', '--save-steps', '0', '--report', 'false', '--output-dir', out];
+      const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: process.env, timeout: 240_000 });
+      if (r.status !== 0) throw new Error(`orpo train --lora-r 4 --backend ${backend} failed (${r.status}): ${r.stderr.slice(-1500)}`);
+      return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>)
+        .filter((x) => x['loss'] !== undefined).map((x) => x['loss']!);
+    };
+    const loraGpu = lora('webgpu');
+    const loraCpu = lora('js');
+    if (loraGpu.length !== 3 || loraCpu.length !== 3) return `LoRA: expected 3 logged losses, got ${loraGpu.length} and ${loraCpu.length}`;
+    for (let i = 0; i < 3; i++) {
+      const bad = rel(loraGpu[i]!, loraCpu[i]!, 1e-4, `LoRA (dropout 0.2) loss at step ${i + 1}`);
+      if (bad) return bad;
+    }
     const a = await tensors(join(gpu.out, 'model.safetensors'));
     const b = await tensors(join(cpu.out, 'model.safetensors'));
     for (const [name, w] of b) {
@@ -159,7 +178,7 @@ async function main(): Promise<void> {
       if (!needs.includes(null)) cases.push([`fixture ${cs}/model ${method}`, () => fixtureCase(kernels, cs, 'model', method)]);
     }
   }
-  cases.push(['orpo demo --backend webgpu: the TypeScript backend\'s losses and weights', trainingCase]);
+  cases.push(['orpo demo and orpo train --lora-r (dropout) on webgpu: the TypeScript backend\'s losses and weights', trainingCase]);
   let failed = 0;
   for (const [name, run] of cases) {
     if (only && !only.test(name)) continue;
