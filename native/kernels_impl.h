@@ -437,8 +437,10 @@ static inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t l
 // .to(torch.bfloat16)) and their products summed in float32. Two paths compute exactly that, differing only in the
 // order of the float32 sums (a product of two bf16 values is exact in float32, so neither rounds a product):
 //   dpbf16: the packed slivers are rewritten as bf16 pairs along k and VDPBF16PS does two products per lane. On
-//     Zen 4/5 it has twice the FMA throughput; on Sapphire Rapids it issues on one port and is 30% slower than
-//     float32 FMA. Needs AVX512_BF16 (and this table's 12x32 micro-tile).
+//     Zen 5 that is 1.7x the float32 GEMM; on Sapphire Rapids it issues on one port, no more throughput than FMA on
+//     two, and the bf16 training step measured 30% slower than float32 there (issue 16). Needs AVX512_BF16 (and
+//     this table's 12x32 micro-tile). Its sums round to nearest even like the FMA path's, but the instruction treats
+//     subnormal inputs and results as zero (below 1.2e-38: nothing a training step can see).
 //   fma: the operands are rounded to bf16 as float32 values and go through the float32 micro-kernel. Any CPU.
 // Which is faster is measured, not assumed from the flags: the first bf16 GEMM (or gemm_info) times both on one
 // thread (bf16_choice below); ORPO_BF16_KERNEL=fma|dpbf16 forces one.
