@@ -23,7 +23,7 @@ const GPU_SHAPES: Array<[number, number, number]> = [[512, 512, 512], [1024, 102
 const SOFTWARE_SHAPES: Array<[number, number, number]> = [[128, 128, 128], [256, 256, 256]];
 const VARIANTS: Array<[boolean, boolean]> = [[false, false], [false, true], [true, false], [true, true]];
 
-interface GemmRow { M: number; N: number; K: number; op: string; tile: number; gflops: number; pctPeak: number | null }
+interface GemmRow { M: number; N: number; K: number; op: string; tile: GemmTile; gflops: number; pctPeak: number | null }
 interface AttentionRow { B: number; T: number; NH: number; NKV: number; HD: number; forwardMs: number; backwardMs: number; gflops: number }
 
 function randomArray(n: number): Float32Array {
@@ -89,8 +89,9 @@ async function main(): Promise<void> {
     const c = runtime.alloc(M * N);
     const flops = 2 * M * N * K;
     const inner = Math.max(1, Math.min(50, Math.round((software ? 2e8 : 2e11) / flops)));
-    // both block sizes where the large one applies: which is faster is for a GPU to say (the default is gemmTile)
-    const tiles: GemmTile[] = gemmTile(M, N) === 128 ? [128, 64] : [64];
+    // the kernel gemmTile picks first, then the others that apply (both tile sizes where the large one does, and the
+    // barrier-free direct kernel): which is faster where is for a GPU to say
+    const tiles = [...new Set<GemmTile>([gemmTile(M, N, K), ...(M >= 128 && N >= 128 ? [128, 64] as const : [64] as const), 'direct'])];
     for (const tile of tiles) {
       kernels.setGemmTile(tile);
       for (const [transA, transB] of VARIANTS) {

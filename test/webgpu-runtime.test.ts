@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { acquireDevice, NoWebGpuAdapterError } from '../src/backend/webgpu/device.js';
 import { rewriteTensorAccess, grid1d, type KernelSpec } from '../src/backend/webgpu/runtime.js';
 import { sizeClassOf } from '../src/backend/webgpu/buffers.js';
-import { KERNELS } from '../src/backend/webgpu/kernel-table.js';
+import { KERNELS, rowThreads } from '../src/backend/webgpu/kernel-table.js';
 
 test('rewriteTensorAccess offsets every index of a tensor, nested brackets included, and nothing else', () => {
   const bind = (i: string): string => `g1[P.o_x + (${i})]`;
@@ -35,9 +35,32 @@ test('every kernel in the table indexes each tensor it declares', () => {
   for (const [key, entry] of Object.entries(KERNELS)) {
     const spec: KernelSpec = entry;
     assert.equal(spec.name, key);
-    const source = spec.source({ HD: 8, TK: 4, TILE: 64 });
-    for (const t of spec.tensors) assert.match(source, new RegExp(`(?<![A-Za-z0-9_.])${t.name}\\[`), `${key} never indexes ${t.name}`);
+    for (const RT of [1, 32, 256]) {
+      const source = spec.source({ HD: 8, TK: 4, TILE: 64, RT });
+      for (const t of spec.tensors) assert.match(source, new RegExp(`(?<![A-Za-z0-9_.])${t.name}\\[`), `${key} never indexes ${t.name}`);
+    }
   }
+});
+
+test('row kernels size their workgroups by the row width: narrow rows have no barrier, wide rows a full workgroup', () => {
+  assert.deepEqual([1, 7, 64, 128, 129, 300, 511, 512, 896, 4096, 151936].map(rowThreads),
+    [1, 1, 1, 1, 32, 32, 32, 256, 256, 256, 256]);
+  const rowKernels: KernelSpec[] = [KERNELS.layernormForward, KERNELS.layernormBackward, KERNELS.rmsnormForward, KERNELS.rmsnormBackward,
+    KERNELS.logprobForward, KERNELS.logitsStats];
+  for (const spec of rowKernels) {
+    // SwiftShader runs a shader without barriers as plain loops; every barrier costs a coroutine switch per lane group
+    assert.doesNotMatch(spec.source({ RT: 1 }), /workgroupBarrier/, `${spec.name} at one thread per row`);
+    assert.match(spec.source({ RT: 1 }), /@workgroup_size\(64\)/);
+    assert.match(spec.source({ RT: 32 }), /@workgroup_size\(64\)/);
+    assert.match(spec.source({ RT: 256 }), /@workgroup_size\(256\)/);
+    // rows per workgroup: 64, 2, 1
+    assert.deepEqual(spec.grid({ N: 130 }, { RT: 1 }), [3, 1, 1]);
+    assert.deepEqual(spec.grid({ N: 130 }, { RT: 32 }), [65, 1, 1]);
+    assert.deepEqual(spec.grid({ N: 130 }, { RT: 256 }), [130, 1, 1]);
+    assert.throws(() => spec.source({}), /RT must be 1, 32 or 256/);
+  }
+  const reduce: KernelSpec = KERNELS.reduceSum;
+  assert.doesNotMatch(reduce.source({ SQUARE: true }), /workgroupBarrier/);
 });
 
 test('no WebGPU, or no adapter: the error names what is missing', async () => {

@@ -14,6 +14,7 @@ import type { GpuTensor } from '../../src/backend/webgpu/buffers.js';
 import { createNodeWebGpuBackend } from '../../src/backend/webgpu/node-gpu.js';
 import type { WebGpuKernels } from '../../src/backend/webgpu/kernels.js';
 import type { KernelSpec, WebGpuRuntime } from '../../src/backend/webgpu/runtime.js';
+import type { GemmTile } from '../../src/backend/webgpu/kernel-table.js';
 import { randomInputs } from '../helpers/random-inputs.js';
 
 // ------------------------------------------------------------------------------------------------ inputs
@@ -42,31 +43,40 @@ interface Case {
   readonly args: readonly Arg[];
   readonly rtol?: number;
   readonly bf16?: boolean;
+  /** the GEMM kernel to force (default: chosen by shape, see gemmTile) */
+  readonly gemmTile?: GemmTile;
+  /** the attention form to force (default: chosen by key count, see attentionDirect) */
+  readonly attentionDirect?: boolean;
 }
 
 const cases: Case[] = [];
 const add = (c: Case): void => { cases.push(c); };
 
-// gemm: every transpose / accumulate combination on odd shapes, one K of 0
-for (const [M, N, K] of [[1, 1, 1], [7, 63, 65], [63, 65, 127], [65, 127, 63], [33, 129, 300], [5, 3, 0], [129, 200, 37], [257, 130, 9]]) {
-  for (const transA of [false, true]) for (const transB of [false, true]) for (const accumulate of [false, true]) {
-    add({ name: `gemm ${M}x${N}x${K} tA=${transA} tB=${transB} acc=${accumulate}`, kernel: 'gemm', rtol: 2e-5,
-      buffers: { c: randn(M * N), a: randn(M * K), b: randn(K * N) },
-      args: [ref('c'), ref('a'), ref('b'), M, N, K, transA, transB, accumulate] });
+// gemm: every transpose / accumulate combination on odd shapes, one K of 0, on each of the three kernels (the
+// direct one, tiles of 64 and of 128: gemmTile picks by shape, these force each)
+const GEMM_KERNELS: readonly GemmTile[] = ['direct', 64, 128];
+for (const gemmTile of GEMM_KERNELS) {
+  for (const [M, N, K] of [[1, 1, 1], [7, 63, 65], [63, 65, 127], [65, 127, 63], [33, 129, 300], [5, 3, 0], [129, 200, 37], [257, 130, 9]]) {
+    for (const transA of [false, true]) for (const transB of [false, true]) for (const accumulate of [false, true]) {
+      add({ name: `gemm[${gemmTile}] ${M}x${N}x${K} tA=${transA} tB=${transB} acc=${accumulate}`, kernel: 'gemm', rtol: 2e-5, gemmTile,
+        buffers: { c: randn(M * N), a: randn(M * K), b: randn(K * N) },
+        args: [ref('c'), ref('a'), ref('b'), M, N, K, transA, transB, accumulate] });
+    }
   }
+  for (const [transA, transB] of [[false, false], [true, true], [false, true]]) {
+    const [M, N, K] = [33, 65, 127];
+    add({ name: `gemm[${gemmTile}] bf16 ${M}x${N}x${K} tA=${transA} tB=${transB}`, kernel: 'gemm', bf16: true, rtol: 2e-5, gemmTile,
+      buffers: { c: randn(M * N), a: randn(M * K), b: randn(K * N) },
+      args: [ref('c'), ref('a'), ref('b'), M, N, K, transA, transB, true] });
+  }
+  // views with offsets: c, a, b start inside larger buffers
+  add({ name: `gemm[${gemmTile}] on offset views`, kernel: 'gemm', rtol: 2e-5, gemmTile,
+    buffers: { c: randn(5 + 7 * 9), a: randn(3 + 7 * 11), b: randn(1 + 11 * 9) },
+    args: [ref('c', 5), ref('a', 3), ref('b', 1), 7, 9, 11, false, false, true] });
 }
-for (const [transA, transB] of [[false, false], [true, true], [false, true]]) {
-  const [M, N, K] = [33, 65, 127];
-  add({ name: `gemm bf16 ${M}x${N}x${K} tA=${transA} tB=${transB}`, kernel: 'gemm', bf16: true, rtol: 2e-5,
-    buffers: { c: randn(M * N), a: randn(M * K), b: randn(K * N) },
-    args: [ref('c'), ref('a'), ref('b'), M, N, K, transA, transB, true] });
-}
-// views with offsets: c, a, b start inside larger buffers
-add({ name: 'gemm on offset views', kernel: 'gemm', rtol: 2e-5,
-  buffers: { c: randn(5 + 7 * 9), a: randn(3 + 7 * 11), b: randn(1 + 11 * 9) },
-  args: [ref('c', 5), ref('a', 3), ref('b', 1), 7, 9, 11, false, false, true] });
 
-for (const [N, C, OC] of [[7, 65, 33], [1, 3, 5], [70, 129, 67], [200, 5, 9]]) {
+// (300x130 -> 140 is past GEMM_DIRECT_MAX_MACS: the tiled kernel by default)
+for (const [N, C, OC] of [[7, 65, 33], [1, 3, 5], [70, 129, 67], [200, 5, 9], [300, 130, 140]]) {
   for (const bias of [true, false]) {
     add({ name: `matmulForward ${N}x${C}->${OC} bias=${bias}`, kernel: 'matmulForward', rtol: 2e-5,
       buffers: { out: randn(N * OC), inp: randn(N * C), weight: randn(OC * C), bias: randn(OC) },
@@ -91,8 +101,11 @@ for (const [N, C, V] of [[13, 7, 5], [70, 33, 300]]) {
     args: [ref('dtable'), ref('dout'), ref('ids'), N, C] });
 }
 
-// norms: C below, at and above the workgroup width
-for (const [N, C] of [[1, 1], [5, 67], [3, 256], [7, 300], [130, 33]]) {
+// norms: every row-size class of rowThreads (one thread per row up to 128 columns, 32 threads below 512, a
+// 256-thread workgroup from 512 on) at and across its edges, with row counts that leave the last workgroup part
+// empty (64 rows of one thread, two rows of 32 per workgroup)
+for (const [N, C] of [[1, 1], [70, 7], [65, 64], [5, 67], [130, 33], [9, 128], [5, 129], [3, 256], [7, 300], [3, 511],
+  [2, 512], [3, 2048], [2, 4099]]) {
   add({ name: `layernormForward ${N}x${C}`, kernel: 'layernormForward',
     buffers: { out: randn(N * C), mean: randn(N), rstd: randn(N), inp: randn(N * C, 2), weight: randn(C), bias: randn(C) },
     args: [ref('out'), ref('mean'), ref('rstd'), ref('inp'), ref('weight'), ref('bias'), N, C, 1e-5] });
@@ -140,22 +153,22 @@ const attentionShapes: AttentionShape[] = [
     { B: 1, T: 70, NH: 4, NKV: 2, HD: 64, qPad: 0, kvPad: 0, hidden: null },
   ] : []),
 ];
-for (const s of attentionShapes) {
+for (const s of attentionShapes) for (const attentionDirect of [false, true]) {
   const { B, T, NH, NKV, HD } = s;
   const qStride = NH * HD + s.qPad;
   const kvStride = NKV * HD + s.kvPad;
-  const label = `B=${B} T=${T} NH=${NH} NKV=${NKV} HD=${HD} qStride=${qStride} kvStride=${kvStride} hidden=${s.hidden ? s.hidden.join(',') : 'none'}`;
+  const label = `[${attentionDirect ? 'direct' : 'tiled'}] B=${B} T=${T} NH=${NH} NKV=${NKV} HD=${HD} qStride=${qStride} kvStride=${kvStride} hidden=${s.hidden ? s.hidden.join(',') : 'none'}`;
   const hidden: Record<string, Int32Array> = s.hidden ? { hidden: Int32Array.from(s.hidden) } : {};
   const hiddenArg = s.hidden ? ref('hidden') : null;
   const inputs = { q: randn(B * T * qStride), k: randn(B * T * kvStride), v: randn(B * T * kvStride), ...hidden };
-  add({ name: `attentionForward ${label}`, kernel: 'attentionForward',
+  add({ name: `attentionForward ${label}`, kernel: 'attentionForward', attentionDirect,
     buffers: { out: randn(B * T * NH * HD), lse: randn(B * NH * T), ...inputs },
     args: [ref('out'), ref('lse'), ref('q'), ref('k'), ref('v'), B, T, NH, NKV, HD, qStride, kvStride, hiddenArg] });
   // backward needs a consistent (out, lse): take them from the reference forward
   const out = new Float32Array(B * T * NH * HD);
   const lse = new Float32Array(B * NH * T);
   jsKernels.attentionForward(out, lse, inputs.q, inputs.k, inputs.v, B, T, NH, NKV, HD, qStride, kvStride, s.hidden ? Int32Array.from(s.hidden) : null);
-  add({ name: `attentionBackward ${label}`, kernel: 'attentionBackward', rtol: 2e-5,
+  add({ name: `attentionBackward ${label}`, kernel: 'attentionBackward', rtol: 2e-5, attentionDirect,
     buffers: { dq: randn(B * T * qStride), dk: randn(B * T * kvStride), dv: randn(B * T * kvStride), dout: randn(B * T * NH * HD), out, lse, ...inputs },
     args: [ref('dq'), ref('dk'), ref('dv'), ref('dout'), ref('q'), ref('k'), ref('v'), ref('out'), ref('lse'), B, T, NH, NKV, HD, qStride, kvStride, hiddenArg] });
 }
@@ -167,18 +180,22 @@ for (const s of attentionShapes) {
   const out = new Float32Array(B * T * C);
   const lse = new Float32Array(B * NH * T);
   jsKernels.attentionForward(out, lse, qkv, qkv.subarray(C), qkv.subarray(2 * C), B, T, NH, NH, HD, 3 * C, 3 * C);
-  add({ name: 'attentionForward on fused qkv views', kernel: 'attentionForward',
-    buffers: { out: randn(B * T * C), lse: randn(B * NH * T), qkv },
-    args: [ref('out'), ref('lse'), ref('qkv'), ref('qkv', C), ref('qkv', 2 * C), B, T, NH, NH, HD, 3 * C, 3 * C, null] });
-  add({ name: 'attentionBackward into fused dqkv views', kernel: 'attentionBackward', rtol: 2e-5,
-    buffers: { dqkv: randn(B * T * 3 * C), dout: randn(B * T * C), qkv, out, lse },
-    args: [ref('dqkv'), ref('dqkv', C), ref('dqkv', 2 * C), ref('dout'), ref('qkv'), ref('qkv', C), ref('qkv', 2 * C), ref('out'), ref('lse'), B, T, NH, NH, HD, 3 * C, 3 * C, null] });
+  for (const attentionDirect of [false, true]) {
+    const form = attentionDirect ? 'direct' : 'tiled';
+    add({ name: `attentionForward [${form}] on fused qkv views`, kernel: 'attentionForward', attentionDirect,
+      buffers: { out: randn(B * T * C), lse: randn(B * NH * T), qkv },
+      args: [ref('out'), ref('lse'), ref('qkv'), ref('qkv', C), ref('qkv', 2 * C), B, T, NH, NH, HD, 3 * C, 3 * C, null] });
+    add({ name: `attentionBackward [${form}] into fused dqkv views`, kernel: 'attentionBackward', rtol: 2e-5, attentionDirect,
+      buffers: { dqkv: randn(B * T * 3 * C), dout: randn(B * T * C), qkv, out, lse },
+      args: [ref('dqkv'), ref('dqkv', C), ref('dqkv', 2 * C), ref('dout'), ref('qkv'), ref('qkv', C), ref('qkv', 2 * C), ref('out'), ref('lse'), B, T, NH, NH, HD, 3 * C, 3 * C, null] });
+  }
 }
-for (const [T, pos0, NH, NKV, HD, pad] of [[1, 0, 2, 2, 8, 0], [1, 9, 4, 2, 8, 3], [3, 66, 4, 1, 6, 0]]) {
+for (const [T, pos0, NH, NKV, HD, pad] of [[1, 0, 2, 2, 8, 0], [1, 9, 4, 2, 8, 3], [3, 66, 4, 1, 6, 0]]) for (const attentionDirect of [false, true]) {
   const qStride = NH * HD + pad;
   const kvStride = NKV * HD + pad;
   const L = pos0 + T;
-  add({ name: `attentionDecode T=${T} pos0=${pos0} NH=${NH} NKV=${NKV} HD=${HD} pad=${pad}`, kernel: 'attentionDecode',
+  add({ name: `attentionDecode [${attentionDirect ? 'direct' : 'tiled'}] T=${T} pos0=${pos0} NH=${NH} NKV=${NKV} HD=${HD} pad=${pad}`,
+    kernel: 'attentionDecode', attentionDirect,
     buffers: { out: randn(T * NH * HD), q: randn(T * qStride), k: randn(L * kvStride), v: randn(L * kvStride) },
     args: [ref('out'), ref('q'), ref('k'), ref('v'), T, pos0, NH, NKV, HD, qStride, kvStride] });
 }
@@ -227,8 +244,9 @@ for (const [N, p, key] of [[1, 0.5, 7], [1000, 0.1, 0x6c6f7261], [70001, 0.35, 0
 }
 add({ name: 'zero a view', kernel: 'zero', rtol: 0, buffers: { x: randn(100) }, args: [ref('x', 10), 37] });
 
-// loss head: rows without a target, V below and above the workgroup width, large logits, ties for argmax
-for (const [N, V] of [[1, 1], [5, 7], [9, 300], [4, 1031]]) {
+// loss head: rows without a target, V in every row-size class (see the norms) and across its edges, large logits,
+// ties for argmax (within a lane and between lanes)
+for (const [N, V] of [[1, 1], [5, 7], [70, 20], [65, 128], [7, 129], [9, 300], [3, 511], [2, 512], [4, 1031], [3, 4099]]) {
   const targets = randInts(N, -1, V);
   targets[0] = V - 1;
   const logits = randn(N * V, 20);
@@ -419,6 +437,8 @@ async function main(): Promise<void> {
     try {
       jsKernels.setMatmulBf16(c.bf16 === true);
       kernels.setMatmulBf16(c.bf16 === true);
+      kernels.setGemmTile(c.gemmTile ?? null);
+      kernels.setAttentionDirect(c.attentionDirect ?? null);
       (jsKernels[c.kernel] as Invoke).apply(jsKernels, hostArgs);
       (kernels[c.kernel] as Invoke).apply(kernels, gpuArgs);
       let worst = 0;
@@ -438,7 +458,8 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(result, (_k, v: unknown) => (v === Infinity ? 'Infinity' : v)));
   }
   // sumSquares returns a number on the host and writes a one-element tensor on the GPU
-  for (const N of [1, 1000, 70001]) {
+  // one level of reduceSum (N <= 64), two, and three with a partial last fold
+  for (const N of [1, 64, 1000, 70001, 300001]) {
     const name = `sumSquares N=${N}`;
     if (only && !only.test(name)) continue;
     count++;

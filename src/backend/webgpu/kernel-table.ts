@@ -6,19 +6,27 @@
 // reference runs in float64 (gemm, reductions) run in float32 here, in tiles or trees, so results agree to
 // ~1e-5 relative, not bit for bit. Nothing uses atomics: every output element has one writer, so results are
 // deterministic run to run (the embedding backward included, see embeddingLinks).
-import { grid1d, type Grid, type KernelSpec, type Scalars } from './runtime.js';
+import { grid1d, type Consts, type Grid, type KernelSpec, type Scalars } from './runtime.js';
 
 /** workgroup size of the 1-D kernels (elementwise and row kernels) */
 const WG = 256;
 /**
- * The GEMM's block of C per workgroup: 128x128 (8x8 outputs per thread: twice the arithmetic per shared-memory
- * load) once both sides of C reach 128, else 64x64 (4x4 per thread), so that small products (decoding, LoRA,
- * odd heads) still spread over enough workgroups.
+ * Which GEMM kernel a product gets: `direct` (gemmDirect: no workgroup memory, no barriers) while op count M*N*K is
+ * at most GEMM_DIRECT_MAX_MACS, products that take a GPU microseconds whichever kernel runs them, where the tiled
+ * kernel leaves most of a GPU idle (a 176x64x128 product is 3 tiles) and a CPU Vulkan (SwiftShader) pays for its
+ * barriers; else the tiled `gemm` with a 128x128 block of C per workgroup (8x8 outputs per thread: twice the
+ * arithmetic per shared-memory load) once both sides of C reach 128, else 64x64 (4x4 per thread), so that
+ * products with a narrow side (decoding, LoRA, odd heads) still spread over enough workgroups.
  */
-export function gemmTile(M: number, N: number): GemmTile {
+export function gemmTile(M: number, N: number, K: number): GemmTile {
+  if (M * N * K <= GEMM_DIRECT_MAX_MACS) return 'direct';
   return M >= 128 && N >= 128 ? 128 : 64;
 }
-export type GemmTile = 64 | 128;
+export type GemmTile = 'direct' | 64 | 128;
+/** multiply-adds up to which a product runs on gemmDirect (see gemmTile) */
+export const GEMM_DIRECT_MAX_MACS = 1 << 22;
+/** the block of C per workgroup of gemmDirect */
+export const GEMM_DIRECT_BLOCK = 32;
 /** queries (or keys, in the dk/dv pass) per attention workgroup: one per thread */
 export const ATTENTION_ROWS = 64;
 
@@ -36,31 +44,110 @@ function elementwise(body: string, helpers = ''): string {
   return `${helpers}\n${ELEMENT_INDEX}\n  if (idx >= P.N) { return; }\n${body}\n}`;
 }
 
-/** a workgroup-per-row kernel over P.N rows: `body` sees `row` (< P.N), `lid` and the reduction helper wg_sum */
-function rowwise(body: string, helpers = ''): string {
-  return `${WG_SUM}\n${helpers}\n@compute @workgroup_size(${WG})
+/**
+ * Threads that share one row in the row kernels (norms, log-softmax, logits stats): a compile-time constant `RT` of
+ * each pipeline, chosen from the row width, so that a narrow row does not pay for a whole workgroup:
+ * - up to ROW_PER_THREAD_MAX columns, one thread per row (64 rows per workgroup) and no barrier at all. A row of
+ *   128 floats is a short loop for one thread, and on SwiftShader (a CPU Vulkan) every workgroupBarrier switches
+ *   coroutines for each group of lanes: a 256-thread tree per row cost ~1.4 ms there, a barrier-free row ~4 us;
+ * - below FULL_ROW_MIN columns, 32 threads per row (two rows per 64-thread workgroup): a 5-level tree, no idle lanes;
+ * - from FULL_ROW_MIN columns on (C = 896..4096, V = 151936), a 256-thread workgroup per row as before, with the
+ *   same loads and the same tree (the same sums to the bit).
+ */
+export type RowThreads = 1 | 32 | 256;
+export const ROW_PER_THREAD_MAX = 128;
+export const FULL_ROW_MIN = 512;
+
+export function rowThreads(width: number): RowThreads {
+  if (width <= ROW_PER_THREAD_MAX) return 1;
+  return width < FULL_ROW_MIN ? 32 : 256;
+}
+
+/** threads per workgroup of a row kernel with RT threads per row: 64 rows of one, two rows of 32, one row of 256 */
+export function rowGroupThreads(rt: RowThreads): number {
+  return Math.max(64, rt);
+}
+
+function rowThreadsOf(consts: Consts): RowThreads {
+  const rt = consts.RT;
+  if (rt !== 1 && rt !== 32 && rt !== 256) throw new Error(`row kernel: RT must be 1, 32 or 256 (rowThreads), got ${String(rt)}`);
+  return rt;
+}
+
+/** the grid of a row kernel: P.N rows, rowGroupThreads / RT per workgroup */
+const rows = (s: Scalars, c: Consts): Grid => {
+  const rt = rowThreadsOf(c);
+  return grid1d(s.N, rowGroupThreads(rt) / rt);
+};
+
+/**
+ * A row kernel over P.N rows of P.<widthName> columns, RT threads per row. `body` sees `lid`, `sub` (the thread's
+ * lane in its row, 0..RT-1: it takes columns sub, sub + RT, ...), `row`, `width` and `lead` (the lane that writes
+ * the row's own results), and row_sum(value, lid), the sum over the row's lanes (call it from uniform control
+ * flow). The lanes of a slot past the last row keep running, for the barriers, with `row` clamped and `width` 0:
+ * they read and write nothing.
+ */
+function rowKernel(consts: Consts, widthName: string, body: string, helpers = ''): string {
+  const rt = rowThreadsOf(consts);
+  const threads = rowGroupThreads(rt);
+  return `${rowSum(rt, threads)}\n${helpers}\n@compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y * nwg.x + wid.x;
-  if (row >= P.N) { return; }
+  let sub = lid % RT;
+  let slot = (wid.y * nwg.x + wid.x) * ${threads / rt}u + lid / RT;
+  let row = min(slot, P.N - 1u);
+  let width = select(0u, P.${widthName}, slot < P.N);
+  let lead = sub == 0u && slot < P.N;
 ${body}
 }`;
 }
 
-/** tree sum over the workgroup; call from uniform control flow */
-const WG_SUM = `var<workgroup> red: array<f32, ${WG}>;
-fn wg_sum(value: f32, lid: u32) -> f32 {
+/** row_sum: a tree over the RT lanes of each row in workgroup memory; with one thread per row, the value itself */
+function rowSum(rt: RowThreads, threads: number): string {
+  if (rt === 1) return 'fn row_sum(value: f32, lid: u32) -> f32 { return value; }';
+  return `var<workgroup> red: array<f32, ${threads}>;
+fn row_sum(value: f32, lid: u32) -> f32 {
+  let sub = lid % RT;
   red[lid] = value;
   workgroupBarrier();
-  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
-    if (lid < stride) { red[lid] += red[lid + stride]; }
+  for (var stride = RT / 2u; stride > 0u; stride >>= 1u) {
+    if (sub < stride) { red[lid] += red[lid + stride]; }
     workgroupBarrier();
   }
-  let total = red[0];
+  let total = red[lid - sub];
   workgroupBarrier();
   return total;
 }`;
+}
+
+/**
+ * The tree that combines per-lane state across a row's RT lanes, leaving the row's result in lane 0's variables:
+ * `store` writes this lane's state to workgroup arrays at [lid], `merge` folds in the state at [lid + stride] (and
+ * stores the result). Empty with one thread per row: the kernel then has no barrier.
+ */
+function rowTree(rt: RowThreads, store: string, merge: string): string {
+  if (rt === 1) return '';
+  return `  ${store}
+  workgroupBarrier();
+  for (var stride = RT / 2u; stride > 0u; stride >>= 1u) {
+    if (sub < stride) {
+${merge}
+      ${store}
+    }
+    workgroupBarrier();
+  }`;
+}
+
+/** workgroup arrays for rowTree, one per lane; none with one thread per row */
+function rowArrays(rt: RowThreads, arrays: Readonly<Record<string, 'f32' | 'u32'>>): string {
+  if (rt === 1) return '';
+  const threads = rowGroupThreads(rt);
+  return Object.entries(arrays).map(([name, type]) => `var<workgroup> ${name}: array<${type}, ${threads}>;`).join('\n');
+}
 
 const NEG_BIG = 'const NEG_BIG: f32 = -3.0e38;';
+
+/** values one thread of reduceSum adds per level */
+export const REDUCE_FOLD = 64;
 
 /** rows per chunk of the column reductions: enough workgroups to fill a GPU for a few thousand rows */
 export const COLUMN_CHUNK_ROWS = 64;
@@ -92,23 +179,66 @@ fn sech_squared(u: f32) -> f32 {
   return 4.0 * e / ((1.0 + e) * (1.0 + e));
 }`;
 
-const rows = (s: Scalars): Grid => grid1d(s.N, 1);
 const elements = (s: Scalars): Grid => grid1d(s.N, WG);
+
+/**
+ * Attention kernels come in two forms, a compile-time constant DIRECT of each pipeline (see attentionDirect):
+ * - tiled (DIRECT false): a workgroup takes 64 consecutive queries (or keys) of one (b, head), and the keys (or
+ *   queries) it walks are staged in tiles of TK through workgroup memory, shared by its 64 threads;
+ * - direct (DIRECT true), for short sequences: one thread per (b, head, position) over a flat range, so no lane
+ *   waits idle when T is far below 64, and every operand read straight from global memory, so no barrier at all.
+ * Both walk the keys in the same tiles of TK in the same order: the same sums.
+ */
+export function attentionDirect(keys: number): boolean {
+  return keys <= ATTENTION_DIRECT_MAX_KEYS;
+}
+/** key count up to which attention runs direct: a 64-query workgroup then has all its keys in one or two tiles */
+export const ATTENTION_DIRECT_MAX_KEYS = 64;
+
+function attentionDirectOf(consts: Consts): boolean {
+  if (typeof consts.DIRECT !== 'boolean') throw new Error('attention kernel: DIRECT (attentionDirect) must be given');
+  return consts.DIRECT;
+}
+
+/** the grid of a query- or key-per-thread attention kernel over T positions of `heads` heads of B sequences */
+function attentionGrid(s: Scalars, c: Consts, heads: number): Grid {
+  if (attentionDirectOf(c)) return grid1d(s.B * heads * s.T, ATTENTION_ROWS);
+  return [Math.ceil(s.T / ATTENTION_ROWS), heads, s.B];
+}
+
+/**
+ * The start of an attention kernel with one position per thread: `b`, `head` (< heads), `t` (< P.T when `valid`).
+ * Tiled: 64 consecutive positions of (wid.z, wid.y) per workgroup. Direct: position, head, sequence from the flat
+ * thread index (past the end: `valid` false, b clamped so that its reads stay in range).
+ */
+function positionPerThread(direct: boolean, heads: string, shared: string): string {
+  const head = `@compute @workgroup_size(${ATTENTION_ROWS})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {`;
+  if (direct) {
+    return `${head}
+  let flat = (wid.y * nwg.x + wid.x) * ${ATTENTION_ROWS}u + lid;
+  let t = flat % P.T;
+  let head = (flat / P.T) % ${heads};
+  let b = min(flat / (P.T * ${heads}), P.B - 1u);
+  let valid = flat < P.B * ${heads} * P.T;`;
+  }
+  return `${shared}
+${head}
+  let b = wid.z;
+  let head = wid.y;
+  let t = wid.x * ${ATTENTION_ROWS}u + lid;
+  let valid = t < P.T;`;
+}
 
 /**
  * The start of a query-per-thread attention kernel (forward, decode, dq): query t of (b, head h) per thread,
  * `valid` when t < T; kv head kvh; L keys, the query's position `last` = pos0 + t; the key range [lo, hi) that
- * `hidden` keeps from it (empty unless last >= hidden[2b+1]); the workgroup's key/value tiles.
+ * `hidden` keeps from it (empty unless last >= hidden[2b+1]); tiled: the workgroup's key/value tiles.
  */
-function queryRowKernelHead(pos0: string): string {
-  return `var<workgroup> Ks: array<f32, TK * HD>;
-var<workgroup> Vs: array<f32, TK * HD>;
-@compute @workgroup_size(${ATTENTION_ROWS})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.z;
-  let h = wid.y;
-  let t = wid.x * ${ATTENTION_ROWS}u + lid;
-  let valid = t < P.T;
+function queryRowKernelHead(pos0: string, direct: boolean): string {
+  return `${positionPerThread(direct, 'P.NH', `var<workgroup> Ks: array<f32, TK * HD>;
+var<workgroup> Vs: array<f32, TK * HD>;`)}
+  let h = head;
   let kvh = h / (P.NH / P.NKV);
   let L = ${pos0} + P.T;
   let last = ${pos0} + t;
@@ -120,8 +250,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }`;
 }
 
-/** stages keys s0 .. s0+TK-1 of (b, kvh) into Ks / Vs (zeros past L), all threads, then a barrier */
-const KEY_VALUE_TILE = `    for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS}u) {
+/**
+ * The keys a query kernel walks: tiled, up to the workgroup's last query, each tile staged into Ks / Vs (zeros past
+ * L) by all threads between barriers; direct, up to the thread's own query, nothing staged.
+ */
+function keyTiles(direct: boolean, workgroupEnd: string, body: string): string {
+  if (direct) {
+    return `  let keyEnd = last + 1u;
+  for (var s0 = 0u; s0 < keyEnd; s0 += TK) {
+${body}
+  }`;
+  }
+  return `  let keyEnd = ${workgroupEnd};
+  for (var s0 = 0u; s0 < keyEnd; s0 += TK) {
+    for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS}u) {
       let s = s0 + e / HD;
       var kx = 0.0;
       var vx = 0.0;
@@ -133,7 +275,25 @@ const KEY_VALUE_TILE = `    for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS
       Ks[e] = kx;
       Vs[e] = vx;
     }
-    workgroupBarrier();`;
+    workgroupBarrier();
+${body}
+    workgroupBarrier();
+  }`;
+}
+
+/** element i of key (or value) j of the current tile: from the staged tile, or from global memory when direct */
+function keyAt(direct: boolean, tensor: 'k' | 'v', j: string, i: string): string {
+  if (direct) return `${tensor}[(b * L + s0 + ${j}) * P.kvStride + kvh * HD + ${i}]`;
+  return `${tensor === 'k' ? 'Ks' : 'Vs'}[${j} * HD + ${i}]`;
+}
+
+/** a GEMM operand as the product sees it: rounded to bfloat16 (nearest even, NaN kept quiet) when P.bf16 */
+const BF16_OPERAND = `fn operand(x: f32) -> f32 {
+  if (P.bf16 == 0u) { return x; }
+  let u = bitcast<u32>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) { return bitcast<f32>((u | 0x00400000u) & 0xffff0000u); }
+  return bitcast<f32>(((u + 0x7fffu + ((u >> 16u) & 1u)) >> 16u) << 16u);
+}`;
 
 export const KERNELS = {
   // ------------------------------------------------------------------------------------------ matrix products
@@ -162,12 +322,7 @@ const TK: u32 = 1024u / TILE;
 const BLOCKS: u32 = TILE / 64u;
 var<workgroup> As: array<f32, 1024>;
 var<workgroup> Bs: array<f32, 1024>;
-fn operand(x: f32) -> f32 {
-  if (P.bf16 == 0u) { return x; }
-  let u = bitcast<u32>(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) { return bitcast<f32>((u | 0x00400000u) & 0xffff0000u); }
-  return bitcast<f32>(((u + 0x7fffu + ((u >> 16u) & 1u)) >> 16u) << 16u);
-}
+${BF16_OPERAND}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row0 = wid.y * TM;
@@ -230,6 +385,87 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
           c[r * P.N + col] = value;
         }
       }
+    }
+  }
+}`,
+  },
+
+  /**
+   * The GEMM of `gemm` without workgroup memory or barriers, for products too small to fill a GPU with tiles (see
+   * gemmTile): a thread computes a 4x4 block of C straight from global memory (8x8 threads, a 32x32 block per
+   * workgroup), k in order as the tiled kernel, so the two give the same sums. Operands are read through strides
+   * (a(m, k) = a[m * aM + k * aK], b(k, n) = b[k * bK + n * bN]: every transpose is one loop) with row and column
+   * indices clamped into range, so the inner loop has no branch; the clamped lanes' results are not written.
+   * On a GPU, 4x more workgroups than 64x64 tiles for the small shapes it takes; on SwiftShader, where each barrier
+   * of the tiled kernel switches coroutines for every group of lanes, ~10x faster at the demo's shapes.
+   */
+  gemmDirect: {
+    name: 'gemmDirect',
+    tensors: [{ name: 'c', type: 'f32', written: true }, { name: 'a', type: 'f32' }, { name: 'b', type: 'f32' },
+      { name: 'bias', type: 'f32' }],
+    scalars: { M: 'u32', N: 'u32', K: 'u32', aM: 'u32', aK: 'u32', bK: 'u32', bN: 'u32', accumulate: 'u32', bf16: 'u32',
+      hasBias: 'u32' },
+    grid: (s) => [Math.ceil(s.N / GEMM_DIRECT_BLOCK), Math.ceil(s.M / GEMM_DIRECT_BLOCK), 1],
+    source: () => `
+fn round_bf16(x: f32) -> f32 {
+  let u = bitcast<u32>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) { return bitcast<f32>((u | 0x00400000u) & 0xffff0000u); }
+  return bitcast<f32>(((u + 0x7fffu + ((u >> 16u) & 1u)) >> 16u) << 16u);
+}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r0 = wid.y * ${GEMM_DIRECT_BLOCK}u + (lid / 8u) * 4u;
+  let c0 = wid.x * ${GEMM_DIRECT_BLOCK}u + (lid % 8u) * 4u;
+  let a0 = min(r0, P.M - 1u) * P.aM;
+  let a1 = min(r0 + 1u, P.M - 1u) * P.aM;
+  let a2 = min(r0 + 2u, P.M - 1u) * P.aM;
+  let a3 = min(r0 + 3u, P.M - 1u) * P.aM;
+  let b0 = min(c0, P.N - 1u) * P.bN;
+  let b1 = min(c0 + 1u, P.N - 1u) * P.bN;
+  let b2 = min(c0 + 2u, P.N - 1u) * P.bN;
+  let b3 = min(c0 + 3u, P.N - 1u) * P.bN;
+  // four accumulators in named variables and the bf16 test outside the loop: SwiftShader runs a dynamically
+  // indexed array, or a branch inside the loop, as memory traffic and masked blocks (half the speed)
+  var acc0 = vec4f();
+  var acc1 = vec4f();
+  var acc2 = vec4f();
+  var acc3 = vec4f();
+  var ak = 0u;
+  var bk = 0u;
+  if (P.bf16 == 0u) {
+    for (var k = 0u; k < P.K; k++) {
+      let av = vec4f(a[a0 + ak], a[a1 + ak], a[a2 + ak], a[a3 + ak]);
+      let bv = vec4f(b[bk + b0], b[bk + b1], b[bk + b2], b[bk + b3]);
+      acc0 += av.x * bv;
+      acc1 += av.y * bv;
+      acc2 += av.z * bv;
+      acc3 += av.w * bv;
+      ak += P.aK;
+      bk += P.bK;
+    }
+  } else {
+    for (var k = 0u; k < P.K; k++) {
+      let av = vec4f(round_bf16(a[a0 + ak]), round_bf16(a[a1 + ak]), round_bf16(a[a2 + ak]), round_bf16(a[a3 + ak]));
+      let bv = vec4f(round_bf16(b[bk + b0]), round_bf16(b[bk + b1]), round_bf16(b[bk + b2]), round_bf16(b[bk + b3]));
+      acc0 += av.x * bv;
+      acc1 += av.y * bv;
+      acc2 += av.z * bv;
+      acc3 += av.w * bv;
+      ak += P.aK;
+      bk += P.bK;
+    }
+  }
+  let acc = array<vec4f, 4>(acc0, acc1, acc2, acc3);
+  for (var i = 0u; i < 4u; i++) {
+    let r = r0 + i;
+    if (r >= P.M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let col = c0 + j;
+      if (col >= P.N) { break; }
+      var value = acc[i][j];
+      if (P.hasBias != 0u) { value += bias[col]; }
+      if (P.accumulate != 0u) { value += c[r * P.N + col]; }
+      c[r * P.N + col] = value;
     }
   }
 }`,
@@ -313,7 +549,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   },
 
   // ------------------------------------------------------------------------------------------ normalisation
-  /** inp (N,C), weight, bias -> out (N,C), mean (N), rstd (N); one workgroup per row, two passes as the reference */
+  /** inp (N,C), weight, bias -> out (N,C), mean (N), rstd (N); RT threads per row (rowThreads), two passes as the reference */
   layernormForward: {
     name: 'layernormForward',
     tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'mean', type: 'f32', written: true },
@@ -321,39 +557,39 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       { name: 'bias', type: 'f32' }],
     scalars: { N: 'u32', C: 'u32', eps: 'f32' },
     grid: rows,
-    source: () => rowwise(`
+    source: (k) => rowKernel(k, 'C', `
   let o = row * P.C;
   var s = 0.0;
-  for (var c = lid; c < P.C; c += ${WG}u) { s += inp[o + c]; }
-  let m = wg_sum(s, lid) / f32(P.C);
+  for (var c = sub; c < width; c += RT) { s += inp[o + c]; }
+  let m = row_sum(s, lid) / f32(P.C);
   var v = 0.0;
-  for (var c = lid; c < P.C; c += ${WG}u) { let d = inp[o + c] - m; v += d * d; }
-  let rs = 1.0 / sqrt(wg_sum(v, lid) / f32(P.C) + P.eps);
-  for (var c = lid; c < P.C; c += ${WG}u) { out[o + c] = (inp[o + c] - m) * rs * weight[c] + bias[c]; }
-  if (lid == 0u) { mean[row] = m; rstd[row] = rs; }`),
+  for (var c = sub; c < width; c += RT) { let d = inp[o + c] - m; v += d * d; }
+  let rs = 1.0 / sqrt(row_sum(v, lid) / f32(P.C) + P.eps);
+  for (var c = sub; c < width; c += RT) { out[o + c] = (inp[o + c] - m) * rs * weight[c] + bias[c]; }
+  if (lead) { mean[row] = m; rstd[row] = rs; }`),
   },
 
-  /** dinp (N,C) += the layernorm input gradient; one workgroup per row (the parameter gradients: layernormParamGrads) */
+  /** dinp (N,C) += the layernorm input gradient; RT threads per row (the parameter gradients: layernormParamGrads) */
   layernormBackward: {
     name: 'layernormBackward',
     tensors: [{ name: 'dinp', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' },
       { name: 'weight', type: 'f32' }, { name: 'mean', type: 'f32' }, { name: 'rstd', type: 'f32' }],
     scalars: { N: 'u32', C: 'u32' },
     grid: rows,
-    source: () => rowwise(`
+    source: (k) => rowKernel(k, 'C', `
   let o = row * P.C;
   let m = mean[row];
   let s = rstd[row];
   var a = 0.0;
   var bsum = 0.0;
-  for (var c = lid; c < P.C; c += ${WG}u) {
+  for (var c = sub; c < width; c += RT) {
     let dnorm = dout[o + c] * weight[c];
     a += dnorm;
     bsum += dnorm * (inp[o + c] - m) * s;
   }
-  let dnormMean = wg_sum(a, lid) / f32(P.C);
-  let dnormXhatMean = wg_sum(bsum, lid) / f32(P.C);
-  for (var c = lid; c < P.C; c += ${WG}u) {
+  let dnormMean = row_sum(a, lid) / f32(P.C);
+  let dnormXhatMean = row_sum(bsum, lid) / f32(P.C);
+  for (var c = sub; c < width; c += RT) {
     let xhat = (inp[o + c] - m) * s;
     dinp[o + c] += s * (dout[o + c] * weight[c] - dnormMean - xhat * dnormXhatMean);
   }`),
@@ -382,36 +618,36 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }`,
   },
 
-  /** inp (N,C), weight -> out (N,C), rstd (N); one workgroup per row */
+  /** inp (N,C), weight -> out (N,C), rstd (N); RT threads per row */
   rmsnormForward: {
     name: 'rmsnormForward',
     tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'rstd', type: 'f32', written: true },
       { name: 'inp', type: 'f32' }, { name: 'weight', type: 'f32' }],
     scalars: { N: 'u32', C: 'u32', eps: 'f32' },
     grid: rows,
-    source: () => rowwise(`
+    source: (k) => rowKernel(k, 'C', `
   let o = row * P.C;
   var ss = 0.0;
-  for (var c = lid; c < P.C; c += ${WG}u) { let x = inp[o + c]; ss += x * x; }
-  let s = 1.0 / sqrt(wg_sum(ss, lid) / f32(P.C) + P.eps);
-  for (var c = lid; c < P.C; c += ${WG}u) { out[o + c] = weight[c] * (inp[o + c] * s); }
-  if (lid == 0u) { rstd[row] = s; }`),
+  for (var c = sub; c < width; c += RT) { let x = inp[o + c]; ss += x * x; }
+  let s = 1.0 / sqrt(row_sum(ss, lid) / f32(P.C) + P.eps);
+  for (var c = sub; c < width; c += RT) { out[o + c] = weight[c] * (inp[o + c] * s); }
+  if (lead) { rstd[row] = s; }`),
   },
 
-  /** dinp (N,C) += s * w * dout - x * s^3 * mean(w * dout * x); one workgroup per row */
+  /** dinp (N,C) += s * w * dout - x * s^3 * mean(w * dout * x); RT threads per row */
   rmsnormBackward: {
     name: 'rmsnormBackward',
     tensors: [{ name: 'dinp', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'inp', type: 'f32' },
       { name: 'weight', type: 'f32' }, { name: 'rstd', type: 'f32' }],
     scalars: { N: 'u32', C: 'u32' },
     grid: rows,
-    source: () => rowwise(`
+    source: (k) => rowKernel(k, 'C', `
   let o = row * P.C;
   let s = rstd[row];
   var dot = 0.0;
-  for (var c = lid; c < P.C; c += ${WG}u) { dot += dout[o + c] * weight[c] * inp[o + c]; }
-  let k = (wg_sum(dot, lid) / f32(P.C)) * s * s * s;
-  for (var c = lid; c < P.C; c += ${WG}u) { dinp[o + c] += s * dout[o + c] * weight[c] - inp[o + c] * k; }`),
+  for (var c = sub; c < width; c += RT) { dot += dout[o + c] * weight[c] * inp[o + c]; }
+  let k = (row_sum(dot, lid) / f32(P.C)) * s * s * s;
+  for (var c = sub; c < width; c += RT) { dinp[o + c] += s * dout[o + c] * weight[c] - inp[o + c] * k; }`),
   },
 
   /** partial (chunks, C) = sum over the chunk's rows of dout * inp * rstd; columnSum adds the chunks into dweight */
@@ -472,9 +708,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       { name: 'q', type: 'f32' }, { name: 'k', type: 'f32' }, { name: 'v', type: 'f32' }, { name: 'hidden', type: 'i32' }],
     scalars: { B: 'u32', T: 'u32', pos0: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32',
       hasLse: 'u32', hasHidden: 'u32' },
-    grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NH, s.B],
-    source: () => `${NEG_BIG}
-${queryRowKernelHead('P.pos0')}
+    grid: (s, c) => attentionGrid(s, c, s.NH),
+    source: (c) => {
+      const direct = attentionDirectOf(c);
+      return `${NEG_BIG}
+${queryRowKernelHead('P.pos0', direct)}
   var qr: array<f32, HD>;
   var acc: array<f32, HD>;
   if (valid) {
@@ -483,10 +721,7 @@ ${queryRowKernelHead('P.pos0')}
   }
   var m = NEG_BIG;
   var l = 0.0;
-  let keyEnd = P.pos0 + min(P.T, (wid.x + 1u) * ${ATTENTION_ROWS}u);
-  for (var s0 = 0u; s0 < keyEnd; s0 += TK) {
-${KEY_VALUE_TILE}
-    if (valid) {
+${keyTiles(direct, `P.pos0 + min(P.T, (wid.x + 1u) * ${ATTENTION_ROWS}u)`, `    if (valid) {
       var sc: array<f32, TK>;
       var tileMax = NEG_BIG;
       for (var j = 0u; j < TK; j++) {
@@ -494,7 +729,7 @@ ${KEY_VALUE_TILE}
         var x = NEG_BIG;
         if (s <= last && !(s >= lo && s < hi)) {
           var dot = 0.0;
-          for (var i = 0u; i < HD; i++) { dot += qr[i] * Ks[j * HD + i]; }
+          for (var i = 0u; i < HD; i++) { dot += qr[i] * ${keyAt(direct, 'k', 'j', 'i')}; }
           x = dot * P.scale;
           tileMax = max(tileMax, x);
         }
@@ -509,20 +744,19 @@ ${KEY_VALUE_TILE}
           if (sc[j] > -1.0e38) {
             let p = exp(sc[j] - mNew);
             l += p;
-            for (var i = 0u; i < HD; i++) { acc[i] += p * Vs[j * HD + i]; }
+            for (var i = 0u; i < HD; i++) { acc[i] += p * ${keyAt(direct, 'v', 'j', 'i')}; }
           }
         }
         m = mNew;
       }
-    }
-    workgroupBarrier();
-  }
+    }`)}
   if (valid) {
     let oo = ((b * P.T + t) * P.NH + h) * HD;
     for (var i = 0u; i < HD; i++) { out[oo + i] = acc[i] / l; }
     if (P.hasLse != 0u) { lse[(b * P.NH + h) * P.T + t] = m + log(l); }
   }
-}`,
+}`;
+    },
   },
 
   /** stats (B,NH,T,2) = (lse, D = dout . out) for each query row: what both backward passes need (N = B*NH*T) */
@@ -548,9 +782,11 @@ ${KEY_VALUE_TILE}
     tensors: [{ name: 'dq', type: 'f32', written: true }, { name: 'dout', type: 'f32' }, { name: 'q', type: 'f32' },
       { name: 'k', type: 'f32' }, { name: 'v', type: 'f32' }, { name: 'stats', type: 'f32' }, { name: 'hidden', type: 'i32' }],
     scalars: { B: 'u32', T: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32', hasHidden: 'u32' },
-    grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NH, s.B],
-    source: () => `
-${queryRowKernelHead('0u')}
+    grid: (s, c) => attentionGrid(s, c, s.NH),
+    source: (c) => {
+      const direct = attentionDirectOf(c);
+      return `
+${queryRowKernelHead('0u', direct)}
   var qr: array<f32, HD>;
   var dor: array<f32, HD>;
   var dqr: array<f32, HD>;
@@ -564,33 +800,30 @@ ${queryRowKernelHead('0u')}
     rowLse = stats[2u * r];
     rowD = stats[2u * r + 1u];
   }
-  let keyEnd = min(P.T, (wid.x + 1u) * ${ATTENTION_ROWS}u);
-  for (var s0 = 0u; s0 < keyEnd; s0 += TK) {
-${KEY_VALUE_TILE}
-    if (valid) {
+${keyTiles(direct, `min(P.T, (wid.x + 1u) * ${ATTENTION_ROWS}u)`, `    if (valid) {
       for (var j = 0u; j < TK; j++) {
         let s = s0 + j;
         if (s <= last && !(s >= lo && s < hi)) {
           var dot = 0.0;
           var dp = 0.0;
-          for (var i = 0u; i < HD; i++) { dot += qr[i] * Ks[j * HD + i]; dp += dor[i] * Vs[j * HD + i]; }
+          for (var i = 0u; i < HD; i++) { dot += qr[i] * ${keyAt(direct, 'k', 'j', 'i')}; dp += dor[i] * ${keyAt(direct, 'v', 'j', 'i')}; }
           let p = exp(dot * P.scale - rowLse);
           let ds = p * (dp - rowD) * P.scale;
-          for (var i = 0u; i < HD; i++) { dqr[i] += ds * Ks[j * HD + i]; }
+          for (var i = 0u; i < HD; i++) { dqr[i] += ds * ${keyAt(direct, 'k', 'j', 'i')}; }
         }
       }
-    }
-    workgroupBarrier();
-  }
+    }`)}
   if (valid) {
     for (var i = 0u; i < HD; i++) { dq[qo + i] += dqr[i]; }
   }
-}`,
+}`;
+    },
   },
 
   /**
-   * dk, dv for one key per thread (64 keys of one (b, kv head) per workgroup), summed over the query heads of its
-   * group and the queries that see it, staged in tiles of TK queries. Each key has one writer: no atomics.
+   * dk, dv for one key per thread, summed over the query heads of its group and the queries that see it, in tiles
+   * of TK queries: tiled, 64 keys of one (b, kv head) per workgroup with the query tiles staged in workgroup memory;
+   * direct, the queries read from global memory. Each key has one writer: no atomics.
    */
   attentionBackwardKeyValue: {
     name: 'attentionBackwardKeyValue',
@@ -598,36 +831,17 @@ ${KEY_VALUE_TILE}
       { name: 'dout', type: 'f32' }, { name: 'q', type: 'f32' }, { name: 'k', type: 'f32' }, { name: 'v', type: 'f32' },
       { name: 'stats', type: 'f32' }, { name: 'hidden', type: 'i32' }],
     scalars: { B: 'u32', T: 'u32', NH: 'u32', NKV: 'u32', qStride: 'u32', kvStride: 'u32', scale: 'f32', hasHidden: 'u32' },
-    grid: (s) => [Math.ceil(s.T / ATTENTION_ROWS), s.NKV, s.B],
-    source: () => `
-var<workgroup> Qs: array<f32, ${'TK * HD'}>;
-var<workgroup> Os: array<f32, ${'TK * HD'}>;
-var<workgroup> Ls: array<f32, TK>;
-var<workgroup> Ds: array<f32, TK>;
-@compute @workgroup_size(${ATTENTION_ROWS})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.z;
-  let kvh = wid.y;
-  let firstKey = wid.x * ${ATTENTION_ROWS}u;
-  let s = firstKey + lid;
-  let valid = s < P.T;
-  let group = P.NH / P.NKV;
-  var lo = 0u;
-  var hi = 0u;
-  if (P.hasHidden != 0u) { lo = u32(hidden[2u * b]); hi = u32(hidden[2u * b + 1u]); }
-  let inHiddenRange = s >= lo && s < hi;
-  var kr: array<f32, HD>;
-  var vr: array<f32, HD>;
-  var dkr: array<f32, HD>;
-  var dvr: array<f32, HD>;
-  let ko = (b * P.T + s) * P.kvStride + kvh * HD;
-  if (valid) {
-    for (var i = 0u; i < HD; i++) { kr[i] = k[ko + i]; vr[i] = v[ko + i]; }
-  }
-  for (var g = 0u; g < group; g++) {
-    let h = kvh * group + g;
-    for (var t0 = firstKey; t0 < P.T; t0 += TK) {
-      for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS}u) {
+    grid: (s, c) => attentionGrid(s, c, s.NKV),
+    source: (c) => {
+      const direct = attentionDirectOf(c);
+      // query j of the current tile: element i of its q row or dout row, its lse or D
+      const row = '(b * P.T + t0 + j)';
+      const stat = '2u * ((b * P.NH + h) * P.T + t0 + j)';
+      const qAt = direct ? `q[${row} * P.qStride + h * HD + i]` : 'Qs[j * HD + i]';
+      const oAt = direct ? `dout[(${row} * P.NH + h) * HD + i]` : 'Os[j * HD + i]';
+      const lAt = direct ? `stats[${stat}]` : 'Ls[j]';
+      const dAt = direct ? `stats[${stat} + 1u]` : 'Ds[j]';
+      const stage = direct ? '' : `      for (var e = lid; e < TK * HD; e += ${ATTENTION_ROWS}u) {
         let t = t0 + e / HD;
         var qx = 0.0;
         var ox = 0.0;
@@ -650,30 +864,57 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
         Ls[j] = rl;
         Ds[j] = rd;
       }
-      workgroupBarrier();
+      workgroupBarrier();`;
+      return `
+${positionPerThread(direct, 'P.NKV', `var<workgroup> Qs: array<f32, TK * HD>;
+var<workgroup> Os: array<f32, TK * HD>;
+var<workgroup> Ls: array<f32, TK>;
+var<workgroup> Ds: array<f32, TK>;`)}
+  let kvh = head;
+  let s = t;
+  // the first query tile: the workgroup's first key when tiled (all its threads walk the same tiles), else this key
+  let firstQuery = ${direct ? 's' : `wid.x * ${ATTENTION_ROWS}u`};
+  let group = P.NH / P.NKV;
+  var lo = 0u;
+  var hi = 0u;
+  if (P.hasHidden != 0u) { lo = u32(hidden[2u * b]); hi = u32(hidden[2u * b + 1u]); }
+  let inHiddenRange = s >= lo && s < hi;
+  var kr: array<f32, HD>;
+  var vr: array<f32, HD>;
+  var dkr: array<f32, HD>;
+  var dvr: array<f32, HD>;
+  let ko = (b * P.T + s) * P.kvStride + kvh * HD;
+  if (valid) {
+    for (var i = 0u; i < HD; i++) { kr[i] = k[ko + i]; vr[i] = v[ko + i]; }
+  }
+  for (var g = 0u; g < group; g++) {
+    let h = kvh * group + g;
+    for (var t0 = firstQuery; t0 < P.T; t0 += TK) {
+${stage}
       if (valid) {
         for (var j = 0u; j < TK; j++) {
           let t = t0 + j;
           if (t < P.T && t >= s && !(inHiddenRange && t >= hi)) {
             var dot = 0.0;
             var dp = 0.0;
-            for (var i = 0u; i < HD; i++) { dot += Qs[j * HD + i] * kr[i]; dp += Os[j * HD + i] * vr[i]; }
-            let p = exp(dot * P.scale - Ls[j]);
-            let ds = p * (dp - Ds[j]) * P.scale;
+            for (var i = 0u; i < HD; i++) { dot += ${qAt} * kr[i]; dp += ${oAt} * vr[i]; }
+            let p = exp(dot * P.scale - ${lAt});
+            let ds = p * (dp - ${dAt}) * P.scale;
             for (var i = 0u; i < HD; i++) {
-              dkr[i] += ds * Qs[j * HD + i];
-              dvr[i] += p * Os[j * HD + i];
+              dkr[i] += ds * ${qAt};
+              dvr[i] += p * ${oAt};
             }
           }
         }
       }
-      workgroupBarrier();
+${direct ? '' : '      workgroupBarrier();'}
     }
   }
   if (valid) {
     for (var i = 0u; i < HD; i++) { dk[ko + i] += dkr[i]; dv[ko + i] += dvr[i]; }
   }
-}`,
+}`;
+    },
   },
 
   // ------------------------------------------------------------------------------------------ pointwise
@@ -797,8 +1038,8 @@ fn mix32(v: u32) -> u32 {
 
   // ------------------------------------------------------------------------------------------ loss head
   /**
-   * logits (N,V), targets -> logp (N), lse (N); one workgroup per row, one pass: each thread keeps a running
-   * (max, sum of exp(x - max)) over its columns, and the pairs combine in a tree.
+   * logits (N,V), targets -> logp (N), lse (N); RT threads per row (rowThreads), one pass: each lane keeps a running
+   * (max, sum of exp(x - max)) over its columns, and the lanes' pairs combine in a tree.
    */
   logprobForward: {
     name: 'logprobForward',
@@ -806,35 +1047,19 @@ fn mix32(v: u32) -> u32 {
       { name: 'logits', type: 'f32' }, { name: 'targets', type: 'i32' }],
     scalars: { N: 'u32', V: 'u32' },
     grid: rows,
-    source: () => `${NEG_BIG}
-var<workgroup> redMax: array<f32, ${WG}>;
-var<workgroup> redSum: array<f32, ${WG}>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y * nwg.x + wid.x;
-  if (row >= P.N) { return; }
+    source: (k) => rowKernel(k, 'V', `
   let o = row * P.V;
   var m = NEG_BIG;
   var s = 0.0;
-  for (var j = lid; j < P.V; j += ${WG}u) {
+  for (var j = sub; j < width; j += RT) {
     let x = logits[o + j];
     if (x > m) { s = s * exp(m - x) + 1.0; m = x; } else { s += exp(x - m); }
   }
-  redMax[lid] = m;
-  redSum[lid] = s;
-  workgroupBarrier();
-  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
-    if (lid < stride) {
-      let m2 = redMax[lid + stride];
+${rowTree(rowThreadsOf(k), 'redMax[lid] = m; redSum[lid] = s;', `      let m2 = redMax[lid + stride];
       let top = max(m, m2);
       s = s * exp(m - top) + redSum[lid + stride] * exp(m2 - top);
-      m = top;
-      redMax[lid] = m;
-      redSum[lid] = s;
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
+      m = top;`)}
+  if (lead) {
     let tgt = targets[row];
     if (tgt < 0) {
       logp[row] = 0.0;
@@ -844,8 +1069,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       lse[row] = rowLse;
       logp[row] = logits[o + u32(tgt)] - rowLse;
     }
-  }
-}`,
+  }`, `${NEG_BIG}\n${rowArrays(rowThreadsOf(k), { redMax: 'f32', redSum: 'f32' })}`),
   },
 
   /** dlogits (N,V) = dlogp * (onehot - softmax), written; one thread per element, so dlogits may alias logits */
@@ -865,55 +1089,34 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   dlogits[idx] = value;`),
   },
 
-  /** mean (N) and argmax (N, first maximal index) of each logits row; one workgroup per row */
+  /** mean (N) and argmax (N, first maximal index) of each logits row; RT threads per row (rowThreads) */
   logitsStats: {
     name: 'logitsStats',
     tensors: [{ name: 'mean', type: 'f32', written: true }, { name: 'argmax', type: 'i32', written: true },
       { name: 'logits', type: 'f32' }],
     scalars: { N: 'u32', V: 'u32' },
     grid: rows,
-    source: () => `
-const NONE: u32 = 0xffffffffu;
-var<workgroup> redSum: array<f32, ${WG}>;
-var<workgroup> redBest: array<f32, ${WG}>;
-var<workgroup> redAt: array<u32, ${WG}>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y * nwg.x + wid.x;
-  if (row >= P.N) { return; }
+    source: (k) => rowKernel(k, 'V', `
   let o = row * P.V;
   var s = 0.0;
   var best = 0.0;
   var bestAt = NONE;
-  for (var j = lid; j < P.V; j += ${WG}u) {
+  for (var j = sub; j < width; j += RT) {
     let x = logits[o + j];
     s += x;
     if (bestAt == NONE || x > best) { best = x; bestAt = j; }
   }
-  redSum[lid] = s;
-  redBest[lid] = best;
-  redAt[lid] = bestAt;
-  workgroupBarrier();
-  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
-    if (lid < stride) {
-      s += redSum[lid + stride];
-      redSum[lid] = s;
+${rowTree(rowThreadsOf(k), 'redSum[lid] = s; redBest[lid] = best; redAt[lid] = bestAt;', `      s += redSum[lid + stride];
       let otherAt = redAt[lid + stride];
       let other = redBest[lid + stride];
       if (otherAt != NONE && (bestAt == NONE || other > best || (other == best && otherAt < bestAt))) {
         best = other;
         bestAt = otherAt;
-        redBest[lid] = best;
-        redAt[lid] = bestAt;
-      }
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
+      }`)}
+  if (lead) {
     mean[row] = s / f32(P.V);
     argmax[row] = i32(bestAt);
-  }
-}`,
+  }`, `const NONE: u32 = 0xffffffffu;\n${rowArrays(rowThreadsOf(k), { redSum: 'f32', redBest: 'f32', redAt: 'u32' })}`),
   },
 
   // ------------------------------------------------------------------------------------------ optimizer
@@ -934,25 +1137,24 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   },
 
   /**
-   * partial[w] = sum of x^2 (SQUARE) or x over a grid-strided share of x: the first stage of a two-stage reduction
-   * (a second dispatch of one workgroup reduces the partials). Fixed shares and trees: deterministic.
+   * One level of a barrier-free reduction: partial[j] = the sum of x[i]^2 (SQUARE) or x[i] over i = j, j + N,
+   * j + 2N, ... < count, one thread per partial (N = ceil(count / REDUCE_FOLD)); neighbouring threads read
+   * neighbouring elements. Levels repeat on the partials until one is left (kernels.ts): fixed shares and orders,
+   * so deterministic. No workgroup tree: barriers are what a CPU Vulkan (SwiftShader) executes slowest, and a
+   * GPU streams this at memory speed either way.
    */
   reduceSum: {
     name: 'reduceSum',
     tensors: [{ name: 'partial', type: 'f32', written: true }, { name: 'x', type: 'f32' }],
-    scalars: { N: 'u32' },
-    grid: (s) => [Math.min(WG, Math.max(1, Math.ceil(s.N / WG))), 1, 1],
-    source: () => `${WG_SUM}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+    scalars: { N: 'u32', count: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
   var s = 0.0;
-  for (var i = wid.x * ${WG}u + lid; i < P.N; i += nwg.x * ${WG}u) {
+  for (var i = idx; i < P.count; i += P.N) {
     let value = x[i];
     if (SQUARE) { s += value * value; } else { s += value; }
   }
-  let total = wg_sum(s, lid);
-  if (lid == 0u) { partial[wid.x] = total; }
-}`,
+  partial[idx] = s;`),
   },
 } as const satisfies Record<string, KernelSpec>;
 

@@ -9,7 +9,7 @@
 // - setThreads is accepted and ignored (the GPU schedules itself).
 import type { Backend, FloatArray } from '../kernels.js';
 import type { GpuTensor } from './buffers.js';
-import { COLUMN_CHUNK_ROWS, KERNELS, attentionTile, gemmTile, type GemmTile } from './kernel-table.js';
+import { COLUMN_CHUNK_ROWS, KERNELS, REDUCE_FOLD, attentionDirect, attentionTile, gemmTile, rowThreads, type GemmTile } from './kernel-table.js';
 import type { WebGpuRuntime } from './runtime.js';
 
 function requireEvenHeads(what: string, NH: number, NKV: number): void {
@@ -92,7 +92,16 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
 
   private gemmTileOverride: GemmTile | null = null;
 
-  /** forces the GEMM's block size (null: by shape, see gemmTile): for bench/webgpu, to compare both on a GPU */
+  private attentionDirectOverride: boolean | null = null;
+
+  /** forces the attention kernels' form (null: by key count, see attentionDirect): for the parity tests, to run each */
+  setAttentionDirect(direct: boolean | null): void { this.attentionDirectOverride = direct; }
+
+  private attentionDirect(keys: number): boolean {
+    return this.attentionDirectOverride ?? attentionDirect(keys);
+  }
+
+  /** forces the GEMM kernel (null: by shape, see gemmTile): for bench/webgpu and the parity tests, to run each */
   setGemmTile(tile: GemmTile | null): void { this.gemmTileOverride = tile; }
 
   // ---------------------------------------------------------------- matrix products
@@ -110,10 +119,18 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
       this.runtime.zero(c.view(0, M * N));
       return;
     }
+    const tile = this.gemmTileOverride ?? gemmTile(M, N, K);
+    const flags = { accumulate: Number(accumulate), bf16: Number(this.matmulBf16), hasBias: Number(bias !== null) };
+    if (tile === 'direct') {
+      // strides of a(m, k) and b(k, n) in their stored layouts
+      this.runtime.dispatch(KERNELS.gemmDirect, { c, a, b, bias }, {
+        M, N, K, aM: transA ? 1 : K, aK: transA ? M : 1, bK: transB ? 1 : N, bN: transB ? K : 1, ...flags,
+      });
+      return;
+    }
     this.runtime.dispatch(KERNELS.gemm, { c, a, b, bias }, {
-      M, N, K, transA: Number(transA), transB: Number(transB), accumulate: Number(accumulate),
-      bf16: Number(this.matmulBf16), hasBias: Number(bias !== null),
-    }, { TILE: this.gemmTileOverride ?? gemmTile(M, N) });
+      M, N, K, transA: Number(transA), transB: Number(transB), ...flags,
+    }, { TILE: tile });
   }
 
   /** inp (N,C), weight (OC,C), bias (OC) | null -> out (N,OC) written: out = inp @ weight^T + bias */
@@ -172,14 +189,14 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
   layernormForward(out: GpuTensor, mean: GpuTensor, rstd: GpuTensor, inp: GpuTensor, weight: GpuTensor, bias: GpuTensor,
     N: number, C: number, eps: number): void {
     requireLengths('layernormForward', { out: [out, N * C], mean: [mean, N], rstd: [rstd, N], inp: [inp, N * C], weight: [weight, C], bias: [bias, C] });
-    this.runtime.dispatch(KERNELS.layernormForward, { out, mean, rstd, inp, weight, bias }, { N, C, eps });
+    this.runtime.dispatch(KERNELS.layernormForward, { out, mean, rstd, inp, weight, bias }, { N, C, eps }, { RT: rowThreads(C) });
   }
 
   layernormBackward(dinp: GpuTensor, dweight: GpuTensor | null, dbias: GpuTensor | null, dout: GpuTensor,
     inp: GpuTensor, weight: GpuTensor, mean: GpuTensor, rstd: GpuTensor, N: number, C: number): void {
     requireLengths('layernormBackward', { dinp: [dinp, N * C], dweight: [dweight, C], dbias: [dbias, C], dout: [dout, N * C],
       inp: [inp, N * C], weight: [weight, C], mean: [mean, N], rstd: [rstd, N] });
-    this.runtime.dispatch(KERNELS.layernormBackward, { dinp, dout, inp, weight, mean, rstd }, { N, C });
+    this.runtime.dispatch(KERNELS.layernormBackward, { dinp, dout, inp, weight, mean, rstd }, { N, C }, { RT: rowThreads(C) });
     if (!(dweight || dbias) || N === 0) return;
     const chunks = Math.ceil(N / COLUMN_CHUNK_ROWS);
     const partial = this.runtime.scratch(chunks * 2 * C);
@@ -191,14 +208,14 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
 
   rmsnormForward(out: GpuTensor, rstd: GpuTensor, inp: GpuTensor, weight: GpuTensor, N: number, C: number, eps: number): void {
     requireLengths('rmsnormForward', { out: [out, N * C], rstd: [rstd, N], inp: [inp, N * C], weight: [weight, C] });
-    this.runtime.dispatch(KERNELS.rmsnormForward, { out, rstd, inp, weight }, { N, C, eps });
+    this.runtime.dispatch(KERNELS.rmsnormForward, { out, rstd, inp, weight }, { N, C, eps }, { RT: rowThreads(C) });
   }
 
   rmsnormBackward(dinp: GpuTensor, dweight: GpuTensor | null, dout: GpuTensor, inp: GpuTensor, weight: GpuTensor,
     rstd: GpuTensor, N: number, C: number): void {
     requireLengths('rmsnormBackward', { dinp: [dinp, N * C], dweight: [dweight, C], dout: [dout, N * C], inp: [inp, N * C],
       weight: [weight, C], rstd: [rstd, N] });
-    this.runtime.dispatch(KERNELS.rmsnormBackward, { dinp, dout, inp, weight, rstd }, { N, C });
+    this.runtime.dispatch(KERNELS.rmsnormBackward, { dinp, dout, inp, weight, rstd }, { N, C }, { RT: rowThreads(C) });
     if (!dweight || N === 0) return;
     const chunks = Math.ceil(N / COLUMN_CHUNK_ROWS);
     const partial = this.runtime.scratch(chunks * C);
@@ -236,7 +253,7 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
       v: [v, stridedExtent(B * T, kvStride, NKV * HD)], hidden: [hidden, 2 * B] });
     this.runtime.dispatch(KERNELS.attentionForward, { out, lse, q, k, v, hidden },
       { B, T, pos0: 0, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD), hasLse: 1, hasHidden: Number(Boolean(hidden)) },
-      { HD, TK: attentionTile(HD) });
+      { HD, TK: attentionTile(HD), DIRECT: this.attentionDirect(T) });
   }
 
   /** dq, dk, dv accumulated; three passes: per-row (lse, dout . out), then dq by queries, then dk/dv by keys */
@@ -252,7 +269,7 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
     const rowsCount = B * NH * T;
     if (rowsCount === 0) return;
     const stats = this.runtime.scratch(2 * rowsCount);
-    const consts = { HD, TK: attentionTile(HD) };
+    const consts = { HD, TK: attentionTile(HD), DIRECT: this.attentionDirect(T) };
     const scalars = { B, T, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD), hasHidden: Number(Boolean(hidden)) };
     this.runtime.dispatch(KERNELS.attentionBackwardStats, { stats, lse, dout, out }, { N: rowsCount, T, NH }, { HD });
     this.runtime.dispatch(KERNELS.attentionBackwardQuery, { dq, dout, q, k, v, stats, hidden }, scalars, consts);
@@ -266,7 +283,7 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
       k: [k, stridedExtent(pos0 + T, kvStride, NKV * HD)], v: [v, stridedExtent(pos0 + T, kvStride, NKV * HD)] });
     this.runtime.dispatch(KERNELS.attentionForward, { out, q, k, v },
       { B: 1, T, pos0, NH, NKV, qStride, kvStride, scale: 1 / Math.sqrt(HD), hasLse: 0, hasHidden: 0 },
-      { HD, TK: attentionTile(HD) });
+      { HD, TK: attentionTile(HD), DIRECT: this.attentionDirect(pos0 + T) });
   }
 
   // ---------------------------------------------------------------- pointwise
@@ -303,13 +320,13 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
   // ---------------------------------------------------------------- loss head
   logprobForward(logp: GpuTensor, lse: GpuTensor, logits: GpuTensor, targets: GpuTensor, N: number, V: number): void {
     requireLengths('logprobForward', { logp: [logp, N], lse: [lse, N], logits: [logits, N * V], targets: [targets, N] });
-    this.runtime.dispatch(KERNELS.logprobForward, { logp, lse, logits, targets }, { N, V });
+    this.runtime.dispatch(KERNELS.logprobForward, { logp, lse, logits, targets }, { N, V }, { RT: rowThreads(V) });
   }
 
   logitsStats(mean: GpuTensor, argmax: GpuTensor, logits: GpuTensor, N: number, V: number): void {
     if (N > 0 && !(V >= 1)) throw new RangeError(`logitsStats: V must be at least 1, got ${V}`);
     requireLengths('logitsStats', { mean: [mean, N], argmax: [argmax, N], logits: [logits, N * V] });
-    this.runtime.dispatch(KERNELS.logitsStats, { mean, argmax, logits }, { N, V });
+    this.runtime.dispatch(KERNELS.logitsStats, { mean, argmax, logits }, { N, V }, { RT: rowThreads(V) });
   }
 
   logprobBackward(dlogits: GpuTensor, dlogp: GpuTensor, logits: GpuTensor, lse: GpuTensor, targets: GpuTensor,
@@ -328,17 +345,28 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
       { N, beta1, beta2, eps, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), decay: 1 - lr * weightDecay });
   }
 
-  /** x (N) -> out[0] = sum of squares, written (float32 tree sums; the CPU backends sum in float64) */
+  /**
+   * x (N) -> out[0] = sum of squares, written (float32 sums; the CPU backends sum in float64): levels of reduceSum,
+   * each folding REDUCE_FOLD values per thread, until one value is left.
+   */
   sumSquaresInto(out: GpuTensor, x: GpuTensor, N: number): void {
     requireLengths('sumSquaresInto', { out: [out, 1], x: [x, N] });
     if (N === 0) {
       this.runtime.zero(out.view(0, 1));
       return;
     }
-    const partialCount = KERNELS.reduceSum.grid({ N })[0];
-    const partial = this.runtime.scratch(partialCount);
-    this.runtime.dispatch(KERNELS.reduceSum, { partial, x }, { N }, { SQUARE: true });
-    this.runtime.dispatch(KERNELS.reduceSum, { partial: out, x: partial }, { N: partialCount }, { SQUARE: false });
+    let src = x;
+    let count = N;
+    let square = true;
+    for (;;) {
+      const parts = Math.ceil(count / REDUCE_FOLD);
+      const partial = parts === 1 ? out : this.runtime.scratch(parts);
+      this.runtime.dispatch(KERNELS.reduceSum, { partial, x: src }, { N: parts, count }, { SQUARE: square });
+      if (parts === 1) return;
+      src = partial;
+      count = parts;
+      square = false;
+    }
   }
 
   /** x (N) *= s in place */
