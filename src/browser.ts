@@ -2,14 +2,15 @@
 // generation) with no Node API. scripts/build-web.mjs bundles this entry into dist/web/orpo.js and swaps the two
 // Node-bound modules the core reaches for browser ones: the backend selection (the native addon cannot load in a
 // page: src/backend/browser.ts, the TypeScript kernels) and the data file readers (src/web/memory-readers.ts, files
-// the user picked, held in memory). Any other node: import fails the build.
+// the user picked, held in memory). Any other node: import fails the build. WebGPU (src/backend/webgpu, browser-safe)
+// trains a copy of the model when navigator.gpu gives an adapter (src/web/device.ts).
 
 export type { Kernels, FloatArray } from './backend/kernels.js';
 export { getKernels, availableBackends, BROWSER_BACKEND_NOTE } from './backend/browser.js';
 export { jsKernels } from './backend/js/kernels.js';
 export type { CausalLM, ModelConfig, ParamSpec, ModelType } from './model/types.js';
 export { parseConfig, SUPPORTED_MODEL_TYPES } from './model/config.js';
-export { createModel, emptyModel } from './model/create.js';
+export { createModel, emptyModel, modelOnBackend, copyParamsToHost } from './model/create.js';
 export type { DecoderBase as Model } from './model/base.js';
 export {
   modelFromFolderBytes, modelFolderBytes, parseSafetensorsBytes, safetensorsBytes, folderTensors, tensorToF32,
@@ -39,3 +40,7 @@ export { Generator } from './model/generator.js';
 export { Rng } from './tensor/rng.js';
 export { zipStore, crc32 } from './web/zip.js';
 export { BrowserSession, PAGE_LORA_DEFAULTS, type TrainChoices, type TrainSummary, type DataSummary } from './web/session.js';
+export {
+  probeWebGpu, webGpuTrainingBackend, deviceRun, hostRun, type WebGpuAvailability, type TrainingBackend, type OpenedBackend, type DeviceRun,
+} from './web/device.js';
+export { createWebGpuBackend, NoWebGpuAdapterError, type WebGpuBackend } from './backend/webgpu/index.js';

@@ -1,5 +1,6 @@
 // The in-browser trainer end to end in a real browser (Debian's Chromium, headless, driven by playwright-core):
-// build dist/web, serve it with `orpo web`, open ?selftest (the demo trained in the page on the TypeScript backend),
+// build dist/web, serve it with `orpo web`, open ?selftest (the demo trained in the page on the TypeScript backend,
+// which the page falls back to, saying why, in a browser without a WebGPU adapter),
 // require held-out preference accuracy >= 0.9, download the trained folder, unzip it, load it with the Node library
 // and check that its next-token logits equal the ones the page computed.
 import assert from 'node:assert/strict';
@@ -41,7 +42,12 @@ test('the page trains the demo to held-out accuracy >= 0.9 and its download load
     process.stderr.write(`web selftest: ${resultText} (${((performance.now() - started) / 1000).toFixed(1)} s in the browser)\n`);
     assert.deepEqual(pageErrors, [], 'no errors in the page');
     const result = JSON.parse(resultText!) as SelftestResult;
+    // launched without WEBGPU_ARGS, Chromium has navigator.gpu but no adapter: the page falls back and says why
     assert.equal(result.backend, 'js', 'the page trains on the TypeScript backend');
+    assert.match((await page.textContent('#backend'))!,
+      /^Backend: TypeScript backend \(jsKernels[^]*\nWebGPU not used: navigator\.gpu\.requestAdapter\(\) found no adapter: /);
+    assert.equal(await page.isDisabled('#force-js'), true, 'nothing to choose between without an adapter');
+    assert.match((await page.textContent('#train-status'))!, / on js \(every weight/);
     assert.ok(result.steps > 0 && result.seconds > 0);
     const before = result.before['eval_rewards/accuracies']!;
     const after = result.after['eval_rewards/accuracies']!;

@@ -2,7 +2,9 @@
 // an ES module, so these checks run the very graph the page runs: the build refuses a Node import, data held in
 // memory gives `orpo data stats`' counts, a paused and resumed run ends bit for bit where an uninterrupted one does,
 // and model folders go through bytes both ways (the page's download loads in Node; what saveModel writes, sharded
-// or bfloat16, loads from bytes).
+// or bfloat16, loads from bytes). A training backend (the page's WebGPU path) trains a copy and gives the host
+// run's numbers; the page names what keeps it off WebGPU.
+/// <reference types="@webgpu/types" />
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -145,6 +147,81 @@ test('a run paused and resumed in the page ends bit for bit where an uninterrupt
   assert.ok(straight.params.some((v, i) => v !== createModel(demoModelConfig(TINY), { seed: 2, kernels: jsKernels }).params[i]), 'training moved the weights');
   assert.deepEqual(paused.params, straight.params);
   assert.equal(paused.eval, straight.eval);
+});
+
+test('a training backend trains a copy of the model: the host run\'s numbers, also paused on one backend and resumed on the other (full, LoRA with dropout, DPO)', async () => {
+  // the page's WebGPU path (src/web/device.ts) with a second TypeScript backend as the "device": the copy, the
+  // weights and adapters coming back, AdamW's moments and LoRA's dropout counters across a pause, and DPO's
+  // reference on the device, checked bit for bit against the host run (the GPU's own numbers: web-webgpu.test.ts)
+  const events: string[] = [];
+  const copy: BrowserBuild.TrainingBackend = {
+    name: 'copy',
+    open: () => {
+      events.push('open');
+      // another object over the same kernels, so that nothing takes the copy for the host (DPO's reference moves too)
+      const kernels = Object.create(web.jsKernels) as BrowserBuild.OpenedBackend<unknown, unknown>['kernels'];
+      return Promise.resolve({ name: 'js copy', kernels, release: () => void events.push('release') });
+    },
+  };
+  const base = {
+    beta: 0.5, learning_rate: 5e-3, max_steps: 10, per_device_train_batch_size: 8, per_device_eval_batch_size: 25,
+    warmup_ratio: 0.1, max_length: 16, max_prompt_length: 8, logging_steps: 2, eval_steps: 5, seed: 3,
+  };
+  const cases = {
+    orpo: { ...base, method: 'orpo' as const },
+    'dpo (frozen reference)': { ...base, method: 'dpo' as const, beta: 0.1 },
+    'dpo + LoRA with dropout': { ...base, method: 'dpo' as const, beta: 0.1, lora_r: 4, lora_alpha: 8, lora_dropout: 0.2 },
+  };
+  type Backends = readonly (BrowserBuild.TrainingBackend | null)[];
+  const run = async (choices: BrowserBuild.TrainChoices, backends: Backends, pauseAt: number | null) => {
+    const session = new web.BrowserSession();
+    session.loadDemoModel(TINY, 5);
+    // the counts only (eval_steps is refused until the held-out file is in)
+    await session.useDemoData(5, 120, 30);
+    const records: Record<string, number>[] = [];
+    const names: string[] = [];
+    let summary;
+    let call = 0;
+    do {
+      session.trainingBackend = backends[call] ?? null;
+      const first = call++ === 0;
+      summary = await session.train(choices, { log: (r) => records.push(r), progress: (p) => first && p.step === pauseAt && session.pause() });
+      names.push(summary.backend);
+    } while (summary.paused);
+    const adapter = summary.lora === null ? null : unzipStored(session.adapterZip('a')).get('a/adapter_model.safetensors');
+    return { records: records.map(withoutTimings), params: session.model.params.slice(), adapter, names, logits: session.promptLogits('12+07=').logits };
+  };
+  for (const [name, choices] of Object.entries(cases)) {
+    events.length = 0;
+    const host = await run(choices, [null], null);
+    const device = await run(choices, [copy], null);
+    assert.deepEqual(events, ['open', 'release'], `${name}: one device per train() call, given back`);
+    const deviceThenHost = await run(choices, [copy, null], 4);
+    const hostThenDevice = await run(choices, [null, copy], 6);
+    assert.deepEqual([host.names, device.names, deviceThenHost.names, hostThenDevice.names], [['js'], ['js copy'], ['js copy', 'js'], ['js', 'js copy']]);
+    assert.ok(host.records.some((r) => 'eval_loss' in r) && host.records.some((r) => 'loss' in r));
+    for (const [label, other] of [['device', device], ['paused on the device, resumed on the host', deviceThenHost], ['paused on the host, resumed on the device', hostThenDevice]] as const) {
+      assert.deepEqual(other.records, host.records, `${name}, ${label}: the log`);
+      assert.deepEqual(other.params, host.params, `${name}, ${label}: the host model's weights`);
+      assert.deepEqual(other.adapter, host.adapter, `${name}, ${label}: the adapter`);
+      assert.deepEqual(other.logits, host.logits, `${name}, ${label}: generation reads the trained weights`);
+    }
+  }
+});
+
+test('the page says why it cannot train on WebGPU: no navigator.gpu, no adapter, no device', async () => {
+  const missing = await web.probeWebGpu(undefined);
+  assert.equal(missing.available, false);
+  assert.match(missing.available ? '' : missing.reason, /^navigator\.gpu is undefined: this browser has no WebGPU, or it is switched off/);
+  // the two ways a GPU object can fail, as far as probeWebGpu looks at it
+  const noAdapter = await web.probeWebGpu({ requestAdapter: () => Promise.resolve(null) } as unknown as GPU);
+  assert.match(noAdapter.available ? '' : noAdapter.reason, /^navigator\.gpu\.requestAdapter\(\) found no adapter/);
+  const throwing = await web.probeWebGpu({ requestAdapter: () => Promise.reject(new Error('GPU process crashed')) } as unknown as GPU);
+  assert.match(throwing.available ? '' : throwing.reason, /^navigator\.gpu\.requestAdapter\(\) failed: GPU process crashed/);
+  const limits = { maxStorageBuffersPerShaderStage: 8, maxComputeWorkgroupStorageSize: 16384, maxStorageBufferBindingSize: 1 << 27, maxBufferSize: 1 << 28 };
+  const adapter = { limits, features: new Set(), info: {}, requestDevice: () => Promise.reject(new Error('out of device memory')) };
+  const noDevice = await web.probeWebGpu({ requestAdapter: () => Promise.resolve(adapter) } as unknown as GPU);
+  assert.match(noDevice.available ? '' : noDevice.reason, /^the WebGPU device could not be created: out of device memory/);
 });
 
 test("the page's download (float32 and bfloat16) loads in Node with the page's weights", async () => {

@@ -1,14 +1,16 @@
 /// <reference lib="dom" />
 // The page: choose a model and data, train in a Web Worker (web/worker.ts) with live curves, pause and resume,
-// compare generations before and after, download the trained folder, the LoRA adapter or a GGUF file. `?selftest`
-// runs the built-in demo end to end and writes its result as JSON into #selftest-result (and the next-token logits
-// of a prompt into #selftest-logits, so a test can check the downloaded model against what the page computed);
-// `?logits` writes those logits after every finished run.
+// compare generations before and after, download the trained folder, the LoRA adapter or a GGUF file. Training runs
+// on WebGPU when the worker finds an adapter, else (or when the user ticks #force-js, or with `?backend=js`) on the
+// TypeScript backend; the line at the top says which, and why not WebGPU. `?selftest` runs the built-in demo end to
+// end (`&steps=N` for a shorter run) and writes its result as JSON into #selftest-result (and the next-token logits
+// of a prompt into #selftest-logits and the run's log records into #selftest-log, so a test can check the
+// downloaded model and the losses against other runs); `?logits` writes those after every finished run.
 import type { DataStats } from '../src/data/dataset.js';
 import type { LogRecord, Progress } from '../src/train/trainer.js';
 import type { DataSummary, TrainChoices, TrainSummary } from '../src/web/session.js';
 import { chartSvg, type Series } from './charts.js';
-import type { GgufDownloadDtype, ModelReply, Op, Requests, WorkerMessage } from './protocol.js';
+import type { BackendChoice, BackendsReply, GgufDownloadDtype, ModelReply, Op, Requests, WorkerMessage } from './protocol.js';
 import { SELFTEST } from './selftest.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -161,6 +163,30 @@ function onProgress(p: Progress): void {
     `accuracy ${p.accuracy.toFixed(2)}  ${Math.round(p.tokensPerSecond)} tokens/s  ${Math.round(p.eta)} s left`);
 }
 
+// ------------------------------------------------------------------------------------------------ backend
+
+/** what the worker found (null until it answers) */
+let backends: BackendsReply | null = null;
+const params = new URLSearchParams(location.search);
+
+const backendChoice = (): BackendChoice => (input('force-js').checked ? 'js' : 'auto');
+
+/** The top line: where the next run trains, and why not on WebGPU when it will not. */
+function showBackend(): void {
+  if (backends === null) return;
+  const { js, webgpu } = backends;
+  if (!webgpu.available) {
+    show('backend', `Backend: ${js.note}.\nWebGPU not used: ${webgpu.reason}.`);
+  } else if (backendChoice() === 'js') {
+    show('backend', `Backend: ${js.note}.\nWebGPU is available (${webgpu.adapter}) but not used, as chosen below.`);
+  } else {
+    show('backend', `Backend: WebGPU (${webgpu.adapter}): the training steps run on a copy of the model in ` +
+      'GPU memory; the weights come back after each run for generation and downloads, which use the TypeScript backend.' +
+      (webgpu.isSoftware ? '\nThis adapter is a CPU implementation of WebGPU: the numbers are right, but the TypeScript backend ' +
+        'may well be faster (tick the box below to use it).' : ''));
+  }
+}
+
 // ------------------------------------------------------------------------------------------------ actions
 
 let modelKind: 'demo' | 'folder' = 'demo';
@@ -275,17 +301,17 @@ async function runTraining(fresh: boolean, options: TrainChoices = choices()): P
   if (before === null && input('prompt').value !== '') before = await generate('gen-before');
   setTraining(true);
   try {
-    const summary = await call('train', { choices: options });
+    const summary = await call('train', { choices: options, backend: backendChoice() });
     setTraining(false, summary.paused);
     trained = summary;
     showDownloads();
     const acc = (r: LogRecord | null): string => (r?.['eval_rewards/accuracies'] ?? NaN).toFixed(3);
     const what = summary.lora === null ? 'every weight' : `LoRA r=${summary.lora.r} on ${summary.lora.modules.length} modules`;
-    show('train-status', `${summary.paused ? 'paused at' : 'done:'} step ${summary.steps}/${summary.totalSteps} in ${summary.seconds.toFixed(1)} s ` +
+    show('train-status', `${summary.paused ? 'paused at' : 'done:'} step ${summary.steps}/${summary.totalSteps} in ${summary.seconds.toFixed(1)} s on ${summary.backend} ` +
       `(${what}, ${summary.trainableParameters.toLocaleString('en')} trainable parameters)` +
       (summary.firstEval === null ? '' : `; held-out preference accuracy ${acc(summary.firstEval)} -> ${acc(summary.lastEval)}`));
     if (!summary.paused && input('prompt').value !== '') await generate('gen-after');
-    if (!summary.paused && new URLSearchParams(location.search).has('logits')) await showLogits(input('prompt').value);
+    if (!summary.paused && params.has('logits')) await showLogits(input('prompt').value);
     drawCharts();
     return summary;
   } catch (error) {
@@ -325,17 +351,26 @@ async function downloadGguf(): Promise<void> {
 
 // ------------------------------------------------------------------------------------------------ self-test
 
+/** `&steps=N`: a shorter self-test (a software WebGPU adapter takes seconds per step), for checks rather than accuracy */
+function selftestChoices(): TrainChoices {
+  const steps = params.get('steps');
+  if (steps === null) return SELFTEST.choices;
+  const n = Number(steps);
+  if (!(Number.isInteger(n) && n >= 1)) throw new Error(`?steps=${steps}: a whole number of steps >= 1, please`);
+  return { ...SELFTEST.choices, max_steps: n, logging_steps: 1 };
+}
+
 async function selftest(): Promise<void> {
   const started = performance.now();
-  const { backend } = await call('hello', {});
+  const options = selftestChoices();
   await loadDemoModel(SELFTEST.size);
   await useDemoData();
   input('prompt').value = SELFTEST.prompt;
-  const summary = await runTraining(true, SELFTEST.choices);
+  const summary = await runTraining(true, options);
   const seconds = (performance.now() - started) / 1000;
   const accuracy = (r: LogRecord | null): number | null => r?.['eval_rewards/accuracies'] ?? null;
   $('selftest-result').textContent = JSON.stringify({
-    backend, steps: summary.steps, seconds: Number(seconds.toFixed(1)),
+    backend: summary.backend, steps: summary.steps, seconds: Number(seconds.toFixed(1)),
     before: { 'eval_rewards/accuracies': accuracy(summary.firstEval) }, after: { 'eval_rewards/accuracies': accuracy(summary.lastEval) },
   });
   await showLogits(SELFTEST.prompt);
@@ -343,10 +378,11 @@ async function selftest(): Promise<void> {
 
 /**
  * The next-token logits of the prompt under the model as trained (adapters attached after a LoRA run), into the
- * hidden #selftest-logits: what a test checks a download against. The self-test writes them; `?logits` writes them
- * after every finished run.
+ * hidden #selftest-logits, and the run's log records into #selftest-log: what a test checks a download and the
+ * losses of another backend against. The self-test writes them; `?logits` writes them after every finished run.
  */
 async function showLogits(prompt: string): Promise<void> {
+  $('selftest-log').textContent = JSON.stringify(records);
   $('selftest-logits').textContent = JSON.stringify({ prompt, ...(await call('logits', { prompt })) });
 }
 
@@ -390,15 +426,21 @@ input('demo-hidden').value = String(SELFTEST.size.hiddenSize);
 input('demo-layers').value = String(SELFTEST.size.layers);
 input('prompt').value = SELFTEST.prompt;
 input('lora').onchange = showLoraSwitch;
+// `?backend=js`: the TypeScript backend even where WebGPU is available (as ticking the box does)
+input('force-js').checked = params.get('backend') === 'js';
+input('force-js').onchange = showBackend;
 
-void call('hello', {}).then(({ note, lora }) => {
-  show('backend', `Backend: ${note}. WebGPU: not used yet.`);
+const hello = call('hello', {}).then(({ lora, ...found }) => {
+  backends = found;
+  input('force-js').disabled = !found.webgpu.available;
+  showBackend();
   input('lora_r').value = String(lora.r);
   input('lora_alpha').value = String(lora.alpha);
   input('lora_dropout').value = String(lora.dropout);
   showLoraSwitch();
 });
-if (new URLSearchParams(location.search).has('selftest')) {
+guarded('backend', () => hello)();
+if (params.has('selftest')) {
   guarded('selftest-result', selftest)();
 } else {
   guarded('model-status', () => loadDemoModel())();

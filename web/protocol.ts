@@ -13,14 +13,23 @@ export interface ModelReply {
   loraTargets: { defaults: string[]; modules: string[] };
 }
 
+/** What the worker found: the TypeScript backend (always there) and whether WebGPU is, or why not. */
+export interface BackendsReply {
+  js: { name: string; note: string };
+  webgpu: { available: true; name: string; adapter: string; isSoftware: boolean } | { available: false; reason: string };
+}
+
+/** `auto`: WebGPU when the worker found an adapter, else the TypeScript backend; `js`: the TypeScript backend */
+export type BackendChoice = 'auto' | 'js';
+
 export interface Requests {
-  hello: { args: Record<string, never>; reply: { backend: string; note: string; lora: { r: number; alpha: number; dropout: number } } };
+  hello: { args: Record<string, never>; reply: BackendsReply & { lora: { r: number; alpha: number; dropout: number } } };
   demoModel: { args: { size: DemoModelSize; seed: number }; reply: ModelReply };
   folderModel: { args: { name: string; files: [string, ArrayBuffer][] }; reply: ModelReply };
   demoData: { args: { seed: number; trainPairs: number; evalPairs: number; choices: TrainChoices }; reply: { train: DataSummary; eval: DataSummary } };
   dataFile: { args: { role: 'train' | 'eval'; name: string; bytes: ArrayBuffer; choices: TrainChoices }; reply: DataSummary };
   dataSummary: { args: { file: string; choices: TrainChoices }; reply: DataSummary };
-  train: { args: { choices: TrainChoices }; reply: TrainSummary };
+  train: { args: { choices: TrainChoices; backend: BackendChoice }; reply: TrainSummary };
   pause: { args: Record<string, never>; reply: null };
   generate: { args: { prompt: string; maxNewTokens: number; chat: boolean }; reply: { text: string } };
   logits: { args: { prompt: string }; reply: { ids: number[]; logits: number[] } };

@@ -5,9 +5,11 @@
 // Everything goes through the library's own code paths: createModel / the bytes-level folder loader, createTokenizer,
 // streamPreferencePairs (TRL's formats, the chat template, truncation and the drop counts of `orpo data stats`),
 // train() with TrainConfig's options and defaults, set up as `orpo train` sets it up (LoRA adapters, trainable
-// buffers, loss heads, DPO's reference), and the KV-cached generator. The kernels are always the TypeScript
-// backend's, the only one a page has, so a Node run of a session computes exactly what the page does, and what
-// `ORPO_BACKEND=js orpo train` computes.
+// buffers, loss heads, DPO's reference), and the KV-cached generator. The model lives on the TypeScript backend
+// (the only CPU backend a page has), so a Node run of a session computes exactly what the page does, and what
+// `ORPO_BACKEND=js orpo train` computes. A training backend (WebGPU, ./device.ts) may run the training steps on a
+// copy of the model, as `orpo train --backend webgpu` does; the weights come back after each train() call, so
+// generation, downloads and comparisons always read the host model.
 
 import { jsKernels } from '../backend/js/kernels.js';
 import type { Kernels } from '../backend/kernels.js';
@@ -26,15 +28,16 @@ import { mergeLora } from '../lora/merge.js';
 import { defaultTargetModules, LORA_MODULES } from '../lora/config.js';
 import { attachLoraFromOptions, fusedLossFor, LORA_MEMORY_OPTIONS, lossHeads, trainableBuffers } from '../lora/options.js';
 import type { DecoderBase } from '../model/base.js';
-import { createModel, emptyModel } from '../model/create.js';
+import { createModel, emptyModel, modelOnBackend } from '../model/create.js';
 import { Generator } from '../model/generator.js';
 import { objectiveFromConfig, TRAIN_OPTIONS, validateTrainConfig, type TrainConfig } from '../train/config.js';
 import { arithmeticTask, demoModelConfig, demoTokenizerFiles, type DemoModelSize } from '../train/demo-task.js';
 import { defaultsOf } from '../train/options.js';
-import { train, type LogRecord, type Progress, type ResumeFrom, type TrainSetup } from '../train/trainer.js';
+import { train, type LogRecord, type Progress, type ResumeFrom, type TrainResult, type TrainSetup } from '../train/trainer.js';
 import { adapterFolderBytes, peftTensorName } from '../io/adapter-files.js';
 import type { GgufDtype } from '../io/gguf/architecture.js';
 import { modelGgufBytes } from '../io/gguf/model-plan.js';
+import { deviceRun, hostRun, type DeviceRun, type TrainingBackend } from './device.js';
 import { registerDataFile } from './memory-readers.js';
 import { zipStore } from './zip.js';
 
@@ -60,6 +63,8 @@ export interface TrainSummary {
   /** what the run trains: every weight, or LoRA adapters of rank r on these modules */
   lora: { r: number; modules: string[] } | null;
   trainableParameters: number;
+  /** where this train() call's steps ran: `webgpu (adapter)` or the host kernels' name (`js`) */
+  backend: string;
 }
 
 /**
@@ -101,7 +106,8 @@ interface Run {
   seconds: number;
   firstEval: LogRecord | null;
   lastEval: LogRecord | null;
-  setup: TrainSetup;
+  /** DPO's frozen reference on the host (a copy of the starting weights), for runs that need one */
+  referenceHost: DecoderBase | null;
 }
 
 export class BrowserSession {
@@ -118,6 +124,8 @@ export class BrowserSession {
   private dataFiles: { train: string | null; eval: string | null } = { train: null, eval: null };
   private run: Run | null = null;
   private pauseRequested = false;
+  /** where train() runs its steps: null = on the host model with its kernels */
+  trainingBackend: TrainingBackend | null = null;
 
   get model(): DecoderBase {
     if (this.current === null) throw new Error('no model yet: choose the demo model or a model folder first');
@@ -242,7 +250,9 @@ export class BrowserSession {
   /**
    * Trains with the choices; after a pause, the same choices continue the run where it stopped (the trainer's own
    * resume: the same data order, schedule and AdamW moments, so a paused run ends where an unpaused one would).
-   * Other choices, a new model or new data start over.
+   * Other choices, a new model or new data start over. Each call runs on `trainingBackend` as it is then (the
+   * paused state is the host's: weights, adapters and AdamW moments), so a run paused on WebGPU may go on with
+   * the TypeScript backend and the other way round.
    */
   async train(choices: TrainChoices, hooks: TrainHooks = {}): Promise<TrainSummary> {
     const { model, tokenizer } = this.modelState();
@@ -264,12 +274,55 @@ export class BrowserSession {
       this.adapters = attachLoraFromOptions(model, c, c.seed);
       // full fine-tuning changes the weights an adapter would later be based on
       if (this.adapters === null) this.baseTrained = true;
-      this.run = { key, config: c, train: trainPairs, eval: evalPairs, resume: null, seconds: 0, firstEval: null, lastEval: null, setup: this.setupFor(model, c, this.adapters) };
+      this.run = {
+        key, config: c, train: trainPairs, eval: evalPairs, resume: null, seconds: 0, firstEval: null, lastEval: null,
+        referenceHost: this.referenceHostFor(model, c, this.adapters),
+      };
     }
     const run = this.run;
     const adapters = this.adapters;
     this.pauseRequested = false;
-    const result = await train(model, { train: run.train, eval: run.eval, padTokenId: padTokenIdOf(tokenizer) }, c, {
+    // the host holds the latest weights (a paused run's included): a training backend starts each call from them
+    const device = await this.openDevice(model, adapters, c.seed);
+    let result: TrainResult;
+    try {
+      result = await this.trainOn(device, run, padTokenIdOf(tokenizer), hooks);
+      await device.syncToHost();
+    } catch (error) {
+      // a retry starts over from the weights the host holds
+      this.run = null;
+      throw error;
+    } finally {
+      device.release();
+    }
+    if (!result.interrupted) run.resume = null;
+    run.seconds += result.seconds;
+    return {
+      steps: result.state.global_step, totalSteps: result.state.total_steps, seconds: run.seconds, paused: result.interrupted,
+      firstEval: run.firstEval, lastEval: run.lastEval,
+      lora: adapters === null ? null : { r: adapters.settings.r, modules: adapters.layers.map((l) => l.module) },
+      trainableParameters: (adapters?.params ?? model.params).length,
+      backend: device.name,
+    };
+  }
+
+  /** The host model itself, or a copy on the training backend (given back if the copy cannot be made). */
+  private async openDevice(model: DecoderBase, adapters: LoraAdapters | null, loraSeed: number): Promise<DeviceRun<unknown, unknown>> {
+    if (this.trainingBackend === null) return hostRun(model, adapters) as DeviceRun<unknown, unknown>;
+    const opened = await this.trainingBackend.open();
+    try {
+      // the seed attachLoraFromOptions gave the host adapters (train() above)
+      return deviceRun(opened, model, adapters, loraSeed);
+    } catch (error) {
+      opened.release();
+      throw error;
+    }
+  }
+
+  /** One train() call of `run` over the device's buffers; a pause keeps the AdamW moments on the host for the next call. */
+  private async trainOn<F, I>(device: DeviceRun<F, I>, run: Run, padTokenId: number, hooks: TrainHooks): Promise<TrainResult> {
+    const c = run.config;
+    return train(device.model, { train: run.train, eval: run.eval, padTokenId }, c, {
       log: (record) => {
         if (Object.keys(record).some((k) => k.startsWith('eval_'))) {
           run.firstEval ??= record;
@@ -280,17 +333,13 @@ export class BrowserSession {
       progress: hooks.progress,
       shouldStop: () => this.pauseRequested,
       save: async (kind, state, optimizer) => {
-        if (kind === 'interrupt') run.resume = { state, m: optimizer.m.slice(), v: optimizer.v.slice(), optimizerStep: optimizer.step };
+        if (kind !== 'interrupt') return;
+        // copies: on the host backend a download is the buffer itself, which the next call's optimizer replaces
+        const m = (await device.kernels.download(optimizer.m)).slice();
+        const v = (await device.kernels.download(optimizer.v)).slice();
+        run.resume = { state, m, v, optimizerStep: optimizer.step };
       },
-    }, run.resume, run.setup);
-    if (!result.interrupted) run.resume = null;
-    run.seconds += result.seconds;
-    return {
-      steps: result.state.global_step, totalSteps: result.state.total_steps, seconds: run.seconds, paused: result.interrupted,
-      firstEval: run.firstEval, lastEval: run.lastEval,
-      lora: adapters === null ? null : { r: adapters.settings.r, modules: adapters.layers.map((l) => l.module) },
-      trainableParameters: (adapters?.params ?? model.params).length,
-    };
+    }, run.resume, this.setupFor(device, c, run.referenceHost));
   }
 
   /**
@@ -298,39 +347,57 @@ export class BrowserSession {
    * adapters under LoRA), the loss heads for the logits' size, the objective, DPO's reference, dropout switching
    * and the names of the trained tensors for messages about NaN/Inf.
    */
-  private setupFor(model: DecoderBase, c: TrainConfig, adapters: LoraAdapters | null): TrainSetup {
+  private setupFor<F, I>(device: DeviceRun<F, I>, c: TrainConfig, referenceHost: DecoderBase | null): TrainSetup<F, I> {
+    const { model, adapters } = device;
     model.gradientCheckpointing = c.gradient_checkpointing;
     const fused = fusedLossFor(c, model.config, Math.max(c.per_device_train_batch_size, c.per_device_eval_batch_size), c.max_length);
     const heads = lossHeads(model, fused);
     const objective = objectiveFromConfig(c);
     return {
       trainable: trainableBuffers(model, adapters), heads, objective,
-      reference: objective.needsReference ? this.referenceFor(model, c, adapters, heads.eval, fused) : null,
+      reference: objective.needsReference ? this.referenceFor(device, c, heads.eval, fused, referenceHost) : null,
       ...(adapters === null ? {} : {
         setTraining: (on: boolean) => void (adapters.training = on),
         layout: adapters.layers.flatMap((l) => [
-          { name: peftTensorName(l.module, 'A'), offset: l.aOffset, size: adapters.A(l.module).length },
-          { name: peftTensorName(l.module, 'B'), offset: l.bOffset, size: adapters.B(l.module).length },
+          { name: peftTensorName(l.module, 'A'), offset: l.aOffset, size: adapters.settings.r * l.inFeatures },
+          { name: peftTensorName(l.module, 'B'), offset: l.bOffset, size: l.outFeatures * adapters.settings.r },
         ]),
       }),
     };
   }
 
   /**
+   * The frozen copy of the starting weights DPO compares against, on the host, when the run needs one: not under
+   * LoRA (the policy with its adapters off is the reference) nor with precompute_ref_log_probs (the policy itself,
+   * before the first step). Kept for the whole run: a resumed call's reference is still the starting model.
+   */
+  private referenceHostFor(model: DecoderBase, c: TrainConfig, adapters: LoraAdapters | null): DecoderBase | null {
+    if (!objectiveFromConfig(c).needsReference || adapters !== null || c.precompute_ref_log_probs) return null;
+    const reference = emptyModel(model.config, this.kernels);
+    reference.params.set(model.params);
+    return reference;
+  }
+
+  /**
    * DPO's reference as `orpo train --method dpo` without --ref-model picks it: under LoRA the policy with its
    * adapters switched off; with precompute_ref_log_probs the policy itself before the first step; otherwise a
-   * frozen copy of the starting weights (forward only, so checkpointing's one layer slot is all it keeps).
+   * frozen copy of the starting weights (forward only, so checkpointing's one layer slot is all it keeps), moved to
+   * the training backend when there is one.
    */
-  private referenceFor(model: DecoderBase, c: TrainConfig, adapters: LoraAdapters | null, evalHead: TokenLogprobHead, fused: boolean): ReferenceModel {
+  private referenceFor<F, I>(device: DeviceRun<F, I>, c: TrainConfig, evalHead: TokenLogprobHead<F, I>, fused: boolean,
+    referenceHost: DecoderBase | null): ReferenceModel {
     const name = this.modelState().name;
+    const { model, adapters } = device;
     if (adapters !== null) {
       return modelReference(model, { head: evalHead, sharePrompt: c.share_prompt, adapters, description: `${name} with the LoRA adapters switched off (no second copy)` });
     }
     if (c.precompute_ref_log_probs) {
       return modelReference(model, { head: evalHead, sharePrompt: c.share_prompt, description: `${name} itself, before the first step (no copy)` });
     }
-    const reference = emptyModel(model.config, this.kernels);
-    reference.params.set(model.params);
+    if (referenceHost === null) throw new Error('BrowserSession: a DPO run without LoRA or precomputed log-probs needs its frozen reference');
+    // on the host the copy itself (same kernels, so F and I are the host's), else a copy of it on the device
+    const reference = device.kernels === (referenceHost.kernels as unknown)
+      ? referenceHost as unknown as DecoderBase<F, I> : modelOnBackend(referenceHost, device.kernels);
     reference.trainBase = false;
     reference.gradientCheckpointing = true;
     return modelReference(reference, { head: lossHeads(reference, fused).eval, sharePrompt: c.share_prompt, description: `a frozen copy of ${name}` });

@@ -1,4 +1,4 @@
-// What the browser tests of the page share (test/web-page.test.ts, test/web-lora.test.ts): the page bundled fresh,
+// What the browser tests of the page share (web-page, web-lora, web-webgpu .test.ts): the page bundled fresh,
 // `orpo web` serving it, and Debian's Chromium driven headless by playwright-core.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -13,6 +13,23 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 
 /** false when Chromium is here, else why a browser test skips */
 export const NO_CHROMIUM: false | string = existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (apt-get install chromium); this test needs a real browser`;
+
+/**
+ * WebGPU in headless Chromium with no GPU: Chromium on Linux offers WebGPU only behind --enable-unsafe-webgpu, and
+ * --use-webgpu-adapter=swiftshader picks the SwiftShader Vulkan (a CPU implementation) that Debian's package ships
+ * in /usr/lib/chromium, even where a GPU would be found. Found by trying (Chromium 150, in the page and in a
+ * worker): --enable-unsafe-webgpu alone already gives the "google / swiftshader" adapter here, with or without
+ * CHROMIUM_ARGS' --disable-gpu (five launches out of five); --enable-features=Vulkan, --use-angle=swiftshader and
+ * --disable-vulkan-surface are not needed, and --use-angle=vulkan with --enable-features=Vulkan made it flaky (now
+ * no adapter, now requestDevice refused: "A valid external Instance reference no longer exists").
+ * Without the flags requestAdapter() returns null ("No available adapters."). WebGPU also needs a secure context:
+ * the test server's http://127.0.0.1 is one, about:blank is not (navigator.gpu is undefined there).
+ */
+export const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'];
+const SWIFTSHADER = '/usr/lib/chromium/libvk_swiftshader.so';
+/** false when Chromium and its SwiftShader are here, else why a WebGPU browser test skips */
+export const NO_WEBGPU_CHROMIUM: false | string = NO_CHROMIUM !== false ? NO_CHROMIUM
+  : existsSync(SWIFTSHADER) ? false : `${SWIFTSHADER} is absent: this Chromium build brings no SwiftShader for WebGPU without a GPU`;
 
 /** npm test compiles TypeScript only; the page is bundled here (about a second) so that it is never stale. */
 export async function buildWebPage(): Promise<void> {
@@ -36,8 +53,9 @@ export async function startServer(): Promise<{ url: string; server: ChildProcess
   return { url, server };
 }
 
-export async function launchChromium(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+/** Headless Chromium; `webgpu`: with WebGPU on SwiftShader (WEBGPU_ARGS), else as a browser without an adapter. */
+export async function launchChromium(opts: { webgpu?: boolean } = {}): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...(opts.webgpu === true ? WEBGPU_ARGS : [])], headless: true });
 }
 
 /** A page that accepts downloads, with its errors (uncaught, and console.error) collected into the returned list. */
