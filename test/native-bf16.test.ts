@@ -211,16 +211,18 @@ test('configureGemm refuses what it cannot run and changes nothing then', { skip
 });
 
 test('bf16SlowerNote: said where the best bf16 path is slower than float32, not where it is as fast or faster', () => {
-  const info = (f32: number, fma: number, dpbf16: number, kernel: 'fma' | 'dpbf16'): NativeKernelInfo => ({
+  const info = (f32: number, fma: number, dpbf16: number, kernel: 'fma' | 'dpbf16', source = 'probe'): NativeKernelInfo => ({
     isa: 'avx512', cache: { l1d: 49152, l2: 2 << 20, l3: 0, l3Sharing: 0, source: 'test' },
     gemm: { mr: 12, nr: 32, kc: 1024, mc: 96, nc: 512, blocks: 'cache sizes' },
-    bf16: { kernel, source: 'probe', dpbf16: dpbf16 > 0, probeGflops: { f32, fma, dpbf16 } },
+    bf16: { kernel, source, dpbf16: dpbf16 > 0, probeGflops: { f32, fma, dpbf16 } },
   });
   assert.equal(bf16SlowerNote(info(190, 185, 290, 'dpbf16')), null); // Zen 5: VDPBF16PS 1.5x float32
-  assert.equal(bf16SlowerNote(info(190, 187, 0, 'fma')), null); // within the probe's noise
+  assert.equal(bf16SlowerNote(info(190, 187, 0, 'fma', 'only')), null); // within the probe's noise
   const spr = bf16SlowerNote(info(200, 192, 140, 'fma')); // Sapphire Rapids: VDPBF16PS slower, rounding costs 4%
-  assert.match(spr ?? '', /4% slower than float32 .*bf16-rounded operands through float32 FMA: 192 against 200 GFLOP\/s/);
+  assert.match(spr ?? '', /4% slower than float32 .*bf16-rounded operands through float32 FMA, chosen by probe: 192 against 200 GFLOP\/s/);
   assert.match(spr ?? '', /keep bf16 numbers/);
+  // the path in use counts: forced onto the slower one, the note says so even though the other is faster
+  assert.match(bf16SlowerNote(info(190, 180, 290, 'fma', 'ORPO_BF16_KERNEL')) ?? '', /5% slower .*chosen by ORPO_BF16_KERNEL/);
   assert.equal(bf16SlowerNote(info(0, 0, 0, 'fma')), null); // no probe numbers: nothing to say
 });
 

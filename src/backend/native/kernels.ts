@@ -5,18 +5,19 @@ import type { NativeAddon, NativeKernelInfo } from './addon.js';
 import { hostMemory, sumSquaresInto } from '../host.js';
 
 /**
- * The line `--bf16` gets, once per process, where even the faster bf16 path multiplies slower than float32 on this
- * CPU (no VDPBF16PS here, or one with less throughput than two FMA ports): the numbers stay bf16's, as asked, and the
- * user learns what that costs. Null where bf16 is at least 98% of float32's speed (the probe's noise).
+ * The line `--bf16` gets, once per process, where the bf16 path in use multiplies slower than float32 on this CPU
+ * (the probe picks the faster path, so in auto mode: no VDPBF16PS here, or one with less throughput than two FMA
+ * ports; or ORPO_BF16_KERNEL forced the slower one): the numbers stay bf16's, as asked, and the user learns what that
+ * costs. Null where bf16 is at least 98% of float32's speed (the probe's noise).
  */
 export function bf16SlowerNote(info: NativeKernelInfo): string | null {
   const p = info.bf16.probeGflops;
-  const best = Math.max(p.fma, p.dpbf16);
-  if (!(p.f32 > 0) || !(best > 0) || best >= 0.98 * p.f32) return null;
+  const used = info.bf16.kernel === 'dpbf16' ? p.dpbf16 : p.fma;
+  if (!(p.f32 > 0) || !(used > 0) || used >= 0.98 * p.f32) return null;
   const path = info.bf16.kernel === 'dpbf16' ? 'VDPBF16PS' : 'bf16-rounded operands through float32 FMA';
-  return `orpo-ts: on this CPU bf16 matrix products are ${Math.round(100 * (1 - best / p.f32))}% slower than float32 ` +
-    `(${info.isa} kernels, ${path}: ${best.toFixed(0)} against ${p.f32.toFixed(0)} GFLOP/s on one thread). ` +
-    'The products keep bf16 numbers, as asked; without bf16 they would be faster here.';
+  return `orpo-ts: on this CPU bf16 matrix products are ${Math.round(100 * (1 - used / p.f32))}% slower than float32 ` +
+    `(${info.isa} kernels, ${path}, chosen by ${info.bf16.source}: ${used.toFixed(0)} against ${p.f32.toFixed(0)} ` +
+    'GFLOP/s on one thread). The products keep bf16 numbers, as asked; without bf16 they would be faster here.';
 }
 
 let bf16Noted = false;
