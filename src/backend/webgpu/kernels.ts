@@ -9,7 +9,7 @@
 // - setThreads is accepted and ignored (the GPU schedules itself).
 import type { Backend, FloatArray } from '../kernels.js';
 import type { GpuTensor } from './buffers.js';
-import { COLUMN_CHUNK_ROWS, KERNELS, REDUCE_FOLD, attentionDirect, attentionTile, gemmTile, rowThreads, type GemmTile } from './kernel-table.js';
+import { COLUMN_CHUNK_ROWS, KERNELS, REDUCE_FOLD, attentionDirect, attentionTile, gemmTile, rowThreads, type GemmTile, type RowThreads } from './kernel-table.js';
 import type { WebGpuRuntime } from './runtime.js';
 
 function requireEvenHeads(what: string, NH: number, NKV: number): void {
@@ -37,7 +37,9 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
   readonly name = 'webgpu';
   private matmulBf16 = false;
 
-  constructor(readonly runtime: WebGpuRuntime) {}
+  constructor(readonly runtime: WebGpuRuntime) {
+    this.barrierFree = runtime.info.isSoftware;
+  }
 
   // ---------------------------------------------------------------- memory
   /** a zeroed float32 tensor (the interface promises zeros; the runtime's alloc leaves contents undefined) */
@@ -92,16 +94,33 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
 
   private gemmTileOverride: GemmTile | null = null;
 
+  /**
+   * Kernel forms by adapter. On a GPU (false) each operation picks its form by shape: tiles through workgroup memory
+   * for large products and long sequences, a whole workgroup per wide row (gemmTile, attentionDirect, rowThreads).
+   * On a CPU adapter (SwiftShader, llvmpipe: true) always the barrier-free forms (gemmDirect, direct attention, one
+   * thread per row): a CPU has no workgroup memory to gain from, and SwiftShader runs every workgroupBarrier as a
+   * coroutine switch per group of lanes, so a tiled 550x128x64 product took 220 ms there against 15 ms direct.
+   */
+  private barrierFree: boolean;
   private attentionDirectOverride: boolean | null = null;
 
-  /** forces the attention kernels' form (null: by key count, see attentionDirect): for the parity tests, to run each */
+  /** the forms by adapter (null: true on a software adapter), see barrierFree: for the tests and bench/webgpu */
+  setBarrierFree(on: boolean | null): void { this.barrierFree = on ?? this.runtime.info.isSoftware; }
+  getBarrierFree(): boolean { return this.barrierFree; }
+
+  /** forces the attention kernels' form (null: by adapter and key count): for the parity tests, to run each */
   setAttentionDirect(direct: boolean | null): void { this.attentionDirectOverride = direct; }
 
   private attentionDirect(keys: number): boolean {
-    return this.attentionDirectOverride ?? attentionDirect(keys);
+    return this.attentionDirectOverride ?? (this.barrierFree || attentionDirect(keys));
   }
 
-  /** forces the GEMM kernel (null: by shape, see gemmTile): for bench/webgpu and the parity tests, to run each */
+  /** threads per row of the row kernels: by width on a GPU (rowThreads), one on a CPU adapter */
+  private rowThreads(width: number): RowThreads {
+    return this.barrierFree ? 1 : rowThreads(width);
+  }
+
+  /** forces the GEMM kernel (null: by adapter and shape, see barrierFree): for bench/webgpu and the parity tests, to run each */
   setGemmTile(tile: GemmTile | null): void { this.gemmTileOverride = tile; }
 
   // ---------------------------------------------------------------- matrix products
@@ -119,7 +138,7 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
       this.runtime.zero(c.view(0, M * N));
       return;
     }
-    const tile = this.gemmTileOverride ?? gemmTile(M, N, K);
+    const tile = this.gemmTileOverride ?? (this.barrierFree ? 'direct' : gemmTile(M, N, K));
     const flags = { accumulate: Number(accumulate), bf16: Number(this.matmulBf16), hasBias: Number(bias !== null) };
     if (tile === 'direct') {
       // strides of a(m, k) and b(k, n) in their stored layouts
@@ -189,14 +208,14 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
   layernormForward(out: GpuTensor, mean: GpuTensor, rstd: GpuTensor, inp: GpuTensor, weight: GpuTensor, bias: GpuTensor,
     N: number, C: number, eps: number): void {
     requireLengths('layernormForward', { out: [out, N * C], mean: [mean, N], rstd: [rstd, N], inp: [inp, N * C], weight: [weight, C], bias: [bias, C] });
-    this.runtime.dispatch(KERNELS.layernormForward, { out, mean, rstd, inp, weight, bias }, { N, C, eps }, { RT: rowThreads(C) });
+    this.runtime.dispatch(KERNELS.layernormForward, { out, mean, rstd, inp, weight, bias }, { N, C, eps }, { RT: this.rowThreads(C) });
   }
 
   layernormBackward(dinp: GpuTensor, dweight: GpuTensor | null, dbias: GpuTensor | null, dout: GpuTensor,
     inp: GpuTensor, weight: GpuTensor, mean: GpuTensor, rstd: GpuTensor, N: number, C: number): void {
     requireLengths('layernormBackward', { dinp: [dinp, N * C], dweight: [dweight, C], dbias: [dbias, C], dout: [dout, N * C],
       inp: [inp, N * C], weight: [weight, C], mean: [mean, N], rstd: [rstd, N] });
-    this.runtime.dispatch(KERNELS.layernormBackward, { dinp, dout, inp, weight, mean, rstd }, { N, C }, { RT: rowThreads(C) });
+    this.runtime.dispatch(KERNELS.layernormBackward, { dinp, dout, inp, weight, mean, rstd }, { N, C }, { RT: this.rowThreads(C) });
     if (!(dweight || dbias) || N === 0) return;
     const chunks = Math.ceil(N / COLUMN_CHUNK_ROWS);
     const partial = this.runtime.scratch(chunks * 2 * C);
@@ -208,14 +227,14 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
 
   rmsnormForward(out: GpuTensor, rstd: GpuTensor, inp: GpuTensor, weight: GpuTensor, N: number, C: number, eps: number): void {
     requireLengths('rmsnormForward', { out: [out, N * C], rstd: [rstd, N], inp: [inp, N * C], weight: [weight, C] });
-    this.runtime.dispatch(KERNELS.rmsnormForward, { out, rstd, inp, weight }, { N, C, eps }, { RT: rowThreads(C) });
+    this.runtime.dispatch(KERNELS.rmsnormForward, { out, rstd, inp, weight }, { N, C, eps }, { RT: this.rowThreads(C) });
   }
 
   rmsnormBackward(dinp: GpuTensor, dweight: GpuTensor | null, dout: GpuTensor, inp: GpuTensor, weight: GpuTensor,
     rstd: GpuTensor, N: number, C: number): void {
     requireLengths('rmsnormBackward', { dinp: [dinp, N * C], dweight: [dweight, C], dout: [dout, N * C], inp: [inp, N * C],
       weight: [weight, C], rstd: [rstd, N] });
-    this.runtime.dispatch(KERNELS.rmsnormBackward, { dinp, dout, inp, weight, rstd }, { N, C }, { RT: rowThreads(C) });
+    this.runtime.dispatch(KERNELS.rmsnormBackward, { dinp, dout, inp, weight, rstd }, { N, C }, { RT: this.rowThreads(C) });
     if (!dweight || N === 0) return;
     const chunks = Math.ceil(N / COLUMN_CHUNK_ROWS);
     const partial = this.runtime.scratch(chunks * C);
@@ -320,13 +339,13 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
   // ---------------------------------------------------------------- loss head
   logprobForward(logp: GpuTensor, lse: GpuTensor, logits: GpuTensor, targets: GpuTensor, N: number, V: number): void {
     requireLengths('logprobForward', { logp: [logp, N], lse: [lse, N], logits: [logits, N * V], targets: [targets, N] });
-    this.runtime.dispatch(KERNELS.logprobForward, { logp, lse, logits, targets }, { N, V }, { RT: rowThreads(V) });
+    this.runtime.dispatch(KERNELS.logprobForward, { logp, lse, logits, targets }, { N, V }, { RT: this.rowThreads(V) });
   }
 
   logitsStats(mean: GpuTensor, argmax: GpuTensor, logits: GpuTensor, N: number, V: number): void {
     if (N > 0 && !(V >= 1)) throw new RangeError(`logitsStats: V must be at least 1, got ${V}`);
     requireLengths('logitsStats', { mean: [mean, N], argmax: [argmax, N], logits: [logits, N * V] });
-    this.runtime.dispatch(KERNELS.logitsStats, { mean, argmax, logits }, { N, V }, { RT: rowThreads(V) });
+    this.runtime.dispatch(KERNELS.logitsStats, { mean, argmax, logits }, { N, V }, { RT: this.rowThreads(V) });
   }
 
   logprobBackward(dlogits: GpuTensor, dlogp: GpuTensor, logits: GpuTensor, lse: GpuTensor, targets: GpuTensor,
