@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { acquireDevice, NoWebGpuAdapterError } from '../src/backend/webgpu/device.js';
 import { rewriteTensorAccess, grid1d, type KernelSpec } from '../src/backend/webgpu/runtime.js';
 import { sizeClassOf } from '../src/backend/webgpu/buffers.js';
-import { KERNELS, rowThreads } from '../src/backend/webgpu/kernel-table.js';
+import { KERNELS, attentionDirect, gemmTile, rowThreads } from '../src/backend/webgpu/kernel-table.js';
 
 test('rewriteTensorAccess offsets every index of a tensor, nested brackets included, and nothing else', () => {
   const bind = (i: string): string => `g1[P.o_x + (${i})]`;
@@ -35,8 +35,8 @@ test('every kernel in the table indexes each tensor it declares', () => {
   for (const [key, entry] of Object.entries(KERNELS)) {
     const spec: KernelSpec = entry;
     assert.equal(spec.name, key);
-    for (const RT of [1, 32, 256]) {
-      const source = spec.source({ HD: 8, TK: 4, TILE: 64, RT });
+    for (const [RT, DIRECT] of [[1, true], [32, false], [256, false]] as const) {
+      const source = spec.source({ HD: 8, TK: 4, TILE: 64, RT, DIRECT });
       for (const t of spec.tensors) assert.match(source, new RegExp(`(?<![A-Za-z0-9_.])${t.name}\\[`), `${key} never indexes ${t.name}`);
     }
   }
@@ -61,6 +61,23 @@ test('row kernels size their workgroups by the row width: narrow rows have no ba
   }
   const reduce: KernelSpec = KERNELS.reduceSum;
   assert.doesNotMatch(reduce.source({ SQUARE: true }), /workgroupBarrier/);
+});
+
+test('the GEMM and attention forms: direct below the sizes where tiles pay, barrier-free; tiled above', () => {
+  assert.equal(gemmTile(176, 64, 128), 'direct');
+  assert.equal(gemmTile(2048, 2048, 2048), 128);
+  assert.equal(gemmTile(1024, 16, 896), 64);
+  const direct: KernelSpec = KERNELS.gemmDirect;
+  assert.doesNotMatch(direct.source({}), /workgroupBarrier|var<workgroup>/);
+  assert.equal(attentionDirect(64), true);
+  assert.equal(attentionDirect(65), false);
+  for (const spec of [KERNELS.attentionForward, KERNELS.attentionBackwardQuery, KERNELS.attentionBackwardKeyValue] as KernelSpec[]) {
+    assert.doesNotMatch(spec.source({ HD: 16, TK: 32, DIRECT: true }), /workgroupBarrier|var<workgroup>/, spec.name);
+    assert.match(spec.source({ HD: 16, TK: 32, DIRECT: false }), /workgroupBarrier/, spec.name);
+    // direct: one thread per (b, head, position) over a flat range; tiled: 64 positions of one (b, head) per workgroup
+    assert.deepEqual(spec.grid({ B: 16, T: 11, NH: 4, NKV: 4 }, { DIRECT: true }), [11, 1, 1]);
+    assert.deepEqual(spec.grid({ B: 16, T: 11, NH: 4, NKV: 4 }, { DIRECT: false }), [1, 4, 16]);
+  }
 });
 
 test('no WebGPU, or no adapter: the error names what is missing', async () => {
