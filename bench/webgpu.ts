@@ -91,7 +91,7 @@ async function main(): Promise<void> {
     const inner = Math.max(1, Math.min(50, Math.round((software ? 2e8 : 2e11) / flops)));
     // the kernel gemmTile picks first, then the others that apply (both tile sizes where the large one does, and the
     // barrier-free direct kernel): which is faster where is for a GPU to say
-    const tiles = [...new Set<GemmTile>([gemmTile(M, N, K), ...(M >= 128 && N >= 128 ? [128, 64] as const : [64] as const), 'direct'])];
+    const tiles = [...new Set<GemmTile>([gemmTile(M, N, K), ...(M >= 128 && N >= 128 ? [128, 64] as const : [64] as const), 'direct32', 'direct64'])];
     for (const tile of tiles) {
       kernels.setGemmTile(tile);
       for (const [transA, transB] of VARIANTS) {

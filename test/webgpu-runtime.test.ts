@@ -36,7 +36,7 @@ test('every kernel in the table indexes each tensor it declares', () => {
     const spec: KernelSpec = entry;
     assert.equal(spec.name, key);
     for (const [RT, DIRECT] of [[1, true], [32, false], [256, false]] as const) {
-      const source = spec.source({ HD: 8, TK: 4, TILE: 64, RT, DIRECT });
+      const source = spec.source({ HD: 8, TK: 4, TILE: 64, RB: 4, RT, DIRECT });
       for (const t of spec.tensors) assert.match(source, new RegExp(`(?<![A-Za-z0-9_.])${t.name}\\[`), `${key} never indexes ${t.name}`);
     }
   }
@@ -64,11 +64,13 @@ test('row kernels size their workgroups by the row width: narrow rows have no ba
 });
 
 test('the GEMM and attention forms: direct below the sizes where tiles pay, barrier-free; tiled above', () => {
-  assert.equal(gemmTile(176, 64, 128), 'direct');
+  assert.equal(gemmTile(176, 64, 128), 'direct32');
   assert.equal(gemmTile(2048, 2048, 2048), 128);
   assert.equal(gemmTile(1024, 16, 896), 64);
   const direct: KernelSpec = KERNELS.gemmDirect;
-  assert.doesNotMatch(direct.source({}), /workgroupBarrier|var<workgroup>/);
+  for (const RB of [4, 8]) assert.doesNotMatch(direct.source({ RB }), /workgroupBarrier|var<workgroup>/);
+  assert.deepEqual(direct.grid({ M: 176, N: 64 }, { RB: 4 }), [2, 6, 1]);
+  assert.deepEqual(direct.grid({ M: 176, N: 64 }, { RB: 8 }), [1, 3, 1]);
   assert.equal(attentionDirect(64), true);
   assert.equal(attentionDirect(65), false);
   for (const spec of [KERNELS.attentionForward, KERNELS.attentionBackwardQuery, KERNELS.attentionBackwardKeyValue] as KernelSpec[]) {

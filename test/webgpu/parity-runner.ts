@@ -57,9 +57,9 @@ interface Case {
 const cases: Case[] = [];
 const add = (c: Case): void => { cases.push(c); };
 
-// gemm: every transpose / accumulate combination on odd shapes, one K of 0, on each of the three kernels (the
-// direct one, tiles of 64 and of 128: gemmTile picks by shape, these force each)
-const GEMM_KERNELS: readonly GemmTile[] = ['direct', 64, 128];
+// gemm: every transpose / accumulate combination on odd shapes, one K of 0, on each of the four kernels (direct
+// with 4x4 and 8x8 outputs per thread, tiles of 64 and of 128: gemmTile picks by shape, these force each)
+const GEMM_KERNELS: readonly GemmTile[] = ['direct32', 'direct64', 64, 128];
 for (const gemmTile of GEMM_KERNELS) {
   for (const [M, N, K] of [[1, 1, 1], [7, 63, 65], [63, 65, 127], [65, 127, 63], [33, 129, 300], [5, 3, 0], [129, 200, 37], [257, 130, 9]]) {
     for (const transA of [false, true]) for (const transB of [false, true]) for (const accumulate of [false, true]) {

@@ -11,22 +11,22 @@ import { grid1d, type Consts, type Grid, type KernelSpec, type Scalars } from '.
 /** workgroup size of the 1-D kernels (elementwise and row kernels) */
 const WG = 256;
 /**
- * Which GEMM kernel a product gets: `direct` (gemmDirect: no workgroup memory, no barriers) while op count M*N*K is
- * at most GEMM_DIRECT_MAX_MACS, products that take a GPU microseconds whichever kernel runs them, where the tiled
- * kernel leaves most of a GPU idle (a 176x64x128 product is 3 tiles) and a CPU Vulkan (SwiftShader) pays for its
- * barriers; else the tiled `gemm` with a 128x128 block of C per workgroup (8x8 outputs per thread: twice the
- * arithmetic per shared-memory load) once both sides of C reach 128, else 64x64 (4x4 per thread), so that
- * products with a narrow side (decoding, LoRA, odd heads) still spread over enough workgroups.
+ * Which GEMM kernel a product gets on a GPU: `direct32` (gemmDirect, 4x4 outputs per thread: no workgroup memory, no
+ * barriers) while the multiply-add count M*N*K is at most GEMM_DIRECT_MAX_MACS, products that take a GPU
+ * microseconds whichever kernel runs them, where the tiled kernel leaves most of a GPU idle (a 176x64x128 product is
+ * 3 tiles of 64); else the tiled `gemm` with a 128x128 block of C per workgroup (8x8 outputs per thread: twice the
+ * arithmetic per shared-memory load) once both sides of C reach 128, else 64x64 (4x4 per thread), so that products
+ * with a narrow side (decoding, LoRA, odd heads) still spread over enough workgroups. (A CPU adapter takes
+ * `direct64` at every size: see WebGpuKernels.barrierFree.)
  */
 export function gemmTile(M: number, N: number, K: number): GemmTile {
-  if (M * N * K <= GEMM_DIRECT_MAX_MACS) return 'direct';
+  if (M * N * K <= GEMM_DIRECT_MAX_MACS) return 'direct32';
   return M >= 128 && N >= 128 ? 128 : 64;
 }
-export type GemmTile = 'direct' | 64 | 128;
-/** multiply-adds up to which a product runs on gemmDirect (see gemmTile) */
+/** the tiled GEMM's block of C (64, 128), or gemmDirect's: direct32 (4x4 per thread), direct64 (8x8 per thread) */
+export type GemmTile = 'direct32' | 'direct64' | 64 | 128;
+/** multiply-adds up to which a product runs on gemmDirect on a GPU (see gemmTile) */
 export const GEMM_DIRECT_MAX_MACS = 1 << 22;
-/** the block of C per workgroup of gemmDirect */
-export const GEMM_DIRECT_BLOCK = 32;
 /** queries (or keys, in the dk/dv pass) per attention workgroup: one per thread */
 export const ATTENTION_ROWS = 64;
 
@@ -287,6 +287,60 @@ function keyAt(direct: boolean, tensor: 'k' | 'v', j: string, i: string): string
   return `${tensor === 'k' ? 'Ks' : 'Vs'}[${j} * HD + ${i}]`;
 }
 
+function gemmDirectBlockOf(consts: Consts): 4 | 8 {
+  if (consts.RB !== 4 && consts.RB !== 8) throw new Error(`gemmDirect: RB must be 4 or 8, got ${String(consts.RB)}`);
+  return consts.RB;
+}
+
+/** gemmDirect's WGSL for RB x RB outputs per thread: rows a0.., columns b0.., accumulators acc{i}_{j} (vec4 of columns) */
+function gemmDirectSource(rb: 4 | 8): string {
+  const rows = [...Array(rb).keys()];
+  const quads = [...Array(rb / 4).keys()];
+  const kStep = (load: (x: string) => string): string => [
+    ...quads.map((j) => `      let bv${j} = vec4f(${[0, 1, 2, 3].map((q) => load(`b[bk + b${4 * j + q}]`)).join(', ')});`),
+    ...rows.flatMap((i) => [`      let av${i} = ${load(`a[a${i} + ak]`)};`, ...quads.map((j) => `      acc${i}_${j} += av${i} * bv${j};`)]),
+    '      ak += P.aK;',
+    '      bk += P.bK;',
+  ].join('\n');
+  return `
+fn round_bf16(x: f32) -> f32 {
+  let u = bitcast<u32>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) { return bitcast<f32>((u | 0x00400000u) & 0xffff0000u); }
+  return bitcast<f32>(((u + 0x7fffu + ((u >> 16u) & 1u)) >> 16u) << 16u);
+}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r0 = wid.y * ${8 * rb}u + (lid / 8u) * ${rb}u;
+  let c0 = wid.x * ${8 * rb}u + (lid % 8u) * ${rb}u;
+${rows.map((i) => `  let a${i} = min(r0 + ${i}u, P.M - 1u) * P.aM;`).join('\n')}
+${rows.map((j) => `  let b${j} = min(c0 + ${j}u, P.N - 1u) * P.bN;`).join('\n')}
+${rows.flatMap((i) => quads.map((j) => `  var acc${i}_${j} = vec4f();`)).join('\n')}
+  var ak = 0u;
+  var bk = 0u;
+  if (P.bf16 == 0u) {
+    for (var k = 0u; k < P.K; k++) {
+${kStep((x) => x)}
+    }
+  } else {
+    for (var k = 0u; k < P.K; k++) {
+${kStep((x) => `round_bf16(${x})`)}
+    }
+  }
+${rows.flatMap((i) => quads.map((j) => `  store4(r0 + ${i}u, c0 + ${4 * j}u, acc${i}_${j});`)).join('\n')}
+}
+fn store4(r: u32, col0: u32, acc: vec4f) {
+  if (r >= P.M) { return; }
+  for (var j = 0u; j < 4u; j++) {
+    let col = col0 + j;
+    if (col >= P.N) { return; }
+    var value = acc[j];
+    if (P.hasBias != 0u) { value += bias[col]; }
+    if (P.accumulate != 0u) { value += c[r * P.N + col]; }
+    c[r * P.N + col] = value;
+  }
+}`;
+}
+
 /** a GEMM operand as the product sees it: rounded to bfloat16 (nearest even, NaN kept quiet) when P.bf16 */
 const BF16_OPERAND = `fn operand(x: f32) -> f32 {
   if (P.bf16 == 0u) { return x; }
@@ -391,13 +445,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   },
 
   /**
-   * The GEMM of `gemm` without workgroup memory or barriers, for products too small to fill a GPU with tiles (see
-   * gemmTile): a thread computes a 4x4 block of C straight from global memory (8x8 threads, a 32x32 block per
-   * workgroup), k in order as the tiled kernel, so the two give the same sums. Operands are read through strides
-   * (a(m, k) = a[m * aM + k * aK], b(k, n) = b[k * bK + n * bN]: every transpose is one loop) with row and column
-   * indices clamped into range, so the inner loop has no branch; the clamped lanes' results are not written.
-   * On a GPU, 4x more workgroups than 64x64 tiles for the small shapes it takes; on SwiftShader, where each barrier
-   * of the tiled kernel switches coroutines for every group of lanes, ~10x faster at the demo's shapes.
+   * The GEMM of `gemm` without workgroup memory or barriers: a thread computes an RB x RB block of C (RB = 4 or 8, a
+   * compile-time constant) straight from global memory, 8x8 threads per workgroup, k in order as the tiled kernel,
+   * so the two give the same sums. Operands are read through strides (a(m, k) = a[m * aM + k * aK], b(k, n) =
+   * b[k * bK + n * bN]: every transpose is one loop) with row and column indices clamped into range, so the inner
+   * loop has no branch; the clamped lanes' results are not written. On a GPU (RB 4), for products too small to fill
+   * it with tiles: 4x more workgroups than 64x64 tiles. On a CPU adapter (RB 8), at every size: SwiftShader runs each
+   * barrier of the tiled kernel as a coroutine switch per group of lanes (a tiled 550x128x64 product 220 ms, direct
+   * 15 ms), and with 8x8 blocks a k step loads 16 operands for 64 products instead of 8 for 16 (1.6x faster at
+   * 550x128x64 and 256^3). The accumulators are named variables and the bf16 test sits outside the k loop:
+   * SwiftShader runs a dynamically indexed array as memory and a branch in the loop as masked blocks.
    */
   gemmDirect: {
     name: 'gemmDirect',
@@ -405,70 +462,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       { name: 'bias', type: 'f32' }],
     scalars: { M: 'u32', N: 'u32', K: 'u32', aM: 'u32', aK: 'u32', bK: 'u32', bN: 'u32', accumulate: 'u32', bf16: 'u32',
       hasBias: 'u32' },
-    grid: (s) => [Math.ceil(s.N / GEMM_DIRECT_BLOCK), Math.ceil(s.M / GEMM_DIRECT_BLOCK), 1],
-    source: () => `
-fn round_bf16(x: f32) -> f32 {
-  let u = bitcast<u32>(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) { return bitcast<f32>((u | 0x00400000u) & 0xffff0000u); }
-  return bitcast<f32>(((u + 0x7fffu + ((u >> 16u) & 1u)) >> 16u) << 16u);
-}
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let r0 = wid.y * ${GEMM_DIRECT_BLOCK}u + (lid / 8u) * 4u;
-  let c0 = wid.x * ${GEMM_DIRECT_BLOCK}u + (lid % 8u) * 4u;
-  let a0 = min(r0, P.M - 1u) * P.aM;
-  let a1 = min(r0 + 1u, P.M - 1u) * P.aM;
-  let a2 = min(r0 + 2u, P.M - 1u) * P.aM;
-  let a3 = min(r0 + 3u, P.M - 1u) * P.aM;
-  let b0 = min(c0, P.N - 1u) * P.bN;
-  let b1 = min(c0 + 1u, P.N - 1u) * P.bN;
-  let b2 = min(c0 + 2u, P.N - 1u) * P.bN;
-  let b3 = min(c0 + 3u, P.N - 1u) * P.bN;
-  // four accumulators in named variables and the bf16 test outside the loop: SwiftShader runs a dynamically
-  // indexed array, or a branch inside the loop, as memory traffic and masked blocks (half the speed)
-  var acc0 = vec4f();
-  var acc1 = vec4f();
-  var acc2 = vec4f();
-  var acc3 = vec4f();
-  var ak = 0u;
-  var bk = 0u;
-  if (P.bf16 == 0u) {
-    for (var k = 0u; k < P.K; k++) {
-      let av = vec4f(a[a0 + ak], a[a1 + ak], a[a2 + ak], a[a3 + ak]);
-      let bv = vec4f(b[bk + b0], b[bk + b1], b[bk + b2], b[bk + b3]);
-      acc0 += av.x * bv;
-      acc1 += av.y * bv;
-      acc2 += av.z * bv;
-      acc3 += av.w * bv;
-      ak += P.aK;
-      bk += P.bK;
-    }
-  } else {
-    for (var k = 0u; k < P.K; k++) {
-      let av = vec4f(round_bf16(a[a0 + ak]), round_bf16(a[a1 + ak]), round_bf16(a[a2 + ak]), round_bf16(a[a3 + ak]));
-      let bv = vec4f(round_bf16(b[bk + b0]), round_bf16(b[bk + b1]), round_bf16(b[bk + b2]), round_bf16(b[bk + b3]));
-      acc0 += av.x * bv;
-      acc1 += av.y * bv;
-      acc2 += av.z * bv;
-      acc3 += av.w * bv;
-      ak += P.aK;
-      bk += P.bK;
-    }
-  }
-  let acc = array<vec4f, 4>(acc0, acc1, acc2, acc3);
-  for (var i = 0u; i < 4u; i++) {
-    let r = r0 + i;
-    if (r >= P.M) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let col = c0 + j;
-      if (col >= P.N) { break; }
-      var value = acc[i][j];
-      if (P.hasBias != 0u) { value += bias[col]; }
-      if (P.accumulate != 0u) { value += c[r * P.N + col]; }
-      c[r * P.N + col] = value;
-    }
-  }
-}`,
+    grid: (s, c) => {
+      const block = 8 * gemmDirectBlockOf(c);
+      return [Math.ceil(s.N / block), Math.ceil(s.M / block), 1];
+    },
+    source: (c) => gemmDirectSource(gemmDirectBlockOf(c)),
   },
 
   /**

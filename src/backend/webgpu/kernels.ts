@@ -138,13 +138,13 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
       this.runtime.zero(c.view(0, M * N));
       return;
     }
-    const tile = this.gemmTileOverride ?? (this.barrierFree ? 'direct' : gemmTile(M, N, K));
+    const tile = this.gemmTileOverride ?? (this.barrierFree ? 'direct64' : gemmTile(M, N, K));
     const flags = { accumulate: Number(accumulate), bf16: Number(this.matmulBf16), hasBias: Number(bias !== null) };
-    if (tile === 'direct') {
+    if (tile === 'direct32' || tile === 'direct64') {
       // strides of a(m, k) and b(k, n) in their stored layouts
       this.runtime.dispatch(KERNELS.gemmDirect, { c, a, b, bias }, {
         M, N, K, aM: transA ? 1 : K, aK: transA ? M : 1, bK: transB ? 1 : N, bN: transB ? K : 1, ...flags,
-      });
+      }, { RB: tile === 'direct32' ? 4 : 8 });
       return;
     }
     this.runtime.dispatch(KERNELS.gemm, { c, a, b, bias }, {
