@@ -294,6 +294,11 @@ function setTraining(running: boolean, paused = false): void {
   $<HTMLButtonElement>('train').disabled = running;
   $<HTMLButtonElement>('pause').disabled = !running;
   $<HTMLButtonElement>('resume').disabled = running || !paused;
+  // generation and downloads read the worker's host model, which a WebGPU run updates only when it returns (or
+  // pauses): while it runs they would show the weights it started from
+  for (const id of ['generate', 'download', 'download-gguf']) $<HTMLButtonElement>(id).disabled = running;
+  if (running) $<HTMLButtonElement>('download-adapter').disabled = true;
+  else showDownloads();
 }
 
 async function runTraining(fresh: boolean, options: TrainChoices = choices()): Promise<TrainSummary> {
