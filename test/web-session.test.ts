@@ -209,6 +209,28 @@ test('a training backend trains a copy of the model: the host run\'s numbers, al
   }
 });
 
+test('a model the training backend cannot hold is refused by name, the backend given back, and the host still trains', async () => {
+  const events: string[] = [];
+  // a GPU whose largest binding is smaller than the model's weights, as runtime.alloc refuses them
+  const small = Object.create(web.jsKernels) as BrowserBuild.OpenedBackend<unknown, unknown>['kernels'];
+  small.allocFloats = (n: number) => {
+    throw new RangeError(`alloc: ${n * 4} bytes exceed the adapter's largest storage binding (1024 bytes)`);
+  };
+  const session = new web.BrowserSession();
+  session.loadDemoModel(TINY, 6);
+  await session.useDemoData(6, 40, 10);
+  const choices = { max_steps: 2, per_device_train_batch_size: 4, max_length: 16, max_prompt_length: 8, seed: 1 };
+  const params = session.model.params.slice();
+  session.trainingBackend = { name: 'tiny gpu', open: () => Promise.resolve({ name: 'webgpu (tiny)', kernels: small, release: () => void events.push('release') }) };
+  await assert.rejects(session.train(choices), /^Error: the model could not be copied to webgpu \(tiny\): alloc: \d+ bytes exceed the adapter's largest storage binding/);
+  assert.deepEqual(events, ['release']);
+  assert.deepEqual(session.model.params, params, 'the host model is untouched');
+  session.trainingBackend = null;
+  const summary = await session.train(choices);
+  assert.equal(summary.steps, 2);
+  assert.equal(summary.backend, 'js');
+});
+
 test('the page says why it cannot train on WebGPU: no navigator.gpu, no adapter, no device', async () => {
   const missing = await web.probeWebGpu(undefined);
   assert.equal(missing.available, false);

@@ -321,6 +321,10 @@ async function runTraining(fresh: boolean, options: TrainChoices = choices()): P
     return summary;
   } catch (error) {
     setTraining(false);
+    // the TypeScript backend holds any model the tab's memory holds; a GPU's bindings and memory are smaller
+    if (backends?.webgpu.available === true && backendChoice() === 'auto') {
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\n(on WebGPU: tick "train on the TypeScript backend" at the top to train without it)`);
+    }
     throw error;
   }
 }

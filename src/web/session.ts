@@ -315,7 +315,8 @@ export class BrowserSession {
       return deviceRun(opened, model, adapters, loraSeed);
     } catch (error) {
       opened.release();
-      throw error;
+      // typically a tensor larger than the adapter's largest storage binding (a big vocabulary's embedding)
+      throw new Error(`the model could not be copied to ${opened.name}: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
 
