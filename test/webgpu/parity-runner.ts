@@ -344,7 +344,23 @@ function sameValues(got: ArrayLike<number>, want: ArrayLike<number>): string | n
   return null;
 }
 
+/** Node's own setImmediate, before a runtime on a software adapter throttles Dawn's polling through it */
+const nodeSetImmediate = globalThis.setImmediate;
+
 const runtimeChecks: Record<string, RuntimeCheck> = {
+  'runtime: on a software adapter Dawn\'s polling goes through setTimeout, other setImmediate callbacks as before': async (runtime, kernels) => {
+    if (!runtime.info.isSoftware) return globalThis.setImmediate === nodeSetImmediate ? null : 'setImmediate replaced on a GPU adapter';
+    if (globalThis.setImmediate === nodeSetImmediate) return 'setImmediate not throttled on a software adapter';
+    // a JavaScript callback (and a promise resolver, one parameter) still runs as an immediate, with its arguments
+    const got = await new Promise<string>((resolve) => setImmediate((a: string, b: string) => resolve(a + b), 'x', 'y'));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const x = kernels.allocFloats(3);
+    kernels.upload(x, Float32Array.from([1, 2, 3]));
+    kernels.scale(x, 2, 3);
+    const values = [...await kernels.download(x)];
+    kernels.free(x);
+    return got !== 'xy' ? `callback arguments: ${got}` : sameValues(values, [2, 4, 6]);
+  },
   'backend memory: allocFloats and allocInts are zeroed, views share memory, uploads and downloads round-trip': async (_runtime, kernels) => {
     const f = kernels.allocFloats(10);
     const i = kernels.allocInts(6);
@@ -514,9 +530,16 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({ name, ok: detail === null, rtol: 0, worst: detail === null ? 0 : 'Infinity', ...(detail ? { detail } : {}) }));
   }
   const { submits, dispatches } = runtime.batchStats();
-  console.log(JSON.stringify({ summary: true, cases: count, failed, seconds: (Date.now() - started) / 1000, submits, dispatches,
-    pool: runtime.memoryStats() }));
+  const pool = runtime.memoryStats();
   runtime.destroy();
+  const restored = 'runtime: destroy() gives setImmediate back';
+  if (!only || only.test(restored)) {
+    count++;
+    const ok = globalThis.setImmediate === nodeSetImmediate;
+    if (!ok) failed++;
+    console.log(JSON.stringify({ name: restored, ok, rtol: 0, worst: ok ? 0 : 'Infinity', ...(ok ? {} : { detail: 'still throttled' }) }));
+  }
+  console.log(JSON.stringify({ summary: true, cases: count, failed, seconds: (Date.now() - started) / 1000, submits, dispatches, pool }));
 }
 
 // `node --test dist/test/` also runs every .js file under a test/ folder, this one included: outside the child

@@ -97,6 +97,54 @@ function wgslConst(name: string, value: number | boolean): string {
   return `const ${name}: u32 = ${value}u;`;
 }
 
+// ------------------------------------------------------------------------------------------ polling on CPU adapters
+
+type SetImmediate = (callback: (...args: unknown[]) => void, ...args: unknown[]) => unknown;
+const timers = globalThis as { setImmediate?: SetImmediate };
+let pollThrottles = 0;
+let unthrottledSetImmediate: SetImmediate | null = null;
+
+/** Dawn's polling callback: a native function, nameless and without parameters (promise resolvers take one) */
+function isDawnPoll(callback: unknown): boolean {
+  return typeof callback === 'function' && callback.length === 0 && callback.name === '' &&
+    /\[native code\]\s*\}\s*$/.test(Function.prototype.toString.call(callback));
+}
+
+/**
+ * Dawn's Node binding (npm `webgpu`) waits for the device (mapAsync, onSubmittedWorkDone, popErrorScope) by queueing
+ * a native callback with setImmediate that processes the device's events and queues itself again while any such
+ * promise is pending: a busy loop on the main thread (331 turns for one small download on SwiftShader). On a CPU
+ * adapter that loop takes a core from the threads doing the device's work: the demo's step took 1.6-1.7x as long on
+ * this 2-core machine (243 against 150 ms). So while a runtime on a software adapter lives, setImmediate hands that
+ * callback to setTimeout(0), a turn about every millisecond; every other callback goes through as before. Browsers
+ * have no setImmediate (nothing changes there), nor does anything change on a GPU, where the loop costs a host core
+ * but not the device's time, and answers soonest. Returns the release (the last one restores setImmediate).
+ */
+function throttleDawnPolling(): () => void {
+  const original = timers.setImmediate;
+  if (typeof original !== 'function') return () => {};
+  if (pollThrottles++ === 0) {
+    unthrottledSetImmediate = original;
+    const throttled: SetImmediate = function (this: unknown, callback, ...args) {
+      return isDawnPoll(callback) ? setTimeout(callback, 0, ...args) : original.call(this, callback, ...args);
+    };
+    // util.promisify(setImmediate) and the like read symbol-keyed properties of the function
+    for (const key of Object.getOwnPropertySymbols(original)) {
+      Object.defineProperty(throttled, key, Object.getOwnPropertyDescriptor(original, key)!);
+    }
+    timers.setImmediate = throttled;
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--pollThrottles === 0 && unthrottledSetImmediate) {
+      timers.setImmediate = unthrottledSetImmediate;
+      unthrottledSetImmediate = null;
+    }
+  };
+}
+
 export interface BatchStats {
   readonly submits: number;
   readonly dispatches: number;
@@ -117,11 +165,14 @@ export class WebGpuRuntime {
   private pendingErrors: Array<Promise<string | null>> = [];
   private submits = 0;
   private dispatches = 0;
+  /** undoes throttleDawnPolling (software adapters only) */
+  private readonly releasePolling: () => void;
 
   constructor(acquired: AcquiredDevice) {
     this.device = acquired.device;
     this.gpu = acquired.gpu;
     this.info = acquired.info;
+    this.releasePolling = this.info.isSoftware ? throttleDawnPolling() : () => {};
     this.tensors = new BufferPool(this.device, TENSOR_USAGE, 'tensor', this.info.limits.maxBufferSize);
     this.uniforms = new BufferPool(this.device, BufferUsage.UNIFORM | BufferUsage.COPY_DST, 'params');
     this.staging = new BufferPool(this.device, BufferUsage.COPY_SRC | BufferUsage.COPY_DST, 'upload');
@@ -236,6 +287,7 @@ export class WebGpuRuntime {
     this.staging.trim();
     this.device.destroy();
     this.gpu = null;
+    this.releasePolling();
   }
 
   // ------------------------------------------------------------------------------------------ kernels
