@@ -40,7 +40,6 @@ export { Generator } from './model/generator.js';
 export { Rng } from './tensor/rng.js';
 export { zipStore, crc32 } from './web/zip.js';
 export { BrowserSession, PAGE_LORA_DEFAULTS, type TrainChoices, type TrainSummary, type DataSummary } from './web/session.js';
-export {
-  probeWebGpu, webGpuTrainingBackend, deviceRun, hostRun, type WebGpuAvailability, type TrainingBackend, type OpenedBackend, type DeviceRun,
-} from './web/device.js';
+export { probeWebGpu, webGpuTrainingBackend, type WebGpuAvailability, type TrainingBackend, type OpenedBackend } from './web/device.js';
+export { deviceCopy, hostDevice, type TrainingDevice } from './train/device.js';
 export { createWebGpuBackend, NoWebGpuAdapterError, type WebGpuBackend } from './backend/webgpu/index.js';

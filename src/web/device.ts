@@ -2,14 +2,10 @@
 // Where the page trains. The session's model, its adapters, generation and every download live on the host (typed
 // arrays, the TypeScript kernels); a training backend, when the page has one (WebGPU), gets a copy of the model
 // (and adapters) for one train() call, and the trained weights come back when that call returns (finished or
-// paused), before anything reads them. This is how `orpo train --backend webgpu` runs (src/cli/device.ts); that
-// module cannot be bundled (it selects backends through the Node entry and loads Dawn), so its copy step is
-// restated here over the same library calls (modelOnBackend, copyParamsToHost, LoraAdapters over the device model).
+// paused), before anything reads them: the copy is src/train/device.ts's, as `orpo train --backend webgpu` makes
+// it; this module adds what only a page has (navigator.gpu, and the page's words when there is no adapter).
 import type { Backend } from '../backend/kernels.js';
 import { createWebGpuBackend, NoWebGpuAdapterError } from '../backend/webgpu/index.js';
-import { LoraAdapters } from '../lora/adapters.js';
-import type { DecoderBase } from '../model/base.js';
-import { copyParamsToHost, modelOnBackend } from '../model/create.js';
 
 /** A backend opened for one train() call: its kernels, the name the page shows, and the way to give it back. */
 export interface OpenedBackend<F, I> {
@@ -24,57 +20,6 @@ export interface OpenedBackend<F, I> {
 export interface TrainingBackend {
   readonly name: string;
   open(): Promise<OpenedBackend<unknown, unknown>>;
-}
-
-/** The model and adapters one train() call trains, on the backend it trains on. */
-export interface DeviceRun<F, I> {
-  readonly name: string;
-  readonly kernels: Backend<F, I>;
-  readonly model: DecoderBase<F, I>;
-  readonly adapters: LoraAdapters<F, I> | null;
-  /** true when `model` is the host model itself (nothing to copy back) */
-  readonly onHost: boolean;
-  /** the host model's parameters (or the host adapters' and their dropout counters) := the trained ones */
-  syncToHost(): Promise<void>;
-  release(): void;
-}
-
-/** Training on the host model itself, with the host kernels. */
-export function hostRun(host: DecoderBase, hostAdapters: LoraAdapters | null): DeviceRun<Float32Array, Int32Array> {
-  return {
-    name: host.kernels.name, kernels: host.kernels, model: host, adapters: hostAdapters, onHost: true,
-    syncToHost: () => Promise.resolve(),
-    release: () => { /* nothing held */ },
-  };
-}
-
-/**
- * The host model and its adapters (already initialised, with their dropout counters) copied to `opened`'s backend:
- * under LoRA only the adapters come back, the base weights being frozen. `loraSeed` is the seed the host adapters
- * were made with: their dropout masks are drawn from it, and LoraAdapters keeps it private, so it is passed again
- * (without it the device would drop other inputs than the host does whenever lora_dropout > 0).
- */
-export function deviceRun<F, I>(opened: OpenedBackend<F, I>, host: DecoderBase, hostAdapters: LoraAdapters | null, loraSeed: number): DeviceRun<F, I> {
-  const { kernels } = opened;
-  const model = modelOnBackend(host, kernels);
-  let adapters: LoraAdapters<F, I> | null = null;
-  if (hostAdapters !== null) {
-    adapters = new LoraAdapters(model, hostAdapters.settings, { seed: loraSeed }).attach();
-    kernels.upload(adapters.params, hostAdapters.params);
-    adapters.setDropoutSteps(hostAdapters.getDropoutSteps());
-  }
-  return {
-    name: opened.name, kernels, model, adapters, onHost: false,
-    async syncToHost(): Promise<void> {
-      if (adapters !== null && hostAdapters !== null) {
-        hostAdapters.params.set(await kernels.download(adapters.params));
-        hostAdapters.setDropoutSteps(adapters.getDropoutSteps());
-      } else {
-        await copyParamsToHost(model, host);
-      }
-    },
-    release: () => opened.release(),
-  };
 }
 
 /** Whether this page can train on WebGPU, and if not, why not (in words for the page). */

@@ -37,7 +37,8 @@ import { train, type LogRecord, type Progress, type ResumeFrom, type TrainResult
 import { adapterFolderBytes, peftTensorName } from '../io/adapter-files.js';
 import type { GgufDtype } from '../io/gguf/architecture.js';
 import { modelGgufBytes } from '../io/gguf/model-plan.js';
-import { deviceRun, hostRun, type DeviceRun, type TrainingBackend } from './device.js';
+import { deviceCopy, hostDevice, type TrainingDevice } from '../train/device.js';
+import type { TrainingBackend } from './device.js';
 import { registerDataFile } from './memory-readers.js';
 import { zipStore } from './zip.js';
 
@@ -283,7 +284,7 @@ export class BrowserSession {
     const adapters = this.adapters;
     this.pauseRequested = false;
     // the host holds the latest weights (a paused run's included): a training backend starts each call from them
-    const device = await this.openDevice(model, adapters, c.seed);
+    const device = await this.openDevice(model, adapters);
     let result: TrainResult;
     try {
       result = await this.trainOn(device, run, padTokenIdOf(tokenizer), hooks);
@@ -307,12 +308,12 @@ export class BrowserSession {
   }
 
   /** The host model itself, or a copy on the training backend (given back if the copy cannot be made). */
-  private async openDevice(model: DecoderBase, adapters: LoraAdapters | null, loraSeed: number): Promise<DeviceRun<unknown, unknown>> {
-    if (this.trainingBackend === null) return hostRun(model, adapters) as DeviceRun<unknown, unknown>;
+  private async openDevice(model: DecoderBase, adapters: LoraAdapters | null): Promise<TrainingDevice<unknown, unknown>> {
+    if (this.trainingBackend === null) return hostDevice(model, adapters) as TrainingDevice<unknown, unknown>;
     const opened = await this.trainingBackend.open();
     try {
-      // the seed attachLoraFromOptions gave the host adapters (train() above)
-      return deviceRun(opened, model, adapters, loraSeed);
+      // the device adapters take the host adapters' seed, so they draw the same dropout masks
+      return deviceCopy(opened.kernels, model, adapters, opened.name, () => opened.release());
     } catch (error) {
       opened.release();
       // typically a tensor larger than the adapter's largest storage binding (a big vocabulary's embedding)
@@ -321,7 +322,7 @@ export class BrowserSession {
   }
 
   /** One train() call of `run` over the device's buffers; a pause keeps the AdamW moments on the host for the next call. */
-  private async trainOn<F, I>(device: DeviceRun<F, I>, run: Run, padTokenId: number, hooks: TrainHooks): Promise<TrainResult> {
+  private async trainOn<F, I>(device: TrainingDevice<F, I>, run: Run, padTokenId: number, hooks: TrainHooks): Promise<TrainResult> {
     const c = run.config;
     return train(device.model, { train: run.train, eval: run.eval, padTokenId }, c, {
       log: (record) => {
@@ -348,7 +349,7 @@ export class BrowserSession {
    * adapters under LoRA), the loss heads for the logits' size, the objective, DPO's reference, dropout switching
    * and the names of the trained tensors for messages about NaN/Inf.
    */
-  private setupFor<F, I>(device: DeviceRun<F, I>, c: TrainConfig, referenceHost: DecoderBase | null): TrainSetup<F, I> {
+  private setupFor<F, I>(device: TrainingDevice<F, I>, c: TrainConfig, referenceHost: DecoderBase | null): TrainSetup<F, I> {
     const { model, adapters } = device;
     model.gradientCheckpointing = c.gradient_checkpointing;
     const fused = fusedLossFor(c, model.config, Math.max(c.per_device_train_batch_size, c.per_device_eval_batch_size), c.max_length);
@@ -385,7 +386,7 @@ export class BrowserSession {
    * frozen copy of the starting weights (forward only, so checkpointing's one layer slot is all it keeps), moved to
    * the training backend when there is one.
    */
-  private referenceFor<F, I>(device: DeviceRun<F, I>, c: TrainConfig, evalHead: TokenLogprobHead<F, I>, fused: boolean,
+  private referenceFor<F, I>(device: TrainingDevice<F, I>, c: TrainConfig, evalHead: TokenLogprobHead<F, I>, fused: boolean,
     referenceHost: DecoderBase | null): ReferenceModel {
     const name = this.modelState().name;
     const { model, adapters } = device;
