@@ -5,13 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-
-const SWIFTSHADER_DIR = '/usr/lib/chromium';
-const SWIFTSHADER_ICD = `${SWIFTSHADER_DIR}/vk_swiftshader_icd.json`;
-const skip = existsSync(SWIFTSHADER_ICD) ? false
-  : `SwiftShader not found (${SWIFTSHADER_ICD}): install Debian's chromium package to run the WebGPU backend on the CPU`;
+import { runSwiftShaderRunner, swiftShaderSkip } from './helpers/swiftshader.js';
 
 interface CaseResult {
   name: string;
@@ -20,29 +15,19 @@ interface CaseResult {
   detail?: string;
 }
 
-test('WebGPU backend (SwiftShader): golden fixtures and a short orpo train run match the reference', { skip, timeout: 900_000 }, async (t) => {
-  const runner = fileURLToPath(new URL('./webgpu/fixtures-runner.js', import.meta.url));
-  const child = spawnSync(process.execPath, [runner], {
-    env: { ...process.env, ORPO_WEBGPU_FIXTURES: '1', VK_ICD_FILENAMES: SWIFTSHADER_ICD,
-      LD_LIBRARY_PATH: [SWIFTSHADER_DIR, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') },
-    encoding: 'utf8',
-    timeout: 840_000,
-    maxBuffer: 64 << 20,
+test('WebGPU backend (SwiftShader): golden fixtures and a short orpo train run match the reference',
+  { skip: swiftShaderSkip('the WebGPU backend'), timeout: 900_000 }, async (t) => {
+    const out = runSwiftShaderRunner(new URL('./webgpu/fixtures-runner.js', import.meta.url), { ORPO_WEBGPU_FIXTURES: '1' }, 840_000);
+    t.diagnostic(`adapter: ${String(out.lines[0]?.adapter)}`);
+    const cases = out.lines.filter((r): r is Record<string, unknown> & CaseResult => typeof r.name === 'string');
+    // the repository's golden subset alone has the llama ORPO, SFT and SimPO cases, plus the training run
+    assert.ok(cases.length >= 4, `expected the fixture cases and the training run, got ${cases.length}`);
+    for (const c of cases) {
+      await t.test(`${c.name} (${(c.ms / 1000).toFixed(1)} s)`, () => assert.ok(c.ok, c.detail));
+    }
+    assert.equal(out.summary.failed, 0);
+    assert.equal(out.status, 0, out.stderr.slice(-2000));
   });
-  const parsed = child.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-  const summary = parsed.find((r) => r.summary === true);
-  assert.ok(summary, `the runner ended without a summary (exit ${child.status}, signal ${child.signal}):\n` +
-    `${child.stdout.slice(-2000)}\n${child.stderr.slice(-4000)}`);
-  t.diagnostic(`adapter: ${String(parsed[0]?.adapter)}`);
-  const cases = parsed.filter((r): r is Record<string, unknown> & CaseResult => typeof r.name === 'string');
-  // the repository's golden subset alone has the llama ORPO, SFT and SimPO cases, plus the training run
-  assert.ok(cases.length >= 4, `expected the fixture cases and the training run, got ${cases.length}`);
-  for (const c of cases) {
-    await t.test(`${c.name} (${(c.ms / 1000).toFixed(1)} s)`, () => assert.ok(c.ok, c.detail));
-  }
-  assert.equal(summary.failed, 0);
-  assert.equal(child.status, 0, child.stderr.slice(-2000));
-});
 
 test('--backend webgpu without a GPU adapter: exit 1 and what is missing, no stack trace', { timeout: 120_000 }, async () => {
   const { mkdtempSync, rmSync } = await import('node:fs');
