@@ -17,11 +17,13 @@ import { resolveCommandOptions } from './args.js';
 import { loadModelOrAdapter } from './model-folder.js';
 import { dataLimitsOf, loadPairs } from './pairs.js';
 import { loadFrozenReference } from './train.js';
+import { hostKernelsNamed } from '../backend/index.js';
+import { backendOf, hostDevice, webGpuDevice, type TrainingDevice } from './device.js';
 import { ProgressReporter } from './progress.js';
 
 type SharedKeys = 'model' | 'dataset' | 'method' | 'beta' | 'completion_only_loss' | 'loss_type' | 'ref_model' | 'simpo_gamma' | 'sft_scope' | 'share_prompt' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
   'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' | 'system_column' |
-  'per_device_eval_batch_size' | 'threads' | 'bf16';
+  'per_device_eval_batch_size' | 'threads' | 'bf16' | 'backend';
 export type EvalConfig = Pick<TrainConfig, SharedKeys> & { json: boolean };
 
 const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pick<TrainConfig, K>> =>
@@ -34,7 +36,7 @@ const RUN_SETTINGS = ['method', 'beta', 'completion_only_loss', 'loss_type', 'si
 export const EVAL_OPTIONS: OptionTable<EvalConfig> = {
   ...shared<SharedKeys>(['model', 'dataset', 'method', 'beta', 'completion_only_loss', 'loss_type', 'ref_model', 'simpo_gamma', 'sft_scope', 'share_prompt', 'max_length', 'max_prompt_length', 'max_completion_length',
     'truncation_mode', 'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column', 'system_column',
-    'per_device_eval_batch_size', 'threads', 'bf16']),
+    'per_device_eval_batch_size', 'threads', 'bf16', 'backend']),
   json: { type: 'bool', default: false, doc: 'print the metrics as one JSON object' },
   // the training table's words fit training; say what these two mean here
   model: { ...TRAIN_OPTIONS.model, doc: "model folder to evaluate: a run's output or checkpoint (its training_args.json gives the defaults), a LoRA adapter folder, or any Hugging Face folder" },
@@ -67,14 +69,18 @@ export async function runEval(argv: readonly string[]): Promise<number> {
     }
   }
   if (c.model === null || c.dataset === null) throw new OptionError('orpo eval needs --model DIR and --dataset FILE');
-  const model = await loadModelOrAdapter(c.model);
+  const backend = backendOf(c.backend);
+  const model = await loadModelOrAdapter(c.model, backend === 'js' || backend === 'native' ? { kernels: hostKernelsNamed(backend) } : {});
   model.kernels.setThreads(c.threads ?? availableParallelism());
   model.kernels.setMatmulBf16(c.bf16);
+  // with --backend webgpu the policy's forwards run on a copy in GPU memory (a DPO reference stays on the CPU: only
+  // its summed log-probs enter the metrics)
+  const device = backend === 'webgpu' ? await webGpuDevice(model, null) : hostDevice(model, null);
+  device.kernels.setMatmulBf16(c.bf16);
   const tokenizer = await loadTokenizer(c.model);
   const loaded = await loadPairs(c.dataset, tokenizer, dataLimitsOf(c));
   // the chunked head when a batch's (tokens x vocab) logits would be large
   const fused = fusedLossFor({ fused_loss: null }, model.config, c.per_device_eval_batch_size, c.max_length);
-  const head = lossHeads(model, fused).eval;
   const objective = objectiveFromConfig(c);
   let reference = null;
   if (objective.needsReference) {
@@ -85,13 +91,20 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   }
   const reporter = new ProgressReporter();
   if (!reporter.tty) process.stderr.write(`evaluating ${loaded.pairs.length} pairs\n`);
-  const out = await evaluatePairs(model, loaded.pairs, {
-    objective, reference, head, sharePrompt: c.share_prompt, batchSize: c.per_device_eval_batch_size, padTokenId: padTokenIdOf(tokenizer),
-    onProgress: (done, total) => reporter.evaluating(done, total),
+  const evaluateOn = <F, I>(d: TrainingDevice<F, I>): ReturnType<typeof evaluatePairs> => evaluatePairs(d.model, loaded.pairs, {
+    objective, reference, head: lossHeads(d.model, fused).eval, sharePrompt: c.share_prompt, batchSize: c.per_device_eval_batch_size,
+    padTokenId: padTokenIdOf(tokenizer), onProgress: (done, total) => reporter.evaluating(done, total),
   });
-  reporter.finish();
-  model.kernels.setMatmulBf16(false);
-  const result: Record<string, number | string> = { model: c.model, dataset: c.dataset, method: c.method, pairs: out.pairs };
+  let out: Awaited<ReturnType<typeof evaluatePairs>>;
+  try {
+    out = await evaluateOn(device);
+  } finally {
+    reporter.finish();
+    model.kernels.setMatmulBf16(false);
+    device.kernels.setMatmulBf16(false);
+    device.release();
+  }
+  const result: Record<string, number | string> = { model: c.model, dataset: c.dataset, method: c.method, backend: device.name, pairs: out.pairs };
   for (const name of [...Object.keys(objective.combine), ...NEUTRAL_METRICS] as (keyof typeof out.metrics)[]) {
     if (out.metrics[name] !== undefined) result[`eval_${name}`] = out.metrics[name];
   }

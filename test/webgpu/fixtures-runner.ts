@@ -145,6 +145,21 @@ async function trainingCase(): Promise<string | null> {
       const bad = rel(loraGpu[i]!, loraCpu[i]!, 1e-4, `LoRA (dropout 0.2) loss at step ${i + 1}`);
       if (bad) return bad;
     }
+    // orpo eval of the trained folder on both backends: the same metrics
+    const evaluate = (backend: string): Record<string, unknown> => {
+      const r = spawnSync(process.execPath, [main, 'eval', '--backend', backend, '--model', cpu.out, '--dataset', join(cpu.out, 'data', 'eval.jsonl'), '--json'],
+        { encoding: 'utf8', env: process.env, timeout: 240_000 });
+      if (r.status !== 0) throw new Error(`orpo eval --backend ${backend} failed (${r.status}): ${r.stderr.slice(-1500)}`);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+    };
+    const evalGpu = evaluate('webgpu');
+    const evalCpu = evaluate('js');
+    if (!String(evalGpu['backend']).startsWith('webgpu')) return `orpo eval --backend webgpu ran on ${String(evalGpu['backend'])}`;
+    for (const [k, v] of Object.entries(evalCpu)) {
+      if (!k.startsWith('eval_') || /runtime|per_second/.test(k) || typeof v !== 'number') continue;
+      const bad = rel(Number(evalGpu[k]), v, 1e-5, `orpo eval ${k}`);
+      if (bad) return bad;
+    }
     const a = await tensors(join(gpu.out, 'model.safetensors'));
     const b = await tensors(join(cpu.out, 'model.safetensors'));
     for (const [name, w] of b) {
@@ -178,7 +193,7 @@ async function main(): Promise<void> {
       if (!needs.includes(null)) cases.push([`fixture ${cs}/model ${method}`, () => fixtureCase(kernels, cs, 'model', method)]);
     }
   }
-  cases.push(['orpo demo and orpo train --lora-r (dropout) on webgpu: the TypeScript backend\'s losses and weights', trainingCase]);
+  cases.push(['orpo demo, orpo train --lora-r (dropout) and orpo eval on webgpu: the TypeScript backend\'s losses, weights and metrics', trainingCase]);
   let failed = 0;
   for (const [name, run] of cases) {
     if (only && !only.test(name)) continue;
