@@ -44,6 +44,22 @@ function paths(): Array<'fma' | 'dpbf16'> {
   return addon.kernelInfo().bf16.dpbf16 ? ['fma', 'dpbf16'] : ['fma'];
 }
 
+/** gemm on every transpose of each shape, native against the reference, c accumulated when `accumulate(transA)` */
+function compareGemms(label: string, shapes: ReadonlyArray<readonly [number, number, number]>, accumulate: (transA: boolean) => boolean): void {
+  for (const [M, N, K] of shapes) {
+    for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+      const a = randn(M * K);
+      const b = randn(K * N);
+      const c0 = randn(M * N);
+      const ref = c0.slice();
+      const got = c0.slice();
+      jsKernels.gemm(ref, a, b, M, N, K, transA, transB, accumulate(transA));
+      native.gemm(got, a, b, M, N, K, transA, transB, accumulate(transA));
+      assertClose(`${label} gemm ${M}x${N}x${K} tA=${transA} tB=${transB}`, got, ref, 2e-5);
+    }
+  }
+}
+
 /**
  * bf16 products on both backends: every transpose, odd K (a half-empty last bf16 pair), 1..4 rows, K past one block,
  * N past one block, and the matmul forward/backward pair. The same tolerance as native-parity's bf16 test: the
@@ -54,18 +70,7 @@ function checkBf16Products(label: string, large = true): void {
   if (large) shapes.push([150, 1100, 601], [97, 40, 1100]);
   try {
     for (const k of [jsKernels, native]) k.setMatmulBf16(true);
-    for (const [M, N, K] of shapes) {
-      for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
-        const a = randn(M * K);
-        const b = randn(K * N);
-        const c0 = randn(M * N);
-        const ref = c0.slice();
-        const got = c0.slice();
-        jsKernels.gemm(ref, a, b, M, N, K, transA, transB, true);
-        native.gemm(got, a, b, M, N, K, transA, transB, true);
-        assertClose(`${label} bf16 gemm ${M}x${N}x${K} tA=${transA} tB=${transB}`, got, ref, 2e-5);
-      }
-    }
+    compareGemms(`${label} bf16`, shapes, () => true);
     const [N, C, OC] = [70, 65, 33];
     const inp = randn(N * C);
     const w = randn(OC * C);
@@ -90,18 +95,7 @@ function checkBf16Products(label: string, large = true): void {
 /** float32 products on odd shapes against the reference (for block choices) */
 function checkF32Products(label: string): void {
   const shapes: Array<[number, number, number]> = [[50, 130, 100], [7, 200, 75], [97, 33, 38], [150, 1100, 130]];
-  for (const [M, N, K] of shapes) {
-    for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
-      const a = randn(M * K);
-      const b = randn(K * N);
-      const c0 = randn(M * N);
-      const ref = c0.slice();
-      const got = c0.slice();
-      jsKernels.gemm(ref, a, b, M, N, K, transA, transB, transA);
-      native.gemm(got, a, b, M, N, K, transA, transB, transA);
-      assertClose(`${label} gemm ${M}x${N}x${K} tA=${transA} tB=${transB}`, got, ref, 2e-5);
-    }
-  }
+  compareGemms(label, shapes, (transA) => transA);
 }
 
 // first, before any test below changes the plan with configureGemm

@@ -3,6 +3,7 @@
 // next to the matrix products around them, so one TypeScript implementation serves the reference and the native
 // backend alike.
 import { dropoutKeeps, type FloatArray, type ReferenceKernels } from './kernels.js';
+import { embeddingBackward, embeddingForward } from './js/embedding.js';
 
 type HostPart = Pick<ReferenceKernels, 'allocFloats' | 'allocInts' | 'free' | 'view' | 'viewInts' | 'lengthOf' | 'upload' | 'uploadInts'
   | 'download' | 'downloadInts' | 'zero' | 'scaleRows' | 'gatherRows' | 'scatterAddRows' | 'copyRows' | 'dropoutForward' | 'dropoutBackward'>;
@@ -34,20 +35,9 @@ export const hostMemory: HostPart = {
     x.fill(0, 0, N);
   },
 
-  gatherRows(out, inp, rows, M, C): void {
-    for (let i = 0; i < M; i++) {
-      const n = rows[i]!;
-      out.set(inp.subarray(n * C, n * C + C), i * C);
-    }
-  },
-
-  scatterAddRows(dinp, dout, rows, M, C): void {
-    for (let i = 0; i < M; i++) {
-      const src = i * C;
-      const dst = rows[i]! * C;
-      for (let c = 0; c < C; c++) dinp[dst + c] += dout[src + c]!;
-    }
-  },
+  // a row gather is the embedding lookup with the rows as ids, a row scatter-add its backward (as on WebGPU)
+  gatherRows: (out, inp, rows, M, C) => embeddingForward(out, rows, inp, M, C, false),
+  scatterAddRows: (dinp, dout, rows, M, C) => embeddingBackward(dinp, dout, rows, M, C),
 
   scaleRows(x, s, M, C): void {
     for (let i = 0; i < M; i++) {

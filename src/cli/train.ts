@@ -226,7 +226,7 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
     const what = adapters === null ? 'every weight' : `LoRA r=${c.lora_r} on ${adapters.layers.length} modules`;
     const params = (n: number): string => `${(n / 1e6).toFixed(3)}M`;
     const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
-    const where = d.kernels === (model.kernels as unknown) ? `${model.kernels.name} kernels, ${plural(model.kernels.getThreads(), 'thread')}` : d.name;
+    const where = d.onHost ? `${model.kernels.name} kernels, ${plural(model.kernels.getThreads(), 'thread')}` : d.name;
     say(`${objective.method} (${Object.entries(objective.options).map(([k, v]) => `${k} ${v}`).join(', ')}): training ${modelDir} (${model.config.modelType}, ${params(model.params.length)} parameters; ${what}, ` +
       `${params(trainable.params.length)} trainable) on ${plural(trainPairs.length, 'pair')} with ${where}`);
     return train(d.model, { train: trainPairs, eval: evalPairs, padTokenId }, c, {

@@ -73,7 +73,8 @@ export const V8_MAX_STRING_LENGTH = 2 ** 29 - 24;
 
 export const DEFAULT_JSON_LIMITS: JsonLimits = { maxRowLength: DEFAULT_MAX_ROW_LENGTH, maxStringLength: V8_MAX_STRING_LENGTH };
 
-function concat(parts: readonly Uint8Array[], length: number): Uint8Array {
+/** the parts one after another (the part itself when there is one: no copy) */
+export function concatBytes(parts: readonly Uint8Array[], length: number = parts.reduce((n, p) => n + p.length, 0)): Uint8Array {
   if (parts.length === 1) return parts[0]!;
   const out = new Uint8Array(length);
   let at = 0;
@@ -96,7 +97,7 @@ async function* fileText(path: string, chunks: ByteChunks): AsyncGenerator<strin
   let offset = 0; // file offset of the first byte of `bytes` below
   let line = 1;
   for await (const chunk of chunks(() => ({ file: path, line }))) {
-    const bytes: Uint8Array = carry ? concat([carry, chunk], carry.length + chunk.length) : chunk;
+    const bytes: Uint8Array = carry ? concatBytes([carry, chunk], carry.length + chunk.length) : chunk;
     const whole = incompleteTail(bytes);
     const decoded = decodeStrict(bytes.subarray(0, whole));
     if ('invalidAt' in decoded) {
@@ -144,7 +145,7 @@ export async function* readJsonLines(path: string, chunks: ByteChunks, limits: P
   const finish = (): ReadItem | null => {
     const source = { file: path, line };
     if (overlong) return { error: new DataError(`the line is ${tooLong(limits.maxRowLength, 'bytes')}; is it one row per line?`, source), source };
-    let bytes = concat(parts, length);
+    let bytes = concatBytes(parts, length);
     if (bytes[bytes.length - 1] === 0x0d) bytes = bytes.subarray(0, -1); // CRLF
     const decoded = decodeStrict(bytes);
     if ('invalidAt' in decoded) {

@@ -276,7 +276,7 @@ export async function train<F = Float32Array, I = Int32Array>(
     }
     // AdamW keeps exp_avg_sq >= 0 by construction (β2·v + (1-β2)·g²): finite is all there is to check before writing
     const moments = await allFiniteOn(k, optimizer.m) && await allFiniteOn(k, optimizer.v) ? []
-      : momentProblems((await k.download(optimizer.m)).slice(), await k.download(optimizer.v), layout);
+      : momentProblems(await k.download(optimizer.m), await k.download(optimizer.v), layout);
     if (moments.length > 0) throw new NonFiniteError(step, 'optimizer state', `the AdamW moments after step ${step} are corrupt: ${describeProblems(moments)}`, step - 1);
     await hooks.save(kind, state, optimizer);
   };

@@ -8,7 +8,7 @@
 import type * as NodeReaders from '../data/readers.js';
 import { DataError, briefly, type RowSource } from '../data/errors.js';
 import {
-  DEFAULT_MAX_ROW_LENGTH, V8_MAX_STRING_LENGTH, formatOf as formatOfName, isInvalid as isInvalidItem, readJson, readJsonLines, type ByteChunks,
+  DEFAULT_MAX_ROW_LENGTH, V8_MAX_STRING_LENGTH, concatBytes, formatOf as formatOfName, isInvalid as isInvalidItem, readJson, readJsonLines, type ByteChunks,
 } from '../data/json-rows.js';
 import { isGzip, memoryBuffer, parquetRowsOf } from '../data/parquet-decode.js';
 
@@ -69,13 +69,7 @@ async function plainBytes(path: string, bytes: Uint8Array): Promise<Uint8Array> 
   if (!isGzip(bytes)) return bytes;
   const parts: Uint8Array[] = [];
   for await (const chunk of memoryChunks(bytes)(() => ({ file: path }))) parts.push(chunk);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 export const readRows: typeof NodeReaders.readRows = async function* readRows(path, opts = {}) {
