@@ -73,6 +73,18 @@ export interface Backend<F, I> {
   matmulBackward(dinp: F | null, dweight: F | null, dbias: F | null,
     dout: F, inp: F, weight: F, N: number, C: number, OC: number): void;
 
+  // ---------------------------------------------------------------- frozen bfloat16 weights (torch_dtype bfloat16)
+  // A weight stored in bfloat16 (Bf16Buffer) is frozen (LoRA's base): it has no gradient. Its products are bf16
+  // products whatever setMatmulBf16 says, as a bf16 Linear in PyTorch: the float32 operand is rounded to bfloat16
+  // (nearest, ties to even), the weight already is, products are summed in float32 (JS: float64). The numbers
+  // are exactly those of matmulForward/Backward with setMatmulBf16(true) on the weight widened to float32.
+  /** inp (N,C), weight (OC,C) bf16, bias (OC) | null -> out (N,OC) written: out = bf16(inp) @ weight^T + bias */
+  matmulForwardBf16(out: F, inp: F, weight: Bf16Buffer<F>, bias: F | null, N: number, C: number, OC: number): void;
+  /** dout (N,OC), weight (OC,C) bf16 -> dinp (N,C) accumulated: dinp += bf16(dout) @ weight */
+  matmulBackwardBf16(dinp: F, dout: F, weight: Bf16Buffer<F>, N: number, C: number, OC: number): void;
+  /** ids (N) int32, table (V,C) bf16 -> out (N,C): out = table[ids] widened (written), or out += it when `accumulate` */
+  embeddingForwardBf16(out: F, ids: I, table: Bf16Buffer<F>, N: number, C: number, accumulate: boolean): void;
+
   // ---------------------------------------------------------------- embeddings
   /** ids (N) int32, table (V,C) -> out (N,C): out = table[ids] (written), or out += table[ids] when `accumulate` */
   embeddingForward(out: F, ids: I, table: F, N: number, C: number, accumulate: boolean): void;
@@ -192,6 +204,63 @@ export interface Backend<F, I> {
   dropoutForward(out: F, inp: F, N: number, key: number, p: number): void;
   /** dout (N) -> dinp (N) accumulated, through the mask of (key, p) */
   dropoutBackward(dinp: F, dout: F, N: number, key: number, p: number): void;
+}
+
+/**
+ * `length` bfloat16 values held two to a 32-bit element of a backend float buffer: value 2i in the low half of
+ * element i (little-endian: the values lie in memory in order, as a Uint16Array over the same bytes would read
+ * them), an odd last value with a zero high half. Only bit patterns travel (upload/download of float buffers copy
+ * bytes: NaN payloads and all), so every backend stores bf16 in the float buffers it already has.
+ */
+export class Bf16Buffer<F> {
+  constructor(readonly data: F, readonly length: number) {}
+}
+
+/** the 32-bit elements `n` bfloat16 values take */
+export function bf16Elements(n: number): number {
+  return Math.ceil(n / 2);
+}
+
+/** a zeroed buffer of n bfloat16 values from backend k */
+export function allocBf16<F, I>(k: Backend<F, I>, n: number): Bf16Buffer<F> {
+  return new Bf16Buffer(k.allocFloats(bf16Elements(n)), n);
+}
+
+/** values [offset, offset + length) of x, sharing its memory; offset must be even (a whole 32-bit element) */
+export function viewBf16<F, I>(k: Backend<F, I>, x: Bf16Buffer<F>, offset: number, length: number): Bf16Buffer<F> {
+  if (offset % 2 !== 0 || offset < 0 || offset + length > x.length) {
+    throw new RangeError(`viewBf16: [${offset}, ${offset + length}) of ${x.length} bfloat16 values (the offset must be even)`);
+  }
+  return new Bf16Buffer(k.view(x.data, offset / 2, bf16Elements(length)), length);
+}
+
+/** the bit patterns (length) as the float32 elements that hold them (no copy); pads an odd length with a zero */
+export function bf16Carrier(bits: Uint16Array): Float32Array {
+  if (bits.length % 2 !== 0 || bits.byteOffset % 4 !== 0) {
+    const padded = new Uint16Array(bits.length + (bits.length % 2));
+    padded.set(bits);
+    bits = padded;
+  }
+  return new Float32Array(bits.buffer, bits.byteOffset, bits.length / 2);
+}
+
+/** dst = the bfloat16 bit patterns bits (dst.length of them) */
+export function uploadBf16<F, I>(k: Backend<F, I>, dst: Bf16Buffer<F>, bits: Uint16Array): void {
+  if (bits.length !== dst.length) throw new RangeError(`uploadBf16: ${bits.length} values into a buffer of ${dst.length}`);
+  k.upload(dst.data, bf16Carrier(bits));
+}
+
+/** the bit patterns src holds, once every call before this one has run (a copy: the download itself may be reused) */
+export async function downloadBf16<F, I>(k: Backend<F, I>, src: Bf16Buffer<F>): Promise<Uint16Array> {
+  const carrier = await k.download(src.data);
+  return new Uint16Array(carrier.buffer, carrier.byteOffset, src.length).slice();
+}
+
+/** A weight as the model holds it: float32 (trainable or not), or frozen bfloat16. */
+export type Weight<F> = F | Bf16Buffer<F>;
+
+export function isBf16<F>(w: Weight<F>): w is Bf16Buffer<F> {
+  return w instanceof Bf16Buffer;
 }
 
 /**

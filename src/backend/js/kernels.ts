@@ -2,6 +2,7 @@
 import type { Kernels, ReferenceKernels } from '../kernels.js';
 import { gemm, matmulForward, matmulBackward, setMatmulBf16, getMatmulBf16 } from './matmul.js';
 import { embeddingForward, embeddingBackward } from './embedding.js';
+import { matmulForwardBf16, matmulBackwardBf16, embeddingForwardBf16 } from './bf16-weights.js';
 import { layernormForward, layernormBackward } from './layernorm.js';
 import { rmsnormForward, rmsnormBackward } from './rmsnorm.js';
 import { ropeForward, ropeBackward } from './rope.js';
@@ -19,6 +20,7 @@ export const referenceKernels: ReferenceKernels = {
   getThreads: () => 1,
   setMatmulBf16, getMatmulBf16,
   gemm, matmulForward, matmulBackward,
+  matmulForwardBf16, matmulBackwardBf16, embeddingForwardBf16,
   embeddingForward, embeddingBackward,
   layernormForward, layernormBackward, rmsnormForward, rmsnormBackward,
   ropeForward, ropeBackward,

@@ -7,7 +7,7 @@
 // - bf16 matmul mode rounds operands to bfloat16 like the reference, but computes in float32 (no speed gain):
 //   WebGPU has no bfloat16, and `shader-f16` is IEEE half, a different format (see README.md);
 // - setThreads is accepted and ignored (the GPU schedules itself).
-import type { Backend, FloatArray } from '../kernels.js';
+import type { Backend, Bf16Buffer, FloatArray } from '../kernels.js';
 import type { GpuTensor } from './buffers.js';
 import { COLUMN_CHUNK_ROWS, KERNELS, REDUCE_FOLD, attentionDirect, attentionTile, gemmTile, rowThreads, type GemmTile, type RowThreads } from './kernel-table.js';
 import type { WebGpuRuntime } from './runtime.js';
@@ -167,6 +167,17 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
     if (dinp) this.gemm(dinp, dout, weight, N, C, OC, false, false, true);
     if (dweight) this.gemm(dweight, dout, inp, OC, C, N, true, false, true);
     if (dbias) this.addColumnSums(dbias, dout, OC, N, OC);
+  }
+
+  // TEMPORARY (helper replaces with WGSL kernels)
+  matmulForwardBf16(_out: GpuTensor, _inp: GpuTensor, _weight: Bf16Buffer<GpuTensor>, _bias: GpuTensor | null, _N: number, _C: number, _OC: number): void {
+    throw new Error('matmulForwardBf16: not yet on WebGPU');
+  }
+  matmulBackwardBf16(_dinp: GpuTensor, _dout: GpuTensor, _weight: Bf16Buffer<GpuTensor>, _N: number, _C: number, _OC: number): void {
+    throw new Error('matmulBackwardBf16: not yet on WebGPU');
+  }
+  embeddingForwardBf16(_out: GpuTensor, _ids: GpuTensor, _table: Bf16Buffer<GpuTensor>, _N: number, _C: number, _accumulate: boolean): void {
+    throw new Error('embeddingForwardBf16: not yet on WebGPU');
   }
 
   /**
