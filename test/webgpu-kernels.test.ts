@@ -4,7 +4,8 @@
 // becomes a subtest here. Debian's chromium package ships SwiftShader (.ci/run installs it); without it the test
 // is skipped, saying so. Tolerances (stated per case by the runner): 1e-5 relative (2e-5 for the products and
 // backward passes that sum over more terms), relative to |ref| + mean|ref|; int32 outputs exact; the embedding
-// backward bit-exact (it adds in the reference's order).
+// backward bit-exact (it adds in the reference's order); the bf16-weight lookup exact, and the bf16-weight products
+// bit-equal to matmulForward/Backward in bf16 mode on the widened weight (a runtime check of the runner).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runSwiftShaderRunner, swiftShaderSkip } from './helpers/swiftshader.js';
@@ -23,6 +24,10 @@ test('WebGPU kernels match the TypeScript reference (SwiftShader)', { skip: swif
   t.diagnostic(`adapter: ${String(parsed[0]?.adapter)}; ${String(summary.cases)} cases in ${String(summary.seconds)} s`);
   const cases = parsed.filter((r): r is Record<string, unknown> & CaseResult => typeof r.name === 'string');
   assert.ok(cases.length > 150, `expected every kernel case, got ${cases.length}`);
+  // the frozen bfloat16 kernels: a runner that dropped their cases would otherwise pass
+  for (const kernel of ['matmulForwardBf16[', 'matmulBackwardBf16[', 'embeddingForwardBf16 ', 'bf16 weights: ']) {
+    assert.ok(cases.some((c) => c.name.startsWith(kernel)), `no ${kernel.trim()} case`);
+  }
   for (const c of cases) {
     await t.test(c.name, () => {
       assert.ok(c.ok, `${c.name}: worst relative error ${c.worst} > ${c.rtol}${c.detail ? `: ${c.detail}` : ''}`);

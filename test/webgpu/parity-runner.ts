@@ -5,11 +5,13 @@
 //
 // Each case names host buffers and one kernel call written once: buffer arguments are `ref(name, offset)`, the
 // rest plain values. The reference runs on Float32Array subarrays, the GPU on tensor views of the same layout;
-// then every buffer is downloaded and compared: |gpu - ref| <= rtol * (|ref| + mean|ref|) (relative where values
+// bfloat16 weights (`bf16Buffers`, bit patterns) are uploaded with uploadBf16 to each backend and passed as
+// `bf16Ref(name, offset)` (viewBf16: an even offset); they are inputs only. Then every float and int buffer is downloaded and compared: |gpu - ref| <= rtol * (|ref| + mean|ref|) (relative where values
 // are large, relative to the output's typical size where float32 cancellation makes a value small); int32
 // outputs must match exactly. The reference sums in float64, the GPU in float32: rtol is 1e-5 unless a case says.
 import { jsKernels } from '../../src/backend/js/kernels.js';
-import type { Kernels } from '../../src/backend/kernels.js';
+import { allocBf16, uploadBf16, viewBf16, type Backend, type Bf16Buffer, type Kernels } from '../../src/backend/kernels.js';
+import { bf16ToF32, f32ToBf16 } from '../../src/tensor/dtype.js';
 import type { GpuTensor } from '../../src/backend/webgpu/buffers.js';
 import { createNodeWebGpuBackend } from '../../src/backend/webgpu/node-gpu.js';
 import type { WebGpuKernels } from '../../src/backend/webgpu/kernels.js';
@@ -33,12 +35,19 @@ interface BufferRef {
   readonly offset: number;
 }
 const ref = (name: string, offset = 0): BufferRef => ({ ref: name, offset });
-type Arg = BufferRef | number | boolean | null;
+interface Bf16Ref {
+  readonly bf16: string;
+  readonly offset: number;
+}
+const bf16Ref = (name: string, offset = 0): Bf16Ref => ({ bf16: name, offset });
+type Arg = BufferRef | Bf16Ref | number | boolean | null;
 type KernelName = Exclude<keyof Kernels & keyof WebGpuKernels, 'name' | 'setThreads' | 'getThreads' | 'setMatmulBf16' | 'getMatmulBf16'>;
 
 interface Case {
   readonly name: string;
   readonly buffers: Record<string, Float32Array | Int32Array>;
+  /** bfloat16 bit patterns, passed as Bf16Buffer views (bf16Ref) */
+  readonly bf16Buffers?: Record<string, Uint16Array>;
   readonly kernel: KernelName;
   readonly args: readonly Arg[];
   readonly rtol?: number;
@@ -105,6 +114,58 @@ for (const [N, C, V] of [[13, 7, 5], [70, 33, 300]]) {
     buffers: { dtable: randn(V * C), dout: randn(N * C), ids: randInts(N, 0, V) },
     args: [ref('dtable'), ref('dout'), ref('ids'), N, C] });
 }
+
+// frozen bfloat16 weights against the reference (bf16 products whatever setMatmulBf16 says: the cases run with it
+// off), on each GEMM kernel and by shape. Odd C: rows 1, 3, ... of the weight start in the high half of a word.
+// The weight holds zeros of both signs and bf16 subnormals, whose words are float32 subnormals or zeros with a
+// value in the low half: a float load that flushed them would lose that value.
+/** n bfloat16 weights: random, with +0, -0 and subnormals sprinkled in */
+function bf16Weights(n: number): Uint16Array {
+  const bits = f32ToBf16(randn(n));
+  for (let i = 0; i < n; i++) {
+    if (i % 7 === 3) bits[i] = 0x0000;
+    else if (i % 11 === 5) bits[i] = 0x8000;
+    else if (i % 13 === 8) bits[i] = 0x0003;
+  }
+  return bits;
+}
+const BF16_WEIGHT_SHAPES: ReadonlyArray<readonly [number, number, number]> = [[7, 65, 33], [1, 3, 5], [70, 129, 67], [33, 64, 9], [300, 131, 140]];
+for (const gemmTile of [undefined, ...GEMM_KERNELS]) {
+  const form = gemmTile === undefined ? 'by shape' : String(gemmTile);
+  for (const [N, C, OC] of BF16_WEIGHT_SHAPES) {
+    for (const bias of [true, false]) {
+      add({ name: `matmulForwardBf16[${form}] ${N}x${C}->${OC} bias=${bias}`, kernel: 'matmulForwardBf16', rtol: 2e-5, gemmTile,
+        buffers: { out: randn(N * OC), inp: randn(N * C), bias: randn(OC) }, bf16Buffers: { weight: bf16Weights(OC * C) },
+        args: [ref('out'), ref('inp'), bf16Ref('weight'), bias ? ref('bias') : null, N, C, OC] });
+    }
+    add({ name: `matmulBackwardBf16[${form}] ${N}x${C}->${OC}`, kernel: 'matmulBackwardBf16', rtol: 2e-5, gemmTile,
+      buffers: { dinp: randn(N * C), dout: randn(N * OC) }, bf16Buffers: { weight: bf16Weights(OC * C) },
+      args: [ref('dinp'), ref('dout'), bf16Ref('weight'), N, C, OC] });
+  }
+  // views: the weight starts 6 values (3 words) into a larger buffer, the input and output at odd offsets
+  const [N, C, OC] = [9, 17, 11];
+  add({ name: `matmulForwardBf16[${form}] on offset views`, kernel: 'matmulForwardBf16', rtol: 2e-5, gemmTile,
+    buffers: { out: randn(3 + N * OC), inp: randn(5 + N * C), bias: randn(1 + OC) }, bf16Buffers: { weight: bf16Weights(6 + OC * C + 3) },
+    args: [ref('out', 3), ref('inp', 5), bf16Ref('weight', 6), ref('bias', 1), N, C, OC] });
+  add({ name: `matmulBackwardBf16[${form}] on offset views`, kernel: 'matmulBackwardBf16', rtol: 2e-5, gemmTile,
+    buffers: { dinp: randn(3 + N * C), dout: randn(5 + N * OC) }, bf16Buffers: { weight: bf16Weights(6 + OC * C + 3) },
+    args: [ref('dinp', 3), ref('dout', 5), bf16Ref('weight', 6), N, C, OC] });
+}
+// the bf16 weight in bf16 mode too (the same numbers: bf16 products either way)
+add({ name: 'matmulForwardBf16 with setMatmulBf16(true) 7x65->33', kernel: 'matmulForwardBf16', rtol: 2e-5, bf16: true,
+  buffers: { out: randn(7 * 33), inp: randn(7 * 65), bias: randn(33) }, bf16Buffers: { weight: bf16Weights(33 * 65) },
+  args: [ref('out'), ref('inp'), bf16Ref('weight'), ref('bias'), 7, 65, 33] });
+// embedding lookups from a bf16 table: odd C (rows starting in a word's high half), repeated ids, both modes, a view
+for (const [N, C, V] of [[13, 7, 5], [70, 33, 300], [6, 64, 9]]) {
+  for (const accumulate of [false, true]) {
+    add({ name: `embeddingForwardBf16 N=${N} C=${C} V=${V} acc=${accumulate}`, kernel: 'embeddingForwardBf16', rtol: 0,
+      buffers: { out: randn(N * C), ids: randInts(N, 0, V) }, bf16Buffers: { table: bf16Weights(V * C) },
+      args: [ref('out'), ref('ids'), bf16Ref('table'), N, C, accumulate] });
+  }
+}
+add({ name: 'embeddingForwardBf16 on offset views', kernel: 'embeddingForwardBf16', rtol: 0,
+  buffers: { out: randn(3 + 10 * 7), ids: randInts(12, 0, 6) }, bf16Buffers: { table: bf16Weights(4 + 6 * 7 + 1) },
+  args: [ref('out', 3), ref('ids', 2), bf16Ref('table', 4), 10, 7, false] });
 
 // norms: every row-size class of rowThreads (one thread per row up to 128 columns, 32 threads below 512, a
 // 256-thread workgroup from 512 on) at and across its edges, with row counts that leave the last workgroup part
@@ -333,6 +394,20 @@ function compare(name: string, got: Float32Array | Int32Array, want: Float32Arra
 
 type Invoke = (...args: unknown[]) => unknown;
 
+/** each bit-pattern array as a Bf16Buffer of backend k (allocBf16 + uploadBf16) */
+function bf16Uploads<F, I>(k: Backend<F, I>, bits: Readonly<Record<string, Uint16Array>>): Record<string, Bf16Buffer<F>> {
+  return Object.fromEntries(Object.entries(bits).map(([n, b]) => {
+    const w = allocBf16(k, b.length);
+    uploadBf16(k, w, b);
+    return [n, w];
+  }));
+}
+
+function bf16View<F, I>(k: Backend<F, I>, buffers: Readonly<Record<string, Bf16Buffer<F>>>, a: Bf16Ref): Bf16Buffer<F> {
+  const w = buffers[a.bf16];
+  return viewBf16(k, w, a.offset, w.length - a.offset);
+}
+
 // ------------------------------------------------------------------------------------------------ runtime checks
 
 /** a check returns null when it passes, else what went wrong */
@@ -420,6 +495,64 @@ const runtimeChecks: Record<string, RuntimeCheck> = {
     if (afterSecond.liveBytes !== afterFirst.liveBytes) return `live bytes ${afterSecond.liveBytes} after reuse, ${afterFirst.liveBytes} before`;
     return null;
   },
+  'bf16 weights: the three kernels equal matmulForward / matmulBackward in bf16 mode and embeddingForward on the widened weight, bit for bit, on every GEMM kernel': async (runtime, kernels) => {
+    const problems: string[] = [];
+    const [N, C, OC, V] = [37, 65, 33, 11];
+    const bits = bf16Weights(OC * C);
+    const w = allocBf16(kernels, OC * C);
+    uploadBf16(kernels, w, bits);
+    const wide = runtime.fromArray(bf16ToF32(bits));
+    const inp = runtime.fromArray(randn(N * C));
+    const bias = runtime.fromArray(randn(OC));
+    const dout = runtime.fromArray(randn(N * OC));
+    const dinp0 = randn(N * C);
+    const outs = [runtime.alloc(N * OC), runtime.alloc(N * OC)] as const;
+    const dinps = [runtime.alloc(N * C), runtime.alloc(N * C)] as const;
+    const same = async (what: string, x: GpuTensor, y: GpuTensor): Promise<void> => {
+      const d = sameValues(await runtime.download(x), await runtime.download(y));
+      if (d !== null) problems.push(`${what}: ${d}`);
+    };
+    for (const tile of GEMM_KERNELS) {
+      kernels.setGemmTile(tile);
+      for (const b of [bias, null]) {
+        kernels.setMatmulBf16(false); // the bf16 weight's products are bf16 regardless
+        kernels.matmulForwardBf16(outs[0], inp, w, b, N, C, OC);
+        kernels.setMatmulBf16(true);
+        kernels.matmulForward(outs[1], inp, wide, b, N, C, OC);
+        await same(`forward [${tile}] bias=${b !== null}`, outs[0], outs[1]);
+      }
+      runtime.upload(dinps[0], dinp0);
+      runtime.upload(dinps[1], dinp0);
+      kernels.setMatmulBf16(false);
+      kernels.matmulBackwardBf16(dinps[0], dout, w, N, C, OC);
+      kernels.setMatmulBf16(true);
+      kernels.matmulBackward(dinps[1], null, null, dout, inp, wide, N, C, OC);
+      await same(`backward [${tile}]`, dinps[0], dinps[1]);
+    }
+    kernels.setGemmTile(null);
+    kernels.setMatmulBf16(false);
+    // a weight shorter than the shape is refused, not read past its end
+    try {
+      kernels.matmulForwardBf16(outs[0], inp, viewBf16(kernels, w, 0, OC * C - 1), null, N, C, OC);
+      problems.push('a short bf16 weight accepted');
+    } catch (e) {
+      if (!(e instanceof RangeError)) problems.push(`short weight: ${(e as Error).message}`);
+    }
+    const tableBits = bf16Weights(V * C);
+    const table = allocBf16(kernels, V * C);
+    uploadBf16(kernels, table, tableBits);
+    const wideTable = runtime.fromArray(bf16ToF32(tableBits));
+    const ids = runtime.fromArray(randInts(N, 0, V));
+    for (const accumulate of [false, true]) {
+      runtime.upload(dinps[0], dinp0);
+      runtime.upload(dinps[1], dinp0);
+      kernels.embeddingForwardBf16(dinps[0], ids, table, N, C, accumulate);
+      kernels.embeddingForward(dinps[1], ids, wideTable, N, C, accumulate);
+      await same(`embedding acc=${accumulate}`, dinps[0], dinps[1]);
+    }
+    for (const t of [w.data, wide, inp, bias, dout, ...outs, ...dinps, table.data, wideTable, ids]) runtime.free(t);
+    return problems.length ? problems.join('; ') : null;
+  },
   'runtime: wrong element types, short or freed tensors, bad views and kernel errors are reported': async (runtime, kernels) => {
     const f = runtime.alloc(4);
     const problems: string[] = [];
@@ -471,8 +604,12 @@ async function main(): Promise<void> {
     const reference = Object.fromEntries(Object.entries(c.buffers).map(([n, b]) => [n, b.slice()]));
     const tensors: Record<string, GpuTensor> = Object.fromEntries(
       Object.entries(c.buffers).map(([n, b]) => [n, runtime.fromArray(b)]));
-    const hostArgs = c.args.map((a) => (a !== null && typeof a === 'object' ? reference[a.ref].subarray(a.offset) : a));
-    const gpuArgs = c.args.map((a) => (a !== null && typeof a === 'object' ? tensors[a.ref].view(a.offset) : a));
+    const hostBf16 = bf16Uploads(jsKernels, c.bf16Buffers ?? {});
+    const gpuBf16 = bf16Uploads(kernels, c.bf16Buffers ?? {});
+    const hostArgs = c.args.map((a) => (a === null || typeof a !== 'object' ? a
+      : 'ref' in a ? reference[a.ref].subarray(a.offset) : bf16View(jsKernels, hostBf16, a)));
+    const gpuArgs = c.args.map((a) => (a === null || typeof a !== 'object' ? a
+      : 'ref' in a ? tensors[a.ref].view(a.offset) : bf16View(kernels, gpuBf16, a)));
     let result: Result;
     try {
       jsKernels.setMatmulBf16(c.bf16 === true);
@@ -495,6 +632,7 @@ async function main(): Promise<void> {
       result = { name: c.name, ok: false, rtol, worst: Infinity, detail: (e as Error).message };
     }
     for (const t of Object.values(tensors)) runtime.free(t);
+    for (const w of Object.values(gpuBf16)) kernels.free(w.data);
     if (!result.ok) failed++;
     console.log(JSON.stringify(result, (_k, v: unknown) => (v === Infinity ? 'Infinity' : v)));
   }

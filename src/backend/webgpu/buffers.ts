@@ -1,12 +1,13 @@
 /// <reference types="@webgpu/types" />
 // Buffers the backend owns: opaque tensors (a pooled GPUBuffer plus an element view) and the pool behind them.
 //
-// Every element is 4 bytes (float32 or int32), so views are (offset, length) in elements. Kernels bind whole
+// Every element is 4 bytes (float32, int32, or uint32: the words of a bfloat16 buffer, two values each, see
+// GpuTensor.as), so views are (offset, length) in elements. Kernels bind whole
 // buffers and receive element offsets as uniforms: storage-binding offsets must be 256-byte aligned, which a
 // view such as GPT-2's k = qkv.subarray(C) is not.
 import { BufferUsage } from './device.js';
 
-export type ElementType = 'f32' | 'i32';
+export type ElementType = 'f32' | 'i32' | 'u32';
 
 /** one pooled allocation; never handed out directly, only through tensors */
 export class GpuAllocation {
@@ -29,6 +30,16 @@ export class GpuTensor {
       throw new RangeError(`GpuTensor.view(${offset}, ${length}) outside a tensor of ${this.length} elements`);
     }
     return new GpuTensor(this.allocation, this.dtype, this.offset + offset, length);
+  }
+
+  /**
+   * The same elements read as another 4-byte type (the same buffer, offset and length; no copy). A bfloat16 weight
+   * lives in a float32 tensor (Bf16Buffer: only bytes travel), and its kernels bind it as u32 words: a float32
+   * binding could flush a word whose high value is a bfloat16 zero or subnormal (a float32 subnormal) and lose the
+   * low value with it.
+   */
+  as(dtype: ElementType): GpuTensor {
+    return new GpuTensor(this.allocation, dtype, this.offset, this.length);
   }
 
   get byteOffset(): number {

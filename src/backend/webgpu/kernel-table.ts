@@ -296,9 +296,10 @@ function gemmDirectBlockOf(consts: Consts): 4 | 8 {
 function gemmDirectSource(rb: 4 | 8): string {
   const rows = [...Array(rb).keys()];
   const quads = [...Array(rb / 4).keys()];
-  const kStep = (load: (x: string) => string): string => [
-    ...quads.map((j) => `      let bv${j} = vec4f(${[0, 1, 2, 3].map((q) => load(`b[bk + b${4 * j + q}]`)).join(', ')});`),
-    ...rows.flatMap((i) => [`      let av${i} = ${load(`a[a${i} + ak]`)};`, ...quads.map((j) => `      acc${i}_${j} += av${i} * bv${j};`)]),
+  // loadA / loadB: the operand at a stored index; the k loops differ only in these
+  const kStep = (loadA: (i: string) => string, loadB: (i: string) => string): string => [
+    ...quads.map((j) => `      let bv${j} = vec4f(${[0, 1, 2, 3].map((q) => loadB(`bk + b${4 * j + q}`)).join(', ')});`),
+    ...rows.flatMap((i) => [`      let av${i} = ${loadA(`a${i} + ak`)};`, ...quads.map((j) => `      acc${i}_${j} += av${i} * bv${j};`)]),
     '      ak += P.aK;',
     '      bk += P.bK;',
   ].join('\n');
@@ -308,6 +309,7 @@ fn round_bf16(x: f32) -> f32 {
   if ((u & 0x7fffffffu) > 0x7f800000u) { return bitcast<f32>((u | 0x00400000u) & 0xffff0000u); }
   return bitcast<f32>(((u + 0x7fffu + ((u >> 16u) & 1u)) >> 16u) << 16u);
 }
+${BF16_WEIGHT}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let r0 = wid.y * ${8 * rb}u + (lid / 8u) * ${rb}u;
@@ -317,13 +319,18 @@ ${rows.map((j) => `  let b${j} = min(c0 + ${j}u, P.N - 1u) * P.bN;`).join('\n')}
 ${rows.flatMap((i) => quads.map((j) => `  var acc${i}_${j} = vec4f();`)).join('\n')}
   var ak = 0u;
   var bk = 0u;
-  if (P.bf16 == 0u) {
+  if (P.bBf16 != 0u) {
+    // a bfloat16 B: exact in bfloat16 already, so only A is rounded
     for (var k = 0u; k < P.K; k++) {
-${kStep((x) => x)}
+${kStep((i) => `round_bf16(a[${i}])`, (i) => `b_bf16(${i})`)}
+    }
+  } else if (P.bf16 == 0u) {
+    for (var k = 0u; k < P.K; k++) {
+${kStep((i) => `a[${i}]`, (i) => `b[${i}]`)}
     }
   } else {
     for (var k = 0u; k < P.K; k++) {
-${kStep((x) => `round_bf16(${x})`)}
+${kStep((i) => `round_bf16(a[${i}])`, (i) => `round_bf16(b[${i}])`)}
     }
   }
 ${rows.flatMap((i) => quads.map((j) => `  store4(r0 + ${i}u, c0 + ${4 * j}u, acc${i}_${j});`)).join('\n')}
@@ -340,6 +347,16 @@ fn store4(r: u32, col0: u32, acc: vec4f) {
   }
 }`;
 }
+
+/**
+ * B as bfloat16 words (P.bBf16, a frozen bf16 weight: Bf16Buffer): element i of B is value i of bWords, the low half
+ * of word i/2 for even i, the high half for odd i, widened exactly (bf16 is the top half of a float32). Read as u32
+ * words, so no float load can flush a word whose high value is a bf16 zero or subnormal. `b` is absent then.
+ */
+const BF16_WEIGHT = `fn b_bf16(i: u32) -> f32 {
+  let word = bWords[i >> 1u];
+  return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) != 0u));
+}`;
 
 /** a GEMM operand as the product sees it: rounded to bfloat16 (nearest even, NaN kept quiet) when P.bf16 */
 const BF16_OPERAND = `fn operand(x: f32) -> f32 {
@@ -359,6 +376,9 @@ export const KERNELS = {
    * outputs, 64 apart (16 or 64 accumulators), and loads 4 elements of each tile, arranged so that neighbouring
    * threads read neighbouring addresses in every transpose.
    * bf16 rounds each operand to bfloat16 on its way into the tile (the reference's mixed precision; sums stay f32).
+   * bBf16: B is a frozen bfloat16 weight, read from `bWords` (two values a word, see BF16_WEIGHT) instead of `b`;
+   * set with bf16, so that A is rounded and the products are those of bf16 mode on the widened weight (rounding a
+   * bf16 value again changes nothing). A flag, not a second kernel: every tile form takes a bf16 weight as it is.
    * The flags are uniforms, not compile-time constants: their branches are uniform across the workgroup (free on a
    * GPU), and one pipeline per tile size instead of 32 variants keeps shader compilation (seconds each on
    * SwiftShader) down.
@@ -366,8 +386,9 @@ export const KERNELS = {
   gemm: {
     name: 'gemm',
     tensors: [{ name: 'c', type: 'f32', written: true }, { name: 'a', type: 'f32' }, { name: 'b', type: 'f32' },
-      { name: 'bias', type: 'f32' }],
-    scalars: { M: 'u32', N: 'u32', K: 'u32', transA: 'u32', transB: 'u32', accumulate: 'u32', bf16: 'u32', hasBias: 'u32' },
+      { name: 'bias', type: 'f32' }, { name: 'bWords', type: 'u32' }],
+    scalars: { M: 'u32', N: 'u32', K: 'u32', transA: 'u32', transB: 'u32', accumulate: 'u32', bf16: 'u32', hasBias: 'u32',
+      bBf16: 'u32' },
     grid: (s, c) => [Math.ceil(s.N / Number(c.TILE)), Math.ceil(s.M / Number(c.TILE)), 1],
     source: () => `
 const TM: u32 = TILE;
@@ -377,6 +398,7 @@ const BLOCKS: u32 = TILE / 64u;
 var<workgroup> As: array<f32, 1024>;
 var<workgroup> Bs: array<f32, 1024>;
 ${BF16_OPERAND}
+${BF16_WEIGHT}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row0 = wid.y * TM;
@@ -399,7 +421,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       if (P.transB != 0u) { bn = e / TK; bk = e % TK; } else { bk = e / TN; bn = e % TN; }
       var y = 0.0;
       if (col0 + bn < P.N && k0 + bk < P.K) {
-        if (P.transB != 0u) { y = b[(col0 + bn) * P.K + k0 + bk]; } else { y = b[(k0 + bk) * P.N + col0 + bn]; }
+        let bAt = select((k0 + bk) * P.N + col0 + bn, (col0 + bn) * P.K + k0 + bk, P.transB != 0u);
+        if (P.bBf16 != 0u) { y = b_bf16(bAt); } else { y = b[bAt]; }
       }
       Bs[bk * TN + bn] = operand(y);
     }
@@ -453,15 +476,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
    * it with tiles: 4x more workgroups than 64x64 tiles. On a CPU adapter (RB 8), at every size: SwiftShader runs each
    * barrier of the tiled kernel as a coroutine switch per group of lanes (a tiled 550x128x64 product 220 ms, direct
    * 15 ms), and with 8x8 blocks a k step loads 16 operands for 64 products instead of 8 for 16 (1.6x faster at
-   * 550x128x64 and 256^3). The accumulators are named variables and the bf16 test sits outside the k loop:
-   * SwiftShader runs a dynamically indexed array as memory and a branch in the loop as masked blocks.
+   * 550x128x64 and 256^3). The accumulators are named variables and the bf16 tests sit outside the k loop (one loop
+   * each for float32, bf16 mode, and a bfloat16 B read from bWords as `gemm`'s bBf16): SwiftShader runs a
+   * dynamically indexed array as memory and a branch in the loop as masked blocks.
    */
   gemmDirect: {
     name: 'gemmDirect',
     tensors: [{ name: 'c', type: 'f32', written: true }, { name: 'a', type: 'f32' }, { name: 'b', type: 'f32' },
-      { name: 'bias', type: 'f32' }],
+      { name: 'bias', type: 'f32' }, { name: 'bWords', type: 'u32' }],
     scalars: { M: 'u32', N: 'u32', K: 'u32', aM: 'u32', aK: 'u32', bK: 'u32', bN: 'u32', accumulate: 'u32', bf16: 'u32',
-      hasBias: 'u32' },
+      hasBias: 'u32', bBf16: 'u32' },
     grid: (s, c) => {
       const block = 8 * gemmDirectBlockOf(c);
       return [Math.ceil(s.N / block), Math.ceil(s.M / block), 1];
@@ -497,6 +521,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     source: () => elementwise(`
   let n = idx / P.C;
   let value = table[u32(ids[n]) * P.C + idx % P.C];
+  if (ACCUMULATE) { out[idx] += value; } else { out[idx] = value; }`),
+  },
+
+  /**
+   * embeddingForward over a frozen bfloat16 table read as u32 words (two values a word, value 2i in the low half of
+   * word i, as BF16_WEIGHT): only the looked-up values are widened, nothing is staged. N = rows*C.
+   */
+  embeddingForwardBf16: {
+    name: 'embeddingForwardBf16',
+    tensors: [{ name: 'out', type: 'f32', written: true }, { name: 'ids', type: 'i32' }, { name: 'table', type: 'u32' }],
+    scalars: { N: 'u32', C: 'u32' },
+    grid: elements,
+    source: () => elementwise(`
+  let n = idx / P.C;
+  let e = u32(ids[n]) * P.C + idx % P.C;
+  let word = table[e >> 1u];
+  let value = bitcast<f32>(select(word << 16u, word & 0xffff0000u, (e & 1u) != 0u));
   if (ACCUMULATE) { out[idx] += value; } else { out[idx] = value; }`),
   },
 

@@ -7,7 +7,7 @@
 // - bf16 matmul mode rounds operands to bfloat16 like the reference, but computes in float32 (no speed gain):
 //   WebGPU has no bfloat16, and `shader-f16` is IEEE half, a different format (see README.md);
 // - setThreads is accepted and ignored (the GPU schedules itself).
-import type { Backend, Bf16Buffer, FloatArray } from '../kernels.js';
+import { Bf16Buffer, bf16Elements, type Backend, type FloatArray } from '../kernels.js';
 import type { GpuTensor } from './buffers.js';
 import { COLUMN_CHUNK_ROWS, KERNELS, REDUCE_FOLD, attentionDirect, attentionTile, gemmTile, rowThreads, type GemmTile, type RowThreads } from './kernel-table.js';
 import type { WebGpuRuntime } from './runtime.js';
@@ -26,6 +26,11 @@ function requireLengths(what: string, needs: Readonly<Record<string, readonly [G
       throw new RangeError(`${what}: ${name} holds ${tensor.length} elements, the shape needs ${elements}`);
     }
   }
+}
+
+/** Throws unless a bfloat16 buffer holds at least `values` values (its words are checked by requireLengths). */
+function requireBf16Length(what: string, weight: Bf16Buffer<GpuTensor>, values: number): void {
+  if (weight.length < values) throw new RangeError(`${what}: weight holds ${weight.length} bfloat16 values, the shape needs ${values}`);
 }
 
 /** elements a strided (rows, width) view reaches: the last row's start plus its width */
@@ -131,23 +136,30 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
     this.gemmWithBias(c, a, b, null, M, N, K, transA, transB, accumulate);
   }
 
-  private gemmWithBias(c: GpuTensor, a: GpuTensor, b: GpuTensor, bias: GpuTensor | null, M: number, N: number,
-    K: number, transA: boolean, transB: boolean, accumulate: boolean): void {
+  /**
+   * The GEMM kernels' call; b may be a frozen bfloat16 weight, which they read as u32 words in place (bBf16) with
+   * bf16 products forced on: a widened copy would take twice the weight's memory, the very thing bf16 weights save.
+   */
+  private gemmWithBias(c: GpuTensor, a: GpuTensor, b: GpuTensor | Bf16Buffer<GpuTensor>, bias: GpuTensor | null, M: number,
+    N: number, K: number, transA: boolean, transB: boolean, accumulate: boolean): void {
     if (K === 0 && !accumulate && !bias) {
       // an empty sum: c = 0 (the tiled kernel would still run, but this states it)
       this.runtime.zero(c.view(0, M * N));
       return;
     }
     const tile = this.gemmTileOverride ?? (this.barrierFree ? 'direct64' : gemmTile(M, N, K));
-    const flags = { accumulate: Number(accumulate), bf16: Number(this.matmulBf16), hasBias: Number(bias !== null) };
+    const bf16Weight = b instanceof Bf16Buffer;
+    const flags = { accumulate: Number(accumulate), bf16: Number(this.matmulBf16 || bf16Weight), hasBias: Number(bias !== null),
+      bBf16: Number(bf16Weight) };
+    const operands = bf16Weight ? { c, a, b: null, bias, bWords: b.data.as('u32') } : { c, a, b, bias, bWords: null };
     if (tile === 'direct32' || tile === 'direct64') {
       // strides of a(m, k) and b(k, n) in their stored layouts
-      this.runtime.dispatch(KERNELS.gemmDirect, { c, a, b, bias }, {
+      this.runtime.dispatch(KERNELS.gemmDirect, operands, {
         M, N, K, aM: transA ? 1 : K, aK: transA ? M : 1, bK: transB ? 1 : N, bN: transB ? K : 1, ...flags,
       }, { RB: tile === 'direct32' ? 4 : 8 });
       return;
     }
-    this.runtime.dispatch(KERNELS.gemm, { c, a, b, bias }, {
+    this.runtime.dispatch(KERNELS.gemm, operands, {
       M, N, K, transA: Number(transA), transB: Number(transB), ...flags,
     }, { TILE: tile });
   }
@@ -169,15 +181,28 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
     if (dbias) this.addColumnSums(dbias, dout, OC, N, OC);
   }
 
-  // TEMPORARY (helper replaces with WGSL kernels)
-  matmulForwardBf16(_out: GpuTensor, _inp: GpuTensor, _weight: Bf16Buffer<GpuTensor>, _bias: GpuTensor | null, _N: number, _C: number, _OC: number): void {
-    throw new Error('matmulForwardBf16: not yet on WebGPU');
+  // ---------------------------------------------------------------- frozen bfloat16 weights
+  // The GEMM kernels read the weight's u32 words in place (gemmWithBias); bf16 products whatever setMatmulBf16 says.
+
+  /** inp (N,C), weight (OC,C) bf16, bias (OC) | null -> out (N,OC) written: out = bf16(inp) @ weight^T + bias */
+  matmulForwardBf16(out: GpuTensor, inp: GpuTensor, weight: Bf16Buffer<GpuTensor>, bias: GpuTensor | null, N: number, C: number,
+    OC: number): void {
+    requireBf16Length('matmulForwardBf16', weight, OC * C);
+    requireLengths('matmulForwardBf16', { out: [out, N * OC], inp: [inp, N * C], weight: [weight.data, bf16Elements(OC * C)], bias: [bias, OC] });
+    this.gemmWithBias(out, inp, weight, bias, N, OC, C, false, true, false);
   }
-  matmulBackwardBf16(_dinp: GpuTensor, _dout: GpuTensor, _weight: Bf16Buffer<GpuTensor>, _N: number, _C: number, _OC: number): void {
-    throw new Error('matmulBackwardBf16: not yet on WebGPU');
+
+  /** dout (N,OC), weight (OC,C) bf16 -> dinp (N,C) accumulated: dinp += bf16(dout) @ weight */
+  matmulBackwardBf16(dinp: GpuTensor, dout: GpuTensor, weight: Bf16Buffer<GpuTensor>, N: number, C: number, OC: number): void {
+    requireBf16Length('matmulBackwardBf16', weight, OC * C);
+    requireLengths('matmulBackwardBf16', { dinp: [dinp, N * C], dout: [dout, N * OC], weight: [weight.data, bf16Elements(OC * C)] });
+    this.gemmWithBias(dinp, dout, weight, null, N, C, OC, false, false, true);
   }
-  embeddingForwardBf16(_out: GpuTensor, _ids: GpuTensor, _table: Bf16Buffer<GpuTensor>, _N: number, _C: number, _accumulate: boolean): void {
-    throw new Error('embeddingForwardBf16: not yet on WebGPU');
+
+  /** ids (N) int32, table (V,C) bf16 -> out (N,C) written, or accumulated; the table's u32 words read in place */
+  embeddingForwardBf16(out: GpuTensor, ids: GpuTensor, table: Bf16Buffer<GpuTensor>, N: number, C: number, accumulate: boolean): void {
+    requireLengths('embeddingForwardBf16', { out: [out, N * C], ids: [ids, N] });
+    this.runtime.dispatch(KERNELS.embeddingForwardBf16, { out, ids, table: table.data.as('u32') }, { N: N * C, C }, { ACCUMULATE: accumulate });
   }
 
   /**
