@@ -115,6 +115,50 @@ class Args {
     return static_cast<int32_t*>(typed(i, name, need, false, napi_int32_array, "Int32Array"));
   }
 
+  /**
+   * A Bf16Buffer of at least `need` bfloat16 values: an object whose `data` is the Float32Array carrying them (two per
+   * element, little-endian: a uint16_t view over its bytes reads them in order) and whose `length` counts them. The
+   * carrier must hold ceil(length / 2) elements. Returns the bit patterns in place; `*length` gets the count.
+   */
+  const uint16_t* bf16(size_t i, const char* name, int64_t need, int64_t* length = nullptr) {
+    if (!ok_) return nullptr;
+    napi_valuetype vt;
+    napi_typeof(env_, argv_[i], &vt);
+    bool is_typed = false;
+    napi_is_typedarray(env_, argv_[i], &is_typed);
+    if (vt != napi_object || is_typed) {  // a typed array: most likely the float32 weight passed to the bf16 kernel
+      fail("'%s' must be a Bf16Buffer (bfloat16 values in a Float32Array carrier)%s", name,
+           is_typed ? ", not a typed array" : "");
+      return nullptr;
+    }
+    napi_value data, len;
+    double n = -1;
+    napi_valuetype lt = napi_undefined;
+    if (napi_get_named_property(env_, argv_[i], "data", &data) != napi_ok ||
+        napi_get_named_property(env_, argv_[i], "length", &len) != napi_ok || napi_typeof(env_, len, &lt) != napi_ok ||
+        lt != napi_number || napi_get_value_double(env_, len, &n) != napi_ok) {
+      fail("'%s' must be a Bf16Buffer: an object with a Float32Array 'data' and a number 'length'", name);
+      return nullptr;
+    }
+    if (!(n >= 0) || n != std::floor(n) || n > 9007199254740991.0) {
+      fail("'%s.length' must be a non-negative integer, got %g", name, n);
+      return nullptr;
+    }
+    const int64_t values = static_cast<int64_t>(n);
+    char carrier[96];
+    std::snprintf(carrier, sizeof carrier, "%s.data", name);
+    // the carrier's elements must cover the values it claims (an odd last value fills half of one)
+    const void* p = typed_value(data, carrier, (values + 1) / 2, false, napi_float32_array, "Float32Array");
+    if (!ok_) return nullptr;
+    if (values < need) {
+      fail("'%s' holds %lld bfloat16 values but the sizes given need %lld", name, static_cast<long long>(values),
+           static_cast<long long>(need));
+      return nullptr;
+    }
+    if (length) *length = values;
+    return static_cast<const uint16_t*>(p);
+  }
+
   /** an optional trailing argument: absent, null and undefined all read as nullptr */
   const int32_t* optional_i32(size_t i, const char* name, int64_t need) {
     if (i >= argc_) return nullptr;
@@ -152,15 +196,20 @@ class Args {
  private:
   void* typed(size_t i, const char* name, int64_t need, bool nullable, napi_typedarray_type want,
               const char* want_name) {
+    return typed_value(argv_[i], name, need, nullable, want, want_name);
+  }
+
+  void* typed_value(napi_value v, const char* name, int64_t need, bool nullable, napi_typedarray_type want,
+                    const char* want_name) {
     if (!ok_) return nullptr;
     napi_valuetype vt;
-    napi_typeof(env_, argv_[i], &vt);
+    napi_typeof(env_, v, &vt);
     if (vt == napi_null || vt == napi_undefined) {
       if (!nullable) fail("'%s' must be a %s, got %s", name, want_name, vt == napi_null ? "null" : "undefined");
       return nullptr;
     }
     bool is_typed = false;
-    napi_is_typedarray(env_, argv_[i], &is_typed);
+    napi_is_typedarray(env_, v, &is_typed);
     if (!is_typed) {
       fail("'%s' must be a %s", name, want_name);
       return nullptr;
@@ -168,7 +217,7 @@ class Args {
     napi_typedarray_type type;
     size_t length = 0;
     void* data = nullptr;
-    napi_get_typedarray_info(env_, argv_[i], &type, &length, &data, nullptr, nullptr);
+    napi_get_typedarray_info(env_, v, &type, &length, &data, nullptr, nullptr);
     if (type != want) {
       fail("'%s' must be a %s (the native backend computes in float32; Float64Array is for the js backend)", name,
            want_name);
@@ -287,6 +336,39 @@ napi_value EmbeddingBackward(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   if (a.ok() && C > 0 && check_ids(a, ids, N, table_rows(env, argv[0], C), "ids"))
     K().embedding_backward(dtable, dout, ids, N, C);
+  return undefined(env);
+}
+
+napi_value MatmulForwardBf16(napi_env env, napi_callback_info info) {
+  Args a(env, info, "matmulForwardBf16", 7);
+  const int64_t N = a.size(4, "N"), C = a.size(5, "C"), OC = a.size(6, "OC");
+  float* out = a.f32(0, "out", a.product({N, OC}));
+  const float* inp = a.f32(1, "inp", a.product({N, C}));
+  const uint16_t* w = a.bf16(2, "weight", a.product({OC, C}));
+  const float* bias = a.f32(3, "bias", OC, true);
+  if (a.ok()) K().matmul_forward_bf16(out, inp, w, bias, N, C, OC);
+  return undefined(env);
+}
+
+napi_value MatmulBackwardBf16(napi_env env, napi_callback_info info) {
+  Args a(env, info, "matmulBackwardBf16", 6);
+  const int64_t N = a.size(3, "N"), C = a.size(4, "C"), OC = a.size(5, "OC");
+  float* dinp = a.f32(0, "dinp", a.product({N, C}));
+  const float* dout = a.f32(1, "dout", a.product({N, OC}));
+  const uint16_t* w = a.bf16(2, "weight", a.product({OC, C}));
+  if (a.ok()) K().matmul_backward_bf16(dinp, dout, w, N, C, OC);
+  return undefined(env);
+}
+
+napi_value EmbeddingForwardBf16(napi_env env, napi_callback_info info) {
+  Args a(env, info, "embeddingForwardBf16", 6);
+  const int64_t N = a.size(3, "N"), C = a.size(4, "C");
+  const bool acc = a.flag(5, "accumulate");
+  float* out = a.f32(0, "out", a.product({N, C}));
+  const int32_t* ids = a.i32(1, "ids", N);
+  int64_t values = 0;
+  const uint16_t* table = a.bf16(2, "table", 0, &values);
+  if (a.ok() && C > 0 && check_ids(a, ids, N, values / C, "ids")) K().embedding_forward_bf16(out, ids, table, N, C, acc);
   return undefined(env);
 }
 
@@ -741,6 +823,9 @@ napi_value Init(napi_env env, napi_value exports) {
       {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"matmulForward", nullptr, MatmulForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"matmulBackward", nullptr, MatmulBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matmulForwardBf16", nullptr, MatmulForwardBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matmulBackwardBf16", nullptr, MatmulBackwardBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"embeddingForwardBf16", nullptr, EmbeddingForwardBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"embeddingForward", nullptr, EmbeddingForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"embeddingBackward", nullptr, EmbeddingBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layernormForward", nullptr, LayernormForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -32,6 +32,19 @@ struct KernelTable {
   // dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC) accumulated, each optional
   void (*matmul_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                           const float* weight, int64_t N, int64_t C, int64_t OC);
+  // Frozen bfloat16 weights (LoRA's base, torch_dtype bfloat16): weight/table are bf16 bit patterns (the top half of a
+  // float32), read in place. The products are bf16 products whatever matmul_bf16() says: the float operand rounded to
+  // bf16 (nearest even), float32 sums, on the bf16 path the probe chose, so exactly matmul_forward/backward in bf16
+  // mode on the widened weight (1..4 rows: the same products, summed in another order).
+  // inp (N,C), weight (OC,C) bf16, bias (OC) | null -> out (N,OC) written
+  void (*matmul_forward_bf16)(float* out, const float* inp, const uint16_t* weight, const float* bias, int64_t N,
+                              int64_t C, int64_t OC);
+  // dout (N,OC), weight (OC,C) bf16 -> dinp (N,C) accumulated
+  void (*matmul_backward_bf16)(float* dinp, const float* dout, const uint16_t* weight, int64_t N, int64_t C,
+                               int64_t OC);
+  // ids (N), table (V,C) bf16 -> out (N,C) = the rows widened, written or accumulated
+  void (*embedding_forward_bf16)(float* out, const int32_t* ids, const uint16_t* table, int64_t N, int64_t C,
+                                 bool accumulate);
   // ids (N), table (V,C) -> out (N,C) written or accumulated
   void (*embedding_forward)(float* out, const int32_t* ids, const float* table, int64_t N, int64_t C,
                             bool accumulate);

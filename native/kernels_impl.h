@@ -209,10 +209,21 @@ constexpr int64_t kFixedKC = 256, kFixedMC = 128, kFixedNC = 1024;
 constexpr int NV = NR / VL;  // vectors per micro-tile row
 
 /** A strided read-only matrix view: element (i, j) is p[i * rs + j * cs] */
-struct MatView {
-  const float* p;
+template <class T>
+struct View {
+  const T* p;
   int64_t rs, cs;
 };
+typedef View<float> MatView;
+// a frozen bfloat16 weight read in place as B: its elements are bf16 bit patterns (see "bf16 weights" below)
+typedef View<uint16_t> Bf16View;
+
+/** a bf16 bit pattern as the float32 it is exactly (bf16 is the top half of a float32): no rounding */
+static inline float bf16_widen(uint16_t h) { return __builtin_bit_cast(float, uint32_t(h) << 16); }
+
+/** an element of a B operand as float32: itself, or a bf16 weight's value widened */
+static inline float b_value(float x) { return x; }
+static inline float b_value(uint16_t h) { return bf16_widen(h); }
 
 // bfloat16 rounding (see "bfloat16 GEMM" below), here because the packing routines apply it as they copy.
 
@@ -362,36 +373,83 @@ static void pack_a(float* dst, MatView A, int64_t i0, int64_t mc, int64_t k0, in
   }
 }
 
-/** B (k0.., j0..) block of kc x nc -> NR-wide slivers, each laid out k-major (NR floats per k), zero padded; kRound: see pack_a */
-template <bool kRound>
-static void pack_b(float* dst, MatView B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
+/**
+ * B (k0.., j0..) block of kc x nc -> NR-wide slivers, each laid out k-major (NR floats per k), zero padded; kRound: see
+ * pack_a. A bf16 weight (TB = uint16_t) is widened as it is copied: exact, so it needs no rounding on the fma path.
+ */
+template <bool kRound, class TB>
+static void pack_b(float* dst, View<TB> B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
   for (int64_t s = 0; s < nc; s += NR) {
     const int64_t cols = min64(NR, nc - s);
     float* d = dst + s * kc;
     if (B.cs == 1) {  // row-major: NR consecutive floats per k
       for (int64_t k = 0; k < kc; k++) {
-        const float* src = B.p + (k0 + k) * B.rs + (j0 + s);
+        const TB* src = B.p + (k0 + k) * B.rs + (j0 + s);
         float* dk = d + k * NR;
         if (cols == NR) {
 #pragma omp simd
-          for (int64_t j = 0; j < NR; j++) dk[j] = pack_value<kRound>(src[j]);
+          for (int64_t j = 0; j < NR; j++) dk[j] = pack_value<kRound>(b_value(src[j]));
           continue;
         }
         int64_t j = 0;
-        for (; j < cols; j++) dk[j] = pack_value<kRound>(src[j]);
+        for (; j < cols; j++) dk[j] = pack_value<kRound>(b_value(src[j]));
         for (; j < NR; j++) dk[j] = 0.0f;
       }
     } else {  // stored transposed, columns contiguous along k: transpose in 16-deep steps (see pack_a)
       for (int64_t kb = 0; kb < kc; kb += 16) {
         const int64_t kn = min64(16, kc - kb);
         for (int64_t j = 0; j < cols; j++) {
-          const float* src = B.p + (k0 + kb) * B.rs + (j0 + s + j) * B.cs;
-          for (int64_t k = 0; k < kn; k++) d[(kb + k) * NR + j] = src[k * B.rs];
+          const TB* src = B.p + (k0 + kb) * B.rs + (j0 + s + j) * B.cs;
+          for (int64_t k = 0; k < kn; k++) d[(kb + k) * NR + j] = b_value(src[k * B.rs]);
         }
         if (kRound) round_span(d + kb * NR, kn * NR);  // (see pack_a)
       }
       for (int64_t j = cols; j < NR; j++)
         for (int64_t k = 0; k < kc; k++) d[k * NR + j] = 0.0f;
+    }
+  }
+}
+
+/**
+ * The dpbf16 path's B slivers straight from a bf16 weight's bits: (ceil(kc/2), NR) 32-bit pairs, row k0 + 2p in the
+ * low half and k0 + 2p + 1 in the high half (0 past kc), zero padded: what to_bf16_pairs makes of the packed sliver of
+ * the widened weight, so the products and their order are bf16 mode's. No float copy and no rounding on the way.
+ */
+static void pack_b_bf16_pairs(uint32_t* dst, Bf16View B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
+  const int64_t kp = (kc + 1) / 2;
+  for (int64_t s = 0; s < nc; s += NR) {
+    const int64_t cols = min64(NR, nc - s);
+    uint32_t* d = dst + s * kp;
+    if (B.cs == 1) {  // row-major (the backward's weight): rows 2p and 2p + 1 interleaved
+      for (int64_t p = 0; p < kp; p++) {
+        const uint16_t* r0 = B.p + (k0 + 2 * p) * B.rs + (j0 + s);
+        const uint16_t* r1 = r0 + B.rs;
+        const bool whole = 2 * p + 1 < kc;
+        uint32_t* dp = d + p * NR;
+        if (cols == NR && whole) {
+#pragma omp simd
+          for (int64_t j = 0; j < NR; j++) dp[j] = uint32_t(r0[j]) | uint32_t(r1[j]) << 16;
+          continue;
+        }
+        int64_t j = 0;
+        for (; j < cols; j++) dp[j] = uint32_t(r0[j]) | (whole ? uint32_t(r1[j]) << 16 : 0u);
+        for (; j < NR; j++) dp[j] = 0u;
+      }
+    } else {  // stored transposed (the forward's weight): a pair is two neighbours of one column's k run
+      // 16 pairs deep at a time, so the written block stays in L1 while the columns are gathered (see pack_a)
+      for (int64_t pb = 0; pb < kp; pb += 16) {
+        const int64_t pn = min64(16, kp - pb);
+        for (int64_t j = 0; j < cols; j++) {
+          const uint16_t* src = B.p + (k0 + 2 * pb) * B.rs + (j0 + s + j) * B.cs;
+          for (int64_t p = 0; p < pn; p++) {
+            const bool whole = 2 * (pb + p) + 1 < kc;
+            const uint32_t lo = src[2 * p * B.rs], hi = whole ? src[(2 * p + 1) * B.rs] : 0u;
+            d[(pb + p) * NR + j] = lo | hi << 16;
+          }
+        }
+      }
+      for (int64_t p = 0; p < kp; p++)
+        for (int64_t j = cols; j < NR; j++) d[p * NR + j] = 0u;
     }
   }
 }
@@ -599,7 +657,8 @@ struct Bf16Choice {
 
 static const Bf16Choice* g_bf16 = nullptr;
 
-static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, int64_t N, int64_t K, bool acc,
+template <class TB>
+static void gemm_serial(float* c, int64_t ldc, MatView A, View<TB> B, int64_t M, int64_t N, int64_t K, bool acc,
                         const GemmPlan& plan);
 
 /**
@@ -718,9 +777,14 @@ static bool gemm_configure(const char* bf16_kernel, const char* blocks) {
   return true;
 }
 
-/** One thread's GEMM: c (M,N) row stride ldc [+]= A (M,K) @ B (K,N), both strided views */
-static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, int64_t N, int64_t K, bool acc,
+/**
+ * One thread's GEMM: c (M,N) row stride ldc [+]= A (M,K) @ B (K,N), both strided views; B float32 or a bf16 weight
+ * (TB = uint16_t, only with a bf16 plan: its products are bf16 products)
+ */
+template <class TB>
+static void gemm_serial(float* c, int64_t ldc, MatView A, View<TB> B, int64_t M, int64_t N, int64_t K, bool acc,
                         const GemmPlan& plan) {
+  constexpr bool kBf16B = sizeof(TB) == 2;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!acc)
@@ -752,12 +816,18 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = min64(KC, K - pc);
       const bool acc_here = acc || pc > 0;
-      // rounded while packed on the fma path; the dpbf16 path rounds as it makes the pairs
-      if (plan.mode == kModeBf16Fma) pack_b<true>(bp, B, pc, kc, jc, nc);
-      else pack_b<false>(bp, B, pc, kc, jc, nc);
       const int64_t kp = (kc + 1) / 2;  // bf16 pairs along k
-      if (pairs)
-        for (int64_t s = 0; s < nc; s += NR) to_bf16_pairs(bpairs + s * kp, bp + s * kc, kc, NR);
+      if constexpr (kBf16B) {
+        // a bf16 weight already is bf16: widened exactly for the fma path, its bits paired for the dpbf16 path
+        if (pairs) pack_b_bf16_pairs(bpairs, B, pc, kc, jc, nc);
+        else pack_b<false>(bp, B, pc, kc, jc, nc);
+      } else {
+        // rounded while packed on the fma path; the dpbf16 path rounds as it makes the pairs
+        if (plan.mode == kModeBf16Fma) pack_b<true>(bp, B, pc, kc, jc, nc);
+        else pack_b<false>(bp, B, pc, kc, jc, nc);
+        if (pairs)
+          for (int64_t s = 0; s < nc; s += NR) to_bf16_pairs(bpairs + s * kp, bp + s * kc, kc, NR);
+      }
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = min64(MC, M - ic);
         const int64_t full = direct_a ? mc / MR * MR : 0;  // rows read in place; the rest is packed
@@ -804,10 +874,18 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, MatView B, int64_t M, 
  */
 constexpr int64_t kSmallM = 4;
 
-static void gemm_small_m(float* c, MatView A, MatView B, int64_t M, int64_t N, int64_t K, bool acc) {
+/**
+ * B may be a bf16 weight (TB = uint16_t): then it is widened element by element as the loops read it (packing or
+ * widening it first would copy the whole weight per decoded token) and A's rows are rounded to bf16 as they are made
+ * contiguous: bf16 products, float32 sums, as the packed paths. Both bf16 paths take this one: it is bound by reading
+ * the weight (each element is used M <= 4 times), which bf16 halves, not by the multiplies.
+ */
+template <class TB>
+static void gemm_small_m(float* c, MatView A, View<TB> B, int64_t M, int64_t N, int64_t K, bool acc) {
+  constexpr bool kBf16B = sizeof(TB) == 2;
   float* arows = scratch(1, M * K);  // A's rows made contiguous (A may be stored transposed)
   for (int64_t i = 0; i < M; i++)
-    for (int64_t k = 0; k < K; k++) arows[i * K + k] = A.p[i * A.rs + k * A.cs];
+    for (int64_t k = 0; k < K; k++) arows[i * K + k] = pack_value<kBf16B>(A.p[i * A.rs + k * A.cs]);
   // Every element of B is read once per call: the loops keep the M rows of C (row-major B) or the current
   // four columns of B (B stored transposed) in cache while all M rows use them.
   parallel_for(N, max64(NR, ceil_div(kPointwiseGrain, max64(K * M, 1))), [=](int64_t j0, int64_t j1) {
@@ -816,12 +894,12 @@ static void gemm_small_m(float* c, MatView A, MatView B, int64_t M, int64_t N, i
         for (int64_t i = 0; i < M; i++)
           for (int64_t j = j0; j < j1; j++) c[i * N + j] = 0.0f;
       for (int64_t k = 0; k < K; k++) {
-        const float* bk = B.p + k * B.rs;
+        const TB* bk = B.p + k * B.rs;
         for (int64_t i = 0; i < M; i++) {
           const float aik = arows[i * K + k];
           float* ci = c + i * N;
 #pragma omp simd
-          for (int64_t j = j0; j < j1; j++) ci[j] += aik * bk[j];
+          for (int64_t j = j0; j < j1; j++) ci[j] += aik * b_value(bk[j]);
         }
       }
       return;
@@ -829,19 +907,19 @@ static void gemm_small_m(float* c, MatView A, MatView B, int64_t M, int64_t N, i
     // B.rs == 1: column j of B is b[j * K .. j * K + K)
     int64_t j = j0;
     for (; j + 4 <= j1; j += 4) {  // four dot products at once: four independent add chains
-      const float* b0 = B.p + j * B.cs;
-      const float* b1 = b0 + B.cs;
-      const float* b2 = b1 + B.cs;
-      const float* b3 = b2 + B.cs;
+      const TB* b0 = B.p + j * B.cs;
+      const TB* b1 = b0 + B.cs;
+      const TB* b2 = b1 + B.cs;
+      const TB* b3 = b2 + B.cs;
       for (int64_t i = 0; i < M; i++) {
         const float* ai = arows + i * K;
         float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f, d3 = 0.0f;
 #pragma omp simd reduction(+ : d0, d1, d2, d3)
         for (int64_t k = 0; k < K; k++) {
-          d0 += ai[k] * b0[k];
-          d1 += ai[k] * b1[k];
-          d2 += ai[k] * b2[k];
-          d3 += ai[k] * b3[k];
+          d0 += ai[k] * b_value(b0[k]);
+          d1 += ai[k] * b_value(b1[k]);
+          d2 += ai[k] * b_value(b2[k]);
+          d3 += ai[k] * b_value(b3[k]);
         }
         float* ci = c + i * N + j;
         ci[0] = acc ? ci[0] + d0 : d0;
@@ -851,27 +929,22 @@ static void gemm_small_m(float* c, MatView A, MatView B, int64_t M, int64_t N, i
       }
     }
     for (; j < j1; j++) {
-      const float* bj = B.p + j * B.cs;
+      const TB* bj = B.p + j * B.cs;
       for (int64_t i = 0; i < M; i++) {
         const float* ai = arows + i * K;
         float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-        for (int64_t k = 0; k < K; k++) dot += ai[k] * bj[k];
+        for (int64_t k = 0; k < K; k++) dot += ai[k] * b_value(bj[k]);
         c[i * N + j] = acc ? c[i * N + j] + dot : dot;
       }
     }
   });
 }
 
-static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool transA,
-                 bool transB, bool accumulate) {
-  const MatView A = transA ? MatView{a, 1, M} : MatView{a, K, 1};
-  const MatView B = transB ? MatView{b, 1, K} : MatView{b, N, 1};
-  if (M <= kSmallM && M > 0 && K > 0 && !matmul_bf16()) {  // (bf16 rounds its operands while packing them)
-    gemm_small_m(c, A, B, M, N, K, accumulate);
-    return;
-  }
-  const GemmPlan plan = gemm_plan();  // before any thread starts: the first bf16 call probes the paths here
+/** c (M,N) [+]= A @ B on the pool with `plan`: how the threads share one GEMM */
+template <class TB>
+static void gemm_threads(float* c, MatView A, View<TB> B, int64_t M, int64_t N, int64_t K, bool accumulate,
+                         const GemmPlan& plan) {
   const int64_t threads = pool_threads();
   const double flops = 2.0 * double(M) * double(N) * double(K);
   // A long reduction into a small C (a weight gradient, dout^T @ inp over every token): splitting C would hand
@@ -885,7 +958,8 @@ static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N,
   if (flops >= 2e6 && K >= 1024 && K >= 4 * max64(M, N) && M * N * 4 <= l2) {
     const int64_t kh = K / 2;
     float* part = scratch(2, M * N);  // the calling thread's slot 2: gemm_serial uses slots 0, 1, 6 and 7
-    const MatView A1{A.p + kh * A.cs, A.rs, A.cs}, B1{B.p + kh * B.rs, B.rs, B.cs};
+    const MatView A1{A.p + kh * A.cs, A.rs, A.cs};
+    const View<TB> B1{B.p + kh * B.rs, B.rs, B.cs};
     auto half = [&](int64_t t) {
       if (t == 0) gemm_serial(c, N, A, B, M, N, kh, accumulate, plan);
       else gemm_serial(part, N, A1, B1, M, N, K - kh, false, plan);
@@ -920,11 +994,74 @@ static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N,
       const MatView As{A.p + s0 * A.rs, A.rs, A.cs};
       gemm_serial(c + s0 * N, N, As, B, s1 - s0, N, K, accumulate, plan);
     } else {
-      const MatView Bs{B.p + s0 * B.cs, B.rs, B.cs};
+      const View<TB> Bs{B.p + s0 * B.cs, B.rs, B.cs};
       gemm_serial(c + s0, N, A, Bs, M, s1 - s0, K, accumulate, plan);
     }
   };
   run_tasks(parts, task);
+}
+
+static void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool transA,
+                 bool transB, bool accumulate) {
+  const MatView A = transA ? MatView{a, 1, M} : MatView{a, K, 1};
+  const MatView B = transB ? MatView{b, 1, K} : MatView{b, N, 1};
+  if (M <= kSmallM && M > 0 && K > 0 && !matmul_bf16()) {  // (bf16 rounds its operands while packing them)
+    gemm_small_m(c, A, B, M, N, K, accumulate);
+    return;
+  }
+  const GemmPlan plan = gemm_plan();  // before any thread starts: the first bf16 call probes the paths here
+  gemm_threads(c, A, B, M, N, K, accumulate, plan);
+}
+
+// ------------------------------------------------------------------------------------------------ bf16 weights
+//
+// A frozen bf16 weight (torch_dtype bfloat16) is B, read from its bits: the GEMM above with B packed from bf16
+// (widened exactly, or paired straight into VDPBF16PS operands) and A rounded as in bf16 mode, on the bf16 path the
+// probe chose, whatever matmul_bf16() says. The same blocks, packing order and micro-kernels as bf16 mode on the
+// widened weight, so the same numbers without a float32 copy of the weight (half the memory, half the bytes read).
+
+/** c (M,N) [+]= bf16(A) @ B, B a bf16 weight; A row-major (M,K); B (K,N) row-major, or stored (N,K) when transB */
+static void gemm_bf16_weight(float* c, const float* a, const uint16_t* b, int64_t M, int64_t N, int64_t K,
+                             bool transB, bool accumulate) {
+  const MatView A{a, K, 1};
+  const Bf16View B = transB ? Bf16View{b, 1, K} : Bf16View{b, N, 1};
+  if (M <= kSmallM && M > 0 && K > 0) {  // decoding: the weight read in place, never copied
+    gemm_small_m(c, A, B, M, N, K, accumulate);
+    return;
+  }
+  const Blocks& blk = gemm_blocks();
+  const GemmPlan plan{blk.kc, blk.mc, blk.nc, bf16_choice().mode};  // (the first bf16 product probes the paths here)
+  gemm_threads(c, A, B, M, N, K, accumulate, plan);
+}
+
+static void matmul_forward_bf16(float* out, const float* inp, const uint16_t* weight, const float* bias, int64_t N,
+                                int64_t C, int64_t OC) {
+  if (bias) {
+    for (int64_t n = 0; n < N; n++) std::memcpy(out + n * OC, bias, static_cast<size_t>(OC) * 4);
+  }
+  gemm_bf16_weight(out, inp, weight, N, OC, C, true, bias != nullptr);
+}
+
+static void matmul_backward_bf16(float* dinp, const float* dout, const uint16_t* weight, int64_t N, int64_t C,
+                                 int64_t OC) {
+  gemm_bf16_weight(dinp, dout, weight, N, C, OC, false, true);  // dinp += bf16(dout) @ weight
+}
+
+static void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* table, int64_t N, int64_t C,
+                                   bool accumulate) {
+  parallel_for(N, ceil_div(kPointwiseGrain, max64(C, 1)), [=](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const uint16_t* src = table + int64_t(ids[n]) * C;
+      float* dst = out + n * C;
+      if (accumulate) {
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) dst[c] += bf16_widen(src[c]);
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) dst[c] = bf16_widen(src[c]);
+      }
+    }
+  });
 }
 
 static void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
@@ -1747,6 +1884,9 @@ const KernelTable ORPO_TABLE = {
     ORPO_ISA::gemm,
     ORPO_ISA::matmul_forward,
     ORPO_ISA::matmul_backward,
+    ORPO_ISA::matmul_forward_bf16,
+    ORPO_ISA::matmul_backward_bf16,
+    ORPO_ISA::embedding_forward_bf16,
     ORPO_ISA::embedding_forward,
     ORPO_ISA::embedding_backward,
     ORPO_ISA::layernorm_forward,

@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { jsKernels } from '../src/backend/js/kernels.js';
-import type { Kernels } from '../src/backend/kernels.js';
+import { Bf16Buffer, bf16Carrier, type Kernels } from '../src/backend/kernels.js';
+import { bf16ToF32, f32ToBf16 } from '../src/tensor/dtype.js';
 import { getNativeKernels } from '../src/backend/index.js';
 import { loadNativeAddon } from '../src/backend/native/addon.js';
 import { randomInputs } from './helpers/random-inputs.js';
@@ -162,6 +163,151 @@ test('matmulForward/Backward: with and without bias, every null-gradient combina
           dout, inp, weight, N, C, OC), 2e-5);
     }
   }
+});
+
+// ------------------------------------------------------------------------------------------------ bf16 weights
+
+/**
+ * n random bfloat16 values as a Bf16Buffer (an odd n leaves half of the carrier's last element empty), starting
+ * `offset` elements into its carrier (a view: the kernels must honour its byteOffset), and the same values widened
+ */
+function bf16Weight(n: number, offset = 0): { w: Bf16Buffer<Float32Array>; wide: Float32Array } {
+  const bits = f32ToBf16(randn(n));
+  const carrier = new Float32Array(offset + Math.ceil(n / 2));
+  carrier.fill(Number.NaN, 0, offset); // values before the view: a kernel reading them would show NaNs
+  carrier.set(bf16Carrier(bits), offset);
+  return { w: new Bf16Buffer(carrier.subarray(offset), n), wide: bf16ToF32(bits) };
+}
+
+/** the bf16 paths this table can take (dpbf16: AVX-512 with VDPBF16PS) */
+function bf16Paths(): Array<'fma' | 'dpbf16'> {
+  return load.ok && load.addon.kernelInfo().bf16.dpbf16 ? ['fma', 'dpbf16'] : ['fma'];
+}
+
+// 1..4 rows (decoding: the weight read in place), edge tiles, odd C (a half-empty last bf16 pair), K past one KC block
+// (C 601 forward, OC 1100 backward) and N past one NC block (OC 1100 forward)
+const BF16_SHAPES: Array<[number, number, number]> = [
+  [1, 1, 1], [1, 65, 300], [2, 7, 33], [3, 65, 127], [4, 130, 97], [5, 33, 65], [7, 65, 63], [65, 127, 7], [33, 129, 300],
+  [150, 601, 1100],
+];
+
+test('bf16 weights: matmulForwardBf16 (bias or not) and matmulBackwardBf16 against the reference, odd shapes, 1..4 rows', { skip }, () => {
+  for (const [N, C, OC] of BF16_SHAPES) {
+    const { w } = bf16Weight(OC * C, 3);
+    const inp = randn(N * C);
+    const bias = randn(OC);
+    for (const b of [bias, null]) {
+      compare(`matmulForwardBf16 ${N}x${C}->${OC} bias=${b !== null}`, { out: randn(N * OC) },
+        (k, x) => k.matmulForwardBf16(x.out, inp, w, b, N, C, OC), 2e-5);
+    }
+    const dout = randn(N * OC);
+    compare(`matmulBackwardBf16 ${N}x${C}->${OC}`, { dinp: randn(N * C) },
+      (k, x) => k.matmulBackwardBf16(x.dinp, dout, w, N, C, OC), 2e-5);
+  }
+});
+
+test('bf16 weights: the numbers of bf16 mode on the widened weight, on each bf16 path, whatever setMatmulBf16 says', { skip }, () => {
+  const addon = load.ok ? load.addon : undefined;
+  assert.ok(addon);
+  try {
+    for (const path of bf16Paths()) {
+      addon.configureGemm(path, null);
+      for (const [N, C, OC] of BF16_SHAPES) {
+        const { w, wide } = bf16Weight(OC * C);
+        const inp = randn(N * C);
+        const bias = randn(OC);
+        const dout = randn(N * OC);
+        const dinp0 = randn(N * C);
+        const label = `${path} ${N}x${C}->${OC}`;
+        native.setMatmulBf16(true);
+        const mode = { out: new Float32Array(N * OC), dinp: dinp0.slice() };
+        native.matmulForward(mode.out, inp, wide, bias, N, C, OC);
+        native.matmulBackward(mode.dinp, null, null, dout, inp, wide, N, C, OC);
+        const runs = [true, false].map((on) => {
+          native.setMatmulBf16(on);
+          const r = { out: new Float32Array(N * OC), dinp: dinp0.slice() };
+          native.matmulForwardBf16(r.out, inp, w, bias, N, C, OC);
+          native.matmulBackwardBf16(r.dinp, dout, w, N, C, OC);
+          return r;
+        });
+        native.setMatmulBf16(false);
+        assert.deepEqual(runs[1], runs[0], `${label}: bf16 weights depend on setMatmulBf16`);
+        if (N > 4) {
+          // the same blocks, packing and micro-kernels as bf16 mode on the widened weight: the same bits
+          assert.deepEqual(runs[0].out, mode.out, `${label} forward`);
+          assert.deepEqual(runs[0].dinp, mode.dinp, `${label} backward`);
+        } else {
+          // decoding reads the weight in place instead of packing it: the same products, summed in another order
+          assertClose(`${label} forward (decode)`, runs[0].out, mode.out, 2e-5);
+          assertClose(`${label} backward (decode)`, runs[0].dinp, mode.dinp, 2e-5);
+        }
+      }
+    }
+  } finally {
+    native.setMatmulBf16(false);
+    addon.configureGemm('auto', null);
+  }
+  // bf16 products, not float32 ones: the float32 product with the widened weight differs by about a bf16 rounding
+  const [N, C, OC] = [40, 60, 50];
+  const { w, wide } = bf16Weight(OC * C);
+  const inp = randn(N * C);
+  const f32 = new Float32Array(N * OC);
+  const bf = new Float32Array(N * OC);
+  native.matmulForward(f32, inp, wide, null, N, C, OC);
+  native.matmulForwardBf16(bf, inp, w, null, N, C, OC);
+  let maxDiff = 0;
+  for (let i = 0; i < f32.length; i++) maxDiff = Math.max(maxDiff, Math.abs(bf[i] - f32[i]));
+  assert.ok(maxDiff > 1e-4 && maxDiff < 0.2, `bf16-weight vs float32 products differ by ${maxDiff}`);
+});
+
+test('bf16 weights: embeddingForwardBf16 written and accumulated, repeated ids, odd widths, an odd-length table', { skip }, () => {
+  for (const [N, C, V] of [[1, 1, 1], [7, 63, 3], [127, 65, 51], [300, 200, 7]]) {
+    const ids = randInts(N, 0, V);
+    ids[0] = V - 1; // the last row: with an odd V * C its last value is the low half of the carrier's last element
+    const { w, wide } = bf16Weight(V * C, 1);
+    for (const accumulate of [false, true]) {
+      compare(`embeddingForwardBf16 N=${N} C=${C} V=${V} acc=${accumulate}`, { out: randn(N * C) },
+        (k, x) => k.embeddingForwardBf16(x.out, ids, w, N, C, accumulate), 0);
+      // widening is exact: the float32 lookup of the widened table, bit for bit
+      const got = randn(N * C);
+      const want = got.slice();
+      native.embeddingForwardBf16(got, ids, w, N, C, accumulate);
+      native.embeddingForward(want, ids, wide, N, C, accumulate);
+      assert.deepEqual(got, want, `embeddingForwardBf16 N=${N} C=${C} V=${V} acc=${accumulate} vs the widened table`);
+    }
+  }
+});
+
+test('bf16 weights: the binding checks the Bf16Buffer (object, carrier type and size, length against the sizes, ids)', { skip }, () => {
+  const out = new Float32Array(6);
+  const inp = new Float32Array(6);
+  const w = new Bf16Buffer(new Float32Array(3), 6); // (OC 2, C 3)
+  native.matmulForwardBf16(out, inp, w, null, 2, 3, 2);
+  const as = (x: unknown): Bf16Buffer<Float32Array> => x as Bf16Buffer<Float32Array>;
+  assert.throws(() => native.matmulForwardBf16(out, inp, as(new Float32Array(3)), null, 2, 3, 2),
+    /matmulForwardBf16: 'weight' must be a Bf16Buffer \(bfloat16 values in a Float32Array carrier\), not a typed array/);
+  assert.throws(() => native.matmulForwardBf16(out, inp, as({ data: new Float32Array(3) }), null, 2, 3, 2),
+    /'weight' must be a Bf16Buffer: an object with a Float32Array 'data' and a number 'length'/);
+  assert.throws(() => native.matmulForwardBf16(out, inp, as(null), null, 2, 3, 2), /'weight' must be a Bf16Buffer/);
+  assert.throws(() => native.matmulForwardBf16(out, inp, new Bf16Buffer(new Float32Array(2), 6), null, 2, 3, 2),
+    /matmulForwardBf16: 'weight.data' has 2 elements but the sizes given need 3/);
+  assert.throws(() => native.matmulForwardBf16(out, inp, as(new Bf16Buffer(new Int32Array(3), 6)), null, 2, 3, 2),
+    /'weight.data' must be a Float32Array/);
+  assert.throws(() => native.matmulForwardBf16(out, inp, new Bf16Buffer(new Float32Array(3), 5), null, 2, 3, 2),
+    /'weight' holds 5 bfloat16 values but the sizes given need 6/);
+  assert.throws(() => native.matmulForwardBf16(out, inp, new Bf16Buffer(new Float32Array(3), 2.5), null, 2, 3, 2),
+    /'weight.length' must be a non-negative integer/);
+  assert.throws(() => native.matmulBackwardBf16(new Float32Array(5), new Float32Array(4), w, 2, 3, 2),
+    /matmulBackwardBf16: 'dinp' has 5 elements but the sizes given need 6/);
+  assert.throws(() => native.matmulBackwardBf16(new Float32Array(6), new Float32Array(4), new Bf16Buffer(new Float32Array(2), 3), 2, 3, 2),
+    /matmulBackwardBf16: 'weight' holds 3 bfloat16 values but the sizes given need 6/);
+  // a table of 5 values with C = 2: two whole rows (the fifth value is no row)
+  const table = new Bf16Buffer(new Float32Array(3), 5);
+  native.embeddingForwardBf16(new Float32Array(4), Int32Array.of(0, 1), table, 2, 2, false);
+  assert.throws(() => native.embeddingForwardBf16(new Float32Array(4), Int32Array.of(0, 2), table, 2, 2, false),
+    /embeddingForwardBf16: ids\[1\] = 2 is outside the table's 2 rows/);
+  assert.throws(() => native.embeddingForwardBf16(new Float32Array(4), Int32Array.of(0, 1), as({ data: new Float32Array(2), length: 5 }), 2, 2, false),
+    /'table.data' has 2 elements but the sizes given need 3/);
 });
 
 // ------------------------------------------------------------------------------------------------ embeddings

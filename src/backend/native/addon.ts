@@ -24,7 +24,11 @@ export interface NativeKernelInfo {
   };
 }
 
-/** What the addon exports: every kernel with the Kernels signature (Float32Array only), plus diagnostics. */
+/**
+ * What the addon exports: every kernel with the Kernels signature (Float32Array only), plus diagnostics. The bf16-weight
+ * kernels (matmulForwardBf16, matmulBackwardBf16, embeddingForwardBf16) take the Bf16Buffer itself and read its `data`
+ * (the Float32Array carrier, which must hold ceil(length / 2) elements) and `length` (bfloat16 values).
+ */
 export type NativeAddon = Omit<Kernels, 'name'> & {
   /** the instruction set chosen at load time: 'avx512', 'avx2', 'generic' or 'neon' */
   isa(): string;

@@ -1,6 +1,5 @@
 // The native backend: the Kernels interface over the C++ addon. The addon's functions already take the
 // interface's arguments in the interface's order, so this is a thin typed wrapper with a name.
-import { referenceKernels } from '../js/kernels.js';
 import type { Kernels } from '../kernels.js';
 import type { NativeAddon, NativeKernelInfo } from './addon.js';
 import { hostMemory, sumSquaresInto } from '../host.js';
@@ -46,10 +45,9 @@ export function createNativeKernels(addon: NativeAddon): Kernels {
     gemm: addon.gemm,
     matmulForward: addon.matmulForward,
     matmulBackward: addon.matmulBackward,
-    // TEMPORARY (helper replaces with C++ kernels): the reference
-    matmulForwardBf16: referenceKernels.matmulForwardBf16,
-    matmulBackwardBf16: referenceKernels.matmulBackwardBf16,
-    embeddingForwardBf16: referenceKernels.embeddingForwardBf16,
+    matmulForwardBf16: addon.matmulForwardBf16,
+    matmulBackwardBf16: addon.matmulBackwardBf16,
+    embeddingForwardBf16: addon.embeddingForwardBf16,
     embeddingForward: addon.embeddingForward,
     embeddingBackward: addon.embeddingBackward,
     layernormForward: addon.layernormForward,
