@@ -58,7 +58,7 @@ for (const c of CASES) {
   const V = model.config.vocabSize;
   const C = model.config.hiddenSize;
   const logits = new Float32Array(T * V);
-  jsKernels.matmulForward(logits, hidden, model.headWeight(), null, T, C, V);
+  model.headLogits(logits, hidden, T);
   writeFileSync(join(dir, 'expected.json'), JSON.stringify({ ids: Array.from(ids), logits: Array.from(logits), T, V }));
   await runMergeCommand(['--base', join(dir, 'base'), '--adapter', join(dir, 'adapter'), '--out', join(dir, 'merged')]);
 }

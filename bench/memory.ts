@@ -3,6 +3,7 @@
 //   full          every parameter trained, unfused loss head, no checkpointing
 //   lora          LoRA r=16 on all seven projections, unfused loss head, no checkpointing
 //   lora-lean     LoRA r=16 + gradient checkpointing + fused loss head
+//   lora-lean-bf16  lora-lean with the base's matrices frozen in bfloat16 (torch_dtype bfloat16) and --bf16
 // Each configuration runs in a fresh child process (node dist/bench/memory.js --child NAME) so its peak RSS
 // (process.resourceUsage().maxRSS) is its own. Also reports the planned bytes (src/train/memory.ts) next to
 // the measured arenas, and the loss path's bytes fused vs unfused.
@@ -23,7 +24,8 @@ import { orpoStep } from '../src/loss/orpo.js';
 import { attachLora, type LoraAdapters } from '../src/lora/adapters.js';
 import { LORA_MODULES } from '../src/lora/config.js';
 import { parseConfig } from '../src/model/config.js';
-import { emptyModel } from '../src/model/create.js';
+import { bf16Bits, emptyModel } from '../src/model/create.js';
+import { f32ToBf16 } from '../src/tensor/dtype.js';
 import type { DecoderBase } from '../src/model/base.js';
 import { AdamW, clipGradNorm } from '../src/optim/adamw.js';
 import { formatBytes, peakRssBytes, planMemory, type MemoryPlanInput } from '../src/train/memory.js';
@@ -38,11 +40,12 @@ const SEQ = 1024;
 const PROMPT = 256;
 const LORA = { r: 16, alpha: 32, dropout: 0, targetModules: [...LORA_MODULES.llama] };
 
-interface BenchCase { name: string; lora: boolean; checkpointing: boolean; fused: boolean }
+interface BenchCase { name: string; lora: boolean; checkpointing: boolean; fused: boolean; bf16Base?: boolean }
 const CASES: BenchCase[] = [
   { name: 'full', lora: false, checkpointing: false, fused: false },
   { name: 'lora', lora: true, checkpointing: false, fused: false },
   { name: 'lora-lean', lora: true, checkpointing: true, fused: true },
+  { name: 'lora-lean-bf16', lora: true, checkpointing: true, fused: true, bf16Base: true },
 ];
 
 interface ChildReport {
@@ -63,7 +66,18 @@ interface ChildReport {
 function fillRandom(model: DecoderBase, seed: number): void {
   const rng = new Rng(seed);
   const a = 0.02 * Math.sqrt(3);
+  const chunk = new Float32Array(1 << 20);
   for (const p of model.layout) {
+    if (p.bf16) {
+      // drawn in float32 chunks and rounded: no float32 copy of a whole bfloat16 matrix inflates the peak
+      const bits = bf16Bits(model, p.name);
+      for (let start = 0; start < bits.length; start += chunk.length) {
+        const n = Math.min(chunk.length, bits.length - start);
+        for (let i = 0; i < n; i++) chunk[i] = (2 * rng.uniform() - 1) * a;
+        f32ToBf16(chunk.subarray(0, n), bits.subarray(start, start + n));
+      }
+      continue;
+    }
     const v = model.param(p.name);
     if (/norm\.weight$/.test(p.name)) v.fill(1);
     else if (p.name.endsWith('.bias')) v.fill(0);
@@ -75,7 +89,9 @@ async function runChild(c: BenchCase, steps: number): Promise<ChildReport> {
   const kernels = getKernels();
   kernels.setThreads(availableParallelism());
   const t0 = performance.now();
-  const model = emptyModel(parseConfig(QWEN25_05B), kernels);
+  const model = emptyModel(parseConfig(QWEN25_05B), kernels, 'float32', c.bf16Base ? 'bfloat16' : 'float32');
+  // what --bf16 sets: the adapters' products in bf16 too (the bfloat16 base's always are)
+  kernels.setMatmulBf16(c.bf16Base === true);
   fillRandom(model, 1);
   model.gradientCheckpointing = c.checkpointing;
   let adapters: LoraAdapters | null = null;
@@ -113,7 +129,7 @@ async function runChild(c: BenchCase, steps: number): Promise<ChildReport> {
   }
   const input: MemoryPlanInput = {
     config: model.config, rows: batch.rows, T: batch.T, lora: adapters ? LORA : null,
-    gradientCheckpointing: c.checkpointing, fusedLoss: c.fused,
+    gradientCheckpointing: c.checkpointing, fusedLoss: c.fused, weightDtype: c.bf16Base ? 'bfloat16' : 'float32',
   };
   return {
     name: c.name, threads: kernels.getThreads(), initSeconds, stepSeconds, stepCpuSeconds, peakRss: peakRssBytes(), trainable: trainable.length,
@@ -143,7 +159,7 @@ async function main(): Promise<void> {
   if (values.child !== undefined) {
     const c = CASES.find((x) => x.name === values.child);
     if (!c) throw new Error(`unknown configuration '${values.child}'`);
-    process.stdout.write(JSON.stringify(runChild(c, steps)) + '\n');
+    process.stdout.write(JSON.stringify(await runChild(c, steps)) + '\n');
     return;
   }
   const names = values.configs?.split(',') ?? CASES.map((c) => c.name);

@@ -1,5 +1,6 @@
 // Sampling and the generation loop against references: argmax for greedy, the softmax for sampled
 // frequencies, hand-picked logits for top-k / top-p, and a direct logits computation for fullForwardLogits.
+import { headParamName } from '../src/model/layout.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { argmax, sampleNext } from '../src/generate/sample.js';
@@ -90,7 +91,7 @@ test('fullForwardLogits = last hidden row times the output projection', () => {
   const got = fullForwardLogits(model)(tokens);
   const { hidden } = model.forward(Int32Array.from(tokens), 1, tokens.length);
   const C = model.config.hiddenSize;
-  const head = model.headWeight();
+  const head = model.param(headParamName(model.config));
   for (let v = 0; v < model.config.vocabSize; v++) {
     let s = 0;
     for (let c = 0; c < C; c++) s += hidden[(tokens.length - 1) * C + c]! * head[v * C + c]!;

@@ -12,7 +12,7 @@ function fullLogits(model: DecoderBase, tokens: number[]): Float32Array {
   const C = model.config.hiddenSize;
   const V = model.config.vocabSize;
   const out = new Float32Array(V);
-  model.kernels.matmulForward(out, hidden.subarray((T - 1) * C, T * C), model.headWeight(), null, 1, C, V);
+  model.headLogits(out, hidden.subarray((T - 1) * C, T * C), 1);
   return out;
 }
 

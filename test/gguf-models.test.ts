@@ -84,7 +84,7 @@ function orpoNextLogprobs(model: DecoderBase, ids: readonly number[]): Float64Ar
   const T = ids.length;
   const { hidden } = model.forward(Int32Array.from(ids), 1, T);
   const logits = new Float32Array(T * Vm);
-  model.kernels.matmulForward(logits, hidden, model.headWeight(), null, T, C, Vm);
+  model.headLogits(logits, hidden, T);
   return Array.from({ length: T }, (_, t) => {
     const row = logits.subarray(t * Vm, (t + 1) * Vm);
     let max = -Infinity;

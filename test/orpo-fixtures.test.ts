@@ -70,7 +70,7 @@ for (const kernels of fixtureBackends()) {
         const len = packed.lengths[0];
         const V = model.config.vocabSize;
         const logits = new Float32Array(len * V);
-        kernels.matmulForward(logits, hidden.subarray(0, len * model.config.hiddenSize), model.headWeight(), null, len, model.config.hiddenSize, V);
+        model.headLogits(logits, hidden.subarray(0, len * model.config.hiddenSize), len);
         const lref = ref.get('logits_row0')!;
         let lmax = 0;
         let lerr = 0;

@@ -43,11 +43,21 @@ test('use_peft: LoRA at TRL\'s default rank 16 unless lora_r is given anywhere',
 
 test('names that cannot mean here what they mean in TRL are refused with the reason; their harmless values pass', () => {
   refused(() => resolve(file({ report_to: 'wandb' })), /trl\.yaml: report_to.*metrics\.jsonl/);
-  refused(() => resolve(flags(['--torch-dtype', 'bfloat16'])), /--torch-dtype.*--bf16/);
   refused(() => resolve(file({ save_only_model: true })), /resume/);
   refused(() => resolve(file({ load_best_model_at_end: true })), /checkpoint/);
   const c = resolve(file({ report_to: 'none', torch_dtype: 'auto', save_only_model: false, load_best_model_at_end: false }));
   assert.equal(c.report, true);
+});
+
+test('torch_dtype: float32, auto, or bfloat16 for a LoRA base; bfloat16 without LoRA is refused with what to do', () => {
+  const base = { ...resolve(), model: 'm', dataset: 'd', output_dir: 'o' };
+  assert.equal(resolve().torch_dtype, 'float32');
+  assert.equal(resolve(flags(['--torch-dtype', 'bfloat16', '--lora-r', '4'])).torch_dtype, 'bfloat16');
+  assert.throws(() => validateTrainConfig({ ...base, torch_dtype: 'bfloat16' }),
+    (e: Error) => e instanceof OptionError && /torch_dtype bfloat16.*--lora-r.*--bf16/.test(e.message));
+  validateTrainConfig({ ...base, torch_dtype: 'bfloat16', lora_r: 4 });
+  validateTrainConfig({ ...base, torch_dtype: 'auto' });
+  refused(() => resolve(flags(['--torch-dtype', 'float16'])), /float16/);
 });
 
 test('eval_strategy / save_strategy / eval_on_start follow transformers and clash loudly', () => {

@@ -24,7 +24,7 @@ export function completionLogprob(model: Awaited<ReturnType<typeof loadModel>>, 
   const { hiddenSize: C, vocabSize: V } = model.config;
   const { hidden } = model.forward(Int32Array.from(ids), 1, T);
   const logits = new Float32Array(T * V);
-  model.kernels.matmulForward(logits, hidden, model.headWeight(), null, T, C, V);
+  model.headLogits(logits, hidden, T);
   let sum = 0;
   for (let t = promptIds.length; t < T; t++) {
     // row t - 1 predicts token t

@@ -263,6 +263,27 @@ export function isBf16<F>(w: Weight<F>): w is Bf16Buffer<F> {
   return w instanceof Bf16Buffer;
 }
 
+/** inp (N,C), weight (OC,C) float32 or frozen bfloat16, bias (OC) | null -> out (N,OC) written */
+export function linearForward<F, I>(k: Backend<F, I>, out: F, inp: F, weight: Weight<F>, bias: F | null,
+  N: number, C: number, OC: number): void {
+  if (isBf16(weight)) k.matmulForwardBf16(out, inp, weight, bias, N, C, OC);
+  else k.matmulForward(out, inp, weight, bias, N, C, OC);
+}
+
+/**
+ * dout (N,OC), inp (N,C), weight (OC,C) -> dinp, dweight, dbias accumulated, each optional. A bfloat16 weight is
+ * frozen: asking for its gradient is a bug, not a request to ignore.
+ */
+export function linearBackward<F, I>(k: Backend<F, I>, dinp: F | null, dweight: F | null, dbias: F | null, dout: F, inp: F,
+  weight: Weight<F>, N: number, C: number, OC: number): void {
+  if (!isBf16(weight)) {
+    k.matmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+    return;
+  }
+  if (dweight || dbias) throw new Error('linearBackward: a bfloat16 weight is frozen; it has no weight or bias gradient');
+  if (dinp) k.matmulBackwardBf16(dinp, dout, weight, N, C, OC);
+}
+
 /**
  * The CPU backends' interface (TypeScript reference and native addon): buffers are typed arrays, so views are
  * subarrays, uploads are copies, and a sum of squares can be returned at once. The TypeScript backend accepts

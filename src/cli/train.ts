@@ -70,7 +70,7 @@ export interface TrainRun {
 
 // options that shape the optimisation; a resumed run with other values continues, but not exactly
 const RESUME_MUST_MATCH = [
-  'dataset', 'eval_dataset', 'eval_split_ratio', 'method', 'beta', 'completion_only_loss', 'loss_type', 'ref_model', 'precompute_ref_log_probs', 'simpo_gamma', 'sft_scope', 'share_prompt', 'bf16', 'learning_rate', 'num_train_epochs', 'max_steps',
+  'dataset', 'eval_dataset', 'eval_split_ratio', 'method', 'beta', 'completion_only_loss', 'loss_type', 'ref_model', 'precompute_ref_log_probs', 'simpo_gamma', 'sft_scope', 'share_prompt', 'bf16', 'torch_dtype', 'learning_rate', 'num_train_epochs', 'max_steps',
   'per_device_train_batch_size', 'gradient_accumulation_steps', 'lr_scheduler_type', 'warmup_steps', 'warmup_ratio',
   'weight_decay', 'adam_beta1', 'adam_beta2', 'adam_epsilon', 'max_grad_norm', 'max_length', 'max_prompt_length',
   'max_completion_length', 'truncation_mode', 'system_column', 'seed',
@@ -133,8 +133,10 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
   const lora = c.lora_r !== null;
   // loadModel refuses weights holding NaN/Inf (a checkpoint's or the starting model's); the adapters are checked below
   const backend = backendOf(c.backend);
+  // torch_dtype bfloat16 (or auto on BF16 files) holds a LoRA base in bfloat16; full fine-tuning trains float32
+  const weightDtype = lora ? c.torch_dtype : 'float32';
   const model = await loadModel(resumeDir !== null && !lora ? resumeDir : modelDir,
-    backend === 'js' || backend === 'native' ? { kernels: hostKernelsNamed(backend) } : {});
+    backend === 'js' || backend === 'native' ? { kernels: hostKernelsNamed(backend), weightDtype } : { weightDtype });
   model.gradientCheckpointing = c.gradient_checkpointing;
   const adapters = attachLoraFromOptions(model, c, c.seed);
   const trainable = trainableBuffers(model, adapters);
@@ -223,11 +225,12 @@ export async function runTraining(c: TrainConfig, opts: TrainRunOptions = {}): P
     const heads = lossHeads(d.model, fused);
     const reference = objective.needsReference ? await referenceModelFor(c, d, heads.eval, fused) : null;
     if (reference !== null) say(`reference model: ${reference.description}${c.precompute_ref_log_probs ? ' (log-probs precomputed before the first step)' : ''}`);
-    const what = adapters === null ? 'every weight' : `LoRA r=${c.lora_r} on ${adapters.layers.length} modules`;
+    const what = adapters === null ? 'every weight'
+      : `LoRA r=${c.lora_r} on ${adapters.layers.length} modules${model.frozen ? ', the base frozen in bfloat16' : ''}`;
     const params = (n: number): string => `${(n / 1e6).toFixed(3)}M`;
     const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
     const where = d.onHost ? `${model.kernels.name} kernels, ${plural(model.kernels.getThreads(), 'thread')}` : d.name;
-    say(`${objective.method} (${Object.entries(objective.options).map(([k, v]) => `${k} ${v}`).join(', ')}): training ${modelDir} (${model.config.modelType}, ${params(model.params.length)} parameters; ${what}, ` +
+    say(`${objective.method} (${Object.entries(objective.options).map(([k, v]) => `${k} ${v}`).join(', ')}): training ${modelDir} (${model.config.modelType}, ${params(model.parameterCount)} parameters; ${what}, ` +
       `${params(trainable.params.length)} trainable) on ${plural(trainPairs.length, 'pair')} with ${where}`);
     return train(d.model, { train: trainPairs, eval: evalPairs, padTokenId }, c, {
       log: (r: LogRecord) => {
@@ -424,7 +427,7 @@ function summarise(c: TrainConfig, r: TrainResult, trainPairs: number, evalPairs
     train_samples: trainPairs,
     eval_samples: evalPairs,
     num_input_tokens_seen: state.tokens_seen,
-    parameters: model.params.length,
+    parameters: model.parameterCount,
     forward_tokens: r.forwardTokens,
     reference_forward_tokens: r.referenceTokens,
     peak_rss_mb: Math.round(peakRssBytes() / 2 ** 20),

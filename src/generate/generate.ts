@@ -52,7 +52,7 @@ export function fullForwardLogits(model: CausalLM): NextLogits {
     const { hidden } = model.forward(Int32Array.from(tokens), 1, T);
     const logits = new Float32Array(V);
     // last row (C) @ head (V,C)^T -> (V)
-    model.kernels.matmulForward(logits, hidden.subarray((T - 1) * C, T * C), model.headWeight(), null, 1, C, V);
+    model.headLogits(logits, hidden.subarray((T - 1) * C, T * C), 1);
     return logits;
   };
 }

@@ -4,12 +4,12 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Kernels } from '../backend/kernels.js';
 import { parseConfig } from '../model/config.js';
-import { emptyModel } from '../model/create.js';
+import { bf16Bits, emptyModel, setParam, widenModel } from '../model/create.js';
 import type { DecoderBase } from '../model/base.js';
-import { headParamName, hfLayoutTensors, transpose2d } from '../model/layout.js';
+import { headParamName, hfLayoutTensors, transpose2d, type WeightDtype } from '../model/layout.js';
 import { listModelTensors, writeModelTensors } from './model-files.js';
 import { matchWeights } from './weight-match.js';
-import { readTensorF32, type NamedTensor, type SafetensorsWriteDtype } from './safetensors.js';
+import { readTensorBf16, readTensorF32, type NamedTensor, type SafetensorsWriteDtype } from './safetensors.js';
 import { writeFileAtomically } from './atomic-file.js';
 
 // Real config.json files are a few KB (a few MB with huge label maps); a larger one is refused before it is read.
@@ -44,34 +44,60 @@ export async function readConfigJson(dir: string): Promise<Record<string, unknow
 
 /**
  * Load a model folder. Every parameter must be present with the shape the config implies; that is checked
- * against the weight files' headers before any parameter or gradient is allocated.
+ * against the weight files' headers before any parameter or gradient is allocated. `weightDtype` bfloat16 keeps the
+ * matrices in a frozen bfloat16 buffer (torch_dtype bfloat16, for LoRA): BF16 files are read byte for byte, others
+ * rounded to nearest even; auto is bfloat16 when the files store the matrices in BF16 (transformers' "auto": the
+ * checkpoint's dtype), else float32.
  */
-export async function loadModel(dir: string, opts: { kernels?: Kernels } = {}): Promise<DecoderBase> {
+export async function loadModel(dir: string,
+  opts: { kernels?: Kernels; weightDtype?: WeightDtype | 'auto' } = {}): Promise<DecoderBase> {
   const configFile = join(dir, 'config.json');
   const config = parseConfig(await readConfigJson(dir), configFile);
   const matched = matchWeights(dir, configFile, config, await listModelTensors(dir));
-  const model = emptyModel(config, opts.kernels);
+  const weightDtype = opts.weightDtype === 'auto'
+    ? ([...matched].some(([p, info]) => p.shape.length === 2 && info.dtype === 'BF16') ? 'bfloat16' : 'float32')
+    : opts.weightDtype ?? 'float32';
+  const model = emptyModel(config, opts.kernels, 'float32', weightDtype);
   for (const [planned, info] of matched) {
     const spec = model.spec(planned.name);
-    const view = model.param(spec.name);
     if (spec.transposed) {
       const tmp = await readTensorF32(info);
-      transpose2d(view, tmp, spec.hfShape[0], spec.hfShape[1]);
+      const internal = new Float32Array(spec.size);
+      transpose2d(internal, tmp, spec.hfShape[0], spec.hfShape[1]);
+      setParam(model, spec.name, internal);
+    } else if (spec.bf16) {
+      await readTensorBf16(info, bf16Bits(model, spec.name));
     } else {
-      await readTensorF32(info, view);
+      await readTensorF32(info, model.param(spec.name));
     }
   }
-  for (let i = 0; i < model.params.length; i++) {
-    if (!Number.isFinite(model.params[i])) {
-      const p = model.layout.find((s) => i >= s.offset && i < s.offset + s.size);
-      throw new Error(`${dir}: parameter '${p?.name}' holds NaN or Inf; the checkpoint is corrupt`);
-    }
-  }
+  const bad = firstNonFinite(model);
+  if (bad !== null) throw new Error(`${dir}: parameter '${bad}' holds NaN or Inf; the checkpoint is corrupt`);
   return model;
+}
+
+/** the name of the first parameter holding NaN or Inf (float32 or bfloat16), or null */
+export function firstNonFinite(model: DecoderBase): string | null {
+  for (const p of model.layout) {
+    if (p.bf16) {
+      // a bfloat16 value is NaN or Inf exactly when its 8 exponent bits are all ones
+      const bits = bf16Bits(model, p.name);
+      for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f80) === 0x7f80) return p.name;
+    } else {
+      const v = model.param(p.name);
+      for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) return p.name;
+    }
+  }
+  return null;
 }
 
 /** Parameters in the layout save_pretrained writes (Conv1D transposed back; a tied head is not written). */
 export function hfTensors(model: DecoderBase, source: Float32Array = model.params): NamedTensor[] {
+  // a bfloat16 base is widened first (its values exactly), so it saves like any model
+  if (model.frozen && source === model.params) {
+    const wide = widenModel(model);
+    return hfLayoutTensors(wide.layout, wide.params);
+  }
   return hfLayoutTensors(model.layout, source);
 }
 

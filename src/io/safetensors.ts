@@ -133,6 +133,44 @@ export async function readTensorF32(info: TensorInfo, out?: Float32Array): Promi
   }
 }
 
+/**
+ * Reads one tensor as bfloat16 bit patterns into `out` (exactly numel values): a BF16 tensor byte for byte, any other
+ * dtype through float32 rounded to nearest even, chunk by chunk (no float32 copy of the whole tensor: a bfloat16
+ * base is loaded in its own memory).
+ */
+export async function readTensorBf16(info: TensorInfo, out: Uint16Array): Promise<Uint16Array> {
+  assertLittleEndianHost();
+  const elementBytes = SAFETENSORS_DTYPE_BYTES[info.dtype];
+  const numel = info.byteLength / elementBytes;
+  if (out.length !== numel) {
+    throw new RangeError(`${info.file}: tensor ${quoteUntrusted(info.name)} has ${numel} elements ` +
+      `(shape [${info.shape.join(', ')}]) but the output buffer has ${out.length}`);
+  }
+  const handle = await openForReading(info.file);
+  try {
+    if (info.dtype === 'BF16') {
+      const bytes = new Uint8Array(out.buffer, out.byteOffset, info.byteLength);
+      for (let done = 0; done < bytes.length; done += CHUNK_BYTES) {
+        await readExactly(handle, info.file, bytes.subarray(done, done + CHUNK_BYTES), info.start + done);
+      }
+      return out;
+    }
+    const scratch = new Uint8Array(Math.min(CHUNK_BYTES, info.byteLength));
+    const wide = new Float32Array(scratch.length / elementBytes);
+    for (let done = 0; done < info.byteLength; done += scratch.length) {
+      const bytes = scratch.subarray(0, Math.min(scratch.length, info.byteLength - done));
+      await readExactly(handle, info.file, bytes, info.start + done);
+      const first = done / elementBytes;
+      const n = bytes.length / elementBytes;
+      convertToF32(info.dtype, bytes, wide.subarray(0, n));
+      f32ToBf16(wide.subarray(0, n), out.subarray(first, first + n));
+    }
+    return out;
+  } finally {
+    await handle.close();
+  }
+}
+
 // bytes (numel * size of dtype), 8-byte aligned -> out (numel)
 function convertToF32(dtype: SafetensorsDtype, bytes: Uint8Array, out: Float32Array): void {
   const { buffer, byteOffset } = bytes;

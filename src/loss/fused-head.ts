@@ -14,7 +14,7 @@
 // d hidden_n = (onehot(target_n) - softmax_n) W is a C-vector per row that forward can compute while the chunk's
 // logits exist, and backward only scales it by dlogp_n. Forward then costs two vocabulary products instead of
 // one, so evaluation should use a head without it.
-import type { Backend, FloatArray } from '../backend/kernels.js';
+import { linearBackward, linearForward, type Backend, type FloatArray, type Weight } from '../backend/kernels.js';
 import { Arena, type Precision } from '../model/base.js';
 import { checkLogitStats, uploadDlogp, type LogitStats, type TokenLogprobHead } from './logprob-head.js';
 
@@ -26,7 +26,7 @@ export class FusedLogprobHead<F = Float32Array, I = Int32Array> implements Token
   private readonly arena: Arena<F, I>;
   /** the head weight gets no gradient: forward precomputes d logp / d hidden per row (see above) */
   readonly frozenWeight: boolean;
-  private saved: { hidden: F; weight: F; rows: I; targets: I; M: number; C: number; V: number } | null = null;
+  private saved: { hidden: F; weight: Weight<F>; rows: I; targets: I; M: number; C: number; V: number } | null = null;
 
   constructor(private readonly kernels: Backend<F, I>, opts: { chunkRows?: number; precision?: Precision; frozenWeight?: boolean } = {}) {
     this.chunkRows = opts.chunkRows ?? DEFAULT_CHUNK_ROWS;
@@ -35,7 +35,7 @@ export class FusedLogprobHead<F = Float32Array, I = Int32Array> implements Token
     this.arena = new Arena(kernels, opts.precision ?? 'float32');
   }
 
-  forward(hidden: F, weight: F, rows: Int32Array, tgt: Int32Array, C: number, V: number,
+  forward(hidden: F, weight: Weight<F>, rows: Int32Array, tgt: Int32Array, C: number, V: number,
     stats?: LogitStats<F, I> | null): F {
     const k = this.kernels;
     const M = rows.length;
@@ -55,7 +55,7 @@ export class FusedLogprobHead<F = Float32Array, I = Int32Array> implements Token
       const block = this.arena.get('chunk-hidden', m * C);
       k.gatherRows(block, hidden, k.viewInts(rowsBuf, first, m), m, C);
       const logits = this.arena.get('logits', m * V);
-      k.matmulForward(logits, block, weight, null, m, C, V);
+      linearForward(k, logits, block, weight, null, m, C, V);
       // now, while this chunk's logits exist (and before a frozen head writes their gradient over them)
       if (stats) k.logitsStats(k.view(stats.mean, first, m), k.viewInts(stats.argmax, first, m), logits, m, V);
       const chunkLse = k.view(lse, first, m);
@@ -64,7 +64,7 @@ export class FusedLogprobHead<F = Float32Array, I = Int32Array> implements Token
       if (rowGrad && ones) {
         // dlogp = 1: the logits become onehot - softmax, and (onehot - softmax) W is d logp / d hidden
         k.logprobBackward(logits, k.view(ones, 0, m), logits, chunkLse, chunkTargets, m, V);
-        k.matmulBackward(k.view(rowGrad, first * C, m * C), null, null, logits, block, weight, m, C, V);
+        linearBackward(k, k.view(rowGrad, first * C, m * C), null, null, logits, block, weight, m, C, V);
       }
     }
     // hidden is the model's buffer: it stays valid until the model's next forward, which comes after backward
@@ -94,10 +94,10 @@ export class FusedLogprobHead<F = Float32Array, I = Int32Array> implements Token
       k.gatherRows(block, hidden, chunkRows, m, C);
       // recompute this chunk's logits, then write their gradient over them
       const logits = this.arena.get('logits', m * V);
-      k.matmulForward(logits, block, weight, null, m, C, V);
+      linearForward(k, logits, block, weight, null, m, C, V);
       k.logprobBackward(logits, k.view(dlp, first, m), logits, k.view(lse, first, m), k.viewInts(targets, first, m), m, V);
       const dblock = this.arena.zeros('chunk-dhidden', m * C);
-      k.matmulBackward(dblock, dweight, null, logits, block, weight, m, C, V);
+      linearBackward(k, dblock, dweight, null, logits, block, weight, m, C, V);
       k.scatterAddRows(dhidden, dblock, chunkRows, m, C);
     }
     this.saved = null;

@@ -5,7 +5,7 @@
 // training step for big vocabularies - holds no padding. A hidden row may be listed more than once (the last
 // prompt token of a shared prompt predicts both responses' first tokens); backward sums its gradients.
 // A fused, chunked head can replace this one: anything implementing TokenLogprobHead.
-import type { Backend, FloatArray } from '../backend/kernels.js';
+import { linearBackward, linearForward, type Backend, type FloatArray, type Weight } from '../backend/kernels.js';
 import { Arena, type Precision } from '../model/base.js';
 
 /**
@@ -29,7 +29,7 @@ export interface TokenLogprobHead<F = Float32Array, I = Int32Array> {
    * hidden (N,C), weight (V,C), rows (M), targets (M) -> logp (M); saves what backward needs.
    * `stats`, when given, is filled with each scored row's logit mean and argmax (see LogitStats).
    */
-  forward(hidden: F, weight: F, rows: Int32Array, targets: Int32Array, C: number, V: number,
+  forward(hidden: F, weight: Weight<F>, rows: Int32Array, targets: Int32Array, C: number, V: number,
     stats?: LogitStats<F, I> | null): F;
   /** dlogp (M) -> dhidden (N,C) accumulated at the rows forward listed, dweight (V,C) accumulated unless null */
   backward(dhidden: F, dweight: F | null, dlogp: FloatArray): void;
@@ -61,13 +61,13 @@ export function uploadDlogp<F, I>(k: Backend<F, I>, arena: Arena<F, I>, dlogp: F
 
 export class UnfusedLogprobHead<F = Float32Array, I = Int32Array> implements TokenLogprobHead<F, I> {
   private readonly arena: Arena<F, I>;
-  private saved: { hidden: F; weight: F; rows: I; targets: I; M: number; C: number; V: number } | null = null;
+  private saved: { hidden: F; weight: Weight<F>; rows: I; targets: I; M: number; C: number; V: number } | null = null;
 
   constructor(private readonly kernels: Backend<F, I>, precision: Precision = 'float32') {
     this.arena = new Arena(kernels, precision);
   }
 
-  forward(hidden: F, weight: F, rows: Int32Array, targets: Int32Array, C: number, V: number,
+  forward(hidden: F, weight: Weight<F>, rows: Int32Array, targets: Int32Array, C: number, V: number,
     stats?: LogitStats<F, I> | null): F {
     const k = this.kernels;
     const M = rows.length;
@@ -77,7 +77,7 @@ export class UnfusedLogprobHead<F = Float32Array, I = Int32Array> implements Tok
     const packed = this.arena.get('hidden', M * C);
     k.gatherRows(packed, hidden, rowsBuf, M, C);
     const logits = this.arena.get('logits', M * V);
-    k.matmulForward(logits, packed, weight, null, M, C, V);
+    linearForward(k, logits, packed, weight, null, M, C, V);
     const lp = this.arena.get('logp', M);
     const lse = this.arena.get('lse', M);
     if (!stats) k.logprobForward(lp, lse, logits, targetsBuf, M, V);
@@ -106,7 +106,7 @@ export class UnfusedLogprobHead<F = Float32Array, I = Int32Array> implements Tok
     const logits = this.arena.get('logits', M * V);
     k.logprobBackward(logits, dlp, logits, this.arena.get('lse', M), targets, M, V);
     const dpacked = this.arena.zeros('dhidden', M * C);
-    k.matmulBackward(dpacked, dweight, null, logits, hidden, weight, M, C, V);
+    linearBackward(k, dpacked, dweight, null, logits, hidden, weight, M, C, V);
     k.scatterAddRows(dhidden, dpacked, rows, M, C);
     this.saved = null;
   }

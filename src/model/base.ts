@@ -1,9 +1,9 @@
 // What every decoder shares: the flat parameter and gradient buffers with named views, an arena of activation
 // buffers reused across steps, and the linear layer (the one place LoRA hooks into).
-import type { Backend } from '../backend/kernels.js';
+import { allocBf16, isBf16, linearBackward, linearForward, viewBf16, type Backend, type Bf16Buffer, type Weight } from '../backend/kernels.js';
 import { checkSequenceLength } from './config.js';
 import { KvCache } from './kv-cache.js';
-import { headParamName, paramLayout } from './layout.js';
+import { headParamName, layoutSizes, paramLayout, type WeightDtype } from './layout.js';
 import type { CausalLM, ForwardResult, ModelConfig, ParamSpec, RowPacking } from './types.js';
 
 export type Precision = 'float32' | 'float64';
@@ -88,17 +88,21 @@ export interface LinearHook<F = Float32Array> {
  */
 export abstract class DecoderBase<F = Float32Array, I = Int32Array> implements CausalLM<F, I> {
   readonly layout: ParamSpec[];
+  /** the float32 parameters: all of them, or with a bfloat16 base the norms and biases */
   readonly params: F;
   readonly grads: F;
+  /** a bfloat16 base's matrices (torch_dtype bfloat16), frozen; null when every weight is float32 */
+  readonly frozen: Bf16Buffer<F> | null;
   readonly arena: Arena<F, I>;
   /** keep only each layer's input during forward and recompute the layer inside backward */
   gradientCheckpointing = false;
-  /** false freezes every base parameter (LoRA): backward then computes only activation gradients */
-  trainBase = true;
+  private trainBaseFlag: boolean;
   /** optional adapter hooks keyed by linear module name (e.g. model.layers.0.self_attn.q_proj) */
   linearHooks = new Map<string, LinearHook<F>>();
   protected readonly byName = new Map<string, ParamSpec>();
   protected readonly totalParams: number;
+  /** float32 elements of params and grads */
+  private readonly floatParams: number;
   protected B = 0;
   protected T = 0;
   /** the current forward's token ids, on the host (checks) and in the backend (kernels) */
@@ -111,14 +115,38 @@ export abstract class DecoderBase<F = Float32Array, I = Int32Array> implements C
   /** set while generating: forward then runs on new tokens only, attending over the cached prefix */
   protected cache: KvCache<F> | null = null;
 
-  constructor(readonly config: ModelConfig, public kernels: Backend<F, I>, readonly precision: Precision = 'float32') {
+  constructor(readonly config: ModelConfig, public kernels: Backend<F, I>, readonly precision: Precision = 'float32',
+    readonly weightDtype: WeightDtype = 'float32') {
     if (precision === 'float64' && kernels.name !== 'js') throw new Error('float64 models run on the js backend only');
-    this.layout = paramLayout(config);
+    if (precision === 'float64' && weightDtype !== 'float32') throw new Error('float64 models keep every weight in float64');
+    this.layout = paramLayout(config, weightDtype);
     for (const p of this.layout) this.byName.set(p.name, p);
     this.totalParams = this.layout.reduce((n, p) => n + p.size, 0);
-    this.params = this.alloc(this.totalParams);
-    this.grads = this.alloc(this.totalParams);
+    const sizes = layoutSizes(this.layout);
+    this.floatParams = sizes.float32;
+    this.params = this.alloc(sizes.float32);
+    this.grads = this.alloc(sizes.float32);
+    this.frozen = weightDtype === 'bfloat16' ? allocBf16(kernels, sizes.bf16) : null;
+    // a bfloat16 base has no weight gradients: it is frozen from the start (LoRA trains adapters beside it)
+    this.trainBaseFlag = weightDtype === 'float32';
     this.arena = new Arena(kernels, precision);
+  }
+
+  /** false freezes every base parameter (LoRA): backward then computes only activation gradients */
+  get trainBase(): boolean {
+    return this.trainBaseFlag;
+  }
+
+  set trainBase(on: boolean) {
+    if (on && this.frozen) {
+      throw new Error('a bfloat16 base (torch_dtype bfloat16) is frozen: train LoRA adapters on it, or load it in float32 to train every weight');
+    }
+    this.trainBaseFlag = on;
+  }
+
+  /** the number of parameters (in every buffer) */
+  get parameterCount(): number {
+    return this.totalParams;
   }
 
   /** a zeroed buffer of this model's precision, from its backend */
@@ -136,13 +164,30 @@ export abstract class DecoderBase<F = Float32Array, I = Int32Array> implements C
     return this.byName.has(name);
   }
 
+  /** a float32 parameter's view; a bfloat16 one (torch_dtype bfloat16) is read with weight() or bf16Weight() */
   param(name: string): F {
     const s = this.spec(name);
+    if (s.bf16) {
+      throw new Error(`'${name}' is stored in bfloat16 (torch_dtype bfloat16): read it with weight() or bf16Weight(), or widen the model`);
+    }
     return this.kernels.view(this.params, s.offset, s.size);
+  }
+
+  /** a bfloat16-stored matrix's view in the frozen buffer */
+  bf16Weight(name: string): Bf16Buffer<F> {
+    const s = this.spec(name);
+    if (!s.bf16 || !this.frozen) throw new Error(`'${name}' is a float32 parameter of this model: read it with param()`);
+    return viewBf16(this.kernels, this.frozen, s.offset, s.size);
+  }
+
+  /** a weight as the kernels take it: float32, or bfloat16 when the base stores it so */
+  weight(name: string): Weight<F> {
+    return this.spec(name).bf16 ? this.bf16Weight(name) : this.param(name);
   }
 
   grad(name: string): F {
     const s = this.spec(name);
+    if (s.bf16) throw new Error(`'${name}' is stored in bfloat16 (torch_dtype bfloat16) and frozen: it has no gradient`);
     return this.kernels.view(this.grads, s.offset, s.size);
   }
 
@@ -159,8 +204,13 @@ export abstract class DecoderBase<F = Float32Array, I = Int32Array> implements C
     return this.byName.has(name) ? this.dparam(name) : null;
   }
 
-  headWeight(): F {
-    return this.param(headParamName(this.config));
+  headWeight(): Weight<F> {
+    return this.weight(headParamName(this.config));
+  }
+
+  /** hidden (N,C) -> logits (N,V) written: the output projection, whatever the head weight's dtype */
+  headLogits(logits: F, hidden: F, N: number): void {
+    linearForward(this.kernels, logits, hidden, this.headWeight(), null, N, this.config.hiddenSize, this.config.vocabSize);
   }
 
   headGrad(): F {
@@ -168,19 +218,19 @@ export abstract class DecoderBase<F = Float32Array, I = Int32Array> implements C
   }
 
   zeroGrad(): void {
-    this.kernels.zero(this.grads, this.totalParams);
+    this.kernels.zero(this.grads, this.floatParams);
   }
 
   /** inp (N,C) -> out (N,OC) through module `name` (weight `name.weight`, optional `name.bias`, optional hook) */
   protected linear(name: string, out: F, inp: F, N: number, C: number, OC: number): void {
-    this.kernels.matmulForward(out, inp, this.param(name + '.weight'), this.paramOrNull(name + '.bias'), N, C, OC);
+    linearForward(this.kernels, out, inp, this.weight(name + '.weight'), this.paramOrNull(name + '.bias'), N, C, OC);
     this.linearHooks.get(name)?.forward(name, out, inp, N, C, OC);
   }
 
   /** dout (N,OC), inp (N,C) -> dinp (N,C) accumulated, parameter gradients accumulated unless frozen */
   protected linearBackward(name: string, dinp: F | null, dout: F, inp: F, N: number, C: number, OC: number): void {
-    this.kernels.matmulBackward(dinp, this.dparam(name + '.weight'), this.dparamOrNull(name + '.bias'),
-      dout, inp, this.param(name + '.weight'), N, C, OC);
+    linearBackward(this.kernels, dinp, this.dparam(name + '.weight'), this.dparamOrNull(name + '.bias'),
+      dout, inp, this.weight(name + '.weight'), N, C, OC);
     const hook = this.linearHooks.get(name);
     if (hook && dinp) hook.backward(name, dinp, dout, inp, N, C, OC);
   }
@@ -272,6 +322,13 @@ export abstract class DecoderBase<F = Float32Array, I = Int32Array> implements C
       this.layerBackward(l, dx, x, this.slot(l));
     }
     this.embedBackward(dx);
+  }
+
+  /** ids (N) -> out (N,C) rows of the table `name` (float32 or bfloat16), written or accumulated */
+  protected embeddingLookup(out: F, ids: I, name: string, N: number, C: number, accumulate: boolean): void {
+    const table = this.weight(name);
+    if (isBf16(table)) this.kernels.embeddingForwardBf16(out, ids, table, N, C, accumulate);
+    else this.kernels.embeddingForward(out, ids, table, N, C, accumulate);
   }
 
   /** the current ids (this.idsBuf) -> x0 (BT,C) */

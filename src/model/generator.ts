@@ -26,7 +26,7 @@ export class Generator {
     this.fed = tokens.slice();
     const C = this.model.config.hiddenSize;
     const last = hidden.subarray((fresh.length - 1) * C, fresh.length * C);
-    this.model.kernels.matmulForward(this.logits, last, this.model.headWeight(), null, 1, C, this.model.config.vocabSize);
+    this.model.headLogits(this.logits, last, 1);
     return this.logits.slice();
   }
 

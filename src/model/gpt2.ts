@@ -32,8 +32,8 @@ export class Gpt2Model<F = Float32Array, I = Int32Array> extends DecoderBase<F, 
   protected embedForward(x0: F): void {
     const { BT, C } = this.dims();
     this.positionsBuf = this.arena.uploadInts('positions', this.positionIds());
-    this.kernels.embeddingForward(x0, this.idsBuf, this.param('transformer.wte.weight'), BT, C, false);
-    this.kernels.embeddingForward(x0, this.positionsBuf, this.param('transformer.wpe.weight'), BT, C, true);
+    this.embeddingLookup(x0, this.idsBuf, 'transformer.wte.weight', BT, C, false);
+    this.embeddingLookup(x0, this.positionsBuf, 'transformer.wpe.weight', BT, C, true);
   }
 
   protected embedBackward(dx: F): void {

@@ -61,19 +61,52 @@ function llamaEntries(c: ModelConfig): Entry[] {
   return e;
 }
 
-/** The parameter layout of a model: every tensor's place in the one flat buffer. */
-export function paramLayout(config: ModelConfig): ParamSpec[] {
+/**
+ * How a model stores its weights: every tensor float32 (trainable), or the matrices (linear weights, embeddings, the
+ * head) in one frozen bfloat16 buffer with norms and biases float32 (torch_dtype bfloat16: a LoRA base in half the
+ * memory; its products are bf16 products, the numbers of the bf16 option).
+ */
+export type WeightDtype = 'float32' | 'bfloat16';
+
+/** the tensors a bfloat16 base keeps in bfloat16: every matrix */
+function storedInBf16(e: Entry): boolean {
+  return e.shape.length === 2;
+}
+
+/**
+ * The parameter layout of a model: every tensor's place in the one flat buffer; with a bfloat16 base, the matrices'
+ * places in the bfloat16 buffer (at even offsets: whole 32-bit elements) and the rest's in the float32 one.
+ */
+export function paramLayout(config: ModelConfig, weightDtype: WeightDtype = 'float32'): ParamSpec[] {
   const entries = config.family === 'gpt2' ? gpt2Entries(config) : llamaEntries(config);
   let offset = 0;
+  let bf16Offset = 0;
   return entries.map((e) => {
     const size = e.shape.reduce((a, b) => a * b, 1);
     const transposed = e.transposed ?? false;
     const spec: ParamSpec = {
       name: e.name, shape: e.shape, hfShape: transposed ? [e.shape[1], e.shape[0]] : e.shape, transposed, offset, size,
     };
-    offset += size;
+    if (weightDtype === 'bfloat16' && storedInBf16(e)) {
+      spec.offset = bf16Offset;
+      spec.bf16 = true;
+      bf16Offset += size + (size % 2);
+    } else {
+      offset += size;
+    }
     return spec;
   });
+}
+
+/** the float32 elements and the bfloat16 values a layout's buffers hold */
+export function layoutSizes(layout: readonly ParamSpec[]): { float32: number; bf16: number } {
+  let float32 = 0;
+  let bf16 = 0;
+  for (const p of layout) {
+    if (p.bf16) bf16 = Math.max(bf16, p.offset + p.size + (p.size % 2));
+    else float32 = Math.max(float32, p.offset + p.size);
+  }
+  return { float32, bf16 };
 }
 
 /** Name of the (V, C) output projection: lm_head, or the token embedding when tied. */
@@ -103,6 +136,11 @@ export function canonicalName(config: ModelConfig, fileName: string): string | n
  * need no transpose are views of `source`, not copies.
  */
 export function hfLayoutTensors(layout: readonly ParamSpec[], source: Float32Array): { name: string; shape: number[]; data: Float32Array }[] {
+  const frozen = layout.find((p) => p.bf16);
+  if (frozen) {
+    throw new Error(`${frozen.name} is stored in bfloat16 (torch_dtype bfloat16), outside the float32 buffer: ` +
+      'read the weights through the model (widenModel gives a float32 copy)');
+  }
   return layout.map((p) => {
     const view = source.subarray(p.offset, p.offset + p.size);
     if (!p.transposed) return { name: p.name, shape: p.hfShape, data: view };

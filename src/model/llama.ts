@@ -72,7 +72,7 @@ export class LlamaModel<F = Float32Array, I = Int32Array> extends DecoderBase<F,
 
   protected embedForward(x0: F): void {
     const { BT, C } = this.dims();
-    this.kernels.embeddingForward(x0, this.idsBuf, this.param('model.embed_tokens.weight'), BT, C, false);
+    this.embeddingLookup(x0, this.idsBuf, 'model.embed_tokens.weight', BT, C, false);
   }
 
   protected embedBackward(dx: F): void {

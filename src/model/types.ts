@@ -3,7 +3,7 @@
 // maps token ids to the final normalised hidden states. The loss head (lm_head + log-softmax) lives in src/loss,
 // so a fused, chunked head can replace it without touching the model.
 
-import type { Backend } from '../backend/kernels.js';
+import type { Backend, Weight } from '../backend/kernels.js';
 
 export type ModelType = 'gpt2' | 'llama' | 'mistral' | 'qwen2' | 'qwen3';
 export type Family = 'gpt2' | 'llama';
@@ -58,8 +58,11 @@ export interface ParamSpec {
   hfShape: number[];
   /** true when the on-disk tensor is the transpose of the internal one */
   transposed: boolean;
+  /** where the tensor starts in its buffer: the model's float32 params, or its frozen bfloat16 store when `bf16` */
   offset: number;
   size: number;
+  /** stored in the model's frozen bfloat16 buffer (torch_dtype bfloat16: the matrices of a LoRA base) */
+  bf16?: true;
 }
 
 /**
@@ -103,7 +106,9 @@ export interface CausalLM<F = Float32Array, I = Int32Array> {
   param(name: string): F;
   grad(name: string): F;
   /** the (V, C) output projection (lm_head, or the token embedding when tied) and its gradient view */
-  headWeight(): F;
+  headWeight(): Weight<F>;
+  /** hidden (N,C) -> logits (N,V) written: hidden @ headWeight^T */
+  headLogits(logits: F, hidden: F, N: number): void;
   headGrad(): F;
   /** ids (B,T) int32 (host) -> hidden (B*T, C); saves activations for backward. Row b's token t has position t unless packed. */
   forward(ids: Int32Array, B: number, T: number, packing?: RowPacking | null): ForwardResult<F>;

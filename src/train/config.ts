@@ -61,6 +61,8 @@ export interface TrainConfig extends LoraMemoryConfig {
   /** where the training step computes (none: ORPO_BACKEND, else native when built) */
   backend: 'js' | 'native' | 'webgpu' | null;
   bf16: boolean;
+  /** the base weights' dtype: bfloat16 (LoRA only) keeps its matrices frozen in bfloat16 */
+  torch_dtype: 'float32' | 'bfloat16' | 'auto';
   report: boolean;
   run_name: string | null;
   logging_first_step: boolean;
@@ -130,6 +132,7 @@ export const TRAIN_OPTIONS: OptionTable<TrainConfig> = {
   threads: { type: 'int', default: null, min: 1, group: 'Logging and saving', doc: 'compute threads (none: all cores)' },
   backend: { type: 'enum', choices: ['js', 'native', 'webgpu'], default: null, group: 'Optimisation', doc: 'where the step computes: native (the C++ addon), js (the TypeScript reference) or webgpu (a GPU through Dawn: Vulkan, Metal or D3D12); none: ORPO_BACKEND, else native when built' },
   bf16: { type: 'bool', default: false, group: 'Optimisation', doc: "mixed precision as transformers' bf16: matrix products take bfloat16-rounded inputs and sum in float32; weights, gradients, AdamW and the loss stay float32 (about 1.6x faster products where the CPU has AVX512_BF16; elsewhere the same rounding, no speed-up)" },
+  torch_dtype: { type: 'enum', choices: ['float32', 'bfloat16', 'auto'], default: 'float32', group: 'Optimisation', doc: "the dtype the base model's weights are held in (TRL's ModelConfig.torch_dtype): float32; bfloat16 keeps a LoRA base's matrices in bfloat16, frozen (half the weight memory; their products are bf16 products, as --bf16's); auto: bfloat16 under LoRA when the weight files are BF16, else float32. Full fine-tuning always trains float32 weights (--bf16 for bf16 products)" },
   ...LORA_MEMORY_OPTIONS,
 };
 
@@ -159,6 +162,10 @@ export function validateTrainConfig(c: TrainConfig): void {
   }
   if (c.eval_dataset !== null && c.eval_split_ratio > 0) {
     throw new OptionError('give either eval_dataset or eval_split_ratio, not both');
+  }
+  if (c.torch_dtype === 'bfloat16' && c.lora_r === null) {
+    throw new OptionError('torch_dtype bfloat16 keeps the base frozen in bfloat16, for LoRA: add --lora-r (or --use-peft); ' +
+      'full fine-tuning trains float32 weights, and --bf16 gives it bfloat16 matrix products');
   }
   if (c.adam_beta1 >= 1 || c.adam_beta2 >= 1) throw new OptionError('adam_beta1 and adam_beta2 must be < 1');
   if (c.method !== 'dpo') {
@@ -223,8 +230,6 @@ export const TRAIN_ALIASES: OptionAliases = {
       throw new OptionError(`${where}: invalid value ${JSON.stringify(raw)}: expected true or false`);
     },
   },
-  torch_dtype: onlyAs(['float32', 'auto'], 'weights are trained in float32 here; --bf16 gives bfloat16 matrix products (transformers\' bf16), --save-dtype bfloat16 a bfloat16 final model',
-    'accepted as float32 or auto (training is float32; see --bf16 and --save-dtype)'),
   report_to: onlyAs(['none'], 'there are no logger integrations (wandb, tensorboard, ...): every logged metric goes to output_dir/metrics.jsonl and report.html; give none or leave it out',
     'accepted as none: metrics go to metrics.jsonl and report.html'),
   save_only_model: onlyAs(['false'], 'checkpoints always hold the optimizer and data-order state, so that --resume continues exactly; the final folder holds the model only',

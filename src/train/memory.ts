@@ -7,7 +7,7 @@
 // loss heads allocate (by name, in the comments below); test/memory.test.ts checks each term against the
 // arenas' measured bytes after a real step, so a change to the model that forgets this file fails there.
 import type { ModelConfig } from '../model/types.js';
-import { paramLayout } from '../model/layout.js';
+import { layoutSizes, paramLayout, type WeightDtype } from '../model/layout.js';
 import { selectLoraTargets } from '../lora/config.js';
 import { DEFAULT_CHUNK_ROWS } from '../loss/fused-head.js';
 
@@ -29,6 +29,8 @@ export interface MemoryPlanInput {
   bytesPerFloat?: number;
   /** rows hold a shared prompt and two continuations (the default layout; see loss/pair-rows.ts) */
   packed?: boolean;
+  /** how the base holds its weights (default float32): bfloat16 keeps the matrices in 2 bytes each (LoRA only) */
+  weightDtype?: WeightDtype;
 }
 
 export interface ActivationPlan {
@@ -132,7 +134,9 @@ export function planMemory(p: MemoryPlanInput): MemoryPlan {
 
   const lossPath = lossPathBytes(c, N, p.scoredRows ?? p.rows * (p.T - 1), p.fusedLoss, p.chunkRows ?? DEFAULT_CHUNK_ROWS, f,
     p.lora !== null);
-  const weights = parameters * f;
+  // a bfloat16 base: its matrices at 2 bytes, norms and biases float32 (what DecoderBase allocates)
+  const sizes = layoutSizes(paramLayout(c, p.weightDtype ?? 'float32'));
+  const weights = sizes.float32 * f + sizes.bf16 * 2;
   const gradients = p.lora === null ? parameters * f : 0;
   const optimizer = 2 * trainableParameters * 4;
   const adapters = 2 * adapterParams * f;
@@ -192,7 +196,7 @@ export function formatMemoryPlan(plan: MemoryPlan, input: MemoryPlanInput): stri
   const a = plan.activations;
   const mode = input.lora === null ? 'full fine-tuning' : `LoRA r=${input.lora.r} on ${input.lora.targetModules.join(',')}`;
   const rows: [string, number, string][] = [
-    ['weights', plan.weights, `${(plan.parameters / 1e6).toFixed(1)}M parameters, float32`],
+    ['weights', plan.weights, `${(plan.parameters / 1e6).toFixed(1)}M parameters, ${input.weightDtype === 'bfloat16' ? 'matrices bfloat16 (frozen), norms and biases float32' : 'float32'}`],
     ['gradients', plan.gradients, input.lora === null ? 'every parameter' : 'none: the base is frozen'],
     ['optimizer', plan.optimizer, `AdamW moments of ${(plan.trainableParameters / 1e6).toFixed(2)}M trained parameters`],
     ['adapters', plan.adapters, input.lora === null ? '-' : 'LoRA factors + gradients'],

@@ -146,7 +146,7 @@ export class BrowserSession {
   describeModel(): string {
     const { model, name } = this.modelState();
     const c = model.config;
-    return `${name}: ${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocabulary ${c.vocabSize}, ${model.params.length.toLocaleString('en')} parameters`;
+    return `${name}: ${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocabulary ${c.vocabSize}, ${model.parameterCount.toLocaleString('en')} parameters`;
   }
 
   /** The LoRA target modules of the model's family, and PEFT's default among them (what an empty list means). */

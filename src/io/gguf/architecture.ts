@@ -11,6 +11,7 @@
 // A tied head is written once (token_embd); llama.cpp reuses it when `output.weight` is absent.
 // Whatever llama.cpp's graph for the architecture cannot compute is refused here with the reason.
 
+import { readParam } from '../../model/create.js';
 import type { DecoderBase } from '../../model/base.js';
 import type { ModelConfig, ParamSpec } from '../../model/types.js';
 import type { GgufMetadata, GgufTensorPlan } from './encode.js';
@@ -256,5 +257,5 @@ export function tensorPlans(config: ModelConfig, layout: readonly ParamSpec[], r
 
 /** Every tensor of a model already in memory. */
 export function modelTensorPlans(model: DecoderBase, dtype: GgufDtype): GgufTensorPlan[] {
-  return tensorPlans(model.config, model.layout, (name) => model.param(name), dtype);
+  return tensorPlans(model.config, model.layout, (name) => readParam(model, name), dtype);
 }

@@ -5,6 +5,7 @@
 // the model) and replaces the target atomically. What goes into the file is planned in model-plan.ts, which the
 // page uses for its download without a file system.
 
+import { readParam } from '../../model/create.js';
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 
@@ -42,7 +43,7 @@ async function writeGgufModel(config: ModelConfig, layout: readonly ParamSpec[],
 /** Writes a model in memory and its tokenizer as one GGUF file. */
 export async function writeModelGguf(model: DecoderBase, tokenizerFiles: TokenizerFiles, file: string,
   opts: GgufModelOptions = {}): Promise<GgufWriteSummary> {
-  return writeGgufModel(model.config, model.layout, (name) => model.param(name), tokenizerFiles, file, opts);
+  return writeGgufModel(model.config, model.layout, (name) => readParam(model, name), tokenizerFiles, file, opts);
 }
 
 /**

@@ -3,6 +3,7 @@
 // comes. export.ts writes the plan to a file (`orpo export gguf`); modelGgufBytes turns it into the bytes the page
 // downloads. One plan for both, so the page's file is the exporter's byte for byte.
 
+import { readParam } from '../../model/create.js';
 import { createTokenizer, type Tokenizer, type TokenizerFiles } from '../../data/tokenizer.js';
 import type { DecoderBase } from '../../model/base.js';
 import type { ModelConfig, ParamSpec } from '../../model/types.js';
@@ -33,6 +34,6 @@ export function ggufModelPlan(config: ModelConfig, layout: readonly ParamSpec[],
 
 /** A model in memory and its tokenizer as one GGUF file's bytes. */
 export async function modelGgufBytes(model: DecoderBase, tokenizerFiles: TokenizerFiles, opts: GgufModelOptions = {}): Promise<Uint8Array> {
-  const plan = ggufModelPlan(model.config, model.layout, (name) => model.param(name), tokenizerFiles, opts);
+  const plan = ggufModelPlan(model.config, model.layout, (name) => readParam(model, name), tokenizerFiles, opts);
   return ggufBytes(plan.metadata, plan.tensors);
 }
