@@ -34,7 +34,9 @@
         {
           "target_name": "orpo_kernels_avx512",
           "type": "static_library",
-          "sources": ["native/isa_avx512.cc"],
+          # amx.cc: the AMX bf16 GEMM (issue 16). AMX only inside its target attributes (no -mamx flags), so this
+          # library still runs on every AVX-512 CPU; the AMX code runs only where amx::usable() says so.
+          "sources": ["native/isa_avx512.cc", "native/amx.cc"],
           # -Wno-maybe-uninitialized: GCC 12's own avx512fintrin.h trips it (its _mm512_undefined_ps() self-initialises
           # a variable on purpose; GCC bug 105593, fixed in GCC 13), ten alarming warnings on every install that say
           # nothing about our code. Only this target, which includes those headers, turns it off.

@@ -1,0 +1,151 @@
+// The AMX bf16 GEMM (native/amx_impl.h) runs here although no machine that runs this suite need have AMX:
+// native/test/amx.cc runs it on emulated tiles (TDPBF16PS as Intel's pseudocode defines it: pair order, rounding
+// after each product, DAZ and FTZ), every transposition, accumulate flag and edge of the tiles and blocks, against
+// float64 sums of the bf16-rounded operands, and on the real tiles too where the CPU and Linux allow them.
+// The harness is built with binding.gyp's flags (native/amx.cc with the AVX-512 library's own), then built again
+// with each deliberate fault of -DORPO_AMX_TEST_BREAK (amx_impl.h), each of which must fail the checks meant to see
+// it: a harness that passed whatever the arithmetic did would otherwise pass here too.
+//
+// Needs g++ on x86-64; skips, saying so, without.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from './helpers/shared.js';
+
+const skip = process.arch !== 'x64'
+  ? 'the AMX code is in the x86-64 build only'
+  : spawnSync('g++', ['--version'], { stdio: 'ignore' }).error !== undefined
+    ? 'needs g++ (Debian: apt-get install g++)'
+    : false;
+
+const native = join(repoRoot, 'native');
+
+/** binding.gyp's flags: the ones every kernel build gets (target_defaults), and the AVX-512 library's own */
+function gypFlags(): { common: string[]; avx512: string[]; avx512Sources: string[] } {
+  const gyp = readFileSync(join(repoRoot, 'binding.gyp'), 'utf8');
+  const strings = (list: string): string[] => [...list.matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+  const common = /"cflags_cc":\s*\[([^\]]*)\]/.exec(gyp);
+  assert.ok(common, 'binding.gyp: no cflags_cc list');
+  const target = gyp.slice(gyp.indexOf('"target_name": "orpo_kernels_avx512"'));
+  const sources = /"sources":\s*\[([^\]]*)\]/.exec(target);
+  const own = /"cflags_cc":\s*\[([^\]]*)\]/.exec(target);
+  assert.ok(sources && own, 'binding.gyp: no orpo_kernels_avx512 target with sources and cflags_cc');
+  return { common: strings(common[1]), avx512: strings(own[1]), avx512Sources: strings(sources[1]) };
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** runs a command to completion without blocking the event loop, so the builds overlap */
+function run(command: string, args: string[], cwd: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({
+      code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'),
+    }));
+  });
+}
+
+async function compile(args: string[], cwd: string, what: string): Promise<void> {
+  const r = await run('g++', args, cwd);
+  assert.equal(r.code, 0, `g++ ${what} failed:\n${r.stderr}`);
+}
+
+interface Check {
+  check: string;
+  case: string;
+  ok: boolean;
+  detail: string;
+}
+
+interface Summary {
+  summary: true;
+  break: number;
+  hardware: boolean;
+  checks: number;
+  failures: number;
+}
+
+/** the harness's JSON lines: its checks and the summary it must reach (a crash has none) */
+function parse(what: string, r: Run): { checks: Check[]; summary: Summary } {
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Check | Summary);
+  const summary = lines.find((l): l is Summary => 'summary' in l);
+  assert.ok(summary, `${what}: the harness stopped before its summary (exit ${r.code})\n${r.stderr}\n${r.stdout.slice(-2000)}`);
+  const checks = lines.filter((l): l is Check => !('summary' in l));
+  assert.equal(checks.length, summary.checks, `${what}: the summary counts another number of checks`);
+  assert.equal(checks.filter((c) => !c.ok).length, summary.failures, `${what}: the summary counts other failures`);
+  return { checks, summary };
+}
+
+// Each fault and the checks that must catch it (each of these fails; others may too)
+const breaks: { n: number; what: string; caughtBy: RegExp[] }[] = [
+  { n: 1, what: 'pair order (high half first)', caughtBy: [/^tdpbf16ps pair order$/] },
+  { n: 2, what: 'one rounding for both products of a pair', caughtBy: [/^tdpbf16ps rounding between/] },
+  { n: 3, what: 'no DAZ on bf16 inputs', caughtBy: [/^tdpbf16ps DAZ on a bf16 input$/] },
+  { n: 4, what: 'operands truncated, not rounded to nearest even', caughtBy: [/^gemm$/, /^self_check$/] },
+  { n: 5, what: "an odd K's last k dropped", caughtBy: [/^gemm$/, /^self_check$/] },
+];
+
+test('AMX bf16 GEMM on emulated tiles matches float64 sums of bf16 operands; each deliberate fault fails it',
+  { skip, timeout: 600_000 }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'orpo-amx-'));
+    try {
+      const { common, avx512, avx512Sources } = gypFlags();
+      assert.ok(avx512Sources.includes('native/amx.cc'), 'binding.gyp: native/amx.cc is not in the AVX-512 library');
+      assert.ok(!avx512.some((f) => f.startsWith('-mamx')),
+        'binding.gyp: -mamx flags would let the compiler use AMX anywhere in the AVX-512 library');
+      const amxObject = join(dir, 'addon-amx.o');
+      const variants = [0, ...breaks.map((b) => b.n)];
+      const harness = (n: number) => join(dir, n ? `harness-break${n}` : 'harness');
+      // amx.cc once, as the addon builds it; the harness once per fault (it holds the emulated instantiation)
+      await Promise.all([
+        compile([...common, ...avx512, '-pthread', '-c', join(native, 'amx.cc'), '-o', amxObject], dir, 'native/amx.cc'),
+        ...variants.map((n) => compile(
+          [...common, ...(n ? [`-DORPO_AMX_TEST_BREAK=${n}`] : []), '-pthread', '-c', join(native, 'test', 'amx.cc'),
+            '-o', `${harness(n)}.o`], dir, `native/test/amx.cc (break ${n})`)),
+      ]);
+      await Promise.all(variants.map((n) =>
+        compile(['-pthread', `${harness(n)}.o`, amxObject, '-o', harness(n)], dir, `linking (break ${n})`)));
+
+      const good = parse('harness', await run(harness(0), [], dir));
+      const failed = good.checks.filter((c) => !c.ok);
+      assert.deepEqual(failed.slice(0, 10).map((c) => JSON.stringify(c)), [],
+        `${failed.length} of ${good.checks.length} checks failed (first 10 shown)`);
+      assert.equal(good.summary.break, 0);
+      // enough of each kind ran that a harness cut short cannot pass
+      const gemms = good.checks.filter((c) => c.check === 'gemm' && c.case.startsWith('emulated'));
+      assert.ok(gemms.length >= 100, `only ${gemms.length} emulated GEMM checks`);
+      assert.ok(gemms.some((c) => /K1100 .*blocks 512,96,1024/.test(c.case)), 'no case past KC');
+      assert.ok(good.checks.filter((c) => c.check.startsWith('tdpbf16ps') && c.case === 'emulated').length >= 7,
+        'the TDPBF16PS unit checks did not all run');
+      assert.ok(good.checks.some((c) => c.check === 'self_check' && c.case === 'emulated'), 'no self-check');
+      t.diagnostic(`${good.checks.length} checks passed; ${good.summary.hardware
+        ? 'AMX hardware present: the unit checks, the self-check and the GEMM cases ran on the real tiles too'
+        : 'no AMX on this CPU: emulated tiles only'}`);
+
+      for (const b of breaks) {
+        const r = await run(harness(b.n), [], dir);
+        const { checks, summary } = parse(`break ${b.n}`, r);
+        assert.equal(summary.break, b.n);
+        assert.equal(r.code, 1, `break ${b.n} (${b.what}): the harness exited ${r.code}, not 1`);
+        for (const re of b.caughtBy) {
+          const caught = checks.filter((c) => re.test(c.check) && c.case.startsWith('emulated') && !c.ok);
+          assert.ok(caught.length > 0, `break ${b.n} (${b.what}) was not caught by ${re}`);
+        }
+        t.diagnostic(`break ${b.n} (${b.what}): ${summary.failures} of ${summary.checks} checks failed, as they must`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
