@@ -163,7 +163,7 @@ test('orpo train --torch-dtype bfloat16 trains LoRA on a bfloat16 base (the loss
   await writeDemoModelFolder(modelDir, { hiddenSize: 16, layers: 1, heads: 2, intermediateSize: 32 }, 4);
   const data = await writeDemoData(join(root, 'demo-data'), arithmeticTask(9, 40, 8));
   const out = join(root, 'trained');
-  const args = ['train', '--model', modelDir, '--dataset', data.train, '--output-dir', out, '--learning-rate', '2e-2',
+  const args = ['train', '--model', modelDir, '--dataset', data.train, '--eval-dataset', data.eval, '--output-dir', out, '--learning-rate', '2e-2',
     '--max-steps', '12', '--per-device-train-batch-size', '4', '--logging-steps', '1', '--threads', '1', '--no-report', '--torch-dtype', 'bfloat16'];
   const refused = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(refused.status, 2, refused.stderr); // a usage error
@@ -173,9 +173,16 @@ test('orpo train --torch-dtype bfloat16 trains LoRA on a bfloat16 base (the loss
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /LoRA r=8 on \d+ modules, the base frozen in bfloat16/);
   assert.ok(existsSync(join(out, 'adapter_model.safetensors')));
-  const losses = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>)
-    .filter((x) => 'loss' in x).map((x) => x['loss']!);
+  const records = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  const losses = records.filter((x) => 'loss' in x).map((x) => x['loss']!);
   const first = losses.slice(0, 3).reduce((a, b) => a + b) / 3;
   const last = losses.slice(-3).reduce((a, b) => a + b) / 3;
   assert.ok(last < first, `the loss fell: ${first} -> ${last}`);
+  // orpo eval on the output takes the run's torch_dtype and reproduces the trainer's held-out loss
+  const ev = spawnSync(process.execPath, [MAIN, 'eval', '--model', out, '--dataset', data.eval, '--json', '--threads', '1'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(ev.status, 0, ev.stderr);
+  assert.match(ev.stderr, /torch_dtype bfloat16/);
+  const want = records.filter((x) => 'eval_loss' in x).at(-1)!['eval_loss']!;
+  const got = (JSON.parse(ev.stdout) as Record<string, number>)['eval_loss']!;
+  assert.ok(Math.abs(got - want) <= 1e-6 * Math.abs(want), `${got} vs ${want}`);
 });

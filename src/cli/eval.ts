@@ -23,7 +23,7 @@ import { ProgressReporter } from './progress.js';
 
 type SharedKeys = 'model' | 'dataset' | 'method' | 'beta' | 'completion_only_loss' | 'loss_type' | 'ref_model' | 'simpo_gamma' | 'sft_scope' | 'share_prompt' | 'max_length' | 'max_prompt_length' | 'max_completion_length' |
   'truncation_mode' | 'skip_invalid' | 'dataset_split' | 'prompt_column' | 'chosen_column' | 'rejected_column' | 'system_column' |
-  'per_device_eval_batch_size' | 'threads' | 'bf16' | 'backend';
+  'per_device_eval_batch_size' | 'threads' | 'bf16' | 'torch_dtype' | 'backend';
 export type EvalConfig = Pick<TrainConfig, SharedKeys> & { json: boolean };
 
 const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pick<TrainConfig, K>> =>
@@ -31,13 +31,14 @@ const shared = <K extends keyof TrainConfig>(keys: readonly K[]): OptionTable<Pi
 
 /** what a run's training_args.json gives orpo eval: the objective and how the data was read */
 const RUN_SETTINGS = ['method', 'beta', 'completion_only_loss', 'loss_type', 'simpo_gamma', 'sft_scope', 'share_prompt', 'max_length',
-  'max_prompt_length', 'max_completion_length', 'truncation_mode', 'prompt_column', 'chosen_column', 'rejected_column', 'system_column'] as const satisfies readonly (keyof EvalConfig)[];
+  'max_prompt_length', 'max_completion_length', 'truncation_mode', 'prompt_column', 'chosen_column', 'rejected_column', 'system_column', 'torch_dtype'] as const satisfies readonly (keyof EvalConfig)[];
 
 export const EVAL_OPTIONS: OptionTable<EvalConfig> = {
   ...shared<SharedKeys>(['model', 'dataset', 'method', 'beta', 'completion_only_loss', 'loss_type', 'ref_model', 'simpo_gamma', 'sft_scope', 'share_prompt', 'max_length', 'max_prompt_length', 'max_completion_length',
     'truncation_mode', 'skip_invalid', 'dataset_split', 'prompt_column', 'chosen_column', 'rejected_column', 'system_column',
-    'per_device_eval_batch_size', 'threads', 'bf16', 'backend']),
+    'per_device_eval_batch_size', 'threads', 'bf16', 'torch_dtype', 'backend']),
   json: { type: 'bool', default: false, doc: 'print the metrics as one JSON object' },
+  torch_dtype: { ...TRAIN_OPTIONS.torch_dtype, doc: "the dtype the model's matrices are held in: float32, bfloat16 (half the memory; bf16 products, as a run trained with --torch-dtype bfloat16 evaluated), auto (the weight files' dtype); a run's folder gives its own" },
   // the training table's words fit training; say what these two mean here
   model: { ...TRAIN_OPTIONS.model, doc: "model folder to evaluate: a run's output or checkpoint (its training_args.json gives the defaults), a LoRA adapter folder, or any Hugging Face folder" },
   dataset: { ...TRAIN_OPTIONS.dataset, doc: 'preference data to evaluate on (.jsonl/.json/.parquet, optionally .gz): prompt/chosen/rejected' },
@@ -57,7 +58,9 @@ export async function runEval(argv: readonly string[]): Promise<number> {
     const file = join(c.model, 'training_args.json');
     const saved = existsSync(file) ? JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown> : null;
     if (saved !== null) {
-      const values = Object.fromEntries(RUN_SETTINGS.filter((k) => k in saved).map((k) => [k, saved[k]]));
+      const values: Record<string, unknown> = Object.fromEntries(RUN_SETTINGS.filter((k) => k in saved).map((k) => [k, saved[k]]));
+      // torch_dtype held the base in bfloat16 only under LoRA: a full fine-tune trained (and evaluated) float32
+      if (saved['lora_r'] === null || saved['lora_r'] === undefined) delete values['torch_dtype'];
       c = (await resolveCommandOptions('eval', USAGE, argv, EVAL_OPTIONS, { allowConfig: true, base: { source: file, values } }))!;
       if (c.method === 'dpo' && c.ref_model === null && saved['method'] === 'dpo') {
         // the run's reference: its --ref-model, or the model it started from
@@ -70,7 +73,8 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   }
   if (c.model === null || c.dataset === null) throw new OptionError('orpo eval needs --model DIR and --dataset FILE');
   const backend = backendOf(c.backend);
-  const model = await loadModelOrAdapter(c.model, backend === 'js' || backend === 'native' ? { kernels: hostKernelsNamed(backend) } : {});
+  const weightDtype = c.torch_dtype;
+  const model = await loadModelOrAdapter(c.model, backend === 'js' || backend === 'native' ? { kernels: hostKernelsNamed(backend), weightDtype } : { weightDtype });
   model.kernels.setThreads(c.threads ?? availableParallelism());
   model.kernels.setMatmulBf16(c.bf16);
   // with --backend webgpu the policy's forwards run on a copy in GPU memory (a DPO reference stays on the CPU: only

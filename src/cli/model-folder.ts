@@ -1,6 +1,7 @@
 // What `--model DIR` may point at for eval and generate: a plain model folder, or a LoRA run's output (a PEFT
 // adapter folder), which is applied to the base model its adapter_config.json names.
 
+import type { WeightDtype } from '../model/layout.js';
 import type { Kernels } from '../backend/kernels.js';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,7 +9,8 @@ import { ADAPTER_CONFIG_FILE, loadAdapter, readAdapterConfig } from '../io/adapt
 import { loadModel } from '../io/hf-model.js';
 import type { DecoderBase } from '../model/base.js';
 
-export async function loadModelOrAdapter(dir: string, opts: { kernels?: Kernels } = {}): Promise<DecoderBase> {
+export async function loadModelOrAdapter(dir: string,
+  opts: { kernels?: Kernels; weightDtype?: WeightDtype | 'auto' } = {}): Promise<DecoderBase> {
   const isAdapter = await access(join(dir, ADAPTER_CONFIG_FILE)).then(() => true, () => false);
   if (!isAdapter) return loadModel(dir, opts);
   const { baseModelNameOrPath: base } = await readAdapterConfig(dir);
