@@ -128,11 +128,11 @@ async function trainingCase(): Promise<string | null> {
     }
     // LoRA with dropout (the masks must agree: the device adapters draw them from the host adapters' seed), through
     // orpo train on the demo's base model and data, resumable files and all
-    const lora = (backend: string): number[] => {
-      const out = join(root, `lora-${backend}`);
+    const lora = (backend: string, extra: string[] = []): number[] => {
+      const out = join(root, `lora-${backend}${extra.length ? '-' + extra.join('') : ''}`);
       const args = [main, 'train', '--backend', backend, '--model', join(cpu.out, 'base-model'), '--dataset', join(cpu.out, 'data', 'train.jsonl'),
         '--lora-r', '4', '--lora-dropout', '0.2', '--max-steps', '3', '--per-device-train-batch-size', '8', '--max-length', '16',
-        '--learning-rate', '1e-2', '--logging-steps', '1', '--save-steps', '0', '--report', 'false', '--output-dir', out];
+        '--learning-rate', '1e-2', '--logging-steps', '1', '--save-steps', '0', '--report', 'false', '--output-dir', out, ...extra];
       const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: process.env, timeout: 240_000 });
       if (r.status !== 0) throw new Error(`orpo train --lora-r 4 --backend ${backend} failed (${r.status}): ${r.stderr.slice(-1500)}`);
       return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>)
@@ -145,6 +145,16 @@ async function trainingCase(): Promise<string | null> {
       const bad = rel(loraGpu[i]!, loraCpu[i]!, 1e-4, `LoRA (dropout 0.2) loss at step ${i + 1}`);
       if (bad) return bad;
     }
+    // the same on a base held in bfloat16 (torch_dtype bfloat16): the device reads the frozen bfloat16 matrices
+    const bf16 = ['--torch-dtype', 'bfloat16'];
+    const bf16Gpu = lora('webgpu', bf16);
+    const bf16Cpu = lora('js', bf16);
+    if (bf16Gpu.length !== 3 || bf16Cpu.length !== 3) return `LoRA on a bfloat16 base: expected 3 logged losses, got ${bf16Gpu.length} and ${bf16Cpu.length}`;
+    for (let i = 0; i < 3; i++) {
+      const bad = rel(bf16Gpu[i]!, bf16Cpu[i]!, 1e-4, `LoRA on a bfloat16 base: loss at step ${i + 1}`);
+      if (bad) return bad;
+    }
+    if (bf16Cpu.every((x, i) => x === loraCpu[i])) return 'LoRA on a bfloat16 base gave the float32 base\'s losses: torch_dtype had no effect';
     // orpo eval of the trained folder on both backends: the same metrics
     const evaluate = (backend: string): Record<string, unknown> => {
       const r = spawnSync(process.execPath, [main, 'eval', '--backend', backend, '--model', cpu.out, '--dataset', join(cpu.out, 'data', 'eval.jsonl'), '--json'],
@@ -193,7 +203,7 @@ async function main(): Promise<void> {
       if (!needs.includes(null)) cases.push([`fixture ${cs}/model ${method}`, () => fixtureCase(kernels, cs, 'model', method)]);
     }
   }
-  cases.push(['orpo demo, orpo train --lora-r (dropout) and orpo eval on webgpu: the TypeScript backend\'s losses, weights and metrics', trainingCase]);
+  cases.push(['orpo demo, orpo train --lora-r (dropout; float32 and bfloat16 base) and orpo eval on webgpu: the TypeScript backend\'s losses, weights and metrics', trainingCase]);
   let failed = 0;
   for (const [name, run] of cases) {
     if (only && !only.test(name)) continue;
