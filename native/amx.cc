@@ -57,7 +57,17 @@ bool usable() {
 void gemm_serial(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs, const float* b, int64_t brs,
                  int64_t bcs, int64_t M, int64_t N, int64_t K, bool accumulate, int64_t kc, int64_t mc, int64_t nc) {
 #if ORPO_AMX_HW
-  gemm<TilesHw>(c, ldc, a, ars, acs, b, brs, bcs, M, N, K, accumulate, kc, mc, nc);
+  gemm<TilesHw, float>(c, ldc, a, ars, acs, b, brs, bcs, M, N, K, accumulate, kc, mc, nc);
+#else
+  std::fprintf(stderr, "orpo: AMX GEMM called in a build without it\n");
+  std::abort();
+#endif
+}
+
+void gemm_serial(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs, const uint16_t* b, int64_t brs,
+                 int64_t bcs, int64_t M, int64_t N, int64_t K, bool accumulate, int64_t kc, int64_t mc, int64_t nc) {
+#if ORPO_AMX_HW
+  gemm<TilesHw, uint16_t>(c, ldc, a, ars, acs, b, brs, bcs, M, N, K, accumulate, kc, mc, nc);
 #else
   std::fprintf(stderr, "orpo: AMX GEMM called in a build without it\n");
   std::abort();

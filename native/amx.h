@@ -33,5 +33,9 @@ bool usable();
 void gemm_serial(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs, const float* b, int64_t brs,
                  int64_t bcs, int64_t M, int64_t N, int64_t K, bool accumulate, int64_t kc, int64_t mc, int64_t nc);
 
+/** the same with B a weight held as bf16 (its bits, strides in 16-bit elements): packed as it is, no rounding */
+void gemm_serial(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs, const uint16_t* b, int64_t brs,
+                 int64_t bcs, int64_t M, int64_t N, int64_t K, bool accumulate, int64_t kc, int64_t mc, int64_t nc);
+
 }  // namespace amx
 }  // namespace orpo

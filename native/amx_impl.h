@@ -1,9 +1,9 @@
 // The AMX bf16 GEMM (see amx.h), written once over a thin layer of tile operations that is a template parameter:
 //   TilesHw:  the real instructions (_tile_loadconfig, _tile_loadd, _tile_dpbf16ps, _tile_stored, _tile_zero,
 //             _tile_release), compiled only inside target attributes;
-//   TilesEmu: a scalar emulation of the same eight tile registers, TDPBF16PS following Intel's pseudocode (SDM, and
-//             the Intrinsics Guide's Operation section), so native/test/amx.cc can run the GEMM, packing and blocking
-//             included, on CPUs without AMX. The emulation checks the shapes the hardware checks (#UD there, abort
+//   TilesEmu: a scalar emulation of the same eight tile registers, TDPBF16PS following the pseudocode of Intel's
+//             SDM (see TilesEmu::dp), so native/test/amx.cc can run the GEMM, packing and blocking included, on CPUs
+//             without AMX. The emulation checks the shapes the hardware checks (#UD there, abort
 //             here), so a wrong tile configuration fails the test too.
 //
 // Included by amx.cc (the addon's build, with the hardware layer) and by native/test/amx.cc (the harness). Everything
@@ -20,8 +20,9 @@
 // as the float32 micro-kernels do.
 //
 // -DORPO_AMX_TEST_BREAK=n (the harness only; never in the addon) breaks one thing on purpose so the test can show
-// its checks catch it: 1 pair order (high half first), 2 no rounding between the two products of a pair, 3 no DAZ
-// on bf16 inputs, 4 operands truncated instead of rounded to nearest even, 5 an odd K's last k dropped.
+// its checks catch it: 1 the products added to C one by one (the Intrinsics Guide's reading, not the SDM's), 2 no
+// rounding inside the sums, 3 no DAZ on bf16 inputs, 4 operands truncated instead of rounded to nearest even, 5 an odd
+// K's last k dropped.
 #pragma once
 
 #include <cmath>
@@ -162,11 +163,10 @@ inline bool is_subnormal(float x) { return x != 0.0f && std::fabs(x) < 1.1754943
 inline float flush(float x) { return is_subnormal(x) ? std::copysign(0.0f, x) : x; }
 
 /**
- * One step of TDPBF16PS on one element, as the pseudocode says: "FP32 FMA with DAZ, FTZ, RNE, and SAE" of the
- * accumulator and one bf16 product (widened by placing the bf16 in the top half of a float32, make_fp32). Subnormal
- * inputs count as zero (the accumulator too), a subnormal result is flushed to zero, the single rounding is to
- * nearest even. (A bf16 product is exact in float32 away from overflow and underflow, so FMA and multiply-then-add
- * differ only there.)
+ * One FMA of TDPBF16PS: "FP32 FMA with DAZ=FTZ=1, RNE rounding" of a running float32 sum and one bf16 product (each
+ * bf16 widened by placing it in the top half of a float32, make_fp32). Subnormal inputs count as zero, a subnormal
+ * result is flushed to zero, the one rounding is to nearest even. (A product of two bf16 is exact in float32 away
+ * from overflow and underflow, so FMA and multiply-then-add differ only there.)
  */
 inline float dp_step(float acc, uint16_t a, uint16_t b) {
 #if ORPO_AMX_TEST_BREAK == 3
@@ -175,6 +175,9 @@ inline float dp_step(float acc, uint16_t a, uint16_t b) {
   return flush(std::fma(flush(from_bf16(a)), flush(from_bf16(b)), flush(acc)));
 #endif
 }
+
+/** a + b with DAZ=FTZ=1 and RNE: TDPBF16PS's two closing additions */
+inline float add_daz_ftz(float a, float b) { return flush(flush(a) + flush(b)); }
 
 /**
  * The tile registers of the calling thread, emulated: 8 tiles of 16 rows x 64 bytes and the loaded configuration.
@@ -228,12 +231,18 @@ struct TilesEmu {
     std::memset(st.t[T], 0, sizeof st.t[T]);
   }
   /**
-   * TDPBF16PS tmm C, tmm A, tmm B:
-   *   for m < C.rows: for k < A.colsb / 4: for n < C.colsb / 4:
-   *     C.fp32[m][n] += make_fp32(A.bf16[m][2k])     * make_fp32(B.bf16[k][2n])
-   *     C.fp32[m][n] += make_fp32(A.bf16[m][2k + 1]) * make_fp32(B.bf16[k][2n + 1])
-   * each += one FMA with DAZ, FTZ and round to nearest even (dp_step); the rest of each row of C is zeroed, and rows
-   * past C.rows. Shapes as the hardware requires: A.rows = C.rows, B.rows = A.colsb / 4, B.colsb = C.colsb.
+   * TDPBF16PS tmm C, tmm A, tmm B, as the SDM's pseudocode (Vol. 2, TDPBF16PS, "Operation") has it: per row m of C,
+   * two float32 sums per column n start at zero, the even one taking the products of the low halves of each pair
+   * and the odd one those of the high halves, k = 0, 1, ... in order:
+   *   temp.fp32[2n]     += make_fp32(A.row[m].bf16[2k])     * make_fp32(B.row[k].bf16[2n])
+   *   temp.fp32[2n + 1] += make_fp32(A.row[m].bf16[2k + 1]) * make_fp32(B.row[k].bf16[2n + 1])
+   * each an FMA with DAZ, FTZ and round to nearest even (dp_step); then
+   *   C.row[m].fp32[n] = C.row[m].fp32[n] + (temp.fp32[2n] + temp.fp32[2n + 1])
+   * (two additions, DAZ, FTZ, RNE). The rest of each row of C is zeroed, and the rows past C.rows. Shapes as the
+   * hardware requires them: A.rows = C.rows, B.rows = A.colsb / 4, B.colsb = C.colsb.
+   * (The Intrinsics Guide's shorter pseudocode adds each product straight to C, low half then high half: other
+   * roundings. -DORPO_AMX_TEST_BREAK=1 is that reading; the harness's unit checks tell the two apart, and run on the
+   * instruction itself where a CPU has it.)
    */
   template <int C, int A, int B>
   static void dp() {
@@ -250,22 +259,31 @@ struct TilesEmu {
     std::memcpy(a, st.t[A], sizeof a);
     std::memcpy(b, st.t[B], sizeof b);
     for (int m = 0; m < M; m++) {
+#if ORPO_AMX_TEST_BREAK == 1
+      // the Intrinsics Guide's reading: each product added to C in turn
       for (int k = 0; k < KP; k++)
         for (int n = 0; n < N; n++) {
-          float acc = c[m][n];
-#if ORPO_AMX_TEST_BREAK == 1
-          acc = dp_step(acc, a[m][2 * k + 1], b[k][2 * n + 1]);
-          acc = dp_step(acc, a[m][2 * k], b[k][2 * n]);
-#elif ORPO_AMX_TEST_BREAK == 2
-          const double sum = double(flush(acc)) + double(flush(from_bf16(a[m][2 * k]))) * flush(from_bf16(b[k][2 * n])) +
-                             double(flush(from_bf16(a[m][2 * k + 1]))) * flush(from_bf16(b[k][2 * n + 1]));
-          acc = flush(float(sum));
-#else
-          acc = dp_step(acc, a[m][2 * k], b[k][2 * n]);
-          acc = dp_step(acc, a[m][2 * k + 1], b[k][2 * n + 1]);
-#endif
-          c[m][n] = acc;
+          c[m][n] = dp_step(c[m][n], a[m][2 * k], b[k][2 * n]);
+          c[m][n] = dp_step(c[m][n], a[m][2 * k + 1], b[k][2 * n + 1]);
         }
+#elif ORPO_AMX_TEST_BREAK == 2
+      // no rounding inside the two sums: float64 sums of the exact products, rounded once at the end
+      for (int n = 0; n < N; n++) {
+        double sum = 0.0;
+        for (int k = 0; k < KP; k++)
+          sum += double(flush(from_bf16(a[m][2 * k]))) * flush(from_bf16(b[k][2 * n])) +
+                 double(flush(from_bf16(a[m][2 * k + 1]))) * flush(from_bf16(b[k][2 * n + 1]));
+        c[m][n] = flush(float(double(flush(c[m][n])) + sum));
+      }
+#else
+      float even[16] = {}, odd[16] = {};
+      for (int k = 0; k < KP; k++)
+        for (int n = 0; n < N; n++) {
+          even[n] = dp_step(even[n], a[m][2 * k], b[k][2 * n]);
+          odd[n] = dp_step(odd[n], a[m][2 * k + 1], b[k][2 * n + 1]);
+        }
+      for (int n = 0; n < N; n++) c[m][n] = add_daz_ftz(c[m][n], add_daz_ftz(even[n], odd[n]));
+#endif
       for (int n = N; n < 16; n++) c[m][n] = 0.0f;
     }
     for (int m = M; m < kTileRows; m++)
@@ -320,21 +338,30 @@ inline void pack_a(uint16_t* dst, const float* a, int64_t ars, int64_t acs, int6
         }
       } else {  // stored transposed (or strided both ways): k outer, so a transposed A's rows are read in order
         for (int64_t kk = 0; kk < kStep; kk++) {
-          const bool valid_k = kk < kn;
-          const float* src = a + (i0 + g * 16) * ars + (k0 + q * kStep + kk) * acs;
-          for (int64_t r = 0; r < 16; r++) d[r * 32 + kk] = valid_k && r < rn ? to_bf16(src[r * ars]) : 0;
+          int64_t r = 0;
+          if (kk < kn) {
+            const float* src = a + (i0 + g * 16) * ars + (k0 + q * kStep + kk) * acs;
+            for (; r < rn; r++) d[r * 32 + kk] = to_bf16(src[r * ars]);
+          }
+          for (; r < 16; r++) d[r * 32 + kk] = 0;
         }
       }
     }
   }
 }
 
+/** a B element as bf16 bits: a float rounded to nearest even, a bf16 weight (its bits) as it is */
+inline uint16_t b_bits(float x) { return to_bf16(x); }
+inline uint16_t b_bits(uint16_t h) { return h; }
+
 /**
- * B (k0.., j0..) panel of kc x nc (element (k,j) at b[k * brs + j * bcs]) -> VNNI pairs: 16-column group h at
- * dst + h * (kcp / 2) * 16, row p (k = 2p, 2p + 1) of it at + p * 16, so k step q's tile is at + q * 256.
+ * B (k0.., j0..) panel of kc x nc (element (k,j) at b[k * brs + j * bcs]; TB float, or uint16_t for a weight held as
+ * bf16 bits) -> VNNI pairs: 16-column group h at dst + h * (kcp / 2) * 16, row p (k = 2p, 2p + 1) of it at + p * 16,
+ * so k step q's tile is at + q * 256.
  */
-inline void pack_b(uint32_t* dst, const float* b, int64_t brs, int64_t bcs, int64_t k0, int64_t kc, int64_t kcp,
-                   int64_t j0, int64_t nc, int64_t ncp) {
+template <class TB>
+void pack_b(uint32_t* dst, const TB* b, int64_t brs, int64_t bcs, int64_t k0, int64_t kc, int64_t kcp, int64_t j0,
+            int64_t nc, int64_t ncp) {
 #if ORPO_AMX_TEST_BREAK == 5
   kc &= ~int64_t(1);
 #endif
@@ -342,29 +369,35 @@ inline void pack_b(uint32_t* dst, const float* b, int64_t brs, int64_t bcs, int6
   for (int64_t h = 0; h < ncp / 16; h++) {
     uint32_t* d = dst + h * kp * 16;
     const int64_t cols = min64(16, max64(0, nc - h * 16));
-    const float* col0 = b + k0 * brs + (j0 + h * 16) * bcs;
-    if (bcs == 1 && cols == 16) {  // row-major: 16 consecutive floats per k, two rows per pair row
+    if (cols == 0) {  // a group wholly past the last column (N off 32): zeros
+      std::memset(d, 0, static_cast<size_t>(kp) * 64);
+      continue;
+    }
+    const TB* col0 = b + k0 * brs + (j0 + h * 16) * bcs;
+    if (bcs == 1 && cols == 16) {  // row-major: 16 consecutive values per k, two rows per pair row
       for (int64_t p = 0; p < kp; p++) {
         uint32_t* dp = d + p * 16;
-        const float* r0 = col0 + 2 * p * brs;
+        const TB* r0 = col0 + 2 * p * brs;
         if (2 * p + 1 < kc) {
-          for (int j = 0; j < 16; j++) dp[j] = uint32_t(to_bf16(r0[j])) | uint32_t(to_bf16(r0[brs + j])) << 16;
+          for (int j = 0; j < 16; j++) dp[j] = uint32_t(b_bits(r0[j])) | uint32_t(b_bits(r0[brs + j])) << 16;
         } else if (2 * p < kc) {  // odd kc: the last pair's high half is zero
-          for (int j = 0; j < 16; j++) dp[j] = to_bf16(r0[j]);
+          for (int j = 0; j < 16; j++) dp[j] = b_bits(r0[j]);
         } else {
           for (int j = 0; j < 16; j++) dp[j] = 0;
         }
       }
-    } else {  // stored transposed (columns contiguous along k), or a group past the last column
+    } else {  // stored transposed (columns contiguous along k), or the last, partial group
       for (int64_t p = 0; p < kp; p++) {
         uint32_t* dp = d + p * 16;
         const bool lo = 2 * p < kc, hi = 2 * p + 1 < kc;
         for (int64_t j = 0; j < 16; j++) {
-          const float* src = col0 + j * bcs + 2 * p * brs;
-          const bool valid = j < cols;
-          const uint32_t l = valid && lo ? to_bf16(src[0]) : 0;
-          const uint32_t u = valid && hi ? to_bf16(src[brs]) : 0;
-          dp[j] = l | u << 16;
+          uint32_t pair = 0;
+          if (j < cols && lo) {
+            const TB* src = col0 + j * bcs + 2 * p * brs;
+            pair = b_bits(src[0]);
+            if (hi) pair |= uint32_t(b_bits(src[brs])) << 16;
+          }
+          dp[j] = pair;
         }
       }
     }
@@ -401,9 +434,12 @@ ORPO_AMX_TARGET void micro_kernel(const uint16_t* a0, const uint16_t* a1, const 
   Tiles::template store<kC11>(cb + 16 * ldc_bytes + 64, ldc_bytes);
 }
 
-/** The BLIS loop order of kernels_impl.h's gemm_serial, with 32 x 32 micro-tiles on the tiles (see amx.h) */
-template <class Tiles>
-void gemm(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs, const float* b, int64_t brs, int64_t bcs,
+/**
+ * The BLIS loop order of kernels_impl.h's gemm_serial, with 32 x 32 micro-tiles on the tiles (see amx.h); B float,
+ * or uint16_t bf16 bits (a weight held in bf16)
+ */
+template <class Tiles, class TB>
+void gemm(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs, const TB* b, int64_t brs, int64_t bcs,
           int64_t M, int64_t N, int64_t K, bool acc, int64_t KC, int64_t MC, int64_t NC) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
@@ -495,7 +531,7 @@ CheckResult self_check() {
     for (int64_t i = 0; i < M * N; i++) c[i] = c0[i] = forward ? next() : 0.0f;
     // forward: A (M,K) row-major, B stored (N,K); backward: A stored (K,M), B (K,N) row-major
     const int64_t ars = forward ? K : 1, acs = forward ? 1 : M, brs = forward ? 1 : N, bcs = forward ? K : 1;
-    gemm<Tiles>(c, N, a, ars, acs, b, brs, bcs, M, N, K, forward, 32, 32, 32);
+    gemm<Tiles, float>(c, N, a, ars, acs, b, brs, bcs, M, N, K, forward, 32, 32, 32);
     for (int64_t i = 0; i < M; i++)
       for (int64_t j = 0; j < N; j++) {
         double e = c0[i * N + j], size = std::fabs(e);

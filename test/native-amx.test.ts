@@ -1,7 +1,8 @@
 // The AMX bf16 GEMM (native/amx_impl.h) runs here although no machine that runs this suite need have AMX:
-// native/test/amx.cc runs it on emulated tiles (TDPBF16PS as Intel's pseudocode defines it: pair order, rounding
-// after each product, DAZ and FTZ), every transposition, accumulate flag and edge of the tiles and blocks, against
-// float64 sums of the bf16-rounded operands, and on the real tiles too where the CPU and Linux allow them.
+// native/test/amx.cc runs it on emulated tiles (TDPBF16PS as the pseudocode of Intel's SDM defines it: the low and
+// high halves of the pairs summed apart, rounding after each product, DAZ and FTZ), every transposition, accumulate
+// flag and edge of the tiles and blocks, against float64 sums of the bf16-rounded operands, and on the real tiles
+// too where the CPU and Linux allow them.
 // The harness is built with binding.gyp's flags (native/amx.cc with the AVX-512 library's own), then built again
 // with each deliberate fault of -DORPO_AMX_TEST_BREAK (amx_impl.h), each of which must fail the checks meant to see
 // it: a harness that passed whatever the arithmetic did would otherwise pass here too.
@@ -90,8 +91,9 @@ function parse(what: string, r: Run): { checks: Check[]; summary: Summary } {
 
 // Each fault and the checks that must catch it (each of these fails; others may too)
 const breaks: { n: number; what: string; caughtBy: RegExp[] }[] = [
-  { n: 1, what: 'pair order (high half first)', caughtBy: [/^tdpbf16ps pair order$/] },
-  { n: 2, what: 'one rounding for both products of a pair', caughtBy: [/^tdpbf16ps rounding between/] },
+  { n: 1, what: "products added to C one by one (the Intrinsics Guide's reading, not the SDM's)",
+    caughtBy: [/^tdpbf16ps products summed before C$/, /^tdpbf16ps low and high halves summed apart over k$/] },
+  { n: 2, what: 'no rounding inside the sums', caughtBy: [/^tdpbf16ps rounding to nearest even after each product$/] },
   { n: 3, what: 'no DAZ on bf16 inputs', caughtBy: [/^tdpbf16ps DAZ on a bf16 input$/] },
   { n: 4, what: 'operands truncated, not rounded to nearest even', caughtBy: [/^gemm$/, /^self_check$/] },
   { n: 5, what: "an odd K's last k dropped", caughtBy: [/^gemm$/, /^self_check$/] },

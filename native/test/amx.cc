@@ -1,7 +1,8 @@
 // The AMX harness: runs the AMX bf16 GEMM of native/amx_impl.h on the EMULATED tiles (any x86-64 or other CPU) and,
 // where this CPU has AMX and Linux grants it, on the real ones too, each product against a scalar float64 product of
-// the bf16-rounded operands; plus unit checks of TDPBF16PS itself (pair order, rounding between the two products of
-// a pair, DAZ on inputs and accumulator, FTZ, one whole tile bit for bit against the pseudocode written out here).
+// the bf16-rounded operands; plus unit checks of TDPBF16PS itself (the order of its sums, rounding after each
+// product, DAZ on inputs and accumulator, FTZ, one whole tile bit for bit against the SDM's pseudocode written out
+// here).
 // On AMX hardware the unit checks run on the instruction too, so they check the emulation's reading of Intel's
 // pseudocode against the silicon. test/native-amx.test.ts builds it with binding.gyp's flags and also builds it with
 // -DORPO_AMX_TEST_BREAK=1..5 (see amx_impl.h), each of which must fail, so the checks cannot pass vacuously.
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -118,15 +120,24 @@ void clear_tiles() {
 
 uint16_t bf(float x) { return static_cast<uint16_t>(float_bits(x) >> 16); }  // x must be a bf16 value
 
-/** element (0,0) = acc + a_lo b_lo + a_hi b_hi, everything else zero; returns the result's bits */
+/** one bf16 pair of A (row 0) and of B (column 0) for one k */
+struct Pair {
+  uint16_t a_lo, b_lo, a_hi, b_hi;
+};
+
+/** element (0,0) of C = acc and the pairs of k = 0, 1, ... (everything else zero) after one TDPBF16PS: its bits */
 template <class Tiles>
-uint32_t one_element(float acc, uint16_t a_lo, uint16_t b_lo, uint16_t a_hi, uint16_t b_hi) {
+uint32_t one_element(float acc, std::initializer_list<Pair> pairs) {
   clear_tiles();
   tc[0][0] = acc;
-  ta[0][0] = a_lo;
-  ta[0][1] = a_hi;
-  tb[0][0] = b_lo;
-  tb[0][1] = b_hi;
+  int k = 0;
+  for (const Pair& p : pairs) {
+    ta[0][2 * k] = p.a_lo;
+    ta[0][2 * k + 1] = p.a_hi;
+    tb[k][0] = p.b_lo;
+    tb[k][1] = p.b_hi;
+    k++;
+  }
   run_tdpbf16ps<Tiles>();
   return float_bits(tout[0][0]);
 }
@@ -137,42 +148,51 @@ std::string hex(uint32_t u) {
   return s;
 }
 
+/**
+ * TDPBF16PS as the SDM's pseudocode defines it (see TilesEmu::dp), on cases built so that each other reading gives
+ * other bits: the products of the low and high halves summed apart from zero (RNE, DAZ, FTZ after each), then the two
+ * sums added, then that added to C.
+ */
 template <class Tiles>
 void unit_checks(const char* layer) {
   struct Case {
     const char* name;
     float acc;
-    uint16_t a_lo, b_lo, a_hi, b_hi;
+    std::initializer_list<Pair> pairs;
     uint32_t want;
     const char* why;
   };
-  const float tiny = std::ldexp(1.0f, -12);  // tiny * tiny = 2^-24, half an ulp of 1
+  const uint16_t one = bf(1.0f), minus_one = bf(-1.0f), tiny = bf(std::ldexp(1.0f, -12));  // tiny^2 = 2^-24
   const Case cases[] = {
-      // 1 + 2^-24 is a tie, to even: 1; again: 1. One rounding of both (no rounding in between) gives 1 + 2^-23.
-      {"rounding between the pair's products", 1.0f, bf(tiny), bf(tiny), bf(tiny), bf(tiny), float_bits(1.0f),
-       "each product is added with its own rounding to nearest even"},
-      // low pair first: 1 - 1 = 0, then + 2^-24; high first: 1 + 2^-24 rounds to 1, then - 1 = 0
-      {"pair order", 1.0f, bf(1.0f), bf(-1.0f), bf(tiny), bf(tiny), float_bits(std::ldexp(1.0f, -24)),
-       "the low (even k) product is added before the high (odd k) one"},
+      // 2^-24 + 2^-24 = 2^-23, then 1 + 2^-23 (exact). Each product added to C in turn: 1 + 2^-24 is a tie, to even 1.
+      {"products summed before C", 1.0f, {{tiny, tiny, tiny, tiny}}, float_bits(1.0f + std::ldexp(1.0f, -23)),
+       "C + ((a_lo b_lo) + (a_hi b_hi))"},
+      // low sum 1 + 2^-24 -> 1 (tie, even); high sum -1 + 2^-24 (exact); together 2^-24. Products added in turn to one
+      // sum, or pair by pair, or without rounding: 2^-23.
+      {"low and high halves summed apart over k", 0.0f, {{one, one, one, minus_one}, {tiny, tiny, tiny, tiny}},
+       float_bits(std::ldexp(1.0f, -24)), "two float32 sums, one per half of the pairs, each rounded after each product"},
+      // low sum 1, + 2^-24 -> 1, + 2^-24 -> 1 (ties to even); unrounded 1 + 2^-23
+      {"rounding to nearest even after each product", 0.0f, {{one, one, 0, 0}, {tiny, tiny, 0, 0}, {tiny, tiny, 0, 0}},
+       float_bits(1.0f), "each FMA rounds, ties to even"},
       // a subnormal bf16 (2^-133) times 2^100 would be 2^-33, a normal float32
-      {"DAZ on a bf16 input", 0.0f, 0x0001, bf(std::ldexp(1.0f, 100)), 0, 0, 0u, "subnormal inputs count as zero"},
+      {"DAZ on a bf16 input", 0.0f, {{0x0001, bf(std::ldexp(1.0f, 100)), 0, 0}}, 0u, "subnormal inputs count as zero"},
       // 2^-70 * 2^-70 = 2^-140, a float32 subnormal
-      {"FTZ on the result", 0.0f, bf(std::ldexp(1.0f, -70)), bf(std::ldexp(1.0f, -70)), 0, 0, 0u,
+      {"FTZ on the result", 0.0f, {{bf(std::ldexp(1.0f, -70)), bf(std::ldexp(1.0f, -70)), 0, 0}}, 0u,
        "subnormal results are flushed to zero"},
-      // accumulator 2^-130 (subnormal) + 2^-126: 2^-126 when the accumulator counts as zero
-      {"DAZ on the accumulator", std::ldexp(1.0f, -130), bf(std::ldexp(1.0f, -63)), bf(std::ldexp(1.0f, -63)), 0, 0,
+      // C = 2^-130 (subnormal) + 2^-126: 2^-126 when C counts as zero
+      {"DAZ on C", std::ldexp(1.0f, -130), {{bf(std::ldexp(1.0f, -63)), bf(std::ldexp(1.0f, -63)), 0, 0}},
        float_bits(std::ldexp(1.0f, -126)), "a subnormal accumulator counts as zero"},
-      // a plain sum, to show the element wiring: 0.5 + 3 * 2 + (-1.5) * 4 = 0.5
-      {"plain pair", 0.5f, bf(3.0f), bf(2.0f), bf(-1.5f), bf(4.0f), float_bits(0.5f), "acc + a_lo b_lo + a_hi b_hi"},
+      // the element wiring: 0.5 + 3 * 2 + (-1.5) * 4 = 0.5
+      {"plain pair", 0.5f, {{bf(3.0f), bf(2.0f), bf(-1.5f), bf(4.0f)}}, float_bits(0.5f), "C + a_lo b_lo + a_hi b_hi"},
   };
   for (const Case& c : cases) {
-    const uint32_t got = one_element<Tiles>(c.acc, c.a_lo, c.b_lo, c.a_hi, c.b_hi);
+    const uint32_t got = one_element<Tiles>(c.acc, c.pairs);
     report(std::string("tdpbf16ps ") + c.name, layer, got == c.want,
            std::string(c.why) + ": got " + hex(got) + ", want " + hex(c.want));
   }
 
-  // One whole tile of random values against the pseudocode written out here (layout: A row m holds the pairs of k,
-  // B row k holds column n's pair at 2n, 2n + 1), bit for bit, and the product's rows and columns all written.
+  // One whole tile of random values against the SDM's pseudocode written out again here (layout: A row m holds the
+  // pairs of k, B row k holds column n's pair at 2n, 2n + 1), bit for bit: every row and column of the product.
   Rng rng(20261201u);
   for (int m = 0; m < 16; m++)
     for (int n = 0; n < 16; n++) tc[m][n] = float(rng.uniform() * 8 - 4);
@@ -184,12 +204,12 @@ void unit_checks(const char* layer) {
   float want[16][16];
   for (int m = 0; m < 16; m++)
     for (int n = 0; n < 16; n++) {
-      float acc = tc[m][n];
+      float even = 0.0f, odd = 0.0f;
       for (int k = 0; k < 16; k++) {
-        acc = std::fma(bits_float(uint32_t(ta[m][2 * k]) << 16), bits_float(uint32_t(tb[k][2 * n]) << 16), acc);
-        acc = std::fma(bits_float(uint32_t(ta[m][2 * k + 1]) << 16), bits_float(uint32_t(tb[k][2 * n + 1]) << 16), acc);
+        even = std::fma(bits_float(uint32_t(ta[m][2 * k]) << 16), bits_float(uint32_t(tb[k][2 * n]) << 16), even);
+        odd = std::fma(bits_float(uint32_t(ta[m][2 * k + 1]) << 16), bits_float(uint32_t(tb[k][2 * n + 1]) << 16), odd);
       }
-      want[m][n] = acc;  // (no subnormals arise from these values)
+      want[m][n] = tc[m][n] + (even + odd);  // (no subnormals arise from these values)
     }
   std::memset(tout, 0xff, sizeof tout);
   run_tdpbf16ps<Tiles>();
@@ -208,27 +228,46 @@ void unit_checks(const char* layer) {
 
 // ------------------------------------------------------------------------------------------------ GEMM
 
-typedef void (*GemmFn)(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, bool, int64_t, int64_t, int64_t);
+template <class TB>
+using GemmFn = void (*)(float*, int64_t, const float*, int64_t, int64_t, const TB*, int64_t, int64_t, int64_t, int64_t,
+                        int64_t, bool, int64_t, int64_t, int64_t);
 
 struct Blocks {
   int64_t kc, mc, nc;
   const char* name;
 };
 
+/** B's values: floats as drawn, or a bf16 weight (the bits of the drawn values rounded), and their float64 values */
+void make_b(const std::vector<float>& drawn, std::vector<float>* b, std::vector<double>* rb) {
+  *b = drawn;
+  for (size_t i = 0; i < drawn.size(); i++) (*rb)[i] = bf16_round(drawn[i]);
+}
+void make_b(const std::vector<float>& drawn, std::vector<uint16_t>* b, std::vector<double>* rb) {
+  b->resize(drawn.size());
+  for (size_t i = 0; i < drawn.size(); i++) {
+    (*rb)[i] = bf16_round(drawn[i]);
+    (*b)[i] = static_cast<uint16_t>(float_bits(float((*rb)[i])) >> 16);
+  }
+}
+
 /**
  * c (M,N) [+]= op(a) @ op(b) with C rows ldc = N + 3 apart and guard words around it; checked against float64 sums
  * of the bf16-rounded operands: |got - e| <= 2e-5 (|e| + mean|e|), native/test/parity.cc's rule for float32 sums of
  * up to ~1,100 terms (50x tighter than one wrong or missing term), guards and the 3 padding columns unchanged.
+ * TB uint16_t: B is a weight held as bf16 bits (the bf16-weight kernels' operand).
  */
-void gemm_case(GemmFn fn, const char* layer, Rng& rng, const Blocks& blk, int64_t M, int64_t N, int64_t K,
+template <class TB>
+void gemm_case(GemmFn<TB> fn, const char* layer, Rng& rng, const Blocks& blk, int64_t M, int64_t N, int64_t K,
                bool transA, bool transB, bool acc) {
   char label[160];
-  std::snprintf(label, sizeof label, "%s M%lld N%lld K%lld tA=%d tB=%d acc=%d blocks %s", layer,
+  std::snprintf(label, sizeof label, "%s M%lld N%lld K%lld tA=%d tB=%d acc=%d blocks %s%s", layer,
                 static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), transA, transB, acc,
-                blk.name);
+                blk.name, sizeof(TB) == 2 ? " B bf16" : "");
   if (filter && std::string(label).find(filter) == std::string::npos) return;
-  const auto a = rng.floats(M * K), b = rng.floats(K * N), c0 = rng.floats(M * N);
+  const auto a = rng.floats(M * K), drawn = rng.floats(K * N), c0 = rng.floats(M * N);
+  std::vector<TB> b;
+  std::vector<double> ra(a.size()), rb(drawn.size()), e(static_cast<size_t>(M * N));
+  make_b(drawn, &b, &rb);
   constexpr int64_t kGuard = 17;
   constexpr uint32_t kGuardWord = 0x7fc0beefu;
   const int64_t ldc = N + 3;
@@ -239,9 +278,7 @@ void gemm_case(GemmFn fn, const char* layer, Rng& rng, const Blocks& blk, int64_
   const int64_t ars = transA ? 1 : K, acs = transA ? M : 1, brs = transB ? 1 : N, bcs = transB ? K : 1;
   fn(c, ldc, a.data(), ars, acs, b.data(), brs, bcs, M, N, K, acc, blk.kc, blk.mc, blk.nc);
 
-  std::vector<double> ra(a.size()), rb(b.size()), e(static_cast<size_t>(M * N));
   for (size_t i = 0; i < a.size(); i++) ra[i] = bf16_round(a[i]);
-  for (size_t i = 0; i < b.size(); i++) rb[i] = bf16_round(b[i]);
   double mean_abs = 0.0;
   for (int64_t i = 0; i < M; i++)
     for (int64_t j = 0; j < N; j++) {
@@ -274,7 +311,7 @@ void gemm_case(GemmFn fn, const char* layer, Rng& rng, const Blocks& blk, int64_
   report("gemm", label, worst <= 1.0 && guards, detail);
 }
 
-void gemm_cases(GemmFn fn, const char* layer) {
+void gemm_cases(GemmFn<float> fn, GemmFn<uint16_t> fn_bf16, const char* layer) {
   Rng rng(16u);
   const Blocks fixed{512, 96, 1024, "512,96,1024"}, small{64, 32, 64, "64,32,64"}, odd{70, 40, 100, "70,40,100"};
   // every transposition and accumulate flag on shapes off the tiles, with both blocks
@@ -295,12 +332,18 @@ void gemm_cases(GemmFn fn, const char* layer) {
   gemm_case(fn, layer, rng, odd, 100, 130, 201, true, false, false);
   // K = 0: C written with zeros or left alone
   for (bool acc : {false, true}) gemm_case(fn, layer, rng, small, 5, 7, 0, false, false, acc);
+  // B a weight held as bf16 bits (the bf16-weight kernels): forward (B stored transposed) and backward (row-major)
+  for (const auto& s : shapes)
+    for (bool transB : {false, true})
+      for (bool acc : {false, true}) gemm_case(fn_bf16, layer, rng, small, s[0], s[1], s[2], false, transB, acc);
+  gemm_case(fn_bf16, layer, rng, fixed, 45, 1050, 1100, false, true, true);
+  gemm_case(fn_bf16, layer, rng, odd, 100, 130, 201, true, false, false);
 }
 
-template <class Tiles>
-void gemm_with(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs, const float* b, int64_t brs,
+template <class Tiles, class TB>
+void gemm_with(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs, const TB* b, int64_t brs,
                int64_t bcs, int64_t M, int64_t N, int64_t K, bool acc, int64_t kc, int64_t mc, int64_t nc) {
-  orpo::amx::gemm<Tiles>(c, ldc, a, ars, acs, b, brs, bcs, M, N, K, acc, kc, mc, nc);
+  orpo::amx::gemm<Tiles, TB>(c, ldc, a, ars, acs, b, brs, bcs, M, N, K, acc, kc, mc, nc);
 }
 
 template <class Tiles>
@@ -326,7 +369,7 @@ int main(int argc, char** argv) {
   }
   unit_checks<orpo::amx::TilesEmu>("emulated");
   self_check_case<orpo::amx::TilesEmu>("emulated");
-  gemm_cases(&gemm_with<orpo::amx::TilesEmu>, "emulated");
+  gemm_cases(&gemm_with<orpo::amx::TilesEmu, float>, &gemm_with<orpo::amx::TilesEmu, uint16_t>, "emulated");
   const bool hw = orpo::amx::hardware();
 #if ORPO_AMX_HW
   if (hw) {
@@ -334,7 +377,7 @@ int main(int argc, char** argv) {
     unit_checks<orpo::amx::TilesHw>("hardware");
     self_check_case<orpo::amx::TilesHw>("hardware");
     report("usable", "hardware", orpo::amx::usable(), "amx::usable() after the start-up check");
-    gemm_cases(&orpo::amx::gemm_serial, "hardware");
+    gemm_cases(&orpo::amx::gemm_serial, &orpo::amx::gemm_serial, "hardware");
   }
 #endif
   std::printf("{\"summary\":true,\"break\":%d,\"hardware\":%s,\"checks\":%lld,\"failures\":%lld}\n", ORPO_AMX_TEST_BREAK,
