@@ -3,6 +3,7 @@
 //   full          every parameter trained, unfused loss head, no checkpointing
 //   lora          LoRA r=16 on all seven projections, unfused loss head, no checkpointing
 //   lora-lean     LoRA r=16 + gradient checkpointing + fused loss head
+//   lora-lean-bf16-products  lora-lean with --bf16 (bf16 products, float32 weights)
 //   lora-lean-bf16  lora-lean with the base's matrices frozen in bfloat16 (torch_dtype bfloat16) and --bf16
 // Each configuration runs in a fresh child process (node dist/bench/memory.js --child NAME) so its peak RSS
 // (process.resourceUsage().maxRSS) is its own. Also reports the planned bytes (src/train/memory.ts) next to
@@ -40,12 +41,13 @@ const SEQ = 1024;
 const PROMPT = 256;
 const LORA = { r: 16, alpha: 32, dropout: 0, targetModules: [...LORA_MODULES.llama] };
 
-interface BenchCase { name: string; lora: boolean; checkpointing: boolean; fused: boolean; bf16Base?: boolean }
+interface BenchCase { name: string; lora: boolean; checkpointing: boolean; fused: boolean; bf16Products?: boolean; bf16Base?: boolean }
 const CASES: BenchCase[] = [
   { name: 'full', lora: false, checkpointing: false, fused: false },
   { name: 'lora', lora: true, checkpointing: false, fused: false },
   { name: 'lora-lean', lora: true, checkpointing: true, fused: true },
-  { name: 'lora-lean-bf16', lora: true, checkpointing: true, fused: true, bf16Base: true },
+  { name: 'lora-lean-bf16-products', lora: true, checkpointing: true, fused: true, bf16Products: true },
+  { name: 'lora-lean-bf16', lora: true, checkpointing: true, fused: true, bf16Products: true, bf16Base: true },
 ];
 
 interface ChildReport {
@@ -91,7 +93,7 @@ async function runChild(c: BenchCase, steps: number): Promise<ChildReport> {
   const t0 = performance.now();
   const model = emptyModel(parseConfig(QWEN25_05B), kernels, 'float32', c.bf16Base ? 'bfloat16' : 'float32');
   // what --bf16 sets: the adapters' products in bf16 too (the bfloat16 base's always are)
-  kernels.setMatmulBf16(c.bf16Base === true);
+  kernels.setMatmulBf16(c.bf16Products === true);
   fillRandom(model, 1);
   model.gradientCheckpointing = c.checkpointing;
   let adapters: LoraAdapters | null = null;
