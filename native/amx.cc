@@ -15,9 +15,28 @@
 namespace orpo {
 namespace amx {
 
+// -DORPO_AMX_EMULATE (tests only, never in the addon): hardware() says yes and everything below runs on TilesEmu, so a
+// kernel table linked with this build takes its whole bf16 dispatch through the AMX path on a CPU without AMX
+// (test/native-amx.test.ts runs native/test/parity.cc on it).
+#if defined(ORPO_AMX_EMULATE)
+using Tiles = TilesEmu;
+#elif ORPO_AMX_HW
+using Tiles = TilesHw;
+#endif
+
+bool emulated() {
+#if defined(ORPO_AMX_EMULATE)
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool hardware() {
   static const bool ok = [] {
-#if ORPO_AMX_HW && defined(__linux__)
+#if defined(ORPO_AMX_EMULATE)
+    return true;
+#elif ORPO_AMX_HW && defined(__linux__)
     unsigned eax, ebx, ecx, edx;
     if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
     const bool amx_bf16 = (edx >> 22) & 1u, amx_tile = (edx >> 24) & 1u;
@@ -38,9 +57,9 @@ bool hardware() {
 
 bool usable() {
   static const bool ok = [] {
-#if ORPO_AMX_HW
+#if ORPO_AMX_HW || defined(ORPO_AMX_EMULATE)
     if (!hardware()) return false;
-    const CheckResult r = self_check<TilesHw>();
+    const CheckResult r = self_check<Tiles>();
     if (!r.ok)
       std::fprintf(stderr,
                    "orpo: AMX bf16 GEMM failed its start-up check (%s product, element %lld,%lld: %.9g, want %.9g), "
@@ -56,8 +75,8 @@ bool usable() {
 
 void gemm_serial(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs, const float* b, int64_t brs,
                  int64_t bcs, int64_t M, int64_t N, int64_t K, bool accumulate, int64_t kc, int64_t mc, int64_t nc) {
-#if ORPO_AMX_HW
-  gemm<TilesHw, float>(c, ldc, a, ars, acs, b, brs, bcs, M, N, K, accumulate, kc, mc, nc);
+#if ORPO_AMX_HW || defined(ORPO_AMX_EMULATE)
+  gemm<Tiles, float>(c, ldc, a, ars, acs, b, brs, bcs, M, N, K, accumulate, kc, mc, nc);
 #else
   std::fprintf(stderr, "orpo: AMX GEMM called in a build without it\n");
   std::abort();
@@ -66,8 +85,8 @@ void gemm_serial(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs
 
 void gemm_serial(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs, const uint16_t* b, int64_t brs,
                  int64_t bcs, int64_t M, int64_t N, int64_t K, bool accumulate, int64_t kc, int64_t mc, int64_t nc) {
-#if ORPO_AMX_HW
-  gemm<TilesHw, uint16_t>(c, ldc, a, ars, acs, b, brs, bcs, M, N, K, accumulate, kc, mc, nc);
+#if ORPO_AMX_HW || defined(ORPO_AMX_EMULATE)
+  gemm<Tiles, uint16_t>(c, ldc, a, ars, acs, b, brs, bcs, M, N, K, accumulate, kc, mc, nc);
 #else
   std::fprintf(stderr, "orpo: AMX GEMM called in a build without it\n");
   std::abort();

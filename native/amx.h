@@ -16,6 +16,9 @@ namespace amx {
  */
 bool hardware();
 
+/** true only in a test build of amx.cc (-DORPO_AMX_EMULATE) whose tiles are the emulation: hardware() says yes */
+bool emulated();
+
 /**
  * hardware(), and the start-up self-check passed: the first call multiplies one small product with odd sizes
  * (every edge of the packing and the blocking) on the tiles and compares it with a scalar float64 product of the

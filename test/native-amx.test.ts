@@ -74,6 +74,7 @@ interface Summary {
   summary: true;
   break: number;
   hardware: boolean;
+  emulated: boolean;
   checks: number;
   failures: number;
 }
@@ -99,55 +100,108 @@ const breaks: { n: number; what: string; caughtBy: RegExp[] }[] = [
   { n: 5, what: "an odd K's last k dropped", caughtBy: [/^gemm$/, /^self_check$/] },
 ];
 
+/** whether this CPU runs AVX-512 code (amx.cc is built with the AVX-512 library's flags; run here only then) */
+function hasAvx512(): boolean {
+  try {
+    return /^flags\s*:.*\bavx512f\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** the builds of both tests: harness objects per fault, amx.cc as the addon builds it and in its emulated test builds */
+interface Builds {
+  dir: string;
+  harness: (n: number) => string;
+  amx: { addon: string; emulated: string; emulatedBroken: string };
+}
+
+async function buildAll(dir: string): Promise<Builds> {
+  const { common, avx512, avx512Sources } = gypFlags();
+  assert.ok(avx512Sources.includes('native/amx.cc'), 'binding.gyp: native/amx.cc is not in the AVX-512 library');
+  assert.ok(!avx512.some((f) => f.startsWith('-mamx')),
+    'binding.gyp: -mamx flags would let the compiler use AMX anywhere in the AVX-512 library');
+  const variants = [0, ...breaks.map((b) => b.n)];
+  const harness = (n: number) => join(dir, n ? `harness-break${n}` : 'harness');
+  const amx = { addon: join(dir, 'addon-amx.o'), emulated: join(dir, 'addon-amx-emulated.o'),
+    emulatedBroken: join(dir, 'addon-amx-emulated-broken.o') };
+  const amxBuild = (defines: string[], out: string) =>
+    compile([...common, ...avx512, ...defines, '-pthread', '-c', join(native, 'amx.cc'), '-o', out], dir, `native/amx.cc ${defines.join(' ')}`);
+  // amx.cc as the addon builds it, and emulated (whole and with operands truncated); the harness once per fault
+  await Promise.all([
+    amxBuild([], amx.addon),
+    amxBuild(['-DORPO_AMX_EMULATE'], amx.emulated),
+    amxBuild(['-DORPO_AMX_EMULATE', '-DORPO_AMX_TEST_BREAK=4'], amx.emulatedBroken),
+    ...variants.map((n) => compile(
+      [...common, ...(n ? [`-DORPO_AMX_TEST_BREAK=${n}`] : []), '-pthread', '-c', join(native, 'test', 'amx.cc'),
+        '-o', `${harness(n)}.o`], dir, `native/test/amx.cc (break ${n})`)),
+  ]);
+  await Promise.all([
+    ...variants.map((n) => compile(['-pthread', `${harness(n)}.o`, amx.addon, '-o', harness(n)], dir, `linking (break ${n})`)),
+    compile(['-pthread', `${harness(0)}.o`, amx.emulated, '-o', `${harness(0)}-emulated`], dir, 'linking (emulated)'),
+    compile(['-pthread', `${harness(0)}.o`, amx.emulatedBroken, '-o', `${harness(0)}-emulated-broken`], dir,
+      'linking (emulated, broken)'),
+  ]);
+  return { dir, harness, amx };
+}
+
+let built: Promise<Builds> | undefined;
+const workDir = mkdtempSync(join(tmpdir(), 'orpo-amx-'));
+process.on('exit', () => rmSync(workDir, { recursive: true, force: true }));
+/** both tests use one set of builds (about 40 s of compiling on two cores) */
+const builds = (): Promise<Builds> => built ??= buildAll(workDir);
+
 test('AMX bf16 GEMM on emulated tiles matches float64 sums of bf16 operands; each deliberate fault fails it',
   { skip, timeout: 600_000 }, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'orpo-amx-'));
-    try {
-      const { common, avx512, avx512Sources } = gypFlags();
-      assert.ok(avx512Sources.includes('native/amx.cc'), 'binding.gyp: native/amx.cc is not in the AVX-512 library');
-      assert.ok(!avx512.some((f) => f.startsWith('-mamx')),
-        'binding.gyp: -mamx flags would let the compiler use AMX anywhere in the AVX-512 library');
-      const amxObject = join(dir, 'addon-amx.o');
-      const variants = [0, ...breaks.map((b) => b.n)];
-      const harness = (n: number) => join(dir, n ? `harness-break${n}` : 'harness');
-      // amx.cc once, as the addon builds it; the harness once per fault (it holds the emulated instantiation)
-      await Promise.all([
-        compile([...common, ...avx512, '-pthread', '-c', join(native, 'amx.cc'), '-o', amxObject], dir, 'native/amx.cc'),
-        ...variants.map((n) => compile(
-          [...common, ...(n ? [`-DORPO_AMX_TEST_BREAK=${n}`] : []), '-pthread', '-c', join(native, 'test', 'amx.cc'),
-            '-o', `${harness(n)}.o`], dir, `native/test/amx.cc (break ${n})`)),
-      ]);
-      await Promise.all(variants.map((n) =>
-        compile(['-pthread', `${harness(n)}.o`, amxObject, '-o', harness(n)], dir, `linking (break ${n})`)));
+    const { dir, harness } = await builds();
+    const good = parse('harness', await run(harness(0), [], dir));
+    const failed = good.checks.filter((c) => !c.ok);
+    assert.deepEqual(failed.slice(0, 10).map((c) => JSON.stringify(c)), [],
+      `${failed.length} of ${good.checks.length} checks failed (first 10 shown)`);
+    assert.equal(good.summary.break, 0);
+    // enough of each kind ran that a harness cut short cannot pass
+    const gemms = good.checks.filter((c) => c.check === 'gemm' && c.case.startsWith('emulated'));
+    assert.ok(gemms.length >= 100, `only ${gemms.length} emulated GEMM checks`);
+    assert.ok(gemms.some((c) => /K1100 .*blocks 512,96,1024/.test(c.case)), 'no case past KC');
+    assert.ok(gemms.some((c) => /B bf16$/.test(c.case)), 'no case with B a bf16 weight');
+    assert.ok(good.checks.filter((c) => c.check.startsWith('tdpbf16ps') && c.case === 'emulated').length >= 8,
+      'the TDPBF16PS unit checks did not all run');
+    assert.ok(good.checks.some((c) => c.check === 'self_check' && c.case === 'emulated'), 'no self-check');
+    t.diagnostic(`${good.checks.length} checks passed; ${good.summary.hardware
+      ? 'AMX hardware present: the unit checks, the self-check and the GEMM cases ran on the real tiles too'
+      : 'no AMX on this CPU: emulated tiles only'}`);
 
-      const good = parse('harness', await run(harness(0), [], dir));
-      const failed = good.checks.filter((c) => !c.ok);
-      assert.deepEqual(failed.slice(0, 10).map((c) => JSON.stringify(c)), [],
-        `${failed.length} of ${good.checks.length} checks failed (first 10 shown)`);
-      assert.equal(good.summary.break, 0);
-      // enough of each kind ran that a harness cut short cannot pass
-      const gemms = good.checks.filter((c) => c.check === 'gemm' && c.case.startsWith('emulated'));
-      assert.ok(gemms.length >= 100, `only ${gemms.length} emulated GEMM checks`);
-      assert.ok(gemms.some((c) => /K1100 .*blocks 512,96,1024/.test(c.case)), 'no case past KC');
-      assert.ok(good.checks.filter((c) => c.check.startsWith('tdpbf16ps') && c.case === 'emulated').length >= 7,
-        'the TDPBF16PS unit checks did not all run');
-      assert.ok(good.checks.some((c) => c.check === 'self_check' && c.case === 'emulated'), 'no self-check');
-      t.diagnostic(`${good.checks.length} checks passed; ${good.summary.hardware
-        ? 'AMX hardware present: the unit checks, the self-check and the GEMM cases ran on the real tiles too'
-        : 'no AMX on this CPU: emulated tiles only'}`);
-
-      for (const b of breaks) {
-        const r = await run(harness(b.n), [], dir);
-        const { checks, summary } = parse(`break ${b.n}`, r);
-        assert.equal(summary.break, b.n);
-        assert.equal(r.code, 1, `break ${b.n} (${b.what}): the harness exited ${r.code}, not 1`);
-        for (const re of b.caughtBy) {
-          const caught = checks.filter((c) => re.test(c.check) && c.case.startsWith('emulated') && !c.ok);
-          assert.ok(caught.length > 0, `break ${b.n} (${b.what}) was not caught by ${re}`);
-        }
-        t.diagnostic(`break ${b.n} (${b.what}): ${summary.failures} of ${summary.checks} checks failed, as they must`);
+    for (const b of breaks) {
+      const r = await run(harness(b.n), [], dir);
+      const { checks, summary } = parse(`break ${b.n}`, r);
+      assert.equal(summary.break, b.n);
+      assert.equal(r.code, 1, `break ${b.n} (${b.what}): the harness exited ${r.code}, not 1`);
+      for (const re of b.caughtBy) {
+        const caught = checks.filter((c) => re.test(c.check) && c.case.startsWith('emulated') && !c.ok);
+        assert.ok(caught.length > 0, `break ${b.n} (${b.what}) was not caught by ${re}`);
       }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+      t.diagnostic(`break ${b.n} (${b.what}): ${summary.failures} of ${summary.checks} checks failed, as they must`);
     }
   });
+
+test("amx.cc's own entry points on emulated tiles: GEMMs pass, and a wrong kernel fails its start-up check and turns "
+  + 'itself off with one line', { skip: skip || (hasAvx512() ? false : 'amx.cc is AVX-512 code; this CPU has none'),
+  timeout: 600_000 }, async () => {
+  const { dir, harness } = await builds();
+  const r = await run(`${harness(0)}-emulated`, [], dir);
+  const { checks, summary } = parse('emulated addon build', r);
+  assert.equal(summary.emulated, true);
+  const failed = checks.filter((c) => !c.ok);
+  assert.deepEqual(failed.slice(0, 10).map((c) => JSON.stringify(c)), [], `${failed.length} checks failed`);
+  assert.ok(checks.some((c) => c.check === 'usable' && c.case === 'addon-emulated' && c.ok), 'usable() did not say yes');
+  assert.ok(checks.filter((c) => c.check === 'gemm' && c.case.startsWith('addon-emulated')).length >= 100,
+    "amx.cc's gemm_serial did not run the GEMM cases");
+  assert.equal(r.stderr, '', 'a passing start-up check says nothing');
+
+  const broken = await run(`${harness(0)}-emulated-broken`, [], dir);
+  const b = parse('emulated addon build, operands truncated', broken);
+  assert.ok(b.checks.some((c) => c.check === 'usable' && !c.ok), 'the start-up check passed a wrong kernel');
+  const lines = broken.stderr.split('\n').filter((l) => l.length > 0);
+  assert.equal(lines.length, 1, `want one line on stderr:\n${broken.stderr}`);
+  assert.match(lines[0], /^orpo: AMX bf16 GEMM failed its start-up check .*use the AVX-512 paths/);
+});
