@@ -95,6 +95,21 @@ async function readExactly(handle: FileHandle, file: string, target: Uint8Array,
   }
 }
 
+/** a caller's output buffer must hold exactly the tensor's elements */
+function checkOutputLength(info: TensorInfo, numel: number, outLength: number): void {
+  if (outLength !== numel) {
+    throw new RangeError(`${info.file}: tensor ${quoteUntrusted(info.name)} has ${numel} elements ` +
+      `(shape [${info.shape.join(', ')}]) but the output buffer has ${outLength}`);
+  }
+}
+
+/** the tensor's bytes, as stored, straight into `bytes` (its byteLength), a chunk at a time */
+async function readInto(handle: FileHandle, info: TensorInfo, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length; done += CHUNK_BYTES) {
+    await readExactly(handle, info.file, bytes.subarray(done, done + CHUNK_BYTES), info.start + done);
+  }
+}
+
 /**
  * Reads one tensor and converts it to float32 (every SafetensorsDtype; F64 and I64 round to the nearest
  * float32, BOOL gives 0/1). Positioned reads, so files over 2 GiB work and only this tensor's bytes are read.
@@ -104,19 +119,13 @@ export async function readTensorF32(info: TensorInfo, out?: Float32Array): Promi
   assertLittleEndianHost();
   const elementBytes = SAFETENSORS_DTYPE_BYTES[info.dtype];
   const numel = info.byteLength / elementBytes;
-  if (out !== undefined && out.length !== numel) {
-    throw new RangeError(`${info.file}: tensor ${quoteUntrusted(info.name)} has ${numel} elements ` +
-      `(shape [${info.shape.join(', ')}]) but the output buffer has ${out.length}`);
-  }
+  if (out !== undefined) checkOutputLength(info, numel, out.length);
   const result = out ?? new Float32Array(numel);
   const handle = await openForReading(info.file);
   try {
     if (info.dtype === 'F32') {
       // already the right representation: read straight into the caller's memory
-      const bytes = new Uint8Array(result.buffer, result.byteOffset, info.byteLength);
-      for (let done = 0; done < bytes.length; done += CHUNK_BYTES) {
-        await readExactly(handle, info.file, bytes.subarray(done, done + CHUNK_BYTES), info.start + done);
-      }
+      await readInto(handle, info, new Uint8Array(result.buffer, result.byteOffset, info.byteLength));
       return result;
     }
     // own ArrayBuffer (not a pooled Buffer) so that 2- and 8-byte element views are aligned
@@ -141,18 +150,11 @@ export async function readTensorF32(info: TensorInfo, out?: Float32Array): Promi
 export async function readTensorBf16(info: TensorInfo, out: Uint16Array): Promise<Uint16Array> {
   assertLittleEndianHost();
   const elementBytes = SAFETENSORS_DTYPE_BYTES[info.dtype];
-  const numel = info.byteLength / elementBytes;
-  if (out.length !== numel) {
-    throw new RangeError(`${info.file}: tensor ${quoteUntrusted(info.name)} has ${numel} elements ` +
-      `(shape [${info.shape.join(', ')}]) but the output buffer has ${out.length}`);
-  }
+  checkOutputLength(info, info.byteLength / elementBytes, out.length);
   const handle = await openForReading(info.file);
   try {
     if (info.dtype === 'BF16') {
-      const bytes = new Uint8Array(out.buffer, out.byteOffset, info.byteLength);
-      for (let done = 0; done < bytes.length; done += CHUNK_BYTES) {
-        await readExactly(handle, info.file, bytes.subarray(done, done + CHUNK_BYTES), info.start + done);
-      }
+      await readInto(handle, info, new Uint8Array(out.buffer, out.byteOffset, info.byteLength));
       return out;
     }
     const scratch = new Uint8Array(Math.min(CHUNK_BYTES, info.byteLength));
