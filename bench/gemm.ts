@@ -6,12 +6,17 @@
 //   node dist/bench/gemm.js [--threads 1,2] [--reps 5] [--bf16 auto|all|none] [--blocks derived,fixed,KCxMCxNC]
 //                           [--products bench|train|all]
 //
+// Unless --bf16 none, a second table (on the probe's bf16 path, or each path with --bf16 all) times a frozen bf16 weight (matmulForwardBf16 / matmulBackwardBf16, the weight
+// read from its bf16 bits) against bf16 mode on the same weight widened to float32 (matmulForward / matmulBackward
+// with setMatmulBf16(true)): the same products and numbers, so the rates show what packing from bf16 costs or saves.
+// Shapes: a Qwen2.5-0.5B MLP up projection (896 -> 4864) over 1024 token rows, and one row (decoding).
+//
 // --bf16: auto (default) adds one bf16 row per product on the path the addon's probe chose here; all adds one per
 // bf16 path this CPU has (fma: bf16-rounded operands through the float32 kernel; dpbf16: VDPBF16PS), none only
 // float32. --blocks: the cache blocks to compare, each a row (derived = from the detected cache sizes, the
 // default; fixed = the constants the blocks were before they were derived; or explicit KCxMCxNC such as 512x96x1024),
 // e.g. `--blocks fixed,derived` for old against new in one run. --products: bench (default: three shapes in every
-// transpose combination), train (the train-step bench's own products) or all.
+// transpose combination), train (the train-step bench's own products), all, or none (only the bf16-weight table below).
 //
 // Timing on a shared machine: other processes take the cores away mid-run, which wall time counts and CPU time
 // does not. So the headline rate divides the flops by the process's CPU time per thread (CPU seconds / threads,
@@ -24,6 +29,19 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadNativeAddon, type NativeAddon, type NativeKernelInfo } from '../src/backend/native/addon.js';
+import { Bf16Buffer, bf16Carrier } from '../src/backend/kernels.js';
+import { bf16ToF32, f32ToBf16 } from '../src/tensor/dtype.js';
+
+/** One bf16-weight product against bf16 mode on the widened weight (see the header) */
+export interface Bf16WeightRow {
+  /** token rows, input and output features of the linear layer */
+  N: number; C: number; OC: number; threads: number;
+  pass: 'forward' | 'backward';
+  bf16Kernel: string;
+  /** GFLOP/s (CPU time) of bf16 mode on the float32 widened weight, and of the bf16 weight */
+  modeGflops: number;
+  weightGflops: number;
+}
 
 /** One measured product: its shape, how it ran, and the rates */
 export interface GemmRow {
@@ -126,8 +144,8 @@ function main(): void {
   const threadCounts = values.threads.split(',').map(Number).filter((t) => t >= 1);
   const reps = Math.max(1, Number(values.reps));
   if (!['auto', 'all', 'none'].includes(values.bf16)) throw new Error(`--bf16 ${values.bf16}: want auto, all or none`);
-  const products = { bench: BENCH_PRODUCTS, train: TRAIN_PRODUCTS, all: [...BENCH_PRODUCTS, ...TRAIN_PRODUCTS] }[values.products];
-  if (!products) throw new Error(`--products ${values.products}: want bench, train or all`);
+  const products = { bench: BENCH_PRODUCTS, train: TRAIN_PRODUCTS, all: [...BENCH_PRODUCTS, ...TRAIN_PRODUCTS], none: [] }[values.products];
+  if (!products) throw new Error(`--products ${values.products}: want bench, train, all or none`);
   const blockChoices = values.blocks.split(',').filter((b) => b.length > 0).map((b) => /^\d+x\d+x\d+$/.test(b) ? b.replaceAll('x', ',') : b);
   const load = loadNativeAddon();
   if (!load.ok) {
@@ -194,12 +212,87 @@ function main(): void {
   const summary = summarise(rows);
   if (summary) console.log(`\n${summary}`);
 
+  // the bf16 paths of the float32 table's bf16 rows: the probe's, or each this CPU has with --bf16 all
+  const weightPaths = [...new Set(variants.flatMap((v) => v.bf16Kernel ? [v.bf16Kernel] : []))];
+  const weightRows = benchBf16Weights(addon, threadCounts, reps, weightPaths);
+  if (weightRows.length) {
+    console.log('\nfrozen bf16 weight (matmul*Bf16) against bf16 mode on the widened float32 weight, GFLOP/s (CPU time):');
+    console.log('| N x C -> OC | pass | threads | bf16 path | bf16 mode, f32 weight | bf16 weight | ratio |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const r of weightRows) {
+      console.log(`| ${r.N}x${r.C}->${r.OC} | ${r.pass} | ${r.threads} | ${r.bf16Kernel} | ${r.modeGflops.toFixed(1)} | ` +
+        `${r.weightGflops.toFixed(1)} | ${(r.weightGflops / r.modeGflops).toFixed(2)}x |`);
+    }
+  }
+
   const outDir = join(fileURLToPath(new URL('../..', import.meta.url)), 'bench', 'out');
   mkdirSync(outDir, { recursive: true });
   const file = join(outDir, 'gemm.json');
   writeFileSync(file, JSON.stringify({ machine: `${cpu}, ${cpus().length} cores`, isa: addon.isa(), plan: planLine(info),
-    kernelInfo: info, node: process.version, peak, gemm: rows }, null, 2) + '\n');
+    kernelInfo: info, node: process.version, peak, gemm: rows, bf16Weight: weightRows }, null, 2) + '\n');
   console.log(`\nwrote ${file}`);
+}
+
+/** N x C -> OC linear layers timed with a bf16 weight and with bf16 mode on its widened copy */
+const BF16_WEIGHT_SHAPES: Array<[N: number, C: number, OC: number]> = [[1024, 896, 4864], [1, 896, 4864]];
+
+/**
+ * The bf16-weight table: per shape and pass, bf16 mode (matmulForward/Backward on the widened float32 weight) and
+ * the bf16 weight (matmulForwardBf16/BackwardBf16) taking turns, best CPU-time rate of `reps` after a warm-up.
+ */
+function benchBf16Weights(addon: NativeAddon, threadCounts: number[], reps: number,
+  paths: Array<'fma' | 'dpbf16'>): Bf16WeightRow[] {
+  const rows: Bf16WeightRow[] = [];
+  const before = addon.getThreads();
+  try {
+    for (const threads of threadCounts) for (const kernel of paths) {
+      addon.configureGemm(kernel, null);
+      addon.setThreads(threads);
+      for (const [N, C, OC] of BF16_WEIGHT_SHAPES) {
+        const bits = f32ToBf16(randomBuffer(OC * C));
+        const weight = new Bf16Buffer(bf16Carrier(bits), bits.length);
+        const wide = bf16ToF32(bits);
+        const inp = randomBuffer(N * C);
+        const out = new Float32Array(N * OC);
+        const dout = randomBuffer(N * OC);
+        const dinp = new Float32Array(N * C);
+        for (const pass of ['forward', 'backward'] as const) {
+          const run = [
+            () => {
+              addon.setMatmulBf16(true);
+              if (pass === 'forward') addon.matmulForward(out, inp, wide, null, N, C, OC);
+              else addon.matmulBackward(dinp, null, null, dout, inp, wide, N, C, OC);
+              addon.setMatmulBf16(false);
+            },
+            () => {
+              if (pass === 'forward') addon.matmulForwardBf16(out, inp, weight, null, N, C, OC);
+              else addon.matmulBackwardBf16(dinp, dout, weight, N, C, OC);
+            },
+          ];
+          const best = [Infinity, Infinity];
+          // one row is a few microseconds: repeat it so each timing spans well over the clock's resolution
+          const calls = N <= 4 ? 200 : 1;
+          for (let r = 0; r <= reps; r++) {
+            for (let i = 0; i < 2; i++) {
+              const vi = (i + r) % 2;
+              const cpu0 = process.cpuUsage();
+              for (let c = 0; c < calls; c++) run[vi]();
+              const used = process.cpuUsage(cpu0);
+              if (r > 0) best[vi] = Math.min(best[vi], (used.user + used.system) * 1e-6 / threads / calls); // r 0: warm-up
+            }
+          }
+          const flops = 2 * N * C * OC;
+          rows.push({ N, C, OC, threads, pass, bf16Kernel: kernel, modeGflops: flops / best[0] * 1e-9,
+            weightGflops: flops / best[1] * 1e-9 });
+        }
+      }
+    }
+  } finally {
+    addon.setThreads(before);
+    addon.setMatmulBf16(false);
+    addon.configureGemm('auto', null);
+  }
+  return rows;
 }
 
 export function dtypeName(r: Pick<GemmRow, 'dtype' | 'bf16Kernel'>): string {

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { jsKernels } from '../src/backend/js/kernels.js';
-import type { Kernels } from '../src/backend/kernels.js';
+import { Bf16Buffer, bf16Carrier, type Kernels } from '../src/backend/kernels.js';
+import { bf16ToF32, f32ToBf16 } from '../src/tensor/dtype.js';
 import { getNativeKernels } from '../src/backend/index.js';
 import { loadNativeAddon, type NativeAddon, type NativeKernelInfo } from '../src/backend/native/addon.js';
 import { bf16SlowerNote } from '../src/backend/native/kernels.js';
@@ -89,6 +90,43 @@ function checkBf16Products(label: string, large = true): void {
     assertClose(`${label} bf16 matmulBackward dweight`, dw[1], dw[0], 2e-5);
   } finally {
     for (const k of [jsKernels, native]) k.setMatmulBf16(false);
+  }
+  checkBf16WeightProducts(label);
+}
+
+/**
+ * Products with a frozen bf16 weight (matmulForwardBf16 / matmulBackwardBf16) on the plan in force: against the
+ * reference, and bit for bit the products of bf16 mode on the widened weight (past 4 rows; 1..4 rows read the weight
+ * in place and sum in another order). Run with bf16 mode off: the weight's products are bf16 ones regardless.
+ */
+function checkBf16WeightProducts(label: string): void {
+  for (const [N, C, OC] of [[1, 65, 97], [4, 33, 130], [7, 63, 65], [97, 129, 40], [50, 301, 130]] as const) {
+    const bits = f32ToBf16(randn(OC * C));
+    const w = new Bf16Buffer(bf16Carrier(bits), bits.length);
+    const wide = bf16ToF32(bits);
+    const inp = randn(N * C);
+    const bias = randn(OC);
+    const dout = randn(N * OC);
+    const dinp0 = randn(N * C);
+    const what = `${label} bf16 weight ${N}x${C}->${OC}`;
+    const ref = { out: new Float32Array(N * OC), dinp: dinp0.slice() };
+    jsKernels.matmulForwardBf16(ref.out, inp, w, bias, N, C, OC);
+    jsKernels.matmulBackwardBf16(ref.dinp, dout, w, N, C, OC);
+    const got = { out: new Float32Array(N * OC), dinp: dinp0.slice() };
+    native.matmulForwardBf16(got.out, inp, w, bias, N, C, OC);
+    native.matmulBackwardBf16(got.dinp, dout, w, N, C, OC);
+    assertClose(`${what} forward`, got.out, ref.out, 2e-5);
+    assertClose(`${what} backward`, got.dinp, ref.dinp, 2e-5);
+    if (N <= 4) continue;
+    const mode = { out: new Float32Array(N * OC), dinp: dinp0.slice() };
+    try {
+      native.setMatmulBf16(true);
+      native.matmulForward(mode.out, inp, wide, bias, N, C, OC);
+      native.matmulBackward(mode.dinp, null, null, dout, inp, wide, N, C, OC);
+    } finally {
+      native.setMatmulBf16(false);
+    }
+    assert.deepEqual(got, mode, `${what}: not bf16 mode's numbers on the widened weight`);
   }
 }
 

@@ -493,6 +493,64 @@ void matmul_cases() {
     }
 }
 
+// ------------------------------------------------------------------------------------------------ bf16 weights
+
+/** n random bfloat16 bit patterns (odd n: the kernels get exactly n values) and their float values */
+void bf16_weight(Rng& rng, int64_t n, std::vector<uint16_t>* bits, std::vector<float>* wide) {
+  const auto x = rng.floats(n);
+  bits->resize(static_cast<size_t>(n));
+  wide->resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; i++) {
+    const float r = bf16_round(x[i]);
+    uint32_t u;
+    std::memcpy(&u, &r, 4);
+    (*bits)[i] = static_cast<uint16_t>(u >> 16);
+    (*wide)[i] = r;
+  }
+}
+
+/**
+ * matmul_forward_bf16 / matmul_backward_bf16: bf16 products (the float operand rounded, the weight exact) whatever
+ * matmul_bf16() says, so the reference is bf16 mode's on the widened weight. 1..4 rows take the decode path (the
+ * weight read in place); the rest the packed one, on each bf16 path the table has, with the fixed blocks and small
+ * ones (KC 37: odd, so each block's last pair is half empty).
+ */
+void bf16_weight_matmul_cases() {
+  Rng rng(252);
+  const int64_t shapes[][3] = {{1, 1, 1}, {1, 65, 300}, {2, 7, 33}, {3, 65, 127}, {4, 130, 97},
+                               {7, 65, 63}, {65, 127, 7}, {33, 129, 300}, {50, 301, 130}};
+  const char* blocks[] = {"fixed", "37,24,64"};
+  const char* paths[] = {"fma", "dpbf16"};
+  for (const char* blk : blocks)
+    for (const char* path : paths) {
+      if (!kern.gemm_configure(path, blk)) continue;  // dpbf16: AVX-512 with VDPBF16PS only
+      for (const auto& s : shapes) {
+        const int64_t N = s[0], C = s[1], OC = s[2];
+        if (std::strcmp(blk, "fixed") != 0 && N <= 4) continue;  // decoding uses no blocks
+        std::vector<uint16_t> w;
+        std::vector<float> wide;
+        bf16_weight(rng, OC * C, &w, &wide);
+        const auto inp = rng.floats(N * C), bias = rng.floats(OC), dout = rng.floats(N * OC);
+        const std::string shape = sizes({{"N", N}, {"C", C}, {"OC", OC}}) + " " + path + " blocks " + blk;
+        for (bool with_bias : {true, false}) {
+          const auto out = rng.floats(N * OC);
+          std::vector<float> bias_rows(static_cast<size_t>(N * OC));
+          for (int64_t n = 0; n < N; n++) std::memcpy(&bias_rows[n * OC], bias.data(), static_cast<size_t>(OC) * 4);
+          const auto e = gemm_reference(bias_rows, inp, wide, N, OC, C, false, true, with_bias, true);
+          run_case("matmul_forward_bf16", shape + " bias=" + std::to_string(with_bias), {f32_out("out", out, e, kSum)},
+                   [&](Bufs& o) {
+                     kern.matmul_forward_bf16(o.f(0), inp.data(), w.data(), with_bias ? bias.data() : nullptr, N, C, OC);
+                   });
+        }
+        const auto dinp = rng.floats(N * C);
+        run_case("matmul_backward_bf16", shape,
+                 {f32_out("dinp", dinp, gemm_reference(dinp, dout, wide, N, C, OC, false, false, true, true), kSum)},
+                 [&](Bufs& o) { kern.matmul_backward_bf16(o.f(0), dout.data(), w.data(), N, C, OC); });
+      }
+    }
+  kern.gemm_configure("auto", "fixed");
+}
+
 // ------------------------------------------------------------------------------------------------ embeddings
 
 void embedding_cases() {
@@ -517,6 +575,18 @@ void embedding_cases() {
       for (int64_t c = 0; c < C; c++) e[ids[n] * C + c] += dout[n * C + c];
     run_case("embedding_backward", shape + " (repeated ids)", {f32_out("dtable", dtable, e, kPointwise)},
              [&](Bufs& o) { kern.embedding_backward(o.f(0), dout.data(), ids.data(), N, C); });
+    // a bf16 table (odd V * C: an odd number of values), widened exactly
+    std::vector<uint16_t> bits;
+    std::vector<float> wide;
+    bf16_weight(rng, V * C, &bits, &wide);
+    for (bool accumulate : {false, true}) {
+      const auto out = rng.floats(N * C);
+      std::vector<double> eb(static_cast<size_t>(N * C));
+      for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) eb[n * C + c] = (accumulate ? double(out[n * C + c]) : 0.0) + wide[ids[n] * C + c];
+      run_case("embedding_forward_bf16", shape + " acc=" + std::to_string(accumulate), {f32_out("out", out, eb, kExact)},
+               [&](Bufs& o) { kern.embedding_forward_bf16(o.f(0), ids.data(), bits.data(), N, C, accumulate); });
+    }
   }
 }
 
@@ -1010,6 +1080,7 @@ int main(int argc, char** argv) {
   gemm_config_cases();
   gemm_cases();
   matmul_cases();
+  bf16_weight_matmul_cases();
   embedding_cases();
   norm_cases();
   rope_cases();
