@@ -3,8 +3,8 @@
 //             _tile_release), compiled only inside target attributes;
 //   TilesEmu: a scalar emulation of the same eight tile registers, TDPBF16PS following the pseudocode of Intel's
 //             SDM (see TilesEmu::dp), so native/test/amx.cc can run the GEMM, packing and blocking included, on CPUs
-//             without AMX. The emulation checks the shapes the hardware checks (#UD there, abort
-//             here), so a wrong tile configuration fails the test too.
+//             without AMX. It checks the shapes the hardware checks (#UD there, abort here), so a wrong
+//             tile configuration fails the test too.
 //
 // Included by amx.cc (the addon's build, with the hardware layer) and by native/test/amx.cc (the harness). Everything
 // is in an anonymous namespace: each includer gets its own copy, and nothing here can be merged by the linker with
