@@ -185,4 +185,10 @@ test('orpo train --torch-dtype bfloat16 trains LoRA on a bfloat16 base (the loss
   const want = records.filter((x) => 'eval_loss' in x).at(-1)!['eval_loss']!;
   const got = (JSON.parse(ev.stdout) as Record<string, number>)['eval_loss']!;
   assert.ok(Math.abs(got - want) <= 1e-6 * Math.abs(want), `${got} vs ${want}`);
+  // generation on the bfloat16 base (decoding reads the bf16 matrices in place, one row at a time)
+  const gen = spawnSync(process.execPath, [MAIN, 'generate', '--model', out, '--prompt', '12+07=', '--max-new-tokens', '4',
+    '--torch-dtype', 'bfloat16', '--json', '--threads', '1'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(gen.status, 0, gen.stderr);
+  const { tokens } = JSON.parse(gen.stdout) as { tokens: number[] };
+  assert.ok(tokens.length >= 1 && tokens.length <= 4 && tokens.every((t) => Number.isInteger(t) && t >= 0), gen.stdout);
 });
