@@ -5,12 +5,14 @@
 // the user picked, held in memory). Any other node: import fails the build. WebGPU (src/backend/webgpu, browser-safe)
 // trains a copy of the model when navigator.gpu gives an adapter (src/web/device.ts).
 
-export type { Kernels, FloatArray } from './backend/kernels.js';
+export type { Kernels, FloatArray, Weight } from './backend/kernels.js';
+export { Bf16Buffer } from './backend/kernels.js';
+export type { WeightDtype } from './model/layout.js';
 export { getKernels, availableBackends, BROWSER_BACKEND_NOTE } from './backend/browser.js';
 export { jsKernels } from './backend/js/kernels.js';
 export type { CausalLM, ModelConfig, ParamSpec, ModelType } from './model/types.js';
 export { parseConfig, SUPPORTED_MODEL_TYPES } from './model/config.js';
-export { createModel, emptyModel, modelOnBackend, copyParamsToHost } from './model/create.js';
+export { createModel, emptyModel, modelOnBackend, copyParamsToHost, readParam, setParam, widenModel } from './model/create.js';
 export type { DecoderBase as Model } from './model/base.js';
 export {
   modelFromFolderBytes, modelFolderBytes, parseSafetensorsBytes, safetensorsBytes, folderTensors, tensorToF32,

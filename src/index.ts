@@ -1,10 +1,12 @@
 // orpo-ts public API.
-export type { Kernels, FloatArray } from './backend/kernels.js';
+export type { Kernels, FloatArray, Weight } from './backend/kernels.js';
+export { Bf16Buffer } from './backend/kernels.js';
+export type { WeightDtype } from './model/layout.js';
 export { getKernels, availableBackends } from './backend/index.js';
 export { jsKernels } from './backend/js/kernels.js';
 export type { CausalLM, ModelConfig, ParamSpec, ModelType, RowPacking } from './model/types.js';
 export { parseConfig, SUPPORTED_MODEL_TYPES } from './model/config.js';
-export { createModel, emptyModel } from './model/create.js';
+export { createModel, emptyModel, readParam, setParam, widenModel } from './model/create.js';
 export type { DecoderBase as Model } from './model/base.js';
 export { loadModel, saveModel, hfTensors } from './io/hf-model.js';
 export { collatePairs, type TokenPair, type PreferenceBatch, type PackedBatch } from './data/collate.js';
