@@ -61,7 +61,7 @@ export interface GemmRow {
 
 interface Variant {
   dtype: 'f32' | 'bf16';
-  bf16Kernel: 'fma' | 'dpbf16' | null;
+  bf16Kernel: 'fma' | 'dpbf16' | 'amx' | null;
   blocks: string;
 }
 
@@ -95,8 +95,9 @@ function variantName(transA: boolean, transB: boolean): string {
 
 /** the variants to run: every block choice, each in float32 and in the bf16 paths asked for */
 function variantsOf(info: NativeKernelInfo, bf16: string, blocks: string[]): Variant[] {
-  const paths: Array<'fma' | 'dpbf16'> = bf16 === 'none' ? [] : bf16 === 'all'
-    ? (info.bf16.dpbf16 ? ['fma', 'dpbf16'] : ['fma']) : [info.bf16.kernel];
+  const paths: Array<'fma' | 'dpbf16' | 'amx'> = bf16 === 'none' ? [] : bf16 === 'all'
+    ? ['fma', ...(info.bf16.dpbf16 ? ['dpbf16' as const] : []), ...(info.bf16.amx ? ['amx' as const] : [])]
+    : [info.bf16.kernel];
   return blocks.flatMap((b) => [
     { dtype: 'f32' as const, bf16Kernel: null, blocks: b },
     ...paths.map((p) => ({ dtype: 'bf16' as const, bf16Kernel: p, blocks: b })),
@@ -126,7 +127,8 @@ export function planLine(info: NativeKernelInfo): string {
   const g = info.gemm;
   const p = info.bf16.probeGflops;
   const probe = `probe on 1 thread: f32 ${p.f32.toFixed(0)}, bf16 fma ${p.fma.toFixed(0)}` +
-    (info.bf16.dpbf16 ? `, bf16 dpbf16 ${p.dpbf16.toFixed(0)}` : '') + ' GFLOP/s';
+    (info.bf16.dpbf16 ? `, bf16 dpbf16 ${p.dpbf16.toFixed(0)}` : '') +
+    (info.bf16.amx ? `, bf16 amx ${p.amx.toFixed(0)}` : '') + ' GFLOP/s';
   return `${caches}; GEMM ${g.mr}x${g.nr} micro-tile, blocks KC ${g.kc} MC ${g.mc} NC ${g.nc} (${g.blocks}); ` +
     `bf16 path ${info.bf16.kernel} (${info.bf16.source}; ${probe})`;
 }
@@ -241,7 +243,7 @@ const BF16_WEIGHT_SHAPES: Array<[N: number, C: number, OC: number]> = [[1024, 89
  * the bf16 weight (matmulForwardBf16/BackwardBf16) taking turns, best CPU-time rate of `reps` after a warm-up.
  */
 function benchBf16Weights(addon: NativeAddon, threadCounts: number[], reps: number,
-  paths: Array<'fma' | 'dpbf16'>): Bf16WeightRow[] {
+  paths: Array<'fma' | 'dpbf16' | 'amx'>): Bf16WeightRow[] {
   const rows: Bf16WeightRow[] = [];
   const before = addon.getThreads();
   try {

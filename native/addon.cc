@@ -735,7 +735,7 @@ void set_string(napi_env env, napi_value obj, const char* key, const char* s) {
 
 /**
  * { isa, cache: {l1d, l2, l3, l3Sharing, source}, gemm: {mr, nr, kc, mc, nc, blocks},
- *   bf16: {kernel, source, dpbf16, probeGflops: {f32, fma, dpbf16}} }: what a machine line needs to say which kernels
+ *   bf16: {kernel, source, dpbf16, amx, probeGflops: {f32, fma, dpbf16, amx}} }: what a machine line needs to say which kernels
  * ran. The first call runs the bf16 probe (a few ms) unless a bf16 GEMM already did.
  */
 napi_value KernelInfo(napi_env env, napi_callback_info) {
@@ -764,9 +764,12 @@ napi_value KernelInfo(napi_env env, napi_callback_info) {
   set_string(env, bf16, "source", g.bf16_source);
   napi_get_boolean(env, g.dpbf16, &flag);
   napi_set_named_property(env, bf16, "dpbf16", flag);
+  napi_get_boolean(env, g.amx, &flag);
+  napi_set_named_property(env, bf16, "amx", flag);
   set_number(env, probe, "f32", g.probe_f32);
   set_number(env, probe, "fma", g.probe_fma);
   set_number(env, probe, "dpbf16", g.probe_dpbf16);
+  set_number(env, probe, "amx", g.probe_amx);
   napi_set_named_property(env, bf16, "probeGflops", probe);
   napi_set_named_property(env, info, "cache", cache);
   napi_set_named_property(env, info, "gemm", gemm);
@@ -787,7 +790,7 @@ const char* optional_string(napi_env env, napi_value v, char* buf, size_t n, boo
   return buf;
 }
 
-/** configureGemm(bf16Kernel: 'auto'|'fma'|'dpbf16'|null, blocks: 'derived'|'fixed'|'KC,MC,NC'|null): diagnostics */
+/** configureGemm(bf16Kernel: 'auto'|'fma'|'dpbf16'|'amx'|null, blocks: 'derived'|'fixed'|'KC,MC,NC'|null): diagnostics */
 napi_value ConfigureGemm(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -799,8 +802,8 @@ napi_value ConfigureGemm(napi_env env, napi_callback_info info) {
   if (!ok || !K().gemm_configure(kernel, blocks)) {
     char msg[200];
     std::snprintf(msg, sizeof msg,
-                  "orpo native configureGemm: want bf16Kernel auto, fma or dpbf16 (dpbf16 only where the CPU has "
-                  "AVX512_BF16) and blocks derived, fixed or KC,MC,NC");
+                  "orpo native configureGemm: want bf16Kernel auto, fma, dpbf16 or amx (dpbf16 only where the CPU has "
+                  "AVX512_BF16, amx only with usable AMX tiles) and blocks derived, fixed or KC,MC,NC");
     napi_throw_range_error(env, "ERR_ORPO_NATIVE_ARGUMENT", msg);
   }
   return undefined(env);

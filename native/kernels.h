@@ -13,12 +13,14 @@ struct GemmInfo {
   int64_t kc, mc, nc;      // the cache blocks
   const char* blocks;      // where they came from: "cache sizes", "fixed" (no sizes detected, or
                            // ORPO_GEMM_BLOCKS=fixed), "ORPO_GEMM_BLOCKS", "set"
-  const char* bf16_kernel; // the bf16 path: "dpbf16" (VDPBF16PS on bf16 pairs) or "fma" (operands rounded to
-                           // bf16, float32 FMA)
+  const char* bf16_kernel; // the bf16 path: "dpbf16" (VDPBF16PS on bf16 pairs), "fma" (operands rounded to
+                           // bf16, float32 FMA) or "amx" (TDPBF16PS on AMX tiles, amx.h)
   const char* bf16_source; // "probe", "ORPO_BF16_KERNEL", "set", or "only" (the one path this table has)
   bool dpbf16;             // whether the dpbf16 path can run here
   // the probe's single-thread GFLOP/s (CPU time) on one GEMM per path; 0 where a path was not measured
   double probe_f32, probe_fma, probe_dpbf16;
+  bool amx;                // whether the amx path can run here (AMX tiles granted by Linux, start-up check passed)
+  double probe_amx;        // the probe's amx GFLOP/s; 0 where it was not measured
 };
 
 struct KernelTable {
@@ -106,7 +108,7 @@ struct KernelTable {
   double (*fma_peak_gflops)(int threads);
   // The GEMM's blocks and bf16 path; the first call (or the first bf16 GEMM) runs the bf16 probe (a few ms).
   void (*gemm_info)(GemmInfo* out);
-  // Diagnostics and tests: bf16 path "auto" (the probe's choice), "fma" or "dpbf16"; blocks "derived", "fixed" or
+  // Diagnostics and tests: bf16 path "auto" (the probe's choice), "fma", "dpbf16" or "amx"; blocks "derived", "fixed" or
   // "KC,MC,NC". Either may be null (unchanged). False, changing nothing, when a value is invalid or unavailable.
   bool (*gemm_configure)(const char* bf16_kernel, const char* blocks);
 };

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "amx.h"
 #include "cpu.h"
 #include "kernels.h"
 #include "pool.h"
@@ -500,8 +501,12 @@ static inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t l
 //     this table's 12x32 micro-tile). Its sums round to nearest even like the FMA path's, but the instruction treats
 //     subnormal inputs and results as zero (below 1.2e-38: nothing a training step can see).
 //   fma: the operands are rounded to bf16 as float32 values and go through the float32 micro-kernel. Any CPU.
-// Which is faster is measured, not assumed from the flags: the first bf16 GEMM (or gemm_info) times both on one
-// thread (bf16_choice below); ORPO_BF16_KERNEL=fma|dpbf16 forces one.
+//   amx: TDPBF16PS on Intel's AMX tiles (Sapphire Rapids and later), with its own packing (16x32 bf16 tiles of A, VNNI
+//     pairs of B) and 32x32 micro-kernel in amx_impl.h, tested on emulated tiles by native/test/amx.cc. The AVX-512
+//     table only, where CPUID has AMX-TILE and AMX-BF16, Linux grants the tile state and the start-up check passed
+//     (amx::usable). DAZ/FTZ as dpbf16.
+// Which is faster is measured, not assumed from the flags: the first bf16 GEMM (or gemm_info) times each on one
+// thread (bf16_choice below); ORPO_BF16_KERNEL=fma|dpbf16|amx forces one.
 
 #if defined(__AVX512F__) && defined(__x86_64__)
 constexpr bool kBf16Kernel = MR == 12 && NR == 32;
@@ -567,11 +572,18 @@ static void micro_kernel_bf16(int64_t, const uint32_t*, const uint32_t*, float*,
 
 static bool dpbf16_available() { return kBf16Kernel && cpu_has_avx512bf16(); }
 
+// amx.cc is built into the AVX-512 library only: the other tables never name it
+#if defined(__AVX512F__) && defined(__x86_64__)
+static bool amx_available() { return amx::usable(); }
+#else
+static bool amx_available() { return false; }
+#endif
+
 // ------------------------------------------------------------------------------------------------ GEMM plan
 //
 // What one GEMM call runs with, fixed before any thread starts: the cache blocks and the arithmetic.
 
-constexpr int kModeF32 = 0, kModeBf16Fma = 1, kModeBf16Dp = 2;
+constexpr int kModeF32 = 0, kModeBf16Fma = 1, kModeBf16Dp = 2, kModeBf16Amx = 3;
 
 struct GemmPlan {
   int64_t kc, mc, nc;
@@ -650,9 +662,9 @@ static const Blocks& gemm_blocks() {
 }
 
 struct Bf16Choice {
-  int mode;  // kModeBf16Fma or kModeBf16Dp
+  int mode;  // kModeBf16Fma, kModeBf16Dp or kModeBf16Amx
   const char* source;
-  double f32, fma, dp;  // probe GFLOP/s
+  double f32, fma, dp, amx;  // probe GFLOP/s
 };
 
 static const Bf16Choice* g_bf16 = nullptr;
@@ -667,7 +679,7 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, View<TB> B, int64_t M,
  * over 5 ms (the portable build). About 10 ms once per process on an AVX-512 core, half of it the first touch of the
  * buffers; a smaller product would exaggerate the packing, which the paths do differently.
  */
-static void probe_paths(double* f32, double* fma, double* dp) {
+static void probe_paths(double* f32, double* fma, double* dp, double* amx) {
   constexpr int64_t M = 192, N = 384, K = 256;  // two A blocks of 12 B slivers: every step of the blocked loop
   float* buf = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * (M * K + N * K + M * N)));
   float* a = buf;
@@ -679,14 +691,14 @@ static void probe_paths(double* f32, double* fma, double* dp) {
     buf[i] = float(int32_t(x >> 8) - (1 << 23)) * (1.0f / (1 << 23));
   }
   const Blocks& blk = gemm_blocks();
-  const bool has_dp = dpbf16_available();
-  const int modes[3] = {kModeF32, kModeBf16Fma, kModeBf16Dp};
-  double best[3] = {1e30, 1e30, 1e30};
+  const bool has_dp = dpbf16_available(), has_amx = amx_available();
+  const int modes[4] = {kModeF32, kModeBf16Fma, kModeBf16Dp, kModeBf16Amx};
+  double best[4] = {1e30, 1e30, 1e30, 1e30};
   const MatView Av{a, K, 1}, Bv{b, 1, K};
   for (int round = 0; round < 6; round++) {  // round 0 warms the caches and the scratch buffers up
     const double r0 = thread_cpu_seconds();
-    for (int m = 0; m < 3; m++) {
-      if (modes[m] == kModeBf16Dp && !has_dp) continue;
+    for (int m = 0; m < 4; m++) {
+      if ((modes[m] == kModeBf16Dp && !has_dp) || (modes[m] == kModeBf16Amx && !has_amx)) continue;
       const GemmPlan plan{blk.kc, blk.mc, blk.nc, modes[m]};
       const double t0 = thread_cpu_seconds();
       gemm_serial(c, N, Av, Bv, M, N, K, false, plan);
@@ -700,12 +712,28 @@ static void probe_paths(double* f32, double* fma, double* dp) {
   *f32 = flops / best[0] * 1e-9;
   *fma = flops / best[1] * 1e-9;
   *dp = has_dp ? flops / best[2] * 1e-9 : 0.0;
+  *amx = has_amx ? flops / best[3] * 1e-9 : 0.0;
 }
 
-/** ORPO_BF16_KERNEL, else the probe's faster path */
+/** the probe's fastest bf16 path among those this CPU can run */
+static int fastest_bf16(const Bf16Choice& ch) {
+  int mode = kModeBf16Fma;
+  double best = ch.fma;
+  if (dpbf16_available() && ch.dp > best) {
+    mode = kModeBf16Dp;
+    best = ch.dp;
+  }
+  if (amx_available() && ch.amx > best) mode = kModeBf16Amx;
+  return mode;
+}
+
+/** the choice's source when nobody forced a path: "only" where fma is the one path this CPU has */
+static const char* probe_source() { return dpbf16_available() || amx_available() ? "probe" : "only"; }
+
+/** ORPO_BF16_KERNEL, else the probe's fastest path */
 static Bf16Choice initial_bf16() {
-  Bf16Choice ch{kModeBf16Fma, "probe", 0, 0, 0};
-  probe_paths(&ch.f32, &ch.fma, &ch.dp);
+  Bf16Choice ch{kModeBf16Fma, "probe", 0, 0, 0, 0};
+  probe_paths(&ch.f32, &ch.fma, &ch.dp, &ch.amx);
   const char* env = std::getenv("ORPO_BF16_KERNEL");
   if (env && std::strcmp(env, "fma") == 0) {
     ch.mode = kModeBf16Fma;
@@ -713,13 +741,17 @@ static Bf16Choice initial_bf16() {
   } else if (env && std::strcmp(env, "dpbf16") == 0 && dpbf16_available()) {
     ch.mode = kModeBf16Dp;
     ch.source = "ORPO_BF16_KERNEL";
+  } else if (env && std::strcmp(env, "amx") == 0 && amx_available()) {
+    ch.mode = kModeBf16Amx;
+    ch.source = "ORPO_BF16_KERNEL";
   } else {
     if (env && *env && std::strcmp(env, "auto") != 0)
       std::fprintf(stderr, "orpo: ignoring ORPO_BF16_KERNEL=%s (%s)\n", env,
                    std::strcmp(env, "dpbf16") == 0 ? "this CPU or kernel table has no VDPBF16PS"
-                                                   : "want auto, fma or dpbf16");
-    if (!dpbf16_available()) ch.source = "only";
-    else if (ch.dp > ch.fma) ch.mode = kModeBf16Dp;
+                   : std::strcmp(env, "amx") == 0  ? "this CPU, kernel table or OS has no usable AMX"
+                                                   : "want auto, fma, dpbf16 or amx");
+    ch.source = probe_source();
+    ch.mode = fastest_bf16(ch);
   }
   return ch;
 }
@@ -743,8 +775,9 @@ static GemmPlan gemm_plan() {
 static void gemm_info(GemmInfo* out) {
   const Blocks& b = gemm_blocks();
   const Bf16Choice& ch = bf16_choice();
-  *out = GemmInfo{MR, NR, b.kc, b.mc, b.nc, b.source, ch.mode == kModeBf16Dp ? "dpbf16" : "fma", ch.source,
-                  dpbf16_available(), ch.f32, ch.fma, ch.dp};
+  const char* kernel = ch.mode == kModeBf16Dp ? "dpbf16" : ch.mode == kModeBf16Amx ? "amx" : "fma";
+  *out = GemmInfo{MR,     NR,     b.kc,  b.mc, b.nc, b.source, kernel, ch.source, dpbf16_available(),
+                  ch.f32, ch.fma, ch.dp, amx_available(), ch.amx};
 }
 
 static bool gemm_configure(const char* bf16_kernel, const char* blocks) {
@@ -759,6 +792,7 @@ static bool gemm_configure(const char* bf16_kernel, const char* blocks) {
   if (bf16_kernel) {
     if (std::strcmp(bf16_kernel, "fma") == 0) mode = kModeBf16Fma;
     else if (std::strcmp(bf16_kernel, "dpbf16") == 0 && dpbf16_available()) mode = kModeBf16Dp;
+    else if (std::strcmp(bf16_kernel, "amx") == 0 && amx_available()) mode = kModeBf16Amx;
     else if (std::strcmp(bf16_kernel, "auto") != 0) return false;
   }
   if (blocks) __atomic_store_n(&g_blocks, new Blocks(nb), __ATOMIC_RELEASE);
@@ -766,8 +800,8 @@ static bool gemm_configure(const char* bf16_kernel, const char* blocks) {
     const Bf16Choice& cur = bf16_choice();  // keeps the probe's numbers
     Bf16Choice* next = new Bf16Choice(cur);
     if (mode < 0) {
-      next->mode = dpbf16_available() && cur.dp > cur.fma ? kModeBf16Dp : kModeBf16Fma;
-      next->source = dpbf16_available() ? "probe" : "only";
+      next->mode = fastest_bf16(cur);
+      next->source = probe_source();
     } else {
       next->mode = mode;
       next->source = "set";
@@ -791,6 +825,12 @@ static void gemm_serial(float* c, int64_t ldc, MatView A, View<TB> B, int64_t M,
       for (int64_t i = 0; i < M; i++) std::memset(c + i * ldc, 0, static_cast<size_t>(N) * 4);
     return;
   }
+#if defined(__AVX512F__) && defined(__x86_64__)
+  if (plan.mode == kModeBf16Amx) {  // its own packing and micro-kernel (amx_impl.h), the same blocks
+    amx::gemm_serial(c, ldc, A.p, A.rs, A.cs, B.p, B.rs, B.cs, M, N, K, acc, plan.kc, plan.mc, plan.nc);
+    return;
+  }
+#endif
   const int64_t KC = plan.kc, MC = plan.mc, NC = plan.nc;
   float* bp = scratch(0, KC * min64(NC, ceil_div(N, NR) * NR));
   float* ap = scratch(1, KC * min64(MC, ceil_div(M, MR) * MR));
@@ -982,7 +1022,9 @@ static void gemm_threads(float* c, MatView A, View<TB> B, int64_t M, int64_t N, 
     for (int64_t x = 0; x < M * N; x++) c[x] += part[x];
     return;
   }
-  const int64_t mtiles = ceil_div(M, MR), ntiles = ceil_div(N, NR);
+  // strips in whole micro-tiles: MR x NR, or the amx path's 32 x 32 (12-row strips would pad each to 32 rows)
+  const int64_t mr = plan.mode == kModeBf16Amx ? 32 : MR, nr = plan.mode == kModeBf16Amx ? 32 : NR;
+  const int64_t mtiles = ceil_div(M, mr), ntiles = ceil_div(N, nr);
   // One strip per thread: every strip repacks the whole shared operand, so more strips cost real time.
   int64_t parts = flops < 2e6 ? 1 : threads;
   const bool split_rows = mtiles >= ntiles;
@@ -991,7 +1033,7 @@ static void gemm_threads(float* c, MatView A, View<TB> B, int64_t M, int64_t N, 
     gemm_serial(c, N, A, B, M, N, K, accumulate, plan);
     return;
   }
-  const int64_t unit = split_rows ? MR : NR;
+  const int64_t unit = split_rows ? mr : nr;
   const int64_t tiles = split_rows ? mtiles : ntiles;
   auto task = [&](int64_t t) {
     const int64_t t0 = tiles * t / parts, t1 = tiles * (t + 1) / parts;

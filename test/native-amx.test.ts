@@ -205,3 +205,38 @@ test("amx.cc's own entry points on emulated tiles: GEMMs pass, and a wrong kerne
   assert.equal(lines.length, 1, `want one line on stderr:\n${broken.stderr}`);
   assert.match(lines[0], /^orpo: AMX bf16 GEMM failed its start-up check .*use the AVX-512 paths/);
 });
+
+test("the AVX-512 table's bf16 products through the amx path (amx.cc on emulated tiles): native/test/parity.cc passes",
+  { skip: skip || (hasAvx512() ? false : 'the AVX-512 kernel table needs an AVX-512 CPU'), timeout: 600_000 }, async () => {
+    const { dir } = await builds();
+    const { common, avx512 } = gypFlags();
+    const sources: Array<[string, string[]]> = [
+      ['test/parity.cc', ['-DPARITY_TABLE=kernels_avx512']], ['isa_avx512.cc', avx512],
+      ['amx.cc', [...avx512, '-DORPO_AMX_EMULATE']], ['isa_generic.cc', []], ['pool.cc', []], ['cpu.cc', []],
+    ];
+    const objects = sources.map(([s]) => join(dir, `parity-${s.replace(/\W/g, '_')}.o`));
+    await Promise.all(sources.map(([s, flags], i) =>
+      compile([...common, ...flags, '-pthread', '-c', join(native, s), '-o', objects[i]], dir, s)));
+    const exe = join(dir, 'parity-avx512-amx');
+    await compile(['-pthread', ...objects, '-o', exe], dir, 'linking parity');
+    // the process starts on the amx path (the probe would pick a faster one over the slow emulation), and the
+    // harness's small-block cases run each path gemm_configure accepts, amx among them
+    const r = await new Promise<Run>((resolve, reject) => {
+      const child = spawn(exe, [], { cwd: dir, env: { ...process.env, ORPO_BF16_KERNEL: 'amx' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.stderr.on('data', (b: Buffer) => err.push(b));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    });
+    const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const summary = lines.find((l) => l.summary === true);
+    assert.ok(summary, `parity stopped before its summary (exit ${r.code})\n${r.stderr}`);
+    const failed = lines.filter((l) => l.ok === false);
+    assert.deepEqual(failed.slice(0, 5).map((l) => JSON.stringify(l)), [], `${failed.length} parity checks failed`);
+    assert.equal(r.code, 0, r.stderr);
+    const plan = lines.find((l) => l.kernel === 'gemm_info');
+    assert.match(String(plan?.detail), /bf16 amx \(ORPO_BF16_KERNEL\)/, 'the process did not start on the amx path');
+    assert.ok(lines.some((l) => l.kernel === 'gemm' && String(l.case).includes('bf16')), 'no bf16 GEMM case ran');
+  });

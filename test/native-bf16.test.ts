@@ -41,8 +41,9 @@ function assertClose(what: string, actual: Float32Array, expected: Float32Array,
 }
 
 /** the paths this CPU can run */
-function paths(): Array<'fma' | 'dpbf16'> {
-  return addon.kernelInfo().bf16.dpbf16 ? ['fma', 'dpbf16'] : ['fma'];
+function paths(): Array<'fma' | 'dpbf16' | 'amx'> {
+  const bf16 = addon.kernelInfo().bf16;
+  return ['fma', ...(bf16.dpbf16 ? ['dpbf16' as const] : []), ...(bf16.amx ? ['amx' as const] : [])];
 }
 
 /** gemm on every transpose of each shape, native against the reference, c accumulated when `accumulate(transA)` */
@@ -158,12 +159,17 @@ test('kernelInfo: the kernel table, detected caches, blocks that fit the micro-t
   assert.ok(paths().includes(info.bf16.kernel), info.bf16.kernel);
   assert.ok(info.bf16.probeGflops.f32 > 0 && info.bf16.probeGflops.fma > 0, JSON.stringify(info.bf16));
   assert.equal(info.bf16.probeGflops.dpbf16 > 0, info.bf16.dpbf16);
+  assert.equal(info.bf16.probeGflops.amx > 0, info.bf16.amx);
   if (info.isa !== 'avx512') assert.equal(info.bf16.dpbf16, false, 'VDPBF16PS is only in the AVX-512 table');
+  if (info.isa !== 'avx512') assert.equal(info.bf16.amx, false, 'AMX is only in the AVX-512 table');
   if (!process.env.ORPO_BF16_KERNEL) {
-    // the probe's choice is the faster path it measured
-    const want = info.bf16.dpbf16 && info.bf16.probeGflops.dpbf16 > info.bf16.probeGflops.fma ? 'dpbf16' : 'fma';
+    // the probe's choice is the fastest path it measured
+    const p = info.bf16.probeGflops;
+    let want: 'fma' | 'dpbf16' | 'amx' = 'fma';
+    if (info.bf16.dpbf16 && p.dpbf16 > p.fma) want = 'dpbf16';
+    if (info.bf16.amx && p.amx > Math.max(p.fma, info.bf16.dpbf16 ? p.dpbf16 : 0)) want = 'amx';
     assert.equal(info.bf16.kernel, want);
-    assert.equal(info.bf16.source, info.bf16.dpbf16 ? 'probe' : 'only');
+    assert.equal(info.bf16.source, info.bf16.dpbf16 || info.bf16.amx ? 'probe' : 'only');
   }
 });
 
@@ -237,6 +243,7 @@ test('configureGemm refuses what it cannot run and changes nothing then', { skip
     assert.throws(() => addon.configureGemm(kernel as 'fma', blocks), /configureGemm/, `${kernel} ${blocks}`);
   }
   if (!before.bf16.dpbf16) assert.throws(() => addon.configureGemm('dpbf16', null), /AVX512_BF16/);
+  if (!before.bf16.amx) assert.throws(() => addon.configureGemm('amx', null), /AMX/);
   assert.throws(() => (addon.configureGemm as (a: unknown, b: unknown) => void)(3, null), /configureGemm/);
   const after = addon.kernelInfo();
   assert.deepEqual([after.gemm, after.bf16.kernel], [before.gemm, before.bf16.kernel]);
@@ -246,7 +253,7 @@ test('bf16SlowerNote: said where the best bf16 path is slower than float32, not 
   const info = (f32: number, fma: number, dpbf16: number, kernel: 'fma' | 'dpbf16', source = 'probe'): NativeKernelInfo => ({
     isa: 'avx512', cache: { l1d: 49152, l2: 2 << 20, l3: 0, l3Sharing: 0, source: 'test' },
     gemm: { mr: 12, nr: 32, kc: 1024, mc: 96, nc: 512, blocks: 'cache sizes' },
-    bf16: { kernel, source, dpbf16: dpbf16 > 0, probeGflops: { f32, fma, dpbf16 } },
+    bf16: { kernel, source, dpbf16: dpbf16 > 0, amx: false, probeGflops: { f32, fma, dpbf16, amx: 0 } },
   });
   assert.equal(bf16SlowerNote(info(190, 185, 290, 'dpbf16')), null); // Zen 5: VDPBF16PS 1.5x float32
   assert.equal(bf16SlowerNote(info(190, 187, 0, 'fma', 'only')), null); // within the probe's noise
@@ -271,7 +278,11 @@ function runChild(env: Record<string, string>): { info: NativeKernelInfo; stderr
   assert.equal(child.status, 0, `${JSON.stringify(env)} run failed:\n${child.stdout}\n${child.stderr}`);
   const line = child.stdout.split('\n').find((l) => l.includes('kernel-info '));
   assert.ok(line, `the child printed no kernel info:\n${child.stdout}`);
-  return { info: JSON.parse(line.slice(line.indexOf('kernel-info ') + 12)) as NativeKernelInfo, stderr: child.stderr };
+  // the test runner passes the test file's stderr on as '#' lines of its stdout: a start-up warning can be in either
+  return {
+    info: JSON.parse(line.slice(line.indexOf('kernel-info ') + 12)) as NativeKernelInfo,
+    stderr: child.stderr + child.stdout,
+  };
 }
 
 test('ORPO_BF16_KERNEL, ORPO_GEMM_BLOCKS and ORPO_CACHE_SIZES choose the plan a process starts with',
@@ -284,8 +295,13 @@ test('ORPO_BF16_KERNEL, ORPO_GEMM_BLOCKS and ORPO_CACHE_SIZES choose the plan a 
     }
     if (!can.includes('dpbf16')) {
       const { info, stderr } = runChild({ ORPO_BF16_KERNEL: 'dpbf16' });
-      assert.equal(info.bf16.kernel, 'fma');
+      assert.equal(info.bf16.kernel, can.includes('amx') ? info.bf16.kernel : 'fma');
       assert.match(stderr, /ignoring ORPO_BF16_KERNEL=dpbf16 \(this CPU or kernel table has no VDPBF16PS\)/);
+    }
+    if (!can.includes('amx')) {
+      const { info, stderr } = runChild({ ORPO_BF16_KERNEL: 'amx' });
+      assert.notEqual(info.bf16.kernel, 'amx');
+      assert.match(stderr, /ignoring ORPO_BF16_KERNEL=amx \(this CPU, kernel table or OS has no usable AMX\)/);
     }
     const fixed = runChild({ ORPO_GEMM_BLOCKS: 'fixed' }).info.gemm;
     assert.equal(fixed.blocks, 'fixed');

@@ -365,10 +365,11 @@ void gemm_config_cases() {
   orpo::pool_set_threads(1);
   orpo::GemmInfo g{};
   kern.gemm_info(&g);
-  const bool is_dp = std::strcmp(g.bf16_kernel, "dpbf16") == 0;
+  const bool is_dp = std::strcmp(g.bf16_kernel, "dpbf16") == 0, is_amx = std::strcmp(g.bf16_kernel, "amx") == 0;
   const bool info_ok = g.mr > 0 && g.nr > 0 && g.kc > 0 && g.mc > 0 && g.nc > 0 && g.mc % g.mr == 0 &&
-                       g.nc % g.nr == 0 && (is_dp || std::strcmp(g.bf16_kernel, "fma") == 0) && (!is_dp || g.dpbf16) &&
-                       g.probe_f32 > 0 && g.probe_fma > 0 && (g.probe_dpbf16 > 0) == g.dpbf16 && g.blocks && g.bf16_source;
+                       g.nc % g.nr == 0 && (is_dp || is_amx || std::strcmp(g.bf16_kernel, "fma") == 0) &&
+                       (!is_dp || g.dpbf16) && (!is_amx || g.amx) && g.probe_f32 > 0 && g.probe_fma > 0 &&
+                       (g.probe_dpbf16 > 0) == g.dpbf16 && (g.probe_amx > 0) == g.amx && g.blocks && g.bf16_source;
   char detail[300];
   std::snprintf(detail, sizeof detail, "MR %lld NR %lld KC %lld MC %lld NC %lld (%s), bf16 %s (%s), probe %.1f/%.1f/%.1f",
                 static_cast<long long>(g.mr), static_cast<long long>(g.nr), static_cast<long long>(g.kc),
@@ -381,6 +382,7 @@ void gemm_config_cases() {
   for (const char* b : bad_blocks) refused = refused && !kern.gemm_configure(nullptr, b);
   refused = refused && !kern.gemm_configure("sometimes", nullptr) && !kern.gemm_configure("fma", "bad");
   if (!g.dpbf16) refused = refused && !kern.gemm_configure("dpbf16", nullptr);
+  if (!g.amx) refused = refused && !kern.gemm_configure("amx", nullptr);
   orpo::GemmInfo after{};
   kern.gemm_info(&after);
   const bool unchanged = after.kc == g.kc && after.mc == g.mc && after.nc == g.nc &&
@@ -397,9 +399,12 @@ void gemm_config_cases() {
   orpo::GemmInfo back{};
   kern.gemm_info(&back);
   // "auto" is the probe's choice (which an ORPO_BF16_KERNEL the process started with may have overridden)
-  const char* probes = back.dpbf16 && back.probe_dpbf16 > back.probe_fma ? "dpbf16" : "fma";
+  const char* probes = "fma";
+  double fastest = back.probe_fma;
+  if (back.dpbf16 && back.probe_dpbf16 > fastest) probes = "dpbf16", fastest = back.probe_dpbf16;
+  if (back.amx && back.probe_amx > fastest) probes = "amx";
   set_ok = set_ok && std::strcmp(back.blocks, "fixed") == 0 && std::strcmp(back.bf16_kernel, probes) == 0 &&
-           std::strcmp(back.bf16_source, back.dpbf16 ? "probe" : "only") == 0;
+           std::strcmp(back.bf16_source, back.dpbf16 || back.amx ? "probe" : "only") == 0;
   plain_check("gemm_configure", "sets and restores", set_ok, set_ok ? "ok" : "the plan did not follow");
 }
 
@@ -432,7 +437,7 @@ void gemm_cases() {
   // 12-wide slivers). Each bf16 path the table has runs them too.
   const bool small_blocks = kern.gemm_configure(nullptr, "37,24,64");
   const int64_t block_shapes[][3] = {{50, 130, 100}, {7, 200, 75}, {97, 33, 38}};
-  const char* paths[] = {"fma", "dpbf16"};
+  const char* paths[] = {"fma", "dpbf16", "amx"};
   for (const auto& s : block_shapes)
     for (bool transA : {false, true})
       for (bool transB : {false, true}) {
@@ -520,7 +525,7 @@ void bf16_weight_matmul_cases() {
   const int64_t shapes[][3] = {{1, 1, 1}, {1, 65, 300}, {2, 7, 33}, {3, 65, 127}, {4, 130, 97},
                                {7, 65, 63}, {65, 127, 7}, {33, 129, 300}, {50, 301, 130}};
   const char* blocks[] = {"fixed", "37,24,64"};
-  const char* paths[] = {"fma", "dpbf16"};
+  const char* paths[] = {"fma", "dpbf16", "amx"};
   for (const char* blk : blocks)
     for (const char* path : paths) {
       if (!kern.gemm_configure(path, blk)) continue;  // dpbf16: AVX-512 with VDPBF16PS only

@@ -13,14 +13,19 @@ export interface NativeKernelInfo {
   /** micro-tile (mr x nr) and cache blocks; blocks: 'cache sizes' (derived), 'fixed', 'ORPO_GEMM_BLOCKS' or 'set' */
   gemm: { mr: number; nr: number; kc: number; mc: number; nc: number; blocks: string };
   bf16: {
-    /** the path bf16 products take: 'dpbf16' (VDPBF16PS) or 'fma' (operands rounded to bf16, float32 FMA) */
-    kernel: 'dpbf16' | 'fma';
-    /** why: 'probe' (the faster one here), 'ORPO_BF16_KERNEL', 'set' (configureGemm) or 'only' (no VDPBF16PS here) */
+    /**
+     * the path bf16 products take: 'dpbf16' (VDPBF16PS), 'fma' (operands rounded to bf16, float32 FMA) or 'amx'
+     * (TDPBF16PS on AMX tiles)
+     */
+    kernel: 'dpbf16' | 'fma' | 'amx';
+    /** why: 'probe' (the fastest one here), 'ORPO_BF16_KERNEL', 'set' (configureGemm) or 'only' (fma is all there is) */
     source: string;
     /** whether this CPU and kernel table can run the dpbf16 path */
     dpbf16: boolean;
+    /** whether the amx path can run: AMX tiles, granted by Linux, and its start-up check passed */
+    amx: boolean;
     /** single-thread GFLOP/s the probe measured for float32 and each bf16 path (0: not measured) */
-    probeGflops: { f32: number; fma: number; dpbf16: number };
+    probeGflops: { f32: number; fma: number; dpbf16: number; amx: number };
   };
 }
 
@@ -37,10 +42,10 @@ export type NativeAddon = Omit<Kernels, 'name'> & {
   /** the GEMM's cache blocks and bf16 path; the first call runs the bf16 probe (about 10 ms) unless a bf16 GEMM did */
   kernelInfo(): NativeKernelInfo;
   /**
-   * Diagnostics and tests: the bf16 path ('auto' = the probe's choice, 'fma', 'dpbf16') and the cache blocks
+   * Diagnostics and tests: the bf16 path ('auto' = the probe's choice, 'fma', 'dpbf16', 'amx') and the cache blocks
    * ('derived', 'fixed', 'KC,MC,NC'); null leaves one unchanged. Throws a RangeError for a value this CPU cannot run.
    */
-  configureGemm(bf16Kernel: 'auto' | 'fma' | 'dpbf16' | null, blocks: string | null): void;
+  configureGemm(bf16Kernel: 'auto' | 'fma' | 'dpbf16' | 'amx' | null, blocks: string | null): void;
 };
 
 /**

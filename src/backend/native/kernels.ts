@@ -12,9 +12,10 @@ import { hostMemory, sumSquaresInto } from '../host.js';
  */
 export function bf16SlowerNote(info: NativeKernelInfo): string | null {
   const p = info.bf16.probeGflops;
-  const used = info.bf16.kernel === 'dpbf16' ? p.dpbf16 : p.fma;
+  const used = info.bf16.kernel === 'dpbf16' ? p.dpbf16 : info.bf16.kernel === 'amx' ? p.amx : p.fma;
   if (!(p.f32 > 0) || !(used > 0) || used >= 0.98 * p.f32) return null;
-  const path = info.bf16.kernel === 'dpbf16' ? 'VDPBF16PS' : 'bf16-rounded operands through float32 FMA';
+  const path = info.bf16.kernel === 'dpbf16' ? 'VDPBF16PS'
+    : info.bf16.kernel === 'amx' ? 'TDPBF16PS on AMX tiles' : 'bf16-rounded operands through float32 FMA';
   return `orpo-ts: on this CPU bf16 matrix products are ${Math.round(100 * (1 - used / p.f32))}% slower than float32 ` +
     `(${info.isa} kernels, ${path}, chosen by ${info.bf16.source}: ${used.toFixed(0)} against ${p.f32.toFixed(0)} ` +
     'GFLOP/s on one thread). The products keep bf16 numbers, as asked; without bf16 they would be faster here.';
