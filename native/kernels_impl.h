@@ -1503,72 +1503,110 @@ static void attention_forward_at(float* out, float* lse, const float* q, const f
   const int64_t group = NH / NKV;
   const int64_t qtiles = ceil_div(T, ATT_BQ);
   // One task per (batch, kv head, query tile) covering the `group` query heads that share the kv head, so each
-  // key tile is transposed once for all of them.
+  // key tile is read once for all of them.
+  //
+  // Scores are computed transposed, S^T (keys, group x BQ queries) = K tile (read in place) @ Qs^T, Qs^T made once
+  // per task: no key tile is transposed (a scalar copy per key tile), and the softmax runs down the key rows with
+  // the queries in the vector lanes, so the running max and sum are per-lane updates instead of two horizontal
+  // reductions per query row (at head size 32 the softmax cost as much as both tile products). P V reads P^T in
+  // place.
+  const int64_t ldq = group * ATT_BQ;  // row stride of Qs^T and S^T
   auto task = [&](int64_t t) {
     // the last query tiles see the most keys: hand them out first so the tail of the schedule is short
     const int64_t b = t / (NKV * qtiles), kvh = (t / qtiles) % NKV, i0 = (qtiles - 1 - t % qtiles) * ATT_BQ;
     const int64_t bq = min64(ATT_BQ, T - i0);
     const HiddenKeys hk(hidden, b);
-    float* qs = scratch(2, group * ATT_BQ * HD);  // scaled queries, (group, BQ, HD)
-    float* o = scratch(3, group * ATT_BQ * HD);   // output accumulators, (group, BQ, HD)
-    float* kt = scratch(4, HD * ATT_BK);
-    float* s = scratch(5, ATT_BQ * ATT_BK + 2 * group * ATT_BQ);
-    float* m = s + ATT_BQ * ATT_BK;  // running max, (group, BQ)
-    float* l = m + group * ATT_BQ;   // running sum, (group, BQ)
+    float* qst = scratch(2, HD * ldq);           // scaled queries transposed, (HD, group x BQ); lanes >= bq zero
+    float* o = scratch(3, group * ATT_BQ * HD);  // output accumulators, (group, BQ, HD)
+    float* st = scratch(4, ATT_BK * ldq);        // S^T, then P^T, (BK, group x BQ)
+    float* m = scratch(5, 2 * group * ATT_BQ);   // running max, (group, BQ)
+    float* l = m + group * ATT_BQ;               // running sum, (group, BQ)
     for (int64_t g = 0; g < group; g++) {
       const int64_t h = kvh * group + g;
-      for (int64_t i = 0; i < bq; i++) {
+      for (int64_t i = 0; i < ATT_BQ; i++) {
         const float* qr = q + (b * T + i0 + i) * qStride + h * HD;
-        float* qsr = qs + (g * ATT_BQ + i) * HD;
-        float* orow = o + (g * ATT_BQ + i) * HD;
-        for (int64_t d = 0; d < HD; d++) qsr[d] = qr[d] * scale;
-        for (int64_t d = 0; d < HD; d++) orow[d] = 0.0f;
+        for (int64_t d = 0; d < HD; d++) qst[d * ldq + g * ATT_BQ + i] = i < bq ? qr[d] * scale : 0.0f;
         m[g * ATT_BQ + i] = -INFINITY;
         l[g * ATT_BQ + i] = 0.0f;
       }
     }
+    for (int64_t x = 0; x < group * ATT_BQ * HD; x++) o[x] = 0.0f;
     const float* kbase = k + b * L * kvStride + kvh * HD;
     const float* vbase = v + b * L * kvStride + kvh * HD;
     const int64_t kend = pos0 + i0 + bq;  // keys [0, kend) are visible to some row of this tile
     for (int64_t j0 = hk.next_tile(pos0 + i0, 0, kend); j0 < kend; j0 = hk.next_tile(pos0 + i0, j0 + ATT_BK, kend)) {
       const int64_t bk = min64(ATT_BK, kend - j0);
-      load_transposed_tile(kt, kbase, kvStride, j0, bk, HD);
+      tile_gemm(st, ldq, kbase + j0 * kvStride, kvStride, 1, qst, ldq, bk, HD, ldq, false);
+      // Lanes i >= bq hold the scores of zero queries: finite, never written out. Key row jj is visible to the
+      // lanes i >= j0 + jj - (pos0 + i0) (causal).
+      const int64_t first0 = j0 - (pos0 + i0);
       for (int64_t g = 0; g < group; g++) {
+        float* sg = st + g * ATT_BQ;
         float* og = o + g * ATT_BQ * HD;
         float* mg = m + g * ATT_BQ;
         float* lg = l + g * ATT_BQ;
-        tile_gemm(s, ATT_BK, qs + g * ATT_BQ * HD, HD, 1, kt, ATT_BK, bq, HD, ATT_BK, false);
+        bool any_hidden = false;
         for (int64_t i = 0; i < bq; i++) {
-          const int64_t visible = max64(0, min64(bk, pos0 + i0 + i - j0 + 1));  // causal: key <= the query's position
-          float* srow = s + i * ATT_BK;
-          const HiddenKeys::Columns hc = hk.columns(pos0 + i0 + i, j0, bk);  // and not a hidden key
-          if (hc.any()) fill_columns(srow, hc.a, hc.e, kHiddenScore);
-          // masked over the whole tile width (not a loop to `visible`) so it vectorises: the scalar max loop
-          // was a quarter of the forward pass
-          float mx = mg[i];
-#pragma omp simd reduction(max : mx)
-          for (int64_t jj = 0; jj < ATT_BK; jj++)
-            mx = std::max(mx, jj < visible ? srow[jj] : -INFINITY);
-          // most rows' max does not grow after their first key tiles: skip the scalar exp (corr is exactly 1)
-          const float corr =
-              visible == 0 || mx == mg[i] ? 1.0f : (mg[i] == -INFINITY ? 0.0f : exp_approx(mg[i] - mx));
-          float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t jj = 0; jj < ATT_BK; jj++) {
-            const float p = jj < visible ? exp_approx(srow[jj] - mx) : 0.0f;
-            srow[jj] = p;
-            sum += p;
-          }
-          if (hc.any()) fill_columns(srow, hc.a, hc.e, 0.0f);  // their exp (~1e-38) is below the sum's rounding
-          lg[i] = lg[i] * corr + sum;
-          mg[i] = mx;
-          if (corr != 1.0f) {
-            float* orow = og + i * HD;
+          const HiddenKeys::Columns hc = hk.columns(pos0 + i0 + i, j0, bk);
+          if (!hc.any()) continue;
+          any_hidden = true;
+          for (int64_t jj = hc.a; jj < hc.e; jj++) sg[jj * ldq + i] = kHiddenScore;
+        }
+        alignas(64) float mx[ATT_BQ], corr[ATT_BQ], sum[ATT_BQ];
+        for (int i = 0; i < int(ATT_BQ); i++) mx[i] = mg[i], sum[i] = 0.0f;
+        for (int64_t jj = 0; jj < bk; jj++) {
+          const float* row = sg + jj * ldq;
+          const int first = int(first0 + jj);
+          if (first <= 0) {
 #pragma omp simd
-            for (int64_t d = 0; d < HD; d++) orow[d] *= corr;
+            for (int i = 0; i < int(ATT_BQ); i++) mx[i] = row[i] > mx[i] ? row[i] : mx[i];
+          } else {
+#pragma omp simd
+            for (int i = 0; i < int(ATT_BQ); i++) mx[i] = i >= first && row[i] > mx[i] ? row[i] : mx[i];
           }
         }
-        tile_gemm(og, HD, s, ATT_BK, 1, vbase + j0 * kvStride, kvStride, bq, bk, HD, true);
+        // a max that did not grow leaves corr exactly 1 (and that output row unscaled)
+#pragma omp simd
+        for (int i = 0; i < int(ATT_BQ); i++) {
+          const float e = exp_approx(mg[i] - mx[i]);
+          corr[i] = mx[i] == mg[i] ? 1.0f : (mg[i] == -INFINITY ? 0.0f : e);
+        }
+        for (int64_t jj = 0; jj < bk; jj++) {
+          float* row = sg + jj * ldq;
+          const int first = int(first0 + jj);
+          if (first <= 0) {
+#pragma omp simd
+            for (int i = 0; i < int(ATT_BQ); i++) {
+              const float p = exp_approx(row[i] - mx[i]);
+              row[i] = p;
+              sum[i] += p;
+            }
+          } else {
+#pragma omp simd
+            for (int i = 0; i < int(ATT_BQ); i++) {
+              const float p = i >= first ? exp_approx(row[i] - mx[i]) : 0.0f;
+              row[i] = p;
+              sum[i] += p;
+            }
+          }
+        }
+        if (any_hidden) {  // their exp (~1e-38) is below the sum's rounding
+          for (int64_t i = 0; i < bq; i++) {
+            const HiddenKeys::Columns hc = hk.columns(pos0 + i0 + i, j0, bk);
+            for (int64_t jj = hc.a; jj < hc.e; jj++) sg[jj * ldq + i] = 0.0f;
+          }
+        }
+        for (int64_t i = 0; i < bq; i++) {
+          lg[i] = lg[i] * corr[i] + sum[i];
+          mg[i] = mx[i];
+          if (corr[i] != 1.0f) {
+            float* orow = og + i * HD;
+            const float c = corr[i];
+#pragma omp simd
+            for (int64_t d = 0; d < HD; d++) orow[d] *= c;
+          }
+        }
+        tile_gemm(og, HD, sg, 1, ldq, vbase + j0 * kvStride, kvStride, bq, bk, HD, true);  // O += P V
       }
     }
     for (int64_t g = 0; g < group; g++) {
@@ -1652,11 +1690,20 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
             float* dprow = dp + i * ATT_BK;
             const HiddenKeys::Columns hc = hk.columns(i0 + i, j0, bk);
             if (hc.any()) fill_columns(srow, hc.a, hc.e, kHiddenScore);
+            if (visible == ATT_BK) {  // unmasked, as in the forward
 #pragma omp simd
-            for (int64_t jj = 0; jj < ATT_BK; jj++) {
-              const float p = jj < visible ? exp_approx(srow[jj] * scale - l) : 0.0f;
-              srow[jj] = p;                                // P, for dv
-              dprow[jj] = p * (dprow[jj] - D) * scale;     // dS, for dq and dk
+              for (int jj = 0; jj < int(ATT_BK); jj++) {
+                const float p = exp_approx(srow[jj] * scale - l);
+                srow[jj] = p;
+                dprow[jj] = p * (dprow[jj] - D) * scale;
+              }
+            } else {
+#pragma omp simd
+              for (int64_t jj = 0; jj < ATT_BK; jj++) {
+                const float p = jj < visible ? exp_approx(srow[jj] * scale - l) : 0.0f;
+                srow[jj] = p;                                // P, for dv
+                dprow[jj] = p * (dprow[jj] - D) * scale;     // dS, for dq and dk
+              }
             }
             if (hc.any()) {
               fill_columns(srow, hc.a, hc.e, 0.0f);
