@@ -408,6 +408,9 @@ test('attention forward/backward: odd lengths, grouped-query heads, several scor
   checkAttention('B1 T65 NH2 NKV1 HD32', 1, 65, 2, 1, 32, false);
   checkAttention('B2 T127 NH4 NKV4 HD8', 2, 127, 4, 4, 8, false);
   checkAttention('B1 T150 NH6 NKV2 HD64', 1, 150, 6, 2, 64, false);
+  // the forward's transposed scores: whole query tiles (every lane a real query), and 4 query heads per kv head
+  checkAttention('B2 T256 NH6 NKV2 HD32', 2, 256, 6, 2, 32, false);
+  checkAttention('B1 T200 NH8 NKV2 HD64', 1, 200, 8, 2, 64, false);
 });
 
 test('attention with hidden keys (shared prefix, two continuations): tiles skipped, split and masked', { skip }, () => {

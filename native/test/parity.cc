@@ -851,6 +851,10 @@ void attention_cases() {
   attention_case(rng, 2, 33, 2, 2, 5, false, {});
   attention_case(rng, 2, 63, 3, 3, 16, true, {});
   attention_case(rng, 1, 70, 4, 2, 8, true, {});
+  // the forward's transposed scores: whole query tiles only (the 5M bench shape, lanes all real), and four query
+  // heads per kv head (S^T 128 lanes wide) over several key tiles with a partial last query tile
+  attention_case(rng, 2, 256, 6, 2, 32, false, {});
+  attention_case(rng, 1, 200, 8, 2, 64, false, {});
   // hidden keys (a shared prefix and two continuations in one row): inside one key tile, across tile borders, from
   // 0, empty, up to T; then whole key tiles skipped
   attention_case(rng, 5, 130, 6, 2, 32, false, {40, 100, 0, 70, 63, 65, 0, 0, 5, 130});
