@@ -10,11 +10,11 @@
 // Needs g++ on x86-64; skips, saying so, without.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from './helpers/shared.js';
+import { gypFlags, harnessLines, nativeDir, run, type Run } from './helpers/native-build.js';
 
 const skip = process.arch !== 'x64'
   ? 'the AMX code is in the x86-64 build only'
@@ -22,41 +22,7 @@ const skip = process.arch !== 'x64'
     ? 'needs g++ (Debian: apt-get install g++)'
     : false;
 
-const native = join(repoRoot, 'native');
-
-/** binding.gyp's flags: the ones every kernel build gets (target_defaults), and the AVX-512 library's own */
-function gypFlags(): { common: string[]; avx512: string[]; avx512Sources: string[] } {
-  const gyp = readFileSync(join(repoRoot, 'binding.gyp'), 'utf8');
-  const strings = (list: string): string[] => [...list.matchAll(/"([^"]+)"/g)].map((m) => m[1]);
-  const common = /"cflags_cc":\s*\[([^\]]*)\]/.exec(gyp);
-  assert.ok(common, 'binding.gyp: no cflags_cc list');
-  const target = gyp.slice(gyp.indexOf('"target_name": "orpo_kernels_avx512"'));
-  const sources = /"sources":\s*\[([^\]]*)\]/.exec(target);
-  const own = /"cflags_cc":\s*\[([^\]]*)\]/.exec(target);
-  assert.ok(sources && own, 'binding.gyp: no orpo_kernels_avx512 target with sources and cflags_cc');
-  return { common: strings(common[1]), avx512: strings(own[1]), avx512Sources: strings(sources[1]) };
-}
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** runs a command to completion without blocking the event loop, so the builds overlap */
-function run(command: string, args: string[], cwd: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({
-      code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'),
-    }));
-  });
-}
+const native = nativeDir;
 
 async function compile(args: string[], cwd: string, what: string): Promise<void> {
   const r = await run('g++', args, cwd);
@@ -79,12 +45,9 @@ interface Summary {
   failures: number;
 }
 
-/** the harness's JSON lines: its checks and the summary it must reach (a crash has none) */
+/** the harness's checks and summary, which must count the same checks and failures */
 function parse(what: string, r: Run): { checks: Check[]; summary: Summary } {
-  const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Check | Summary);
-  const summary = lines.find((l): l is Summary => 'summary' in l);
-  assert.ok(summary, `${what}: the harness stopped before its summary (exit ${r.code})\n${r.stderr}\n${r.stdout.slice(-2000)}`);
-  const checks = lines.filter((l): l is Check => !('summary' in l));
+  const { checks, summary } = harnessLines<Check, Summary>(what, r);
   assert.equal(checks.length, summary.checks, `${what}: the summary counts another number of checks`);
   assert.equal(checks.filter((c) => !c.ok).length, summary.failures, `${what}: the summary counts other failures`);
   return { checks, summary };
@@ -221,15 +184,7 @@ test("the AVX-512 table's bf16 products through the amx path (amx.cc on emulated
     await compile(['-pthread', ...objects, '-o', exe], dir, 'linking parity');
     // the process starts on the amx path (the probe would pick a faster one over the slow emulation), and the
     // harness's small-block cases run each path gemm_configure accepts, amx among them
-    const r = await new Promise<Run>((resolve, reject) => {
-      const child = spawn(exe, [], { cwd: dir, env: { ...process.env, ORPO_BF16_KERNEL: 'amx' }, stdio: ['ignore', 'pipe', 'pipe'] });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout.on('data', (b: Buffer) => out.push(b));
-      child.stderr.on('data', (b: Buffer) => err.push(b));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
-    });
+    const r = await run(exe, [], dir, { ...process.env, ORPO_BF16_KERNEL: 'amx' });
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
     const summary = lines.find((l) => l.summary === true);
     assert.ok(summary, `parity stopped before its summary (exit ${r.code})\n${r.stderr}`);

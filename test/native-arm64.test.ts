@@ -7,11 +7,11 @@
 // Needs Debian's g++-aarch64-linux-gnu and qemu-user-static (.ci/run installs them); skips, saying so, without.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from './helpers/shared.js';
+import { gypFlags, harnessLines, nativeDir, run, type Run } from './helpers/native-build.js';
 
 const CROSS = 'aarch64-linux-gnu-g++';
 const QEMU = 'qemu-aarch64-static';
@@ -26,45 +26,13 @@ const skip = missing.length
   ? `needs ${missing.join(' and ')} (Debian: apt-get install g++-aarch64-linux-gnu qemu-user-static; .ci/run installs them)`
   : false;
 
-const native = join(repoRoot, 'native');
-
-/** binding.gyp's compiler flags for every kernel build (target_defaults), so the harness tests what npm ci ships */
-function shippedFlags(): string[] {
-  const gyp = readFileSync(join(repoRoot, 'binding.gyp'), 'utf8');
-  const list = /"cflags_cc":\s*\[([^\]]*)\]/.exec(gyp);
-  assert.ok(list, 'binding.gyp: no cflags_cc list');
-  return [...list[1].matchAll(/"([^"]+)"/g)].map((m) => m[1]);
-}
+const native = nativeDir;
 
 /** the kernel names of native/kernels.h's table (its function-pointer members) */
 function tableKernels(): string[] {
   const header = readFileSync(join(native, 'kernels.h'), 'utf8');
   const table = header.slice(header.indexOf('struct KernelTable'));
   return [...table.slice(0, table.indexOf('};')).matchAll(/\(\*(\w+)\)\(/g)].map((m) => m[1]);
-}
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-}
-
-/** runs a command to completion without blocking the event loop (the two builds and the two runs overlap) */
-function run(command: string, args: string[], cwd: string): Promise<Run> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({
-      code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'),
-      seconds: (performance.now() - started) / 1000,
-    }));
-  });
 }
 
 /** the harness, the generic kernel table, the pool and the cache detection, each compiled concurrently, then linked */
@@ -101,10 +69,7 @@ interface Summary {
 }
 
 function parse(what: string, r: Run): { checks: Check[]; summary: Summary } {
-  const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Check | Summary);
-  const summary = lines.find((l): l is Summary => 'summary' in l);
-  assert.ok(summary, `${what}: the harness stopped before its summary (exit ${r.code})\n${r.stderr}\n${r.stdout.slice(-2000)}`);
-  const checks = lines.filter((l): l is Check => !('summary' in l));
+  const { checks, summary } = harnessLines<Check, Summary>(what, r);
   const failed = checks.filter((c) => !c.ok);
   assert.deepEqual(failed.slice(0, 10).map((c) => JSON.stringify(c)), [],
     `${what}: ${failed.length} of ${checks.length} checks failed (first 10 shown)`);
@@ -156,7 +121,7 @@ test('NEON kernels under qemu-aarch64 match a float64 reference and the generic 
   async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'orpo-arm64-'));
     try {
-      const flags = shippedFlags();
+      const flags = gypFlags().common;
       const started = performance.now();
       await Promise.all([
         build('g++', flags, join(dir, 'parity-x86'), dir),
