@@ -24,6 +24,7 @@
 
 #include "../amx.h"
 #include "../amx_impl.h"
+#include "harness.h"
 
 namespace {
 
@@ -35,14 +36,7 @@ struct Totals {
 
 const char* filter = nullptr;
 
-std::string json_string(const std::string& s) {
-  std::string r = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') r += '\\';
-    r += ch;
-  }
-  return r + "\"";
-}
+using harness::json_string;
 
 void report(const std::string& check, const std::string& label, bool ok, const std::string& detail) {
   totals.checks++;
@@ -51,35 +45,9 @@ void report(const std::string& check, const std::string& label, bool ok, const s
               json_string(label).c_str(), ok ? "true" : "false", json_string(detail).c_str());
 }
 
-/** mulberry32, as native/test/parity.cc */
-class Rng {
- public:
-  explicit Rng(uint32_t seed) : state_(seed) {}
-  double uniform() {
-    state_ += 0x6d2b79f5u;
-    uint32_t t = state_;
-    t = (t ^ (t >> 15)) * (t | 1u);
-    t ^= t + (t ^ (t >> 7)) * (t | 61u);
-    return double(t ^ (t >> 14)) / 4294967296.0;
-  }
-  std::vector<float> floats(int64_t n) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = float(uniform() * 2.0 - 1.0);
-    return v;
-  }
+using harness::Rng;
 
- private:
-  uint32_t state_;
-};
-
-/** x rounded to the nearest bfloat16, ties to even (finite inputs): written again here, not taken from amx_impl.h */
-double bf16_round(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
+using harness::bf16_round;
 
 float bits_float(uint32_t u) {
   float x;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "../kernels.h"
+#include "harness.h"
 #include "../pool.h"
 
 namespace {
@@ -39,42 +40,11 @@ const orpo::KernelTable& kern = orpo::PARITY_TABLE;
 
 // ------------------------------------------------------------------------------------------------ inputs
 
-/** mulberry32, as the TypeScript tests use: small, seeded, the same sequence on every platform */
-class Rng {
- public:
-  explicit Rng(uint32_t seed) : state_(seed) {}
-  double uniform() {
-    state_ += 0x6d2b79f5u;
-    uint32_t t = state_;
-    t = (t ^ (t >> 15)) * (t | 1u);
-    t ^= t + (t ^ (t >> 7)) * (t | 61u);
-    return double(t ^ (t >> 14)) / 4294967296.0;
-  }
-  std::vector<float> floats(int64_t n, double scale = 1.0) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = float((uniform() * 2.0 - 1.0) * scale);
-    return v;
-  }
-  std::vector<int32_t> ints(int64_t n, int32_t lo, int32_t hi) {
-    std::vector<int32_t> v(static_cast<size_t>(n));
-    for (auto& x : v) x = lo + static_cast<int32_t>(uniform() * double(hi - lo));
-    return v;
-  }
-
- private:
-  uint32_t state_;
-};
+using harness::Rng;
 
 std::vector<double> widen(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
 
-/** x rounded to the nearest bfloat16, ties to even (PyTorch's .to(torch.bfloat16)); finite inputs only */
-float bf16_round(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
+using harness::bf16_round;
 
 // ------------------------------------------------------------------------------------------------ checks
 
@@ -241,14 +211,7 @@ std::string number(double x) {
   return s;
 }
 
-std::string json_string(const std::string& s) {
-  std::string r = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') r += '\\';
-    r += c;
-  }
-  return r + "\"";
-}
+using harness::json_string;
 
 /**
  * Runs `call` once per thread count on fresh guarded copies of the outputs and checks every output: guards intact,
