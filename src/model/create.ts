@@ -62,8 +62,8 @@ export function readParam(model: DecoderBase, name: string): Float32Array {
 }
 
 /**
- * A float32 copy of a host model whose base is bfloat16 (the model itself when it is float32): what saving, merging
- * and GGUF export read. The values are the bfloat16 ones, exactly.
+ * A float32 copy of a host model whose base is bfloat16 (the model itself when it is float32): what saving writes
+ * (GGUF export widens tensor by tensor through readParam instead). The values are the bfloat16 ones, exactly.
  */
 export function widenModel(model: DecoderBase): DecoderBase {
   if (model.weightDtype === 'float32') return model;
