@@ -62,9 +62,10 @@ export async function loadModel(dir: string,
     const spec = model.spec(planned.name);
     if (spec.transposed) {
       const tmp = await readTensorF32(info);
-      const internal = new Float32Array(spec.size);
+      // (a bfloat16 matrix is transposed in float32 first, then rounded into place)
+      const internal = spec.bf16 ? new Float32Array(spec.size) : model.param(spec.name);
       transpose2d(internal, tmp, spec.hfShape[0], spec.hfShape[1]);
-      setParam(model, spec.name, internal);
+      if (spec.bf16) setParam(model, spec.name, internal);
     } else if (spec.bf16) {
       await readTensorBf16(info, bf16Bits(model, spec.name));
     } else {
