@@ -111,6 +111,22 @@ async function readInto(handle: FileHandle, info: TensorInfo, bytes: Uint8Array)
 }
 
 /**
+ * The tensor's bytes a chunk (at most CHUNK_BYTES, whole elements) at a time, each handed to `visit` with the index
+ * of its first element and its element count. The chunk has its own ArrayBuffer (not a pooled Buffer), so 2- and
+ * 8-byte element views of it are aligned; it is reused, so `visit` must be done with it when it returns.
+ */
+async function forEachChunk(handle: FileHandle, info: TensorInfo,
+  visit: (bytes: Uint8Array, first: number, n: number) => void): Promise<void> {
+  const elementBytes = SAFETENSORS_DTYPE_BYTES[info.dtype];
+  const scratch = new Uint8Array(Math.min(CHUNK_BYTES, info.byteLength));
+  for (let done = 0; done < info.byteLength; done += scratch.length) {
+    const bytes = scratch.subarray(0, Math.min(scratch.length, info.byteLength - done));
+    await readExactly(handle, info.file, bytes, info.start + done);
+    visit(bytes, done / elementBytes, bytes.length / elementBytes);
+  }
+}
+
+/**
  * Reads one tensor and converts it to float32 (every SafetensorsDtype; F64 and I64 round to the nearest
  * float32, BOOL gives 0/1). Positioned reads, so files over 2 GiB work and only this tensor's bytes are read.
  * `out` (exactly numel elements) lets the caller read straight into a view of a flat parameter buffer.
@@ -128,14 +144,7 @@ export async function readTensorF32(info: TensorInfo, out?: Float32Array): Promi
       await readInto(handle, info, new Uint8Array(result.buffer, result.byteOffset, info.byteLength));
       return result;
     }
-    // own ArrayBuffer (not a pooled Buffer) so that 2- and 8-byte element views are aligned
-    const scratch = new Uint8Array(Math.min(CHUNK_BYTES, info.byteLength));
-    for (let done = 0; done < info.byteLength; done += scratch.length) {
-      const bytes = scratch.subarray(0, Math.min(scratch.length, info.byteLength - done));
-      await readExactly(handle, info.file, bytes, info.start + done);
-      const first = done / elementBytes;
-      convertToF32(info.dtype, bytes, result.subarray(first, first + bytes.length / elementBytes));
-    }
+    await forEachChunk(handle, info, (bytes, first, n) => convertToF32(info.dtype, bytes, result.subarray(first, first + n)));
     return result;
   } finally {
     await handle.close();
@@ -157,16 +166,11 @@ export async function readTensorBf16(info: TensorInfo, out: Uint16Array): Promis
       await readInto(handle, info, new Uint8Array(out.buffer, out.byteOffset, info.byteLength));
       return out;
     }
-    const scratch = new Uint8Array(Math.min(CHUNK_BYTES, info.byteLength));
-    const wide = new Float32Array(scratch.length / elementBytes);
-    for (let done = 0; done < info.byteLength; done += scratch.length) {
-      const bytes = scratch.subarray(0, Math.min(scratch.length, info.byteLength - done));
-      await readExactly(handle, info.file, bytes, info.start + done);
-      const first = done / elementBytes;
-      const n = bytes.length / elementBytes;
+    const wide = new Float32Array(Math.min(CHUNK_BYTES, info.byteLength) / elementBytes);
+    await forEachChunk(handle, info, (bytes, first, n) => {
       convertToF32(info.dtype, bytes, wide.subarray(0, n));
       f32ToBf16(wide.subarray(0, n), out.subarray(first, first + n));
-    }
+    });
     return out;
   } finally {
     await handle.close();
