@@ -6,11 +6,16 @@ import { bf16ToF32 } from '../../tensor/dtype.js';
 import { embeddingForward } from './embedding.js';
 import { getMatmulBf16, matmulBackward, matmulForward, setMatmulBf16 } from './matmul.js';
 
-/** the values of x (or of its first n) as float32 */
-function widen(x: Bf16Buffer<FloatArray>, n: number = x.length): Float32Array {
+/** x's bit patterns, in place */
+function bitsOf(x: Bf16Buffer<FloatArray>): Uint16Array {
   const d = x.data;
   if (!(d instanceof Float32Array)) throw new TypeError('bfloat16 weights live in Float32Array carriers');
-  return bf16ToF32(new Uint16Array(d.buffer, d.byteOffset, n));
+  return new Uint16Array(d.buffer, d.byteOffset, x.length);
+}
+
+/** the values of x (or of its first n) as float32 */
+function widen(x: Bf16Buffer<FloatArray>, n: number = x.length): Float32Array {
+  return bf16ToF32(bitsOf(x).subarray(0, n));
 }
 
 /** runs f with bf16 products on, restoring the mode after */
@@ -41,9 +46,7 @@ export function matmulBackwardBf16(dinp: FloatArray, dout: FloatArray, weight: B
 // ids (N), table (V,C) bf16 -> out (N,C) written or accumulated; only the looked-up rows are widened
 export function embeddingForwardBf16(out: FloatArray, ids: Int32Array, table: Bf16Buffer<FloatArray>, N: number, C: number,
   accumulate: boolean): void {
-  const d = table.data;
-  if (!(d instanceof Float32Array)) throw new TypeError('bfloat16 weights live in Float32Array carriers');
-  const bits = new Uint16Array(d.buffer, d.byteOffset, table.length);
+  const bits = bitsOf(table);
   const row = new Float32Array(C);
   for (let n = 0; n < N; n++) {
     bf16ToF32(bits.subarray(ids[n]! * C, ids[n]! * C + C), row);
