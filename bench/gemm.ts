@@ -263,12 +263,12 @@ function benchBf16Weights(addon: NativeAddon, threadCounts: number[], reps: numb
             () => {
               addon.setMatmulBf16(true);
               if (pass === 'forward') addon.matmulForward(out, inp, wide, null, N, C, OC);
-              else addon.matmulBackward(dinp, null, null, dout, inp, wide, N, C, OC);
+              else addon.matmulBackward(dinp, null, null, dout, inp, wide, N, C, OC, true);
               addon.setMatmulBf16(false);
             },
             () => {
               if (pass === 'forward') addon.matmulForwardBf16(out, inp, weight, null, N, C, OC);
-              else addon.matmulBackwardBf16(dinp, dout, weight, N, C, OC);
+              else addon.matmulBackwardBf16(dinp, dout, weight, N, C, OC, true);
             },
           ];
           const best = [Infinity, Infinity];

@@ -277,15 +277,16 @@ napi_value MatmulForward(napi_env env, napi_callback_info info) {
 }
 
 napi_value MatmulBackward(napi_env env, napi_callback_info info) {
-  Args a(env, info, "matmulBackward", 9);
+  Args a(env, info, "matmulBackward", 10);
   const int64_t N = a.size(6, "N"), C = a.size(7, "C"), OC = a.size(8, "OC");
+  const bool acc = a.flag(9, "accumulate");
   float* dinp = a.f32(0, "dinp", a.product({N, C}), true);
   float* dw = a.f32(1, "dweight", a.product({OC, C}), true);
   float* db = a.f32(2, "dbias", OC, true);
   const float* dout = a.f32(3, "dout", a.product({N, OC}));
   const float* inp = a.f32(4, "inp", a.product({N, C}));
   const float* w = a.f32(5, "weight", a.product({OC, C}));
-  if (a.ok()) K().matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+  if (a.ok()) K().matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC, acc);
   return undefined(env);
 }
 
@@ -351,12 +352,13 @@ napi_value MatmulForwardBf16(napi_env env, napi_callback_info info) {
 }
 
 napi_value MatmulBackwardBf16(napi_env env, napi_callback_info info) {
-  Args a(env, info, "matmulBackwardBf16", 6);
+  Args a(env, info, "matmulBackwardBf16", 7);
   const int64_t N = a.size(3, "N"), C = a.size(4, "C"), OC = a.size(5, "OC");
+  const bool acc = a.flag(6, "accumulate");
   float* dinp = a.f32(0, "dinp", a.product({N, C}));
   const float* dout = a.f32(1, "dout", a.product({N, OC}));
   const uint16_t* w = a.bf16(2, "weight", a.product({OC, C}));
-  if (a.ok()) K().matmul_backward_bf16(dinp, dout, w, N, C, OC);
+  if (a.ok()) K().matmul_backward_bf16(dinp, dout, w, N, C, OC, acc);
   return undefined(env);
 }
 
@@ -426,11 +428,12 @@ napi_value RmsnormBackward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-/** shared argument reading for ropeForward/ropeBackward (same signature) */
+/** shared argument reading for ropeForward/ropeBackward (the same signature, backward's with `accumulate` last) */
 napi_value Rope(napi_env env, napi_callback_info info, bool forward) {
-  Args a(env, info, forward ? "ropeForward" : "ropeBackward", 9);
+  Args a(env, info, forward ? "ropeForward" : "ropeBackward", forward ? 9 : 10);
   const int64_t B = a.size(4, "B"), T = a.size(5, "T"), H = a.size(6, "H"), HD = a.size(7, "HD");
   const int64_t pos0 = a.size(8, "pos0");
+  const bool acc = forward ? false : a.flag(9, "accumulate");
   if (a.ok() && HD % 2 != 0) a.fail("HD must be even for rotate-half RoPE, got %lld", static_cast<long long>(HD));
   const int64_t n = a.product({B, T, H, HD});
   const int64_t table = a.product({pos0 + T, HD / 2});
@@ -440,7 +443,7 @@ napi_value Rope(napi_env env, napi_callback_info info, bool forward) {
   const float* sn = a.f32(3, "sin", table);
   if (!a.ok()) return undefined(env);
   if (forward) K().rope_forward(dst, src, cs, sn, B, T, H, HD, pos0);
-  else K().rope_backward(dst, src, cs, sn, B, T, H, HD, pos0);
+  else K().rope_backward(dst, src, cs, sn, B, T, H, HD, pos0, acc);
   return undefined(env);
 }
 napi_value RopeForward(napi_env env, napi_callback_info info) { return Rope(env, info, true); }
@@ -565,14 +568,15 @@ napi_value SwigluForward(napi_env env, napi_callback_info info) {
 }
 
 napi_value SwigluBackward(napi_env env, napi_callback_info info) {
-  Args a(env, info, "swigluBackward", 6);
+  Args a(env, info, "swigluBackward", 7);
   const int64_t N = a.size(5, "N");
+  const bool acc = a.flag(6, "accumulate");
   float* dg = a.f32(0, "dgate", N);
   float* du = a.f32(1, "dup", N);
   const float* dout = a.f32(2, "dout", N);
   const float* g = a.f32(3, "gate", N);
   const float* u = a.f32(4, "up", N);
-  if (a.ok()) K().swiglu_backward(dg, du, dout, g, u, N);
+  if (a.ok()) K().swiglu_backward(dg, du, dout, g, u, N, acc);
   return undefined(env);
 }
 
@@ -586,12 +590,13 @@ napi_value GeluForward(napi_env env, napi_callback_info info) {
 }
 
 napi_value GeluBackward(napi_env env, napi_callback_info info) {
-  Args a(env, info, "geluBackward", 4);
+  Args a(env, info, "geluBackward", 5);
   const int64_t N = a.size(3, "N");
+  const bool acc = a.flag(4, "accumulate");
   float* dinp = a.f32(0, "dinp", N);
   const float* dout = a.f32(1, "dout", N);
   const float* inp = a.f32(2, "inp", N);
-  if (a.ok()) K().gelu_backward(dinp, dout, inp, N);
+  if (a.ok()) K().gelu_backward(dinp, dout, inp, N, acc);
   return undefined(env);
 }
 
@@ -614,6 +619,32 @@ napi_value Axpy(napi_env env, napi_callback_info info) {
   if (a.ok()) K().axpy(dst, src, float(s), N);
   return undefined(env);
 }
+
+napi_value Zero(napi_env env, napi_callback_info info) {
+  Args a(env, info, "zero", 2);
+  const int64_t N = a.size(1, "N");
+  float* x = a.f32(0, "x", N);
+  if (a.ok()) K().zero(x, N);
+  return undefined(env);
+}
+
+/** shared argument reading for dropoutForward/dropoutBackward (the same signature) */
+napi_value Dropout(napi_env env, napi_callback_info info, bool forward) {
+  Args a(env, info, forward ? "dropoutForward" : "dropoutBackward", 5);
+  const int64_t N = a.size(2, "N");
+  const double key = a.number(3, "key"), p = a.number(4, "p");
+  float* dst = a.f32(0, forward ? "out" : "dinp", N);
+  const float* src = a.f32(1, forward ? "inp" : "dout", N);
+  if (a.ok() && !(key >= 0 && key <= 4294967295.0 && key == std::floor(key)))
+    a.fail("'key' must be an integer in [0, 2^32), got %g", key);
+  if (a.ok() && !(p >= 0 && p < 1)) a.fail("'p' must be in [0, 1), got %g", p);
+  if (!a.ok()) return undefined(env);
+  if (forward) K().dropout_forward(dst, src, N, uint32_t(key), p);
+  else K().dropout_backward(dst, src, N, uint32_t(key), p);
+  return undefined(env);
+}
+napi_value DropoutForward(napi_env env, napi_callback_info info) { return Dropout(env, info, true); }
+napi_value DropoutBackward(napi_env env, napi_callback_info info) { return Dropout(env, info, false); }
 
 /** targets must be < V (negative means "no target") */
 bool check_targets(Args& a, const int32_t* targets, int64_t N, int64_t V) {
@@ -846,6 +877,9 @@ napi_value Init(napi_env env, napi_value exports) {
       {"geluBackward", nullptr, GeluBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"add", nullptr, Add, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"axpy", nullptr, Axpy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"zero", nullptr, Zero, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"dropoutForward", nullptr, DropoutForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"dropoutBackward", nullptr, DropoutBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"logprobForward", nullptr, LogprobForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"logitsStats", nullptr, LogitsStats, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"logprobBackward", nullptr, LogprobBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -31,9 +31,10 @@ struct KernelTable {
   // inp (N,C), weight (OC,C), bias (OC) | null -> out (N,OC) written
   void (*matmul_forward)(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                          int64_t C, int64_t OC);
-  // dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC) accumulated, each optional
+  // dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C) accumulated (written when !accumulate), dweight (OC,C),
+  // dbias (OC) accumulated, each optional
   void (*matmul_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                          const float* weight, int64_t N, int64_t C, int64_t OC);
+                          const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate);
   // Frozen bfloat16 weights (LoRA's base, torch_dtype bfloat16): weight/table are bf16 bit patterns (the top half of a
   // float32), read in place. The products are bf16 products whatever matmul_bf16() says: the float operand rounded to
   // bf16 (nearest even), float32 sums, on the bf16 path the probe chose, so exactly matmul_forward/backward in bf16
@@ -41,9 +42,9 @@ struct KernelTable {
   // inp (N,C), weight (OC,C) bf16, bias (OC) | null -> out (N,OC) written
   void (*matmul_forward_bf16)(float* out, const float* inp, const uint16_t* weight, const float* bias, int64_t N,
                               int64_t C, int64_t OC);
-  // dout (N,OC), weight (OC,C) bf16 -> dinp (N,C) accumulated
+  // dout (N,OC), weight (OC,C) bf16 -> dinp (N,C) accumulated, or written when !accumulate
   void (*matmul_backward_bf16)(float* dinp, const float* dout, const uint16_t* weight, int64_t N, int64_t C,
-                               int64_t OC);
+                               int64_t OC, bool accumulate);
   // ids (N), table (V,C) bf16 -> out (N,C) = the rows widened, written or accumulated
   void (*embedding_forward_bf16)(float* out, const int32_t* ids, const uint16_t* table, int64_t N, int64_t C,
                                  bool accumulate);
@@ -67,9 +68,9 @@ struct KernelTable {
   // inp (B,T,H,HD), cos/sin (P,HD/2) -> out (B,T,H,HD) written (may alias inp)
   void (*rope_forward)(float* out, const float* inp, const float* cos, const float* sin, int64_t B, int64_t T,
                        int64_t H, int64_t HD, int64_t pos0);
-  // dout (B,T,H,HD) -> dinp (B,T,H,HD) accumulated
+  // dout (B,T,H,HD) -> dinp (B,T,H,HD) accumulated, or written when !accumulate
   void (*rope_backward)(float* dinp, const float* dout, const float* cos, const float* sin, int64_t B, int64_t T,
-                        int64_t H, int64_t HD, int64_t pos0);
+                        int64_t H, int64_t HD, int64_t pos0, bool accumulate);
   // q (B,T,NH,HD) rows qStride apart, k/v (B,T,NKV,HD) rows kvStride apart, hidden (B,2) or null
   //   -> out (B,T,NH,HD), lse (B,NH,T); keys [hidden[2b], hidden[2b+1]) are invisible to queries at t >= hidden[2b+1]
   void (*attention_forward)(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
@@ -85,12 +86,21 @@ struct KernelTable {
   void (*attention_decode)(float* out, const float* q, const float* k, const float* v, int64_t T, int64_t pos0,
                            int64_t NH, int64_t NKV, int64_t HD, int64_t qStride, int64_t kvStride);
   void (*swiglu_forward)(float* out, const float* gate, const float* up, int64_t N);
+  // dout, gate, up (N) -> dgate, dup (N) accumulated, or written when !accumulate
   void (*swiglu_backward)(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                          int64_t N);
+                          int64_t N, bool accumulate);
   void (*gelu_forward)(float* out, const float* inp, int64_t N);
-  void (*gelu_backward)(float* dinp, const float* dout, const float* inp, int64_t N);
+  // dout, inp (N) -> dinp (N) accumulated, or written when !accumulate
+  void (*gelu_backward)(float* dinp, const float* dout, const float* inp, int64_t N, bool accumulate);
   void (*add)(float* out, const float* a, const float* b, int64_t N);
   void (*axpy)(float* dst, const float* src, float scale, int64_t N);
+  // x (N) = 0
+  void (*zero)(float* x, int64_t N);
+  // inp (N) -> out (N) written: inverted dropout with the TypeScript backend's mask (dropoutKeeps: element i kept
+  // when mix32(key ^ i * 0x9e3779b9) >= p * 2^32), kept values times 1 / (1 - p) in double, rounded once
+  void (*dropout_forward)(float* out, const float* inp, int64_t N, uint32_t key, double p);
+  // dout (N) -> dinp (N) accumulated through the same mask: dinp = float(dinp + dout / (1 - p)) in double
+  void (*dropout_backward)(float* dinp, const float* dout, int64_t N, uint32_t key, double p);
   // logits (N,V), targets (N) -> logp (N), lse (N)
   void (*logprob_forward)(float* logp, float* lse, const float* logits, const int32_t* targets, int64_t N,
                           int64_t V);

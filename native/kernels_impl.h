@@ -1093,8 +1093,8 @@ static void matmul_forward_bf16(float* out, const float* inp, const uint16_t* we
 }
 
 static void matmul_backward_bf16(float* dinp, const float* dout, const uint16_t* weight, int64_t N, int64_t C,
-                                 int64_t OC) {
-  gemm_bf16_weight(dinp, dout, weight, N, C, OC, false, true);  // dinp += bf16(dout) @ weight
+                                 int64_t OC, bool accumulate) {
+  gemm_bf16_weight(dinp, dout, weight, N, C, OC, false, accumulate);  // dinp [+]= bf16(dout) @ weight
 }
 
 static void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* table, int64_t N, int64_t C,
@@ -1134,8 +1134,9 @@ static void add_column_sums(float* out, const float* x, int64_t N, int64_t C) {
 }
 
 static void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                            const float* weight, int64_t N, int64_t C, int64_t OC) {
-  if (dinp) gemm(dinp, dout, weight, N, C, OC, false, false, true);     // dinp += dout @ weight
+                            const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate) {
+  // written (!accumulate): the first K block stores instead of adding, so the caller zeroes nothing first
+  if (dinp) gemm(dinp, dout, weight, N, C, OC, false, false, accumulate);  // dinp [+]= dout @ weight
   if (dweight) gemm(dweight, dout, inp, OC, C, N, true, false, true);   // dweight += dout^T @ inp
   if (dbias) add_column_sums(dbias, dout, N, OC);
 }
@@ -1315,7 +1316,7 @@ static void rope_forward(float* out, const float* inp, const float* cosb, const 
 }
 
 static void rope_backward(float* dinp, const float* dout, const float* cosb, const float* sinb, int64_t B,
-                          int64_t T, int64_t H, int64_t HD, int64_t pos0) {
+                          int64_t T, int64_t H, int64_t HD, int64_t pos0, bool accumulate) {
   const int64_t half = HD / 2;
   parallel_for(B * T, ceil_div(kPointwiseGrain, max64(H * HD, 1)), [=](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
@@ -1325,11 +1326,20 @@ static void rope_backward(float* dinp, const float* dout, const float* cosb, con
       for (int64_t h = 0; h < H; h++) {
         const float* dy = dout + (r * H + h) * HD;
         float* dx = dinp + (r * H + h) * HD;
+        if (accumulate) {
 #pragma omp simd
-        for (int64_t i = 0; i < half; i++) {
-          const float d1 = dy[i], d2 = dy[i + half];
-          dx[i] += d1 * cs[i] + d2 * sn[i];
-          dx[i + half] += d2 * cs[i] - d1 * sn[i];
+          for (int64_t i = 0; i < half; i++) {
+            const float d1 = dy[i], d2 = dy[i + half];
+            dx[i] += d1 * cs[i] + d2 * sn[i];
+            dx[i + half] += d2 * cs[i] - d1 * sn[i];
+          }
+        } else {
+#pragma omp simd
+          for (int64_t i = 0; i < half; i++) {
+            const float d1 = dy[i], d2 = dy[i + half];
+            dx[i] = d1 * cs[i] + d2 * sn[i];
+            dx[i + half] = d2 * cs[i] - d1 * sn[i];
+          }
         }
       }
     }
@@ -1757,14 +1767,24 @@ static void swiglu_forward(float* out, const float* gate, const float* up, int64
 }
 
 static void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                            int64_t N) {
+                            int64_t N, bool accumulate) {
   parallel_for(N, kPointwiseGrain, [=](int64_t i0, int64_t i1) {
+    if (accumulate) {
 #pragma omp simd
-    for (int64_t i = i0; i < i1; i++) {
-      const float g = gate[i];
-      const float sg = sigmoid_approx(g);
-      dup[i] += dout[i] * g * sg;
-      dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+      for (int64_t i = i0; i < i1; i++) {
+        const float g = gate[i];
+        const float sg = sigmoid_approx(g);
+        dup[i] += dout[i] * g * sg;
+        dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+      }
+    } else {
+#pragma omp simd
+      for (int64_t i = i0; i < i1; i++) {
+        const float g = gate[i];
+        const float sg = sigmoid_approx(g);
+        dup[i] = dout[i] * g * sg;
+        dgate[i] = dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+      }
     }
   });
 }
@@ -1784,14 +1804,14 @@ static void gelu_forward(float* out, const float* inp, int64_t N) {
 }
 
 // d/dx [x s(2u)] with s = sigmoid(2u): 0.5 (1 + tanh u) = s and 1 - tanh^2 u = 4 s (1 - s)
-static void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t N) {
+static void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t N, bool accumulate) {
   parallel_for(N, kPointwiseGrain, [=](int64_t i0, int64_t i1) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; i++) {
       const float x = inp[i];
       const float s = sigmoid_approx(2.0f * GELU_K * (x + 0.044715f * x * x * x));
       const float grad = s + 2.0f * x * s * (1.0f - s) * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-      dinp[i] += grad * dout[i];
+      dinp[i] = accumulate ? dinp[i] + grad * dout[i] : grad * dout[i];
     }
   });
 }
@@ -1807,6 +1827,60 @@ static void axpy(float* dst, const float* src, float s, int64_t N) {
   parallel_for(N, kPointwiseGrain, [=](int64_t i0, int64_t i1) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; i++) dst[i] += s * src[i];
+  });
+}
+
+static void zero(float* x, int64_t N) {
+  // on every thread: the buffers zeroed are cold (a whole step's traffic ago), so this is the cores' misses in parallel
+  parallel_for(N, 4 * kPointwiseGrain, [=](int64_t i0, int64_t i1) {
+    std::memset(x + i0, 0, static_cast<size_t>(i1 - i0) * sizeof(float));
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ dropout
+//
+// The mask is the TypeScript backend's, bit for bit (src/backend/kernels.ts, dropoutKeeps and mix32, the
+// "lowbias32" hash of key ^ i * 0x9e3779b9), so that forward, a recomputed forward and backward drop the same
+// elements on every backend and a run resumes to the same masks. The arithmetic is the reference's too: the scale
+// 1 / (1 - p) is a double and each value is rounded to float once (these loops are bound by memory, not by the
+// double multiply), so forward is bit for bit; backward's multiply-add may be contracted into an FMA (one
+// rounding fewer than JavaScript's).
+
+static inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x21f0aaadu;
+  x ^= x >> 15;
+  x *= 0x735a2d97u;
+  return x ^ (x >> 15);
+}
+
+/** the smallest hash kept: h >= p * 2^32 for an integer h is h >= ceil(p * 2^32); 2^32 keeps none (p = 1) */
+static inline uint64_t dropout_threshold(double p) {
+  const double t = std::ceil(p * 4294967296.0);
+  return t <= 0.0 ? 0 : t >= 4294967296.0 ? uint64_t(1) << 32 : uint64_t(t);
+}
+
+static void dropout_forward(float* out, const float* inp, int64_t N, uint32_t key, double p) {
+  const uint64_t threshold = dropout_threshold(p);
+  const double inv = 1.0 / (1.0 - p);
+  parallel_for(N, kPointwiseGrain, [=](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      const bool keep = uint64_t(mix32(key ^ (uint32_t(i) * 0x9e3779b9u))) >= threshold;
+      out[i] = keep ? float(double(inp[i]) * inv) : 0.0f;
+    }
+  });
+}
+
+static void dropout_backward(float* dinp, const float* dout, int64_t N, uint32_t key, double p) {
+  const uint64_t threshold = dropout_threshold(p);
+  const double inv = 1.0 / (1.0 - p);
+  parallel_for(N, kPointwiseGrain, [=](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      const bool keep = uint64_t(mix32(key ^ (uint32_t(i) * 0x9e3779b9u))) >= threshold;
+      if (keep) dinp[i] = float(double(dinp[i]) + double(dout[i]) * inv);
+    }
   });
 }
 
@@ -2016,6 +2090,9 @@ const KernelTable ORPO_TABLE = {
     ORPO_ISA::gelu_backward,
     ORPO_ISA::add,
     ORPO_ISA::axpy,
+    ORPO_ISA::zero,
+    ORPO_ISA::dropout_forward,
+    ORPO_ISA::dropout_backward,
     ORPO_ISA::logprob_forward,
     ORPO_ISA::logits_stats,
     ORPO_ISA::logprob_backward,

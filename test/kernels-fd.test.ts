@@ -3,7 +3,8 @@
 // AdamW, sumSquares, scale) against direct transcriptions of their definitions.
 //
 // Gradient buffers are pre-filled with random values, so each check also proves the accumulate (+=)
-// contract of the interface; logprobBackward, which the interface says WRITES, is checked the other way.
+// contract of the interface; logprobBackward, which the interface says WRITES, is checked the other way, as is each
+// kernel with an `accumulate` flag called without it (the pre-filled values must be gone).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
@@ -41,14 +42,14 @@ test('checker: detects a wrong element, a missing accumulation and a wrong const
   const gelu: BackwardCase = {
     name: 'gelu', inputs: [{ name: 'inp', x, dx }],
     forward: () => { k.geluForward(out, x, N); return out; },
-    backward: (dout) => k.geluBackward(dx, dout, x, N),
+    backward: (dout) => k.geluBackward(dx, dout, x, N, true),
   };
   assert.ok(checkBackward(gelu, new Rng(2)).every((r) => r.ok), 'the real gelu gradient passes');
 
   // one element off by 1e-5 relative (10x the tolerance)
-  const oneOff = { ...gelu, backward: (dout: Float64Array) => { k.geluBackward(dx, dout, x, N); dx[5] += 1e-5 * dx[5]; } };
+  const oneOff = { ...gelu, backward: (dout: Float64Array) => { k.geluBackward(dx, dout, x, N, true); dx[5] += 1e-5 * dx[5]; } };
   // assignment where the interface says accumulate: the pre-filled values are lost
-  const writes = { ...gelu, backward: (dout: Float64Array) => { dx.fill(0); k.geluBackward(dx, dout, x, N); } };
+  const writes = { ...gelu, backward: (dout: Float64Array) => { dx.fill(0); k.geluBackward(dx, dout, x, N, true); } };
   // the tanh-approximation constant rounded to 0.0447 in backward only
   const wrongConstant = {
     ...gelu,
@@ -62,13 +63,17 @@ test('checker: detects a wrong element, a missing accumulation and a wrong const
     },
   };
   // a gradient that is NaN somewhere
-  const nan = { ...gelu, backward: (dout: Float64Array) => { k.geluBackward(dx, dout, x, N); dx[3] = NaN; } };
+  const nan = { ...gelu, backward: (dout: Float64Array) => { k.geluBackward(dx, dout, x, N, true); dx[3] = NaN; } };
   for (const [what, c] of [['one element off', oneOff], ['writes', writes], ['0.0447', wrongConstant], ['NaN', nan]] as const) {
     assert.equal(checkBackward(c, new Rng(2))[0].ok, false, `checker must reject: ${what}`);
   }
-  // and a kernel that must WRITE is caught accumulating
+  // and a kernel that must WRITE is caught accumulating, as a case or for one input
   const writesCase = { ...gelu, writes: true };
   assert.equal(checkBackward(writesCase, new Rng(2))[0].ok, false, 'accumulating into a written output is caught');
+  const writesInput = { ...gelu, inputs: [{ ...gelu.inputs[0]!, writes: true }] };
+  assert.equal(checkBackward(writesInput, new Rng(2))[0].ok, false, 'accumulating into a written input is caught');
+  const written = { ...gelu, writes: true, backward: (dout: Float64Array) => k.geluBackward(dx, dout, x, N, false) };
+  assert.ok(checkBackward(written, new Rng(2))[0].ok, 'gelu without accumulate writes its gradient');
 });
 
 test('checker: numeric gradient of a known function', () => {
@@ -142,7 +147,8 @@ test('gemm as the building block of backward: dA and dB by gemm match finite dif
   }
 });
 
-function matmulCase(rng: Rng, withBias: boolean): BackwardCase & { parts: () => Float64Array[] } {
+/** accumulate: dinp's mode (dweight and dbias always accumulate) */
+function matmulCase(rng: Rng, withBias: boolean, accumulate = true): BackwardCase & { parts: () => Float64Array[] } {
   const [N, C, OC] = [4, 5, 3];
   const inp = randomNormal(rng, N * C);
   const weight = randomNormal(rng, OC * C);
@@ -151,12 +157,12 @@ function matmulCase(rng: Rng, withBias: boolean): BackwardCase & { parts: () => 
   const dweight = new Float64Array(OC * C);
   const dbias = withBias ? new Float64Array(OC) : null;
   const out = new Float64Array(N * OC);
-  const inputs = [{ name: 'inp', x: inp, dx: dinp }, { name: 'weight', x: weight, dx: dweight }];
-  if (bias) inputs.push({ name: 'bias', x: bias, dx: dbias! });
+  const inputs = [{ name: 'inp', x: inp, dx: dinp, writes: !accumulate }, { name: 'weight', x: weight, dx: dweight, writes: false }];
+  if (bias) inputs.push({ name: 'bias', x: bias, dx: dbias!, writes: false });
   return {
-    name: `matmul ${withBias ? 'with' : 'without'} bias`, inputs,
+    name: `matmul ${withBias ? 'with' : 'without'} bias, dinp ${accumulate ? 'accumulated' : 'written'}`, inputs,
     forward: () => { k.matmulForward(out, inp, weight, bias, N, C, OC); return out; },
-    backward: (dout) => k.matmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC),
+    backward: (dout) => k.matmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, accumulate),
     parts: () => [inp, weight, bias ?? new Float64Array(0), dinp, dweight, dbias ?? new Float64Array(0)],
   };
 }
@@ -171,6 +177,8 @@ test('matmul: forward is gemm(inp, weight^T) + bias; backward matches finite dif
     for (let n = 0; n < N; n++) for (let o = 0; o < OC; o++) viaGemm[n * OC + o] += withBias ? bias[o] : 0;
     assertClose(c.forward(), viaGemm, 1e-13, 'matmulForward vs gemm');
     assertBackward(c, 21);
+    // dinp written, dweight and dbias still accumulated
+    assertBackward(matmulCase(new Rng(20), withBias, false), 23);
   }
 });
 
@@ -181,10 +189,10 @@ test('matmul: null gradient outputs are skipped and the others are unchanged', (
   const weight = randomNormal(rng, OC * C);
   const dout = randomNormal(rng, N * OC);
   const full = [new Float64Array(N * C), new Float64Array(OC * C), new Float64Array(OC)];
-  k.matmulBackward(full[0], full[1], full[2], dout, inp, weight, N, C, OC);
+  k.matmulBackward(full[0], full[1], full[2], dout, inp, weight, N, C, OC, true);
   for (let mask = 0; mask < 8; mask++) {
     const bufs = full.map((f, i) => ((mask >> i) & 1 ? new Float64Array(f.length) : null));
-    k.matmulBackward(bufs[0], bufs[1], bufs[2], dout, inp, weight, N, C, OC);
+    k.matmulBackward(bufs[0], bufs[1], bufs[2], dout, inp, weight, N, C, OC, true);
     bufs.forEach((buf, i) => { if (buf) assert.deepEqual(buf, full[i], `mask ${mask}, output ${i}`); });
   }
 });
@@ -304,9 +312,11 @@ test('rope: backward matches finite differences (pos0 = 0 and 5); forward may al
     const c: BackwardCase = {
       name: `rope pos0=${pos0}`, inputs: [{ name: 'inp', x: inp, dx: dinp }],
       forward: () => { k.ropeForward(out, inp, cos, sin, B, T, H, HD, pos0); return out; },
-      backward: (dout) => k.ropeBackward(dinp, dout, cos, sin, B, T, H, HD, pos0),
+      backward: (dout) => k.ropeBackward(dinp, dout, cos, sin, B, T, H, HD, pos0, true),
     };
     assertBackward(c, 61);
+    assertBackward({ ...c, name: `rope pos0=${pos0}, written`, writes: true,
+      backward: (dout) => k.ropeBackward(dinp, dout, cos, sin, B, T, H, HD, pos0, false) }, 62);
     // the rotation itself at one element: token t=2 of batch 1, head 1, pair i=1
     const half = HD / 2;
     const o = ((1 * T + 2) * H + 1) * HD;
@@ -472,11 +482,14 @@ test('swiglu: backward matches finite differences, including saturated gates', (
   gate.set([-30, -8, 8, 30, 0], 0); // sigmoid saturated both ways, and exactly 0
   const up = randomNormal(rng, N);
   const [dgate, dup, out] = [new Float64Array(N), new Float64Array(N), new Float64Array(N)];
-  assertBackward({
-    name: 'swiglu', inputs: [{ name: 'gate', x: gate, dx: dgate }, { name: 'up', x: up, dx: dup }],
-    forward: () => { k.swigluForward(out, gate, up, N); return out; },
-    backward: (dout) => k.swigluBackward(dgate, dup, dout, gate, up, N),
-  }, 91);
+  for (const accumulate of [true, false]) {
+    assertBackward({
+      name: `swiglu, ${accumulate ? 'accumulated' : 'written'}`,
+      inputs: [{ name: 'gate', x: gate, dx: dgate }, { name: 'up', x: up, dx: dup }], writes: !accumulate,
+      forward: () => { k.swigluForward(out, gate, up, N); return out; },
+      backward: (dout) => k.swigluBackward(dgate, dup, dout, gate, up, N, accumulate),
+    }, 91);
+  }
   // silu(-1000) must be -0-ish, not NaN (exp overflow)
   k.swigluForward(out, Float64Array.from([-1000, 1000]), Float64Array.from([1, 1]), 2);
   assert.ok(Math.abs(out[0]) < 1e-300 && out[1] === 1000, `silu(±1000) = ${out[0]}, ${out[1]}`);
@@ -491,11 +504,13 @@ test('gelu (tanh approximation): forward matches the formula; backward matches f
   k.geluForward(out, inp, N);
   // torch: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))
   assertClose(out, inp.map((x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)))), 1e-15, 'gelu');
-  assertBackward({
-    name: 'gelu', inputs: [{ name: 'inp', x: inp, dx: dinp }],
-    forward: () => { k.geluForward(out, inp, N); return out; },
-    backward: (dout) => k.geluBackward(dinp, dout, inp, N),
-  }, 101);
+  for (const accumulate of [true, false]) {
+    assertBackward({
+      name: `gelu, ${accumulate ? 'accumulated' : 'written'}`, inputs: [{ name: 'inp', x: inp, dx: dinp }], writes: !accumulate,
+      forward: () => { k.geluForward(out, inp, N); return out; },
+      backward: (dout) => k.geluBackward(dinp, dout, inp, N, accumulate),
+    }, 101);
+  }
 });
 
 test('add and axpy: the residual and its backward match finite differences; add may alias', () => {

@@ -85,8 +85,8 @@ function checkBf16Products(label: string, large = true): void {
     dinp[1] = dinp[0].slice();
     const dw = [randn(OC * C), new Float32Array(0)];
     dw[1] = dw[0].slice();
-    jsKernels.matmulBackward(dinp[0], dw[0], null, dout, inp, w, N, C, OC);
-    native.matmulBackward(dinp[1], dw[1], null, dout, inp, w, N, C, OC);
+    jsKernels.matmulBackward(dinp[0], dw[0], null, dout, inp, w, N, C, OC, true);
+    native.matmulBackward(dinp[1], dw[1], null, dout, inp, w, N, C, OC, true);
     assertClose(`${label} bf16 matmulBackward dinp`, dinp[1], dinp[0], 2e-5);
     assertClose(`${label} bf16 matmulBackward dweight`, dw[1], dw[0], 2e-5);
   } finally {
@@ -112,10 +112,10 @@ function checkBf16WeightProducts(label: string): void {
     const what = `${label} bf16 weight ${N}x${C}->${OC}`;
     const ref = { out: new Float32Array(N * OC), dinp: dinp0.slice() };
     jsKernels.matmulForwardBf16(ref.out, inp, w, bias, N, C, OC);
-    jsKernels.matmulBackwardBf16(ref.dinp, dout, w, N, C, OC);
+    jsKernels.matmulBackwardBf16(ref.dinp, dout, w, N, C, OC, true);
     const got = { out: new Float32Array(N * OC), dinp: dinp0.slice() };
     native.matmulForwardBf16(got.out, inp, w, bias, N, C, OC);
-    native.matmulBackwardBf16(got.dinp, dout, w, N, C, OC);
+    native.matmulBackwardBf16(got.dinp, dout, w, N, C, OC, true);
     assertClose(`${what} forward`, got.out, ref.out, 2e-5);
     assertClose(`${what} backward`, got.dinp, ref.dinp, 2e-5);
     if (N <= 4) continue;
@@ -123,7 +123,7 @@ function checkBf16WeightProducts(label: string): void {
     try {
       native.setMatmulBf16(true);
       native.matmulForward(mode.out, inp, wide, bias, N, C, OC);
-      native.matmulBackward(mode.dinp, null, null, dout, inp, wide, N, C, OC);
+      native.matmulBackward(mode.dinp, null, null, dout, inp, wide, N, C, OC, true);
     } finally {
       native.setMatmulBf16(false);
     }

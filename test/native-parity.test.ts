@@ -107,7 +107,7 @@ test('gemm in bf16 mode (operands rounded to bfloat16, float32 sums): every tran
     const dout = randn(N * OC);
     compare('bf16 matmulForward', { out: randn(N * OC) }, (k, x) => k.matmulForward(x.out, inp, w, null, N, C, OC), 2e-5);
     compare('bf16 matmulBackward', { dinp: randn(N * C), dw: randn(OC * C) },
-      (k, x) => k.matmulBackward(x.dinp, x.dw, null, dout, inp, w, N, C, OC), 2e-5);
+      (k, x) => k.matmulBackward(x.dinp, x.dw, null, dout, inp, w, N, C, OC, true), 2e-5);
   } finally {
     for (const k of [jsKernels, native]) k.setMatmulBf16(false);
   }
@@ -156,11 +156,12 @@ test('matmulForward/Backward: with and without bias, every null-gradient combina
         (k, x) => k.matmulForward(x.out, inp, weight, b, N, C, OC));
     }
     const dout = randn(N * OC);
-    for (const mask of [0b111, 0b011, 0b101, 0b110, 0b001, 0b000]) {
+    // bit 3: dinp written instead of accumulated (its random initial values must not survive)
+    for (const mask of [0b111, 0b011, 0b101, 0b110, 0b001, 0b000, 0b1111, 0b1100]) {
       compare(`matmulBackward ${N}x${C}->${OC} mask=${mask}`,
         { dinp: randn(N * C), dweight: randn(OC * C), dbias: randn(OC) },
         (k, x) => k.matmulBackward(mask & 4 ? x.dinp : null, mask & 2 ? x.dweight : null, mask & 1 ? x.dbias : null,
-          dout, inp, weight, N, C, OC), 2e-5);
+          dout, inp, weight, N, C, OC, !(mask & 8)), 2e-5);
     }
   }
 });
@@ -201,8 +202,10 @@ test('bf16 weights: matmulForwardBf16 (bias or not) and matmulBackwardBf16 again
         (k, x) => k.matmulForwardBf16(x.out, inp, w, b, N, C, OC), 2e-5);
     }
     const dout = randn(N * OC);
-    compare(`matmulBackwardBf16 ${N}x${C}->${OC}`, { dinp: randn(N * C) },
-      (k, x) => k.matmulBackwardBf16(x.dinp, dout, w, N, C, OC), 2e-5);
+    for (const acc of [true, false]) {
+      compare(`matmulBackwardBf16 ${N}x${C}->${OC} accumulate=${acc}`, { dinp: randn(N * C) },
+        (k, x) => k.matmulBackwardBf16(x.dinp, dout, w, N, C, OC, acc), 2e-5);
+    }
   }
 });
 
@@ -222,12 +225,12 @@ test('bf16 weights: the numbers of bf16 mode on the widened weight, on each bf16
         native.setMatmulBf16(true);
         const mode = { out: new Float32Array(N * OC), dinp: dinp0.slice() };
         native.matmulForward(mode.out, inp, wide, bias, N, C, OC);
-        native.matmulBackward(mode.dinp, null, null, dout, inp, wide, N, C, OC);
+        native.matmulBackward(mode.dinp, null, null, dout, inp, wide, N, C, OC, true);
         const runs = [true, false].map((on) => {
           native.setMatmulBf16(on);
           const r = { out: new Float32Array(N * OC), dinp: dinp0.slice() };
           native.matmulForwardBf16(r.out, inp, w, bias, N, C, OC);
-          native.matmulBackwardBf16(r.dinp, dout, w, N, C, OC);
+          native.matmulBackwardBf16(r.dinp, dout, w, N, C, OC, true);
           return r;
         });
         native.setMatmulBf16(false);
@@ -297,9 +300,9 @@ test('bf16 weights: the binding checks the Bf16Buffer (object, carrier type and 
     /'weight' holds 5 bfloat16 values but the sizes given need 6/);
   assert.throws(() => native.matmulForwardBf16(out, inp, new Bf16Buffer(new Float32Array(3), 2.5), null, 2, 3, 2),
     /'weight.length' must be a non-negative integer/);
-  assert.throws(() => native.matmulBackwardBf16(new Float32Array(5), new Float32Array(4), w, 2, 3, 2),
+  assert.throws(() => native.matmulBackwardBf16(new Float32Array(5), new Float32Array(4), w, 2, 3, 2, true),
     /matmulBackwardBf16: 'dinp' has 5 elements but the sizes given need 6/);
-  assert.throws(() => native.matmulBackwardBf16(new Float32Array(6), new Float32Array(4), new Bf16Buffer(new Float32Array(2), 3), 2, 3, 2),
+  assert.throws(() => native.matmulBackwardBf16(new Float32Array(6), new Float32Array(4), new Bf16Buffer(new Float32Array(2), 3), 2, 3, 2, true),
     /matmulBackwardBf16: 'weight' holds 3 bfloat16 values but the sizes given need 6/);
   // a table of 5 values with C = 2: two whole rows (the fifth value is no row)
   const table = new Bf16Buffer(new Float32Array(3), 5);
@@ -324,6 +327,44 @@ test('embedding: gather (written and accumulated) and scatter-add with repeated 
     compare(`embeddingBackward N=${N} C=${C} V=${V}`, { dtable: randn(V * C) },
       (k, x) => k.embeddingBackward(x.dtable, dout, ids, N, C));
   }
+});
+
+test('zero, row gather and scatter-add (the embedding kernels on views), dropout (the reference mask, bit for bit)', { skip }, () => {
+  for (const N of [...ODD, 100_003]) {
+    const x = randn(N + 3);
+    native.zero(x.subarray(1), N);
+    assert.ok(x.subarray(1, N + 1).every((v) => Object.is(v, 0)) && x[0] !== 0 && x[N + 1] !== 0, `zero ${N}: exactly N zeros`);
+    const inp = randn(N);
+    for (const p of [0.05, 0.5, 0.9]) {
+      for (const key of [0, 1, 0x9e3779b9, 0xffffffff]) {
+        const what = `dropout N=${N} p=${p} key=${key}`;
+        const ref = { out: randn(N), dinp: randn(N) };
+        const got = { out: ref.out.slice(), dinp: ref.dinp.slice() };
+        jsKernels.dropoutForward(ref.out, inp, N, key, p);
+        native.dropoutForward(got.out, inp, N, key, p);
+        jsKernels.dropoutBackward(ref.dinp, inp, N, key, p);
+        native.dropoutBackward(got.dinp, inp, N, key, p);
+        // forward bit for bit; backward's multiply-add may be one FMA natively (a rounding apart), but a wrong mask
+        // moves an element by a whole dout / (1 - p)
+        assert.deepEqual(got.out, ref.out, `${what}: not the reference's mask and values`);
+        assertClose(`${what} backward`, got.dinp, ref.dinp, 2e-7);
+        if (N > 1000) {
+          const dropped = got.out.reduce((n, v) => n + (v === 0 ? 1 : 0), 0) / N;
+          assert.ok(Math.abs(dropped - p) < 0.02, `${what}: dropped ${dropped}`);
+        }
+      }
+    }
+  }
+  // the rows of a (rows, C) view gathered and scattered back, a row twice
+  const [M, C] = [9, 37];
+  const hidden = randn(20 * C);
+  const rows = Int32Array.from([0, 19, 3, 3, 7, 12, 1, 18, 5]);
+  compare('gatherRows', { out: randn(M * C) }, (k, b) => k.gatherRows(b.out, hidden, rows, M, C), 0);
+  const dout = randn(M * C);
+  compare('scatterAddRows', { dinp: randn(20 * C) }, (k, b) => k.scatterAddRows(k.view(b.dinp, 0, 20 * C), dout, rows, M, C), 1e-7);
+  assert.throws(() => native.dropoutForward(new Float32Array(4), new Float32Array(4), 4, -1, 0.1), /'key' must be an integer in \[0, 2\^32\)/);
+  assert.throws(() => native.dropoutBackward(new Float32Array(4), new Float32Array(4), 4, 7, 1), /'p' must be in \[0, 1\)/);
+  assert.throws(() => native.gatherRows(new Float32Array(C), hidden, Int32Array.from([20]), 1, C), /outside the table's 20 rows/);
 });
 
 // ------------------------------------------------------------------------------------------------ norms
@@ -369,8 +410,10 @@ test('rope forward (also in place) and backward, with a position offset', { skip
     compare(`ropeForward in place ${B},${T},${H},${HD}`, { x: inp },
       (k, x) => k.ropeForward(x.x, x.x, cos, sin, B, T, H, HD, pos0));
     const dout = randn(inp.length);
-    compare(`ropeBackward ${B},${T},${H},${HD}`, { dinp: randn(inp.length) },
-      (k, x) => k.ropeBackward(x.dinp, dout, cos, sin, B, T, H, HD, pos0));
+    for (const acc of [true, false]) {
+      compare(`ropeBackward ${B},${T},${H},${HD} accumulate=${acc}`, { dinp: randn(inp.length) },
+        (k, x) => k.ropeBackward(x.dinp, dout, cos, sin, B, T, H, HD, pos0, acc));
+    }
   }
 });
 
@@ -455,10 +498,12 @@ test('swiglu, gelu, add (also aliased), axpy', { skip }, () => {
     const up = randn(N, 2);
     const dout = randn(N);
     compare(`swigluForward ${N}`, { out: randn(N) }, (k, x) => k.swigluForward(x.out, gate, up, N));
-    compare(`swigluBackward ${N}`, { dg: randn(N), du: randn(N) },
-      (k, x) => k.swigluBackward(x.dg, x.du, dout, gate, up, N));
+    for (const acc of [true, false]) {
+      compare(`swigluBackward ${N} accumulate=${acc}`, { dg: randn(N), du: randn(N) },
+        (k, x) => k.swigluBackward(x.dg, x.du, dout, gate, up, N, acc));
+      compare(`geluBackward ${N} accumulate=${acc}`, { dinp: randn(N) }, (k, x) => k.geluBackward(x.dinp, dout, gate, N, acc));
+    }
     compare(`geluForward ${N}`, { out: randn(N) }, (k, x) => k.geluForward(x.out, gate, N));
-    compare(`geluBackward ${N}`, { dinp: randn(N) }, (k, x) => k.geluBackward(x.dinp, dout, gate, N));
     compare(`add ${N}`, { out: randn(N) }, (k, x) => k.add(x.out, gate, up, N));
     compare(`add aliased ${N}`, { a: gate, b: up }, (k, x) => {
       k.add(x.a, x.a, x.b, N);

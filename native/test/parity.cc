@@ -433,13 +433,14 @@ void matmul_cases() {
                  });
       }
       const auto dout = rng.floats(N * OC);
-      // every combination of null gradient outputs (bit 2: dinp, 1: dweight, 0: dbias)
-      for (int mask : {7, 3, 5, 6, 1}) {
-        if (bf16 && mask != 7) continue;
+      // every combination of null gradient outputs (bit 2: dinp, 1: dweight, 0: dbias); bit 3: dinp written
+      for (int mask : {7, 3, 5, 6, 1, 8 | 7, 8 | 4}) {
+        if (bf16 && (mask & 7) != 7) continue;
+        const bool acc = !(mask & 8);
         const auto dinp = rng.floats(N * C), dweight = rng.floats(OC * C), dbias = rng.floats(OC);
         std::vector<Out> outs;
-        if (mask & 4)  // dinp += dout @ weight
-          outs.push_back(f32_out("dinp", dinp, gemm_reference(dinp, dout, weight, N, C, OC, false, false, true, bf16), kSum));
+        if (mask & 4)  // dinp += dout @ weight, or = (its initial values must be gone)
+          outs.push_back(f32_out("dinp", dinp, gemm_reference(dinp, dout, weight, N, C, OC, false, false, acc, bf16), kSum));
         if (mask & 2)  // dweight += dout^T @ inp
           outs.push_back(
               f32_out("dweight", dweight, gemm_reference(dweight, dout, inp, OC, C, N, true, false, true, bf16), kSum));
@@ -455,7 +456,7 @@ void matmul_cases() {
           float* pdweight = mask & 2 ? o.f(next++) : nullptr;
           float* pdbias = mask & 1 ? o.f(next++) : nullptr;
           orpo::set_matmul_bf16(bf16);
-          kern.matmul_backward(pdinp, pdweight, pdbias, dout.data(), inp.data(), weight.data(), N, C, OC);
+          kern.matmul_backward(pdinp, pdweight, pdbias, dout.data(), inp.data(), weight.data(), N, C, OC, acc);
         });
       }
     }
@@ -511,9 +512,10 @@ void bf16_weight_matmul_cases() {
                    });
         }
         const auto dinp = rng.floats(N * C);
-        run_case("matmul_backward_bf16", shape,
-                 {f32_out("dinp", dinp, gemm_reference(dinp, dout, wide, N, C, OC, false, false, true, true), kSum)},
-                 [&](Bufs& o) { kern.matmul_backward_bf16(o.f(0), dout.data(), w.data(), N, C, OC); });
+        for (bool acc : {true, false})
+          run_case("matmul_backward_bf16", shape + (acc ? "" : " written"),
+                   {f32_out("dinp", dinp, gemm_reference(dinp, dout, wide, N, C, OC, false, false, acc, true), kSum)},
+                   [&](Bufs& o) { kern.matmul_backward_bf16(o.f(0), dout.data(), w.data(), N, C, OC, acc); });
       }
     }
   kern.gemm_configure("auto", "fixed");
@@ -666,6 +668,7 @@ void rope_cases() {
     std::vector<double> y(static_cast<size_t>(n));
     auto edinp_init = rng.floats(n);
     auto edinp = widen(edinp_init);
+    std::vector<double> wdinp(static_cast<size_t>(n));  // written: the rotation's transpose alone
     for (int64_t r = 0; r < B * T; r++) {
       const int64_t t = r % T;
       for (int64_t h = 0; h < H; h++)
@@ -674,8 +677,10 @@ void rope_cases() {
           const double c = cosb[(pos0 + t) * half + i], sn = sinb[(pos0 + t) * half + i];
           y[at] = inp[at] * c - inp[at + half] * sn;
           y[at + half] = inp[at + half] * c + inp[at] * sn;
-          edinp[at] += dout[at] * c + dout[at + half] * sn;
-          edinp[at + half] += dout[at + half] * c - dout[at] * sn;
+          wdinp[at] = dout[at] * c + double(dout[at + half]) * sn;
+          wdinp[at + half] = dout[at + half] * c - double(dout[at]) * sn;
+          edinp[at] += wdinp[at];
+          edinp[at + half] += wdinp[at + half];
         }
     }
     run_case("rope_forward", shape, {f32_out("out", rng.floats(n), y, kPointwise)}, [&](Bufs& o) {
@@ -685,7 +690,10 @@ void rope_cases() {
       kern.rope_forward(o.f(0), o.f(0), cosb.data(), sinb.data(), B, T, H, HD, pos0);
     });
     run_case("rope_backward", shape, {f32_out("dinp", edinp_init, edinp, kPointwise)}, [&](Bufs& o) {
-      kern.rope_backward(o.f(0), dout.data(), cosb.data(), sinb.data(), B, T, H, HD, pos0);
+      kern.rope_backward(o.f(0), dout.data(), cosb.data(), sinb.data(), B, T, H, HD, pos0, true);
+    });
+    run_case("rope_backward", shape + " written", {f32_out("dinp", edinp_init, wdinp, kPointwise)}, [&](Bufs& o) {
+      kern.rope_backward(o.f(0), dout.data(), cosb.data(), sinb.data(), B, T, H, HD, pos0, false);
     });
   }
 }
@@ -861,23 +869,32 @@ void pointwise_cases() {
     std::vector<double> sw(N), gl(N);
     auto dg_init = rng.floats(N), du_init = rng.floats(N), dx_init = rng.floats(N);
     auto dg = widen(dg_init), du = widen(du_init), dx = widen(dx_init);
+    std::vector<double> wdg(N), wdu(N), wdx(N);  // written: the gradients alone
     for (int64_t i = 0; i < N; i++) {
       const double g = gate[i], sg = sigmoid(g);
       sw[i] = g * sg * up[i];
-      du[i] += double(dout[i]) * g * sg;
-      dg[i] += double(dout[i]) * up[i] * sg * (1.0 + g * (1.0 - sg));
+      wdu[i] = double(dout[i]) * g * sg;
+      wdg[i] = double(dout[i]) * up[i] * sg * (1.0 + g * (1.0 - sg));
+      du[i] += wdu[i];
+      dg[i] += wdg[i];
       const double u = kGelu * (g + 0.044715 * g * g * g), th = std::tanh(u);
       gl[i] = 0.5 * g * (1.0 + th);
-      dx[i] += dout[i] * (0.5 * (1.0 + th) + 0.5 * g * (1.0 - th * th) * kGelu * (1.0 + 3.0 * 0.044715 * g * g));
+      wdx[i] = dout[i] * (0.5 * (1.0 + th) + 0.5 * g * (1.0 - th * th) * kGelu * (1.0 + 3.0 * 0.044715 * g * g));
+      dx[i] += wdx[i];
     }
     run_case("swiglu_forward", shape, {f32_out("out", rng.floats(N), sw, kPointwise)},
              [&](Bufs& o) { kern.swiglu_forward(o.f(0), gate.data(), up.data(), N); });
     run_case("swiglu_backward", shape, {f32_out("dgate", dg_init, dg, kPointwise), f32_out("dup", du_init, du, kPointwise)},
-             [&](Bufs& o) { kern.swiglu_backward(o.f(0), o.f(1), dout.data(), gate.data(), up.data(), N); });
+             [&](Bufs& o) { kern.swiglu_backward(o.f(0), o.f(1), dout.data(), gate.data(), up.data(), N, true); });
+    run_case("swiglu_backward", shape + " written",
+             {f32_out("dgate", dg_init, wdg, kPointwise), f32_out("dup", du_init, wdu, kPointwise)},
+             [&](Bufs& o) { kern.swiglu_backward(o.f(0), o.f(1), dout.data(), gate.data(), up.data(), N, false); });
     run_case("gelu_forward", shape, {f32_out("out", rng.floats(N), gl, kPointwise)},
              [&](Bufs& o) { kern.gelu_forward(o.f(0), gate.data(), N); });
     run_case("gelu_backward", shape, {f32_out("dinp", dx_init, dx, kPointwise)},
-             [&](Bufs& o) { kern.gelu_backward(o.f(0), dout.data(), gate.data(), N); });
+             [&](Bufs& o) { kern.gelu_backward(o.f(0), dout.data(), gate.data(), N, true); });
+    run_case("gelu_backward", shape + " written", {f32_out("dinp", dx_init, wdx, kPointwise)},
+             [&](Bufs& o) { kern.gelu_backward(o.f(0), dout.data(), gate.data(), N, false); });
     std::vector<double> sum(N), twice(N), axpy(N), scaled(N);
     const auto dst = rng.floats(N);
     for (int64_t i = 0; i < N; i++) {
@@ -896,6 +913,33 @@ void pointwise_cases() {
     run_case("axpy", shape, {f32_out("dst", dst, axpy, Tol{1e-6, false})},
              [&](Bufs& o) { kern.axpy(o.f(0), up.data(), -0.37f, N); });
     run_case("scale", shape, {f32_out("x", gate, scaled, kExact)}, [&](Bufs& o) { kern.scale(o.f(0), 0.731f, N); });
+    run_case("zero", shape, {f32_out("x", gate, std::vector<double>(static_cast<size_t>(N), 0.0), kExact)},
+             [&](Bufs& o) { kern.zero(o.f(0), N); });
+    // dropout: the mask is src/backend/kernels.ts's dropoutKeeps, restated here from its definition (the lowbias32
+    // hash of key ^ i * 0x9e3779b9, kept when >= p * 2^32 compared as real numbers); kept values x / (1 - p)
+    for (const double p : {0.05, 0.5}) {
+      for (const uint32_t key : {0u, 0x9e3779b9u, 0xffffffffu}) {
+        const double inv = 1.0 / (1.0 - p);
+        std::vector<double> fwd(N), bwd(N);
+        for (int64_t i = 0; i < N; i++) {
+          uint32_t h = key ^ (uint32_t(i) * 0x9e3779b9u);
+          h ^= h >> 16;
+          h *= 0x21f0aaadu;
+          h ^= h >> 15;
+          h *= 0x735a2d97u;
+          h ^= h >> 15;
+          const bool keep = double(h) >= p * 4294967296.0;
+          fwd[i] = keep ? double(up[i]) * inv : 0.0;
+          bwd[i] = keep ? double(dst[i]) + double(up[i]) * inv : double(dst[i]);
+        }
+        const std::string what = shape + " p=" + std::to_string(p) + " key=" + std::to_string(key);
+        // forward: one multiply per element, rounded once; backward: a multiply-add, contracted or not
+        run_case("dropout_forward", what, {f32_out("out", rng.floats(N), fwd, kExact)},
+                 [&](Bufs& o) { kern.dropout_forward(o.f(0), up.data(), N, key, p); });
+        run_case("dropout_backward", what, {f32_out("dinp", dst, bwd, Tol{2e-7, false})},
+                 [&](Bufs& o) { kern.dropout_backward(o.f(0), up.data(), N, key, p); });
+      }
+    }
   }
 }
 

@@ -69,9 +69,13 @@ export interface Backend<F, I> {
   /** inp (N,C), weight (OC,C), bias (OC) | null -> out (N,OC) written: out = inp @ weight^T + bias */
   matmulForward(out: F, inp: F, weight: F, bias: F | null,
     N: number, C: number, OC: number): void;
-  /** dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), each accumulated, each optional */
+  /**
+   * dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C) accumulated, or written when not `accumulate`; dweight (OC,C),
+   * dbias (OC) accumulated; each optional. Written is for a buffer's first contribution: no zeroing pass over it
+   * first, and the product does not read it (as llm.c's "=" for activation gradients).
+   */
   matmulBackward(dinp: F | null, dweight: F | null, dbias: F | null,
-    dout: F, inp: F, weight: F, N: number, C: number, OC: number): void;
+    dout: F, inp: F, weight: F, N: number, C: number, OC: number, accumulate: boolean): void;
 
   // ---------------------------------------------------------------- frozen bfloat16 weights (torch_dtype bfloat16)
   // A weight stored in bfloat16 (Bf16Buffer) is frozen (LoRA's base): it has no gradient. Its products are bf16
@@ -80,8 +84,8 @@ export interface Backend<F, I> {
   // are exactly those of matmulForward/Backward with setMatmulBf16(true) on the weight widened to float32.
   /** inp (N,C), weight (OC,C) bf16, bias (OC) | null -> out (N,OC) written: out = bf16(inp) @ weight^T + bias */
   matmulForwardBf16(out: F, inp: F, weight: Bf16Buffer<F>, bias: F | null, N: number, C: number, OC: number): void;
-  /** dout (N,OC), weight (OC,C) bf16 -> dinp (N,C) accumulated: dinp += bf16(dout) @ weight */
-  matmulBackwardBf16(dinp: F, dout: F, weight: Bf16Buffer<F>, N: number, C: number, OC: number): void;
+  /** dout (N,OC), weight (OC,C) bf16 -> dinp (N,C): dinp += bf16(dout) @ weight, or = when not `accumulate` */
+  matmulBackwardBf16(dinp: F, dout: F, weight: Bf16Buffer<F>, N: number, C: number, OC: number, accumulate: boolean): void;
   /** ids (N) int32, table (V,C) bf16 -> out (N,C): out = table[ids] widened (written), or out += it when `accumulate` */
   embeddingForwardBf16(out: F, ids: I, table: Bf16Buffer<F>, N: number, C: number, accumulate: boolean): void;
 
@@ -112,9 +116,9 @@ export interface Backend<F, I> {
    */
   ropeForward(out: F, inp: F, cos: F, sin: F,
     B: number, T: number, H: number, HD: number, pos0: number): void;
-  /** dout (B,T,H,HD) -> dinp (B,T,H,HD) accumulated (the transpose of the rotation) */
+  /** dout (B,T,H,HD) -> dinp (B,T,H,HD) accumulated, or written when not `accumulate` (the transpose of the rotation) */
   ropeBackward(dinp: F, dout: F, cos: F, sin: F,
-    B: number, T: number, H: number, HD: number, pos0: number): void;
+    B: number, T: number, H: number, HD: number, pos0: number, accumulate: boolean): void;
 
   // ---------------------------------------------------------------- causal self-attention
   /**
@@ -143,12 +147,12 @@ export interface Backend<F, I> {
   // ---------------------------------------------------------------- pointwise
   /** gate (N), up (N) -> out (N) written: out = silu(gate) * up */
   swigluForward(out: F, gate: F, up: F, N: number): void;
-  /** dout (N), gate, up -> dgate (N), dup (N) accumulated */
-  swigluBackward(dgate: F, dup: F, dout: F, gate: F, up: F, N: number): void;
+  /** dout (N), gate, up -> dgate (N), dup (N) accumulated, or written when not `accumulate` */
+  swigluBackward(dgate: F, dup: F, dout: F, gate: F, up: F, N: number, accumulate: boolean): void;
   /** inp (N) -> out (N) written: GELU, tanh approximation (gelu_new / gelu_pytorch_tanh) */
   geluForward(out: F, inp: F, N: number): void;
-  /** dout (N), inp (N) -> dinp (N) accumulated */
-  geluBackward(dinp: F, dout: F, inp: F, N: number): void;
+  /** dout (N), inp (N) -> dinp (N) accumulated, or written when not `accumulate` */
+  geluBackward(dinp: F, dout: F, inp: F, N: number, accumulate: boolean): void;
   /** a (N), b (N) -> out (N) written: out = a + b (out may alias a or b); the residual connection */
   add(out: F, a: F, b: F, N: number): void;
   /** src (N) -> dst (N): dst += scale * src */
@@ -271,17 +275,17 @@ export function linearForward<F, I>(k: Backend<F, I>, out: F, inp: F, weight: We
 }
 
 /**
- * dout (N,OC), inp (N,C), weight (OC,C) -> dinp, dweight, dbias accumulated, each optional. A bfloat16 weight is
- * frozen: asking for its gradient is a bug, not a request to ignore.
+ * dout (N,OC), inp (N,C), weight (OC,C) -> dinp accumulated (written when not `accumulate`), dweight, dbias
+ * accumulated, each optional. A bfloat16 weight is frozen: asking for its gradient is a bug, not a request to ignore.
  */
 export function linearBackward<F, I>(k: Backend<F, I>, dinp: F | null, dweight: F | null, dbias: F | null, dout: F, inp: F,
-  weight: Weight<F>, N: number, C: number, OC: number): void {
+  weight: Weight<F>, N: number, C: number, OC: number, accumulate: boolean): void {
   if (!isBf16(weight)) {
-    k.matmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+    k.matmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, accumulate);
     return;
   }
   if (dweight || dbias) throw new Error('linearBackward: a bfloat16 weight is frozen; it has no weight or bias gradient');
-  if (dinp) k.matmulBackwardBf16(dinp, dout, weight, N, C, OC);
+  if (dinp) k.matmulBackwardBf16(dinp, dout, weight, N, C, OC, accumulate);
 }
 
 /**

@@ -153,16 +153,16 @@ export class LoraAdapters<F = Float32Array, I = Int32Array> {
         const key = this.dropoutKey(index);
         const zs = a.get(`zs${index}`, N * r);
         // zs = s z with z = x A^T: dB += dout^T zs, and dz = s (dout B)
-        const dz = a.zeros('dz', N * r);
-        k.matmulBackward(dz, this.B(l.module, this.grads), null, dout, zs, this.B(l.module), N, r, OC);
+        const dz = a.get('dz', N * r);
+        k.matmulBackward(dz, this.B(l.module, this.grads), null, dout, zs, this.B(l.module), N, r, OC, false);
         k.scale(dz, s, N * r);
         if (key === null) {
-          k.matmulBackward(dinp, this.A(l.module, this.grads), null, dz, inp, this.A(l.module), N, C, r);
+          k.matmulBackward(dinp, this.A(l.module, this.grads), null, dz, inp, this.A(l.module), N, C, r, true);
         } else {
           const x = a.get('xdrop', N * C);
           k.dropoutForward(x, inp, N * C, key, p);
-          const dx = a.zeros('dxdrop', N * C);
-          k.matmulBackward(dx, this.A(l.module, this.grads), null, dz, x, this.A(l.module), N, C, r);
+          const dx = a.get('dxdrop', N * C);
+          k.matmulBackward(dx, this.A(l.module, this.grads), null, dz, x, this.A(l.module), N, C, r, false);
           k.dropoutBackward(dinp, dx, N * C, key, p);
         }
         this.dropoutSteps[index] = (this.dropoutSteps[index]! + 1) >>> 0;

@@ -44,7 +44,7 @@ export class FusedLogprobHead<F = Float32Array, I = Int32Array> implements Token
     const targets = this.arena.uploadInts('targets', tgt);
     const lse = this.arena.get('lse', M);
     const lp = this.arena.get('logp', M);
-    const rowGrad = this.frozenWeight ? this.arena.zeros('row-grad', M * C) : null;
+    const rowGrad = this.frozenWeight ? this.arena.get('row-grad', M * C) : null;
     let ones: F | null = null;
     if (this.frozenWeight) {
       ones = this.arena.get('ones', Math.min(this.chunkRows, M));
@@ -64,7 +64,7 @@ export class FusedLogprobHead<F = Float32Array, I = Int32Array> implements Token
       if (rowGrad && ones) {
         // dlogp = 1: the logits become onehot - softmax, and (onehot - softmax) W is d logp / d hidden
         k.logprobBackward(logits, k.view(ones, 0, m), logits, chunkLse, chunkTargets, m, V);
-        linearBackward(k, k.view(rowGrad, first * C, m * C), null, null, logits, block, weight, m, C, V);
+        linearBackward(k, k.view(rowGrad, first * C, m * C), null, null, logits, block, weight, m, C, V, false);
       }
     }
     // hidden is the model's buffer: it stays valid until the model's next forward, which comes after backward
@@ -96,8 +96,8 @@ export class FusedLogprobHead<F = Float32Array, I = Int32Array> implements Token
       const logits = this.arena.get('logits', m * V);
       linearForward(k, logits, block, weight, null, m, C, V);
       k.logprobBackward(logits, k.view(dlp, first, m), logits, k.view(lse, first, m), k.viewInts(targets, first, m), m, V);
-      const dblock = this.arena.zeros('chunk-dhidden', m * C);
-      linearBackward(k, dblock, dweight, null, logits, block, weight, m, C, V);
+      const dblock = this.arena.get('chunk-dhidden', m * C);
+      linearBackward(k, dblock, dweight, null, logits, block, weight, m, C, V, false);
       k.scatterAddRows(dhidden, dblock, chunkRows, m, C);
     }
     this.saved = null;

@@ -105,8 +105,8 @@ export class UnfusedLogprobHead<F = Float32Array, I = Int32Array> implements Tok
     // the logits are not needed after this: their gradient is written over them
     const logits = this.arena.get('logits', M * V);
     k.logprobBackward(logits, dlp, logits, this.arena.get('lse', M), targets, M, V);
-    const dpacked = this.arena.zeros('dhidden', M * C);
-    linearBackward(k, dpacked, dweight, null, logits, hidden, weight, M, C, V);
+    const dpacked = this.arena.get('dhidden', M * C);
+    linearBackward(k, dpacked, dweight, null, logits, hidden, weight, M, C, V, false);
     k.scatterAddRows(dhidden, dpacked, rows, M, C);
     this.saved = null;
   }

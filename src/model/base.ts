@@ -227,10 +227,14 @@ export abstract class DecoderBase<F = Float32Array, I = Int32Array> implements C
     this.linearHooks.get(name)?.forward(name, out, inp, N, C, OC);
   }
 
-  /** dout (N,OC), inp (N,C) -> dinp (N,C) accumulated, parameter gradients accumulated unless frozen */
-  protected linearBackward(name: string, dinp: F | null, dout: F, inp: F, N: number, C: number, OC: number): void {
+  /**
+   * dout (N,OC), inp (N,C) -> dinp (N,C) accumulated, or written when not `accumulate` (the first product into a
+   * buffer: it needs no zeroing); parameter gradients accumulated unless frozen. A LoRA hook adds its share after.
+   */
+  protected linearBackward(name: string, dinp: F | null, dout: F, inp: F, N: number, C: number, OC: number,
+    accumulate: boolean): void {
     linearBackward(this.kernels, dinp, this.dparam(name + '.weight'), this.dparamOrNull(name + '.bias'),
-      dout, inp, this.weight(name + '.weight'), N, C, OC);
+      dout, inp, this.weight(name + '.weight'), N, C, OC, accumulate);
     const hook = this.linearHooks.get(name);
     if (hook && dinp) hook.backward(name, dinp, dout, inp, N, C, OC);
   }

@@ -97,23 +97,24 @@ export class Gpt2Model<F = Float32Array, I = Int32Array> extends DecoderBase<F, 
     const { B, T, BT, C, I, NH, HD } = this.dims();
     const p = `transformer.h.${l}.`;
     const x2 = a.get(s + 'x2', BT * C);
-    const dge = a.zeros('dgelu', BT * I);
-    this.linearBackward(p + 'mlp.c_proj', dge, dx, a.get(s + 'gelu', BT * I), BT, I, C);
-    const dfc = a.zeros('dfc', BT * I);
-    k.geluBackward(dfc, dge, a.get(s + 'fc', BT * I), BT * I);
-    const dh = a.zeros('dh', BT * C);
-    this.linearBackward(p + 'mlp.c_fc', dh, dfc, a.get(s + 'h2', BT * C), BT, C, I);
+    // each activation gradient's first kernel writes it (false: not accumulated), so none is zeroed first
+    const dge = a.get('dgelu', BT * I);
+    this.linearBackward(p + 'mlp.c_proj', dge, dx, a.get(s + 'gelu', BT * I), BT, I, C, false);
+    const dfc = a.get('dfc', BT * I);
+    k.geluBackward(dfc, dge, a.get(s + 'fc', BT * I), BT * I, false);
+    const dh = a.get('dh', BT * C);
+    this.linearBackward(p + 'mlp.c_fc', dh, dfc, a.get(s + 'h2', BT * C), BT, C, I, false);
     k.layernormBackward(dx, this.dparam(p + 'ln_2.weight'), this.dparam(p + 'ln_2.bias'), dh, x2,
       this.param(p + 'ln_2.weight'), a.get(s + 'mean2', BT), a.get(s + 'rstd2', BT), BT, C);
     const att = a.get(s + 'att', BT * C);
-    const datt = a.zeros('datt', BT * C);
-    this.linearBackward(p + 'attn.c_proj', datt, dx, att, BT, C, C);
+    const datt = a.get('datt', BT * C);
+    this.linearBackward(p + 'attn.c_proj', datt, dx, att, BT, C, C, false);
     const qkv = a.get(s + 'qkv', BT * 3 * C);
     const dqkv = a.zeros('dqkv', BT * 3 * C);
     k.attentionBackward(dqkv, this.tail(dqkv, C), this.tail(dqkv, 2 * C), datt, qkv, this.tail(qkv, C), this.tail(qkv, 2 * C),
       att, a.get(s + 'lse', B * NH * T), B, T, NH, NH, HD, 3 * C, 3 * C, this.hiddenKeysBuf);
-    const dh1 = a.zeros('dh', BT * C);
-    this.linearBackward(p + 'attn.c_attn', dh1, dqkv, a.get(s + 'h1', BT * C), BT, C, 3 * C);
+    const dh1 = a.get('dh', BT * C);
+    this.linearBackward(p + 'attn.c_attn', dh1, dqkv, a.get(s + 'h1', BT * C), BT, C, 3 * C, false);
     k.layernormBackward(dx, this.dparam(p + 'ln_1.weight'), this.dparam(p + 'ln_1.bias'), dh1, x,
       this.param(p + 'ln_1.weight'), a.get(s + 'mean1', BT), a.get(s + 'rstd1', BT), BT, C);
   }

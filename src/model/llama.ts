@@ -60,7 +60,7 @@ export class LlamaModel<F = Float32Array, I = Int32Array> extends DecoderBase<F,
     } else {
       ({ cos, sin } = this.ropeFor(pos0 + T));
     }
-    if (backward) k.ropeBackward(out, inp, cos, sin, rows, width, H, HD, pos0);
+    if (backward) k.ropeBackward(out, inp, cos, sin, rows, width, H, HD, pos0, false);
     else k.ropeForward(out, inp, cos, sin, rows, width, H, HD, pos0);
   }
 
@@ -149,30 +149,31 @@ export class LlamaModel<F = Float32Array, I = Int32Array> extends DecoderBase<F,
     const { B, T, BT, C, I, NH, NKV, HD, Q, KV } = this.dims();
     const p = `model.layers.${l}.`;
     const x2 = a.get(s + 'x2', BT * C);
-    // MLP: x' = x2 + down(swiglu(gate(h2), up(h2)))
-    const dm = a.zeros('dm', BT * I);
-    this.linearBackward(p + 'mlp.down_proj', dm, dx, a.get(s + 'm', BT * I), BT, I, C);
-    const dg = a.zeros('dg', BT * I);
-    const du = a.zeros('du', BT * I);
-    k.swigluBackward(dg, du, dm, a.get(s + 'gate', BT * I), a.get(s + 'up', BT * I), BT * I);
+    // MLP: x' = x2 + down(swiglu(gate(h2), up(h2))). Each activation gradient's first kernel writes it (false:
+    // not accumulated), so none is zeroed first; the residual stream's dx accumulates.
+    const dm = a.get('dm', BT * I);
+    this.linearBackward(p + 'mlp.down_proj', dm, dx, a.get(s + 'm', BT * I), BT, I, C, false);
+    const dg = a.get('dg', BT * I);
+    const du = a.get('du', BT * I);
+    k.swigluBackward(dg, du, dm, a.get(s + 'gate', BT * I), a.get(s + 'up', BT * I), BT * I, false);
     const h2 = a.get(s + 'h2', BT * C);
-    const dh = a.zeros('dh', BT * C);
-    this.linearBackward(p + 'mlp.gate_proj', dh, dg, h2, BT, C, I);
-    this.linearBackward(p + 'mlp.up_proj', dh, du, h2, BT, C, I);
+    const dh = a.get('dh', BT * C);
+    this.linearBackward(p + 'mlp.gate_proj', dh, dg, h2, BT, C, I, false);
+    this.linearBackward(p + 'mlp.up_proj', dh, du, h2, BT, C, I, true);
     k.rmsnormBackward(dx, this.dparam(p + 'post_attention_layernorm.weight'), dh, x2,
       this.param(p + 'post_attention_layernorm.weight'), a.get(s + 'rstd2', BT), BT, C);
     // attention: x2 = x + o_proj(att)
-    const datt = a.zeros('datt', BT * Q);
+    const datt = a.get('datt', BT * Q);
     const att = a.get(s + 'att', BT * Q);
-    this.linearBackward(p + 'self_attn.o_proj', datt, dx, att, BT, Q, C);
+    this.linearBackward(p + 'self_attn.o_proj', datt, dx, att, BT, Q, C, false);
     const dq = a.zeros('dq', BT * Q);
     const dk = a.zeros('dk', BT * KV);
     const dv = a.zeros('dv', BT * KV);
     k.attentionBackward(dq, dk, dv, datt, a.get(s + 'q', BT * Q), a.get(s + 'k', BT * KV), a.get(s + 'v', BT * KV), att,
       a.get(s + 'lse', B * NH * T), B, T, NH, NKV, HD, Q, KV, this.hiddenKeysBuf);
-    // rope is a rotation: its backward needs no saved input
-    const dqPre = a.zeros('dqpre', BT * Q);
-    const dkPre = a.zeros('dkpre', BT * KV);
+    // rope is a rotation: its backward needs no saved input (and writes its gradient)
+    const dqPre = a.get('dqpre', BT * Q);
+    const dkPre = a.get('dkpre', BT * KV);
     this.applyRope(true, dqPre, dq, NH);
     this.applyRope(true, dkPre, dk, NKV);
     let dqProj = dqPre;
@@ -186,10 +187,10 @@ export class LlamaModel<F = Float32Array, I = Int32Array> extends DecoderBase<F,
         this.param(p + 'self_attn.k_norm.weight'), a.get(s + 'krstd', BT * NKV), BT * NKV, HD);
     }
     const h1 = a.get(s + 'h1', BT * C);
-    const dh1 = a.zeros('dh', BT * C);
-    this.linearBackward(p + 'self_attn.q_proj', dh1, dqProj, h1, BT, C, Q);
-    this.linearBackward(p + 'self_attn.k_proj', dh1, dkProj, h1, BT, C, KV);
-    this.linearBackward(p + 'self_attn.v_proj', dh1, dv, h1, BT, C, KV);
+    const dh1 = a.get('dh', BT * C);
+    this.linearBackward(p + 'self_attn.q_proj', dh1, dqProj, h1, BT, C, Q, false);
+    this.linearBackward(p + 'self_attn.k_proj', dh1, dkProj, h1, BT, C, KV, true);
+    this.linearBackward(p + 'self_attn.v_proj', dh1, dv, h1, BT, C, KV, true);
     k.rmsnormBackward(dx, this.dparam(p + 'input_layernorm.weight'), dh1, x,
       this.param(p + 'input_layernorm.weight'), a.get(s + 'rstd1', BT), BT, C);
   }

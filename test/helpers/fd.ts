@@ -33,6 +33,8 @@ export interface GradInput {
   x: Float64Array;
   /** null: the gradient of this input is checked to be zero by finite differences only (backward has no output) */
   dx: Float64Array | null;
+  /** backward WRITES this input's gradient (overrides the case's `writes`: matmulBackward's dinp without accumulate) */
+  writes?: boolean;
 }
 
 export interface BackwardCase {
@@ -127,7 +129,7 @@ export function checkBackward(c: BackwardCase, rng: Rng, rtol = FD_RTOL): Gradie
     let analytic = new Float64Array(inp.x.length);
     if (inp.dx) {
       const before = prefills[k]!;
-      analytic = c.writes ? Float64Array.from(inp.dx) : inp.dx.map((v, i) => v - before[i]);
+      analytic = (inp.writes ?? c.writes) ? Float64Array.from(inp.dx) : inp.dx.map((v, i) => v - before[i]);
     }
     return compareGradients(`${c.name}: d${inp.name}`, analytic, numeric, rtol);
   });

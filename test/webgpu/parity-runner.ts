@@ -96,10 +96,12 @@ for (const [N, C, OC] of [[7, 65, 33], [1, 3, 5], [70, 129, 67], [200, 5, 9], [3
       buffers: { out: randn(N * OC), inp: randn(N * C), weight: randn(OC * C), bias: randn(OC) },
       args: [ref('out'), ref('inp'), ref('weight'), bias ? ref('bias') : null, N, C, OC] });
   }
-  for (const [di, dw, db] of [[true, true, true], [true, false, false], [false, true, true], [false, false, true]]) {
-    add({ name: `matmulBackward ${N}x${C}->${OC} dinp=${di} dweight=${dw} dbias=${db}`, kernel: 'matmulBackward', rtol: 2e-5,
+  // acc: dinp accumulated or written (dweight and dbias always accumulate)
+  for (const [di, dw, db, acc] of [[true, true, true, true], [true, false, false, true], [false, true, true, true], [false, false, true, true],
+    [true, true, true, false], [true, false, false, false]]) {
+    add({ name: `matmulBackward ${N}x${C}->${OC} dinp=${di} dweight=${dw} dbias=${db} accumulate=${acc}`, kernel: 'matmulBackward', rtol: 2e-5,
       buffers: { dinp: randn(N * C), dweight: randn(OC * C), dbias: randn(OC), dout: randn(N * OC), inp: randn(N * C), weight: randn(OC * C) },
-      args: [di ? ref('dinp') : null, dw ? ref('dweight') : null, db ? ref('dbias') : null, ref('dout'), ref('inp'), ref('weight'), N, C, OC] });
+      args: [di ? ref('dinp') : null, dw ? ref('dweight') : null, db ? ref('dbias') : null, ref('dout'), ref('inp'), ref('weight'), N, C, OC, acc] });
   }
 }
 
@@ -138,9 +140,11 @@ for (const gemmTile of [undefined, ...GEMM_KERNELS]) {
         buffers: { out: randn(N * OC), inp: randn(N * C), bias: randn(OC) }, bf16Buffers: { weight: bf16Weights(OC * C) },
         args: [ref('out'), ref('inp'), bf16Ref('weight'), bias ? ref('bias') : null, N, C, OC] });
     }
-    add({ name: `matmulBackwardBf16[${form}] ${N}x${C}->${OC}`, kernel: 'matmulBackwardBf16', rtol: 2e-5, gemmTile,
-      buffers: { dinp: randn(N * C), dout: randn(N * OC) }, bf16Buffers: { weight: bf16Weights(OC * C) },
-      args: [ref('dinp'), ref('dout'), bf16Ref('weight'), N, C, OC] });
+    for (const acc of [true, false]) {
+      add({ name: `matmulBackwardBf16[${form}] ${N}x${C}->${OC} accumulate=${acc}`, kernel: 'matmulBackwardBf16', rtol: 2e-5, gemmTile,
+        buffers: { dinp: randn(N * C), dout: randn(N * OC) }, bf16Buffers: { weight: bf16Weights(OC * C) },
+        args: [ref('dinp'), ref('dout'), bf16Ref('weight'), N, C, OC, acc] });
+    }
   }
   // views: the weight starts 6 values (3 words) into a larger buffer, the input and output at odd offsets
   const [N, C, OC] = [9, 17, 11];
@@ -149,7 +153,7 @@ for (const gemmTile of [undefined, ...GEMM_KERNELS]) {
     args: [ref('out', 3), ref('inp', 5), bf16Ref('weight', 6), ref('bias', 1), N, C, OC] });
   add({ name: `matmulBackwardBf16[${form}] on offset views`, kernel: 'matmulBackwardBf16', rtol: 2e-5, gemmTile,
     buffers: { dinp: randn(3 + N * C), dout: randn(5 + N * OC) }, bf16Buffers: { weight: bf16Weights(6 + OC * C + 3) },
-    args: [ref('dinp', 3), ref('dout', 5), bf16Ref('weight', 6), N, C, OC] });
+    args: [ref('dinp', 3), ref('dout', 5), bf16Ref('weight', 6), N, C, OC, true] });
 }
 // the bf16 weight in bf16 mode too (the same numbers: bf16 products either way)
 add({ name: 'matmulForwardBf16 with setMatmulBf16(true) 7x65->33', kernel: 'matmulForwardBf16', rtol: 2e-5, bf16: true,
@@ -210,8 +214,10 @@ for (const [B, T, H, HD, pos0] of [[2, 7, 3, 8, 0], [1, 5, 1, 2, 3], [3, 4, 5, 6
     buffers: { out: randn(n), inp: randn(n), ...tables }, args: [ref('out'), ref('inp'), ref('cos'), ref('sin'), B, T, H, HD, pos0] });
   add({ name: `ropeForward in place B=${B} T=${T} H=${H} HD=${HD} pos0=${pos0}`, kernel: 'ropeForward',
     buffers: { x: randn(n), ...tables }, args: [ref('x'), ref('x'), ref('cos'), ref('sin'), B, T, H, HD, pos0] });
-  add({ name: `ropeBackward B=${B} T=${T} H=${H} HD=${HD} pos0=${pos0}`, kernel: 'ropeBackward',
-    buffers: { dinp: randn(n), dout: randn(n), ...tables }, args: [ref('dinp'), ref('dout'), ref('cos'), ref('sin'), B, T, H, HD, pos0] });
+  for (const acc of [true, false]) {
+    add({ name: `ropeBackward B=${B} T=${T} H=${H} HD=${HD} pos0=${pos0} accumulate=${acc}`, kernel: 'ropeBackward',
+      buffers: { dinp: randn(n), dout: randn(n), ...tables }, args: [ref('dinp'), ref('dout'), ref('cos'), ref('sin'), B, T, H, HD, pos0, acc] });
+  }
 }
 
 // attention: GQA ratios 1, 2, 4; padded strides; T across the 64-query workgroups; hidden key ranges
@@ -281,12 +287,17 @@ for (const N of [1, 255, 1031]) {
   const gate = randn(N, 12);
   add({ name: `swigluForward N=${N}`, kernel: 'swigluForward', buffers: { out: randn(N), gate, up: randn(N) },
     args: [ref('out'), ref('gate'), ref('up'), N] });
-  add({ name: `swigluBackward N=${N}`, kernel: 'swigluBackward', buffers: { dgate: randn(N), dup: randn(N), dout: randn(N), gate, up: randn(N) },
-    args: [ref('dgate'), ref('dup'), ref('dout'), ref('gate'), ref('up'), N] });
+  for (const acc of [true, false]) {
+    add({ name: `swigluBackward N=${N} accumulate=${acc}`, kernel: 'swigluBackward',
+      buffers: { dgate: randn(N), dup: randn(N), dout: randn(N), gate, up: randn(N) },
+      args: [ref('dgate'), ref('dup'), ref('dout'), ref('gate'), ref('up'), N, acc] });
+  }
   add({ name: `geluForward N=${N}`, kernel: 'geluForward', buffers: { out: randn(N), inp: randn(N, 12) },
     args: [ref('out'), ref('inp'), N] });
-  add({ name: `geluBackward N=${N}`, kernel: 'geluBackward', buffers: { dinp: randn(N), dout: randn(N), inp: randn(N, 6) },
-    args: [ref('dinp'), ref('dout'), ref('inp'), N] });
+  for (const acc of [true, false]) {
+    add({ name: `geluBackward N=${N} accumulate=${acc}`, kernel: 'geluBackward', buffers: { dinp: randn(N), dout: randn(N), inp: randn(N, 6) },
+      args: [ref('dinp'), ref('dout'), ref('inp'), N, acc] });
+  }
   add({ name: `add N=${N}`, kernel: 'add', buffers: { out: randn(N), a: randn(N), b: randn(N) }, args: [ref('out'), ref('a'), ref('b'), N] });
   add({ name: `add in place N=${N}`, kernel: 'add', buffers: { a: randn(N), b: randn(N) }, args: [ref('a'), ref('a'), ref('b'), N] });
   add({ name: `axpy N=${N}`, kernel: 'axpy', buffers: { dst: randn(N), src: randn(N) }, args: [ref('dst'), ref('src'), -0.37, N] });
@@ -524,9 +535,9 @@ const runtimeChecks: Record<string, RuntimeCheck> = {
       runtime.upload(dinps[0], dinp0);
       runtime.upload(dinps[1], dinp0);
       kernels.setMatmulBf16(false);
-      kernels.matmulBackwardBf16(dinps[0], dout, w, N, C, OC);
+      kernels.matmulBackwardBf16(dinps[0], dout, w, N, C, OC, true);
       kernels.setMatmulBf16(true);
-      kernels.matmulBackward(dinps[1], null, null, dout, inp, wide, N, C, OC);
+      kernels.matmulBackward(dinps[1], null, null, dout, inp, wide, N, C, OC, true);
       await same(`backward [${tile}]`, dinps[0], dinps[1]);
     }
     kernels.setGemmTile(null);

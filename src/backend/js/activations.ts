@@ -16,9 +16,13 @@ export function swigluForward(out: FloatArray, gate: FloatArray, up: FloatArray,
   }
 }
 
-// dout (N), gate, up -> dgate, dup accumulated
+// dout (N), gate, up -> dgate, dup accumulated, or written when not `accumulate` (the reference: zeroed, then added)
 export function swigluBackward(dgate: FloatArray, dup: FloatArray, dout: FloatArray, gate: FloatArray,
-  up: FloatArray, N: number): void {
+  up: FloatArray, N: number, accumulate: boolean): void {
+  if (!accumulate) {
+    dgate.fill(0, 0, N);
+    dup.fill(0, 0, N);
+  }
   for (let i = 0; i < N; i++) {
     const g = gate[i];
     const sg = sigmoid(g);
@@ -38,8 +42,9 @@ export function geluForward(out: FloatArray, inp: FloatArray, N: number): void {
   }
 }
 
-// dout (N), inp (N) -> dinp accumulated
-export function geluBackward(dinp: FloatArray, dout: FloatArray, inp: FloatArray, N: number): void {
+// dout (N), inp (N) -> dinp accumulated, or written when not `accumulate`
+export function geluBackward(dinp: FloatArray, dout: FloatArray, inp: FloatArray, N: number, accumulate: boolean): void {
+  if (!accumulate) dinp.fill(0, 0, N);
   for (let i = 0; i < N; i++) {
     const x = inp[i];
     const u = GELU_K * (x + 0.044715 * x * x * x);

@@ -36,11 +36,11 @@ export function matmulForwardBf16(out: FloatArray, inp: FloatArray, weight: Bf16
   inBf16Mode(() => matmulForward(out, inp, w, bias, N, C, OC));
 }
 
-// dout (N,OC), weight (OC,C) bf16 -> dinp (N,C) accumulated
+// dout (N,OC), weight (OC,C) bf16 -> dinp (N,C) accumulated, or written when not `accumulate`
 export function matmulBackwardBf16(dinp: FloatArray, dout: FloatArray, weight: Bf16Buffer<FloatArray>,
-  N: number, C: number, OC: number): void {
+  N: number, C: number, OC: number, accumulate: boolean): void {
   const w = widen(weight, OC * C);
-  inBf16Mode(() => matmulBackward(dinp, null, null, dout, dinp, w, N, C, OC));
+  inBf16Mode(() => matmulBackward(dinp, null, null, dout, dinp, w, N, C, OC, accumulate));
 }
 
 // ids (N), table (V,C) bf16 -> out (N,C) written or accumulated; only the looked-up rows are widened

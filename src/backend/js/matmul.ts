@@ -61,8 +61,8 @@ export function matmulForward(out: FloatArray, inpIn: FloatArray, weightIn: Floa
 
 // dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), accumulated, each optional
 export function matmulBackward(dinp: FloatArray | null, dweight: FloatArray | null, dbias: FloatArray | null,
-  dout: FloatArray, inp: FloatArray, weight: FloatArray, N: number, C: number, OC: number): void {
-  if (dinp) gemm(dinp, dout, weight, N, C, OC, false, false, true); // dinp += dout @ weight
+  dout: FloatArray, inp: FloatArray, weight: FloatArray, N: number, C: number, OC: number, accumulate: boolean): void {
+  if (dinp) gemm(dinp, dout, weight, N, C, OC, false, false, accumulate); // dinp [+]= dout @ weight
   if (dweight) gemm(dweight, dout, inp, OC, C, N, true, false, true); // dweight += dout^T @ inp
   if (dbias) {
     for (let o = 0; o < OC; o++) {

@@ -23,9 +23,10 @@ export function ropeForward(out: FloatArray, inp: FloatArray, cos: FloatArray, s
   }
 }
 
-// dout (B,T,H,HD) -> dinp accumulated: the rotation's transpose
+// dout (B,T,H,HD) -> dinp accumulated, or written when not `accumulate`: the rotation's transpose
 export function ropeBackward(dinp: FloatArray, dout: FloatArray, cos: FloatArray, sin: FloatArray,
-  B: number, T: number, H: number, HD: number, pos0: number): void {
+  B: number, T: number, H: number, HD: number, pos0: number, accumulate: boolean): void {
+  if (!accumulate) dinp.fill(0, 0, B * T * H * HD);
   const half = HD >> 1;
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {

@@ -34,8 +34,15 @@ function noteSlowBf16(addon: NativeAddon): void {
 export function createNativeKernels(addon: NativeAddon): Kernels {
   return {
     name: 'native',
-    // typed-array memory and the data-movement kernels (copies and O(n) passes) are the TypeScript backend's
+    // typed-array memory and the copies are the TypeScript backend's; the O(n) passes that run every step are the
+    // addon's (threaded: one JS thread zeroing or hashing dropout masks left the other cores waiting)
     ...hostMemory,
+    zero: addon.zero,
+    dropoutForward: addon.dropoutForward,
+    dropoutBackward: addon.dropoutBackward,
+    // a row gather is the embedding lookup with the rows as ids, a row scatter-add its backward (as in host.ts)
+    gatherRows: (out, inp, rows, M, C) => addon.embeddingForward(out, rows, inp, M, C, false),
+    scatterAddRows: (dinp, dout, rows, M, C) => addon.embeddingBackward(dinp, dout, rows, M, C),
     setThreads: (n) => addon.setThreads(n),
     getThreads: () => addon.getThreads(),
     setMatmulBf16: (on) => {

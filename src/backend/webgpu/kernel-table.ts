@@ -706,7 +706,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   // ------------------------------------------------------------------------------------------ rotary embedding
   /**
    * One thread per rotated pair (b, t, h, i < HD/2), N = B*T*H*HD/2; it reads both halves before writing, so out
-   * may alias inp. BACKWARD applies the transpose and accumulates into out (dinp).
+   * may alias inp. BACKWARD applies the transpose, accumulated into out (dinp) when ACCUMULATE, else written.
    */
   rope: {
     name: 'rope',
@@ -724,9 +724,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let s = sin[co];
   let x1 = inp[o + i];
   let x2 = inp[o + i + P.half];
-  if (BACKWARD) {
+  if (BACKWARD && ACCUMULATE) {
     out[o + i] += x1 * c + x2 * s;
     out[o + i + P.half] += x2 * c - x1 * s;
+  } else if (BACKWARD) {
+    out[o + i] = x1 * c + x2 * s;
+    out[o + i + P.half] = x2 * c - x1 * s;
   } else {
     out[o + i] = x1 * c - x2 * s;
     out[o + i + P.half] = x2 * c + x1 * s;
@@ -977,8 +980,9 @@ ${direct ? '' : '      workgroupBarrier();'}
   let g = gate[idx];
   let sg = sigmoid(g);
   let d = dout[idx];
-  dup[idx] += d * g * sg;
-  dgate[idx] += d * up[idx] * sg * (1.0 + g * (1.0 - sg));`, SIGMOID),
+  let du = d * g * sg;
+  let dg = d * up[idx] * sg * (1.0 + g * (1.0 - sg));
+  if (ACCUMULATE) { dup[idx] += du; dgate[idx] += dg; } else { dup[idx] = du; dgate[idx] = dg; }`, SIGMOID),
   },
 
   geluForward: {
@@ -1000,7 +1004,7 @@ ${direct ? '' : '      workgroupBarrier();'}
   let x = inp[idx];
   let u = GELU_K * (x + 0.044715 * x * x * x);
   let grad = 0.5 * one_plus_tanh(u) + 0.5 * x * sech_squared(u) * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
-  dinp[idx] += grad * dout[idx];`, GELU),
+  if (ACCUMULATE) { dinp[idx] += grad * dout[idx]; } else { dinp[idx] = grad * dout[idx]; }`, GELU),
   },
 
   /** out = a + b; out may alias a or b (each element read before it is written, by one thread) */

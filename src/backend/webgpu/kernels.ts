@@ -171,12 +171,12 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
     this.gemmWithBias(out, inp, weight, bias, N, OC, C, false, true, false);
   }
 
-  /** dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), each accumulated, each optional */
+  /** dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C) accumulated or written, dweight (OC,C), dbias (OC) accumulated */
   matmulBackward(dinp: GpuTensor | null, dweight: GpuTensor | null, dbias: GpuTensor | null, dout: GpuTensor,
-    inp: GpuTensor, weight: GpuTensor, N: number, C: number, OC: number): void {
+    inp: GpuTensor, weight: GpuTensor, N: number, C: number, OC: number, accumulate: boolean): void {
     requireLengths('matmulBackward', { dinp: [dinp, N * C], dweight: [dweight, OC * C], dbias: [dbias, OC], dout: [dout, N * OC],
       inp: [inp, N * C], weight: [weight, OC * C] });
-    if (dinp) this.gemm(dinp, dout, weight, N, C, OC, false, false, true);
+    if (dinp) this.gemm(dinp, dout, weight, N, C, OC, false, false, accumulate);
     if (dweight) this.gemm(dweight, dout, inp, OC, C, N, true, false, true);
     if (dbias) this.addColumnSums(dbias, dout, OC, N, OC);
   }
@@ -192,11 +192,12 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
     this.gemmWithBias(out, inp, weight, bias, N, OC, C, false, true, false);
   }
 
-  /** dout (N,OC), weight (OC,C) bf16 -> dinp (N,C) accumulated: dinp += bf16(dout) @ weight */
-  matmulBackwardBf16(dinp: GpuTensor, dout: GpuTensor, weight: Bf16Buffer<GpuTensor>, N: number, C: number, OC: number): void {
+  /** dout (N,OC), weight (OC,C) bf16 -> dinp (N,C): dinp += bf16(dout) @ weight, or = when not `accumulate` */
+  matmulBackwardBf16(dinp: GpuTensor, dout: GpuTensor, weight: Bf16Buffer<GpuTensor>, N: number, C: number, OC: number,
+    accumulate: boolean): void {
     requireBf16Length('matmulBackwardBf16', weight, OC * C);
     requireLengths('matmulBackwardBf16', { dinp: [dinp, N * C], dout: [dout, N * OC], weight: [weight.data, bf16Elements(OC * C)] });
-    this.gemmWithBias(dinp, dout, weight, null, N, C, OC, false, false, true);
+    this.gemmWithBias(dinp, dout, weight, null, N, C, OC, false, false, accumulate);
   }
 
   /** ids (N) int32, table (V,C) bf16 -> out (N,C) written, or accumulated; the table's u32 words read in place */
@@ -281,22 +282,22 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
   // ---------------------------------------------------------------- rotary position embedding
   ropeForward(out: GpuTensor, inp: GpuTensor, cos: GpuTensor, sin: GpuTensor, B: number, T: number, H: number,
     HD: number, pos0: number): void {
-    this.rope(out, inp, cos, sin, B, T, H, HD, pos0, false);
+    this.rope(out, inp, cos, sin, B, T, H, HD, pos0, false, false);
   }
 
   ropeBackward(dinp: GpuTensor, dout: GpuTensor, cos: GpuTensor, sin: GpuTensor, B: number, T: number, H: number,
-    HD: number, pos0: number): void {
-    this.rope(dinp, dout, cos, sin, B, T, H, HD, pos0, true);
+    HD: number, pos0: number, accumulate: boolean): void {
+    this.rope(dinp, dout, cos, sin, B, T, H, HD, pos0, true, accumulate);
   }
 
   private rope(out: GpuTensor, inp: GpuTensor, cos: GpuTensor, sin: GpuTensor, B: number, T: number, H: number,
-    HD: number, pos0: number, backward: boolean): void {
+    HD: number, pos0: number, backward: boolean, accumulate: boolean): void {
     const elements = B * T * H * HD;
     const table = (pos0 + T) * (HD >> 1);
     requireLengths(backward ? 'ropeBackward' : 'ropeForward', { out: [out, elements], inp: [inp, elements], cos: [cos, table], sin: [sin, table] });
     const half = HD >> 1;
     this.runtime.dispatch(KERNELS.rope, { out, inp, cos, sin }, { N: B * T * H * half, T, H, half, pos0 },
-      { BACKWARD: backward });
+      { BACKWARD: backward, ACCUMULATE: accumulate });
   }
 
   // ---------------------------------------------------------------- causal self-attention
@@ -347,9 +348,10 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
     this.runtime.dispatch(KERNELS.swigluForward, { out, gate, up }, { N });
   }
 
-  swigluBackward(dgate: GpuTensor, dup: GpuTensor, dout: GpuTensor, gate: GpuTensor, up: GpuTensor, N: number): void {
+  swigluBackward(dgate: GpuTensor, dup: GpuTensor, dout: GpuTensor, gate: GpuTensor, up: GpuTensor, N: number,
+    accumulate: boolean): void {
     requireLengths('swigluBackward', { dgate: [dgate, N], dup: [dup, N], dout: [dout, N], gate: [gate, N], up: [up, N] });
-    this.runtime.dispatch(KERNELS.swigluBackward, { dgate, dup, dout, gate, up }, { N });
+    this.runtime.dispatch(KERNELS.swigluBackward, { dgate, dup, dout, gate, up }, { N }, { ACCUMULATE: accumulate });
   }
 
   geluForward(out: GpuTensor, inp: GpuTensor, N: number): void {
@@ -357,9 +359,9 @@ export class WebGpuKernels implements Backend<GpuTensor, GpuTensor> {
     this.runtime.dispatch(KERNELS.geluForward, { out, inp }, { N });
   }
 
-  geluBackward(dinp: GpuTensor, dout: GpuTensor, inp: GpuTensor, N: number): void {
+  geluBackward(dinp: GpuTensor, dout: GpuTensor, inp: GpuTensor, N: number, accumulate: boolean): void {
     requireLengths('geluBackward', { dinp: [dinp, N], dout: [dout, N], inp: [inp, N] });
-    this.runtime.dispatch(KERNELS.geluBackward, { dinp, dout, inp }, { N });
+    this.runtime.dispatch(KERNELS.geluBackward, { dinp, dout, inp }, { N }, { ACCUMULATE: accumulate });
   }
 
   add(out: GpuTensor, a: GpuTensor, b: GpuTensor, N: number): void {
