@@ -1804,14 +1804,19 @@ static void gelu_forward(float* out, const float* inp, int64_t N) {
 }
 
 // d/dx [x s(2u)] with s = sigmoid(2u): 0.5 (1 + tanh u) = s and 1 - tanh^2 u = 4 s (1 - s)
+static inline float gelu_grad(float x) {
+  const float s = sigmoid_approx(2.0f * GELU_K * (x + 0.044715f * x * x * x));
+  return s + 2.0f * x * s * (1.0f - s) * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
 static void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t N, bool accumulate) {
   parallel_for(N, kPointwiseGrain, [=](int64_t i0, int64_t i1) {
+    if (accumulate) {
 #pragma omp simd
-    for (int64_t i = i0; i < i1; i++) {
-      const float x = inp[i];
-      const float s = sigmoid_approx(2.0f * GELU_K * (x + 0.044715f * x * x * x));
-      const float grad = s + 2.0f * x * s * (1.0f - s) * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-      dinp[i] = accumulate ? dinp[i] + grad * dout[i] : grad * dout[i];
+      for (int64_t i = i0; i < i1; i++) dinp[i] += gelu_grad(inp[i]) * dout[i];
+    } else {
+#pragma omp simd
+      for (int64_t i = i0; i < i1; i++) dinp[i] = gelu_grad(inp[i]) * dout[i];
     }
   });
 }
@@ -1854,32 +1859,52 @@ static inline uint32_t mix32(uint32_t x) {
   return x ^ (x >> 15);
 }
 
-/** the smallest hash kept: h >= p * 2^32 for an integer h is h >= ceil(p * 2^32); 2^32 keeps none (p = 1) */
-static inline uint64_t dropout_threshold(double p) {
+/**
+ * The smallest hash kept: h >= p * 2^32 for an integer h is h >= ceil(p * 2^32). False when that is 2^32 (p within
+ * 2^-32 of 1): no element is kept.
+ */
+static inline bool dropout_threshold(double p, uint32_t* threshold) {
   const double t = std::ceil(p * 4294967296.0);
-  return t <= 0.0 ? 0 : t >= 4294967296.0 ? uint64_t(1) << 32 : uint64_t(t);
+  *threshold = t <= 0.0 ? 0u : t >= 4294967296.0 ? 0xffffffffu : uint32_t(t);
+  return t < 4294967296.0;
 }
 
+// The loops read their inputs unconditionally and select, with every capture copied to a local first: reading them
+// through the closure and loading only kept elements left GCC with a scalar loop and a branch per element (and two
+// threads ran it no faster than one).
 static void dropout_forward(float* out, const float* inp, int64_t N, uint32_t key, double p) {
-  const uint64_t threshold = dropout_threshold(p);
+  uint32_t threshold;
+  if (!dropout_threshold(p, &threshold)) {
+    zero(out, N);
+    return;
+  }
   const double inv = 1.0 / (1.0 - p);
   parallel_for(N, kPointwiseGrain, [=](int64_t i0, int64_t i1) {
+    float* __restrict o = out;
+    const float* __restrict x = inp;
+    const uint32_t k = key, t = threshold;
+    const double s = inv;
 #pragma omp simd
     for (int64_t i = i0; i < i1; i++) {
-      const bool keep = uint64_t(mix32(key ^ (uint32_t(i) * 0x9e3779b9u))) >= threshold;
-      out[i] = keep ? float(double(inp[i]) * inv) : 0.0f;
+      const float kept = float(double(x[i]) * s);
+      o[i] = mix32(k ^ (uint32_t(i) * 0x9e3779b9u)) >= t ? kept : 0.0f;
     }
   });
 }
 
 static void dropout_backward(float* dinp, const float* dout, int64_t N, uint32_t key, double p) {
-  const uint64_t threshold = dropout_threshold(p);
+  uint32_t threshold;
+  if (!dropout_threshold(p, &threshold)) return;
   const double inv = 1.0 / (1.0 - p);
   parallel_for(N, kPointwiseGrain, [=](int64_t i0, int64_t i1) {
+    float* __restrict d = dinp;
+    const float* __restrict g = dout;
+    const uint32_t k = key, t = threshold;
+    const double s = inv;
 #pragma omp simd
     for (int64_t i = i0; i < i1; i++) {
-      const bool keep = uint64_t(mix32(key ^ (uint32_t(i) * 0x9e3779b9u))) >= threshold;
-      if (keep) dinp[i] = float(double(dinp[i]) + double(dout[i]) * inv);
+      const float sum = float(double(d[i]) + double(g[i]) * s);
+      d[i] = mix32(k ^ (uint32_t(i) * 0x9e3779b9u)) >= t ? sum : d[i];
     }
   });
 }
