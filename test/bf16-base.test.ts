@@ -149,6 +149,26 @@ test('loadModel: bfloat16 from F32 files rounds to nearest even, from BF16 files
   assert.notDeepEqual(back.params, source.params, 'the matrices were rounded');
 });
 
+test('orpo train --dry-run --torch-dtype auto plans the dtype the run would load: the weight files\' (their headers only)', async () => {
+  const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const source = createModel(qwen2, { seed: 3 });
+  const plans: Record<string, string> = {};
+  for (const dtype of ['F32', 'BF16'] as const) {
+    const dir = join(root, `dry-run-${dtype}`);
+    await saveModel(source, dir, { dtype });
+    for (const lora of [true, false]) {
+      const r = spawnSync(process.execPath, [MAIN, 'train', '--model', dir, '--dataset', join(root, 'none.jsonl'), '--output-dir', join(root, 'dry-out'),
+        '--dry-run', '--torch-dtype', 'auto', ...(lora ? ['--lora-r', '4'] : [])], { encoding: 'utf8', timeout: 120_000 });
+      assert.equal(r.status, 0, r.stderr);
+      plans[`${dtype} lora=${lora}`] = r.stdout;
+    }
+  }
+  assert.match(plans['BF16 lora=true']!, /weights .* matrices bfloat16 \(frozen\)/);
+  assert.match(plans['F32 lora=true']!, /weights .* float32\n/);
+  // full fine-tuning trains float32 whatever the files hold
+  assert.match(plans['BF16 lora=false']!, /weights .* float32\n/);
+});
+
 test('loadModel with a bfloat16 base names a NaN in a BF16 matrix', async () => {
   const source = createModel(qwen2, { seed: 4 });
   source.param('model.layers.1.mlp.up_proj.weight')[7] = NaN;

@@ -11,7 +11,7 @@ import { loadTokenizer } from '../io/tokenizer-files.js';
 import { readSafetensorsHeader, readTensorF32 } from '../io/safetensors.js';
 import { writeFileAtomically } from '../io/atomic-file.js';
 import { ADAPTER_WEIGHTS_FILE, peftTensorName, saveAdapter } from '../io/adapter.js';
-import { loadModel, readConfigJson, saveModel } from '../io/hf-model.js';
+import { loadModel, readConfigJson, resolveWeightDtype, saveModel } from '../io/hf-model.js';
 import { hostKernelsNamed } from '../backend/index.js';
 import { modelOnBackend } from '../model/create.js';
 import type { AdamW } from '../optim/adamw.js';
@@ -101,7 +101,10 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   }
   validateTrainConfig(c);
   if (c.dry_run) {
-    process.stdout.write(`${trainMemoryPlanText(parseConfig(await readConfigJson(c.model!), join(c.model!, 'config.json')), c)}\n`);
+    // auto plans the dtype the run would load: the weight files' (their headers only)
+    const torchDtype = c.lora_r === null ? 'float32' : await resolveWeightDtype(c.model!, c.torch_dtype);
+    const config = parseConfig(await readConfigJson(c.model!), join(c.model!, 'config.json'));
+    process.stdout.write(`${trainMemoryPlanText(config, { ...c, torch_dtype: torchDtype })}\n`);
     return 0;
   }
   const run = await runTraining(c);

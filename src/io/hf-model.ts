@@ -6,6 +6,8 @@ import type { Kernels } from '../backend/kernels.js';
 import { parseConfig } from '../model/config.js';
 import { bf16Bits, emptyModel, setParam, widenModel } from '../model/create.js';
 import type { DecoderBase } from '../model/base.js';
+import type { ParamSpec } from '../model/types.js';
+import type { TensorInfo } from './safetensors-header.js';
 import { headParamName, hfLayoutTensors, transpose2d, type WeightDtype } from '../model/layout.js';
 import { listModelTensors, writeModelTensors } from './model-files.js';
 import { matchWeights } from './weight-match.js';
@@ -54,9 +56,7 @@ export async function loadModel(dir: string,
   const configFile = join(dir, 'config.json');
   const config = parseConfig(await readConfigJson(dir), configFile);
   const matched = matchWeights(dir, configFile, config, await listModelTensors(dir));
-  const weightDtype = opts.weightDtype === 'auto'
-    ? ([...matched].some(([p, info]) => p.shape.length === 2 && info.dtype === 'BF16') ? 'bfloat16' : 'float32')
-    : opts.weightDtype ?? 'float32';
+  const weightDtype = opts.weightDtype === 'auto' ? autoWeightDtype(matched) : opts.weightDtype ?? 'float32';
   const model = emptyModel(config, opts.kernels, 'float32', weightDtype);
   for (const [planned, info] of matched) {
     const spec = model.spec(planned.name);
@@ -75,6 +75,22 @@ export async function loadModel(dir: string,
   const bad = firstNonFinite(model);
   if (bad !== null) throw new Error(`${dir}: parameter '${bad}' holds NaN or Inf; the checkpoint is corrupt`);
   return model;
+}
+
+/** transformers' "auto": bfloat16 when the weight files store the matrices in BF16, else float32 */
+function autoWeightDtype(matched: ReadonlyMap<ParamSpec, TensorInfo>): WeightDtype {
+  return [...matched].some(([p, info]) => p.shape.length === 2 && info.dtype === 'BF16') ? 'bfloat16' : 'float32';
+}
+
+/**
+ * The dtype loadModel(dir, { weightDtype }) would hold the matrices in, from the weight files' headers alone (no
+ * tensor is read): what `orpo train --dry-run` plans for `--torch-dtype auto`.
+ */
+export async function resolveWeightDtype(dir: string, weightDtype: WeightDtype | 'auto'): Promise<WeightDtype> {
+  if (weightDtype !== 'auto') return weightDtype;
+  const configFile = join(dir, 'config.json');
+  const config = parseConfig(await readConfigJson(dir), configFile);
+  return autoWeightDtype(matchWeights(dir, configFile, config, await listModelTensors(dir)));
 }
 
 /** the name of the first parameter holding NaN or Inf (float32 or bfloat16), or null */

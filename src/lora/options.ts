@@ -102,14 +102,14 @@ export function lossHeads<F, I>(model: CausalLM<F, I>, fused: boolean): { train:
  * the most one shared-prompt row prompt | chosen | rejected can hold).
  */
 export function trainMemoryPlanText(config: ModelConfig,
-  c: LoraMemoryConfig & { per_device_train_batch_size: number; max_length: number; torch_dtype?: 'float32' | 'bfloat16' | 'auto' }): string {
+  c: LoraMemoryConfig & { per_device_train_batch_size: number; max_length: number; torch_dtype?: 'float32' | 'bfloat16' }): string {
   const lora = loraSettingsOf(c, config);
   const input: MemoryPlanInput = {
     config, rows: 2 * c.per_device_train_batch_size, T: c.max_length,
     lora: lora === null ? null : { r: lora.r, targetModules: lora.targetModules, dropout: lora.dropout },
     gradientCheckpointing: c.gradient_checkpointing,
     fusedLoss: fusedLossFor(c, config, c.per_device_train_batch_size, c.max_length),
-    // (auto depends on the weight files' dtype, which the plan does not read: it plans float32)
+    // a bfloat16 base exists only under LoRA (torch_dtype auto: the caller resolves it from the weight files first)
     weightDtype: lora !== null && c.torch_dtype === 'bfloat16' ? 'bfloat16' : 'float32',
   };
   return formatMemoryPlan(planMemory(input), input);
