@@ -5,6 +5,8 @@
 //   lora-lean     LoRA r=16 + gradient checkpointing + fused loss head
 //   lora-lean-bf16-products  lora-lean with --bf16 (bf16 products, float32 weights)
 //   lora-lean-bf16  lora-lean with the base's matrices frozen in bfloat16 (torch_dtype bfloat16) and --bf16
+//   lora-lean-dropout  lora-lean with TRL's default lora_dropout 0.05 (what `orpo train --lora-r 16` runs; the
+//                      others keep dropout 0, as their earlier rows did)
 // Each configuration runs in a fresh child process (node dist/bench/memory.js --child NAME) so its peak RSS
 // (process.resourceUsage().maxRSS) is its own. Also reports the planned bytes (src/train/memory.ts) next to
 // the measured arenas, and the loss path's bytes fused vs unfused.
@@ -41,13 +43,18 @@ const SEQ = 1024;
 const PROMPT = 256;
 const LORA = { r: 16, alpha: 32, dropout: 0, targetModules: [...LORA_MODULES.llama] };
 
-interface BenchCase { name: string; lora: boolean; checkpointing: boolean; fused: boolean; bf16Products?: boolean; bf16Base?: boolean }
+interface BenchCase {
+  name: string; lora: boolean; checkpointing: boolean; fused: boolean; bf16Products?: boolean; bf16Base?: boolean;
+  /** LoRA dropout (0 unless set) */
+  dropout?: number;
+}
 const CASES: BenchCase[] = [
   { name: 'full', lora: false, checkpointing: false, fused: false },
   { name: 'lora', lora: true, checkpointing: false, fused: false },
   { name: 'lora-lean', lora: true, checkpointing: true, fused: true },
   { name: 'lora-lean-bf16-products', lora: true, checkpointing: true, fused: true, bf16Products: true },
   { name: 'lora-lean-bf16', lora: true, checkpointing: true, fused: true, bf16Products: true, bf16Base: true },
+  { name: 'lora-lean-dropout', lora: true, checkpointing: true, fused: true, dropout: 0.05 },
 ];
 
 interface ChildReport {
@@ -62,6 +69,10 @@ interface ChildReport {
   measured: { modelArena: number; loraArena: number; lossHead: number };
   plan: ReturnType<typeof planMemory>;
   loss: number;
+}
+
+function loraOf(c: BenchCase): typeof LORA {
+  return { ...LORA, dropout: c.dropout ?? 0 };
 }
 
 /** Random weights in the spirit of initializer_range 0.02 (uniform, same variance), cheap to draw for 494M values. */
@@ -98,7 +109,7 @@ async function runChild(c: BenchCase, steps: number): Promise<ChildReport> {
   model.gradientCheckpointing = c.checkpointing;
   let adapters: LoraAdapters | null = null;
   if (c.lora) {
-    adapters = attachLora(model, LORA, { seed: 2 });
+    adapters = attachLora(model, loraOf(c), { seed: 2 });
     // B = 0 at PEFT's init; non-zero B makes the step do the work a trained adapter does
     const b = new Rng(3);
     for (const l of adapters.layers) adapters.B(l.module).forEach((_, i, arr) => { arr[i] = 0.01 * (b.uniform() - 0.5); });
@@ -130,7 +141,7 @@ async function runChild(c: BenchCase, steps: number): Promise<ChildReport> {
     stepCpuSeconds.push((used.user + used.system) / 1e6);
   }
   const input: MemoryPlanInput = {
-    config: model.config, rows: batch.rows, T: batch.T, lora: adapters ? LORA : null,
+    config: model.config, rows: batch.rows, T: batch.T, lora: adapters ? loraOf(c) : null,
     gradientCheckpointing: c.checkpointing, fusedLoss: c.fused, weightDtype: c.bf16Base ? 'bfloat16' : 'float32',
   };
   return {
