@@ -1869,44 +1869,45 @@ static inline bool dropout_threshold(double p, uint32_t* threshold) {
   return t < 4294967296.0;
 }
 
-// The loops read their inputs unconditionally and select, with every capture copied to a local first: reading them
-// through the closure and loading only kept elements left GCC with a scalar loop and a branch per element (and two
-// threads ran it no faster than one).
-static void dropout_forward(float* out, const float* inp, int64_t N, uint32_t key, double p) {
+/**
+ * Forward: inp (N) -> out (N) written, kept values scaled, the rest 0. Backward: dout (N) -> dinp (N), kept elements
+ * accumulated. The loop reads its inputs unconditionally and selects, with every capture copied to a local first:
+ * reading them through the closure and loading only kept elements left GCC with a scalar loop and a branch per element
+ * (and two threads ran it no faster than one).
+ */
+template <bool kBackward>
+static void dropout_pass(float* dst, const float* src, int64_t N, uint32_t key, double p) {
   uint32_t threshold;
   if (!dropout_threshold(p, &threshold)) {
-    zero(out, N);
+    if (!kBackward) zero(dst, N);
     return;
   }
   const double inv = 1.0 / (1.0 - p);
   parallel_for(N, kPointwiseGrain, [=](int64_t i0, int64_t i1) {
-    float* __restrict o = out;
-    const float* __restrict x = inp;
+    float* __restrict d = dst;
+    const float* __restrict x = src;
     const uint32_t k = key, t = threshold;
     const double s = inv;
 #pragma omp simd
     for (int64_t i = i0; i < i1; i++) {
-      const float kept = float(double(x[i]) * s);
-      o[i] = mix32(k ^ (uint32_t(i) * 0x9e3779b9u)) >= t ? kept : 0.0f;
+      const bool keep = mix32(k ^ (uint32_t(i) * 0x9e3779b9u)) >= t;
+      if constexpr (kBackward) {
+        const float sum = float(double(d[i]) + double(x[i]) * s);
+        d[i] = keep ? sum : d[i];
+      } else {
+        const float kept = float(double(x[i]) * s);
+        d[i] = keep ? kept : 0.0f;
+      }
     }
   });
 }
 
+static void dropout_forward(float* out, const float* inp, int64_t N, uint32_t key, double p) {
+  dropout_pass<false>(out, inp, N, key, p);
+}
+
 static void dropout_backward(float* dinp, const float* dout, int64_t N, uint32_t key, double p) {
-  uint32_t threshold;
-  if (!dropout_threshold(p, &threshold)) return;
-  const double inv = 1.0 / (1.0 - p);
-  parallel_for(N, kPointwiseGrain, [=](int64_t i0, int64_t i1) {
-    float* __restrict d = dinp;
-    const float* __restrict g = dout;
-    const uint32_t k = key, t = threshold;
-    const double s = inv;
-#pragma omp simd
-    for (int64_t i = i0; i < i1; i++) {
-      const float sum = float(double(d[i]) + double(g[i]) * s);
-      d[i] = mix32(k ^ (uint32_t(i) * 0x9e3779b9u)) >= t ? sum : d[i];
-    }
-  });
+  dropout_pass<true>(dinp, dout, N, key, p);
 }
 
 // ------------------------------------------------------------------------------------------------ loss head
