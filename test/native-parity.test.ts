@@ -443,6 +443,21 @@ function checkAttention(label: string, B: number, T: number, NH: number, NKV: nu
     const [dq, dk, dv] = views(x.dqkv);
     kern.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, NKV, HD, qStride, kvStride, hidden);
   }, 5e-5);
+  // the backward's two forms (one task per batch x kv head; split by key and query tiles where there are fewer such
+  // tasks than threads) compute the same numbers: 1 thread and 16 (on any machine: the pool oversubscribes)
+  const grads = (threads: number): Float32Array => {
+    const before = native.getThreads();
+    native.setThreads(threads);
+    try {
+      const dqkv = new Float32Array(qkv.length).fill(0.25);
+      const [dq, dk, dv] = views(dqkv);
+      native.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, NKV, HD, qStride, kvStride, hidden);
+      return dqkv;
+    } finally {
+      native.setThreads(before);
+    }
+  };
+  assert.deepEqual(grads(16), grads(1), `attentionBackward ${label}: the split form's numbers differ from the fused form's`);
 }
 
 test('attention forward/backward: odd lengths, grouped-query heads, several score tiles', { skip }, () => {
