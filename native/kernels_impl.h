@@ -1097,21 +1097,32 @@ static void matmul_backward_bf16(float* dinp, const float* dout, const uint16_t*
   gemm_bf16_weight(dinp, dout, weight, N, C, OC, false, accumulate);  // dinp [+]= bf16(dout) @ weight
 }
 
-static void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* table, int64_t N, int64_t C,
-                                   bool accumulate) {
+/**
+ * ids (N), table (V,C) float32 or bf16 bits (TB = uint16_t: widened) -> out (N,C) = the rows, written or accumulated;
+ * a float32 row written is one memcpy
+ */
+template <class TB>
+static void embedding_rows(float* out, const int32_t* ids, const TB* table, int64_t N, int64_t C, bool accumulate) {
   parallel_for(N, ceil_div(kPointwiseGrain, max64(C, 1)), [=](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; n++) {
-      const uint16_t* src = table + int64_t(ids[n]) * C;
+      const TB* src = table + int64_t(ids[n]) * C;
       float* dst = out + n * C;
       if (accumulate) {
 #pragma omp simd
-        for (int64_t c = 0; c < C; c++) dst[c] += bf16_widen(src[c]);
+        for (int64_t c = 0; c < C; c++) dst[c] += b_value(src[c]);
+      } else if constexpr (sizeof(TB) == 4) {
+        std::memcpy(dst, src, static_cast<size_t>(C) * 4);
       } else {
 #pragma omp simd
-        for (int64_t c = 0; c < C; c++) dst[c] = bf16_widen(src[c]);
+        for (int64_t c = 0; c < C; c++) dst[c] = b_value(src[c]);
       }
     }
   });
+}
+
+static void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* table, int64_t N, int64_t C,
+                                   bool accumulate) {
+  embedding_rows(out, ids, table, N, C, accumulate);
 }
 
 static void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
@@ -1145,18 +1156,7 @@ static void matmul_backward(float* dinp, float* dweight, float* dbias, const flo
 
 static void embedding_forward(float* out, const int32_t* ids, const float* table, int64_t N, int64_t C,
                               bool accumulate) {
-  parallel_for(N, ceil_div(kPointwiseGrain, max64(C, 1)), [=](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; n++) {
-      const float* src = table + int64_t(ids[n]) * C;
-      float* dst = out + n * C;
-      if (accumulate) {
-#pragma omp simd
-        for (int64_t c = 0; c < C; c++) dst[c] += src[c];
-      } else {
-        std::memcpy(dst, src, static_cast<size_t>(C) * 4);
-      }
-    }
-  });
+  embedding_rows(out, ids, table, N, C, accumulate);
 }
 
 /** scatter-add; repeated ids would race if threads split tokens, so threads own channel ranges instead */
