@@ -268,17 +268,18 @@ static inline __m512 bf16_round16(__m512 x) {
 
 #if defined(__AVX512F__)
 /**
- * d (16, MR) k-major = 16 floats of each of MR = 12 row-major rows (row stride lda), by a 16x16 in-register
- * transpose (rows 12..15 zero): 192 scalar load/store pairs were a quarter of the lm head's dinp, which packs
- * its whole (rows, vocab) dout this way (4 KiB row stride).
+ * d (16 rows, ldd apart; the lanes of store_mask) = the transpose of `rows` rows of 16 floats of src (lds apart; rows
+ * past `rows` read as zero), by a 16x16 in-register transpose; kRound: each value rounded to bf16 first. What packing
+ * a transposed operand into k-major slivers is: scalar, 16 x 12 load/store pairs per step were a quarter of the lm
+ * head's dinp (pack_a), and 16 x 32 made the weight of every forward product (pack_b, B stored transposed) cost
+ * more to pack than to multiply with a 256-row chunk of the fused head.
  */
 template <bool kRound>
-static inline void pack_a_rows_x16(float* d, const float* src, int64_t lda) {
-  static_assert(MR == 12, "the transpose stores 12 rows");
+static inline void transpose16(float* d, int64_t ldd, __mmask16 store_mask, const float* src, int64_t lds, int rows) {
   __m512 r[16], t[16];
 #pragma GCC unroll 16
   for (int i = 0; i < 16; i++) {
-    r[i] = i < MR ? _mm512_loadu_ps(src + i * lda) : _mm512_setzero_ps();
+    r[i] = i < rows ? _mm512_loadu_ps(src + i * lds) : _mm512_setzero_ps();
     if (kRound) r[i] = bf16_round16(r[i]);
   }
   // per 128-bit lane: pairs of rows interleaved, then rows 4i..4i+3 of column 4L+j in r[4i+j] lane L
@@ -304,16 +305,32 @@ static inline void pack_a_rows_x16(float* d, const float* src, int64_t lda) {
   }
 #pragma GCC unroll 4
   for (int j = 0; j < 4; j++) {
-    _mm512_mask_storeu_ps(d + (0 + j) * MR, 0x0FFF, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
-    _mm512_mask_storeu_ps(d + (4 + j) * MR, 0x0FFF, _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88));
-    _mm512_mask_storeu_ps(d + (8 + j) * MR, 0x0FFF, _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD));
-    _mm512_mask_storeu_ps(d + (12 + j) * MR, 0x0FFF, _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD));
+    _mm512_mask_storeu_ps(d + (0 + j) * ldd, store_mask, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
+    _mm512_mask_storeu_ps(d + (4 + j) * ldd, store_mask, _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88));
+    _mm512_mask_storeu_ps(d + (8 + j) * ldd, store_mask, _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD));
+    _mm512_mask_storeu_ps(d + (12 + j) * ldd, store_mask, _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD));
   }
+}
+
+/** d (16, MR) k-major = 16 floats of each of MR = 12 row-major rows (row stride lda) */
+template <bool kRound>
+static inline void pack_a_rows_x16(float* d, const float* src, int64_t lda) {
+  static_assert(MR == 12, "the transpose stores 12 rows");
+  transpose16<kRound>(d, MR, 0x0FFF, src, lda, MR);
+}
+
+/** d (16, NR) k-major = 16 floats along k of each of NR columns of a B stored transposed (column stride ldb) */
+template <bool kRound>
+static inline void pack_b_cols_x16(float* d, const float* src, int64_t ldb) {
+  static_assert(NR % 16 == 0, "whole 16-column halves");
+  for (int h = 0; h < NR; h += 16) transpose16<kRound>(d + h, NR, 0xFFFF, src + h * ldb, ldb, 16);
 }
 constexpr bool kPackARowsX16 = true;
 #else
 template <bool kRound>
 static inline void pack_a_rows_x16(float*, const float*, int64_t) {}
+template <bool kRound>
+static inline void pack_b_cols_x16(float*, const float*, int64_t) {}
 constexpr bool kPackARowsX16 = false;
 #endif
 
@@ -399,6 +416,12 @@ static void pack_b(float* dst, View<TB> B, int64_t k0, int64_t kc, int64_t j0, i
     } else {  // stored transposed, columns contiguous along k: transpose in 16-deep steps (see pack_a)
       for (int64_t kb = 0; kb < kc; kb += 16) {
         const int64_t kn = min64(16, kc - kb);
+        if constexpr (kPackARowsX16 && sizeof(TB) == sizeof(float)) {
+          if (kn == 16 && cols == NR && B.rs == 1) {  // whole slivers of a float weight: in registers
+            pack_b_cols_x16<kRound>(d + kb * NR, B.p + (k0 + kb) + (j0 + s) * B.cs, B.cs);
+            continue;
+          }
+        }
         for (int64_t j = 0; j < cols; j++) {
           const TB* src = B.p + (k0 + kb) * B.rs + (j0 + s + j) * B.cs;
           for (int64_t k = 0; k < kn; k++) d[(kb + k) * NR + j] = b_value(src[k * B.rs]);
