@@ -412,6 +412,15 @@ void gemm_cases() {
   if (!small_blocks) gemm_config_failure("gemm_configure refused the blocks 37,24,64");
 }
 
+/** matmul_forward's float64 reference: inp @ weight^T added to the bias rows (copied, not rounded), or written */
+std::vector<double> matmul_forward_reference(const std::vector<float>& inp, const std::vector<float>& weight,
+                                             const std::vector<float>& bias, int64_t N, int64_t C, int64_t OC,
+                                             bool with_bias, bool bf16) {
+  std::vector<float> bias_rows(static_cast<size_t>(N * OC));
+  for (int64_t n = 0; n < N; n++) std::memcpy(&bias_rows[n * OC], bias.data(), static_cast<size_t>(OC) * 4);
+  return gemm_reference(bias_rows, inp, weight, N, OC, C, false, true, with_bias, bf16);
+}
+
 void matmul_cases() {
   Rng rng(202);
   const int64_t shapes[][3] = {{1, 1, 1}, {1, 65, 300}, {7, 65, 63}, {65, 127, 7}, {130, 64, 96}};
@@ -422,10 +431,7 @@ void matmul_cases() {
       const std::string shape = sizes({{"N", N}, {"C", C}, {"OC", OC}}) + (bf16 ? " bf16" : "");
       for (bool with_bias : {true, false}) {
         const auto out = rng.floats(N * OC);
-        // out = inp @ weight^T, added to the bias rows (copied, not rounded) or written
-        std::vector<float> bias_rows(static_cast<size_t>(N * OC));
-        for (int64_t n = 0; n < N; n++) std::memcpy(&bias_rows[n * OC], bias.data(), static_cast<size_t>(OC) * 4);
-        const auto e = gemm_reference(bias_rows, inp, weight, N, OC, C, false, true, with_bias, bf16);
+        const auto e = matmul_forward_reference(inp, weight, bias, N, C, OC, with_bias, bf16);
         run_case("matmul_forward", shape + " bias=" + std::to_string(with_bias), {f32_out("out", out, e, kSum)},
                  [&](Bufs& o) {
                    orpo::set_matmul_bf16(bf16);
@@ -503,9 +509,7 @@ void bf16_weight_matmul_cases() {
         const std::string shape = sizes({{"N", N}, {"C", C}, {"OC", OC}}) + " " + path + " blocks " + blk;
         for (bool with_bias : {true, false}) {
           const auto out = rng.floats(N * OC);
-          std::vector<float> bias_rows(static_cast<size_t>(N * OC));
-          for (int64_t n = 0; n < N; n++) std::memcpy(&bias_rows[n * OC], bias.data(), static_cast<size_t>(OC) * 4);
-          const auto e = gemm_reference(bias_rows, inp, wide, N, OC, C, false, true, with_bias, true);
+          const auto e = matmul_forward_reference(inp, wide, bias, N, C, OC, with_bias, true);
           run_case("matmul_forward_bf16", shape + " bias=" + std::to_string(with_bias), {f32_out("out", out, e, kSum)},
                    [&](Bufs& o) {
                      kern.matmul_forward_bf16(o.f(0), inp.data(), w.data(), with_bias ? bias.data() : nullptr, N, C, OC);
@@ -531,11 +535,16 @@ void embedding_cases() {
     const auto ids = rng.ints(N, 0, static_cast<int32_t>(V));
     const auto table = rng.floats(V * C);
     const std::string shape = sizes({{"N", N}, {"C", C}, {"V", V}});
-    for (bool accumulate : {false, true}) {
-      const auto out = rng.floats(N * C);
+    // out's rows = the table's rows of ids (float32, or a bf16 table widened), added to out's values or written
+    auto lookup = [&](const std::vector<float>& out, const std::vector<float>& rows, bool accumulate) {
       std::vector<double> e(static_cast<size_t>(N * C));
       for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++) e[n * C + c] = (accumulate ? double(out[n * C + c]) : 0.0) + table[ids[n] * C + c];
+        for (int64_t c = 0; c < C; c++) e[n * C + c] = (accumulate ? double(out[n * C + c]) : 0.0) + rows[ids[n] * C + c];
+      return e;
+    };
+    for (bool accumulate : {false, true}) {
+      const auto out = rng.floats(N * C);
+      const auto e = lookup(out, table, accumulate);
       run_case("embedding_forward", shape + " acc=" + std::to_string(accumulate), {f32_out("out", out, e, kExact)},
                [&](Bufs& o) { kern.embedding_forward(o.f(0), ids.data(), table.data(), N, C, accumulate); });
     }
@@ -551,9 +560,7 @@ void embedding_cases() {
     bf16_weight(rng, V * C, &bits, &wide);
     for (bool accumulate : {false, true}) {
       const auto out = rng.floats(N * C);
-      std::vector<double> eb(static_cast<size_t>(N * C));
-      for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++) eb[n * C + c] = (accumulate ? double(out[n * C + c]) : 0.0) + wide[ids[n] * C + c];
+      const auto eb = lookup(out, wide, accumulate);
       run_case("embedding_forward_bf16", shape + " acc=" + std::to_string(accumulate), {f32_out("out", out, eb, kExact)},
                [&](Bufs& o) { kern.embedding_forward_bf16(o.f(0), ids.data(), bits.data(), N, C, accumulate); });
     }
