@@ -102,8 +102,8 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   validateTrainConfig(c);
   if (c.dry_run) {
     // auto plans the dtype the run would load: the weight files' (their headers only)
-    const torchDtype = c.lora_r === null ? 'float32' : await resolveWeightDtype(c.model!, c.torch_dtype);
     const config = parseConfig(await readConfigJson(c.model!), join(c.model!, 'config.json'));
+    const torchDtype = c.lora_r === null ? 'float32' : await resolveWeightDtype(c.model!, config, c.torch_dtype);
     process.stdout.write(`${trainMemoryPlanText(config, { ...c, torch_dtype: torchDtype })}\n`);
     return 0;
   }

@@ -6,7 +6,7 @@ import type { Kernels } from '../backend/kernels.js';
 import { parseConfig } from '../model/config.js';
 import { bf16Bits, emptyModel, setParam, widenModel } from '../model/create.js';
 import type { DecoderBase } from '../model/base.js';
-import type { ParamSpec } from '../model/types.js';
+import type { ModelConfig, ParamSpec } from '../model/types.js';
 import type { TensorInfo } from './safetensors-header.js';
 import { headParamName, hfLayoutTensors, transpose2d, type WeightDtype } from '../model/layout.js';
 import { listModelTensors, writeModelTensors } from './model-files.js';
@@ -84,13 +84,11 @@ function autoWeightDtype(matched: ReadonlyMap<ParamSpec, TensorInfo>): WeightDty
 
 /**
  * The dtype loadModel(dir, { weightDtype }) would hold the matrices in, from the weight files' headers alone (no
- * tensor is read): what `orpo train --dry-run` plans for `--torch-dtype auto`.
+ * tensor is read): what `orpo train --dry-run` plans for `--torch-dtype auto`. `config` is the folder's, parsed.
  */
-export async function resolveWeightDtype(dir: string, weightDtype: WeightDtype | 'auto'): Promise<WeightDtype> {
+export async function resolveWeightDtype(dir: string, config: ModelConfig, weightDtype: WeightDtype | 'auto'): Promise<WeightDtype> {
   if (weightDtype !== 'auto') return weightDtype;
-  const configFile = join(dir, 'config.json');
-  const config = parseConfig(await readConfigJson(dir), configFile);
-  return autoWeightDtype(matchWeights(dir, configFile, config, await listModelTensors(dir)));
+  return autoWeightDtype(matchWeights(dir, join(dir, 'config.json'), config, await listModelTensors(dir)));
 }
 
 /** the name of the first parameter holding NaN or Inf (float32 or bfloat16), or null */

@@ -59,7 +59,8 @@ export function matmulForward(out: FloatArray, inpIn: FloatArray, weightIn: Floa
   }
 }
 
-// dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), accumulated, each optional
+// dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C) accumulated (written when not `accumulate`), dweight (OC,C),
+// dbias (OC) accumulated, each optional
 export function matmulBackward(dinp: FloatArray | null, dweight: FloatArray | null, dbias: FloatArray | null,
   dout: FloatArray, inp: FloatArray, weight: FloatArray, N: number, C: number, OC: number, accumulate: boolean): void {
   if (dinp) gemm(dinp, dout, weight, N, C, OC, false, false, accumulate); // dinp [+]= dout @ weight
