@@ -47,16 +47,21 @@ class Pool {
     ctx_ = ctx;
     ntasks_ = ntasks;
     done_.store(0, std::memory_order_relaxed);
+    const int n = threads();
     uint64_t gen;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       gen = generation_.load(std::memory_order_relaxed) + 1;
-      // a new job: its generation in the high half, the next unclaimed task in the low half
-      claim_.store(gen << 32, std::memory_order_release);
+      // a new job: per worker, its generation in the high half and the next unclaimed task of its home range in
+      // the low half
+      for (int w = 0; w < n; w++) {
+        ranges_[w].end.store(home_begin(w + 1, ntasks, n), std::memory_order_relaxed);
+        ranges_[w].claim.store((gen << 32) | uint64_t(home_begin(w, ntasks, n)), std::memory_order_release);
+      }
       generation_.store(gen, std::memory_order_release);
     }
     wake_.notify_all();
-    work(gen);
+    work(gen, 0);
     // Wait for tasks that helpers claimed, not for helpers themselves: a helper that has not woken yet (its core
     // taken by another process) simply finds no task left for this generation, so an oversubscribed machine
     // never stalls a kernel on a sleeping thread.
@@ -66,7 +71,7 @@ class Pool {
     }
     // Close the job before the next one rewrites fn_/ctx_/ntasks_: generation 0 is never a helper's, so a helper
     // still holding this job's claim word fails its compare-and-swap and reads nothing more of it.
-    claim_.store(0, std::memory_order_release);
+    for (int w = 0; w < n; w++) ranges_[w].claim.store(0, std::memory_order_release);
     busy_.store(false, std::memory_order_release);
   }
 
@@ -77,7 +82,8 @@ class Pool {
     // The generation is read here, not in the new thread: a job posted before the thread first runs must
     // still count as new to it, or run() would wait forever for its check-in.
     const uint64_t seen = generation_.load(std::memory_order_acquire);
-    for (int i = 1; i < n; i++) helpers_.emplace_back([this, seen] { helper(seen); });
+    ranges_ = std::vector<Range>(static_cast<size_t>(n));
+    for (int i = 1; i < n; i++) helpers_.emplace_back([this, seen, i] { helper(seen, i); });
   }
 
   void stop() {
@@ -91,20 +97,40 @@ class Pool {
     helpers_.clear();
   }
 
-  /** Claims and runs tasks of job `gen` until none is left or a newer job replaced it. */
-  void work(uint64_t gen) {
-    for (;;) {
-      uint64_t c = claim_.load(std::memory_order_acquire);
-      // compare-and-swap, not fetch_add: a late helper must never bump the counter of a job it does not belong to
-      do {
-        if ((c >> 32) != gen || static_cast<int64_t>(c & 0xffffffffu) >= ntasks_) return;
-      } while (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire));
-      fn_(ctx_, static_cast<int64_t>(c & 0xffffffffu));
-      done_.fetch_add(1, std::memory_order_acq_rel);
+  /** the first task of worker w's home range: the tasks are cut into threads() contiguous ranges, in order */
+  static int64_t home_begin(int w, int64_t ntasks, int n) { return ntasks * w / n; }
+
+  /**
+   * Claims and runs tasks of job `gen` until none is left or a newer job replaced it: worker `self` runs its home
+   * range first, then takes what is left of the others' (a late or descheduled helper delays nothing).
+   *
+   * Home ranges put task t on the same worker in every job with the same task count: the rows one kernel wrote on
+   * a core are the rows the next kernel reads there (a parallel_for's chunk w, a GEMM's row strip w), from that
+   * core's cache instead of the other core's. With one shared counter every job dealt its tasks to whichever
+   * worker came first.
+   */
+  void work(uint64_t gen, int self) {
+    const int n = static_cast<int>(ranges_.size());
+    for (int i = 0; i < n; i++) {
+      Range& r = ranges_[(self + i) % n];
+      for (;;) {
+        uint64_t c = r.claim.load(std::memory_order_acquire);
+        // compare-and-swap, not fetch_add: a late helper must never bump the counter of a job it does not belong
+        // to; `end` is read after the generation matched (it was stored before the claim word was released)
+        int64_t t;
+        do {
+          t = static_cast<int64_t>(c & 0xffffffffu);
+          if ((c >> 32) != gen || t >= r.end.load(std::memory_order_relaxed)) break;
+        } while (!r.claim.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire));
+        if ((c >> 32) != gen) return;  // the job is closed: nothing of it is left anywhere
+        if (t >= r.end.load(std::memory_order_relaxed)) break;
+        fn_(ctx_, t);
+        done_.fetch_add(1, std::memory_order_acq_rel);
+      }
     }
   }
 
-  void helper(uint64_t seen) {
+  void helper(uint64_t seen, int self) {
     for (;;) {
       int spins = 0;
       while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
@@ -120,7 +146,7 @@ class Pool {
         if (stopping_) return;
         seen = generation_.load(std::memory_order_acquire);
       }
-      work(seen);
+      work(seen, self);
     }
   }
 
@@ -128,7 +154,12 @@ class Pool {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<uint64_t> claim_{0};
+  /** a worker's home range of the current job: the claim word (generation, next task) and its end */
+  struct alignas(64) Range {
+    std::atomic<uint64_t> claim{0};
+    std::atomic<int64_t> end{0};  // atomic only so that a helper's late read of a finished job is no data race
+  };
+  std::vector<Range> ranges_;
   std::atomic<int64_t> done_{0};
   std::atomic<bool> busy_{false};
   bool stopping_ = false;

@@ -1,6 +1,8 @@
 // A persistent thread pool shared by every kernel. The calling (JavaScript) thread is worker 0, so a pool of
 // n threads starts n-1 helpers. Helpers spin briefly after each job (kernels arrive back to back during a
-// training step, and a condition-variable wake costs tens of microseconds) and then sleep.
+// training step, and a condition-variable wake costs tens of microseconds) and then sleep. A job's tasks are cut
+// into one contiguous home range per thread, run there first, so the same rows land on the same core kernel after
+// kernel; a thread that finishes its range takes what is left of the others'.
 //
 // The interface is plain C (a function pointer and a context) on purpose: this header is included by the
 // translation units compiled for AVX-512 / AVX2, and any inline or template code shared between them could be

@@ -146,6 +146,29 @@ test('gemm: the result does not depend on the thread count', { skip }, () => {
   assert.deepEqual(results[2], results[0]);
 });
 
+test('thread pool: every task of every job runs exactly once, whatever the thread and task counts', { skip }, () => {
+  // axpy adds: a task run twice (two workers claiming it) or never (a home range lost to a stale claim word) leaves
+  // a wrong multiple of src in its chunk. Task counts below, at and above the thread count, uneven home ranges,
+  // many short jobs back to back (the claim words are reset and reused by each), oversubscribed threads.
+  const grain = 1 << 15;  // kPointwiseGrain: one task per this many elements, at most one per thread
+  const before = native.getThreads();
+  try {
+    for (const threads of [2, 3, 7, 16]) {
+      native.setThreads(threads);
+      for (const N of [grain + 1, 5 * grain + 3, threads * grain, 17 * grain + 9]) {
+        const src = new Float32Array(N).map((_, i) => (i % 7) + 1);
+        const dst = new Float32Array(N);
+        const jobs = 200;
+        for (let j = 0; j < jobs; j++) native.axpy(dst, src, 1, N);
+        const bad = dst.findIndex((x, i) => x !== jobs * src[i]);
+        assert.equal(bad, -1, `${threads} threads, N ${N}: element ${bad} is ${dst[bad]}, expected ${jobs * src[bad]}`);
+      }
+    }
+  } finally {
+    native.setThreads(before);
+  }
+});
+
 test('matmulForward/Backward: with and without bias, every null-gradient combination', { skip }, () => {
   for (const [N, C, OC] of [[1, 1, 1], [1, 65, 300], [7, 65, 63], [65, 127, 7], [130, 64, 96]]) {
     const inp = randn(N * C);
