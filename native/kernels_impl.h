@@ -1218,47 +1218,88 @@ static void layernorm_forward(float* out, float* mean, float* rstd, const float*
   });
 }
 
+// The norms' weight (and bias) gradients sum over rows. Each block of kNormRowBlock rows adds its rows into a
+// partial row of its own while they are in cache for dinp; norm_partials_sum then adds the partials in block order.
+// The blocks do not depend on the thread count, so neither do the sums. (A second pass with threads owning channel
+// ranges read every row again, and its threads' dweight ranges could share a cache line, written back and forth
+// once per row: rmsnorm backward ran slower on 2 threads than on 1.)
+constexpr int64_t kNormRowBlock = 64;
+
+/** the blocks' partial rows from the calling thread's scratch slot 2: (blocks, C) per gradient, `grads` of them */
+static float* norm_partials(int64_t N, int64_t C, int grads) {
+  return scratch(2, grads * ceil_div(N, kNormRowBlock) * C);
+}
+
+/** row blocks per task: at least kPointwiseGrain elements */
+static int64_t norm_block_grain(int64_t C) { return max64(1, ceil_div(kPointwiseGrain, kNormRowBlock * max64(C, 1))); }
+
+/** dst (C) += the sum of part's `blocks` rows (blocks, C), added in block order */
+static void norm_partials_sum(float* dst, const float* part, int64_t blocks, int64_t C) {
+  parallel_for(C, max64(16, ceil_div(kPointwiseGrain, max64(blocks, 1))), [=](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) {
+      float acc = 0.0f;
+      for (int64_t b = 0; b < blocks; b++) acc += part[b * C + c];
+      dst[c] += acc;
+    }
+  });
+}
+
+/**
+ * rows [n0, n1) of layernorm_backward: dinp accumulated; when kParams, their dweight and dbias terms written
+ * (summed over the rows) into dw and db (C each)
+ */
+template <bool kParams>
+static void layernorm_backward_rows(float* __restrict dinp, float* __restrict dw, float* __restrict db,
+                                    const float* __restrict dout, const float* __restrict inp,
+                                    const float* __restrict weight, const float* __restrict mean,
+                                    const float* __restrict rstd, int64_t n0, int64_t n1, int64_t C) {
+  if (kParams) {
+    for (int64_t c = 0; c < C; c++) dw[c] = db[c] = 0.0f;
+  }
+  for (int64_t n = n0; n < n1; n++) {
+    const float* x = inp + n * C;
+    const float* dy = dout + n * C;
+    float* dx = dinp + n * C;
+    const float m = mean[n], s = rstd[n];
+    float dnorm_mean = 0.0f, dnorm_xhat_mean = 0.0f;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_xhat_mean)
+    for (int64_t c = 0; c < C; c++) {
+      const float dnorm = dy[c] * weight[c];
+      dnorm_mean += dnorm;
+      dnorm_xhat_mean += dnorm * (x[c] - m) * s;
+    }
+    dnorm_mean /= float(C);
+    dnorm_xhat_mean /= float(C);
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) {
+      const float xhat = (x[c] - m) * s;
+      dx[c] += s * (dy[c] * weight[c] - dnorm_mean - xhat * dnorm_xhat_mean);
+      if (kParams) {
+        db[c] += dy[c];
+        dw[c] += dy[c] * xhat;
+      }
+    }
+  }
+}
+
 static void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                                const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
-  parallel_for(N, ceil_div(kPointwiseGrain, max64(C, 1)), [=](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; n++) {
-      const float* x = inp + n * C;
-      const float* dy = dout + n * C;
-      float* dx = dinp + n * C;
-      const float m = mean[n], s = rstd[n];
-      float dnorm_mean = 0.0f, dnorm_xhat_mean = 0.0f;
-#pragma omp simd reduction(+ : dnorm_mean, dnorm_xhat_mean)
-      for (int64_t c = 0; c < C; c++) {
-        const float dnorm = dy[c] * weight[c];
-        dnorm_mean += dnorm;
-        dnorm_xhat_mean += dnorm * (x[c] - m) * s;
-      }
-      dnorm_mean /= float(C);
-      dnorm_xhat_mean /= float(C);
-#pragma omp simd
-      for (int64_t c = 0; c < C; c++) {
-        const float xhat = (x[c] - m) * s;
-        dx[c] += s * (dy[c] * weight[c] - dnorm_mean - xhat * dnorm_xhat_mean);
+  const int64_t blocks = ceil_div(N, kNormRowBlock);
+  const bool params = dweight || dbias;
+  float* part = params ? norm_partials(N, C, 2) : nullptr;  // dweight's blocks, then dbias's
+  parallel_for(blocks, norm_block_grain(C), [=](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t n0 = b * kNormRowBlock, n1 = min64(N, n0 + kNormRowBlock);
+      if (params) {
+        layernorm_backward_rows<true>(dinp, part + b * C, part + (blocks + b) * C, dout, inp, weight, mean, rstd, n0,
+                                      n1, C);
+      } else {
+        layernorm_backward_rows<false>(dinp, nullptr, nullptr, dout, inp, weight, mean, rstd, n0, n1, C);
       }
     }
   });
-  if (!dweight && !dbias) return;
-  // parameter gradients sum over rows: threads own channel ranges so no two threads add to one element
-  parallel_for(C, max64(16, ceil_div(kPointwiseGrain, max64(N, 1))), [=](int64_t c0, int64_t c1) {
-    for (int64_t n = 0; n < N; n++) {
-      const float* x = inp + n * C;
-      const float* dy = dout + n * C;
-      const float m = mean[n], s = rstd[n];
-      if (dbias) {
-#pragma omp simd
-        for (int64_t c = c0; c < c1; c++) dbias[c] += dy[c];
-      }
-      if (dweight) {
-#pragma omp simd
-        for (int64_t c = c0; c < c1; c++) dweight[c] += dy[c] * ((x[c] - m) * s);
-      }
-    }
-  });
+  if (dweight) norm_partials_sum(dweight, part, blocks, C);
+  if (dbias) norm_partials_sum(dbias, part + blocks * C, blocks, C);
 }
 
 static void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
@@ -1278,10 +1319,17 @@ static void rmsnorm_forward(float* out, float* rstd, const float* inp, const flo
   });
 }
 
-/** rows [n0, n1) of rmsnorm_backward's dinp; a plain function so the compiler sees the pointers, not a closure */
-static void rmsnorm_backward_rows(float* __restrict dinp, const float* __restrict dout, const float* __restrict inp,
-                                  const float* __restrict weight, const float* __restrict rstd, int64_t n0, int64_t n1,
-                                  int64_t C) {
+/**
+ * rows [n0, n1) of rmsnorm_backward: dinp accumulated; when kParams, their dweight terms written (summed over the
+ * rows) into dw (C). A plain function so the compiler sees the pointers, not a closure.
+ */
+template <bool kParams>
+static void rmsnorm_backward_rows(float* __restrict dinp, float* __restrict dw, const float* __restrict dout,
+                                  const float* __restrict inp, const float* __restrict weight,
+                                  const float* __restrict rstd, int64_t n0, int64_t n1, int64_t C) {
+  if (kParams) {
+    for (int64_t c = 0; c < C; c++) dw[c] = 0.0f;
+  }
   for (int64_t n = n0; n < n1; n++) {
     const float* x = inp + n * C;
     const float* dy = dout + n * C;
@@ -1293,25 +1341,25 @@ static void rmsnorm_backward_rows(float* __restrict dinp, const float* __restric
     for (int64_t c = 0; c < C; c++) dot += dy[c] * weight[c] * x[c];
     const float k = (dot / float(C)) * s * s * s;
 #pragma omp simd
-    for (int64_t c = 0; c < C; c++) dx[c] += s * dy[c] * weight[c] - x[c] * k;
+    for (int64_t c = 0; c < C; c++) {
+      dx[c] += s * dy[c] * weight[c] - x[c] * k;
+      if (kParams) dw[c] += dy[c] * x[c] * s;
+    }
   }
 }
 
 static void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                              const float* rstd, int64_t N, int64_t C) {
-  parallel_for(N, ceil_div(kPointwiseGrain, max64(C, 1)), [=](int64_t n0, int64_t n1) {
-    rmsnorm_backward_rows(dinp, dout, inp, weight, rstd, n0, n1, C);
-  });
-  if (!dweight) return;
-  parallel_for(C, max64(16, ceil_div(kPointwiseGrain, max64(N, 1))), [=](int64_t c0, int64_t c1) {
-    for (int64_t n = 0; n < N; n++) {
-      const float* x = inp + n * C;
-      const float* dy = dout + n * C;
-      const float s = rstd[n];
-#pragma omp simd
-      for (int64_t c = c0; c < c1; c++) dweight[c] += dy[c] * x[c] * s;
+  const int64_t blocks = ceil_div(N, kNormRowBlock);
+  float* part = dweight ? norm_partials(N, C, 1) : nullptr;
+  parallel_for(blocks, norm_block_grain(C), [=](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t n0 = b * kNormRowBlock, n1 = min64(N, n0 + kNormRowBlock);
+      if (part) rmsnorm_backward_rows<true>(dinp, part + b * C, dout, inp, weight, rstd, n0, n1, C);
+      else rmsnorm_backward_rows<false>(dinp, nullptr, dout, inp, weight, rstd, n0, n1, C);
     }
   });
+  if (dweight) norm_partials_sum(dweight, part, blocks, C);
 }
 
 // ------------------------------------------------------------------------------------------------ RoPE

@@ -8,7 +8,7 @@
 // harness sets whatever the machine's caches, and small blocks that every GEMM shape crosses), plus cases that
 // cross each block once, strided q/k/v views, grouped-query heads, hidden key ranges, accumulate flags, bf16 matmul
 // mode and aliased outputs. Every case runs at 1 and at 3 threads; the results must not depend on the thread count
-// (except sum_squares, whose float64 partial sums follow the thread split, and layernorm_backward: see there).
+// (except sum_squares, whose float64 partial sums follow the thread split).
 //
 // Output: one JSON line per (case, thread count, output buffer) on stdout, then a summary line; exit status 1 when
 // any check fails. With --dump FILE every output's final contents are appended to FILE (raw 32-bit words, in line
@@ -571,7 +571,8 @@ void embedding_cases() {
 
 void norm_cases() {
   Rng rng(404);
-  for (int64_t N : {1, 7, 65, 127})
+  // N 300: several 64-row blocks of the backward's weight-gradient partials per task, and several tasks
+  for (int64_t N : {1, 7, 65, 127, 300})
     for (int64_t C : {1, 7, 64, 127, 768}) {
       const std::string shape = sizes({{"N", N}, {"C", C}});
       const auto inp = rng.floats(N * C, 3.0), weight = rng.floats(C), bias = rng.floats(C), dout = rng.floats(N * C);
@@ -617,14 +618,10 @@ void norm_cases() {
           outs.push_back(f32_out("dweight", dweight, edweight, kSumBackward));
           outs.push_back(f32_out("dbias", dbias, edbias, kSumBackward));
         }
-        // Not thread-invariant in the shipped -O3 builds (generic x86, AVX2 and NEON alike): with more than one row
-        // chunk the rows run through parallel_for's task copy of the inlined row loop, whose omp-simd reductions GCC 12
-        // vectorises differently from the one-chunk copy (-O2, or -O3 without -fopenmp-simd, gives equal bits), so
-        // dinp differs in the last bits between 1 and 3 threads.
         run_case("layernorm_backward", shape + " params=" + std::to_string(params), outs, [&](Bufs& o) {
           kern.layernorm_backward(o.f(0), params ? o.f(1) : nullptr, params ? o.f(2) : nullptr, dout.data(), inp.data(),
                                   weight.data(), mean32.data(), rstd32.data(), N, C);
-        }, /*thread_invariant=*/false);
+        });
       }
       // rmsnorm
       std::vector<double> ry(static_cast<size_t>(N * C)), rrstd(N);
