@@ -1107,11 +1107,43 @@ static void gemm_bf16_weight(float* c, const float* a, const uint16_t* b, int64_
   gemm_threads(c, A, B, M, N, K, accumulate, plan);
 }
 
+// Column sums over rows (the norms' weight and bias gradients, a linear layer's bias gradient). Each block of
+// kRowBlock rows adds its rows into a partial row of its own, in the pass that reads those rows anyway (the norms'
+// dinp); row_block_partials_sum then adds the partials in block order. The blocks do not depend on the thread
+// count, so neither do the sums. (A second pass with threads owning channel ranges read every row again, and its
+// threads' ranges of the gradient could share a cache line, written back and forth once per row: rmsnorm backward
+// ran slower on 2 threads than on 1.)
+constexpr int64_t kRowBlock = 64;
+
+/** the blocks' partial rows from the calling thread's scratch slot 2: (blocks, C) per gradient, `grads` of them */
+static float* row_block_partials(int64_t N, int64_t C, int grads) {
+  return scratch(2, grads * ceil_div(N, kRowBlock) * C);
+}
+
+/** row blocks per task: at least kPointwiseGrain elements */
+static int64_t row_block_grain(int64_t C) { return max64(1, ceil_div(kPointwiseGrain, kRowBlock * max64(C, 1))); }
+
+/** dst (C) += the sum of part's `blocks` rows (blocks, C), added in block order */
+static void row_block_partials_sum(float* dst, const float* part, int64_t blocks, int64_t C) {
+  parallel_for(C, max64(16, ceil_div(kPointwiseGrain, max64(blocks, 1))), [=](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) {
+      float acc = 0.0f;
+      for (int64_t b = 0; b < blocks; b++) acc += part[b * C + c];
+      dst[c] += acc;
+    }
+  });
+}
+
+/** out (N,OC) rows = bias (OC), on the threads (and into the caches) of the GEMM row strips that add to them next */
+static void bias_rows(float* out, const float* bias, int64_t N, int64_t OC) {
+  parallel_for(N, ceil_div(kPointwiseGrain, max64(OC, 1)), [=](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) std::memcpy(out + n * OC, bias, static_cast<size_t>(OC) * 4);
+  });
+}
+
 static void matmul_forward_bf16(float* out, const float* inp, const uint16_t* weight, const float* bias, int64_t N,
                                 int64_t C, int64_t OC) {
-  if (bias) {
-    for (int64_t n = 0; n < N; n++) std::memcpy(out + n * OC, bias, static_cast<size_t>(OC) * 4);
-  }
+  if (bias) bias_rows(out, bias, N, OC);
   gemm_bf16_weight(out, inp, weight, N, OC, C, true, bias != nullptr);
 }
 
@@ -1150,21 +1182,26 @@ static void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_
 
 static void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                            int64_t C, int64_t OC) {
-  if (bias) {
-    for (int64_t n = 0; n < N; n++) std::memcpy(out + n * OC, bias, static_cast<size_t>(OC) * 4);
-  }
+  if (bias) bias_rows(out, bias, N, OC);
   gemm(out, inp, weight, N, OC, C, false, true, bias != nullptr);
 }
 
-/** column sums of x (N,C) added to out (C); threads own disjoint channel ranges */
+/** column sums of x (N,C) added to out (C), by row blocks */
 static void add_column_sums(float* out, const float* x, int64_t N, int64_t C) {
-  parallel_for(C, ceil_div(kPointwiseGrain, max64(N, 1)), [=](int64_t c0, int64_t c1) {
-    for (int64_t n = 0; n < N; n++) {
-      const float* xr = x + n * C;
+  const int64_t blocks = ceil_div(N, kRowBlock);
+  float* part = row_block_partials(N, C, 1);
+  parallel_for(blocks, row_block_grain(C), [=](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      float* __restrict p = part + b * C;
+      for (int64_t c = 0; c < C; c++) p[c] = 0.0f;
+      for (int64_t n = b * kRowBlock; n < min64(N, (b + 1) * kRowBlock); n++) {
+        const float* __restrict xr = x + n * C;
 #pragma omp simd
-      for (int64_t c = c0; c < c1; c++) out[c] += xr[c];
+        for (int64_t c = 0; c < C; c++) p[c] += xr[c];
+      }
     }
   });
+  row_block_partials_sum(out, part, blocks, C);
 }
 
 static void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
@@ -1218,32 +1255,6 @@ static void layernorm_forward(float* out, float* mean, float* rstd, const float*
   });
 }
 
-// The norms' weight (and bias) gradients sum over rows. Each block of kNormRowBlock rows adds its rows into a
-// partial row of its own while they are in cache for dinp; norm_partials_sum then adds the partials in block order.
-// The blocks do not depend on the thread count, so neither do the sums. (A second pass with threads owning channel
-// ranges read every row again, and its threads' dweight ranges could share a cache line, written back and forth
-// once per row: rmsnorm backward ran slower on 2 threads than on 1.)
-constexpr int64_t kNormRowBlock = 64;
-
-/** the blocks' partial rows from the calling thread's scratch slot 2: (blocks, C) per gradient, `grads` of them */
-static float* norm_partials(int64_t N, int64_t C, int grads) {
-  return scratch(2, grads * ceil_div(N, kNormRowBlock) * C);
-}
-
-/** row blocks per task: at least kPointwiseGrain elements */
-static int64_t norm_block_grain(int64_t C) { return max64(1, ceil_div(kPointwiseGrain, kNormRowBlock * max64(C, 1))); }
-
-/** dst (C) += the sum of part's `blocks` rows (blocks, C), added in block order */
-static void norm_partials_sum(float* dst, const float* part, int64_t blocks, int64_t C) {
-  parallel_for(C, max64(16, ceil_div(kPointwiseGrain, max64(blocks, 1))), [=](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; c++) {
-      float acc = 0.0f;
-      for (int64_t b = 0; b < blocks; b++) acc += part[b * C + c];
-      dst[c] += acc;
-    }
-  });
-}
-
 /**
  * rows [n0, n1) of layernorm_backward: dinp accumulated; when kParams, their dweight and dbias terms written
  * (summed over the rows) into dw and db (C each)
@@ -1284,12 +1295,12 @@ static void layernorm_backward_rows(float* __restrict dinp, float* __restrict dw
 
 static void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                                const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
-  const int64_t blocks = ceil_div(N, kNormRowBlock);
+  const int64_t blocks = ceil_div(N, kRowBlock);
   const bool params = dweight || dbias;
-  float* part = params ? norm_partials(N, C, 2) : nullptr;  // dweight's blocks, then dbias's
-  parallel_for(blocks, norm_block_grain(C), [=](int64_t b0, int64_t b1) {
+  float* part = params ? row_block_partials(N, C, 2) : nullptr;  // dweight's blocks, then dbias's
+  parallel_for(blocks, row_block_grain(C), [=](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; b++) {
-      const int64_t n0 = b * kNormRowBlock, n1 = min64(N, n0 + kNormRowBlock);
+      const int64_t n0 = b * kRowBlock, n1 = min64(N, n0 + kRowBlock);
       if (params) {
         layernorm_backward_rows<true>(dinp, part + b * C, part + (blocks + b) * C, dout, inp, weight, mean, rstd, n0,
                                       n1, C);
@@ -1298,8 +1309,8 @@ static void layernorm_backward(float* dinp, float* dweight, float* dbias, const 
       }
     }
   });
-  if (dweight) norm_partials_sum(dweight, part, blocks, C);
-  if (dbias) norm_partials_sum(dbias, part + blocks * C, blocks, C);
+  if (dweight) row_block_partials_sum(dweight, part, blocks, C);
+  if (dbias) row_block_partials_sum(dbias, part + blocks * C, blocks, C);
 }
 
 static void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
@@ -1350,16 +1361,16 @@ static void rmsnorm_backward_rows(float* __restrict dinp, float* __restrict dw, 
 
 static void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                              const float* rstd, int64_t N, int64_t C) {
-  const int64_t blocks = ceil_div(N, kNormRowBlock);
-  float* part = dweight ? norm_partials(N, C, 1) : nullptr;
-  parallel_for(blocks, norm_block_grain(C), [=](int64_t b0, int64_t b1) {
+  const int64_t blocks = ceil_div(N, kRowBlock);
+  float* part = dweight ? row_block_partials(N, C, 1) : nullptr;
+  parallel_for(blocks, row_block_grain(C), [=](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; b++) {
-      const int64_t n0 = b * kNormRowBlock, n1 = min64(N, n0 + kNormRowBlock);
+      const int64_t n0 = b * kRowBlock, n1 = min64(N, n0 + kRowBlock);
       if (part) rmsnorm_backward_rows<true>(dinp, part + b * C, dout, inp, weight, rstd, n0, n1, C);
       else rmsnorm_backward_rows<false>(dinp, nullptr, dout, inp, weight, rstd, n0, n1, C);
     }
   });
-  if (dweight) norm_partials_sum(dweight, part, blocks, C);
+  if (dweight) row_block_partials_sum(dweight, part, blocks, C);
 }
 
 // ------------------------------------------------------------------------------------------------ RoPE
