@@ -45,7 +45,6 @@ class Pool {
     }
     fn_ = fn;
     ctx_ = ctx;
-    ntasks_ = ntasks;
     done_.store(0, std::memory_order_relaxed);
     const int n = threads();
     uint64_t gen;
@@ -69,8 +68,8 @@ class Pool {
       if (spins < kSpinIterations) cpu_relax();
       else std::this_thread::yield();
     }
-    // Close the job before the next one rewrites fn_/ctx_/ntasks_: generation 0 is never a helper's, so a helper
-    // still holding this job's claim word fails its compare-and-swap and reads nothing more of it.
+    // Close the job before the next one rewrites fn_/ctx_ and the ranges: generation 0 is never a helper's, so a
+    // helper still holding one of this job's claim words fails its compare-and-swap and reads nothing more of it.
     for (int w = 0; w < n; w++) ranges_[w].claim.store(0, std::memory_order_release);
     busy_.store(false, std::memory_order_release);
   }
@@ -165,7 +164,6 @@ class Pool {
   bool stopping_ = false;
   TaskFn fn_ = nullptr;
   void* ctx_ = nullptr;
-  int64_t ntasks_ = 0;
 };
 
 int default_threads() {
