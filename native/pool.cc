@@ -96,8 +96,12 @@ class Pool {
     helpers_.clear();
   }
 
-  /** the first task of worker w's home range: the tasks are cut into threads() contiguous ranges, in order */
-  static int64_t home_begin(int w, int64_t ntasks, int n) { return ntasks * w / n; }
+  /**
+   * The first task of worker w's home range: the tasks cut into threads() contiguous ranges, in order, rounded up so
+   * that a job of fewer tasks than threads starts on the calling thread (worker 0) and spreads its tasks over the
+   * workers in proportion (task t of 2 on 16 threads: workers 0 and 8, where a job of 16 tasks puts the same rows).
+   */
+  static int64_t home_begin(int w, int64_t ntasks, int n) { return (ntasks * w + n - 1) / n; }
 
   /**
    * Claims and runs tasks of job `gen` until none is left or a newer job replaced it: worker `self` runs its home
