@@ -3,6 +3,7 @@
 // small sums objectives build on (a response's summed or mean log-prob, token-pooled means), so that "which
 // positions are the response" is written once.
 import type { PackedBatch } from '../data/collate.js';
+import { Arena } from '../model/base.js';
 import type { CausalLM } from '../model/types.js';
 import { UnfusedLogprobHead, type LogitStats, type TokenLogprobHead } from './logprob-head.js';
 import { chosenRows, separateRows, sharedPrefixRows, type ForwardRows } from './pair-rows.js';
@@ -144,42 +145,22 @@ export function defaultHeadFor<F, I>(model: CausalLM<F, I>): TokenLogprobHead<F,
   return head;
 }
 
-/** the logit-stats buffers of a model's backend, reused across batches (they only grow) */
-const statsBuffers = new WeakMap<object, { mean: unknown; argmax: unknown; size: number }>();
+/** per model, the scoring path's own buffers (logit stats, dhidden) in an arena of its backend: reused across batches */
+const scoreArenas = new WeakMap<object, unknown>();
 
-function statsFor<F, I>(model: CausalLM<F, I>, M: number): LogitStats<F, I> {
-  const k = model.kernels;
-  let s = statsBuffers.get(model) as { mean: F; argmax: I; size: number } | undefined;
-  if (s === undefined || s.size < M) {
-    if (s !== undefined) {
-      k.free(s.mean);
-      k.free(s.argmax);
-    }
-    s = { mean: model.alloc(Math.max(M, 1)), argmax: k.allocInts(Math.max(M, 1)), size: Math.max(M, 1) };
-    statsBuffers.set(model, s);
+function scoreArena<F, I>(model: CausalLM<F, I>): Arena<F, I> {
+  let arena = scoreArenas.get(model) as Arena<F, I> | undefined;
+  if (arena === undefined) {
+    arena = new Arena(model.kernels, model.precision);
+    scoreArenas.set(model, arena);
   }
-  return { mean: k.view(s.mean, 0, M), argmax: k.viewInts(s.argmax, 0, M) };
+  return arena;
 }
 
-/** d loss / d hidden of a model's backend, reused across batches (it only grows) */
-const dhiddenBuffers = new WeakMap<object, { buf: unknown; size: number }>();
-
-/**
- * A zeroed (n) buffer for the head's backward to accumulate into. Kept and zeroed by the backend (threaded natively)
- * rather than allocated per step: a fresh allocation faulted in its pages inside the head's scatter, ~400 faults and
- * 4 ms of a 5M model's step, forty times the scatter itself.
- */
-function dhiddenFor<F, I>(model: CausalLM<F, I>, n: number): F {
-  const k = model.kernels;
-  let d = dhiddenBuffers.get(model) as { buf: F; size: number } | undefined;
-  if (d === undefined || d.size < n) {
-    if (d !== undefined) k.free(d.buf);
-    d = { buf: model.alloc(n), size: n };
-    dhiddenBuffers.set(model, d);
-  }
-  const view = k.view(d.buf, 0, n);
-  k.zero(view, n);
-  return view;
+/** buffers hold at least one value: a batch may score no token (M 0) */
+function statsFor<F, I>(model: CausalLM<F, I>, M: number): LogitStats<F, I> {
+  const arena = scoreArena(model);
+  return { mean: arena.get('logit-mean', Math.max(M, 1)), argmax: arena.ints('logit-argmax', Math.max(M, 1)) };
 }
 
 /**
@@ -218,7 +199,9 @@ export async function scoreBatch<F, I>(model: CausalLM<F, I>, batch: PackedBatch
     backward: (dlogpGrid: Float64Array): void => {
       const dlogp = new Float64Array(M);
       scored.at.forEach((n, i) => { dlogp[i] = dlogpGrid[n]!; });
-      const dhidden = dhiddenFor(model, rows.B * rows.T * c.hiddenSize);
+      // kept and zeroed by the backend (threaded natively), not allocated per step: a fresh allocation faulted in
+      // its pages inside the head's scatter, ~400 faults and 4 ms of a 5M model's step, 40x the scatter itself
+      const dhidden = scoreArena(model).zeros('dhidden', rows.B * rows.T * c.hiddenSize);
       head.backward(dhidden, model.trainBase ? model.headGrad() : null, dlogp);
       model.backward(dhidden);
     },
