@@ -629,6 +629,9 @@ const KERNEL_GROUPS: Record<string, string> = {
   attentionForward: 'attention', attentionBackward: 'attention',
   logprobForward: 'loss head (log-softmax)', logprobBackward: 'loss head (log-softmax)', logitsStats: 'loss head (log-softmax)',
   adamwStep: 'optimizer + clipping', sumSquares: 'optimizer + clipping', scale: 'optimizer + clipping',
+  // buffer handling, not computation: at 2 threads their CPU time is mostly the helper thread spinning meanwhile
+  ...Object.fromEntries(['view', 'viewInts', 'lengthOf', 'allocFloats', 'allocInts', 'free', 'upload', 'uploadInts',
+    'download', 'downloadInts'].map((k) => [k, 'buffers (views, uploads, downloads, allocation)'])),
 };
 
 const OTHER_GROUP = 'elementwise/norm/rope/embed';
@@ -648,7 +651,7 @@ export function profileTable(report: TrainStepReport, threads: number): string {
       const g = KERNEL_GROUPS[k.kernel] ?? OTHER_GROUP;
       groups.set(g, (groups.get(g) ?? 0) + k.cpuMs);
     }
-    groups.set('outside kernels (JS: loss, head row packing, zeroing, allocation)', p.stepCpuMs - kernelMs);
+    groups.set('outside kernels (JavaScript: the objective, row packing, bookkeeping)', p.stepCpuMs - kernelMs);
     for (const [g, ms] of [...groups].sort((a, b) => b[1] - a[1])) rows.push([r.config, `**${g}**`, '', fmt(ms), pct(ms / p.stepCpuMs), '']);
     for (const k of p.kernels) {
       rows.push([r.config, k.kernel, String(k.calls), fmt(k.cpuMs), pct(k.cpuMs / p.stepCpuMs),
